@@ -1,5 +1,34 @@
-//! image-router (crate docs are written in README / docs; see below).
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod attempt;
+pub mod capabilities;
+pub mod catalog;
+pub mod clock;
+pub mod error;
+pub mod headers;
+pub mod provider;
+pub mod request;
+pub mod response;
+pub mod tokens;
 
 #[cfg(feature = "sim")]
 pub mod sim;
+
+pub use attempt::{Attempt, Skip, SkipReason};
+pub use capabilities::{Capabilities, Unsupported};
+pub use catalog::Catalog;
+pub use error::{
+    AccessDenial, ConfigError, Error, ErrorKind, NotFoundKind, Outcome, ProviderError,
+    RateLimitScope, ValidationError,
+};
+pub use headers::RateLimitHeaders;
+pub use provider::{CallContext, Provider, ProviderKind};
+pub use request::{
+    Background, EditRequest, GenerateRequest, ImageRequest, InputFidelity, InputImage, Moderation,
+    OutputFormat, Quality, ResponseFormat, Size, Style,
+};
+pub use response::{
+    Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse, TokenDetails, Usage,
+};

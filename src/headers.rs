@@ -1,0 +1,170 @@
+//! Rate-limit headers: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, `retry-after`
+//! (seconds or HTTP date), `retry-after-ms`, Azure's `x-ms-retry-after-ms`, and the request id.
+//!
+//! Reset values are Go-style durations (`1s`, `6m0s`, `20ms`, `1m30.5s`). Every header is
+//! optional: OpenAI omits them on some image responses and Azure sends only `remaining-*`.
+//! Go durations are parsed here by hand because no maintained crate parses Go's format
+//! exactly (`humantime` rejects `1m30.5s` and `6m0s`-style compounds with fractions).
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderMap;
+use serde::Serialize;
+
+/// Rate-limit state a provider reported on one response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RateLimitHeaders {
+    /// `x-ratelimit-limit-requests`.
+    pub limit_requests: Option<u64>,
+    /// `x-ratelimit-limit-tokens`.
+    pub limit_tokens: Option<u64>,
+    /// `x-ratelimit-remaining-requests`.
+    pub remaining_requests: Option<u64>,
+    /// `x-ratelimit-remaining-tokens`.
+    pub remaining_tokens: Option<u64>,
+    /// `x-ratelimit-reset-requests`.
+    pub reset_requests: Option<Duration>,
+    /// `x-ratelimit-reset-tokens`.
+    pub reset_tokens: Option<Duration>,
+    /// `retry-after-ms`, `x-ms-retry-after-ms` or `retry-after` (in that order of preference).
+    pub retry_after: Option<Duration>,
+}
+
+impl RateLimitHeaders {
+    /// Reads the headers (missing or malformed values are `None`).
+    pub fn from_headers(h: &HeaderMap) -> Self {
+        Self::from_headers_at(h, SystemTime::now())
+    }
+
+    /// As [`from_headers`](Self::from_headers) with `now` for HTTP-date `retry-after` values.
+    pub fn from_headers_at(h: &HeaderMap, now: SystemTime) -> Self {
+        let num = |name: &str| header_str(h, name).and_then(|v| v.trim().parse::<u64>().ok());
+        let dur = |name: &str| header_str(h, name).and_then(parse_go_duration);
+        Self {
+            limit_requests: num("x-ratelimit-limit-requests"),
+            limit_tokens: num("x-ratelimit-limit-tokens"),
+            remaining_requests: num("x-ratelimit-remaining-requests"),
+            remaining_tokens: num("x-ratelimit-remaining-tokens"),
+            reset_requests: dur("x-ratelimit-reset-requests"),
+            reset_tokens: dur("x-ratelimit-reset-tokens"),
+            retry_after: retry_after(h, now),
+        }
+    }
+
+    /// Whether no header was present.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The retry delay a response asks for: `retry-after-ms`, then `x-ms-retry-after-ms`, then
+/// `retry-after` as (fractional) seconds or an HTTP date (relative to `now`).
+pub fn retry_after(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
+        if let Some(ms) = header_str(h, name).and_then(|v| v.trim().parse::<f64>().ok()) {
+            if ms.is_finite() && ms >= 0.0 {
+                return Some(Duration::from_secs_f64(ms / 1000.0));
+            }
+        }
+    }
+    let v = header_str(h, "retry-after")?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && (0.0..1e9).contains(&secs) {
+            return Some(Duration::from_secs_f64(secs));
+        }
+        return None;
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The request id: `x-request-id`, else Azure's `apim-request-id`.
+pub fn request_id(h: &HeaderMap) -> Option<String> {
+    header_str(h, "x-request-id")
+        .or_else(|| header_str(h, "apim-request-id"))
+        .map(str::to_string)
+}
+
+/// Parses a Go duration string (`1s`, `6m0s`, `20ms`, `1m30.5s`, `1h2m`, `500us`, `0`).
+///
+/// ```
+/// use image_router::headers::parse_go_duration;
+/// use std::time::Duration;
+/// assert_eq!(parse_go_duration("1m30.5s"), Some(Duration::from_millis(90_500)));
+/// assert_eq!(parse_go_duration("20ms"), Some(Duration::from_millis(20)));
+/// assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
+/// assert_eq!(parse_go_duration("soon"), None);
+/// ```
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    if s.is_empty() || s.starts_with('-') {
+        return None;
+    }
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let mut total = 0f64;
+    let mut rest = s;
+    let mut any = false;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_end == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_end];
+        rest = &rest[unit_end..];
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * scale;
+        any = true;
+    }
+    if !any || !total.is_finite() || total > 1e10 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// Formats a duration the way OpenAI's reset headers do (`1s`, `6m0s`, `20ms`, `1m30.5s`).
+pub fn format_go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let total = d.as_secs_f64();
+    let hours = (total / 3600.0).floor();
+    let minutes = ((total - hours * 3600.0) / 60.0).floor();
+    let secs = total - hours * 3600.0 - minutes * 60.0;
+    let secs = (secs * 1000.0).round() / 1000.0;
+    let sec_str = if secs.fract() == 0.0 {
+        format!("{}s", secs as u64)
+    } else {
+        let t = format!("{secs:.3}");
+        format!("{}s", t.trim_end_matches('0').trim_end_matches('.'))
+    };
+    if hours > 0.0 {
+        format!("{}h{}m{sec_str}", hours as u64, minutes as u64)
+    } else if minutes > 0.0 {
+        format!("{}m{sec_str}", minutes as u64)
+    } else {
+        sec_str
+    }
+}

@@ -1,0 +1,155 @@
+//! The [`Provider`] trait: one image-generation backend the router can send requests to.
+//!
+//! The trait is object safe (the router holds `Arc<dyn Provider>`) and async through
+//! `async-trait`. The three built-in implementations are [`OpenAi`](crate::providers::OpenAi),
+//! [`Azure`](crate::providers::Azure) and [`Compatible`](crate::providers::Compatible).
+//!
+//! # Implementing it for your own backend
+//!
+//! A provider must:
+//! 1. give a stable [`name`](Provider::name) (unique within a router);
+//! 2. say in [`supports`](Provider::supports) whether it can serve a request *without* a network
+//!    call (the default asks [`capabilities`](Provider::capabilities) for the model);
+//! 3. in [`generate`](Provider::generate) / [`edit`](Provider::edit), finish within
+//!    [`CallContext::timeout`] and classify every failure into a
+//!    [`ProviderError`] with the right [`ErrorKind`](crate::ErrorKind): the router's
+//!    decisions (fail over, retry, wait, give up) follow from the kind alone.
+//!    A success must carry at least one image.
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use bytes::Bytes;
+//! use image_router::{
+//!     CallContext, Capabilities, EditRequest, ErrorKind, GenerateRequest, Image,
+//!     OutputFormat, Provider, ProviderError, ProviderResponse,
+//! };
+//!
+//! #[derive(Debug)]
+//! struct Solid;
+//!
+//! #[async_trait]
+//! impl Provider for Solid {
+//!     fn name(&self) -> &str { "solid" }
+//!     fn capabilities(&self, model: &str) -> Option<Capabilities> {
+//!         Some(Capabilities::permissive(model))
+//!     }
+//!     async fn generate(&self, req: &GenerateRequest, _ctx: &CallContext)
+//!         -> Result<ProviderResponse, ProviderError> {
+//!         let png = Bytes::from_static(b"\x89PNG\r\n\x1a\n");
+//!         let model = req.model.clone().unwrap_or_default();
+//!         Ok(ProviderResponse::new(vec![Image::new(png, OutputFormat::Png)], model))
+//!     }
+//!     async fn edit(&self, _req: &EditRequest, _ctx: &CallContext)
+//!         -> Result<ProviderResponse, ProviderError> {
+//!         Err(ProviderError::new("solid", ErrorKind::InvalidRequest, "no edits"))
+//!     }
+//! }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::capabilities::{Capabilities, Unsupported};
+use crate::error::ProviderError;
+use crate::request::{EditRequest, GenerateRequest, ImageRequest};
+use crate::response::ProviderResponse;
+
+/// Which built-in implementation a provider is (for limits, explanations and status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ProviderKind {
+    /// Direct OpenAI.
+    OpenAi,
+    /// Azure OpenAI.
+    Azure,
+    /// An OpenAI-compatible proxy.
+    Compatible,
+    /// A user implementation.
+    Custom,
+}
+
+impl ProviderKind {
+    /// `"openai"`, `"azure"`, `"compatible"` or `"custom"`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Compatible => "compatible",
+            ProviderKind::Custom => "custom",
+        }
+    }
+}
+
+/// Per-call settings the router passes to a provider.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CallContext {
+    /// The call must finish (or fail with a timeout) within this time.
+    pub timeout: Duration,
+    /// 0 for the first call to this provider within the request, 1 for a retry.
+    pub retry: u32,
+}
+
+impl CallContext {
+    /// A context with `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout, retry: 0 }
+    }
+}
+
+/// An image-generation backend. See the [module docs](self) for how to implement one.
+#[async_trait]
+pub trait Provider: Send + Sync + fmt::Debug {
+    /// Unique name within a router (used in traces, errors, metrics).
+    fn name(&self) -> &str;
+
+    /// Which kind of provider this is.
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Custom
+    }
+
+    /// What this provider accepts for `model` (`None`: it does not serve that model).
+    fn capabilities(&self, model: &str) -> Option<Capabilities>;
+
+    /// Whether this provider can serve `request` (whose model the router has already
+    /// resolved). `Err` means skip it without a network call.
+    fn supports(&self, request: &ImageRequest) -> Result<(), Unsupported> {
+        let model = request.model().unwrap_or_default();
+        match self.capabilities(model) {
+            Some(caps) => caps.check(request),
+            None => Err(Unsupported::Model {
+                model: model.to_string(),
+            }),
+        }
+    }
+
+    /// `POST /images/generations`.
+    async fn generate(
+        &self,
+        request: &GenerateRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError>;
+
+    /// `POST /images/edits`.
+    async fn edit(
+        &self,
+        request: &EditRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError>;
+
+    /// Dispatches to [`generate`](Provider::generate) or [`edit`](Provider::edit).
+    async fn send(
+        &self,
+        request: &ImageRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        match request {
+            ImageRequest::Generate(r) => self.generate(r, ctx).await,
+            ImageRequest::Edit(r) => self.edit(r, ctx).await,
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Response types: the wire `ImagesResponse` (tolerant of every optional field being absent),
+//! the decoded [`Image`], and the router's [`ImageResponse`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::attempt::{Attempt, Skip};
+use crate::headers::RateLimitHeaders;
+use crate::request::OutputFormat;
+
+/// `ImagesResponse` exactly as OpenAI and Azure send it. Only `created` is required by the
+/// schema; everything else may be absent (and `created` defaults to 0 when a proxy omits it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImagesResponse {
+    /// Unix time of creation.
+    #[serde(default)]
+    pub created: i64,
+    /// The images.
+    #[serde(default)]
+    pub data: Vec<ImageData>,
+    /// Echo of `background`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<String>,
+    /// Echo of `output_format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_format: Option<String>,
+    /// Echo of `size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// Echo of `quality`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    /// Token usage (GPT image models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// One element of `data`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageData {
+    /// Base64 image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b64_json: Option<String>,
+    /// URL of the image (dall-e `response_format=url`, some proxies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The prompt the model actually used (dall-e-3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revised_prompt: Option<String>,
+}
+
+/// Token usage as reported by GPT image models.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Input tokens (text + image).
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Split of the input tokens.
+    #[serde(default)]
+    pub input_tokens_details: TokenDetails,
+    /// Output tokens.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Split of the output tokens (absent on older responses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_details: Option<TokenDetails>,
+    /// Total tokens.
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    /// Output image tokens: from the details when present, else all output tokens.
+    pub fn output_image_tokens(&self) -> u64 {
+        self.output_tokens_details
+            .map(|d| d.image_tokens)
+            .unwrap_or(self.output_tokens)
+    }
+
+    /// Adds another usage (for totals).
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.input_tokens_details.text_tokens += other.input_tokens_details.text_tokens;
+        self.input_tokens_details.image_tokens += other.input_tokens_details.image_tokens;
+        self.output_tokens += other.output_tokens;
+        if let Some(o) = other.output_tokens_details {
+            let d = self
+                .output_tokens_details
+                .get_or_insert_with(TokenDetails::default);
+            d.text_tokens += o.text_tokens;
+            d.image_tokens += o.image_tokens;
+        }
+        self.total_tokens += other.total_tokens;
+    }
+}
+
+/// Text / image token split.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenDetails {
+    /// Text tokens.
+    #[serde(default)]
+    pub text_tokens: u64,
+    /// Image tokens.
+    #[serde(default)]
+    pub image_tokens: u64,
+}
+
+/// A generated image, decoded to bytes.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Image {
+    /// The image file's bytes (base64 decoded, or downloaded).
+    #[serde(skip)]
+    pub bytes: Bytes,
+    /// Format, from the bytes themselves when recognisable, else from the request.
+    pub format: OutputFormat,
+    /// The revised prompt, when the provider returned one.
+    pub revised_prompt: Option<String>,
+    /// The URL it was downloaded from, if it came as a URL.
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("format", &self.format)
+            .field("len", &self.bytes.len())
+            .field("revised_prompt", &self.revised_prompt)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl Image {
+    /// An image from its bytes; `fallback` is used when the bytes' format is not recognised.
+    pub fn new(bytes: Bytes, fallback: OutputFormat) -> Self {
+        let format = OutputFormat::sniff(&bytes).unwrap_or(fallback);
+        Self {
+            bytes,
+            format,
+            revised_prompt: None,
+            url: None,
+        }
+    }
+
+    /// Writes the image to `path` (creating parent folders). If `path` has no extension, the
+    /// format's extension is added. Returns the path written.
+    pub fn save(&self, path: impl AsRef<Path>) -> std::io::Result<PathBuf> {
+        let mut path = path.as_ref().to_path_buf();
+        if path.extension().is_none() {
+            path.set_extension(self.format.extension());
+        }
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+        std::fs::write(&path, &self.bytes)?;
+        Ok(path)
+    }
+}
+
+/// What a provider returns for a successful call.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ProviderResponse {
+    /// The images (never empty: an empty answer is a [`Decode`](crate::ErrorKind::Decode) error).
+    pub images: Vec<Image>,
+    /// Usage, when reported.
+    pub usage: Option<Usage>,
+    /// Rate-limit headers seen on the response.
+    pub rate_limits: RateLimitHeaders,
+    /// Time from sending to the full body.
+    pub latency: Duration,
+    /// HTTP status (200).
+    pub status: u16,
+    /// `x-request-id` / `apim-request-id`.
+    pub request_id: Option<String>,
+    /// The model as the provider was asked for it.
+    pub model: String,
+    /// `created` from the body.
+    pub created: i64,
+}
+
+impl ProviderResponse {
+    /// A response with `images`; other fields empty.
+    pub fn new(images: Vec<Image>, model: impl Into<String>) -> Self {
+        Self {
+            images,
+            usage: None,
+            rate_limits: RateLimitHeaders::default(),
+            latency: Duration::ZERO,
+            status: 200,
+            request_id: None,
+            model: model.into(),
+            created: 0,
+        }
+    }
+}
+
+/// The router's answer: the images and where they came from.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ImageResponse {
+    /// The images.
+    pub images: Vec<Image>,
+    /// Provider that served the request.
+    pub provider: String,
+    /// Model that served it (as the router resolved it, before provider renaming).
+    pub model: String,
+    /// Usage, when reported.
+    pub usage: Option<Usage>,
+    /// `created` from the provider.
+    pub created: i64,
+    /// Provider request id.
+    pub request_id: Option<String>,
+    /// Rate-limit headers on the successful response.
+    pub rate_limits: RateLimitHeaders,
+    /// Every attempt, the successful one last.
+    pub attempts: Vec<Attempt>,
+    /// Providers skipped without a call.
+    pub skipped: Vec<Skip>,
+    /// Total time in the router.
+    pub elapsed: Duration,
+}
+
+impl ImageResponse {
+    /// Saves every image as `{stem}.{ext}` (one image) or `{stem}-{i}.{ext}` (several) in
+    /// `dir`. Returns the paths written.
+    pub fn save_all(&self, dir: impl AsRef<Path>, stem: &str) -> std::io::Result<Vec<PathBuf>> {
+        let dir = dir.as_ref();
+        let many = self.images.len() > 1;
+        self.images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                let name = if many {
+                    format!("{stem}-{}.{}", i + 1, img.format.extension())
+                } else {
+                    format!("{stem}.{}", img.format.extension())
+                };
+                img.save(dir.join(name))
+            })
+            .collect()
+    }
+}
