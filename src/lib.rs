@@ -8,9 +8,11 @@ pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod headers;
+pub mod metrics;
 pub mod provider;
 pub mod request;
 pub mod response;
+pub mod router;
 pub mod tokens;
 
 #[cfg(feature = "sim")]
@@ -32,3 +34,4 @@ pub use request::{
 pub use response::{
     Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse, TokenDetails, Usage,
 };
+pub use router::{Router, RouterBuilder};

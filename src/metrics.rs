@@ -1,0 +1,46 @@
+//! Metric names and recording helpers, through the [`metrics`] facade (no exporter here:
+//! install any `metrics` recorder, e.g. a Prometheus exporter, in the application).
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `image_router_requests_total` | counter | `outcome` | routed requests by final outcome |
+//! | `image_router_request_duration_seconds` | histogram | `outcome` | end-to-end time in the router |
+//! | `image_router_attempts_total` | counter | `provider`, `outcome` | provider calls by outcome |
+//! | `image_router_attempt_duration_seconds` | histogram | `provider` | provider call latency |
+//! | `image_router_failovers_total` | counter | `provider` | requests served after at least one failed attempt (labelled with the provider that served) |
+//! | `image_router_rate_limited_total` | counter | `provider` | 429 rate limits received |
+
+use std::time::Duration;
+
+/// `image_router_requests_total`.
+pub const REQUESTS_TOTAL: &str = "image_router_requests_total";
+/// `image_router_request_duration_seconds`.
+pub const REQUEST_DURATION: &str = "image_router_request_duration_seconds";
+/// `image_router_attempts_total`.
+pub const ATTEMPTS_TOTAL: &str = "image_router_attempts_total";
+/// `image_router_attempt_duration_seconds`.
+pub const ATTEMPT_DURATION: &str = "image_router_attempt_duration_seconds";
+/// `image_router_failovers_total`.
+pub const FAILOVERS_TOTAL: &str = "image_router_failovers_total";
+/// `image_router_rate_limited_total`.
+pub const RATE_LIMITED_TOTAL: &str = "image_router_rate_limited_total";
+
+pub(crate) fn request_finished(outcome: &'static str, took: Duration) {
+    metrics::counter!(REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+    metrics::histogram!(REQUEST_DURATION, "outcome" => outcome).record(took.as_secs_f64());
+}
+
+pub(crate) fn attempt(provider: &str, outcome: &'static str, took: Duration) {
+    metrics::counter!(ATTEMPTS_TOTAL, "provider" => provider.to_string(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(ATTEMPT_DURATION, "provider" => provider.to_string())
+        .record(took.as_secs_f64());
+}
+
+pub(crate) fn failover(provider: &str) {
+    metrics::counter!(FAILOVERS_TOTAL, "provider" => provider.to_string()).increment(1);
+}
+
+pub(crate) fn rate_limited(provider: &str) {
+    metrics::counter!(RATE_LIMITED_TOTAL, "provider" => provider.to_string()).increment(1);
+}

@@ -1,0 +1,310 @@
+//! [`RouterBuilder`]: providers in priority order and the request-level settings.
+//!
+//! Every setting is checked in [`RouterBuilder::build`], which names the field at fault; nothing
+//! panics on a bad value.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::snapshot::{Settings, Slot, Snapshot};
+use super::{Router, RouterInner};
+use crate::catalog::Catalog;
+use crate::clock::{SharedClock, SystemClock};
+use crate::error::ConfigError;
+use crate::provider::Provider;
+
+/// Per-provider routing settings: usage tier, explicit limits, safety margin and weight.
+///
+/// `tier` takes RPM / TPM from the catalog's tier table (`providers/openai.toml`); explicit
+/// `rpm` / `tpm` override it (Azure deployments give their own, since their quota is per
+/// deployment).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ProviderOptions {
+    /// Usage tier name (`"tier-2"`).
+    pub tier: Option<String>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
+    /// Fraction of the limits to use (default 0.9).
+    pub safety_margin: Option<f64>,
+    /// Relative weight for scoring and weighted routing (default 1.0).
+    pub weight: Option<f64>,
+}
+
+impl ProviderOptions {
+    /// Default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the tier.
+    #[must_use]
+    pub fn tier(mut self, tier: impl Into<String>) -> Self {
+        self.tier = Some(tier.into());
+        self
+    }
+    /// Sets requests per minute.
+    #[must_use]
+    pub fn rpm(mut self, rpm: u32) -> Self {
+        self.rpm = Some(rpm);
+        self
+    }
+    /// Sets tokens per minute.
+    #[must_use]
+    pub fn tpm(mut self, tpm: u64) -> Self {
+        self.tpm = Some(tpm);
+        self
+    }
+    /// Sets the safety margin (0 < margin ≤ 1).
+    #[must_use]
+    pub fn safety_margin(mut self, margin: f64) -> Self {
+        self.safety_margin = Some(margin);
+        self
+    }
+    /// Sets the weight (> 0).
+    #[must_use]
+    pub fn weight(mut self, weight: f64) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+}
+
+/// Default time one attempt may take (GPT image models can take a minute for a high-quality image).
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default time a whole request may take, all attempts and waits included.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+/// Default maximum number of provider calls per request.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+/// Default cool-down after access-denied, authentication and not-found failures.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(300);
+/// Default base of the jittered backoff before retrying a transient failure.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// Default wait after a 429 that gave no `retry-after`.
+pub const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
+
+/// Builds a [`Router`].
+///
+/// ```
+/// # use std::time::Duration;
+/// use image_router::{Router, Catalog};
+/// # #[derive(Debug)] struct Mine;
+/// # #[async_trait::async_trait]
+/// # impl image_router::Provider for Mine {
+/// #   fn name(&self) -> &str { "mine" }
+/// #   fn capabilities(&self, m: &str) -> Option<image_router::Capabilities> { Some(image_router::Capabilities::permissive(m)) }
+/// #   async fn generate(&self, _: &image_router::GenerateRequest, _: &image_router::CallContext) -> Result<image_router::ProviderResponse, image_router::ProviderError> { unreachable!() }
+/// #   async fn edit(&self, _: &image_router::EditRequest, _: &image_router::CallContext) -> Result<image_router::ProviderResponse, image_router::ProviderError> { unreachable!() }
+/// # }
+/// let router = Router::builder()
+///     .provider(Mine)
+///     .attempt_timeout(Duration::from_secs(90))
+///     .deadline(Duration::from_secs(180))
+///     .max_attempts(4)
+///     .build()
+///     .unwrap();
+/// assert_eq!(router.provider_names(), vec!["mine"]);
+///
+/// // Bad settings are errors naming the field, not panics:
+/// let err = Router::builder().build().unwrap_err();
+/// assert_eq!(err.field, "providers");
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+#[derive(Debug)]
+pub struct RouterBuilder {
+    providers: Vec<(Arc<dyn Provider>, ProviderOptions)>,
+    settings: Settings,
+    catalog: Option<Arc<Catalog>>,
+    clock: Option<SharedClock>,
+}
+
+impl Default for RouterBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RouterBuilder {
+    /// A builder with the defaults and no providers.
+    pub fn new() -> Self {
+        Self {
+            providers: Vec::new(),
+            settings: Settings {
+                attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+                deadline: DEFAULT_DEADLINE,
+                max_attempts: DEFAULT_MAX_ATTEMPTS,
+                content_policy_failover: false,
+                cooldown: DEFAULT_COOLDOWN,
+                retry_backoff: DEFAULT_RETRY_BACKOFF,
+                rate_limit_wait: DEFAULT_RATE_LIMIT_WAIT,
+                default_model: None,
+            },
+            catalog: None,
+            clock: None,
+        }
+    }
+
+    /// Adds a provider; providers are tried in the order they are added.
+    pub fn provider(mut self, provider: impl Provider + 'static) -> Self {
+        self.providers
+            .push((Arc::new(provider), ProviderOptions::default()));
+        self
+    }
+
+    /// Adds a provider with its limits, tier and weight.
+    ///
+    /// ```
+    /// # use image_router::{Router, router::ProviderOptions};
+    /// # fn p() -> impl image_router::Provider { image_router::providers::OpenAi::builder().api_key("k").build().unwrap() }
+    /// let router = Router::builder()
+    ///     .provider_with(p(), ProviderOptions::new().tier("tier-2").rpm(12))
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn provider_with(
+        mut self,
+        provider: impl Provider + 'static,
+        options: ProviderOptions,
+    ) -> Self {
+        self.providers.push((Arc::new(provider), options));
+        self
+    }
+
+    /// Adds a shared provider with options.
+    pub fn provider_arc(mut self, provider: Arc<dyn Provider>, options: ProviderOptions) -> Self {
+        self.providers.push((provider, options));
+        self
+    }
+
+    /// Time one attempt may take (default 120 s). Must be above zero.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.attempt_timeout = timeout;
+        self
+    }
+
+    /// Time a whole request may take, all attempts and waits included (default 300 s).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.settings.deadline = deadline;
+        self
+    }
+
+    /// Most provider calls per request (default 6). Must be at least 1.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.settings.max_attempts = n;
+        self
+    }
+
+    /// Whether a content-policy refusal fails over to the next provider (default: no, it is
+    /// returned at once: another provider's safety system usually agrees, and trying them all
+    /// multiplies refusals on the account).
+    pub fn failover_on_content_policy(mut self, yes: bool) -> Self {
+        self.settings.content_policy_failover = yes;
+        self
+    }
+
+    /// How long a provider is skipped after access-denied, authentication or not-found
+    /// failures (default 300 s).
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.settings.cooldown = cooldown;
+        self
+    }
+
+    /// Base of the jittered backoff before the one retry of a transient failure (default 500 ms;
+    /// up to 25 % less is used at random).
+    pub fn retry_backoff(mut self, backoff: Duration) -> Self {
+        self.settings.retry_backoff = backoff;
+        self
+    }
+
+    /// Wait assumed after a 429 without `retry-after` (default 1 s).
+    pub fn rate_limit_wait(mut self, wait: Duration) -> Self {
+        self.settings.rate_limit_wait = wait;
+        self
+    }
+
+    /// Model used when a request names none (default: the catalog's, `gpt-image-1`).
+    pub fn default_model(mut self, model: impl Into<String>) -> Self {
+        self.settings.default_model = Some(model.into());
+        self
+    }
+
+    /// Catalog to validate requests against (default: the embedded one).
+    pub fn catalog(mut self, catalog: Arc<Catalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// Clock for cool-downs and windows (default: tokio's clock). Tests inject a
+    /// [`ManualClock`](crate::clock::ManualClock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks every setting and builds the router.
+    pub fn build(self) -> Result<Router, ConfigError> {
+        let s = &self.settings;
+        if self.providers.is_empty() {
+            return Err(ConfigError::new("providers", "add at least one provider"));
+        }
+        let mut names = HashSet::new();
+        for (i, (p, _)) in self.providers.iter().enumerate() {
+            let name = p.name();
+            if name.trim().is_empty() {
+                return Err(ConfigError::new(
+                    format!("providers[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if !names.insert(name.to_string()) {
+                return Err(ConfigError::new(
+                    format!("providers[{i}].name"),
+                    format!("duplicate provider name {name:?}: names must be unique"),
+                ));
+            }
+        }
+        if s.attempt_timeout.is_zero() {
+            return Err(ConfigError::new("attempt_timeout", "must be above zero"));
+        }
+        if s.deadline.is_zero() {
+            return Err(ConfigError::new("deadline", "must be above zero"));
+        }
+        if s.max_attempts == 0 {
+            return Err(ConfigError::new("max_attempts", "must be at least 1"));
+        }
+        if let Some(m) = &s.default_model {
+            if m.trim().is_empty() {
+                return Err(ConfigError::new("default_model", "must not be empty"));
+            }
+        }
+        let catalog = self
+            .catalog
+            .unwrap_or_else(|| Arc::new(Catalog::builtin().clone()));
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(SystemClock::new()) as SharedClock);
+        let mut settings = self.settings;
+        if settings.default_model.is_none() {
+            settings.default_model = Some(catalog.default_model().to_string());
+        }
+        let providers = self
+            .providers
+            .into_iter()
+            .map(|(p, o)| Slot::new(p, o))
+            .collect::<Vec<_>>();
+        let snapshot = Snapshot {
+            settings,
+            catalog,
+            providers,
+        };
+        Ok(Router {
+            inner: Arc::new(RouterInner {
+                snapshot: ArcSwap::from_pointee(snapshot),
+                clock,
+            }),
+        })
+    }
+}

@@ -1,0 +1,422 @@
+//! The [`Router`]: sends each image request to the best provider that can serve it and fails
+//! over to the next one when a provider is rate limited, denied, unable to serve it, or down.
+//!
+//! A request's path reads top to bottom in [`Router::send`]:
+//! 1. **validate** the request against the model's catalog entry (typed error naming the field,
+//!    no network call);
+//! 2. **filter by capability and state**: providers that cannot serve it (webp on Azure, edits
+//!    on a chat-mode proxy, an unknown model) or are cooling down after a denial are skipped
+//!    without a call;
+//! 3. **rank**: configured priority; providers that recently answered 429 go last;
+//! 4. **call** with a per-attempt timeout capped by the request's deadline;
+//! 5. **classify** the outcome ([`ErrorKind`](crate::ErrorKind));
+//! 6. **decide** by the routing table in `decision.rs` (fail over, retry once, wait out a
+//!    rate limit, or return).
+//!
+//! Nothing is lost: every request ends as images or as an [`Error`] listing every attempt and
+//! every skipped provider, and no request waits past its deadline.
+
+mod builder;
+mod decision;
+mod snapshot;
+mod state;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rand::Rng;
+use tracing::Instrument;
+
+pub use builder::{
+    ProviderOptions, RouterBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,
+};
+use decision::{decide, Decision};
+use snapshot::{Slot, Snapshot};
+
+use crate::attempt::{Attempt, Skip, SkipReason};
+use crate::clock::SharedClock;
+use crate::error::{Error, ErrorKind, ProviderError};
+use crate::metrics as m;
+use crate::provider::CallContext;
+use crate::request::{EditRequest, GenerateRequest, ImageRequest};
+use crate::response::ImageResponse;
+
+/// Routes image requests across providers. Cheap to clone (shared state); `Send + Sync`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use image_router::{providers::{OpenAi, Azure}, GenerateRequest, Router, Size};
+/// let router = Router::builder()
+///     .provider(OpenAi::builder().api_key(std::env::var("OPENAI_API_KEY")?).build()?)
+///     .provider(
+///         Azure::builder()
+///             .endpoint("https://my-resource.openai.azure.com")
+///             .api_key(std::env::var("AZURE_OPENAI_API_KEY")?)
+///             .deployment("gpt-image-1", "my-gpt-image-1")
+///             .build()?,
+///     )
+///     .build()?;
+/// let res = router
+///     .generate(GenerateRequest::new("a watercolor fox").model("gpt-image-1").size(Size::SQUARE))
+///     .await?;
+/// res.images[0].save("fox.png")?;
+/// println!("served by {} after {} attempt(s)", res.provider, res.attempts.len());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Router {
+    inner: Arc<RouterInner>,
+}
+
+#[derive(Debug)]
+struct RouterInner {
+    snapshot: ArcSwap<Snapshot>,
+    clock: SharedClock,
+}
+
+/// The per-request bookkeeping: every attempt and skip, in order.
+#[derive(Default)]
+struct Trace {
+    attempts: Vec<Attempt>,
+    skipped: Vec<Skip>,
+}
+
+impl Router {
+    /// A new builder.
+    pub fn builder() -> RouterBuilder {
+        RouterBuilder::new()
+    }
+
+    /// Names of the providers, in priority order.
+    pub fn provider_names(&self) -> Vec<String> {
+        self.inner
+            .snapshot
+            .load()
+            .providers
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect()
+    }
+
+    /// Generates images (`POST /images/generations`).
+    pub async fn generate(&self, request: GenerateRequest) -> Result<ImageResponse, Error> {
+        self.send(ImageRequest::Generate(request)).await
+    }
+
+    /// Edits images (`POST /images/edits`).
+    pub async fn edit(&self, request: EditRequest) -> Result<ImageResponse, Error> {
+        self.send(ImageRequest::Edit(request)).await
+    }
+
+    /// Routes one request of either kind.
+    pub async fn send(&self, request: ImageRequest) -> Result<ImageResponse, Error> {
+        let snap = self.inner.snapshot.load_full();
+        let span = tracing::info_span!(
+            "image_router.request",
+            op = request.endpoint(),
+            model = tracing::field::Empty,
+            provider = tracing::field::Empty,
+        );
+        let started = tokio::time::Instant::now();
+        let result = self.route(&snap, request).instrument(span).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) => e
+                .cause()
+                .map(|c| c.outcome().as_str())
+                .unwrap_or(if e.is_invalid() {
+                    "invalid"
+                } else {
+                    "no_provider"
+                }),
+        };
+        m::request_finished(outcome, started.elapsed());
+        result
+    }
+
+    async fn route(&self, snap: &Snapshot, mut req: ImageRequest) -> Result<ImageResponse, Error> {
+        let settings = &snap.settings;
+        let started = tokio::time::Instant::now();
+        let deadline = started + settings.deadline;
+        let clock = &self.inner.clock;
+
+        // 1. Validate.
+        let model = match req.model() {
+            Some(m) => m.to_string(),
+            None => settings
+                .default_model
+                .clone()
+                .unwrap_or_else(|| snap.catalog.default_model().to_string()),
+        };
+        req.set_model(model.clone());
+        tracing::Span::current().record("model", model.as_str());
+        let spec = snap.catalog.model(&model);
+        req.validate(spec.map(|s| &s.capabilities))?;
+
+        // 2. Filter by capability and remembered state; 3. rank.
+        let mut trace = Trace::default();
+        let now = clock.now();
+        let mut ready: Vec<usize> = Vec::new();
+        let mut limited: Vec<usize> = Vec::new();
+        for (i, slot) in snap.providers.iter().enumerate() {
+            if let Err(detail) = slot.provider.supports(&req) {
+                trace.skip(slot, SkipReason::Unsupported { detail });
+                continue;
+            }
+            if let Some(c) = slot.state.cooldown(&model, now) {
+                trace.skip(
+                    slot,
+                    SkipReason::CoolingDown {
+                        cause: c.cause,
+                        message: c.message,
+                        remaining: c.until.saturating_sub(now),
+                    },
+                );
+                continue;
+            }
+            if slot.state.rate_limited_until(now).is_some() {
+                limited.push(i);
+            } else {
+                ready.push(i);
+            }
+        }
+        // Providers that recently answered 429 stay candidates, after all the others.
+        let mut queue: VecDeque<usize> = ready.into_iter().chain(limited).collect();
+
+        // 4–6. Call, classify, decide.
+        let mut waiting: Vec<usize> = Vec::new(); // rate limited within this request
+        let mut retried: Vec<usize> = Vec::new();
+        let mut deadline_exceeded = false;
+        loop {
+            if trace.attempts.len() >= settings.max_attempts as usize {
+                break;
+            }
+            let now_t = tokio::time::Instant::now();
+            if now_t >= deadline {
+                deadline_exceeded = true;
+                break;
+            }
+            let (idx, waited) = match queue.pop_front() {
+                Some(i) => (i, false),
+                None => match self
+                    .wait_for_rate_limited(snap, &mut waiting, deadline)
+                    .await
+                {
+                    Some(i) => (i, true),
+                    None => break,
+                },
+            };
+            let slot = &snap.providers[idx];
+            // A provider still inside a 429's retry-after: try the others first, or wait for
+            // it when it is the last one left.
+            let limited_until = if waited {
+                None
+            } else {
+                slot.state.rate_limited_until(clock.now())
+            };
+            if let Some(until) = limited_until {
+                if !queue.is_empty() || !waiting.is_empty() {
+                    if !waiting.contains(&idx) {
+                        waiting.push(idx);
+                    }
+                    continue;
+                }
+                let wait = until.saturating_sub(clock.now());
+                if tokio::time::Instant::now() + wait >= deadline {
+                    trace.skip(
+                        slot,
+                        SkipReason::NoHeadroom {
+                            retry_in: Some(wait),
+                            message:
+                                "rate limited by the provider; the wait would pass the deadline"
+                                    .to_string(),
+                        },
+                    );
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+            }
+
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let timeout = settings.attempt_timeout.min(remaining);
+            let retry = u32::from(retried.contains(&idx));
+            let (result, took) = call(slot, &req, timeout, retry).await;
+            match result {
+                Ok(resp) => {
+                    trace.attempts.push(Attempt::success(
+                        slot.name(),
+                        &resp.model,
+                        resp.status,
+                        took,
+                        retry,
+                    ));
+                    m::attempt(slot.name(), "success", took);
+                    tracing::Span::current().record("provider", slot.name());
+                    if trace.attempts.len() > 1 {
+                        m::failover(slot.name());
+                    }
+                    return Ok(ImageResponse {
+                        images: resp.images,
+                        provider: slot.name().to_string(),
+                        model,
+                        usage: resp.usage,
+                        created: resp.created,
+                        request_id: resp.request_id,
+                        rate_limits: resp.rate_limits,
+                        attempts: trace.attempts,
+                        skipped: trace.skipped,
+                        elapsed: started.elapsed(),
+                    });
+                }
+                Err(err) => {
+                    m::attempt(slot.name(), err.outcome().as_str(), took);
+                    let timed_out_by_deadline =
+                        err.is_timeout() && tokio::time::Instant::now() >= deadline;
+                    let decision = decide(&err.kind, settings.content_policy_failover);
+                    let now = clock.now();
+                    match decision {
+                        Decision::Return => {
+                            trace
+                                .attempts
+                                .push(Attempt::failure(&model, err.clone(), took, retry));
+                            return Err(Error::Rejected {
+                                error: err,
+                                attempts: trace.attempts,
+                                skipped: trace.skipped,
+                            });
+                        }
+                        Decision::FailoverRateLimited => {
+                            m::rate_limited(slot.name());
+                            let wait = err.retry_after.unwrap_or(settings.rate_limit_wait);
+                            slot.state.rate_limited(now + wait);
+                            if !waiting.contains(&idx) {
+                                waiting.push(idx);
+                            }
+                        }
+                        Decision::FailoverCooldown => {
+                            slot.state.cool_provider(&err, now, settings.cooldown)
+                        }
+                        Decision::FailoverCooldownModel => {
+                            slot.state.cool_model(&model, &err, now, settings.cooldown)
+                        }
+                        Decision::Failover => {}
+                        Decision::RetryThenFailover => {
+                            if retry == 0 && !timed_out_by_deadline {
+                                retried.push(idx);
+                                let backoff = jittered(settings.retry_backoff);
+                                if tokio::time::Instant::now() + backoff < deadline {
+                                    tokio::time::sleep(backoff).await;
+                                    queue.push_front(idx);
+                                }
+                            }
+                        }
+                    }
+                    trace
+                        .attempts
+                        .push(Attempt::failure(&model, err, took, retry));
+                    if timed_out_by_deadline {
+                        deadline_exceeded = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            deadline_exceeded = true;
+        }
+        Err(Error::Exhausted {
+            attempts: trace.attempts,
+            skipped: trace.skipped,
+            deadline_exceeded,
+        })
+    }
+
+    /// When no provider is left to try, waits for the rate-limited one that frees up first, if
+    /// that is before the deadline. Returns its index.
+    async fn wait_for_rate_limited(
+        &self,
+        snap: &Snapshot,
+        waiting: &mut Vec<usize>,
+        deadline: tokio::time::Instant,
+    ) -> Option<usize> {
+        let clock = &self.inner.clock;
+        let now = clock.now();
+        let (pos, until) = waiting
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| {
+                let until = snap.providers[i]
+                    .state
+                    .rate_limited_until(now)
+                    .unwrap_or(now);
+                (pos, until)
+            })
+            .min_by_key(|(_, until)| *until)?;
+        let wait = until.saturating_sub(now);
+        // Leave room for the call itself: waiting only to time out is pointless.
+        if tokio::time::Instant::now() + wait >= deadline {
+            return None;
+        }
+        let idx = waiting.remove(pos);
+        if !wait.is_zero() {
+            tracing::debug!(
+                provider = snap.providers[idx].name(),
+                wait_ms = wait.as_millis() as u64,
+                "waiting out retry-after"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        Some(idx)
+    }
+}
+
+impl Trace {
+    fn skip(&mut self, slot: &Slot, reason: SkipReason) {
+        tracing::debug!(provider = slot.name(), reason = %reason, "skipped");
+        self.skipped.push(Skip::new(slot.name(), reason));
+    }
+}
+
+/// One provider call, bounded by `timeout` whatever the provider does.
+async fn call(
+    slot: &Slot,
+    req: &ImageRequest,
+    timeout: Duration,
+    retry: u32,
+) -> (
+    Result<crate::response::ProviderResponse, ProviderError>,
+    Duration,
+) {
+    let mut ctx = CallContext::new(timeout);
+    ctx.retry = retry;
+    let span = tracing::info_span!("image_router.attempt", provider = slot.name(), retry);
+    let started = tokio::time::Instant::now();
+    let result = tokio::time::timeout(timeout, slot.provider.send(req, &ctx))
+        .instrument(span)
+        .await;
+    let took = started.elapsed();
+    let result = match result {
+        Ok(Ok(resp)) if resp.images.is_empty() => Err(ProviderError::new(
+            slot.name(),
+            ErrorKind::Decode,
+            "the provider answered without any image",
+        )
+        .with_status(resp.status)),
+        Ok(r) => r,
+        Err(_) => Err(ProviderError::new(
+            slot.name(),
+            ErrorKind::Timeout { sent: true },
+            format!("no answer within {} ms", timeout.as_millis()),
+        )),
+    };
+    (result, took)
+}
+
+/// `base` minus up to 25 % at random.
+fn jittered(base: Duration) -> Duration {
+    let f: f64 = rand::rng().random_range(0.75..=1.0);
+    base.mul_f64(f)
+}

@@ -1,0 +1,56 @@
+//! The router's configuration and provider set as one immutable snapshot behind an `ArcSwap`.
+//!
+//! A request loads the snapshot once and uses it to the end, so a reload never changes the
+//! rules under a request in flight; per-provider state (cool-downs, and later limiters, health,
+//! spend) lives in `Arc`s that a new snapshot carries over for providers that stay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::builder::ProviderOptions;
+use super::state::ProviderState;
+use crate::catalog::Catalog;
+use crate::provider::Provider;
+
+/// Request-level settings.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub attempt_timeout: Duration,
+    pub deadline: Duration,
+    pub max_attempts: u32,
+    pub content_policy_failover: bool,
+    pub cooldown: Duration,
+    pub retry_backoff: Duration,
+    pub rate_limit_wait: Duration,
+    pub default_model: Option<String>,
+}
+
+/// One provider and its state.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    pub provider: Arc<dyn Provider>,
+    pub options: ProviderOptions,
+    pub state: Arc<ProviderState>,
+}
+
+impl Slot {
+    pub fn new(provider: Arc<dyn Provider>, options: ProviderOptions) -> Self {
+        Self {
+            provider,
+            options,
+            state: Arc::new(ProviderState::default()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.provider.name()
+    }
+}
+
+/// Everything a request needs, swapped whole.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub settings: Settings,
+    pub catalog: Arc<Catalog>,
+    pub providers: Vec<Slot>,
+}

@@ -1,0 +1,442 @@
+//! The routing rules of issue 2, against scripted providers on tokio's paused clock.
+
+mod support;
+
+use std::time::Duration;
+
+use image_router::{
+    AccessDenial, Error, ErrorKind, GenerateRequest, NotFoundKind, Outcome, OutputFormat, Router,
+    Size, SkipReason,
+};
+use support::{shared, Scripted, Step};
+
+fn req() -> GenerateRequest {
+    GenerateRequest::new("a lighthouse").model("gpt-image-1")
+}
+
+fn outcomes(attempts: &[image_router::Attempt]) -> Vec<(String, Outcome, u32)> {
+    attempts
+        .iter()
+        .map(|a| (a.provider.clone(), a.outcome, a.retry))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn provider_that_cannot_serve_is_skipped_without_a_call() {
+    let (a, a_h) = shared(Scripted::new("azure").no_webp());
+    let (b, b_h) = shared(Scripted::new("openai"));
+    let router = Router::builder().provider(a).provider(b).build().unwrap();
+    let res = router
+        .generate(req().output_format(OutputFormat::Webp))
+        .await
+        .unwrap();
+    assert_eq!(res.provider, "openai");
+    assert_eq!(a_h.calls(), 0);
+    assert_eq!(b_h.calls(), 1);
+    assert_eq!(res.skipped.len(), 1);
+    assert_eq!(res.skipped[0].provider, "azure");
+    assert!(matches!(
+        res.skipped[0].reason,
+        SkipReason::Unsupported { ref detail } if detail.field() == "output_format"
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn edits_skip_providers_without_edits() {
+    let (a, a_h) = shared(Scripted::new("chat-proxy").no_edits());
+    let (b, _) = shared(Scripted::new("openai"));
+    let router = Router::builder().provider(a).provider(b).build().unwrap();
+    let img = image_router::InputImage::new(support::PIXEL_PNG.to_vec(), "a.png");
+    let res = router
+        .edit(image_router::EditRequest::new("add a hat", vec![img]).model("gpt-image-1"))
+        .await
+        .unwrap();
+    assert_eq!(res.provider, "openai");
+    assert_eq!(a_h.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_fails_over_at_once() {
+    let (a, a_h) = shared(Scripted::new("a").rate_limited(Some(Duration::from_secs(30))));
+    let (b, _) = shared(Scripted::new("b"));
+    let router = Router::builder().provider(a).provider(b).build().unwrap();
+    let t0 = tokio::time::Instant::now();
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "b");
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "no wait: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        outcomes(&res.attempts),
+        vec![
+            ("a".into(), Outcome::RateLimited, 0),
+            ("b".into(), Outcome::Success, 0)
+        ]
+    );
+    assert_eq!(res.attempts[0].status, Some(429));
+    // The next request goes to b first: a is still inside its retry-after.
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "b");
+    assert_eq!(a_h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_waits_when_no_other_provider_and_deadline_allows() {
+    let (a, a_h) = shared(Scripted::new("a").rate_limited(Some(Duration::from_secs(2))));
+    let router = Router::builder()
+        .provider(a)
+        .deadline(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "a");
+    assert!(t0.elapsed() >= Duration::from_secs(2));
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert_eq!(a_h.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_does_not_wait_past_the_deadline() {
+    let (a, a_h) = shared(Scripted::new("a").rate_limited(Some(Duration::from_secs(120))));
+    let router = Router::builder()
+        .provider(a)
+        .deadline(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let err = router.generate(req()).await.unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    assert!(err.is_rate_limited(), "{err}");
+    assert!(!err.is_deadline_exceeded());
+    assert_eq!(a_h.calls(), 1);
+    assert_eq!(
+        err.cause().unwrap().retry_after,
+        Some(Duration::from_secs(120))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn access_denied_fails_over_and_cools_down() {
+    let denied = ErrorKind::AccessDenied {
+        reason: AccessDenial::OrganizationNotVerified,
+    };
+    let (a, a_h) = shared(Scripted::new("a").fail(denied, 403));
+    let (b, b_h) = shared(Scripted::new("b"));
+    let router = Router::builder()
+        .provider(a)
+        .provider(b)
+        .cooldown(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "b");
+    for _ in 0..3 {
+        let res = router.generate(req()).await.unwrap();
+        assert_eq!(res.provider, "b");
+        assert_eq!(res.attempts.len(), 1);
+        assert!(matches!(
+            res.skipped[0].reason,
+            SkipReason::CoolingDown {
+                cause: Outcome::AccessDenied,
+                ..
+            }
+        ));
+    }
+    assert_eq!(
+        a_h.calls(),
+        1,
+        "primary not called again within the cool-down"
+    );
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "a", "back after the cool-down");
+    assert_eq!(a_h.calls(), 2);
+    assert_eq!(b_h.calls(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn authentication_and_model_not_found_cool_down() {
+    let (a, a_h) = shared(Scripted::new("a").fail(ErrorKind::Authentication, 401));
+    let nf = ErrorKind::NotFound {
+        what: NotFoundKind::Model,
+    };
+    let (b, b_h) = shared(Scripted::new("b").fail(nf, 404));
+    let (c, _) = shared(Scripted::new("c"));
+    let router = Router::builder()
+        .provider(a)
+        .provider(b)
+        .provider(c)
+        .build()
+        .unwrap();
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "c");
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "c");
+    assert_eq!((a_h.calls(), b_h.calls()), (1, 1));
+    // Model not found cools down that model only: another model still goes to b.
+    let res = router
+        .generate(GenerateRequest::new("x").model("gpt-image-1-mini"))
+        .await
+        .unwrap();
+    assert_eq!(res.provider, "b");
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_error_retries_once_then_fails_over() {
+    let (a, a_h) = shared(
+        Scripted::new("a")
+            .fail(ErrorKind::Server, 503)
+            .fail(ErrorKind::Server, 503),
+    );
+    let (b, _) = shared(Scripted::new("b"));
+    let router = Router::builder().provider(a).provider(b).build().unwrap();
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(
+        outcomes(&res.attempts),
+        vec![
+            ("a".into(), Outcome::Server, 0),
+            ("a".into(), Outcome::Server, 1),
+            ("b".into(), Outcome::Success, 0)
+        ]
+    );
+    assert_eq!(a_h.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_error_once_is_served_by_the_retry() {
+    let (a, _) = shared(Scripted::new("a").fail(ErrorKind::Connect, 0));
+    let (b, b_h) = shared(Scripted::new("b"));
+    let router = Router::builder().provider(a).provider(b).build().unwrap();
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "a");
+    assert_eq!(res.attempts.len(), 2);
+    assert_eq!(res.attempts[1].retry, 1);
+    assert_eq!(b_h.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_request_returns_at_once() {
+    let (a, _) = shared(Scripted::new("a").fail(ErrorKind::InvalidRequest, 400));
+    let (b, b_h) = shared(Scripted::new("b"));
+    let router = Router::builder().provider(a).provider(b).build().unwrap();
+    let err = router.generate(req()).await.unwrap_err();
+    assert!(matches!(err, Error::Rejected { .. }));
+    assert!(err.is_invalid());
+    assert_eq!(err.attempts().len(), 1);
+    assert_eq!(b_h.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn content_policy_returns_by_default_and_fails_over_when_configured() {
+    let cp = || ErrorKind::ContentPolicy {
+        reason: Some("safety_violations=[violence]".into()),
+    };
+    let (a, _) = shared(Scripted::new("a").fail(cp(), 400));
+    let (b, b_h) = shared(Scripted::new("b"));
+    let router = Router::builder().provider(a).provider(b).build().unwrap();
+    let err = router.generate(req()).await.unwrap_err();
+    assert!(err.is_content_policy());
+    assert_eq!(b_h.calls(), 0);
+
+    let (a, _) = shared(Scripted::new("a").fail(cp(), 400));
+    let (b, b_h) = shared(Scripted::new("b"));
+    let router = Router::builder()
+        .provider(a)
+        .provider(b)
+        .failover_on_content_policy(true)
+        .build()
+        .unwrap();
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "b");
+    assert_eq!(b_h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_provider_times_out_then_fails_over() {
+    let (a, a_h) = shared(
+        Scripted::new("a")
+            .then(Step::Delay(Duration::from_secs(100)))
+            .then(Step::Delay(Duration::from_secs(100))),
+    );
+    let (b, _) = shared(Scripted::new("b"));
+    let router = Router::builder()
+        .provider(a)
+        .provider(b)
+        .attempt_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "b");
+    assert_eq!(
+        outcomes(&res.attempts),
+        vec![
+            ("a".into(), Outcome::Timeout, 0),
+            ("a".into(), Outcome::Timeout, 1),
+            ("b".into(), Outcome::Success, 0)
+        ]
+    );
+    assert_eq!(a_h.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_request_waits_past_its_deadline() {
+    let (a, _) = shared(Scripted::new("a").then(Step::Delay(Duration::from_secs(1000))));
+    let router = Router::builder()
+        .provider(a)
+        .attempt_timeout(Duration::from_secs(60))
+        .deadline(Duration::from_secs(7))
+        .build()
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let err = router.generate(req()).await.unwrap_err();
+    assert!(t0.elapsed() <= Duration::from_secs(7) + Duration::from_millis(5));
+    assert!(err.is_deadline_exceeded(), "{err}");
+    assert_eq!(err.attempts().len(), 1);
+    assert_eq!(err.attempts()[0].outcome, Outcome::Timeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_failed_lists_every_attempt_with_the_most_telling_cause() {
+    let (a, _) = shared(
+        Scripted::new("a")
+            .fail(ErrorKind::Server, 503)
+            .fail(ErrorKind::Server, 503),
+    );
+    let denied = ErrorKind::AccessDenied {
+        reason: AccessDenial::InsufficientQuota,
+    };
+    let (b, _) = shared(Scripted::new("b").fail(denied, 429));
+    let (c, _) = shared(Scripted::new("c").no_webp());
+    let router = Router::builder()
+        .provider(a)
+        .provider(b)
+        .provider(c)
+        .build()
+        .unwrap();
+    let err = router
+        .generate(req().output_format(OutputFormat::Webp))
+        .await
+        .unwrap_err();
+    assert_eq!(err.attempts().len(), 3);
+    assert_eq!(err.skipped().len(), 1);
+    assert!(err.is_access_denied(), "{err}");
+    assert_eq!(err.cause().unwrap().provider, "b");
+    let text = err.to_string();
+    assert!(text.contains("b"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_attempts_bounds_the_calls() {
+    let mut providers = Vec::new();
+    let mut builder = Router::builder().max_attempts(3);
+    for i in 0..5 {
+        let (p, h) = shared(
+            Scripted::new(&format!("p{i}"))
+                .fail(ErrorKind::Server, 500)
+                .fail(ErrorKind::Server, 500),
+        );
+        builder = builder.provider(p);
+        providers.push(h);
+    }
+    let router = builder.build().unwrap();
+    let err = router.generate(req()).await.unwrap_err();
+    assert_eq!(err.attempts().len(), 3);
+    let total: usize = providers.iter().map(|p| p.calls()).sum();
+    assert_eq!(total, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn empty_answer_is_an_error_not_a_success() {
+    let (a, _) = shared(Scripted::new("a").then(Step::Empty).then(Step::Empty));
+    let (b, _) = shared(Scripted::new("b"));
+    let router = Router::builder().provider(a).provider(b).build().unwrap();
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "b");
+    assert_eq!(res.attempts[0].outcome, Outcome::Decode);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_requests_fail_before_any_call() {
+    let (a, a_h) = shared(Scripted::new("a"));
+    let router = Router::builder().provider(a).build().unwrap();
+    let cases: Vec<(GenerateRequest, &str)> = vec![
+        (GenerateRequest::new("  "), "prompt"),
+        (req().n(0), "n"),
+        (req().n(11), "n"),
+        (req().output_compression(50u8), "output_compression"),
+        (
+            req()
+                .output_format(OutputFormat::Jpeg)
+                .background(image_router::Background::Transparent),
+            "background",
+        ),
+        (req().size(Size::new(512, 512)), "size"),
+        (
+            GenerateRequest::new("x".repeat(32_001)).model("gpt-image-1"),
+            "prompt",
+        ),
+        (
+            GenerateRequest::new("x".repeat(4_001)).model("dall-e-3"),
+            "prompt",
+        ),
+        (GenerateRequest::new("x").model("dall-e-3").n(2), "n"),
+    ];
+    for (r, field) in cases {
+        match router.generate(r).await {
+            Err(Error::Invalid(v)) => assert_eq!(v.field, field, "{v}"),
+            other => panic!("expected invalid {field}, got {other:?}"),
+        }
+    }
+    assert_eq!(a_h.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_model_is_resolved_and_reported() {
+    let (a, _) = shared(Scripted::new("a"));
+    let router = Router::builder()
+        .provider(a)
+        .default_model("gpt-image-1-mini")
+        .build()
+        .unwrap();
+    let res = router.generate(GenerateRequest::new("x")).await.unwrap();
+    assert_eq!(res.model, "gpt-image-1-mini");
+    assert_eq!(res.attempts[0].model, "gpt-image-1-mini");
+}
+
+#[test]
+fn build_reports_bad_settings_by_field() {
+    let err = Router::builder().build().unwrap_err();
+    assert_eq!(err.field, "providers");
+    let err = Router::builder()
+        .provider(Scripted::new("a"))
+        .provider(Scripted::new("a"))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "providers[1].name");
+    let err = Router::builder()
+        .provider(Scripted::new("a"))
+        .attempt_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "attempt_timeout");
+    let err = Router::builder()
+        .provider(Scripted::new("a"))
+        .deadline(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "deadline");
+    let err = Router::builder()
+        .provider(Scripted::new("a"))
+        .max_attempts(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "max_attempts");
+    let err = Router::builder()
+        .provider(Scripted::new(" "))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "providers[0].name");
+}
