@@ -9,6 +9,7 @@ pub mod clock;
 pub mod error;
 pub mod headers;
 pub mod provider;
+pub mod providers;
 pub mod request;
 pub mod response;
 pub mod tokens;
@@ -25,6 +26,10 @@ pub use error::{
 };
 pub use headers::RateLimitHeaders;
 pub use provider::{CallContext, Provider, ProviderKind};
+pub use providers::{
+    Azure, AzureAuth, AzureBuilder, Compatible, CompatibleBuilder, CompatibleMode, OpenAi,
+    OpenAiBuilder,
+};
 pub use request::{
     Background, EditRequest, GenerateRequest, ImageRequest, InputFidelity, InputImage, Moderation,
     OutputFormat, Quality, ResponseFormat, Size, Style,
