@@ -116,7 +116,7 @@ pub fn retry_after_from_message(message: &str) -> Option<Duration> {
             Ok(n) => n,
             Err(_) => continue,
         };
-        if !number.is_finite() || number < 0.0 || number > 1e9 {
+        if !number.is_finite() || !(0.0..=1e9).contains(&number) {
             continue;
         }
         let after = rest[token.len()..].trim_start();

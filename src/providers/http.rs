@@ -13,7 +13,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
 use crate::error::{ConfigError, ErrorKind, ProviderError};

@@ -41,6 +41,10 @@
 //! assert!(!format!("{openai:?}{azure:?}{proxy:?}").contains("key"));
 //! ```
 
+// `ProviderError` is the core contract's error type, returned by value by the `Provider`
+// trait; boxing it only in these helpers would add allocations without shrinking the trait.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
