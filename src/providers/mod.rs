@@ -22,23 +22,23 @@
 //! use image_router::providers::{Azure, Compatible, CompatibleMode, OpenAi};
 //! use image_router::Provider;
 //!
-//! let openai = OpenAi::builder().api_key("sk-test").build().unwrap();
+//! let openai = OpenAi::builder().api_key("sk-secret-1").build().unwrap();
 //! let azure = Azure::builder()
 //!     .endpoint("https://my-resource.openai.azure.com")
-//!     .api_key("azure-key")
+//!     .api_key("secret-2")
 //!     .deployment("gpt-image-1", "img-prod")
 //!     .build()
 //!     .unwrap();
 //! let proxy = Compatible::builder()
 //!     .base_url("https://proxy.example.com/v1")
-//!     .api_key("proxy-key")
+//!     .api_key("secret-3")
 //!     .mode(CompatibleMode::Chat)
 //!     .build()
 //!     .unwrap();
 //! assert!(openai.capabilities("gpt-image-1").is_some());
 //! assert!(azure.capabilities("dall-e-3").is_none()); // no deployment for it
 //! assert!(!proxy.capabilities("gpt-image-1").unwrap().edits);
-//! assert!(!format!("{openai:?}{azure:?}{proxy:?}").contains("key"));
+//! assert!(!format!("{openai:?}{azure:?}{proxy:?}").contains("secret"));
 //! ```
 
 // `ProviderError` is the core contract's error type, returned by value by the `Provider`
