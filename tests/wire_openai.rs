@@ -25,6 +25,7 @@ async fn server_with(resp: ResponseTemplate) -> MockServer {
 
 fn provider(server: &MockServer) -> OpenAi {
     OpenAi::builder()
+        .client(client())
         .api_key(KEY)
         .base_url(format!("{}/v1", server.uri()))
         .build()
@@ -35,6 +36,7 @@ fn provider(server: &MockServer) -> OpenAi {
 async fn generate_sends_exact_request_and_decodes() {
     let server = server_with(ok()).await;
     let p = OpenAi::builder()
+        .client(client())
         .api_key(KEY)
         .base_url(format!("{}/v1/", server.uri())) // trailing slash is fine
         .organization("org-abc")
@@ -266,6 +268,7 @@ async fn slow_answer_is_a_timeout() {
 async fn provider_timeout_cap_applies() {
     let server = server_with(ok().set_delay(Duration::from_secs(3))).await;
     let p = OpenAi::builder()
+        .client(client())
         .api_key(KEY)
         .base_url(format!("{}/v1", server.uri()))
         .timeout(Duration::from_millis(300))
@@ -281,6 +284,7 @@ async fn provider_timeout_cap_applies() {
 #[tokio::test]
 async fn connection_refused_is_connect() {
     let p = OpenAi::builder()
+        .client(client())
         .api_key(KEY)
         .base_url(refused_url())
         .build()
@@ -325,12 +329,14 @@ async fn capabilities_follow_catalog_and_allow_list() {
     assert!(p.capabilities("gpt-image-1").is_some());
     assert!(p.capabilities("no-such-model").is_none());
     let p = OpenAi::builder()
+        .client(client())
         .api_key(KEY)
         .allow_unknown_models(true)
         .build()
         .unwrap();
     assert!(p.capabilities("no-such-model").is_some());
     let p = OpenAi::builder()
+        .client(client())
         .api_key(KEY)
         .models(["gpt-image-1"])
         .build()

@@ -25,6 +25,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shared client (created on first use).
 ///
+/// Its connection pool belongs to the tokio runtime that opened each connection: a program
+/// that creates and drops several runtimes (as `#[tokio::test]` does, one per test) should
+/// give each provider its own client with `.client(reqwest::Client::new())`.
+///
 /// ```
 /// let client = image_router::providers::shared_client().unwrap();
 /// # let _ = client;

@@ -113,3 +113,9 @@ pub fn refused_url() -> String {
     drop(l);
     format!("http://{addr}/v1")
 }
+
+/// A fresh client per test: each `#[tokio::test]` has its own runtime, and pooled
+/// connections of a client used on a dropped runtime are dead.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
