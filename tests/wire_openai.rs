@@ -390,3 +390,45 @@ fn builder_errors_name_the_field() {
         "organization"
     );
 }
+
+#[tokio::test]
+async fn no_time_left_is_timeout_not_sent() {
+    let server = server_with(ok()).await;
+    let err = provider(&server)
+        .generate(
+            &GenerateRequest::new("x").model("gpt-image-1"),
+            &CallContext::new(Duration::ZERO),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout { sent: false });
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn connection_closed_mid_body_is_connect() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await;
+        let _ = sock
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"created\":1,\"da")
+            .await;
+        let _ = sock.shutdown().await;
+    });
+    let p = OpenAi::builder()
+        .client(client())
+        .api_key(KEY)
+        .base_url(format!("http://{addr}/v1"))
+        .build()
+        .unwrap();
+    let err = p
+        .generate(&GenerateRequest::new("x").model("gpt-image-1"), &ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Connect, "{err}");
+    assert_eq!(err.status, Some(200));
+}

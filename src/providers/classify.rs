@@ -316,7 +316,7 @@ pub fn classify_transport(provider: &str, err: &reqwest::Error) -> ProviderError
         ErrorKind::Timeout {
             sent: !err.is_connect(),
         }
-    } else if err.is_decode() {
+    } else if err.is_decode() && !body_read_failure(err) {
         ErrorKind::Decode
     } else {
         // Refused, reset, closed mid-body, incomplete message, TLS failure: all "could not
@@ -332,6 +332,22 @@ pub fn classify_transport(provider: &str, err: &reqwest::Error) -> ProviderError
         e = e.with_status(s.as_u16());
     }
     e
+}
+
+/// reqwest reports a connection that closed mid-body from `bytes()` as a *decode* error
+/// wrapping a body error; that is a transport failure, not a bad payload.
+fn body_read_failure(err: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if s.downcast_ref::<reqwest::Error>()
+            .is_some_and(|e| e.is_body())
+            || s.is::<std::io::Error>()
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// The error and its source chain in one line (no key can appear: keys only travel in
