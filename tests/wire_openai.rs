@@ -349,6 +349,12 @@ async fn capabilities_follow_catalog_and_allow_list() {
 fn builder_errors_name_the_field() {
     let field = |r: Result<OpenAi, image_router::ConfigError>| r.unwrap_err().field;
     assert_eq!(field(OpenAi::builder().build()), "api_key");
+    // Keys are accepted as &str, String or SecretString.
+    assert!(OpenAi::builder().api_key(String::from("k")).build().is_ok());
+    assert!(OpenAi::builder()
+        .api_key(secrecy::SecretString::from("k"))
+        .build()
+        .is_ok());
     assert_eq!(field(OpenAi::builder().api_key("  ").build()), "api_key");
     assert_eq!(
         field(OpenAi::builder().api_key("k").base_url("not a url").build()),

@@ -90,6 +90,13 @@ fn snippet(body: &[u8]) -> String {
 
 /// Parses a retry delay from an error message: "Please try again in 12s", "try again after
 /// 51.84 seconds", "Please retry after 2 seconds", "try again in 1m30s", "in 20ms".
+///
+/// ```
+/// use image_router::providers::classify::retry_after_from_message;
+/// use std::time::Duration;
+/// assert_eq!(retry_after_from_message("Please retry after 2 seconds."), Some(Duration::from_secs(2)));
+/// assert_eq!(retry_after_from_message("Please try again in 12s."), Some(Duration::from_secs(12)));
+/// ```
 pub fn retry_after_from_message(message: &str) -> Option<Duration> {
     let lower = message.to_ascii_lowercase();
     for marker in [

@@ -11,7 +11,7 @@
 //! * Every call is bounded by [`CallContext::timeout`](crate::CallContext::timeout) (and by the
 //!   provider's own `.timeout(..)` cap, if set), including reading the body and downloading
 //!   URL images.
-//! * What a provider serves is data: the [`Catalog`](crate::Catalog)'s capabilities narrowed
+//! * What a provider serves is data: the [`Catalog`]'s capabilities narrowed
 //!   by the provider kind (Azure: no webp; chat-mode proxies: no edits, one image a call),
 //!   optionally restricted by an allow-list (`.models([..])`).
 //! * Builders validate everything up front (`build()` returns a [`ConfigError`] naming the
