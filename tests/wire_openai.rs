@@ -438,3 +438,16 @@ async fn connection_closed_mid_body_is_connect() {
     assert_eq!(err.kind, ErrorKind::Connect, "{err}");
     assert_eq!(err.status, Some(200));
 }
+
+#[tokio::test]
+async fn huge_timeout_does_not_overflow() {
+    let server = server_with(ok()).await;
+    let resp = provider(&server)
+        .generate(
+            &GenerateRequest::new("x").model("gpt-image-1"),
+            &CallContext::new(Duration::MAX),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.images.len(), 1);
+}

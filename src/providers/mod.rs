@@ -169,7 +169,12 @@ impl Common {
             Some(cap) => cap.min(ctx.timeout),
             None => ctx.timeout,
         };
-        (timeout, Instant::now() + timeout)
+        let now = Instant::now();
+        // A huge timeout (e.g. `Duration::MAX`) must not overflow the clock: cap it at a year.
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
+        (timeout, deadline)
     }
 
     fn debug_fields(&self, d: &mut std::fmt::DebugStruct<'_, '_>) {
