@@ -10,6 +10,7 @@ pub mod error;
 pub mod headers;
 pub mod metrics;
 pub mod provider;
+pub mod providers;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -27,6 +28,10 @@ pub use error::{
 };
 pub use headers::RateLimitHeaders;
 pub use provider::{CallContext, Provider, ProviderKind};
+pub use providers::{
+    Azure, AzureAuth, AzureBuilder, Compatible, CompatibleBuilder, CompatibleMode, OpenAi,
+    OpenAiBuilder,
+};
 pub use request::{
     Background, EditRequest, GenerateRequest, ImageRequest, InputFidelity, InputImage, Moderation,
     OutputFormat, Quality, ResponseFormat, Size, Style,
