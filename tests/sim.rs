@@ -840,6 +840,13 @@ async fn transport_faults() {
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
+    // The hanging request ends on the server once the client is gone.
+    let mut waited = 0;
+    while sim.stats("o").in_flight > 0 && waited < 500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(sim.stats("o").in_flight, 0, "hang outlived its client");
 
     sim.fail("o", Fault::TruncatedJson, Times::Once);
     let resp = client().post(&url).json(&low()).send().await.unwrap();
@@ -1200,4 +1207,21 @@ fn go_durations_in_headers_round_trip() {
     ] {
         assert_eq!(parse_go_duration(&format_go_duration(d)), Some(d));
     }
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Simulator>();
+    check::<SimAccount>();
+    check::<Fault>();
+    check::<image_router::sim::SimStats>();
+    check::<image_router::sim::ReceivedRequest>();
+    check::<image_router::sim::RateWindow>();
+}
+
+#[test]
+fn account_debug_hides_the_key() {
+    let acct = SimAccount::new().api_key("sk-very-secret-key-123456");
+    assert!(!format!("{acct:?}").contains("very-secret"));
 }

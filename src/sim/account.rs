@@ -207,6 +207,8 @@ pub struct SimStats {
     pub rejected: u64,
     /// Tokens admitted by the window (the estimate of every admitted request).
     pub tokens: u64,
+    /// Requests being processed right now (hanging and slow ones included).
+    pub in_flight: u64,
 }
 
 /// A request as the simulator received it.

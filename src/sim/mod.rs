@@ -239,6 +239,11 @@ impl Simulator {
         format!("{}/{account}", self.shared.base_url)
     }
 
+    /// The clock the windows and the request log use.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.shared.clock.clone()
+    }
+
     /// Names of the accounts, sorted.
     pub fn accounts(&self) -> Vec<String> {
         let mut v: Vec<String> = self.shared.accounts.keys().cloned().collect();

@@ -106,6 +106,8 @@ mod tests {
             let ch = if c[3] == 255 { 3 } else { 4 };
             assert_eq!(&buf[..ch], &c[..ch]);
         }
+        // Solid colours stay small, so answers are cheap to send and parse.
+        assert!(solid_png(1536, 1024, [9, 9, 9, 255]).unwrap().bytes.len() < 64 * 1024);
         assert!(solid_png(0, 5, [0; 4]).is_none());
         assert!(solid_png(5000, 5000, [0; 4]).is_none());
     }

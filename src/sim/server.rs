@@ -228,6 +228,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_string());
 
+    let _in_flight = InFlight::enter(state);
     {
         let mut st = state.lock();
         st.stats.requests += 1;
@@ -260,6 +261,24 @@ async fn handle(
             reply.headers.push(("openai-processing-ms", ms.to_string()));
             Ok(reply.into_response())
         }
+    }
+}
+
+/// Counts a request in [`SimStats::in_flight`](super::SimStats::in_flight) until dropped,
+/// which also happens when hyper drops the request's future (client gone, server shut down).
+struct InFlight<'a>(&'a parking_lot::Mutex<AccountState>);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a parking_lot::Mutex<AccountState>) -> Self {
+        state.lock().stats.in_flight += 1;
+        Self(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.stats.in_flight = st.stats.in_flight.saturating_sub(1);
     }
 }
 
