@@ -27,15 +27,20 @@ pub(crate) fn azure(code: &str, message: &str) -> Value {
     json!({"error": {"code": code, "message": message}})
 }
 
-/// Masks a key the way OpenAI does in its 401 message: never the whole key.
+/// Masks a key the way OpenAI does in its 401 message (`sk-zhj0s*****...*****CMuq`: the first
+/// eight and last four characters), never showing the whole key: shorter keys show less, and
+/// keys under 16 characters are all stars.
 pub(crate) fn mask_key(key: &str) -> String {
     let chars: Vec<char> = key.chars().collect();
-    if chars.len() < 12 {
-        return "*".repeat(chars.len().max(4));
-    }
-    let head: String = chars[..4].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}{}{tail}", "*".repeat(chars.len() - 8))
+    let len = chars.len();
+    let (head, tail) = match len {
+        0..=15 => return "*".repeat(len.max(4)),
+        16..=23 => (4, 4),
+        _ => (8, 4),
+    };
+    let shown_head: String = chars[..head].iter().collect();
+    let shown_tail: String = chars[len - tail..].iter().collect();
+    format!("{shown_head}{}{shown_tail}", "*".repeat(len - head - tail))
 }
 
 /// 401 for a wrong or missing key (OpenAI).
@@ -156,17 +161,22 @@ pub(crate) fn request_too_large(model: &str, org: &str, limit: u64, requested: u
     )
 }
 
-/// 429 from a scripted fault with an optional delay (OpenAI wording).
+/// 429 from a scripted fault with an optional delay (OpenAI wording). `limit` is the
+/// account's limit of that kind when it has one (else a tier-1-like placeholder).
 pub(crate) fn scripted_rate_limit(
     model: &str,
     org: &str,
     kind: Option<LimitKind>,
     retry: Option<Duration>,
+    limit: Option<u64>,
 ) -> Value {
     match (kind, retry) {
         (Some(kind), Some(retry)) => {
-            let requested = if kind == LimitKind::Requests { 1 } else { 4160 };
-            let limit = if kind == LimitKind::Requests { 5 } else { 100_000 };
+            let (requested, placeholder) = match kind {
+                LimitKind::Requests => (1, 5),
+                LimitKind::Tokens => (4160, 250_000),
+            };
+            let limit = limit.unwrap_or(placeholder);
             rate_limited(model, org, kind, limit, limit, requested, retry)
         }
         (Some(kind), None) => openai(
@@ -352,9 +362,10 @@ mod tests {
     #[test]
     fn masks_keys() {
         let m = mask_key("sk-sim-openai-secret-1234");
-        assert!(m.starts_with("sk-s") && m.ends_with("1234"));
-        assert!(!m.contains("openai-secret"));
+        assert_eq!(m, "sk-sim-o*************1234");
+        assert_eq!(mask_key("0123456789abcdefXY"), "0123**********efXY");
         assert_eq!(mask_key("short"), "*****");
+        assert_eq!(mask_key("fifteen-chars-x"), "*".repeat(15));
     }
 
     #[test]

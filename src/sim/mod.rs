@@ -27,7 +27,10 @@
 //! **Output is always PNG bytes** (a solid colour per account, of the requested size; `auto`
 //! is the model's default size, 1024x1024). A request for `jpeg` or `webp` is answered with PNG
 //! bytes and the requested `output_format` echoed, so clients should sniff the bytes. Azure
-//! paths refuse `webp` with a 400, as Azure does.
+//! paths refuse `webp` with a 400, as Azure does. Streaming (`stream: true`) is not simulated:
+//! such requests get the ordinary JSON answer. dall-e models answer without `usage` or echo
+//! fields, with `url` items when `response_format` is `url` (downloadable from the simulator).
+//! Images are encoded once per size and colour and then served from a cache.
 //!
 //! # Rate limits
 //!

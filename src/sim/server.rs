@@ -840,7 +840,17 @@ async fn serve_fault(
                     kind.unwrap_or(LimitKind::Requests),
                     retry_after,
                 ),
-                Surface::OpenAi => bodies::scripted_rate_limit(&model, &org, kind, retry_after),
+                Surface::OpenAi => {
+                    let limit = {
+                        let st = ctx.state.lock();
+                        match kind {
+                            Some(LimitKind::Requests) => st.window.rpm().map(u64::from),
+                            Some(LimitKind::Tokens) => st.window.tpm(),
+                            None => None,
+                        }
+                    };
+                    bodies::scripted_rate_limit(&model, &org, kind, retry_after, limit)
+                }
             };
             let reply = Reply::json(429, &body);
             match retry_after {
