@@ -369,6 +369,7 @@ async fn unknown_account_and_path_are_404() {
     )
     .await;
     assert_eq!(a.status, 404);
+    assert!(a.h("x-request-id").is_some() && a.h("openai-processing-ms").is_some());
     let a = post(
         &format!("{}/openai/v1/images/variations", sim.url()),
         None,

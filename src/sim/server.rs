@@ -163,6 +163,17 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ConnectionReset> {
     let started = Instant::now();
+    match answer(shared, req).await {
+        Outcome::Reset => Err(ConnectionReset),
+        Outcome::Reply(mut reply) => {
+            let ms = started.elapsed().as_millis().max(1);
+            reply.headers.push(("openai-processing-ms", ms.to_string()));
+            Ok(reply.into_response())
+        }
+    }
+}
+
+async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Outcome {
     let seq = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
@@ -177,7 +188,7 @@ async fn handle(
     let Some(state) = shared.accounts.get(&account) else {
         let reply = Reply::json(404, &bodies::unknown_url(method.as_str(), &path))
             .header("x-request-id", format!("req_sim_{seq:016x}"));
-        return Ok(reply.into_response());
+        return Outcome::Reply(reply);
     };
 
     let body = match tokio::time::timeout(
@@ -195,10 +206,11 @@ async fn handle(
                     None,
                     None,
                 ),
-            );
-            return Ok(r.into_response());
+            )
+            .header("x-request-id", format!("req_sim_{seq:016x}"));
+            return Outcome::Reply(r);
         }
-        Err(_) => return Err(ConnectionReset),
+        Err(_) => return Outcome::Reset,
     };
 
     let headers: Vec<(String, String)> = parts
@@ -253,15 +265,7 @@ async fn handle(
         bearer,
         api_key,
     };
-    let outcome = route(&ctx, &method, &rest, query.as_deref()).await;
-    match outcome {
-        Outcome::Reset => Err(ConnectionReset),
-        Outcome::Reply(mut reply) => {
-            let ms = started.elapsed().as_millis().max(1);
-            reply.headers.push(("openai-processing-ms", ms.to_string()));
-            Ok(reply.into_response())
-        }
-    }
+    route(&ctx, &method, &rest, query.as_deref()).await
 }
 
 /// Counts a request in [`SimStats::in_flight`](super::SimStats::in_flight) until dropped,
