@@ -1226,3 +1226,37 @@ fn account_debug_hides_the_key() {
     let acct = SimAccount::new().api_key("sk-very-secret-key-123456");
     assert!(!format!("{acct:?}").contains("very-secret"));
 }
+
+/// A client that waits exactly `retry-after-ms` after each 429 always gets in next time, and
+/// over ten simulated minutes uses the whole allowance of the binding limit.
+#[tokio::test]
+async fn waiting_retry_after_ms_always_suffices() {
+    // medium 1024x1024 = 1056 + 1 tokens: TPM 20_000 binds (18 per minute) before RPM 25.
+    let (sim, clock) = limited(Some(25), Some(20_000)).await;
+    let url = gen_url(&sim, "o");
+    let body = json!({"prompt": "abcd", "quality": "medium"});
+    let start = clock.now();
+    let mut ok = 0u32;
+    let mut after_wait = false;
+    while clock.now() < start + Duration::from_secs(600) {
+        let a = post(&url, None, body.clone()).await;
+        match a.status {
+            200 => {
+                ok += 1;
+                after_wait = false;
+            }
+            429 => {
+                assert!(!after_wait, "refused again after waiting retry-after-ms");
+                assert_eq!(error_of(&a)["type"], "tokens");
+                let ms: u64 = a.h("retry-after-ms").unwrap().parse().unwrap();
+                assert!(ms > 0);
+                clock.advance(Duration::from_millis(ms));
+                after_wait = true;
+            }
+            s => panic!("unexpected {s}"),
+        }
+    }
+    // 18 per 60 s window: ten windows plus the first burst.
+    assert!((180..=18 * 11).contains(&ok), "{ok}");
+    assert_eq!(sim.stats("o").tokens, u64::from(ok) * 1057);
+}
