@@ -644,7 +644,10 @@ impl RateLimiter {
                     now.saturating_add(nanos(reset.unwrap_or(DEFAULT_ZERO_REMAINING_BLOCK)));
                 st.blocks[0].1 = st.blocks[0].1.max(until);
             }
-            if let Some(limit) = st.base_rpm() {
+            // The server's remaining is relative to the server's limit: use the reported one,
+            // else the configured one.
+            let server_limit = st.server_rpm.or(st.config.limits.rpm.map(u64::from));
+            if let Some(limit) = server_limit {
                 let server_used = limit.saturating_sub(rem);
                 let ours = st.log.len() as u64;
                 st.held_requests = Held {
@@ -660,7 +663,8 @@ impl RateLimiter {
                     now.saturating_add(nanos(reset.unwrap_or(DEFAULT_ZERO_REMAINING_BLOCK)));
                 st.blocks[1].1 = st.blocks[1].1.max(until);
             }
-            if let Some(limit) = st.base_tpm() {
+            let server_limit = st.server_tpm.or(st.config.limits.tpm);
+            if let Some(limit) = server_limit {
                 let server_used = limit.saturating_sub(rem);
                 let ours = st.log_tokens;
                 st.held_tokens = Held {

@@ -111,7 +111,10 @@ impl Limits {
             l = l.with_rpm(i64::from(r))?;
         }
         if let Some(t) = tpm {
-            l = l.with_tpm(i64::try_from(t).unwrap_or(i64::MAX))?;
+            if t == 0 {
+                return Limits::UNLIMITED.with_tpm(0);
+            }
+            l.tpm = Some(t);
         }
         Ok(l)
     }
