@@ -80,6 +80,7 @@ use crate::clock::SharedClock;
 use crate::error::ConfigError;
 use crate::headers::RateLimitHeaders;
 use crate::limits::{Limits, NoAccess};
+use crate::response::Usage;
 
 /// The window every limit is defined over.
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -213,6 +214,24 @@ impl LimiterConfig {
     /// Sets the safety margin.
     pub fn margin(mut self, margin: f64) -> Self {
         self.margin = margin;
+        self
+    }
+
+    /// Sets the factor applied to the rate on a real 429.
+    pub fn decrease(mut self, factor: f64) -> Self {
+        self.decrease = factor;
+        self
+    }
+
+    /// Sets the lowest back-off factor.
+    pub fn min_factor(mut self, factor: f64) -> Self {
+        self.min_factor = factor;
+        self
+    }
+
+    /// Sets the back-off recovery per minute (fraction of the limit).
+    pub fn recovery_per_minute(mut self, fraction: f64) -> Self {
+        self.recovery_per_minute = fraction;
         self
     }
 
@@ -755,6 +774,20 @@ impl Permit {
             let old = st.log[i].tokens;
             st.log[i].tokens = actual_tokens;
             st.log_tokens = st.log_tokens - old + actual_tokens;
+        }
+    }
+
+    /// [`reconcile`](Self::reconcile) with a response's `usage`: `total_tokens`, or input +
+    /// output when the total is absent. A usage with no tokens at all (a provider that does not
+    /// report usage) keeps the estimate, rather than refunding work the provider did count.
+    pub fn reconcile_usage(self, usage: &Usage) {
+        let total = if usage.total_tokens > 0 {
+            usage.total_tokens
+        } else {
+            usage.input_tokens.saturating_add(usage.output_tokens)
+        };
+        if total > 0 {
+            self.reconcile(total);
         }
     }
 

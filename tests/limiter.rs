@@ -542,3 +542,38 @@ fn limiter_is_send_sync_and_shared() {
     let admitted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(admitted, 1000);
 }
+
+#[test]
+fn reconcile_with_usage_and_serializable_status() {
+    use image_router::response::Usage;
+    let clock = ManualClock::new();
+    let lim = limiter(10, 10_000, 1.0, &clock);
+    let p = lim.try_acquire(4160).unwrap();
+    p.reconcile_usage(&Usage {
+        input_tokens: 40,
+        output_tokens: 1000,
+        total_tokens: 1040,
+        ..Default::default()
+    });
+    assert_eq!(lim.headroom().tokens, Some(10_000 - 1040));
+    // No usage reported: the estimate stays charged.
+    let p = lim.try_acquire(2000).unwrap();
+    p.reconcile_usage(&Usage::default());
+    assert_eq!(lim.headroom().tokens, Some(10_000 - 1040 - 2000));
+
+    let h = serde_json::to_value(lim.headroom()).unwrap();
+    assert_eq!(h["effective_rpm"], 10);
+    assert_eq!(h["requests"], 8);
+    let d = lim.try_acquire(9000).unwrap_err();
+    let j = serde_json::to_value(&d).unwrap();
+    assert_eq!(j["kind"], "no_room");
+    assert_eq!(j["limit"], "tokens");
+    let free = RateLimiter::new(
+        Limits::from_tier(Catalog::builtin(), "free").unwrap(),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let j = serde_json::to_value(free.try_acquire(1).unwrap_err()).unwrap();
+    assert_eq!(j["kind"], "no_access");
+    assert_eq!(j["next_tier"]["name"], "tier-1");
+}

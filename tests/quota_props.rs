@@ -154,3 +154,55 @@ proptest! {
         }
     }
 }
+
+/// Many tokio tasks waiting in `acquire` at once (tokio's paused clock): every admission lands
+/// inside the limits, every task that could be served within its `max_wait` was, and nobody
+/// waited past `max_wait`.
+#[tokio::test(start_paused = true)]
+async fn concurrent_acquire_respects_the_window_and_max_wait() {
+    use image_router::clock::SystemClock;
+    let clock = Arc::new(SystemClock::new());
+    let lim = RateLimiter::with_config(
+        LimiterConfig::new(Limits::new(Some(10), Some(30_000)).unwrap()).margin(1.0),
+        clock.clone(),
+    )
+    .unwrap();
+    let max_wait = Duration::from_secs(125);
+    let mut tasks = Vec::new();
+    for i in 0..60u64 {
+        let (lim, clock) = (lim.clone(), clock.clone());
+        tasks.push(tokio::spawn(async move {
+            let start = clock.now();
+            let w = [1000u64, 4000, 2500][(i % 3) as usize];
+            let r = lim.acquire(w, max_wait).await;
+            let waited = clock.now() - start;
+            assert!(waited <= max_wait, "waited {waited:?}");
+            r.map(|p| {
+                drop(p);
+                (clock.now(), w)
+            })
+        }));
+    }
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(a) => admitted.push(a),
+            Err(d) => {
+                assert!(d.retry_in().is_some());
+                refused += 1;
+            }
+        }
+    }
+    let (c, w) = max_window(&admitted);
+    assert!(
+        c <= 10 && w <= 30_000,
+        "{c} requests / {w} tokens in one window"
+    );
+    // 60 s, 120 s, and the start: three windows of capacity within 125 s.
+    assert!(
+        admitted.len() >= 25,
+        "{} admitted, {refused} refused",
+        admitted.len()
+    );
+}
