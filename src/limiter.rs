@@ -23,11 +23,13 @@
 //! *is* the window the provider checks.
 //!
 //! The log is also safe against an upstream that enforces the same limit `L` per minute as a
-//! token bucket (capacity `L`, refill `L / 60 s`). Over any interval of length `d`, the interval
-//! is covered by `ceil(d / 60 s)` consecutive 60-second windows, each of which the log keeps at
-//! or below `L`, so the admitted amount is at most `ceil(d/60)·L ≤ L + d·L/60`; and `L + d·L/60`
-//! is exactly what such a bucket can pass in `d` (a full bucket plus its refill). So the bucket
-//! never runs dry on traffic this limiter admitted.
+//! token bucket (capacity `L`, refill `L / 60 s`). A bucket like that accepts a request sequence
+//! iff every interval of length `d` carries at most `L + d·L/60` (a full bucket plus its
+//! refill). Any interval of length `d` is covered by `ceil(d / 60 s)` consecutive 60-second
+//! windows (`⌊d/60⌋ + 1` when it is closed at both ends), each of which the log keeps at or
+//! below `L`, so the admitted amount is at most `ceil(d/60)·L ≤ L + d·L/60`. So the bucket never
+//! runs dry on traffic this limiter admitted. (With a margin below 1 the log enforces
+//! `floor(L × margin) < L`, which only adds slack.)
 //!
 //! The cost is memory proportional to the requests of one minute (a few dozen to a few thousand
 //! entries for image models), and a refusal computes its exact retry time by walking the log.
