@@ -3,11 +3,15 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod attempt;
+pub mod budget;
 pub mod capabilities;
 pub mod catalog;
 pub mod clock;
+pub mod cost;
 pub mod error;
 pub mod headers;
+pub mod limiter;
+pub mod limits;
 pub mod metrics;
 pub mod provider;
 pub mod providers;
@@ -20,13 +24,19 @@ pub mod tokens;
 pub mod sim;
 
 pub use attempt::{Attempt, Skip, SkipReason};
+pub use budget::{
+    Budget, BudgetError, BudgetExhausted, BudgetLedger, BudgetPeriod, BudgetReservation, WallClock,
+};
 pub use capabilities::{Capabilities, Unsupported};
 pub use catalog::Catalog;
+pub use cost::{Cost, CostEstimator, PriceUnknown};
 pub use error::{
     AccessDenial, ConfigError, Error, ErrorKind, NotFoundKind, Outcome, ProviderError,
     RateLimitScope, ValidationError,
 };
 pub use headers::RateLimitHeaders;
+pub use limiter::{Denied, Headroom, LimiterConfig, Permit, RateLimiter};
+pub use limits::Limits;
 pub use provider::{CallContext, Provider, ProviderKind};
 pub use providers::{
     Azure, AzureAuth, AzureBuilder, Compatible, CompatibleBuilder, CompatibleMode, OpenAi,
