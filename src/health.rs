@@ -55,7 +55,10 @@ pub struct HealthConfig {
     /// Time constant of the decay of an idle estimate toward zero (so idle providers get
     /// re-measured). `None` disables it. Default 120 s.
     pub idle_decay: Option<Duration>,
-    /// Latency assumed before the first observation. Default 5 s (image generation is slow).
+    /// Latency assumed before the first observation. It is treated as an observation made
+    /// when the `Health` was created, so it idle-decays too: a provider that was never used
+    /// eventually looks fast enough to be tried and measured. Default 5 s (image generation
+    /// is slow).
     pub default_latency: Duration,
 }
 
@@ -154,6 +157,7 @@ struct Inner {
     /// Peak-EWMA estimate in nanoseconds; `None` before the first observation.
     estimate_ns: Option<f64>,
     updated_at: Duration,
+    created_at: Duration,
 }
 
 /// Health of one provider. Cheap `&self` API, `Send + Sync`; share it in an `Arc`.
@@ -193,6 +197,7 @@ impl Health {
                 window,
                 estimate_ns: None,
                 updated_at: now,
+                created_at: now,
             })),
         }
     }
@@ -251,15 +256,21 @@ impl Health {
         read_estimate(&inner, &self.config, now).map(Duration::from_nanos_f64_saturating)
     }
 
-    /// The routing cost in milliseconds: the latency estimate (or `default_latency` before any
-    /// observation) × (in_flight + 1). Lower is better.
+    /// The routing cost in milliseconds: the latency estimate (or `default_latency`, idle-decayed
+    /// since creation, before any observation) × (in_flight + 1). Lower is better.
     pub fn cost_ms(&self) -> f64 {
-        let est = self
-            .latency()
-            .unwrap_or(self.config.default_latency)
-            .as_secs_f64()
-            * 1000.0;
-        est * (self.in_flight() as f64 + 1.0)
+        let now = self.clock.now();
+        let est_ns = {
+            let inner = self.inner.lock();
+            read_estimate(&inner, &self.config, now).unwrap_or_else(|| {
+                let default = self.config.default_latency.as_nanos() as f64;
+                match self.config.idle_decay {
+                    Some(tau) => default * decay_factor(now.saturating_sub(inner.created_at), tau),
+                    None => default,
+                }
+            })
+        };
+        est_ns / 1e6 * (self.in_flight() as f64 + 1.0)
     }
 
     /// A serializable view for status pages and explanations.

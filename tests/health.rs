@@ -196,3 +196,16 @@ fn health_is_send_and_sync() {
     check::<Health>();
     check::<image_router::health::InFlight>();
 }
+
+#[test]
+fn unmeasured_default_latency_also_idle_decays() {
+    let (clock, h) = setup(HealthConfig {
+        default_latency: Duration::from_secs(5),
+        idle_decay: Some(Duration::from_secs(100)),
+        ..HealthConfig::default()
+    });
+    assert_eq!(h.cost_ms(), 5000.0);
+    clock.advance(Duration::from_secs(100));
+    assert!((h.cost_ms() - 5000.0 * (-1f64).exp()).abs() < 0.01);
+    assert_eq!(h.latency(), None, "still no observation");
+}
