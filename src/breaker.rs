@@ -407,7 +407,13 @@ impl CircuitBreaker {
             if now < until {
                 return Err(rejection(inner, Some(until - now)));
             }
-            self.go(inner, State::HalfOpen { probe_out: false }, now, None, transitions);
+            self.go(
+                inner,
+                State::HalfOpen { probe_out: false },
+                now,
+                None,
+                transitions,
+            );
         }
         if let State::Recovering { since } = inner.state {
             if now.saturating_sub(since) >= config.ramp {
@@ -452,7 +458,13 @@ impl CircuitBreaker {
             let mut inner = self.shared.inner.lock();
             inner.message = Some(message);
             let cool = self.shared.config.long_cool_down;
-            self.open(&mut inner, now, cool, OpenReason::Denied(reason), &mut transitions);
+            self.open(
+                &mut inner,
+                now,
+                cool,
+                OpenReason::Denied(reason),
+                &mut transitions,
+            );
         }
         self.notify(&transitions);
         transitions.last()
@@ -617,7 +629,13 @@ impl CircuitBreaker {
                 if config.ramp.is_zero() {
                     self.close(inner, now, transitions);
                 } else {
-                    self.go(inner, State::Recovering { since: now }, now, None, transitions);
+                    self.go(
+                        inner,
+                        State::Recovering { since: now },
+                        now,
+                        None,
+                        transitions,
+                    );
                 }
             }
             return;
@@ -724,9 +742,7 @@ fn breaker_verdict(outcome: Outcome) -> Verdict {
         | Outcome::AccessDenied
         | Outcome::Authentication
         | Outcome::NotFound => Verdict::Failure,
-        Outcome::RateLimited | Outcome::InvalidRequest | Outcome::ContentPolicy => {
-            Verdict::Neutral
-        }
+        Outcome::RateLimited | Outcome::InvalidRequest | Outcome::ContentPolicy => Verdict::Neutral,
     }
 }
 

@@ -27,11 +27,11 @@
 //! let enterprise = RequestClass::new("enterprise");
 //!
 //! // 0: direct OpenAI, high tier: kept for interactive traffic only.
-//! let openai = ClassPolicy::reserved(&[interactive.clone()]);
+//! let openai = ClassPolicy::reserved([interactive.clone()]);
 //! // 1: Azure deployment: enterprise data stays there; others may overflow to it.
-//! let azure = ClassPolicy::preferred(&[enterprise.clone()]);
+//! let azure = ClassPolicy::preferred([enterprise.clone()]);
 //! // 2: proxies: open to all, the natural home of batch work.
-//! let proxy = ClassPolicy::preferred(&[batch.clone()]);
+//! let proxy = ClassPolicy::preferred([batch.clone()]);
 //!
 //! assert_eq!(openai.fit(Some(&interactive)), ClassFit::Admitted);
 //! assert_eq!(openai.fit(Some(&batch)), ClassFit::Excluded);
@@ -126,18 +126,18 @@ impl ClassPolicy {
     }
 
     /// Reserved for `classes` (and preferred by none).
-    pub fn reserved(classes: &[RequestClass]) -> Self {
+    pub fn reserved(classes: impl IntoIterator<Item = RequestClass>) -> Self {
         Self {
-            reserved_for: classes.to_vec(),
+            reserved_for: classes.into_iter().collect(),
             preferred_by: Vec::new(),
         }
     }
 
     /// Open to all, preferred by `classes`.
-    pub fn preferred(classes: &[RequestClass]) -> Self {
+    pub fn preferred(classes: impl IntoIterator<Item = RequestClass>) -> Self {
         Self {
             reserved_for: Vec::new(),
-            preferred_by: classes.to_vec(),
+            preferred_by: classes.into_iter().collect(),
         }
     }
 
@@ -172,7 +172,7 @@ impl ClassPolicy {
 /// use image_router::score::ScoreInputs;
 /// use image_router::strategy::Candidate;
 ///
-/// let policies = [ClassPolicy::reserved(&[RequestClass::INTERACTIVE]), ClassPolicy::open()];
+/// let policies = [ClassPolicy::reserved([RequestClass::INTERACTIVE]), ClassPolicy::open()];
 /// let mut candidates = vec![
 ///     Candidate::new(0, ScoreInputs::default()),
 ///     Candidate::new(1, ScoreInputs::default()),

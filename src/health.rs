@@ -228,7 +228,13 @@ impl Health {
     /// error (connection refused in 2 ms) says nothing about how fast images come back and
     /// must not make a broken provider look quick.
     pub fn record(&self, outcome: Outcome, latency: Duration) {
-        record_into(&self.inner, &self.config, self.clock.now(), outcome, latency);
+        record_into(
+            &self.inner,
+            &self.config,
+            self.clock.now(),
+            outcome,
+            latency,
+        );
     }
 
     /// Number of calls currently in flight.

@@ -26,17 +26,15 @@ pub use breaker::{
     BreakerConfig, BreakerPass, BreakerSnapshot, BreakerState, CircuitBreaker, DenyReason,
     OpenReason, Rejection, Transition,
 };
-pub use class::{ClassFit, ClassPolicy, RequestClass};
-pub use health::{Health, HealthConfig, HealthSnapshot, InFlight};
-pub use score::{DefaultScorer, ScoreBreakdown, ScoreInputs, ScoreWeights, Scorer};
-pub use strategy::{Candidate, Ranking, Strategy};
 pub use capabilities::{Capabilities, Unsupported};
 pub use catalog::Catalog;
+pub use class::{ClassFit, ClassPolicy, RequestClass};
 pub use error::{
     AccessDenial, ConfigError, Error, ErrorKind, NotFoundKind, Outcome, ProviderError,
     RateLimitScope, ValidationError,
 };
 pub use headers::RateLimitHeaders;
+pub use health::{Health, HealthConfig, HealthSnapshot, InFlight};
 pub use provider::{CallContext, Provider, ProviderKind};
 pub use request::{
     Background, EditRequest, GenerateRequest, ImageRequest, InputFidelity, InputImage, Moderation,
@@ -45,3 +43,5 @@ pub use request::{
 pub use response::{
     Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse, TokenDetails, Usage,
 };
+pub use score::{DefaultScorer, ScoreBreakdown, ScoreInputs, ScoreWeights, Scorer};
+pub use strategy::{Candidate, Ranking, Strategy};

@@ -190,8 +190,11 @@ impl Strategy {
                 out.scratch[..=pick].rotate_right(1);
             }
         }
-        out.order
-            .extend(out.scratch.iter().map(|&(_, _, _, pos)| candidates[pos].index));
+        out.order.extend(
+            out.scratch
+                .iter()
+                .map(|&(_, _, _, pos)| candidates[pos].index),
+        );
     }
 }
 

@@ -35,7 +35,11 @@ fn opens_after_n_consecutive_failures_and_success_resets_the_count() {
     let _ = b.acquire().unwrap().record(Outcome::Success);
     fail(&b, 2);
     assert_eq!(b.state(), BreakerState::Closed);
-    let t = b.acquire().unwrap().record(Outcome::Timeout).expect("transition");
+    let t = b
+        .acquire()
+        .unwrap()
+        .record(Outcome::Timeout)
+        .expect("transition");
     assert_eq!((t.from, t.to), (BreakerState::Closed, BreakerState::Open));
     assert_eq!(t.reason, Some(OpenReason::ConsecutiveFailures(3)));
     let rej = b.acquire().unwrap_err();
@@ -52,7 +56,11 @@ fn opens_on_failure_ratio_after_min_samples() {
         ..BreakerConfig::default()
     });
     for i in 0..9 {
-        let o = if i % 2 == 0 { Outcome::Success } else { Outcome::Connect };
+        let o = if i % 2 == 0 {
+            Outcome::Success
+        } else {
+            Outcome::Connect
+        };
         let _ = b.acquire().unwrap().record(o);
         assert_eq!(b.state(), BreakerState::Closed, "after {} samples", i + 1);
     }
@@ -166,10 +174,7 @@ fn probe_success_ramps_traffic_back_gradually_then_closes() {
     }
     // Ramp over (105 s after the probe): closed, everything admitted.
     let pass = b.acquire().unwrap();
-    assert_eq!(
-        pass.transition().map(|t| t.to),
-        Some(BreakerState::Closed)
-    );
+    assert_eq!(pass.transition().map(|t| t.to), Some(BreakerState::Closed));
     let _ = pass.record(Outcome::Success);
     assert!((0..1000).all(|_| b.acquire().is_ok()));
     assert_eq!(b.snapshot().admitted_fraction, 1.0);
@@ -187,7 +192,12 @@ fn failed_probes_grow_the_cool_down_up_to_the_cap_and_close_resets_it() {
     });
     fail(&b, 1);
     // Each failed probe: 10 → 20 → 35 (capped) → 35.
-    for (cool, next) in [(S(10), S(20)), (S(20), S(35)), (S(35), S(35)), (S(35), S(35))] {
+    for (cool, next) in [
+        (S(10), S(20)),
+        (S(20), S(35)),
+        (S(35), S(35)),
+        (S(35), S(35)),
+    ] {
         assert_eq!(b.snapshot().retry_in, Some(cool));
         clock.advance(cool - Duration::from_millis(1));
         assert!(b.acquire().is_err(), "refused until the cool-down ends");
@@ -275,7 +285,12 @@ fn transitions_reach_the_listener_in_order() {
     let _ = b.acquire().unwrap().record(Outcome::Success);
     clock.advance(S(10));
     let _ = b.acquire().unwrap().record(Outcome::Success);
-    let states: Vec<_> = seen.lock().unwrap().iter().map(|t| (t.from, t.to)).collect();
+    let states: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| (t.from, t.to))
+        .collect();
     use BreakerState::*;
     assert_eq!(
         states,
@@ -336,8 +351,7 @@ fn flap_one_attempt_per_cool_down_and_back_to_closed_after_recovery() {
                 }
             }
         }
-        if second > recovered_at && closed_again_at.is_none() && b.state() == BreakerState::Closed
-        {
+        if second > recovered_at && closed_again_at.is_none() && b.state() == BreakerState::Closed {
             closed_again_at = Some(second);
         }
         clock.advance(S(1));
@@ -350,12 +364,19 @@ fn flap_one_attempt_per_cool_down_and_back_to_closed_after_recovery() {
         .filter(|(_, _, probe)| *probe)
         .map(|(s, _, _)| *s)
         .collect();
-    assert_eq!(probes, vec![14, 34], "probes at cool-down ends (10 s, then 20 s)");
+    assert_eq!(
+        probes,
+        vec![14, 34],
+        "probes at cool-down ends (10 s, then 20 s)"
+    );
     let during_outage = attempts
         .iter()
         .filter(|(s, state, _)| *s > opened_at && *s < 34 && *state != BreakerState::Closed)
         .count();
-    assert_eq!(during_outage, 1, "one attempt in the 10 s cool-down, none in the 20 s one");
+    assert_eq!(
+        during_outage, 1,
+        "one attempt in the 10 s cool-down, none in the 20 s one"
+    );
     // Back within one cool-down (20 s) + ramp (10 s) of the recovery.
     let closed = closed_again_at.expect("closed again");
     assert!(closed <= recovered_at + 20 + 10, "closed at {closed}");

@@ -37,13 +37,29 @@ fn region_formula_is_expressible() {
             priority: 7,
             weight: 1.0,
         });
-        assert!((s.total - a * 1000.0 / l).abs() < 1e-9, "{a} {l}: {}", s.total);
+        assert!(
+            (s.total - a * 1000.0 / l).abs() < 1e-9,
+            "{a} {l}: {}",
+            s.total
+        );
         assert_eq!((s.headroom, s.budget, s.priority), (1.0, 1.0, 1.0));
     }
     // And the ranking follows it: 0.9 × 1000/100 = 9 beats 1.0 × 1000/200 = 5.
     let c = [
-        Candidate::new(0, ScoreInputs { availability: 1.0, ..inputs(200.0, 0) }),
-        Candidate::new(1, ScoreInputs { availability: 0.9, ..inputs(100.0, 1) }),
+        Candidate::new(
+            0,
+            ScoreInputs {
+                availability: 1.0,
+                ..inputs(200.0, 0)
+            },
+        ),
+        Candidate::new(
+            1,
+            ScoreInputs {
+                availability: 0.9,
+                ..inputs(100.0, 1)
+            },
+        ),
     ];
     let r = Strategy::Scored.rank(&c, &scorer, &mut rng());
     assert_eq!(r.order(), &[1, 0]);
@@ -67,7 +83,16 @@ fn breakdown_shows_every_component_and_serializes() {
     let product = s.availability * s.latency * s.headroom * s.budget * s.priority * s.weight;
     assert!((s.total - product).abs() < 1e-12);
     let json = serde_json::to_value(s).unwrap();
-    for key in ["availability", "latency", "headroom", "budget", "priority", "weight", "total", "inputs"] {
+    for key in [
+        "availability",
+        "latency",
+        "headroom",
+        "budget",
+        "priority",
+        "weight",
+        "total",
+        "inputs",
+    ] {
         assert!(json.get(key).is_some(), "{key}");
     }
 }
@@ -87,7 +112,9 @@ fn bad_inputs_never_produce_nan_or_panic() {
 
 #[test]
 fn ordered_is_strict_priority_dropping_open_breakers_and_moving_no_headroom_last() {
-    let mut c: Vec<Candidate> = (0..5).map(|i| Candidate::new(i, inputs(1000.0 - i as f64 * 100.0, i))).collect();
+    let mut c: Vec<Candidate> = (0..5)
+        .map(|i| Candidate::new(i, inputs(1000.0 - i as f64 * 100.0, i)))
+        .collect();
     c[0].breaker_open = true;
     c[1].no_headroom = true;
     let r = Strategy::Ordered.rank(&c, &DefaultScorer::default(), &mut rng());
@@ -161,9 +188,15 @@ fn scored_follows_measured_latency_and_moves_when_speeds_swap() {
     };
     // Both unknown (200 ms assumed): each is tried once, then the measured speeds decide.
     let first = run([500, 50], 200);
-    assert!(first[1] >= 190, "fast provider 1 should take most traffic: {first:?}");
+    assert!(
+        first[1] >= 190,
+        "fast provider 1 should take most traffic: {first:?}"
+    );
     let second = run([50, 500], 200);
-    assert!(second[0] >= 190, "traffic moves to provider 0 after the swap: {second:?}");
+    assert!(
+        second[0] >= 190,
+        "traffic moves to provider 0 after the swap: {second:?}"
+    );
 }
 
 #[test]
@@ -172,7 +205,15 @@ fn weighted_spreads_the_first_pick_by_weight() {
     let c: Vec<Candidate> = weights
         .iter()
         .enumerate()
-        .map(|(i, &w)| Candidate::new(i, ScoreInputs { weight: w, ..inputs(300.0, i) }))
+        .map(|(i, &w)| {
+            Candidate::new(
+                i,
+                ScoreInputs {
+                    weight: w,
+                    ..inputs(300.0, i)
+                },
+            )
+        })
         .collect();
     let mut rng = rng();
     let mut ranking = Ranking::new();
@@ -186,18 +227,43 @@ fn weighted_spreads_the_first_pick_by_weight() {
     for (i, w) in weights.iter().enumerate() {
         let share = firsts[i] as f64 / n as f64;
         let expected = w / 8.0;
-        assert!((share - expected).abs() < 0.015, "provider {i}: {share:.3} vs {expected:.3}");
+        assert!(
+            (share - expected).abs() < 0.015,
+            "provider {i}: {share:.3} vs {expected:.3}"
+        );
     }
 }
 
 #[test]
 fn weighted_favours_headroom_and_keeps_score_order_for_fallbacks() {
     let c = [
-        Candidate::new(0, ScoreInputs { headroom: 1.0, ..inputs(300.0, 0) }),
-        Candidate::new(1, ScoreInputs { headroom: 0.25, ..inputs(100.0, 1) }),
-        Candidate::new(2, ScoreInputs { headroom: 1.0, weight: 0.0, ..inputs(50.0, 2) }),
+        Candidate::new(
+            0,
+            ScoreInputs {
+                headroom: 1.0,
+                ..inputs(300.0, 0)
+            },
+        ),
+        Candidate::new(
+            1,
+            ScoreInputs {
+                headroom: 0.25,
+                ..inputs(100.0, 1)
+            },
+        ),
+        Candidate::new(
+            2,
+            ScoreInputs {
+                headroom: 1.0,
+                weight: 0.0,
+                ..inputs(50.0, 2)
+            },
+        ),
     ];
-    let scorer = DefaultScorer::new(ScoreWeights { headroom: 0.0, ..ScoreWeights::DEFAULT });
+    let scorer = DefaultScorer::new(ScoreWeights {
+        headroom: 0.0,
+        ..ScoreWeights::DEFAULT
+    });
     let mut rng = rng();
     let mut zero_first = 0;
     let n = 10_000;
@@ -223,8 +289,20 @@ fn weighted_favours_headroom_and_keeps_score_order_for_fallbacks() {
 #[test]
 fn weighted_without_mass_falls_back_to_score_order() {
     let c = [
-        Candidate::new(0, ScoreInputs { weight: 0.0, ..inputs(300.0, 0) }),
-        Candidate::new(1, ScoreInputs { weight: 0.0, ..inputs(100.0, 1) }),
+        Candidate::new(
+            0,
+            ScoreInputs {
+                weight: 0.0,
+                ..inputs(300.0, 0)
+            },
+        ),
+        Candidate::new(
+            1,
+            ScoreInputs {
+                weight: 0.0,
+                ..inputs(100.0, 1)
+            },
+        ),
     ];
     let r = Strategy::Weighted.rank(&c, &DefaultScorer::new(ScoreWeights::REGION), &mut rng());
     assert_eq!(r.order(), &[0, 1], "equal (zero) scores: priority order");
@@ -235,9 +313,9 @@ fn classes_filter_reserved_providers_and_rank_preferred_ones_first() {
     let interactive = RequestClass::INTERACTIVE;
     let batch = RequestClass::BATCH;
     let policies = [
-        ClassPolicy::reserved(&[interactive.clone()]), // 0: direct high tier
-        ClassPolicy::preferred(&[batch.clone()]),     // 1: proxy
-        ClassPolicy::open(),                           // 2: another proxy
+        ClassPolicy::reserved([interactive.clone()]), // 0: direct high tier
+        ClassPolicy::preferred([batch.clone()]),      // 1: proxy
+        ClassPolicy::open(),                          // 2: another proxy
     ];
     let base: Vec<Candidate> = vec![
         Candidate::new(0, inputs(50.0, 0)),
@@ -249,7 +327,11 @@ fn classes_filter_reserved_providers_and_rank_preferred_ones_first() {
     let mut c = base.clone();
     apply_classes(&mut c, Some(&batch), |i| policies.get(i));
     let r = Strategy::Scored.rank(&c, &scorer, &mut rng());
-    assert_eq!(r.order(), &[1, 2], "batch: reserved 0 excluded, preferred 1 first though slower");
+    assert_eq!(
+        r.order(),
+        &[1, 2],
+        "batch: reserved 0 excluded, preferred 1 first though slower"
+    );
 
     let mut c = base.clone();
     apply_classes(&mut c, Some(&interactive), |i| policies.get(i));
@@ -271,10 +353,20 @@ fn scorer_is_object_safe_and_custom_scorers_plug_in() {
     struct Slowest;
     impl Scorer for Slowest {
         fn score(&self, i: &ScoreInputs) -> image_router::ScoreBreakdown {
-            image_router::ScoreBreakdown { inputs: *i, total: i.latency_ms, ..Default::default() }
+            image_router::ScoreBreakdown {
+                inputs: *i,
+                total: i.latency_ms,
+                ..Default::default()
+            }
         }
     }
     let s: Arc<dyn Scorer> = Arc::new(Slowest);
-    let c = [Candidate::new(0, inputs(10.0, 0)), Candidate::new(1, inputs(20.0, 1))];
-    assert_eq!(Strategy::Scored.rank(&c, s.as_ref(), &mut rng()).order(), &[1, 0]);
+    let c = [
+        Candidate::new(0, inputs(10.0, 0)),
+        Candidate::new(1, inputs(20.0, 1)),
+    ];
+    assert_eq!(
+        Strategy::Scored.rank(&c, s.as_ref(), &mut rng()).order(),
+        &[1, 0]
+    );
 }
