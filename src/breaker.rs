@@ -417,7 +417,7 @@ impl CircuitBreaker {
         }
         if let State::Recovering { since } = inner.state {
             if now.saturating_sub(since) >= config.ramp {
-                self.go(inner, State::Closed, now, None, transitions);
+                self.close(inner, now, transitions);
             }
         }
         match inner.state {
@@ -638,6 +638,12 @@ impl CircuitBreaker {
                     );
                 }
             }
+            return;
+        }
+        // A call admitted in an earlier state (e.g. before an outage opened the breaker)
+        // reporting late only counts once the breaker is closed again: it must not re-open a
+        // recovering breaker or touch the bookkeeping of an open one.
+        if epoch != inner.epoch && !matches!(inner.state, State::Closed) {
             return;
         }
         match verdict {

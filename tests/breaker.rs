@@ -383,3 +383,44 @@ fn flap_one_attempt_per_cool_down_and_back_to_closed_after_recovery() {
     // And from then on every call goes through.
     assert!(attempts.iter().filter(|(s, _, _)| *s >= closed).count() as u64 >= 60 - closed - 1);
 }
+
+#[test]
+fn late_report_from_before_the_outage_does_not_reopen_a_recovering_breaker() {
+    let (clock, b) = setup(BreakerConfig {
+        consecutive_failures: 1,
+        ramp_start: 1.0,
+        ..BreakerConfig::default()
+    });
+    let slow_call = b.acquire().unwrap(); // admitted while closed, answers much later
+    fail(&b, 1);
+    clock.advance(S(10));
+    let _ = b.acquire().unwrap().record(Outcome::Success);
+    assert_eq!(b.state(), BreakerState::Recovering);
+    assert!(slow_call.record(Outcome::Timeout).is_none());
+    assert_eq!(b.state(), BreakerState::Recovering);
+}
+
+#[test]
+fn closing_after_the_ramp_resets_the_grown_cool_down() {
+    let (clock, b) = setup(BreakerConfig {
+        consecutive_failures: 1,
+        ramp: S(10),
+        ramp_start: 1.0,
+        ..BreakerConfig::default()
+    });
+    fail(&b, 1);
+    clock.advance(S(10));
+    let _ = b.acquire().unwrap().record(Outcome::Server); // probe fails: 20 s
+    clock.advance(S(20));
+    let _ = b.acquire().unwrap().record(Outcome::Success);
+    clock.advance(S(10));
+    let pass = b.acquire().unwrap(); // ramp over: closes on acquire
+    assert_eq!(pass.transition().map(|t| t.to), Some(BreakerState::Closed));
+    assert_eq!(b.snapshot().cool_down, S(10));
+    let _ = pass.record(Outcome::Server);
+    assert_eq!(
+        b.snapshot().retry_in,
+        Some(S(10)),
+        "fresh opening uses the base cool-down"
+    );
+}
