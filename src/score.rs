@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 pub struct ScoreInputs {
     /// Success ratio over the health window, 0..=1 (1 when unknown).
     pub availability: f64,
-    /// Latency estimate in ms (peak-EWMA × in-flight penalty).
+    /// Latency estimate in ms, including the in-flight penalty: pass
+    /// [`Health::cost_ms`](crate::health::Health::cost_ms).
     pub latency_ms: f64,
     /// Rate-limit headroom from the limiter and live headers, 0..=1 (1 = idle).
     pub headroom: f64,

@@ -370,3 +370,69 @@ fn scorer_is_object_safe_and_custom_scorers_plug_in() {
         &[1, 0]
     );
 }
+
+mod invariants {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn candidate(
+    ) -> impl proptest::strategy::Strategy<Value = (f64, f64, f64, f64, bool, bool, bool)> {
+        (
+            0.0f64..=1.0,
+            1.0f64..5000.0,
+            0.0f64..=1.0,
+            0.0f64..4.0,
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+    }
+
+    proptest! {
+        /// Every strategy returns each usable candidate exactly once, drops exactly the open
+        /// breakers, and keeps the groups: preferred-with-headroom, other-with-headroom,
+        /// then without headroom.
+        #[test]
+        fn rankings_respect_the_shared_rules(
+            raw in proptest::collection::vec(candidate(), 0..24),
+            seed in any::<u64>(),
+        ) {
+            use image_router::strategy::Strategy as Routing;
+            let cands: Vec<Candidate> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, &(a, l, h, w, open, full, pref))| {
+                    let mut c = Candidate::new(i * 3, ScoreInputs {
+                        availability: a, latency_ms: l, headroom: h, weight: w,
+                        budget_left: None, priority: i,
+                    });
+                    c.breaker_open = open;
+                    c.no_headroom = full;
+                    c.preferred = pref;
+                    c
+                })
+                .collect();
+            let mut rng = SmallRng::seed_from_u64(seed);
+            for strategy in [Routing::Ordered, Routing::Scored, Routing::Weighted] {
+                let r = strategy.rank(&cands, &DefaultScorer::default(), &mut rng);
+                let mut seen: Vec<usize> = r.order().iter().chain(r.skipped()).copied().collect();
+                seen.sort_unstable();
+                let mut all: Vec<usize> = cands.iter().map(|c| c.index).collect();
+                all.sort_unstable();
+                prop_assert_eq!(seen, all);
+                let by_index = |i: usize| cands[i / 3];
+                prop_assert!(r.skipped().iter().all(|&i| by_index(i).breaker_open));
+                let groups: Vec<u8> = r
+                    .order()
+                    .iter()
+                    .map(|&i| {
+                        let c = by_index(i);
+                        prop_assert!(!c.breaker_open);
+                        Ok((u8::from(c.no_headroom) << 1) | u8::from(!c.preferred))
+                    })
+                    .collect::<Result<_, _>>()?;
+                prop_assert!(groups.windows(2).all(|w| w[0] <= w[1]), "{:?}", groups);
+            }
+        }
+    }
+}
