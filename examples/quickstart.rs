@@ -31,7 +31,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (router, Some(sim))
         }
     };
-    println!("providers, in priority order: {}", router.provider_names().join(", "));
+    println!(
+        "providers, in priority order: {}",
+        router.provider_names().join(", ")
+    );
 
     let requests = vec![
         GenerateRequest::new("a lighthouse at dusk, watercolor").quality(Quality::Low),
