@@ -11,11 +11,11 @@ use arc_swap::ArcSwap;
 
 use super::snapshot::{Settings, Slot, Snapshot};
 use super::{Router, RouterInner};
+use crate::budget::{Budget, BudgetLedger, WallClock};
 use crate::catalog::Catalog;
 use crate::clock::{SharedClock, SystemClock};
-use crate::error::ConfigError;
-use crate::budget::{Budget, BudgetLedger, WallClock};
 use crate::cost::CostEstimator;
+use crate::error::ConfigError;
 use crate::limiter::{LimiterConfig, RateLimiter};
 use crate::limits::Limits;
 use crate::provider::Provider;
@@ -155,6 +155,7 @@ impl RouterBuilder {
                 cooldown: DEFAULT_COOLDOWN,
                 retry_backoff: DEFAULT_RETRY_BACKOFF,
                 rate_limit_wait: DEFAULT_RATE_LIMIT_WAIT,
+                max_wait: None,
                 default_model: None,
             },
             catalog: None,
@@ -240,6 +241,15 @@ impl RouterBuilder {
     /// Wait assumed after a 429 without `retry-after` (default 1 s).
     pub fn rate_limit_wait(mut self, wait: Duration) -> Self {
         self.settings.rate_limit_wait = wait;
+        self
+    }
+
+    /// Longest a request waits for rate-limit room when no provider has any (default: as long
+    /// as the deadline allows). `Duration::ZERO` never waits: the request fails at once with
+    /// the providers listed as skipped for lack of headroom, e.g. for callers with their own
+    /// queue.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.settings.max_wait = Some(max_wait);
         self
     }
 

@@ -38,14 +38,14 @@ use snapshot::{Slot, Snapshot};
 
 use crate::attempt::{Attempt, Skip, SkipReason};
 use crate::budget::{reserve_cost, LedgerSnapshot};
-use crate::limiter::{Denied, Headroom};
-use crate::tokens;
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind, ProviderError};
+use crate::limiter::{Denied, Headroom};
 use crate::metrics as m;
 use crate::provider::CallContext;
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ImageResponse;
+use crate::tokens;
 
 /// Routes image requests across providers. Cheap to clone (shared state); `Send + Sync`.
 ///
@@ -176,11 +176,7 @@ impl Router {
         let spec = snap.catalog.model(&model);
         req.validate(spec.map(|s| &s.capabilities))?;
 
-        let estimate = tokens::estimate(
-            &req,
-            spec,
-            snap.catalog.default_output_tokens_per_image(),
-        );
+        let estimate = tokens::estimate(&req, spec, snap.catalog.default_output_tokens_per_image());
         let est_tokens = estimate.total();
         let est_cost = snap.costs.estimate(&model, spec, &req, &estimate);
 
@@ -221,6 +217,10 @@ impl Router {
         let mut attempted: Vec<usize> = Vec::new();
         let mut retried: Vec<usize> = Vec::new();
         let mut deadline_exceeded = false;
+        // Waits for room end at the deadline, or earlier with `max_wait`.
+        let wait_limit = settings
+            .max_wait
+            .map_or(deadline, |w| deadline.min(tokio::time::Instant::now() + w));
         loop {
             if trace.attempts.len() >= settings.max_attempts as usize {
                 break;
@@ -231,7 +231,7 @@ impl Router {
             }
             let idx = match queue.pop_front() {
                 Some(i) => i,
-                None => match wait_for_room(&mut waiting, deadline).await {
+                None => match wait_for_room(&mut waiting, wait_limit).await {
                     Some(i) => i,
                     None => break,
                 },
@@ -257,7 +257,7 @@ impl Router {
                         }
                         Some(retry_in) => {
                             let at = tokio::time::Instant::now() + retry_in;
-                            if at < deadline {
+                            if at < wait_limit {
                                 waiting.push((idx, at));
                             } else if !attempted.contains(&idx) {
                                 trace.skip(
@@ -265,7 +265,7 @@ impl Router {
                                     SkipReason::NoHeadroom {
                                         retry_in: Some(retry_in),
                                         message: format!(
-                                            "{denied}; waiting would pass the deadline"
+                                            "{denied}; waiting would pass the deadline or max_wait"
                                         ),
                                     },
                                 );
@@ -276,20 +276,19 @@ impl Router {
                 }
             };
             // Reserve the estimated cost on the provider's and the router's budgets.
-            let reservation =
-                match reserve_cost(&[&slot.budget, &snap.budget], est_cost.clone()) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        permit.cancel();
-                        trace.skip(
-                            slot,
-                            SkipReason::Budget {
-                                message: e.to_string(),
-                            },
-                        );
-                        continue;
-                    }
-                };
+            let reservation = match reserve_cost(&[&slot.budget, &snap.budget], est_cost.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    permit.cancel();
+                    trace.skip(
+                        slot,
+                        SkipReason::Budget {
+                            message: e.to_string(),
+                        },
+                    );
+                    continue;
+                }
+            };
 
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let timeout = settings.attempt_timeout.min(remaining);
@@ -352,7 +351,9 @@ impl Router {
                     let now = clock.now();
                     match decision {
                         Decision::Return => {
-                            trace.attempts.push(Attempt::failure(&model, err.clone(), took, retry));
+                            trace
+                                .attempts
+                                .push(Attempt::failure(&model, err.clone(), took, retry));
                             return Err(Error::Rejected {
                                 error: err,
                                 attempts: trace.attempts,
@@ -364,7 +365,7 @@ impl Router {
                             let wait = err.retry_after.unwrap_or(settings.rate_limit_wait);
                             slot.limiter.on_rate_limited(Some(wait));
                             let at = tokio::time::Instant::now() + wait;
-                            if at < deadline {
+                            if at < wait_limit {
                                 waiting.push((idx, at));
                             }
                         }
@@ -386,7 +387,9 @@ impl Router {
                             }
                         }
                     }
-                    trace.attempts.push(Attempt::failure(&model, err, took, retry));
+                    trace
+                        .attempts
+                        .push(Attempt::failure(&model, err, took, retry));
                     if timed_out_by_deadline {
                         deadline_exceeded = true;
                         break;

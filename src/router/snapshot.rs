@@ -24,6 +24,7 @@ pub(crate) struct Settings {
     pub cooldown: Duration,
     pub retry_backoff: Duration,
     pub rate_limit_wait: Duration,
+    pub max_wait: Option<Duration>,
     pub default_model: Option<String>,
 }
 
@@ -37,11 +38,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub fn new(
-        provider: Arc<dyn Provider>,
-        limiter: RateLimiter,
-        budget: BudgetLedger,
-    ) -> Self {
+    pub fn new(provider: Arc<dyn Provider>, limiter: RateLimiter, budget: BudgetLedger) -> Self {
         Self {
             provider,
             state: Arc::new(ProviderState::default()),
