@@ -9,7 +9,7 @@
 //!    without a call;
 //! 3. **rank**: configured priority; providers that recently answered 429 go last;
 //! 4. **call** with a per-attempt timeout capped by the request's deadline;
-//! 5. **classify** the outcome ([`ErrorKind`](crate::ErrorKind));
+//! 5. **classify** the outcome ([`crate::ErrorKind`]);
 //! 6. **decide** by the routing table in `decision.rs` (fail over, retry once, wait out a
 //!    rate limit, or return).
 //!
