@@ -481,3 +481,27 @@ async fn request_classes_reserve_and_prefer_providers() {
     assert_eq!(res.provider, "proxy");
     assert_eq!(direct_h.calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn ranking_for_a_request_shows_order_scores_and_skips() {
+    let (a, _) = shared(Scripted::new("azure").no_webp());
+    let (b, _) = shared(Scripted::new("openai"));
+    let (c, _) = shared(Scripted::new("proxy"));
+    let router = Router::builder()
+        .provider(a)
+        .provider(b)
+        .provider(c)
+        .strategy(image_router::Strategy::Scored)
+        .build()
+        .unwrap();
+    let ranked = router
+        .rank(&req().output_format(OutputFormat::Webp).into(), None)
+        .unwrap();
+    let names: Vec<&str> = ranked.order.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["openai", "proxy"]);
+    let (_, first) = &ranked.order[0];
+    assert_eq!(first.inputs.priority, 1);
+    assert!(first.total > ranked.order[1].1.total);
+    assert_eq!(ranked.skipped[0].provider, "azure");
+    assert!(router.rank(&GenerateRequest::new("").into(), None).is_err());
+}
