@@ -148,7 +148,7 @@ pub struct RouterBuilder {
     budgets: Vec<Budget>,
     fallback_usd_per_image: Option<f64>,
     health: HealthConfig,
-    breaker: BreakerConfig,
+    breaker: Option<BreakerConfig>,
     scorer: Option<Arc<dyn Scorer>>,
 }
 
@@ -187,7 +187,7 @@ impl RouterBuilder {
             budgets: Vec::new(),
             fallback_usd_per_image: None,
             health: HealthConfig::default(),
-            breaker: BreakerConfig::default(),
+            breaker: None,
             scorer: None,
         }
     }
@@ -301,9 +301,10 @@ impl RouterBuilder {
         self
     }
 
-    /// Circuit-breaker settings (failure thresholds, cool-downs, ramp).
+    /// Circuit-breaker settings (failure thresholds, cool-downs, ramp). Unless set here, the
+    /// breaker's long cool-down after access problems is the router's [`cooldown`](Self::cooldown).
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
-        self.breaker = config;
+        self.breaker = Some(config);
         self
     }
 
@@ -465,7 +466,11 @@ impl RouterBuilder {
             let ledger = BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
                 .map_err(|e| e.scoped(&scope))?;
             let health = Health::new(self.health.clone(), clock.clone());
-            let breaker = CircuitBreaker::new(self.breaker.clone(), clock.clone());
+            let breaker_config = self.breaker.clone().unwrap_or_else(|| BreakerConfig {
+                long_cool_down: settings.cooldown,
+                ..BreakerConfig::default()
+            });
+            let breaker = CircuitBreaker::new(breaker_config, clock.clone());
             let name = p.name().to_string();
             breaker.set_listener(Arc::new(move |t| {
                 crate::metrics::breaker_transition(&name, t.from.as_str(), t.to.as_str())

@@ -39,11 +39,12 @@ use snapshot::{Slot, Snapshot};
 pub use status::{CooldownStatus, LastError, ProviderStatus, RouterStatus};
 
 use crate::attempt::{Attempt, Skip, SkipReason};
+use crate::breaker::DenyReason;
 use crate::budget::{reserve_cost, LedgerSnapshot};
 use crate::class::RequestClass;
 use crate::clock::SharedClock;
-use crate::error::Outcome;
 use crate::error::{Error, ErrorKind, ProviderError};
+use crate::error::{NotFoundKind, Outcome};
 use crate::limiter::{Denied, Headroom};
 use crate::metrics as m;
 use crate::provider::CallContext;
@@ -395,7 +396,27 @@ impl Router {
                 Err(e) => e.outcome(),
             };
             in_flight.finish(outcome);
-            pass.record(outcome);
+            // Account problems open the breaker with the long cool-down and keep the reason;
+            // everything else is counted as usual.
+            match result.as_ref().err().map(|e| (&e.kind, e)) {
+                Some((ErrorKind::AccessDenied { reason }, e)) => {
+                    pass.open_for(*reason, e.message.clone());
+                }
+                Some((ErrorKind::Authentication, e)) => {
+                    pass.open_for(DenyReason::Authentication, e.message.clone());
+                }
+                Some((
+                    ErrorKind::NotFound {
+                        what: what @ NotFoundKind::Endpoint,
+                    },
+                    e,
+                )) => {
+                    pass.open_for(*what, e.message.clone());
+                }
+                _ => {
+                    pass.record(outcome);
+                }
+            }
             match result {
                 Ok(resp) => {
                     slot.limiter.observe_headers(&resp.rate_limits);
