@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod catalog;
 pub mod clock;
 pub mod error;
+pub mod explain;
 pub mod headers;
 pub mod metrics;
 pub mod provider;
@@ -25,6 +26,7 @@ pub use error::{
     AccessDenial, ConfigError, Error, ErrorKind, NotFoundKind, Outcome, ProviderError,
     RateLimitScope, ValidationError,
 };
+pub use explain::Explanation;
 pub use headers::RateLimitHeaders;
 pub use provider::{CallContext, Provider, ProviderKind};
 pub use request::{
