@@ -6,6 +6,7 @@ pub mod attempt;
 pub mod capabilities;
 pub mod catalog;
 pub mod clock;
+pub mod config;
 pub mod error;
 pub mod explain;
 pub mod headers;
