@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod explain;
 pub mod headers;
@@ -29,7 +30,7 @@ pub use error::{
 };
 pub use explain::Explanation;
 pub use headers::RateLimitHeaders;
-pub use provider::{CallContext, Provider, ProviderKind};
+pub use provider::{CallContext, ProbeReport, Provider, ProviderKind};
 pub use request::{
     Background, EditRequest, GenerateRequest, ImageRequest, InputFidelity, InputImage, Moderation,
     OutputFormat, Quality, ResponseFormat, Size, Style,
