@@ -55,9 +55,11 @@
 //! catalog override file, same schema as `providers/*.toml`, relative to the config file).
 //!
 //! `[[provider]]`: `name`, `kind`, `api_key_env`, `tier`, `rpm`, `tpm`, `safety_margin`,
-//! `weight`, `models` (model names it serves) and
-//! * openai: `base_url`, `organization`, `project`, `allow_unknown_models`;
-//! * azure: `endpoint`, `deployment` (for `default_model` or the catalog's default model),
+//! `weight`, and
+//! * openai: `base_url`, `organization`, `project`, `models` (the models it serves),
+//!   `allow_unknown_models`;
+//! * azure: `endpoint`, `deployment` (the deployment of the first of `models`, else of
+//!   `[router] default_model`, else of the catalog's default model),
 //!   `deployments` (a table model → deployment name), `default_deployment`, `api_version`,
 //!   `v1_surface`, `bearer_token_env` instead of `api_key_env`;
 //! * compatible: `base_url` (required), `mode` (`"images"` | `"chat"`), `rename` (a table model
@@ -579,9 +581,13 @@ impl RouterConfig {
                 "no [[provider]] table: add at least one provider",
             ));
         }
+        let default_model = router
+            .default_model
+            .clone()
+            .unwrap_or_else(|| Catalog::builtin().default_model().to_string());
         let mut providers = Vec::with_capacity(raw.provider.len());
         for (i, p) in raw.provider.iter().enumerate() {
-            let pc = Self::provider(&cx, i, p)?;
+            let pc = Self::provider(&cx, i, p, &default_model)?;
             if let Some(prev) = providers
                 .iter()
                 .find(|q: &&ProviderConfig| q.name == pc.name)
@@ -609,6 +615,7 @@ impl RouterConfig {
         cx: &Ctx<'_>,
         i: usize,
         sp: &Spanned<RawProvider>,
+        default_model: &str,
     ) -> Result<ProviderConfig, ConfigError> {
         let f = |k: &str| format!("provider[{i}].{k}");
         let header_line = {
@@ -718,6 +725,9 @@ impl RouterConfig {
                 p.allow_unknown_models.is_some(),
                 "openai",
             )?;
+        }
+        if is(ProviderKind::Compatible) {
+            only_for("models", p.models.is_some(), "openai and azure")?;
         }
         if !is(ProviderKind::Compatible) {
             only_for("mode", p.mode.is_some(), "compatible")?;
@@ -872,13 +882,23 @@ impl RouterConfig {
             Some(m) => m.get_ref().clone(),
             None => Vec::new(),
         };
+        let deployment = cx.non_empty(f("deployment"), &p.deployment)?;
+        let mut deployments = check_map("deployments", &p.deployments)?;
+        if let Some(d) = &deployment {
+            // `deployment` is the deployment of the provider's first listed model, else of
+            // the router's default model.
+            let model = models.first().map_or(default_model, String::as_str);
+            deployments
+                .entry(model.to_string())
+                .or_insert_with(|| d.clone());
+        }
         Ok(ProviderConfig {
             name,
             kind,
             base_url,
             endpoint,
-            deployment: cx.non_empty(f("deployment"), &p.deployment)?,
-            deployments: check_map("deployments", &p.deployments)?,
+            deployment,
+            deployments,
             default_deployment: cx.non_empty(f("default_deployment"), &p.default_deployment)?,
             api_version: cx.non_empty(f("api_version"), &p.api_version)?,
             v1_surface: p.v1_surface.as_ref().map(|b| *b.get_ref()),

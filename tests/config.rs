@@ -253,3 +253,27 @@ fn catalog_override_is_relative_to_the_config_file() {
     assert_eq!(e.field, "router.catalog");
     assert_eq!(e.line, Some(2));
 }
+
+#[test]
+fn azure_deployment_maps_the_default_model() {
+    let cfg: RouterConfig = EXAMPLE.parse().unwrap();
+    let az = &cfg.providers[1];
+    assert_eq!(
+        az.deployments.get("gpt-image-1").map(String::as_str),
+        Some("gpt-image-1")
+    );
+    let text = EXAMPLE
+        .replace(
+            "max_attempts = 4",
+            "max_attempts = 4\ndefault_model = \"gpt-image-1-mini\"",
+        )
+        .replace(
+            "deployment = \"gpt-image-1\"",
+            "deployment = \"mini-east\"\ndeployments = { \"gpt-image-1\" = \"big-east\" }",
+        );
+    let cfg: RouterConfig = text.parse().unwrap();
+    let az = &cfg.providers[1];
+    assert_eq!(az.wire_model("gpt-image-1-mini"), "mini-east");
+    assert_eq!(az.wire_model("gpt-image-1"), "big-east");
+    assert_eq!(cfg.providers[2].wire_model("gpt-image-1"), "gpt-image-1");
+}
