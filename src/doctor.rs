@@ -9,6 +9,12 @@
 //! environment variables are reported per provider instead of aborting, so one run shows
 //! every problem at once.
 //!
+//! What a check can and cannot see: a models (or deployment) lookup proves the URL, the key,
+//! the organization/project headers and that the account can see the model. Tier access,
+//! quota, billing and verification problems show on it only where the provider enforces them
+//! on that endpoint too; when a check passes but generations still fail, the router's
+//! `explain()` on the generation error gives the same explanations.
+//!
 //! The results are plain data ([`DoctorReport`], serializable) with the same
 //! [`Explanation`] text as `explain()`; `image-router doctor` only prints them.
 //!

@@ -277,3 +277,129 @@ fn azure_deployment_maps_the_default_model() {
     assert_eq!(az.wire_model("gpt-image-1"), "big-east");
     assert_eq!(cfg.providers[2].wire_model("gpt-image-1"), "gpt-image-1");
 }
+
+mod built {
+    use super::*;
+    use async_trait::async_trait;
+    use image_router::{
+        CallContext, Capabilities, EditRequest, ErrorKind, GenerateRequest, Image, OutputFormat,
+        Provider, ProviderError, ProviderResponse,
+    };
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct Fake {
+        name: String,
+        fail: bool,
+        saw_timeout: std::sync::Mutex<Option<Duration>>,
+    }
+
+    #[async_trait]
+    impl Provider for Fake {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn capabilities(&self, m: &str) -> Option<Capabilities> {
+            Some(Capabilities::permissive(m))
+        }
+        async fn generate(
+            &self,
+            r: &GenerateRequest,
+            ctx: &CallContext,
+        ) -> Result<ProviderResponse, ProviderError> {
+            *self.saw_timeout.lock().unwrap() = Some(ctx.timeout);
+            if self.fail {
+                return Err(
+                    ProviderError::new(&self.name, ErrorKind::Authentication, "bad key")
+                        .with_status(401),
+                );
+            }
+            let png = bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n");
+            Ok(ProviderResponse::new(
+                vec![Image::new(png, OutputFormat::Png)],
+                r.model.clone().unwrap_or_default(),
+            ))
+        }
+        async fn edit(
+            &self,
+            _: &EditRequest,
+            _: &CallContext,
+        ) -> Result<ProviderResponse, ProviderError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn build_with_maps_settings_keys_and_order() {
+        let cfg: RouterConfig = EXAMPLE
+            .replace(
+                "max_attempts = 4",
+                "max_attempts = 4\ndefault_model = \"gpt-image-1-mini\"",
+            )
+            .parse()
+            .unwrap();
+        let env = |v: &str| Some(format!("value-of-{v}"));
+        let mut seen = Vec::new();
+        let router = cfg
+            .build_with(&env, |p, cred| {
+                let cred = cred.unwrap();
+                seen.push((p.name.clone(), cred.var.clone()));
+                Ok(Arc::new(Fake {
+                    name: p.name.clone(),
+                    fail: p.name == "openai-direct",
+                    saw_timeout: Default::default(),
+                }) as Arc<dyn Provider>)
+            })
+            .unwrap();
+        assert_eq!(
+            router.provider_names(),
+            vec!["openai-direct", "azure-east", "proxy"]
+        );
+        assert_eq!(
+            seen[1],
+            ("azure-east".to_string(), "AZURE_OPENAI_API_KEY".to_string())
+        );
+        let res = router
+            .generate(GenerateRequest::new("a fox"))
+            .await
+            .unwrap();
+        assert_eq!(res.provider, "azure-east", "the first provider fails over");
+        assert_eq!(res.model, "gpt-image-1-mini", "default_model from [router]");
+        assert_eq!(res.attempts.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn build_errors_are_scoped_to_the_provider_line() {
+        let cfg: RouterConfig = EXAMPLE.parse().unwrap();
+        let env = |v: &str| Some(format!("value-of-{v}"));
+        let e = cfg
+            .build_with(&env, |p, _| {
+                if p.name == "proxy" {
+                    Err(image_router::ConfigError::new("base_url", "proxy refuses"))
+                } else {
+                    Ok(Arc::new(Fake {
+                        name: p.name.clone(),
+                        fail: false,
+                        saw_timeout: Default::default(),
+                    }) as Arc<dyn Provider>)
+                }
+            })
+            .unwrap_err();
+        assert_eq!(e.field, "provider[2].base_url");
+        assert_eq!(e.line, Some(28));
+
+        let env = |v: &str| (v != "PROXY_API_KEY").then(|| "k".to_string());
+        let e = cfg
+            .build_with(&env, |p, _| {
+                Ok(Arc::new(Fake {
+                    name: p.name.clone(),
+                    fail: false,
+                    saw_timeout: Default::default(),
+                }) as Arc<dyn Provider>)
+            })
+            .unwrap_err();
+        assert_eq!(e.field, "provider[2].api_key_env");
+        assert_eq!(e.line, Some(29));
+        assert!(!e.to_string().contains("value-of"));
+    }
+}
