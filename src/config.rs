@@ -966,8 +966,12 @@ impl RouterConfig {
     /// A [`RouterBuilder`] with the `[router]` settings and the catalog applied, and no
     /// providers yet.
     pub fn router_builder(&self) -> Result<RouterBuilder, ConfigError> {
+        Ok(self.router_builder_with(self.catalog()?))
+    }
+
+    fn router_builder_with(&self, catalog: Arc<Catalog>) -> RouterBuilder {
         let r = &self.router;
-        let mut b = Router::builder().catalog(self.catalog()?);
+        let mut b = Router::builder().catalog(catalog);
         if let Some(d) = r.timeout {
             b = b.attempt_timeout(d);
         }
@@ -998,12 +1002,12 @@ impl RouterConfig {
                 "strategy stored; this router version routes in priority order"
             );
         }
-        Ok(b)
+        b
     }
 
     /// Builds the router with your own provider constructor: `make` gets each provider's
-    /// checked table and its credential (read from the environment through `env`) and returns
-    /// the provider. Errors from `make` are scoped to the provider (`provider[1].…`) and given
+    /// checked table, its credential (read from the environment through `env`) and the
+    /// configuration's catalog, and returns the provider. Errors from `make` are scoped to the provider (`provider[1].…`) and given
     /// the provider's line when they have none.
     pub fn build_with(
         &self,
@@ -1011,12 +1015,14 @@ impl RouterConfig {
         mut make: impl FnMut(
             &ProviderConfig,
             Option<Credential>,
+            &Arc<Catalog>,
         ) -> Result<Arc<dyn Provider>, ConfigError>,
     ) -> Result<Router, ConfigError> {
-        let mut b = self.router_builder()?;
+        let catalog = self.catalog()?;
+        let mut b = self.router_builder_with(catalog.clone());
         for (i, p) in self.providers.iter().enumerate() {
             let cred = p.credential(i, env)?;
-            let provider = make(p, cred).map_err(|e| {
+            let provider = make(p, cred, &catalog).map_err(|e| {
                 let line = e.line.unwrap_or_else(|| p.line_of(&e.field));
                 let mut e = e.scoped(&format!("provider[{i}]"));
                 e.line = Some(line);
@@ -1065,6 +1071,7 @@ pub fn process_env(var: &str) -> Option<String> {
 pub fn build_provider(
     p: &ProviderConfig,
     _credential: Option<Credential>,
+    _catalog: &Arc<Catalog>,
 ) -> Result<Arc<dyn Provider>, ConfigError> {
     Err(ConfigError::new(
         "kind",

@@ -300,7 +300,11 @@ pub async fn check_config_with(
     model: Option<&str>,
     timeout: Duration,
     env: &dyn Fn(&str) -> Option<String>,
-    mut make: impl FnMut(&ProviderConfig, Option<Credential>) -> Result<Arc<dyn Provider>, ConfigError>,
+    mut make: impl FnMut(
+        &ProviderConfig,
+        Option<Credential>,
+        &Arc<Catalog>,
+    ) -> Result<Arc<dyn Provider>, ConfigError>,
 ) -> DoctorReport {
     let catalog = match config.catalog() {
         Ok(c) => c,
@@ -329,7 +333,8 @@ pub async fn check_config_with(
             .credential(i, env)
             .map_err(|e| (Problem::NoKey, e))
             .and_then(|cred| {
-                make(p, cred).map_err(|e| (Problem::Config, e.scoped(&format!("provider[{i}]"))))
+                make(p, cred, &catalog)
+                    .map_err(|e| (Problem::Config, e.scoped(&format!("provider[{i}]"))))
             });
         match built {
             Err((problem, e)) => {

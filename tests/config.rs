@@ -341,7 +341,7 @@ mod built {
         let env = |v: &str| Some(format!("value-of-{v}"));
         let mut seen = Vec::new();
         let router = cfg
-            .build_with(&env, |p, cred| {
+            .build_with(&env, |p, cred, _| {
                 let cred = cred.unwrap();
                 seen.push((p.name.clone(), cred.var.clone()));
                 Ok(Arc::new(Fake {
@@ -373,7 +373,7 @@ mod built {
         let cfg: RouterConfig = EXAMPLE.parse().unwrap();
         let env = |v: &str| Some(format!("value-of-{v}"));
         let e = cfg
-            .build_with(&env, |p, _| {
+            .build_with(&env, |p, _, _| {
                 if p.name == "proxy" {
                     Err(image_router::ConfigError::new("base_url", "proxy refuses"))
                 } else {
@@ -390,7 +390,7 @@ mod built {
 
         let env = |v: &str| (v != "PROXY_API_KEY").then(|| "k".to_string());
         let e = cfg
-            .build_with(&env, |p, _| {
+            .build_with(&env, |p, _, _| {
                 Ok(Arc::new(Fake {
                     name: p.name.clone(),
                     fail: false,

@@ -72,15 +72,21 @@ async fn run(
 ) -> doctor::DoctorReport {
     let cfg = config(names);
     let env = |v: &str| (v != "KEY_nokey").then(|| "sk-test".to_string());
-    doctor::check_config_with(&cfg, None, Duration::from_millis(300), &env, |p, cred| {
-        assert!(cred.is_some());
-        let (answer, hang) = script(&p.name);
-        Ok(Arc::new(Scripted {
-            name: p.name.clone(),
-            answer,
-            hang,
-        }) as Arc<dyn Provider>)
-    })
+    doctor::check_config_with(
+        &cfg,
+        None,
+        Duration::from_millis(300),
+        &env,
+        |p, cred, _| {
+            assert!(cred.is_some());
+            let (answer, hang) = script(&p.name);
+            Ok(Arc::new(Scripted {
+                name: p.name.clone(),
+                answer,
+                hang,
+            }) as Arc<dyn Provider>)
+        },
+    )
     .await
 }
 
@@ -264,7 +270,7 @@ async fn unknown_tier_makes_every_provider_a_config_problem() {
         None,
         Duration::from_secs(1),
         &|_| Some("k".into()),
-        |_, _| panic!("must not build providers when the config is wrong"),
+        |_, _, _| panic!("must not build providers when the config is wrong"),
     )
     .await;
     assert_eq!(report.providers[0].problem, Some(Problem::Config));
