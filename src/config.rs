@@ -55,9 +55,9 @@
 //! catalog override file, same schema as `providers/*.toml`, relative to the config file).
 //!
 //! `[[provider]]`: `name`, `kind`, `api_key_env`, `tier`, `rpm`, `tpm`, `safety_margin`,
-//! `weight`, and
-//! * openai: `base_url`, `organization`, `project`, `models` (the models it serves),
-//!   `allow_unknown_models`;
+//! `weight`, `models` (only serve these models), `allow_unknown_models` (serve models the
+//! catalog does not know), and
+//! * openai: `base_url`, `organization`, `project`;
 //! * azure: `endpoint`, `deployment` (the deployment of the first of `models`, else of
 //!   `[router] default_model`, else of the catalog's default model),
 //!   `deployments` (a table model → deployment name), `default_deployment`, `api_version`,
@@ -720,14 +720,6 @@ impl RouterConfig {
         if !is(ProviderKind::OpenAi) {
             only_for("organization", p.organization.is_some(), "openai")?;
             only_for("project", p.project.is_some(), "openai")?;
-            only_for(
-                "allow_unknown_models",
-                p.allow_unknown_models.is_some(),
-                "openai",
-            )?;
-        }
-        if is(ProviderKind::Compatible) {
-            only_for("models", p.models.is_some(), "openai and azure")?;
         }
         if !is(ProviderKind::Compatible) {
             only_for("mode", p.mode.is_some(), "compatible")?;
