@@ -1058,21 +1058,82 @@ pub fn process_env(var: &str) -> Option<String> {
     std::env::var(var).ok()
 }
 
-/// Builds the built-in provider for a `[[provider]]` table.
-// TEMPORARY until the providers branch lands on main: replaced by the builders' mapping.
+/// Builds the built-in provider for a `[[provider]]` table with its credential.
+///
+/// This is the default constructor of [`RouterConfig::build`]; use
+/// [`RouterConfig::build_with`] to add your own kinds.
 pub fn build_provider(
     p: &ProviderConfig,
-    _credential: Option<Credential>,
-    _catalog: &Arc<Catalog>,
+    credential: Option<Credential>,
+    catalog: &Arc<Catalog>,
 ) -> Result<Arc<dyn Provider>, ConfigError> {
-    Err(ConfigError::new(
-        "kind",
-        format!(
-            "provider kind {:?} is not available in this build",
-            p.kind.as_str()
-        ),
-    )
-    .at_line(p.line_of("kind")))
+    use crate::providers::{Azure, Compatible, CompatibleMode, OpenAi};
+    macro_rules! common {
+        ($b:expr) => {{
+            let mut b = $b.name(&p.name).catalog(catalog.clone());
+            if !p.models.is_empty() {
+                b = b.models(p.models.clone());
+            }
+            if let Some(a) = p.allow_unknown_models {
+                b = b.allow_unknown_models(a);
+            }
+            b
+        }};
+    }
+    let key = |k: &str| ConfigError::new(k, "missing credential").at_line(p.line_of(k));
+    Ok(match p.kind {
+        ProviderKind::OpenAi => {
+            let cred = credential.ok_or_else(|| key("api_key_env"))?;
+            let mut b = common!(OpenAi::builder()).api_key(cred.secret);
+            if let Some(u) = &p.base_url {
+                b = b.base_url(u);
+            }
+            if let Some(o) = &p.organization {
+                b = b.organization(o);
+            }
+            if let Some(pr) = &p.project {
+                b = b.project(pr);
+            }
+            Arc::new(b.build()?)
+        }
+        ProviderKind::Azure => {
+            let cred = credential.ok_or_else(|| key("api_key_env"))?;
+            let mut b = common!(Azure::builder()).endpoint(p.endpoint.clone().unwrap_or_default());
+            b = if cred.bearer {
+                b.bearer_token(cred.secret)
+            } else {
+                b.api_key(cred.secret)
+            };
+            for (model, dep) in &p.deployments {
+                b = b.deployment(model, dep);
+            }
+            if let Some(d) = &p.default_deployment {
+                b = b.default_deployment(d);
+            }
+            if let Some(v) = &p.api_version {
+                b = b.api_version(v);
+            }
+            if let Some(v1) = p.v1_surface {
+                b = b.v1_surface(v1);
+            }
+            Arc::new(b.build()?)
+        }
+        _ => {
+            let mut b =
+                common!(Compatible::builder()).base_url(p.base_url.clone().unwrap_or_default());
+            if let Some(c) = credential {
+                b = b.api_key(c.secret);
+            }
+            b = b.mode(match p.mode.unwrap_or_default() {
+                ProxyMode::Images => CompatibleMode::Images,
+                ProxyMode::Chat => CompatibleMode::Chat,
+            });
+            for (from, to) in &p.rename {
+                b = b.rename_model(from, to);
+            }
+            Arc::new(b.build()?)
+        }
+    })
 }
 
 #[cfg(test)]

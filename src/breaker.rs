@@ -1,0 +1,863 @@
+//! A circuit breaker per provider: stop sending traffic to a provider that keeps failing,
+//! test it with a single probe after a cool-down, and bring traffic back gradually.
+//!
+//! # States
+//!
+//! ```text
+//!            N consecutive failures, or failure ratio ≥ R over the window (≥ min samples)
+//!   Closed ───────────────────────────────────────────────────────────────▶ Open
+//!     ▲                                                                      │ cool-down over:
+//!     │ ramp complete                                                        ▼ next caller gets the probe
+//!  Recovering ◀──────────── probe success ────────────────────────────── HalfOpen
+//!     │                                                                      │ probe failure / dropped probe:
+//!     └──── provider fault while ramping ──▶ Open (cool-down × multiplier, capped) ◀┘
+//! ```
+//!
+//! # Why this shape
+//!
+//! * **Exactly one probe.** After an outage, letting every waiting request through at once
+//!   is how a recovering provider gets knocked over again. In half-open the first caller gets
+//!   a pass marked [`BreakerPass::is_probe`]; everybody else is refused until it reports. The
+//!   router may use that pass for a cheap probe call (one that generates no image) instead of a
+//!   real request. A probe that never reports back (its pass is dropped, e.g. the request was
+//!   cancelled) counts as a failure: otherwise one lost future would wedge the breaker in
+//!   half-open forever.
+//! * **Gradual recovery.** One good probe proves little. In *recovering* the admitted share of
+//!   traffic ramps linearly from `ramp_start` to 100 % over `ramp`; the coin flips come from an
+//!   injectable seeded RNG so tests are deterministic. Any provider fault while ramping
+//!   re-opens the breaker.
+//! * **Exponential cool-down.** Each failed probe multiplies the cool-down (default ×2) up to
+//!   a cap, so a provider that is down for an hour is probed a handful of times, not hundreds.
+//!   Reaching *closed* again resets it.
+//! * **Account problems are not outages.** Access denied (tier, quota, verification, region),
+//!   authentication and not-found do not heal in seconds. [`CircuitBreaker::open_for`] opens the
+//!   breaker with a long cool-down (default 10 min) and keeps the reason and the provider's
+//!   message so the status page and error explanations can say *why* a provider is skipped.
+//! * **What counts.** `Server`, `Timeout`, `Connect` and `Decode` are failures. `RateLimited`
+//!   is neutral: the provider is up but full, and the rate limiter (with the provider's
+//!   `retry-after`) handles that better than a breaker could. `InvalidRequest` and
+//!   `ContentPolicy` are the caller's problem and neutral. `AccessDenied`, `Authentication`
+//!   and `NotFound` passed to [`BreakerPass::record`] count as plain failures; prefer
+//!   [`BreakerPass::open_for`] for them to get the long cool-down and keep the reason. For a
+//!   *probe*, any neutral outcome is a success: the provider answered.
+//! * **Observable transitions.** Every state change is returned to the caller that caused it
+//!   (as a [`Transition`]) and also passed to an optional listener, so the router can count
+//!   them in metrics and log them.
+//!
+//! Time comes from the injected [`SharedClock`]. The breaker does not run timers: the
+//! open → half-open step happens lazily when the next caller asks for a pass.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::clock::SharedClock;
+use crate::error::{AccessDenial, NotFoundKind, Outcome};
+use crate::health::WindowCounter;
+
+/// Breaker settings. `Default` gives the documented defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BreakerConfig {
+    /// Consecutive provider faults that open the breaker. Default 5. 0 disables this trigger.
+    pub consecutive_failures: u32,
+    /// Failure ratio over `window` that opens the breaker. Default 0.5. Values > 1 disable it.
+    pub failure_ratio: f64,
+    /// Window for the failure ratio. Default 60 s.
+    pub window: Duration,
+    /// Minimum outcomes in the window before the ratio can open the breaker. Default 10.
+    pub min_samples: u32,
+    /// First cool-down after opening. Default 10 s.
+    pub cool_down: Duration,
+    /// Cool-down multiplier after a failed probe. Default 2.0 (values < 1 are treated as 1).
+    pub cool_down_multiplier: f64,
+    /// Cap of the growing cool-down. Default 5 min.
+    pub max_cool_down: Duration,
+    /// Cool-down for access denied / authentication / not found. Default 10 min.
+    pub long_cool_down: Duration,
+    /// Time for admitted traffic to ramp from `ramp_start` to 100 % after a good probe.
+    /// Default 30 s. Zero closes the breaker straight after the probe.
+    pub ramp: Duration,
+    /// Share of traffic admitted at the start of the ramp, 0..=1. Default 0.1.
+    pub ramp_start: f64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            failure_ratio: 0.5,
+            window: Duration::from_secs(60),
+            min_samples: 10,
+            cool_down: Duration::from_secs(10),
+            cool_down_multiplier: 2.0,
+            max_cool_down: Duration::from_secs(300),
+            long_cool_down: Duration::from_secs(600),
+            ramp: Duration::from_secs(30),
+            ramp_start: 0.1,
+        }
+    }
+}
+
+/// The breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Normal operation.
+    Closed,
+    /// Refusing all traffic until the cool-down ends.
+    Open,
+    /// Cool-down over: one probe is (or may be) out; everybody else is refused.
+    HalfOpen,
+    /// The probe succeeded; a growing share of traffic is admitted.
+    Recovering,
+}
+
+impl BreakerState {
+    /// Stable snake_case name for metrics labels and JSON.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Recovering => "recovering",
+        }
+    }
+}
+
+impl fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An account or configuration problem that opens the breaker for the long cool-down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum DenyReason {
+    /// Access denied (tier, quota, verification, region, …).
+    AccessDenied(AccessDenial),
+    /// The key was rejected (401).
+    Authentication,
+    /// Model, deployment or endpoint not found.
+    NotFound(NotFoundKind),
+}
+
+impl From<AccessDenial> for DenyReason {
+    fn from(d: AccessDenial) -> Self {
+        DenyReason::AccessDenied(d)
+    }
+}
+
+impl From<NotFoundKind> for DenyReason {
+    fn from(k: NotFoundKind) -> Self {
+        DenyReason::NotFound(k)
+    }
+}
+
+/// Why the breaker is (or was last) open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum OpenReason {
+    /// This many consecutive provider faults.
+    ConsecutiveFailures(u32),
+    /// Failure ratio over the window reached the threshold.
+    FailureRatio,
+    /// The half-open probe failed (or was dropped without reporting).
+    ProbeFailed,
+    /// A provider fault during the recovery ramp.
+    FailedWhileRecovering,
+    /// An account or configuration problem (long cool-down).
+    Denied(DenyReason),
+}
+
+/// A state change, returned to the caller that caused it and passed to the listener.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Transition {
+    /// State before.
+    pub from: BreakerState,
+    /// State after.
+    pub to: BreakerState,
+    /// Clock time of the change.
+    #[serde(serialize_with = "ser_ms")]
+    pub at: Duration,
+    /// When opening: why.
+    pub reason: Option<OpenReason>,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Why a call was refused.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rejection {
+    /// The breaker's state when refusing.
+    pub state: BreakerState,
+    /// Time until the breaker will consider traffic again (`None` when it depends on an
+    /// outstanding probe, or when the refusal was a ramp coin flip).
+    #[serde(rename = "retry_in_ms", serialize_with = "ser_opt_ms")]
+    pub retry_in: Option<Duration>,
+    /// Why it was opened.
+    pub reason: Option<OpenReason>,
+    /// The provider's message for a [`DenyReason`] opening.
+    pub message: Option<String>,
+}
+
+fn ser_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        None => s.serialize_none(),
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "circuit breaker {}", self.state)?;
+        if let Some(r) = &self.reason {
+            write!(f, " ({r:?})")?;
+        }
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        if let Some(d) = self.retry_in {
+            write!(f, "; retry in {:.1}s", d.as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
+
+/// Serializable breaker view.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BreakerSnapshot {
+    /// Current state (open → half-open is reported as soon as the cool-down is over).
+    pub state: BreakerState,
+    /// Why it is / was last opened.
+    pub reason: Option<OpenReason>,
+    /// The provider's message for a deny opening.
+    pub message: Option<String>,
+    /// Time until the cool-down ends (open only).
+    #[serde(rename = "retry_in_ms", serialize_with = "ser_opt_ms")]
+    pub retry_in: Option<Duration>,
+    /// Consecutive provider faults so far.
+    pub consecutive_failures: u32,
+    /// The cool-down in force for the current / next opening.
+    #[serde(rename = "cool_down_ms", serialize_with = "ser_ms")]
+    pub cool_down: Duration,
+    /// Share of traffic currently admitted (0 open, 1 closed, the ramp value recovering).
+    pub admitted_fraction: f64,
+}
+
+/// Listener for transitions.
+pub type TransitionListener = Arc<dyn Fn(&Transition) + Send + Sync>;
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Closed,
+    Open { until: Duration },
+    HalfOpen { probe_out: bool },
+    Recovering { since: Duration },
+}
+
+impl State {
+    fn public(&self) -> BreakerState {
+        match self {
+            State::Closed => BreakerState::Closed,
+            State::Open { .. } => BreakerState::Open,
+            State::HalfOpen { .. } => BreakerState::HalfOpen,
+            State::Recovering { .. } => BreakerState::Recovering,
+        }
+    }
+}
+
+struct Inner {
+    state: State,
+    /// Bumped on every transition; passes remember it so stale reports are ignored.
+    epoch: u64,
+    consecutive: u32,
+    window: WindowCounter,
+    /// Cool-down used for the current opening.
+    cool_down: Duration,
+    /// Cool-down a failed probe would use next (grows, reset on close).
+    next_cool_down: Duration,
+    reason: Option<OpenReason>,
+    message: Option<String>,
+    rng: SmallRng,
+}
+
+struct Shared {
+    config: BreakerConfig,
+    clock: SharedClock,
+    inner: Mutex<Inner>,
+    listener: Mutex<Option<TransitionListener>>,
+}
+
+/// A circuit breaker for one provider. Cloning shares the same breaker.
+///
+/// ```
+/// use image_router::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+/// use image_router::clock::{ManualClock, SharedClock};
+/// use image_router::Outcome;
+/// use std::{sync::Arc, time::Duration};
+///
+/// let clock = ManualClock::new();
+/// let config = BreakerConfig { consecutive_failures: 2, ..BreakerConfig::default() };
+/// let breaker = CircuitBreaker::with_seed(config, Arc::new(clock.clone()) as SharedClock, 7);
+/// for _ in 0..2 {
+///     let pass = breaker.acquire().expect("closed");
+///     pass.record(Outcome::Server);
+/// }
+/// assert_eq!(breaker.state(), BreakerState::Open);
+/// assert!(breaker.acquire().is_err());
+/// clock.advance(Duration::from_secs(10));
+/// let probe = breaker.acquire().expect("one probe after the cool-down");
+/// assert!(probe.is_probe());
+/// assert!(breaker.acquire().is_err()); // others wait for the probe
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CircuitBreaker {
+    /// A closed breaker whose ramp coin flips use an RNG seeded from the OS.
+    pub fn new(config: BreakerConfig, clock: SharedClock) -> Self {
+        Self::with_rng(config, clock, SmallRng::from_rng(&mut rand::rng()))
+    }
+
+    /// A closed breaker with a deterministic RNG (tests, simulations).
+    pub fn with_seed(config: BreakerConfig, clock: SharedClock, seed: u64) -> Self {
+        Self::with_rng(config, clock, SmallRng::seed_from_u64(seed))
+    }
+
+    /// A closed breaker with the given RNG.
+    pub fn with_rng(config: BreakerConfig, clock: SharedClock, rng: SmallRng) -> Self {
+        let window = WindowCounter::new(config.window, 12);
+        let cool_down = config.cool_down;
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                clock,
+                inner: Mutex::new(Inner {
+                    state: State::Closed,
+                    epoch: 0,
+                    consecutive: 0,
+                    window,
+                    cool_down,
+                    next_cool_down: cool_down,
+                    reason: None,
+                    message: None,
+                    rng,
+                }),
+                listener: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Calls `listener` on every transition (replacing any previous listener). It runs after
+    /// the breaker's lock is released, on the thread that caused the transition.
+    pub fn set_listener(&self, listener: TransitionListener) {
+        *self.shared.listener.lock() = Some(listener);
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.shared.config
+    }
+
+    /// Asks to send one call. `Ok` carries a pass that must be reported with
+    /// [`BreakerPass::record`] (or [`BreakerPass::open_for`]); `Err` says why not.
+    pub fn acquire(&self) -> Result<BreakerPass, Rejection> {
+        let now = self.shared.clock.now();
+        let mut transitions = Transitions::default();
+        let result = {
+            let mut inner = self.shared.inner.lock();
+            self.acquire_locked(&mut inner, now, &mut transitions)
+        };
+        self.notify(&transitions);
+        result.map(|(probe, epoch)| BreakerPass {
+            breaker: self.clone(),
+            probe,
+            epoch,
+            transition: transitions.last(),
+            reported: false,
+        })
+    }
+
+    fn acquire_locked(
+        &self,
+        inner: &mut Inner,
+        now: Duration,
+        transitions: &mut Transitions,
+    ) -> Result<(bool, u64), Rejection> {
+        let config = &self.shared.config;
+        if let State::Open { until } = inner.state {
+            if now < until {
+                return Err(rejection(inner, Some(until - now)));
+            }
+            self.go(
+                inner,
+                State::HalfOpen { probe_out: false },
+                now,
+                None,
+                transitions,
+            );
+        }
+        if let State::Recovering { since } = inner.state {
+            if now.saturating_sub(since) >= config.ramp {
+                self.close(inner, now, transitions);
+            }
+        }
+        match inner.state {
+            State::Closed => Ok((false, inner.epoch)),
+            State::HalfOpen { probe_out: true } => Err(rejection(inner, None)),
+            State::HalfOpen { probe_out: false } => {
+                inner.state = State::HalfOpen { probe_out: true };
+                Ok((true, inner.epoch))
+            }
+            State::Recovering { since } => {
+                let share = ramp_share(config, now.saturating_sub(since));
+                if inner.rng.random::<f64>() < share {
+                    Ok((false, inner.epoch))
+                } else {
+                    Err(rejection(inner, None))
+                }
+            }
+            // Handled above: an `Open` state past its deadline became half-open.
+            State::Open { until } => Err(rejection(inner, Some(until.saturating_sub(now)))),
+        }
+    }
+
+    /// Opens the breaker now with the long cool-down, keeping `reason` and the provider's
+    /// `message` for status and explanations. Returns the transition, if the state changed
+    /// (re-opening an open breaker restarts the long cool-down and returns `None`).
+    pub fn open_for(
+        &self,
+        reason: impl Into<DenyReason>,
+        message: impl Into<String>,
+    ) -> Option<Transition> {
+        self.open_for_inner(reason.into(), message.into())
+    }
+
+    fn open_for_inner(&self, reason: DenyReason, message: String) -> Option<Transition> {
+        let now = self.shared.clock.now();
+        let mut transitions = Transitions::default();
+        {
+            let mut inner = self.shared.inner.lock();
+            inner.message = Some(message);
+            let cool = self.shared.config.long_cool_down;
+            self.open(
+                &mut inner,
+                now,
+                cool,
+                OpenReason::Denied(reason),
+                &mut transitions,
+            );
+        }
+        self.notify(&transitions);
+        transitions.last()
+    }
+
+    /// Reports an outcome without a pass (e.g. from a call made outside the breaker).
+    /// A probe is only resolved through its pass.
+    pub fn record(&self, outcome: Outcome) -> Option<Transition> {
+        let now = self.shared.clock.now();
+        let mut transitions = Transitions::default();
+        {
+            let mut inner = self.shared.inner.lock();
+            let epoch = inner.epoch;
+            self.record_locked(&mut inner, now, outcome, false, epoch, &mut transitions);
+        }
+        self.notify(&transitions);
+        transitions.last()
+    }
+
+    /// The current state (an open breaker past its cool-down reads as half-open).
+    pub fn state(&self) -> BreakerState {
+        let now = self.shared.clock.now();
+        let inner = self.shared.inner.lock();
+        match inner.state {
+            State::Open { until } if now >= until => BreakerState::HalfOpen,
+            s => s.public(),
+        }
+    }
+
+    /// Whether a call would certainly be refused right now (open in its cool-down, or a probe
+    /// is out). Cheap check for ranking; does not change state.
+    pub fn is_blocking(&self) -> bool {
+        let now = self.shared.clock.now();
+        let inner = self.shared.inner.lock();
+        match inner.state {
+            State::Open { until } => now < until,
+            State::HalfOpen { probe_out } => probe_out,
+            _ => false,
+        }
+    }
+
+    /// A serializable view.
+    pub fn snapshot(&self) -> BreakerSnapshot {
+        let now = self.shared.clock.now();
+        let inner = self.shared.inner.lock();
+        let config = &self.shared.config;
+        let (state, retry_in, admitted) = match inner.state {
+            State::Closed => (BreakerState::Closed, None, 1.0),
+            State::Open { until } if now < until => (BreakerState::Open, Some(until - now), 0.0),
+            State::Open { .. } => (BreakerState::HalfOpen, Some(Duration::ZERO), 0.0),
+            State::HalfOpen { .. } => (BreakerState::HalfOpen, None, 0.0),
+            State::Recovering { since } => (
+                BreakerState::Recovering,
+                None,
+                ramp_share(config, now.saturating_sub(since)),
+            ),
+        };
+        BreakerSnapshot {
+            state,
+            reason: inner.reason,
+            message: inner.message.clone(),
+            retry_in,
+            consecutive_failures: inner.consecutive,
+            cool_down: match inner.state {
+                State::Open { .. } => inner.cool_down,
+                _ => inner.next_cool_down,
+            },
+            admitted_fraction: admitted,
+        }
+    }
+
+    fn notify(&self, transitions: &Transitions) {
+        if transitions.is_empty() {
+            return;
+        }
+        let listener = self.shared.listener.lock().clone();
+        if let Some(listener) = listener {
+            for t in transitions.iter() {
+                listener(t);
+            }
+        }
+    }
+
+    fn go(
+        &self,
+        inner: &mut Inner,
+        to: State,
+        now: Duration,
+        reason: Option<OpenReason>,
+        transitions: &mut Transitions,
+    ) {
+        let from = inner.state.public();
+        inner.state = to;
+        inner.epoch = inner.epoch.wrapping_add(1);
+        if to.public() != from {
+            transitions.push(Transition {
+                from,
+                to: to.public(),
+                at: now,
+                reason,
+            });
+        }
+    }
+
+    fn open(
+        &self,
+        inner: &mut Inner,
+        now: Duration,
+        cool_down: Duration,
+        reason: OpenReason,
+        transitions: &mut Transitions,
+    ) {
+        if !matches!(reason, OpenReason::Denied(_)) {
+            inner.message = None;
+        }
+        inner.reason = Some(reason);
+        inner.cool_down = cool_down;
+        inner.window.clear();
+        let until = now.saturating_add(cool_down);
+        self.go(inner, State::Open { until }, now, Some(reason), transitions);
+    }
+
+    /// The cool-down after a failed probe: the growing one, capped.
+    fn grow_cool_down(&self, inner: &mut Inner) -> Duration {
+        let config = &self.shared.config;
+        let cap = config.max_cool_down.max(inner.cool_down);
+        let current = inner.next_cool_down.max(inner.cool_down);
+        let mult = if config.cool_down_multiplier.is_finite() {
+            config.cool_down_multiplier.max(1.0)
+        } else {
+            1.0
+        };
+        let grown = Duration::try_from_secs_f64(current.as_secs_f64() * mult).unwrap_or(cap);
+        let next = grown.min(cap);
+        inner.next_cool_down = next;
+        next
+    }
+
+    fn record_locked(
+        &self,
+        inner: &mut Inner,
+        now: Duration,
+        outcome: Outcome,
+        probe: bool,
+        epoch: u64,
+        transitions: &mut Transitions,
+    ) {
+        let config = &self.shared.config;
+        let verdict = breaker_verdict(outcome);
+        if probe {
+            // A report from a probe of an earlier half-open period is stale.
+            if epoch != inner.epoch || !matches!(inner.state, State::HalfOpen { .. }) {
+                return;
+            }
+            if verdict == Verdict::Failure {
+                let cool = self.grow_cool_down(inner);
+                self.open(inner, now, cool, OpenReason::ProbeFailed, transitions);
+            } else {
+                inner.consecutive = 0;
+                inner.reason = None;
+                inner.message = None;
+                if config.ramp.is_zero() {
+                    self.close(inner, now, transitions);
+                } else {
+                    self.go(
+                        inner,
+                        State::Recovering { since: now },
+                        now,
+                        None,
+                        transitions,
+                    );
+                }
+            }
+            return;
+        }
+        // A call admitted in an earlier state (e.g. before an outage opened the breaker)
+        // reporting late only counts once the breaker is closed again: it must not re-open a
+        // recovering breaker or touch the bookkeeping of an open one.
+        if epoch != inner.epoch && !matches!(inner.state, State::Closed) {
+            return;
+        }
+        match verdict {
+            Verdict::Neutral => {}
+            Verdict::Success => {
+                inner.consecutive = 0;
+                inner.window.record(now, true);
+            }
+            Verdict::Failure => {
+                inner.consecutive = inner.consecutive.saturating_add(1);
+                inner.window.record(now, false);
+                match inner.state {
+                    State::Closed => {
+                        let (s, f) = inner.window.counts(now);
+                        let total = s.saturating_add(f);
+                        if config.consecutive_failures > 0
+                            && inner.consecutive >= config.consecutive_failures
+                        {
+                            let reason = OpenReason::ConsecutiveFailures(inner.consecutive);
+                            let cool = config.cool_down;
+                            self.open(inner, now, cool, reason, transitions);
+                        } else if total >= config.min_samples.max(1)
+                            && f64::from(f) / f64::from(total) >= config.failure_ratio
+                        {
+                            let cool = config.cool_down;
+                            self.open(inner, now, cool, OpenReason::FailureRatio, transitions);
+                        }
+                    }
+                    State::Recovering { .. } => {
+                        let cool = self.grow_cool_down(inner);
+                        let reason = OpenReason::FailedWhileRecovering;
+                        self.open(inner, now, cool, reason, transitions);
+                    }
+                    // Late reports of calls admitted before the breaker opened.
+                    State::Open { .. } | State::HalfOpen { .. } => {}
+                }
+            }
+        }
+    }
+
+    fn close(&self, inner: &mut Inner, now: Duration, transitions: &mut Transitions) {
+        inner.next_cool_down = self.shared.config.cool_down;
+        inner.cool_down = self.shared.config.cool_down;
+        inner.consecutive = 0;
+        inner.window.clear();
+        self.go(inner, State::Closed, now, None, transitions);
+    }
+
+    fn report(&self, probe: bool, epoch: u64, report: Report) -> Option<Transition> {
+        let now = self.shared.clock.now();
+        let mut transitions = Transitions::default();
+        {
+            let mut inner = self.shared.inner.lock();
+            match report {
+                Report::Outcome(outcome) => {
+                    self.record_locked(&mut inner, now, outcome, probe, epoch, &mut transitions)
+                }
+                Report::Dropped => {
+                    if probe {
+                        self.record_locked(
+                            &mut inner,
+                            now,
+                            Outcome::Timeout,
+                            true,
+                            epoch,
+                            &mut transitions,
+                        )
+                    }
+                }
+            }
+            // Ramp complete: close on the next report too, not only on acquire.
+            if let State::Recovering { since } = inner.state {
+                if now.saturating_sub(since) >= self.shared.config.ramp {
+                    self.close(&mut inner, now, &mut transitions);
+                }
+            }
+        }
+        self.notify(&transitions);
+        transitions.last()
+    }
+}
+
+enum Report {
+    Outcome(Outcome),
+    Dropped,
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Verdict {
+    Success,
+    Failure,
+    Neutral,
+}
+
+fn breaker_verdict(outcome: Outcome) -> Verdict {
+    match outcome {
+        Outcome::Success => Verdict::Success,
+        Outcome::Server
+        | Outcome::Timeout
+        | Outcome::Connect
+        | Outcome::Decode
+        | Outcome::AccessDenied
+        | Outcome::Authentication
+        | Outcome::NotFound => Verdict::Failure,
+        Outcome::RateLimited | Outcome::InvalidRequest | Outcome::ContentPolicy => Verdict::Neutral,
+    }
+}
+
+fn ramp_share(config: &BreakerConfig, elapsed: Duration) -> f64 {
+    if config.ramp.is_zero() {
+        return 1.0;
+    }
+    let start = if config.ramp_start.is_finite() {
+        config.ramp_start.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let progress = (elapsed.as_secs_f64() / config.ramp.as_secs_f64()).clamp(0.0, 1.0);
+    start + (1.0 - start) * progress
+}
+
+fn rejection(inner: &Inner, retry_in: Option<Duration>) -> Rejection {
+    Rejection {
+        state: inner.state.public(),
+        retry_in,
+        reason: inner.reason,
+        message: inner.message.clone(),
+    }
+}
+
+/// At most two transitions happen in one step (e.g. open → half-open on acquire); a tiny
+/// inline buffer avoids allocating on the hot path.
+#[derive(Default)]
+struct Transitions {
+    items: [Option<Transition>; 2],
+}
+
+impl Transitions {
+    fn push(&mut self, t: Transition) {
+        if let Some(slot) = self.items.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(t);
+        } else {
+            // Keep the latest when more than two happen (not expected).
+            self.items[1] = Some(t);
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.items[0].is_none()
+    }
+    fn iter(&self) -> impl Iterator<Item = &Transition> {
+        self.items.iter().flatten()
+    }
+    fn last(&self) -> Option<Transition> {
+        self.iter().last().cloned()
+    }
+}
+
+/// Permission to send one call, from [`CircuitBreaker::acquire`]. Report the result with
+/// [`record`](Self::record) or [`open_for`](Self::open_for). Dropping a probe pass without
+/// reporting counts as a failed probe; dropping a normal pass records nothing (a cancelled
+/// call says nothing about the provider).
+#[must_use = "report the call's outcome with record() or open_for()"]
+pub struct BreakerPass {
+    breaker: CircuitBreaker,
+    probe: bool,
+    epoch: u64,
+    transition: Option<Transition>,
+    reported: bool,
+}
+
+impl fmt::Debug for BreakerPass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerPass")
+            .field("probe", &self.probe)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BreakerPass {
+    /// Whether this is the single half-open probe. The router may send a cheap probe call
+    /// (one that generates no image) instead of the real request, and must report it.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// The transition that granting this pass caused (open → half-open for a probe), if any.
+    pub fn transition(&self) -> Option<&Transition> {
+        self.transition.as_ref()
+    }
+
+    /// Reports the call's outcome; returns the transition it caused, if any.
+    pub fn record(mut self, outcome: Outcome) -> Option<Transition> {
+        self.reported = true;
+        self.breaker
+            .report(self.probe, self.epoch, Report::Outcome(outcome))
+    }
+
+    /// Reports an account or configuration problem: opens the breaker with the long cool-down
+    /// and keeps the reason and message (see [`CircuitBreaker::open_for`]).
+    pub fn open_for(
+        mut self,
+        reason: impl Into<DenyReason>,
+        message: impl Into<String>,
+    ) -> Option<Transition> {
+        self.reported = true;
+        self.breaker.open_for_inner(reason.into(), message.into())
+    }
+}
+
+impl Drop for BreakerPass {
+    fn drop(&mut self) {
+        if !self.reported && self.probe {
+            self.reported = true;
+            let _ = self.breaker.report(true, self.epoch, Report::Dropped);
+        }
+    }
+}

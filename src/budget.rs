@@ -1,0 +1,619 @@
+//! Spend budgets: a limit in USD over a UTC day, a UTC calendar month, or a custom window, per
+//! provider and for the whole router.
+//!
+//! # Reserve, then reconcile
+//!
+//! Each request reserves its *estimated* cost before it is sent
+//! ([`BudgetLedger::try_reserve`]) and, when the response arrives, commits the *actual* cost
+//! ([`BudgetReservation::commit`]); a failed request releases its reservation
+//! ([`BudgetReservation::release`], also what dropping it does). A reservation is admitted only
+//! if, for every budget of the ledger, `spent + reserved + amount ≤ limit`, checked and applied
+//! under one lock, so the budget is never exceeded, also not by a thousand concurrent requests.
+//! (A commit larger than its reservation charges the real amount: the money was spent. The
+//! catalog's token tables are upper bounds for the image output, so this is rare.)
+//!
+//! Amounts are kept in integer nano-dollars, so totals add up exactly: the ledger's total is the
+//! sum of the committed costs.
+//!
+//! # Time
+//!
+//! Day and month budgets follow UTC calendar periods, so they need wall time; a [`WallClock`]
+//! is a wall-time anchor plus the injected monotonic [`Clock`](crate::clock::Clock), so tests
+//! can run a month in milliseconds with a `ManualClock`. A custom window starts when the ledger
+//! is created and repeats back to back. At a period change the period's spending starts at
+//! zero; reservations in flight carry over (they will be spent in the new period).
+//!
+//! # Two scopes
+//!
+//! A request is paid by its provider's ledger *and* the router's: [`try_reserve_all`] reserves
+//! on several ledgers and releases what it already took if a later one refuses.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde::{Serialize, Serializer};
+
+use crate::clock::SharedClock;
+use crate::cost::{Cost, PriceUnknown};
+use crate::error::ConfigError;
+
+const NANO_USD: f64 = 1e9;
+const DAY_SECS: u64 = 86_400;
+
+fn to_nano(usd: f64) -> u64 {
+    // Callers pass finite, non-negative amounts; the float-to-int cast saturates.
+    (usd * NANO_USD).round() as u64
+}
+
+fn to_usd(n: u64) -> f64 {
+    n as f64 / NANO_USD
+}
+
+/// The period a budget covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BudgetPeriod {
+    /// A UTC calendar day.
+    Day,
+    /// A UTC calendar month.
+    Month,
+    /// Back-to-back windows of this length, from the ledger's creation.
+    Custom(Duration),
+}
+
+impl fmt::Display for BudgetPeriod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BudgetPeriod::Day => f.write_str("day"),
+            BudgetPeriod::Month => f.write_str("month"),
+            BudgetPeriod::Custom(d) => write!(f, "{}", crate::headers::format_go_duration(*d)),
+        }
+    }
+}
+
+impl Serialize for BudgetPeriod {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A spend limit over a period.
+///
+/// ```
+/// use image_router::budget::{Budget, BudgetPeriod};
+/// assert!(Budget::new(10.0, BudgetPeriod::Day).is_ok());
+/// assert_eq!(Budget::new(-1.0, BudgetPeriod::Day).unwrap_err().field, "limit_usd");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Budget {
+    /// The limit in USD (positive, finite).
+    pub limit_usd: f64,
+    /// The period.
+    pub period: BudgetPeriod,
+}
+
+impl Budget {
+    /// A validated budget: a zero, negative, NaN or infinite limit, or a zero custom period, is
+    /// a [`ConfigError`] naming `limit_usd` / `period`.
+    pub fn new(limit_usd: f64, period: BudgetPeriod) -> Result<Budget, ConfigError> {
+        let b = Budget { limit_usd, period };
+        b.validate()?;
+        Ok(b)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.limit_usd.is_finite() || self.limit_usd <= 0.0 {
+            return Err(ConfigError::new(
+                "limit_usd",
+                format!(
+                    "must be a positive, finite USD amount, got {}",
+                    self.limit_usd
+                ),
+            ));
+        }
+        if self.limit_usd > 1e9 {
+            return Err(ConfigError::new(
+                "limit_usd",
+                format!("{} is out of range (at most $1e9)", self.limit_usd),
+            ));
+        }
+        if let BudgetPeriod::Custom(d) = self.period {
+            if d.is_zero() {
+                return Err(ConfigError::new(
+                    "period",
+                    "a custom period must not be zero",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Wall time from an anchor plus a monotonic clock: `start` is the wall time at the moment the
+/// `WallClock` is created, and time moves with `clock`.
+#[derive(Clone, Debug)]
+pub struct WallClock {
+    start: SystemTime,
+    start_mono: Duration,
+    clock: SharedClock,
+}
+
+impl WallClock {
+    /// Wall time `start` now, moving with `clock` from here on.
+    pub fn new(start: SystemTime, clock: SharedClock) -> Self {
+        let start_mono = clock.now();
+        Self {
+            start,
+            start_mono,
+            clock,
+        }
+    }
+
+    /// The system's wall time, moving with tokio's clock.
+    pub fn system() -> Self {
+        Self::new(
+            SystemTime::now(),
+            Arc::new(crate::clock::SystemClock::new()),
+        )
+    }
+
+    /// The current wall time.
+    pub fn now(&self) -> SystemTime {
+        self.start + self.clock.now().saturating_sub(self.start_mono)
+    }
+}
+
+/// Days since 1970-01-01 → (year, month 1..=12). (Civil-calendar arithmetic on the proleptic
+/// Gregorian calendar.)
+fn civil_from_days(days: i64) -> (i64, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m as u32)
+}
+
+/// (year, month 1..=12) → days since 1970-01-01 of its first day.
+fn days_from_civil(y: i64, m: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The period index at `now` and the wall time when it ends.
+fn period_at(period: BudgetPeriod, created: SystemTime, now: SystemTime) -> (u64, SystemTime) {
+    match period {
+        BudgetPeriod::Day => {
+            let day = unix_secs(now) / DAY_SECS;
+            (day, UNIX_EPOCH + Duration::from_secs((day + 1) * DAY_SECS))
+        }
+        BudgetPeriod::Month => {
+            let days = (unix_secs(now) / DAY_SECS) as i64;
+            let (y, m) = civil_from_days(days);
+            let idx = (y * 12 + i64::from(m) - 1).max(0) as u64;
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            let next = days_from_civil(ny, nm).max(0) as u64;
+            (idx, UNIX_EPOCH + Duration::from_secs(next * DAY_SECS))
+        }
+        BudgetPeriod::Custom(d) => {
+            let since = now.duration_since(created).unwrap_or(Duration::ZERO);
+            let len = d.as_nanos().max(1);
+            let idx = since.as_nanos() / len;
+            let end =
+                created + Duration::from_nanos(u64::try_from((idx + 1) * len).unwrap_or(u64::MAX));
+            (u64::try_from(idx).unwrap_or(u64::MAX), end)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BudgetState {
+    budget: Budget,
+    limit: u64,
+    period_idx: u64,
+    period_end: SystemTime,
+    spent: u64,
+    reserved: u64,
+}
+
+#[derive(Debug)]
+struct LedgerState {
+    budgets: Vec<BudgetState>,
+    lifetime_spent: u64,
+    reserved: u64,
+    committed: u64,
+}
+
+#[derive(Debug)]
+struct LedgerInner {
+    name: String,
+    wall: WallClock,
+    created: SystemTime,
+    state: Mutex<LedgerState>,
+}
+
+impl LedgerInner {
+    fn roll(&self, st: &mut LedgerState) -> SystemTime {
+        let now = self.wall.now();
+        for b in &mut st.budgets {
+            let (idx, end) = period_at(b.budget.period, self.created, now);
+            if idx != b.period_idx {
+                b.period_idx = idx;
+                b.period_end = end;
+                b.spent = 0;
+            }
+        }
+        now
+    }
+}
+
+/// The budgets of one scope (a provider, or the whole router) and its running totals.
+/// Cheap to clone (clones share state).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::SystemTime;
+/// use image_router::budget::{Budget, BudgetLedger, BudgetPeriod, WallClock};
+/// use image_router::clock::ManualClock;
+///
+/// let wall = WallClock::new(SystemTime::now(), Arc::new(ManualClock::new()));
+/// let ledger = BudgetLedger::new("openai", vec![Budget::new(1.0, BudgetPeriod::Day).unwrap()], wall).unwrap();
+/// let r = ledger.try_reserve(0.17).unwrap();   // before sending
+/// r.commit(0.16);                              // after: the actual cost
+/// assert!((ledger.snapshot().lifetime_spent_usd - 0.16).abs() < 1e-9);
+/// let too_much = ledger.try_reserve(0.9).unwrap_err();
+/// assert!(too_much.to_string().contains("openai"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct BudgetLedger {
+    inner: Arc<LedgerInner>,
+}
+
+/// A budget that cannot cover a reservation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BudgetExhausted {
+    /// The ledger (provider name, or the router's).
+    pub ledger: String,
+    /// The budget's period.
+    pub period: BudgetPeriod,
+    /// Its limit, USD.
+    pub limit_usd: f64,
+    /// Spent in the current period, USD.
+    pub spent_usd: f64,
+    /// Reserved by requests in flight, USD.
+    pub reserved_usd: f64,
+    /// What was asked for, USD.
+    pub requested_usd: f64,
+    /// When the period resets, seconds since the Unix epoch.
+    pub resets_at_unix: u64,
+    /// Time until the period resets.
+    pub resets_in: Duration,
+}
+
+impl fmt::Display for BudgetExhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "budget `{}` ({} limit ${:.4}) is exhausted: spent ${:.4} + reserved ${:.4} leaves no room for ${:.4}; it resets at {} (in {})",
+            self.ledger,
+            self.period,
+            self.limit_usd,
+            self.spent_usd,
+            self.reserved_usd,
+            self.requested_usd,
+            httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.resets_at_unix)),
+            crate::headers::format_go_duration(self.resets_in),
+        )
+    }
+}
+
+impl std::error::Error for BudgetExhausted {}
+
+/// Why a reservation was refused.
+#[derive(Clone, Debug, PartialEq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BudgetError {
+    /// A budget cannot cover it.
+    #[error(transparent)]
+    Exhausted(BudgetExhausted),
+    /// The request's price is unknown while a budget is set.
+    #[error("budget `{ledger}` cannot reserve: {source}")]
+    PriceUnknown {
+        /// The ledger.
+        ledger: String,
+        /// The unknown price.
+        source: PriceUnknown,
+    },
+    /// The amount is negative, NaN or infinite.
+    #[error("invalid amount to reserve: {usd}")]
+    InvalidAmount {
+        /// The amount.
+        usd: f64,
+    },
+}
+
+/// One budget's state.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BudgetSnapshot {
+    /// The period.
+    pub period: BudgetPeriod,
+    /// The limit, USD.
+    pub limit_usd: f64,
+    /// Spent in the current period, USD.
+    pub spent_usd: f64,
+    /// Reserved by requests in flight, USD.
+    pub reserved_usd: f64,
+    /// `limit − spent − reserved` (0 when over), USD.
+    pub remaining_usd: f64,
+    /// When the period resets, seconds since the Unix epoch.
+    pub resets_at_unix: u64,
+    /// Time until then.
+    pub resets_in: Duration,
+}
+
+/// A ledger's running totals.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LedgerSnapshot {
+    /// The ledger's name.
+    pub name: String,
+    /// Everything committed since creation, USD.
+    pub lifetime_spent_usd: f64,
+    /// Reserved by requests in flight, USD.
+    pub reserved_usd: f64,
+    /// Number of committed reservations.
+    pub committed: u64,
+    /// Each budget.
+    pub budgets: Vec<BudgetSnapshot>,
+}
+
+impl BudgetLedger {
+    /// A ledger named `name` (used in errors) with `budgets` (may be empty: then it only keeps
+    /// totals). A bad budget is a [`ConfigError`] naming `budgets[i].limit_usd` / `.period`.
+    pub fn new(
+        name: impl Into<String>,
+        budgets: Vec<Budget>,
+        wall: WallClock,
+    ) -> Result<Self, ConfigError> {
+        let created = wall.now();
+        let mut states = Vec::with_capacity(budgets.len());
+        for (i, b) in budgets.into_iter().enumerate() {
+            b.validate()
+                .map_err(|e| e.scoped(&format!("budgets[{i}]")))?;
+            let (idx, end) = period_at(b.period, created, created);
+            states.push(BudgetState {
+                budget: b,
+                limit: to_nano(b.limit_usd),
+                period_idx: idx,
+                period_end: end,
+                spent: 0,
+                reserved: 0,
+            });
+        }
+        Ok(Self {
+            inner: Arc::new(LedgerInner {
+                name: name.into(),
+                wall,
+                created,
+                state: Mutex::new(LedgerState {
+                    budgets: states,
+                    lifetime_spent: 0,
+                    reserved: 0,
+                    committed: 0,
+                }),
+            }),
+        })
+    }
+
+    /// The ledger's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether any budget is set (otherwise every reservation succeeds).
+    pub fn has_budgets(&self) -> bool {
+        !self.inner.state.lock().budgets.is_empty()
+    }
+
+    /// Reserves `usd` on every budget of this ledger, atomically, or says which budget cannot.
+    pub fn try_reserve(&self, usd: f64) -> Result<BudgetReservation, BudgetError> {
+        let part = self.reserve_part(usd)?;
+        Ok(BudgetReservation { parts: vec![part] })
+    }
+
+    fn reserve_part(&self, usd: f64) -> Result<Part, BudgetError> {
+        if !usd.is_finite() || usd < 0.0 {
+            return Err(BudgetError::InvalidAmount { usd });
+        }
+        let amount = to_nano(usd);
+        let mut st = self.inner.state.lock();
+        let now = self.inner.roll(&mut st);
+        for b in &st.budgets {
+            if b.spent.saturating_add(b.reserved).saturating_add(amount) > b.limit {
+                return Err(BudgetError::Exhausted(exhausted(
+                    &self.inner.name,
+                    b,
+                    usd,
+                    now,
+                )));
+            }
+        }
+        for b in &mut st.budgets {
+            b.reserved += amount;
+        }
+        st.reserved += amount;
+        drop(st);
+        Ok(Part {
+            ledger: Arc::clone(&self.inner),
+            amount,
+            done: false,
+        })
+    }
+
+    /// The ledger's totals and budgets now.
+    pub fn snapshot(&self) -> LedgerSnapshot {
+        let mut st = self.inner.state.lock();
+        let now = self.inner.roll(&mut st);
+        LedgerSnapshot {
+            name: self.inner.name.clone(),
+            lifetime_spent_usd: to_usd(st.lifetime_spent),
+            reserved_usd: to_usd(st.reserved),
+            committed: st.committed,
+            budgets: st
+                .budgets
+                .iter()
+                .map(|b| BudgetSnapshot {
+                    period: b.budget.period,
+                    limit_usd: b.budget.limit_usd,
+                    spent_usd: to_usd(b.spent),
+                    reserved_usd: to_usd(b.reserved),
+                    remaining_usd: to_usd(b.limit.saturating_sub(b.spent + b.reserved)),
+                    resets_at_unix: unix_secs(b.period_end),
+                    resets_in: b.period_end.duration_since(now).unwrap_or(Duration::ZERO),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn exhausted(name: &str, b: &BudgetState, usd: f64, now: SystemTime) -> BudgetExhausted {
+    BudgetExhausted {
+        ledger: name.to_string(),
+        period: b.budget.period,
+        limit_usd: b.budget.limit_usd,
+        spent_usd: to_usd(b.spent),
+        reserved_usd: to_usd(b.reserved),
+        requested_usd: usd,
+        resets_at_unix: unix_secs(b.period_end),
+        resets_in: b.period_end.duration_since(now).unwrap_or(Duration::ZERO),
+    }
+}
+
+/// Reserves `usd` on each ledger in order; if one refuses, the reservations already taken are
+/// released and its error is returned. Use it for provider + router budgets.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::SystemTime;
+/// use image_router::budget::{try_reserve_all, Budget, BudgetLedger, BudgetPeriod, WallClock};
+/// use image_router::clock::ManualClock;
+/// let wall = WallClock::new(SystemTime::now(), Arc::new(ManualClock::new()));
+/// let provider = BudgetLedger::new("openai", vec![Budget::new(5.0, BudgetPeriod::Day).unwrap()], wall.clone()).unwrap();
+/// let router = BudgetLedger::new("router", vec![Budget::new(0.1, BudgetPeriod::Month).unwrap()], wall).unwrap();
+/// assert!(try_reserve_all(&[&provider, &router], 0.2).is_err());
+/// assert_eq!(provider.snapshot().reserved_usd, 0.0); // released
+/// ```
+pub fn try_reserve_all(
+    ledgers: &[&BudgetLedger],
+    usd: f64,
+) -> Result<BudgetReservation, BudgetError> {
+    let mut parts = Vec::with_capacity(ledgers.len());
+    for l in ledgers {
+        // On error `parts` is dropped, which releases what was taken.
+        parts.push(l.reserve_part(usd)?);
+    }
+    Ok(BudgetReservation { parts })
+}
+
+/// As [`try_reserve_all`] for a priced request: an unknown price (no fallback configured) is
+/// refused by the first ledger that has a budget, and reserves nothing where no budget is set.
+pub fn reserve_cost(
+    ledgers: &[&BudgetLedger],
+    cost: Result<Cost, PriceUnknown>,
+) -> Result<BudgetReservation, BudgetError> {
+    match cost {
+        Ok(c) => try_reserve_all(ledgers, c.usd),
+        Err(unknown) => {
+            if let Some(l) = ledgers.iter().find(|l| l.has_budgets()) {
+                return Err(BudgetError::PriceUnknown {
+                    ledger: l.name().to_string(),
+                    source: unknown,
+                });
+            }
+            try_reserve_all(ledgers, 0.0)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Part {
+    ledger: Arc<LedgerInner>,
+    amount: u64,
+    done: bool,
+}
+
+impl Part {
+    fn finish(&mut self, actual: Option<u64>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let mut st = self.ledger.state.lock();
+        self.ledger.roll(&mut st);
+        st.reserved = st.reserved.saturating_sub(self.amount);
+        for b in &mut st.budgets {
+            b.reserved = b.reserved.saturating_sub(self.amount);
+            if let Some(a) = actual {
+                b.spent = b.spent.saturating_add(a);
+            }
+        }
+        if let Some(a) = actual {
+            st.lifetime_spent = st.lifetime_spent.saturating_add(a);
+            st.committed += 1;
+        }
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
+
+/// Money held for a request in flight, on one or more ledgers. Commit the actual cost, or
+/// release it; dropping it releases it.
+#[derive(Debug)]
+#[must_use = "dropping a reservation releases it"]
+pub struct BudgetReservation {
+    parts: Vec<Part>,
+}
+
+impl BudgetReservation {
+    /// The reserved amount per ledger, USD.
+    pub fn reserved_usd(&self) -> f64 {
+        self.parts.first().map_or(0.0, |p| to_usd(p.amount))
+    }
+
+    /// Charges `actual_usd` on every ledger and frees the reservation. A negative, NaN or
+    /// infinite amount charges the reserved estimate instead.
+    pub fn commit(mut self, actual_usd: f64) {
+        for p in &mut self.parts {
+            let a = if actual_usd.is_finite() && actual_usd >= 0.0 {
+                to_nano(actual_usd)
+            } else {
+                p.amount
+            };
+            p.finish(Some(a));
+        }
+    }
+
+    /// Frees the reservation without charging (the request failed before costing anything).
+    pub fn release(mut self) {
+        for p in &mut self.parts {
+            p.finish(None);
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! Per-provider health: availability over a sliding time window and a peak-EWMA latency
+//! estimate with an in-flight penalty.
+//!
+//! # Why this shape
+//!
+//! * **Availability counts only the provider's faults.** A caller's invalid request or a
+//!   content-policy refusal says nothing about whether the provider works, so those outcomes are
+//!   ignored. Server errors, timeouts, connection failures, undecodable answers and rate limits
+//!   are failures; a delivered image is a success. Access denied, authentication and not-found
+//!   are *not* counted either: they are account or configuration problems that do not heal on
+//!   their own, and the [circuit breaker](crate::breaker) handles them with a long cool-down
+//!   (`CircuitBreaker::open_for`). Counting them here too would punish the provider twice.
+//! * **A time window, not a count window.** "The last 100 calls" means minutes for a busy
+//!   provider and days for a rarely used fallback; a time window (default 60 s) ages out old
+//!   evidence at the same speed for both. It is kept in a fixed ring of buckets, so memory is
+//!   constant whatever the request rate; the window's resolution is `window / buckets`.
+//! * **Below a minimum sample count availability is 1.0 ("unknown").** One failed call out of
+//!   one must not make a provider look dead.
+//! * **Latency is a peak-EWMA**, as in tower's `PeakEwma` balancer: a slower observation
+//!   replaces the estimate at once (react to trouble immediately), a faster one only pulls the
+//!   estimate down gradually, weighted by the clock time elapsed since the previous observation
+//!   with a configurable time constant (be slow to trust a recovery). Between observations the
+//!   estimate read by the router also decays slowly toward zero (`idle_decay`), like tower's
+//!   does, so a provider that stopped getting traffic because it looked slow is eventually
+//!   tried again and re-measured instead of being judged on stale data forever.
+//! * **In-flight penalty**: the routing cost is `estimate × (in_flight + 1)`, so concurrent
+//!   requests spread over providers instead of piling onto the single fastest one.
+//!
+//! All time comes from the injected [`SharedClock`], so tests run minutes of traffic in
+//! microseconds with [`ManualClock`](crate::clock::ManualClock).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::clock::SharedClock;
+use crate::error::Outcome;
+
+/// How [`Health`] measures. `Default` gives the documented defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthConfig {
+    /// Length of the availability window. Default 60 s.
+    pub window: Duration,
+    /// Number of ring buckets the window is split into (resolution = `window / buckets`).
+    /// Default 12 (5 s buckets for the default window). Clamped to 1..=1024.
+    pub buckets: u32,
+    /// Fewer counted outcomes than this in the window: availability is 1.0 ("unknown").
+    /// Default 5.
+    pub min_samples: u32,
+    /// Time constant of the peak-EWMA decay toward faster observations. Default 10 s.
+    pub latency_decay: Duration,
+    /// Time constant of the decay of an idle estimate toward zero (so idle providers get
+    /// re-measured). `None` disables it. Default 120 s.
+    pub idle_decay: Option<Duration>,
+    /// Latency assumed before the first observation. It is treated as an observation made
+    /// when the `Health` was created, so it idle-decays too: a provider that was never used
+    /// eventually looks fast enough to be tried and measured. Default 5 s (image generation
+    /// is slow).
+    pub default_latency: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(60),
+            buckets: 12,
+            min_samples: 5,
+            latency_decay: Duration::from_secs(10),
+            idle_decay: Some(Duration::from_secs(120)),
+            default_latency: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How an [`Outcome`] counts for availability: `Some(true)` success, `Some(false)` provider
+/// fault, `None` not counted (the caller's fault, or an account problem the breaker handles).
+pub fn availability_verdict(outcome: Outcome) -> Option<bool> {
+    match outcome {
+        Outcome::Success => Some(true),
+        Outcome::Server
+        | Outcome::Timeout
+        | Outcome::Connect
+        | Outcome::Decode
+        | Outcome::RateLimited => Some(false),
+        Outcome::InvalidRequest
+        | Outcome::ContentPolicy
+        | Outcome::AccessDenied
+        | Outcome::Authentication
+        | Outcome::NotFound => None,
+    }
+}
+
+/// Success / failure counts over a sliding time window kept as a ring of buckets.
+#[derive(Clone, Debug)]
+pub(crate) struct WindowCounter {
+    bucket_nanos: u64,
+    /// (bucket number since the clock's epoch, successes, failures)
+    slots: Vec<(u64, u32, u32)>,
+}
+
+impl WindowCounter {
+    pub(crate) fn new(window: Duration, buckets: u32) -> Self {
+        let buckets = buckets.clamp(1, 1024);
+        let window_nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let bucket_nanos = (window_nanos / u64::from(buckets)).max(1);
+        Self {
+            bucket_nanos,
+            slots: vec![(u64::MAX, 0, 0); buckets as usize],
+        }
+    }
+
+    fn bucket_of(&self, now: Duration) -> u64 {
+        u64::try_from(now.as_nanos()).unwrap_or(u64::MAX) / self.bucket_nanos
+    }
+
+    pub(crate) fn record(&mut self, now: Duration, success: bool) {
+        let bucket = self.bucket_of(now);
+        let len = self.slots.len() as u64;
+        // `len >= 1` (clamped in `new`), so the modulo is defined.
+        let slot = &mut self.slots[(bucket % len) as usize];
+        if slot.0 != bucket {
+            *slot = (bucket, 0, 0);
+        }
+        if success {
+            slot.1 = slot.1.saturating_add(1);
+        } else {
+            slot.2 = slot.2.saturating_add(1);
+        }
+    }
+
+    /// (successes, failures) in the buckets that are still inside the window at `now`.
+    pub(crate) fn counts(&self, now: Duration) -> (u32, u32) {
+        let current = self.bucket_of(now);
+        let len = self.slots.len() as u64;
+        let oldest = current.saturating_sub(len - 1);
+        self.slots
+            .iter()
+            .filter(|(b, _, _)| *b != u64::MAX && *b >= oldest && *b <= current)
+            .fold((0u32, 0u32), |(s, f), (_, bs, bf)| {
+                (s.saturating_add(*bs), f.saturating_add(*bf))
+            })
+    }
+
+    pub(crate) fn clear(&mut self) {
+        for slot in &mut self.slots {
+            *slot = (u64::MAX, 0, 0);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    window: WindowCounter,
+    /// Peak-EWMA estimate in nanoseconds; `None` before the first observation.
+    estimate_ns: Option<f64>,
+    updated_at: Duration,
+    created_at: Duration,
+}
+
+/// Health of one provider. Cheap `&self` API, `Send + Sync`; share it in an `Arc`.
+///
+/// ```
+/// use image_router::clock::{ManualClock, SharedClock};
+/// use image_router::health::{Health, HealthConfig};
+/// use image_router::Outcome;
+/// use std::{sync::Arc, time::Duration};
+///
+/// let clock = ManualClock::new();
+/// let health = Health::new(HealthConfig::default(), Arc::new(clock.clone()) as SharedClock);
+/// let call = health.start();          // in-flight + 1
+/// clock.advance(Duration::from_millis(800));
+/// call.finish(Outcome::Success);      // records outcome and latency, in-flight - 1
+/// assert_eq!(health.latency(), Some(Duration::from_millis(800)));
+/// assert_eq!(health.availability(), 1.0);
+/// ```
+#[derive(Debug)]
+pub struct Health {
+    config: HealthConfig,
+    clock: SharedClock,
+    in_flight: Arc<AtomicUsize>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Health {
+    /// A fresh health record (no samples, no latency observation).
+    pub fn new(config: HealthConfig, clock: SharedClock) -> Self {
+        let window = WindowCounter::new(config.window, config.buckets);
+        let now = clock.now();
+        Self {
+            config,
+            clock,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            inner: Arc::new(Mutex::new(Inner {
+                window,
+                estimate_ns: None,
+                updated_at: now,
+                created_at: now,
+            })),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &HealthConfig {
+        &self.config
+    }
+
+    /// Marks a call as started: the in-flight count rises until the returned guard is
+    /// finished or dropped. Finishing it records the outcome and the elapsed clock time.
+    pub fn start(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            in_flight: Arc::clone(&self.in_flight),
+            inner: Arc::clone(&self.inner),
+            clock: Arc::clone(&self.clock),
+            config: self.config.clone(),
+            started: self.clock.now(),
+            done: false,
+        }
+    }
+
+    /// Records an outcome and the time it took, without an in-flight guard.
+    ///
+    /// Latency is observed for `Success` and `Timeout` only: a timeout's duration is a lower
+    /// bound of the true latency (so the peak estimate rises, as it should), while a fast
+    /// error (connection refused in 2 ms) says nothing about how fast images come back and
+    /// must not make a broken provider look quick.
+    pub fn record(&self, outcome: Outcome, latency: Duration) {
+        record_into(
+            &self.inner,
+            &self.config,
+            self.clock.now(),
+            outcome,
+            latency,
+        );
+    }
+
+    /// Number of calls currently in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// (successes, failures) counted in the current window.
+    pub fn counts(&self) -> (u32, u32) {
+        self.inner.lock().window.counts(self.clock.now())
+    }
+
+    /// Success ratio in the window, 0.0..=1.0; 1.0 while fewer than `min_samples` outcomes
+    /// were counted (unknown is treated as healthy).
+    pub fn availability(&self) -> f64 {
+        let (s, f) = self.counts();
+        ratio(s, f, self.config.min_samples)
+    }
+
+    /// The current peak-EWMA latency estimate (with idle decay applied), or `None` before the
+    /// first observation.
+    pub fn latency(&self) -> Option<Duration> {
+        let now = self.clock.now();
+        let inner = self.inner.lock();
+        read_estimate(&inner, &self.config, now).map(Duration::from_nanos_f64_saturating)
+    }
+
+    /// The routing cost in milliseconds: the latency estimate (or `default_latency`, idle-decayed
+    /// since creation, before any observation) × (in_flight + 1). Lower is better.
+    pub fn cost_ms(&self) -> f64 {
+        let now = self.clock.now();
+        let est_ns = {
+            let inner = self.inner.lock();
+            read_estimate(&inner, &self.config, now).unwrap_or_else(|| {
+                let default = self.config.default_latency.as_nanos() as f64;
+                match self.config.idle_decay {
+                    Some(tau) => default * decay_factor(now.saturating_sub(inner.created_at), tau),
+                    None => default,
+                }
+            })
+        };
+        est_ns / 1e6 * (self.in_flight() as f64 + 1.0)
+    }
+
+    /// A serializable view for status pages and explanations.
+    pub fn snapshot(&self) -> HealthSnapshot {
+        let (successes, failures) = self.counts();
+        let latency = self.latency();
+        HealthSnapshot {
+            availability: ratio(successes, failures, self.config.min_samples),
+            known: successes.saturating_add(failures) >= self.config.min_samples,
+            successes,
+            failures,
+            latency_ms: latency.map(|d| d.as_secs_f64() * 1000.0),
+            cost_ms: self.cost_ms(),
+            in_flight: self.in_flight(),
+            window_ms: duration_ms(self.config.window),
+        }
+    }
+}
+
+trait FromNanosF64 {
+    fn from_nanos_f64_saturating(nanos: f64) -> Duration;
+}
+
+impl FromNanosF64 for Duration {
+    fn from_nanos_f64_saturating(nanos: f64) -> Duration {
+        if nanos.is_finite() && nanos > 0.0 {
+            Duration::try_from_secs_f64(nanos / 1e9).unwrap_or(Duration::MAX)
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn ratio(successes: u32, failures: u32, min_samples: u32) -> f64 {
+    let total = successes.saturating_add(failures);
+    if total == 0 || total < min_samples {
+        1.0
+    } else {
+        f64::from(successes) / f64::from(total)
+    }
+}
+
+fn decay_factor(elapsed: Duration, tau: Duration) -> f64 {
+    let tau = tau.as_secs_f64();
+    if tau <= 0.0 {
+        return 0.0;
+    }
+    (-elapsed.as_secs_f64() / tau).exp()
+}
+
+fn read_estimate(inner: &Inner, config: &HealthConfig, now: Duration) -> Option<f64> {
+    let est = inner.estimate_ns?;
+    Some(match config.idle_decay {
+        Some(tau) => est * decay_factor(now.saturating_sub(inner.updated_at), tau),
+        None => est,
+    })
+}
+
+fn record_into(
+    inner: &Mutex<Inner>,
+    config: &HealthConfig,
+    now: Duration,
+    outcome: Outcome,
+    latency: Duration,
+) {
+    let mut inner = inner.lock();
+    if let Some(ok) = availability_verdict(outcome) {
+        inner.window.record(now, ok);
+    }
+    if matches!(outcome, Outcome::Success | Outcome::Timeout) {
+        let rtt = latency.as_nanos() as f64;
+        let next = match read_estimate(&inner, config, now) {
+            None => rtt,
+            // Peak: a slower observation replaces the estimate at once.
+            Some(current) if rtt > current => rtt,
+            Some(current) => {
+                let decay =
+                    decay_factor(now.saturating_sub(inner.updated_at), config.latency_decay);
+                current * decay + rtt * (1.0 - decay)
+            }
+        };
+        inner.estimate_ns = Some(next);
+        inner.updated_at = now;
+    }
+}
+
+/// RAII in-flight marker from [`Health::start`]. `finish` records the outcome; dropping it
+/// unfinished (a cancelled call) only lowers the in-flight count and records nothing.
+#[derive(Debug)]
+#[must_use = "the call counts as in flight until this guard is finished or dropped"]
+pub struct InFlight {
+    in_flight: Arc<AtomicUsize>,
+    inner: Arc<Mutex<Inner>>,
+    clock: SharedClock,
+    config: HealthConfig,
+    started: Duration,
+    done: bool,
+}
+
+impl InFlight {
+    /// Clock time since the call started.
+    pub fn elapsed(&self) -> Duration {
+        self.clock.now().saturating_sub(self.started)
+    }
+
+    /// Records the call's outcome, with the latency measured from `start()` to now.
+    pub fn finish(mut self, outcome: Outcome) {
+        let now = self.clock.now();
+        let latency = now.saturating_sub(self.started);
+        record_into(&self.inner, &self.config, now, outcome, latency);
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Serializable health view.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthSnapshot {
+    /// Success ratio in the window (1.0 when not enough samples).
+    pub availability: f64,
+    /// Whether enough samples were counted for `availability` to mean something.
+    pub known: bool,
+    /// Successes in the window.
+    pub successes: u32,
+    /// Provider faults in the window.
+    pub failures: u32,
+    /// Peak-EWMA latency estimate in ms, `None` before the first observation.
+    pub latency_ms: Option<f64>,
+    /// Routing cost in ms: estimate × (in_flight + 1).
+    pub cost_ms: f64,
+    /// Calls in flight.
+    pub in_flight: usize,
+    /// The availability window length in ms.
+    pub window_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_counter_expires_old_buckets() {
+        let mut w = WindowCounter::new(Duration::from_secs(10), 10);
+        w.record(Duration::from_secs(0), false);
+        w.record(Duration::from_millis(9_500), true);
+        assert_eq!(w.counts(Duration::from_millis(9_900)), (1, 1));
+        assert_eq!(w.counts(Duration::from_millis(10_100)), (1, 0));
+        assert_eq!(w.counts(Duration::from_secs(30)), (0, 0));
+    }
+}

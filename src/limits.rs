@@ -1,0 +1,262 @@
+//! Provider limits: requests per minute and tokens per minute, from a tier preset in the
+//! catalog (`providers/openai.toml`) and/or explicit numbers.
+//!
+//! Why presets *and* explicit numbers: OpenAI's tier table is a good starting point, but an
+//! account's real limits are whatever its dashboard (or the live `x-ratelimit-*` headers) say,
+//! and Azure quota is per deployment. So a tier sets both numbers, an explicit `rpm` / `tpm`
+//! overrides the tier's, and the limiter later lowers them further when the server reports
+//! less (see [`crate::limiter`]).
+//!
+//! A tier without access (`free`: rpm 0) does not become "a limit of zero" (which would be a
+//! configuration error); it becomes [`Limits::no_access`], so the limiter refuses every request
+//! with an explanation of what the next tier needs, and the router never sends the provider
+//! anything.
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Tier};
+use crate::error::ConfigError;
+
+/// Requests-per-minute and tokens-per-minute limits of one provider (`None`: unlimited).
+///
+/// ```
+/// use image_router::{catalog::Catalog, limits::Limits};
+/// let cat = Catalog::builtin();
+/// let l = Limits::from_tier(cat, "tier-2").unwrap();
+/// assert_eq!((l.rpm, l.tpm), (Some(15), Some(500_000)));
+/// // Explicit numbers override the tier's.
+/// let l = l.with_rpm(20).unwrap();
+/// assert_eq!((l.rpm, l.tpm), (Some(20), Some(500_000)));
+/// assert!(Limits::from_tier(cat, "tier-9").is_err());
+/// assert!(Limits::from_tier(cat, "free").unwrap().no_access.is_some());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Requests per minute (`None`: unlimited).
+    pub rpm: Option<u32>,
+    /// Tokens per minute (`None`: unlimited).
+    pub tpm: Option<u64>,
+    /// Set when the configured tier gives no access at all: every request is refused.
+    pub no_access: Option<NoAccess>,
+}
+
+/// Why a provider's tier gives no access, and what the next tier needs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NoAccess {
+    /// The tier without access (e.g. `"free"`).
+    pub tier: String,
+    /// The tier's own description (e.g. "the free tier has no access to image models").
+    pub reason: String,
+    /// The lowest tier that gives access, if the catalog knows one.
+    pub next_tier: Option<NextTier>,
+}
+
+/// The requirements of the next tier up.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NextTier {
+    /// Its name (e.g. `"tier-1"`).
+    pub name: String,
+    /// What it needs, in plain words.
+    pub requirement: String,
+    /// Lifetime spend needed, USD.
+    pub min_spend_usd: Option<f64>,
+    /// Account age needed, days.
+    pub min_account_age_days: Option<u32>,
+    /// Its requests per minute.
+    pub rpm: u32,
+    /// Its tokens per minute.
+    pub tpm: u64,
+}
+
+impl std::fmt::Display for NoAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tier `{}` has no access", self.tier)?;
+        if !self.reason.is_empty() {
+            write!(f, " ({})", self.reason)?;
+        }
+        match &self.next_tier {
+            Some(n) => {
+                write!(f, "; the next tier `{}` needs {}", n.name, n.requirement)?;
+                let mut parts = Vec::new();
+                if let Some(s) = n.min_spend_usd {
+                    parts.push(format!("lifetime spend ≥ ${s}"));
+                }
+                if let Some(d) = n.min_account_age_days {
+                    parts.push(format!("account age ≥ {d} days"));
+                }
+                if !parts.is_empty() {
+                    write!(f, " ({})", parts.join(", "))?;
+                }
+                write!(f, " and gives {} RPM / {} TPM", n.rpm, n.tpm)
+            }
+            None => write!(f, "; the catalog knows no tier with access"),
+        }
+    }
+}
+
+impl Limits {
+    /// No limits at all.
+    pub const UNLIMITED: Limits = Limits {
+        rpm: None,
+        tpm: None,
+        no_access: None,
+    };
+
+    /// Explicit limits; zero is a [`ConfigError`] naming `rpm` / `tpm` (use `None` for
+    /// unlimited, or a tier without access for "never send").
+    pub fn new(rpm: Option<u32>, tpm: Option<u64>) -> Result<Limits, ConfigError> {
+        let mut l = Limits::UNLIMITED;
+        if let Some(r) = rpm {
+            l = l.with_rpm(i64::from(r))?;
+        }
+        if let Some(t) = tpm {
+            if t == 0 {
+                return Limits::UNLIMITED.with_tpm(0);
+            }
+            l.tpm = Some(t);
+        }
+        Ok(l)
+    }
+
+    /// The limits of catalog tier `tier`. An unknown tier is a [`ConfigError`] naming it and
+    /// listing the known ones; a tier without access gives [`Limits::no_access`].
+    pub fn from_tier(catalog: &Catalog, tier: &str) -> Result<Limits, ConfigError> {
+        let Some(t) = catalog.tier(tier) else {
+            let known: Vec<String> = catalog.tiers().iter().map(|t| t.name.clone()).collect();
+            return Err(ConfigError::new(
+                "tier",
+                format!(
+                    "unknown tier {tier:?}; known tiers: {}",
+                    if known.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        };
+        if !t.has_access() {
+            return Ok(Limits {
+                rpm: None,
+                tpm: None,
+                no_access: Some(NoAccess {
+                    tier: t.name.clone(),
+                    reason: t.requirement.clone(),
+                    next_tier: next_tier(catalog),
+                }),
+            });
+        }
+        Ok(Limits {
+            rpm: Some(t.rpm),
+            tpm: Some(t.tpm),
+            no_access: None,
+        })
+    }
+
+    /// Resolves a provider's limit settings as a builder receives them: an optional tier plus
+    /// optional explicit numbers (which override the tier's). Zero or negative numbers are
+    /// [`ConfigError`]s naming `rpm` / `tpm`.
+    ///
+    /// A tier without access stays without access unless *both* `rpm` and `tpm` are given
+    /// explicitly (then the caller knows the account's real limits better than the preset).
+    pub fn resolve(
+        catalog: &Catalog,
+        tier: Option<&str>,
+        rpm: Option<i64>,
+        tpm: Option<i64>,
+    ) -> Result<Limits, ConfigError> {
+        let mut l = match tier {
+            Some(t) => Limits::from_tier(catalog, t)?,
+            None => Limits::UNLIMITED,
+        };
+        if let Some(r) = rpm {
+            l = l.with_rpm(r)?;
+        }
+        if let Some(t) = tpm {
+            l = l.with_tpm(t)?;
+        }
+        if rpm.is_some() && tpm.is_some() {
+            l.no_access = None;
+        }
+        Ok(l)
+    }
+
+    /// These limits with an explicit requests-per-minute limit (must be ≥ 1).
+    pub fn with_rpm(mut self, rpm: i64) -> Result<Limits, ConfigError> {
+        if rpm <= 0 {
+            return Err(ConfigError::new(
+                "rpm",
+                format!("must be at least 1 request per minute, got {rpm} (leave it unset for no limit)"),
+            ));
+        }
+        let r = u32::try_from(rpm)
+            .map_err(|_| ConfigError::new("rpm", format!("{rpm} is out of range")))?;
+        self.rpm = Some(r);
+        Ok(self)
+    }
+
+    /// These limits with an explicit tokens-per-minute limit (must be ≥ 1).
+    pub fn with_tpm(mut self, tpm: i64) -> Result<Limits, ConfigError> {
+        if tpm <= 0 {
+            return Err(ConfigError::new(
+                "tpm",
+                format!(
+                    "must be at least 1 token per minute, got {tpm} (leave it unset for no limit)"
+                ),
+            ));
+        }
+        self.tpm = Some(tpm.unsigned_abs());
+        Ok(self)
+    }
+
+    /// Whether both limits are unset and access is not denied.
+    pub fn is_unlimited(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none() && self.no_access.is_none()
+    }
+}
+
+/// The lowest tier (by RPM, TPM, name) that gives access.
+fn next_tier(catalog: &Catalog) -> Option<NextTier> {
+    catalog
+        .tiers()
+        .into_iter()
+        .find(|t| t.has_access())
+        .map(|t: &Tier| NextTier {
+            name: t.name.clone(),
+            requirement: t.requirement.clone(),
+            min_spend_usd: t.min_spend_usd,
+            min_account_age_days: t.min_account_age_days,
+            rpm: t.rpm,
+            tpm: t.tpm,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_and_negative_are_errors_naming_the_field() {
+        assert_eq!(Limits::new(Some(0), None).unwrap_err().field, "rpm");
+        assert_eq!(Limits::new(None, Some(0)).unwrap_err().field, "tpm");
+        assert_eq!(Limits::UNLIMITED.with_tpm(-5).unwrap_err().field, "tpm");
+        let e = Limits::from_tier(Catalog::builtin(), "gold").unwrap_err();
+        assert!(
+            e.message.contains("gold") && e.message.contains("tier-2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn free_names_next_tier() {
+        let l = Limits::from_tier(Catalog::builtin(), "free").unwrap();
+        let na = l.no_access.unwrap();
+        assert_eq!(na.next_tier.as_ref().unwrap().name, "tier-1");
+        let s = na.to_string();
+        assert!(s.contains("tier-1") && s.contains("$5"), "{s}");
+        let l = Limits::resolve(Catalog::builtin(), Some("free"), Some(3), Some(1000)).unwrap();
+        assert!(l.no_access.is_none());
+        assert_eq!((l.rpm, l.tpm), (Some(3), Some(1000)));
+    }
+}

@@ -1,0 +1,313 @@
+//! Azure OpenAI: deployments surface
+//! (`{endpoint}/openai/deployments/{deployment}/images/generations?api-version=…`, the
+//! deployment decides the model) or the v1 surface (`{endpoint}/openai/v1/images/…`, the
+//! deployment name goes in the body's `model`). Auth by `api-key` or an Entra ID bearer token.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{
+    check_header_safe, common_builder_methods, edit_form, generate_body, join, parse_base_url,
+    secret_header, send_images, Common, CommonOptions,
+};
+use crate::capabilities::Capabilities;
+use crate::error::{ConfigError, ErrorKind, NotFoundKind, ProviderError};
+use crate::provider::{CallContext, Provider, ProviderKind};
+use crate::request::{EditRequest, GenerateRequest};
+use crate::response::ProviderResponse;
+
+/// How to authenticate to Azure OpenAI.
+#[derive(Clone)]
+pub enum AzureAuth {
+    /// `api-key: <key>`.
+    ApiKey(SecretString),
+    /// `Authorization: Bearer <Entra ID token>`.
+    BearerToken(SecretString),
+}
+
+impl fmt::Debug for AzureAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AzureAuth::ApiKey(_) => f.write_str("ApiKey([redacted])"),
+            AzureAuth::BearerToken(_) => f.write_str("BearerToken([redacted])"),
+        }
+    }
+}
+
+/// Azure OpenAI.
+///
+/// ```
+/// use image_router::providers::Azure;
+/// use image_router::Provider;
+/// let p = Azure::builder()
+///     .endpoint("https://my-resource.openai.azure.com/")
+///     .bearer_token("entra-token")
+///     .deployment("gpt-image-1", "images-eastus")
+///     .build()
+///     .unwrap();
+/// let caps = p.capabilities("gpt-image-1").unwrap();
+/// assert!(!caps.output_formats.contains(&image_router::OutputFormat::Webp));
+/// ```
+#[derive(Clone)]
+pub struct Azure {
+    common: Common,
+    auth: AzureAuth,
+    endpoint: url::Url,
+    deployments: BTreeMap<String, String>,
+    api_version: Option<String>,
+    v1: bool,
+}
+
+impl fmt::Debug for Azure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Azure");
+        self.common.debug_fields(&mut d);
+        d.field("endpoint", &self.endpoint.as_str())
+            .field("auth", &self.auth)
+            .field("deployments", &self.deployments)
+            .field("api_version", &self.api_version)
+            .field("v1_surface", &self.v1)
+            .finish()
+    }
+}
+
+/// Builder for [`Azure`].
+#[must_use]
+#[derive(Clone, Default)]
+pub struct AzureBuilder {
+    common: CommonOptions,
+    auth: Option<AzureAuth>,
+    endpoint: Option<String>,
+    deployments: Vec<(String, String)>,
+    default_deployment: Option<String>,
+    api_version: Option<String>,
+    v1: bool,
+}
+
+impl fmt::Debug for AzureBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureBuilder")
+            .field("name", &self.common.name)
+            .field("endpoint", &self.endpoint)
+            .field("auth", &self.auth)
+            .field("deployments", &self.deployments)
+            .field("default_deployment", &self.default_deployment)
+            .field("api_version", &self.api_version)
+            .field("v1_surface", &self.v1)
+            .finish()
+    }
+}
+
+impl Azure {
+    /// A builder.
+    pub fn builder() -> AzureBuilder {
+        AzureBuilder::default()
+    }
+
+    /// The deployment serving `model`, if any.
+    pub fn deployment_for(&self, model: &str) -> Option<&str> {
+        self.deployments.get(model).map(String::as_str)
+    }
+}
+
+impl AzureBuilder {
+    common_builder_methods!();
+
+    /// The resource endpoint, e.g. `https://my-resource.openai.azure.com` (required).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+    /// Authentication.
+    pub fn auth(mut self, auth: AzureAuth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+    /// Authenticate with `api-key: <key>`.
+    pub fn api_key(self, key: impl Into<SecretString>) -> Self {
+        self.auth(AzureAuth::ApiKey(key.into()))
+    }
+    /// Authenticate with `Authorization: Bearer <token>` (Entra ID).
+    pub fn bearer_token(self, token: impl Into<SecretString>) -> Self {
+        self.auth(AzureAuth::BearerToken(token.into()))
+    }
+    /// Serve `model` through the deployment named `deployment`.
+    pub fn deployment(mut self, model: impl Into<String>, deployment: impl Into<String>) -> Self {
+        self.deployments.push((model.into(), deployment.into()));
+        self
+    }
+    /// The deployment serving the catalog's default model.
+    pub fn default_deployment(mut self, deployment: impl Into<String>) -> Self {
+        self.default_deployment = Some(deployment.into());
+        self
+    }
+    /// `api-version` (default: the catalog's `azure_api_version`, `2025-04-01-preview`).
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = Some(version.into());
+        self
+    }
+    /// Use the v1 surface (`/openai/v1/images/…`, deployment name in the body's `model`).
+    pub fn v1_surface(mut self, v1: bool) -> Self {
+        self.v1 = v1;
+        self
+    }
+
+    /// Validates the settings.
+    pub fn build(self) -> Result<Azure, ConfigError> {
+        let endpoint_raw = self
+            .endpoint
+            .ok_or_else(|| ConfigError::new("endpoint", "is required"))?;
+        let endpoint = parse_base_url(&endpoint_raw, "endpoint")?;
+        let auth = self
+            .auth
+            .ok_or_else(|| ConfigError::new("api_key", "an api key or bearer token is required"))?;
+        match &auth {
+            AzureAuth::ApiKey(k) => check_header_safe(k, "api_key")?,
+            AzureAuth::BearerToken(t) => check_header_safe(t, "bearer_token")?,
+        }
+        let common = self.common.build("azure", false)?;
+        let mut deployments = BTreeMap::new();
+        for (model, dep) in self.deployments {
+            if model.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "deployment",
+                    "model name must not be empty",
+                ));
+            }
+            if dep.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "deployment",
+                    format!("deployment name for `{model}` must not be empty"),
+                ));
+            }
+            deployments.insert(model, dep);
+        }
+        if let Some(dep) = self.default_deployment {
+            if dep.trim().is_empty() {
+                return Err(ConfigError::new("default_deployment", "must not be empty"));
+            }
+            deployments
+                .entry(common.catalog.default_model().to_string())
+                .or_insert(dep);
+        }
+        if deployments.is_empty() {
+            return Err(ConfigError::new(
+                "deployment",
+                "at least one deployment is required",
+            ));
+        }
+        if let Some(v) = &self.api_version {
+            if v.trim().is_empty() {
+                return Err(ConfigError::new("api_version", "must not be empty"));
+            }
+        }
+        // The deployments surface always needs a version; v1 only when set explicitly.
+        let api_version = match (self.api_version, self.v1) {
+            (Some(v), _) => Some(v),
+            (None, false) => Some(common.catalog.kinds().azure_api_version.clone()),
+            (None, true) => None,
+        };
+        Ok(Azure {
+            common,
+            auth,
+            endpoint,
+            deployments,
+            api_version,
+            v1: self.v1,
+        })
+    }
+}
+
+impl Azure {
+    fn request(
+        &self,
+        model: &str,
+        path: &str,
+    ) -> Result<(reqwest::RequestBuilder, String), ProviderError> {
+        let deployment = self.deployments.get(model).ok_or_else(|| {
+            ProviderError::new(
+                &self.common.name,
+                ErrorKind::NotFound {
+                    what: NotFoundKind::Deployment,
+                },
+                format!("no deployment configured for model `{model}`"),
+            )
+        })?;
+        let mut url = if self.v1 {
+            join(&self.endpoint, &["openai", "v1", "images", path])
+        } else {
+            join(
+                &self.endpoint,
+                &["openai", "deployments", deployment, "images", path],
+            )
+        };
+        if let Some(v) = &self.api_version {
+            url.query_pairs_mut().append_pair("api-version", v);
+        }
+        let (name, value) = match &self.auth {
+            AzureAuth::ApiKey(k) => ("api-key", k.expose_secret().to_string()),
+            AzureAuth::BearerToken(t) => ("authorization", format!("Bearer {}", t.expose_secret())),
+        };
+        let value = secret_header(value, &self.common.name)?;
+        let rb = self.common.client.post(url).header(name, value);
+        Ok((rb, deployment.clone()))
+    }
+
+    /// The body's `model`: the deployment name on v1, absent on the deployments surface.
+    fn wire_model<'a>(&self, deployment: &'a str) -> Option<&'a str> {
+        self.v1.then_some(deployment)
+    }
+}
+
+#[async_trait]
+impl Provider for Azure {
+    fn name(&self) -> &str {
+        &self.common.name
+    }
+
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Azure
+    }
+
+    fn capabilities(&self, model: &str) -> Option<Capabilities> {
+        if !self.deployments.contains_key(model) {
+            return None;
+        }
+        let mut caps = self.common.base_capabilities(model)?;
+        let allowed = &self.common.catalog.kinds().azure_output_formats;
+        caps.output_formats.retain(|f| allowed.contains(f));
+        Some(caps)
+    }
+
+    async fn generate(
+        &self,
+        req: &GenerateRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        let model = self.common.model_or_default(req.model.as_ref());
+        let (rb, deployment) = self.request(&model, "generations")?;
+        let body = generate_body(req, self.wire_model(&deployment), &self.common.name)?;
+        send_images(&self.common, rb.json(&body), &model, req.output_format, ctx).await
+    }
+
+    async fn edit(
+        &self,
+        req: &EditRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        let model = self.common.model_or_default(req.model.as_ref());
+        let (rb, deployment) = self.request(&model, "edits")?;
+        let form = edit_form(req, self.wire_model(&deployment));
+        send_images(
+            &self.common,
+            rb.multipart(form),
+            &model,
+            req.output_format,
+            ctx,
+        )
+        .await
+    }
+}

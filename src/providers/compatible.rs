@@ -1,0 +1,403 @@
+//! OpenAI-compatible proxies: the OpenAI images paths under another base URL
+//! ([`CompatibleMode::Images`]), or chat completions returning the image inside the message
+//! ([`CompatibleMode::Chat`]), with optional model renaming.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use super::decode::{decode_error, fetch_url, fill};
+use super::{
+    check_header_safe, common_builder_methods, edit_form, fallback_format, generate_body, http,
+    join, parse_base_url, secret_header, send_images, Common, CommonOptions,
+};
+use crate::capabilities::Capabilities;
+use crate::error::{ConfigError, ErrorKind, ProviderError};
+use crate::provider::{CallContext, Provider, ProviderKind};
+use crate::request::{EditRequest, GenerateRequest};
+use crate::response::{Image, ProviderResponse, Usage};
+
+/// Which endpoint a proxy serves images on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CompatibleMode {
+    /// `POST {base}/images/generations` and `/images/edits`, as OpenAI.
+    #[default]
+    Images,
+    /// `POST {base}/chat/completions`; the image comes back in the message. No edits.
+    Chat,
+}
+
+/// An OpenAI-compatible proxy.
+///
+/// ```
+/// use image_router::providers::{Compatible, CompatibleMode};
+/// use image_router::Provider;
+/// let p = Compatible::builder()
+///     .base_url("http://localhost:8080/v1")
+///     .api_key("proxy-key")
+///     .rename_model("gpt-image-1", "openai/gpt-image-1")
+///     .build()
+///     .unwrap();
+/// assert_eq!(p.wire_model("gpt-image-1"), "openai/gpt-image-1");
+/// assert!(p.capabilities("some-new-model").is_some()); // unknown models allowed by default
+/// ```
+#[derive(Clone)]
+pub struct Compatible {
+    common: Common,
+    key: Option<SecretString>,
+    base: url::Url,
+    mode: CompatibleMode,
+    renames: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Compatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Compatible");
+        self.common.debug_fields(&mut d);
+        d.field("base_url", &self.base.as_str())
+            .field("api_key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field("mode", &self.mode)
+            .field("renames", &self.renames)
+            .finish()
+    }
+}
+
+/// Builder for [`Compatible`].
+#[must_use]
+#[derive(Clone, Default)]
+pub struct CompatibleBuilder {
+    common: CommonOptions,
+    key: Option<SecretString>,
+    base_url: Option<String>,
+    mode: CompatibleMode,
+    renames: Vec<(String, String)>,
+}
+
+impl fmt::Debug for CompatibleBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompatibleBuilder")
+            .field("name", &self.common.name)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field("mode", &self.mode)
+            .field("renames", &self.renames)
+            .finish()
+    }
+}
+
+impl Compatible {
+    /// A builder.
+    pub fn builder() -> CompatibleBuilder {
+        CompatibleBuilder::default()
+    }
+
+    /// The model name sent on the wire for `model` (after [`rename_model`](CompatibleBuilder::rename_model)).
+    pub fn wire_model<'a>(&'a self, model: &'a str) -> &'a str {
+        self.renames.get(model).map(String::as_str).unwrap_or(model)
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> CompatibleMode {
+        self.mode
+    }
+}
+
+impl CompatibleBuilder {
+    common_builder_methods!();
+
+    /// Base URL, e.g. `https://proxy.example.com/v1` (required).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+    /// Bearer key (optional: some local proxies need none).
+    pub fn api_key(mut self, key: impl Into<SecretString>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    /// Images or chat mode (default images).
+    pub fn mode(mut self, mode: CompatibleMode) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// Send `to` as the wire `model` when the router asks for `from`.
+    pub fn rename_model(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.renames.push((from.into(), to.into()));
+        self
+    }
+
+    /// Validates the settings.
+    pub fn build(self) -> Result<Compatible, ConfigError> {
+        let raw = self
+            .base_url
+            .ok_or_else(|| ConfigError::new("base_url", "is required"))?;
+        let base = parse_base_url(&raw, "base_url")?;
+        if let Some(k) = &self.key {
+            check_header_safe(k, "api_key")?;
+        }
+        let common = self.common.build("compatible", true)?;
+        let mut renames = BTreeMap::new();
+        for (from, to) in self.renames {
+            if from.trim().is_empty() || to.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "rename_model",
+                    "model names must not be empty",
+                ));
+            }
+            renames.insert(from, to);
+        }
+        Ok(Compatible {
+            common,
+            key: self.key,
+            base,
+            mode: self.mode,
+            renames,
+        })
+    }
+}
+
+impl Compatible {
+    fn post(&self, segments: &[&str]) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let mut rb = self.common.client.post(join(&self.base, segments));
+        if let Some(k) = &self.key {
+            let v = secret_header(format!("Bearer {}", k.expose_secret()), &self.common.name)?;
+            rb = rb.header(reqwest::header::AUTHORIZATION, v);
+        }
+        Ok(rb)
+    }
+
+    async fn chat(
+        &self,
+        req: &GenerateRequest,
+        wire: &str,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        let name = &self.common.name;
+        let body = json!({
+            "model": wire,
+            "messages": [{"role": "user", "content": req.prompt}],
+        });
+        let rb = self.post(&["chat", "completions"])?.json(&body);
+        let (timeout, deadline) = self.common.deadline(ctx);
+        let received = http::execute(name, rb, deadline, timeout).await?;
+        let v: Value = serde_json::from_slice(&received.body).map_err(|e| {
+            decode_error(
+                name,
+                &received,
+                format!("chat response is not valid JSON: {e}"),
+            )
+        })?;
+        let urls = chat_image_urls(&v);
+        if urls.is_empty() {
+            return Err(decode_error(
+                name,
+                &received,
+                "chat response contains no image (no URL, data URL or image part)",
+            ));
+        }
+        let fallback = fallback_format(req.output_format);
+        let mut images = Vec::with_capacity(urls.len());
+        for url in urls {
+            let bytes: Bytes = fetch_url(
+                name,
+                &self.common.client,
+                &received,
+                &url,
+                deadline,
+                timeout,
+            )
+            .await?;
+            let mut image = Image::new(bytes, fallback);
+            if !url.starts_with("data:") {
+                image.url = Some(url);
+            }
+            images.push(image);
+        }
+        let mut resp = ProviderResponse::new(images, wire);
+        resp.created = v.get("created").and_then(Value::as_i64).unwrap_or(0);
+        resp.usage = chat_usage(&v);
+        fill(&mut resp, received);
+        Ok(resp)
+    }
+}
+
+/// Chat usage mapped onto image usage: prompt → input, completion → output. The split into
+/// image tokens is unknown, so no `output_tokens_details`.
+fn chat_usage(v: &Value) -> Option<Usage> {
+    let u = v.get("usage")?;
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut usage = Usage {
+        input_tokens: n("prompt_tokens"),
+        output_tokens: n("completion_tokens"),
+        total_tokens: n("total_tokens"),
+        ..Usage::default()
+    };
+    if usage.total_tokens == 0 {
+        usage.total_tokens = usage.input_tokens + usage.output_tokens;
+    }
+    Some(usage)
+}
+
+/// Every image URL in `choices[0].message`: `images[].image_url.url`, array content parts with
+/// `image_url.url`, and in text: markdown images, data URLs and plain http(s) URLs.
+fn chat_image_urls(v: &Value) -> Vec<String> {
+    let Some(message) = v.pointer("/choices/0/message") else {
+        return Vec::new();
+    };
+    let mut urls = Vec::new();
+    let image_url = |item: &Value| -> Option<String> {
+        match item.get("image_url")? {
+            Value::String(s) => Some(s.clone()),
+            other => other.get("url").and_then(Value::as_str).map(str::to_string),
+        }
+    };
+    if let Some(Value::Array(images)) = message.get("images") {
+        urls.extend(images.iter().filter_map(image_url));
+    }
+    match message.get("content") {
+        Some(Value::String(text)) => urls.extend(urls_in_text(text)),
+        Some(Value::Array(parts)) => {
+            for part in parts {
+                if let Some(u) = image_url(part) {
+                    urls.push(u);
+                } else if let Some(text) = part.get("text").and_then(Value::as_str) {
+                    urls.extend(urls_in_text(text));
+                }
+            }
+        }
+        _ => {}
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    urls.retain(|u| !u.is_empty() && seen.insert(u.clone()));
+    urls
+}
+
+/// Image URLs in free text: `![alt](url)` first; otherwise bare `data:image/…` or http(s) URLs.
+fn urls_in_text(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("![") {
+        let after = &rest[start + 2..];
+        let Some(close) = after.find("](") else { break };
+        let target = &after[close + 2..];
+        let Some(end) = target.find(')') else { break };
+        // `![x](url "title")`: the URL is the first word.
+        let url = target[..end].split_whitespace().next().unwrap_or("");
+        let url = url.trim_start_matches('<').trim_end_matches('>');
+        if !url.is_empty() {
+            out.push(url.to_string());
+        }
+        rest = &target[end + 1..];
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    for word in
+        text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '<' || c == '>')
+    {
+        let word = word.trim_end_matches(['.', ',', ')', ';']);
+        if word.starts_with("data:image/")
+            || word.starts_with("https://")
+            || word.starts_with("http://")
+        {
+            out.push(word.to_string());
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Provider for Compatible {
+    fn name(&self) -> &str {
+        &self.common.name
+    }
+
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Compatible
+    }
+
+    fn capabilities(&self, model: &str) -> Option<Capabilities> {
+        let mut caps = self.common.base_capabilities(model)?;
+        if self.mode == CompatibleMode::Chat {
+            let kinds = self.common.catalog.kinds();
+            caps.edits = caps.edits && kinds.chat_edits;
+            caps.max_n = caps.max_n.min(kinds.chat_max_n.max(1));
+        }
+        Some(caps)
+    }
+
+    async fn generate(
+        &self,
+        req: &GenerateRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        let model = self.common.model_or_default(req.model.as_ref());
+        let wire = self.wire_model(&model).to_string();
+        match self.mode {
+            CompatibleMode::Chat => self.chat(req, &wire, ctx).await,
+            CompatibleMode::Images => {
+                let body = generate_body(req, Some(&wire), &self.common.name)?;
+                let rb = self.post(&["images", "generations"])?.json(&body);
+                send_images(&self.common, rb, &wire, req.output_format, ctx).await
+            }
+        }
+    }
+
+    async fn edit(
+        &self,
+        req: &EditRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        if self.mode == CompatibleMode::Chat && !self.common.catalog.kinds().chat_edits {
+            return Err(ProviderError::new(
+                &self.common.name,
+                ErrorKind::NotFound {
+                    what: crate::NotFoundKind::UnsupportedParameter,
+                },
+                "edits are not available through a chat-completions proxy",
+            ));
+        }
+        let model = self.common.model_or_default(req.model.as_ref());
+        let wire = self.wire_model(&model).to_string();
+        let rb = self
+            .post(&["images", "edits"])?
+            .multipart(edit_form(req, Some(&wire)));
+        send_images(&self.common, rb, &wire, req.output_format, ctx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_urls_in_text() {
+        assert_eq!(
+            urls_in_text("Here: ![img](https://x.test/a.png) done"),
+            vec!["https://x.test/a.png"]
+        );
+        assert_eq!(
+            urls_in_text("data:image/png;base64,aGk="),
+            vec!["data:image/png;base64,aGk="]
+        );
+        assert_eq!(
+            urls_in_text("see https://x.test/b.png."),
+            vec!["https://x.test/b.png"]
+        );
+        assert!(urls_in_text("no image, sorry").is_empty());
+    }
+
+    #[test]
+    fn finds_urls_in_message_shapes() {
+        let v = json!({"choices":[{"message":{"content":[{"type":"image_url","image_url":{"url":"https://x.test/c.png"}}]}}]});
+        assert_eq!(chat_image_urls(&v), vec!["https://x.test/c.png"]);
+        let v = json!({"choices":[{"message":{"content":"","images":[{"type":"image_url","image_url":{"url":"data:image/png;base64,aGk="}}]}}]});
+        assert_eq!(chat_image_urls(&v), vec!["data:image/png;base64,aGk="]);
+        assert!(chat_image_urls(&json!({"choices":[]})).is_empty());
+    }
+}
