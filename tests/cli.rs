@@ -1,4 +1,6 @@
-//! The `image-router` binary, end to end.
+//! The `image-router` binary, end to end: help, config errors and status without a network;
+//! generate, batch and doctor against the embedded simulator (configs written at test time
+//! point at the simulator's URLs).
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -139,4 +141,442 @@ fn doctor_reports_a_missing_key() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["providers"][0]["problem"], "no_key");
+}
+
+/// End to end against the embedded simulator.
+mod sim {
+    use std::path::{Path, PathBuf};
+
+    use assert_cmd::Command;
+    use image_router::sim::{Fault, SimAccount, Simulator, Times};
+    use serde_json::Value;
+
+    fn bin() -> Command {
+        let mut c = Command::cargo_bin("image-router").unwrap();
+        c.env_remove("IMAGE_ROUTER_CONFIG");
+        c
+    }
+
+    /// Runs the binary off the async runtime (the simulator keeps serving meanwhile).
+    async fn run(cmd: Command) -> std::process::Output {
+        let mut cmd = cmd;
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn openai(name: &str, base: &str, env: &str) -> String {
+        format!("[[provider]]\nname = \"{name}\"\nkind = \"openai\"\nbase_url = \"{base}\"\napi_key_env = \"{env}\"\n")
+    }
+
+    fn decode_png(path: &Path) -> (u32, u32) {
+        let dec = png::Decoder::new(std::fs::File::open(path).unwrap());
+        let reader = dec.read_info().unwrap();
+        let info = reader.info();
+        (info.width, info.height)
+    }
+
+    fn json_lines(out: &[u8]) -> Vec<Value> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn generate_writes_a_png_and_json_lists_attempts() {
+        let sim = Simulator::builder()
+            .account("primary", SimAccount::new())
+            .account("backup", SimAccount::new())
+            .start()
+            .await
+            .unwrap();
+        sim.fail("primary", Fault::Status(503), Times::Always);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "r.toml",
+            &format!(
+                "[router]\ntimeout = \"20s\"\ndeadline = \"60s\"\nretry_backoff = \"10ms\"\n{}{}",
+                openai("primary", &sim.openai_base_url("primary"), "IR_K"),
+                openai("backup", &sim.openai_base_url("backup"), "IR_K")
+            ),
+        );
+        let out_png = dir.path().join("fox.png");
+        let mut c = bin();
+        c.args([
+            "generate",
+            "--json",
+            "--prompt",
+            "a watercolor fox",
+            "--size",
+            "1024x1024",
+            "--quality",
+            "low",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out_png)
+        .env("IR_K", "sk-test-key-123456");
+        let out = run(c).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["provider"], "backup");
+        assert_eq!(v["model"], "gpt-image-1");
+        assert_eq!(v["images"][0], out_png.to_string_lossy().as_ref());
+        let attempts = v["attempts"].as_array().unwrap();
+        assert!(attempts.len() >= 2, "{attempts:?}");
+        assert_eq!(attempts[0]["provider"], "primary");
+        assert_eq!(attempts[0]["outcome"], "server");
+        assert_eq!(attempts[0]["status"], 503);
+        assert!(attempts[0]["ms"].is_u64());
+        assert_eq!(attempts.last().unwrap()["outcome"], "success");
+        assert!(v["cost_usd"].as_f64().unwrap() > 0.0);
+        assert!(decode_png(&out_png).0 > 0);
+
+        // n > 1: numbered files.
+        let mut c = bin();
+        c.args(["generate", "--prompt", "two cats", "-n", "2", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(dir.path().join("cats.png"))
+            .env("IR_K", "sk-test-key-123456");
+        let out = run(c).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        decode_png(&dir.path().join("cats-1.png"));
+        decode_png(&dir.path().join("cats-2.png"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn generate_failure_is_explained_with_exit_code_1() {
+        let sim = Simulator::builder()
+            .account("only", SimAccount::new())
+            .start()
+            .await
+            .unwrap();
+        sim.fail("only", Fault::InsufficientQuota, Times::Always);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "r.toml",
+            &openai("only", &sim.openai_base_url("only"), "IR_K"),
+        );
+        let mut c = bin();
+        c.args(["generate", "--json", "--prompt", "x", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(dir.path().join("x.png"))
+            .env("IR_K", "sk-test-key-123456");
+        let out = run(c).await;
+        assert_eq!(out.status.code(), Some(1));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["kind"], "access_denied");
+        assert!(v["error"]["explanation"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("quota"));
+        assert!(v["error"]["explanation"]["action"]
+            .as_str()
+            .unwrap()
+            .contains("billing"));
+        assert_eq!(v["attempts"][0]["provider"], "only");
+        assert_eq!(v["attempts"][0]["status"], 429);
+        assert!(!dir.path().join("x.png").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batch_of_50_with_failing_primary_then_resume_skips_all() {
+        let sim = Simulator::builder()
+            .account("primary", SimAccount::new())
+            .account("backup", SimAccount::new())
+            .start()
+            .await
+            .unwrap();
+        sim.fail("primary", Fault::InsufficientQuota, Times::Always);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "r.toml",
+            &format!(
+                "[router]\ntimeout = \"20s\"\ndeadline = \"120s\"\n{}{}",
+                openai("primary", &sim.openai_base_url("primary"), "IR_K"),
+                openai("backup", &sim.openai_base_url("backup"), "IR_K")
+            ),
+        );
+        let mut prompts = String::new();
+        for i in 0..49 {
+            prompts.push_str(&format!("prompt number {i}\n"));
+        }
+        prompts.push_str(
+            "{\"prompt\": \"a json prompt\", \"quality\": \"low\", \"name\": \"special\"}\n",
+        );
+        let pf = write(dir.path(), "prompts.txt", &prompts);
+        let out_dir = dir.path().join("out");
+
+        let mut c = bin();
+        c.args([
+            "batch",
+            "--json",
+            "--concurrency",
+            "8",
+            "--quality",
+            "low",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--prompts")
+        .arg(&pf)
+        .arg("--out-dir")
+        .arg(&out_dir)
+        .env("IR_K", "sk-test-key-123456");
+        let out = run(c).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = json_lines(&out.stdout);
+        assert_eq!(lines.len(), 51, "50 prompt lines + summary");
+        let summary = &lines[50]["summary"];
+        assert_eq!(summary["total"], 50);
+        assert_eq!(summary["generated"], 50);
+        assert_eq!(summary["failed"], 0);
+        assert_eq!(summary["providers"]["backup"]["served"], 50);
+        assert!(
+            summary["providers"]["primary"]["failed_attempts"]
+                .as_u64()
+                .unwrap()
+                >= 1
+        );
+        let files: Vec<_> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 50, "{files:?}");
+        for f in &files {
+            decode_png(f);
+        }
+        assert!(out_dir.join("0001.png").exists());
+        assert!(out_dir.join("special.png").exists());
+
+        // Second run: everything exists, nothing is sent.
+        let before = sim.stats("backup").requests;
+        let mut c = bin();
+        c.args(["batch", "--json", "--config"])
+            .arg(&cfg)
+            .arg("--prompts")
+            .arg(&pf)
+            .arg("--out-dir")
+            .arg(&out_dir)
+            .env("IR_K", "sk-test-key-123456");
+        let out = run(c).await;
+        assert!(out.status.success());
+        let lines = json_lines(&out.stdout);
+        assert_eq!(lines[50]["summary"]["skipped"], 50);
+        assert_eq!(lines[50]["summary"]["generated"], 0);
+        assert!(lines[..50].iter().all(|l| l["status"] == "skipped"));
+        assert_eq!(sim.stats("backup").requests, before);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batch_lists_every_failed_prompt() {
+        let sim = Simulator::builder()
+            .account("only", SimAccount::new())
+            .start()
+            .await
+            .unwrap();
+        sim.fail("only", Fault::InsufficientQuota, Times::Always);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "r.toml",
+            &openai("only", &sim.openai_base_url("only"), "IR_K"),
+        );
+        let pf = write(dir.path(), "p.txt", "one\ntwo\nthree\n");
+        let mut c = bin();
+        c.args(["batch", "--config"])
+            .arg(&cfg)
+            .arg("--prompts")
+            .arg(&pf)
+            .arg("--out-dir")
+            .arg(dir.path().join("out"))
+            .env("IR_K", "sk-test-key-123456");
+        let out = run(c).await;
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("3 failed"), "{err}");
+        for line in ["(line 1)", "(line 2)", "(line 3)"] {
+            assert!(err.contains(line), "{err}");
+        }
+    }
+
+    struct DoctorCase {
+        name: &'static str,
+        problem: &'static str,
+        text: &'static str,
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn doctor_explains_each_access_problem() {
+        let sim = Simulator::builder()
+            .account("good", SimAccount::new().api_key("sk-right-key-0001"))
+            .account("badkey", SimAccount::new().api_key("sk-right-key-0001"))
+            .account("tier", SimAccount::new())
+            .account("quota", SimAccount::new())
+            .account("verify", SimAccount::new())
+            .account("nomodel", SimAccount::new().models(["dall-e-3"]))
+            .account(
+                "azure",
+                SimAccount::new().deployment("img-east", "gpt-image-1"),
+            )
+            .start()
+            .await
+            .unwrap();
+        sim.fail("tier", Fault::TierDenied, Times::Always);
+        sim.fail("quota", Fault::InsufficientQuota, Times::Always);
+        sim.fail("verify", Fault::OrgNotVerified, Times::Always);
+        let dir = tempfile::tempdir().unwrap();
+        let azure = |name: &str, dep: &str| {
+            format!(
+                "[[provider]]\nname = \"{name}\"\nkind = \"azure\"\nendpoint = \"{}\"\ndeployment = \"{dep}\"\napi_key_env = \"IR_GOOD\"\n",
+                sim.azure_endpoint("azure")
+            )
+        };
+        let cases = [
+            (
+                openai("good", &sim.openai_base_url("good"), "IR_GOOD"),
+                DoctorCase {
+                    name: "good",
+                    problem: "",
+                    text: "all 1 provider(s) usable",
+                },
+            ),
+            (
+                openai("nokey", &sim.openai_base_url("good"), "IR_UNSET"),
+                DoctorCase {
+                    name: "nokey",
+                    problem: "no_key",
+                    text: "export IR_UNSET=",
+                },
+            ),
+            (
+                openai("badkey", &sim.openai_base_url("badkey"), "IR_BAD"),
+                DoctorCase {
+                    name: "badkey",
+                    problem: "invalid_key",
+                    text: "rejected the API key",
+                },
+            ),
+            (
+                openai("tier", &sim.openai_base_url("tier"), "IR_GOOD"),
+                DoctorCase {
+                    name: "tier",
+                    problem: "tier_access",
+                    text: "0.0 seconds",
+                },
+            ),
+            (
+                openai("quota", &sim.openai_base_url("quota"), "IR_GOOD"),
+                DoctorCase {
+                    name: "quota",
+                    problem: "insufficient_quota",
+                    text: "billing",
+                },
+            ),
+            (
+                openai("verify", &sim.openai_base_url("verify"), "IR_GOOD"),
+                DoctorCase {
+                    name: "verify",
+                    problem: "org_not_verified",
+                    text: "https://platform.openai.com/settings/organization/general",
+                },
+            ),
+            (
+                openai("nomodel", &sim.openai_base_url("nomodel"), "IR_GOOD"),
+                DoctorCase {
+                    name: "nomodel",
+                    problem: "model_not_found",
+                    text: "does not serve this model",
+                },
+            ),
+            (
+                azure("azure-ok", "img-east"),
+                DoctorCase {
+                    name: "azure-ok",
+                    problem: "",
+                    text: "all 1 provider(s) usable",
+                },
+            ),
+            (
+                azure("azure-missing", "no-such-deployment"),
+                DoctorCase {
+                    name: "azure-missing",
+                    problem: "deployment_not_found",
+                    text: "deployment",
+                },
+            ),
+            (
+                openai("down", "http://127.0.0.1:9/v1", "IR_GOOD"),
+                DoctorCase {
+                    name: "down",
+                    problem: "endpoint_unreachable",
+                    text: "connect",
+                },
+            ),
+        ];
+        for (toml, case) in cases {
+            let cfg = write(dir.path(), &format!("{}.toml", case.name), &toml);
+            let ok = case.problem.is_empty();
+            // Text.
+            let mut c = bin();
+            c.args(["doctor", "--timeout", "5s", "--config"])
+                .arg(&cfg)
+                .env("IR_GOOD", "sk-right-key-0001")
+                .env("IR_BAD", "sk-wrong-key-0002")
+                .env_remove("IR_UNSET");
+            let out = run(c).await;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                out.status.code(),
+                Some(if ok { 0 } else { 1 }),
+                "{}: {stdout}",
+                case.name
+            );
+            assert!(stdout.contains(case.text), "{}: {stdout}", case.name);
+            assert!(!stdout.contains("sk-right-key-0001") && !stdout.contains("sk-wrong-key-0002"));
+            // JSON.
+            let mut c = bin();
+            c.args(["doctor", "--json", "--timeout", "5s", "--config"])
+                .arg(&cfg)
+                .env("IR_GOOD", "sk-right-key-0001")
+                .env("IR_BAD", "sk-wrong-key-0002")
+                .env_remove("IR_UNSET");
+            let out = run(c).await;
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["ok"], ok, "{}", case.name);
+            let p = &v["providers"][0];
+            if ok {
+                assert_eq!(p["health"], "ok", "{}: {p}", case.name);
+            } else {
+                assert_eq!(p["problem"], case.problem, "{}: {p}", case.name);
+                assert!(p["explanation"]["action"].as_str().unwrap().len() > 20);
+            }
+        }
+    }
 }

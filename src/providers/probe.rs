@@ -46,9 +46,20 @@ pub(super) async fn models(
 ) -> Result<ProbeReport, ProviderError> {
     let (timeout, deadline) = common.deadline(ctx);
     let url = join(base, &["models", wire]);
-    let first = get(common, auth(common.client.get(url.clone()))?, deadline, timeout).await;
+    let first = get(
+        common,
+        auth(common.client.get(url.clone()))?,
+        deadline,
+        timeout,
+    )
+    .await;
     match first {
-        Ok(r) => Ok(report(wire, format!("GET {url}"), &r, Some("model found".into()))),
+        Ok(r) => Ok(report(
+            wire,
+            format!("GET {url}"),
+            &r,
+            Some("model found".into()),
+        )),
         Err(e)
             if e.kind
                 == (ErrorKind::NotFound {
@@ -56,11 +67,18 @@ pub(super) async fn models(
                 }) =>
         {
             let url = join(base, &["models"]);
-            let r = get(common, auth(common.client.get(url.clone()))?, deadline, timeout).await?;
+            let r = get(
+                common,
+                auth(common.client.get(url.clone()))?,
+                deadline,
+                timeout,
+            )
+            .await?;
             let listed = serde_json::from_slice::<Value>(&r.body).ok().and_then(|v| {
-                v.get("data")?
-                    .as_array()
-                    .map(|a| a.iter().any(|m| m.get("id").and_then(Value::as_str) == Some(wire)))
+                v.get("data")?.as_array().map(|a| {
+                    a.iter()
+                        .any(|m| m.get("id").and_then(Value::as_str) == Some(wire))
+                })
             });
             match listed {
                 Some(true) => Ok(report(
