@@ -281,3 +281,99 @@ async fn unknown_tier_makes_every_provider_a_config_problem() {
         .cause
         .contains("line 5"));
 }
+
+mod probes {
+    use super::*;
+    use image_router::providers::{Compatible, OpenAi};
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn ctx() -> CallContext {
+        CallContext::new(Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn openai_probe_reads_rate_limit_headers_and_sends_the_key() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v1/models/gpt-image-1"))
+            .and(header("authorization", "Bearer sk-probe"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("x-ratelimit-limit-requests", "15")
+                    .insert_header("x-request-id", "req_1")
+                    .set_body_json(serde_json::json!({"id": "gpt-image-1", "object": "model"})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let p = OpenAi::builder()
+            .name("direct")
+            .api_key("sk-probe")
+            .base_url(format!("{}/v1", server.uri()))
+            .build()
+            .unwrap();
+        let r = p.probe("gpt-image-1", &ctx()).await.unwrap();
+        assert!(r.probed);
+        assert_eq!(r.status, Some(200));
+        assert_eq!(r.rate_limits.limit_requests, Some(15));
+        assert_eq!(r.request_id.as_deref(), Some("req_1"));
+        assert!(r.checked.unwrap().starts_with("GET "));
+    }
+
+    #[tokio::test]
+    async fn proxy_without_model_path_falls_back_to_the_list() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v1/models"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "object": "list",
+                "data": [{"id": "their-image-model", "object": "model"}]
+            })))
+            .mount(&server)
+            .await;
+        // Anything else: a plain 404 (unknown path), as many proxies answer.
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(404).set_body_string("Not Found"))
+            .mount(&server)
+            .await;
+        let p = Compatible::builder()
+            .name("proxy")
+            .base_url(format!("{}/v1", server.uri()))
+            .api_key("k")
+            .rename_model("gpt-image-1", "their-image-model")
+            .build()
+            .unwrap();
+        let r = p.probe("gpt-image-1", &ctx()).await.unwrap();
+        assert_eq!(r.model, "their-image-model");
+        assert_eq!(r.detail.as_deref(), Some("model listed"));
+
+        let e = p.probe("dall-e-3", &ctx()).await.unwrap_err();
+        assert_eq!(
+            e.kind,
+            ErrorKind::NotFound {
+                what: NotFoundKind::Model
+            }
+        );
+        assert!(e.message.contains("dall-e-3"));
+    }
+
+    #[tokio::test]
+    async fn probe_of_a_hanging_endpoint_ends_at_the_timeout() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+            .mount(&server)
+            .await;
+        let p = OpenAi::builder()
+            .api_key("k")
+            .base_url(format!("{}/v1", server.uri()))
+            .build()
+            .unwrap();
+        let e = p
+            .probe("gpt-image-1", &CallContext::new(Duration::from_millis(200)))
+            .await
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+    }
+}
