@@ -213,6 +213,9 @@ pub struct ImageResponse {
     pub model: String,
     /// Usage, when reported.
     pub usage: Option<Usage>,
+    /// What the request cost in USD (from `usage` and the catalog's prices; `None` when the
+    /// model's price is unknown and no fallback price is configured).
+    pub cost_usd: Option<f64>,
     /// `created` from the provider.
     pub created: i64,
     /// Provider request id.

@@ -11,9 +11,13 @@ use arc_swap::ArcSwap;
 
 use super::snapshot::{Settings, Slot, Snapshot};
 use super::{Router, RouterInner};
+use crate::budget::{Budget, BudgetLedger, WallClock};
 use crate::catalog::Catalog;
 use crate::clock::{SharedClock, SystemClock};
+use crate::cost::CostEstimator;
 use crate::error::ConfigError;
+use crate::limiter::{LimiterConfig, RateLimiter};
+use crate::limits::Limits;
 use crate::provider::Provider;
 
 /// Per-provider routing settings: usage tier, explicit limits, safety margin and weight.
@@ -34,6 +38,8 @@ pub struct ProviderOptions {
     pub safety_margin: Option<f64>,
     /// Relative weight for scoring and weighted routing (default 1.0).
     pub weight: Option<f64>,
+    /// Spend budgets of this provider (each request reserves its estimated cost first).
+    pub budgets: Vec<Budget>,
 }
 
 impl ProviderOptions {
@@ -69,6 +75,12 @@ impl ProviderOptions {
     #[must_use]
     pub fn weight(mut self, weight: f64) -> Self {
         self.weight = Some(weight);
+        self
+    }
+    /// Adds a spend budget for this provider.
+    #[must_use]
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budgets.push(budget);
         self
     }
 }
@@ -119,6 +131,9 @@ pub struct RouterBuilder {
     settings: Settings,
     catalog: Option<Arc<Catalog>>,
     clock: Option<SharedClock>,
+    wall: Option<WallClock>,
+    budgets: Vec<Budget>,
+    fallback_usd_per_image: Option<f64>,
 }
 
 impl Default for RouterBuilder {
@@ -140,10 +155,14 @@ impl RouterBuilder {
                 cooldown: DEFAULT_COOLDOWN,
                 retry_backoff: DEFAULT_RETRY_BACKOFF,
                 rate_limit_wait: DEFAULT_RATE_LIMIT_WAIT,
+                max_wait: None,
                 default_model: None,
             },
             catalog: None,
             clock: None,
+            wall: None,
+            budgets: Vec::new(),
+            fallback_usd_per_image: None,
         }
     }
 
@@ -225,6 +244,15 @@ impl RouterBuilder {
         self
     }
 
+    /// Longest a request waits for rate-limit room when no provider has any (default: as long
+    /// as the deadline allows). `Duration::ZERO` never waits: the request fails at once with
+    /// the providers listed as skipped for lack of headroom, e.g. for callers with their own
+    /// queue.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.settings.max_wait = Some(max_wait);
+        self
+    }
+
     /// Model used when a request names none (default: the catalog's, `gpt-image-1`).
     pub fn default_model(mut self, model: impl Into<String>) -> Self {
         self.settings.default_model = Some(model.into());
@@ -241,6 +269,30 @@ impl RouterBuilder {
     /// [`ManualClock`](crate::clock::ManualClock).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Adds a spend budget for the whole router (all providers together).
+    ///
+    /// Each request reserves its estimated cost on the router's and its provider's budgets
+    /// before it is sent and settles on the actual cost (from the response's `usage`) after;
+    /// a provider whose budget cannot cover the reservation is skipped; budgets are never
+    /// exceeded, also not by concurrent requests.
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budgets.push(budget);
+        self
+    }
+
+    /// Price per image assumed for models without a price in the catalog, so budgets still
+    /// hold (default: none; a budget then refuses requests whose price is unknown).
+    pub fn fallback_usd_per_image(mut self, usd: f64) -> Self {
+        self.fallback_usd_per_image = Some(usd);
+        self
+    }
+
+    /// Wall clock for calendar budget periods (default: system time on the router's clock).
+    pub fn wall_clock(mut self, wall: WallClock) -> Self {
+        self.wall = Some(wall);
         self
     }
 
@@ -290,15 +342,50 @@ impl RouterBuilder {
         if settings.default_model.is_none() {
             settings.default_model = Some(catalog.default_model().to_string());
         }
-        let providers = self
-            .providers
-            .into_iter()
-            .map(|(p, o)| Slot::new(p, o))
-            .collect::<Vec<_>>();
+        let wall = self
+            .wall
+            .unwrap_or_else(|| WallClock::new(std::time::SystemTime::now(), clock.clone()));
+        let mut providers = Vec::with_capacity(self.providers.len());
+        for (i, (p, o)) in self.providers.into_iter().enumerate() {
+            let scope = format!("providers[{i}]");
+            let limits = Limits::resolve(
+                &catalog,
+                o.tier.as_deref(),
+                o.rpm.map(i64::from),
+                o.tpm.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            )
+            .map_err(|e| e.scoped(&scope))?;
+            let mut config = LimiterConfig::new(limits);
+            if let Some(m) = o.safety_margin {
+                config = config.margin(m);
+            }
+            let limiter =
+                RateLimiter::with_config(config, clock.clone()).map_err(|e| e.scoped(&scope))?;
+            if let Some(w) = o.weight {
+                if !(w.is_finite() && w > 0.0) {
+                    return Err(ConfigError::new(
+                        format!("{scope}.weight"),
+                        format!("must be a positive number, got {w}"),
+                    ));
+                }
+            }
+            let ledger = BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
+                .map_err(|e| e.scoped(&scope))?;
+            providers.push(Slot::new(p, limiter, ledger));
+        }
+        let budget = BudgetLedger::new("router", self.budgets, wall)?;
+        let mut costs = CostEstimator::new();
+        if let Some(usd) = self.fallback_usd_per_image {
+            costs = costs
+                .with_fallback_usd_per_image(usd)
+                .map_err(|e| e.scoped("fallback_usd_per_image"))?;
+        }
         let snapshot = Snapshot {
             settings,
             catalog,
             providers,
+            budget,
+            costs,
         };
         Ok(Router {
             inner: Arc::new(RouterInner {

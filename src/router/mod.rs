@@ -37,12 +37,15 @@ use decision::{decide, Decision};
 use snapshot::{Slot, Snapshot};
 
 use crate::attempt::{Attempt, Skip, SkipReason};
+use crate::budget::{reserve_cost, LedgerSnapshot};
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind, ProviderError};
+use crate::limiter::{Denied, Headroom};
 use crate::metrics as m;
 use crate::provider::CallContext;
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ImageResponse;
+use crate::tokens;
 
 /// Routes image requests across providers. Cheap to clone (shared state); `Send + Sync`.
 ///
@@ -101,6 +104,23 @@ impl Router {
             .collect()
     }
 
+    /// Running spend totals: the router's ledger first, then each provider's.
+    pub fn spend(&self) -> Vec<LedgerSnapshot> {
+        let snap = self.inner.snapshot.load();
+        std::iter::once(snap.budget.snapshot())
+            .chain(snap.providers.iter().map(|s| s.budget.snapshot()))
+            .collect()
+    }
+
+    /// Rate-limit headroom of each provider, in priority order.
+    pub fn headroom(&self) -> Vec<(String, Headroom)> {
+        let snap = self.inner.snapshot.load();
+        snap.providers
+            .iter()
+            .map(|s| (s.name().to_string(), s.limiter.headroom()))
+            .collect()
+    }
+
     /// Generates images (`POST /images/generations`).
     pub async fn generate(&self, request: GenerateRequest) -> Result<ImageResponse, Error> {
         self.send(ImageRequest::Generate(request)).await
@@ -156,6 +176,10 @@ impl Router {
         let spec = snap.catalog.model(&model);
         req.validate(spec.map(|s| &s.capabilities))?;
 
+        let estimate = tokens::estimate(&req, spec, snap.catalog.default_output_tokens_per_image());
+        let est_tokens = estimate.total();
+        let est_cost = snap.costs.estimate(&model, spec, &req, &estimate);
+
         // 2. Filter by capability and remembered state; 3. rank.
         let mut trace = Trace::default();
         let now = clock.now();
@@ -177,75 +201,112 @@ impl Router {
                 );
                 continue;
             }
-            if slot.state.rate_limited_until(now).is_some() {
-                limited.push(i);
-            } else {
+            // Providers without headroom now (limiter full, or blocked after a 429 or by
+            // headers) stay candidates, after all the others.
+            if slot.limiter.headroom().fraction > 0.0 {
                 ready.push(i);
+            } else {
+                limited.push(i);
             }
         }
-        // Providers that recently answered 429 stay candidates, after all the others.
         let mut queue: VecDeque<usize> = ready.into_iter().chain(limited).collect();
 
-        // 4–6. Call, classify, decide.
-        let mut waiting: Vec<usize> = Vec::new(); // rate limited within this request
+        // 4–6. Reserve, call, classify, decide.
+        // Providers with no room now, and when they will have room.
+        let mut waiting: Vec<(usize, tokio::time::Instant)> = Vec::new();
+        let mut attempted: Vec<usize> = Vec::new();
         let mut retried: Vec<usize> = Vec::new();
         let mut deadline_exceeded = false;
+        // Waits for room end at the deadline, or earlier with `max_wait`.
+        let wait_limit = settings
+            .max_wait
+            .map_or(deadline, |w| deadline.min(tokio::time::Instant::now() + w));
         loop {
             if trace.attempts.len() >= settings.max_attempts as usize {
                 break;
             }
-            let now_t = tokio::time::Instant::now();
-            if now_t >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 deadline_exceeded = true;
                 break;
             }
-            let (idx, waited) = match queue.pop_front() {
-                Some(i) => (i, false),
-                None => match self
-                    .wait_for_rate_limited(snap, &mut waiting, deadline)
-                    .await
-                {
-                    Some(i) => (i, true),
+            let idx = match queue.pop_front() {
+                Some(i) => i,
+                None => match wait_for_room(&mut waiting, wait_limit).await {
+                    Some(i) => i,
                     None => break,
                 },
             };
             let slot = &snap.providers[idx];
-            // A provider still inside a 429's retry-after: try the others first, or wait for
-            // it when it is the last one left.
-            let limited_until = if waited {
-                None
-            } else {
-                slot.state.rate_limited_until(clock.now())
-            };
-            if let Some(until) = limited_until {
-                if !queue.is_empty() || !waiting.is_empty() {
-                    if !waiting.contains(&idx) {
-                        waiting.push(idx);
+
+            // Reserve rate-limit capacity without waiting: another provider may have room.
+            let permit = match slot.limiter.try_acquire(est_tokens) {
+                Ok(p) => p,
+                Err(denied) => {
+                    match denied.retry_in() {
+                        None => {
+                            let reason = match &denied {
+                                Denied::NoAccess(na) => SkipReason::Tier {
+                                    message: na.to_string(),
+                                },
+                                other => SkipReason::NoHeadroom {
+                                    retry_in: None,
+                                    message: other.to_string(),
+                                },
+                            };
+                            trace.skip(slot, reason);
+                        }
+                        Some(retry_in) => {
+                            let at = tokio::time::Instant::now() + retry_in;
+                            if at < wait_limit {
+                                waiting.push((idx, at));
+                            } else if !attempted.contains(&idx) {
+                                trace.skip(
+                                    slot,
+                                    SkipReason::NoHeadroom {
+                                        retry_in: Some(retry_in),
+                                        message: format!(
+                                            "{denied}; waiting would pass the deadline or max_wait"
+                                        ),
+                                    },
+                                );
+                            }
+                        }
                     }
                     continue;
                 }
-                let wait = until.saturating_sub(clock.now());
-                if tokio::time::Instant::now() + wait >= deadline {
+            };
+            // Reserve the estimated cost on the provider's and the router's budgets.
+            let reservation = match reserve_cost(&[&slot.budget, &snap.budget], est_cost.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    permit.cancel();
                     trace.skip(
                         slot,
-                        SkipReason::NoHeadroom {
-                            retry_in: Some(wait),
-                            message:
-                                "rate limited by the provider; the wait would pass the deadline"
-                                    .to_string(),
+                        SkipReason::Budget {
+                            message: e.to_string(),
                         },
                     );
-                    break;
+                    continue;
                 }
-                tokio::time::sleep(wait).await;
-            }
+            };
 
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let timeout = settings.attempt_timeout.min(remaining);
             let retry = u32::from(retried.contains(&idx));
+            attempted.push(idx);
             let (result, took) = call(slot, &req, timeout, retry).await;
             match result {
                 Ok(resp) => {
+                    slot.limiter.observe_headers(&resp.rate_limits);
+                    match &resp.usage {
+                        Some(u) => permit.reconcile_usage(u),
+                        None => drop(permit),
+                    }
+                    let cost = snap
+                        .costs
+                        .actual(&model, spec, &req, resp.usage.as_ref(), &estimate)
+                        .ok();
+                    reservation.commit(cost.as_ref().map_or(0.0, |c| c.usd));
                     trace.attempts.push(Attempt::success(
                         slot.name(),
                         &resp.model,
@@ -263,6 +324,7 @@ impl Router {
                         provider: slot.name().to_string(),
                         model,
                         usage: resp.usage,
+                        cost_usd: cost.map(|c| c.usd),
                         created: resp.created,
                         request_id: resp.request_id,
                         rate_limits: resp.rate_limits,
@@ -272,6 +334,16 @@ impl Router {
                     });
                 }
                 Err(err) => {
+                    reservation.release();
+                    // A provider error that did no work for the account gives the capacity back.
+                    if matches!(
+                        err.kind,
+                        ErrorKind::Server | ErrorKind::Decode | ErrorKind::Timeout { sent: true }
+                    ) {
+                        drop(permit);
+                    } else {
+                        permit.cancel();
+                    }
                     m::attempt(slot.name(), err.outcome().as_str(), took);
                     let timed_out_by_deadline =
                         err.is_timeout() && tokio::time::Instant::now() >= deadline;
@@ -291,9 +363,10 @@ impl Router {
                         Decision::FailoverRateLimited => {
                             m::rate_limited(slot.name());
                             let wait = err.retry_after.unwrap_or(settings.rate_limit_wait);
-                            slot.state.rate_limited(now + wait);
-                            if !waiting.contains(&idx) {
-                                waiting.push(idx);
+                            slot.limiter.on_rate_limited(Some(wait));
+                            let at = tokio::time::Instant::now() + wait;
+                            if at < wait_limit {
+                                waiting.push((idx, at));
                             }
                         }
                         Decision::FailoverCooldown => {
@@ -327,50 +400,50 @@ impl Router {
         if tokio::time::Instant::now() >= deadline {
             deadline_exceeded = true;
         }
+        // Providers that never got room before the end.
+        for (idx, at) in waiting {
+            if !attempted.contains(&idx) {
+                let slot = &snap.providers[idx];
+                trace.skip(
+                    slot,
+                    SkipReason::NoHeadroom {
+                        retry_in: Some(at.saturating_duration_since(tokio::time::Instant::now())),
+                        message: "rate limit has no room for this request now".to_string(),
+                    },
+                );
+            }
+        }
         Err(Error::Exhausted {
             attempts: trace.attempts,
             skipped: trace.skipped,
             deadline_exceeded,
         })
     }
+}
 
-    /// When no provider is left to try, waits for the rate-limited one that frees up first, if
-    /// that is before the deadline. Returns its index.
-    async fn wait_for_rate_limited(
-        &self,
-        snap: &Snapshot,
-        waiting: &mut Vec<usize>,
-        deadline: tokio::time::Instant,
-    ) -> Option<usize> {
-        let clock = &self.inner.clock;
-        let now = clock.now();
-        let (pos, until) = waiting
-            .iter()
-            .enumerate()
-            .map(|(pos, &i)| {
-                let until = snap.providers[i]
-                    .state
-                    .rate_limited_until(now)
-                    .unwrap_or(now);
-                (pos, until)
-            })
-            .min_by_key(|(_, until)| *until)?;
-        let wait = until.saturating_sub(now);
-        // Leave room for the call itself: waiting only to time out is pointless.
-        if tokio::time::Instant::now() + wait >= deadline {
-            return None;
-        }
-        let idx = waiting.remove(pos);
-        if !wait.is_zero() {
-            tracing::debug!(
-                provider = snap.providers[idx].name(),
-                wait_ms = wait.as_millis() as u64,
-                "waiting out retry-after"
-            );
-            tokio::time::sleep(wait).await;
-        }
-        Some(idx)
+/// When no provider is left to try, waits for the one that has room first, if that is before
+/// the deadline (waiting only to time out is pointless). Returns its index.
+async fn wait_for_room(
+    waiting: &mut Vec<(usize, tokio::time::Instant)>,
+    deadline: tokio::time::Instant,
+) -> Option<usize> {
+    let (pos, at) = waiting
+        .iter()
+        .enumerate()
+        .map(|(pos, (_, at))| (pos, *at))
+        .min_by_key(|(_, at)| *at)?;
+    if at >= deadline {
+        return None;
     }
+    let (idx, _) = waiting.remove(pos);
+    tracing::debug!(
+        wait_ms = at
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_millis() as u64,
+        "waiting for rate-limit room"
+    );
+    tokio::time::sleep_until(at).await;
+    Some(idx)
 }
 
 impl Trace {

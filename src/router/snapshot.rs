@@ -7,9 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::builder::ProviderOptions;
 use super::state::ProviderState;
+use crate::budget::BudgetLedger;
 use crate::catalog::Catalog;
+use crate::cost::CostEstimator;
+use crate::limiter::RateLimiter;
 use crate::provider::Provider;
 
 /// Request-level settings.
@@ -22,6 +24,7 @@ pub(crate) struct Settings {
     pub cooldown: Duration,
     pub retry_backoff: Duration,
     pub rate_limit_wait: Duration,
+    pub max_wait: Option<Duration>,
     pub default_model: Option<String>,
 }
 
@@ -29,16 +32,18 @@ pub(crate) struct Settings {
 #[derive(Debug, Clone)]
 pub(crate) struct Slot {
     pub provider: Arc<dyn Provider>,
-    pub options: ProviderOptions,
     pub state: Arc<ProviderState>,
+    pub limiter: RateLimiter,
+    pub budget: BudgetLedger,
 }
 
 impl Slot {
-    pub fn new(provider: Arc<dyn Provider>, options: ProviderOptions) -> Self {
+    pub fn new(provider: Arc<dyn Provider>, limiter: RateLimiter, budget: BudgetLedger) -> Self {
         Self {
             provider,
-            options,
             state: Arc::new(ProviderState::default()),
+            limiter,
+            budget,
         }
     }
 
@@ -53,4 +58,7 @@ pub(crate) struct Snapshot {
     pub settings: Settings,
     pub catalog: Arc<Catalog>,
     pub providers: Vec<Slot>,
+    /// The router-wide spend ledger.
+    pub budget: BudgetLedger,
+    pub costs: CostEstimator,
 }

@@ -1,6 +1,6 @@
 //! Per-provider state the router remembers between requests: cool-downs after access,
-//! authentication and not-found failures (provider-wide or for one model), and the time until
-//! which a provider said it is rate limited.
+//! authentication and not-found failures (provider-wide or for one model). Rate limits live in
+//! the provider's [`RateLimiter`](crate::limiter::RateLimiter).
 //!
 //! Why: a denial (quota, tier, verification, bad key, missing deployment) does not go away in
 //! seconds; paying the same failed attempt on every request wastes latency and quota. The state
@@ -25,7 +25,6 @@ pub(crate) struct Cooldown {
 struct Inner {
     provider: Option<Cooldown>,
     models: HashMap<String, Cooldown>,
-    rate_limited_until: Option<Duration>,
 }
 
 /// State kept per provider across requests.
@@ -73,24 +72,5 @@ impl ProviderState {
                 message: err.message.clone(),
             },
         );
-    }
-
-    /// Records a 429 that asked to wait until `until`.
-    pub fn rate_limited(&self, until: Duration) {
-        let mut g = self.inner.lock();
-        g.rate_limited_until = Some(g.rate_limited_until.map_or(until, |u| u.max(until)));
-    }
-
-    /// Until when the provider said it is rate limited, if that is still ahead of `now`.
-    pub fn rate_limited_until(&self, now: Duration) -> Option<Duration> {
-        let mut g = self.inner.lock();
-        match g.rate_limited_until {
-            Some(u) if u > now => Some(u),
-            Some(_) => {
-                g.rate_limited_until = None;
-                None
-            }
-            None => None,
-        }
     }
 }
