@@ -51,11 +51,15 @@
 //! # Keys
 //!
 //! `[router]`: `strategy`, `timeout`, `deadline`, `max_attempts`, `default_model`,
-//! `failover_on_content_policy`, `cooldown`, `retry_backoff`, `rate_limit_wait`, `catalog` (a
-//! catalog override file, same schema as `providers/*.toml`, relative to the config file).
+//! `failover_on_content_policy`, `cooldown`, `retry_backoff`, `rate_limit_wait`, `max_wait`,
+//! `budgets`, `fallback_usd_per_image`, `catalog` (a catalog override file, same schema as
+//! `providers/*.toml`, relative to the config file).
+//!
+//! Budgets (router-wide or per provider) are a list of `{ usd, per }` with `per` = `"day"`,
+//! `"month"` or a duration: `budgets = [{ usd = 5.0, per = "day" }, { usd = 100, per = "month" }]`.
 //!
 //! `[[provider]]`: `name`, `kind`, `api_key_env`, `tier`, `rpm`, `tpm`, `safety_margin`,
-//! `weight`, `models` (only serve these models), `allow_unknown_models` (serve models the
+//! `weight`, `budgets`, `models` (only serve these models), `allow_unknown_models` (serve models the
 //! catalog does not know), and
 //! * openai: `base_url`, `organization`, `project`;
 //! * azure: `endpoint`, `deployment` (the deployment of the first of `models`, else of
@@ -79,6 +83,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::budget::{Budget, BudgetPeriod};
 use crate::catalog::Catalog;
 use crate::error::ConfigError;
 use crate::headers::parse_go_duration;
@@ -163,6 +168,13 @@ pub struct RouterSettings {
     pub rate_limit_wait: Option<Duration>,
     /// Catalog override file (resolved against the config file's directory).
     pub catalog: Option<PathBuf>,
+    /// Longest a request waits for rate-limit room.
+    #[serde(serialize_with = "ser_opt_dur")]
+    pub max_wait: Option<Duration>,
+    /// Router-wide spend budgets.
+    pub budgets: Vec<Budget>,
+    /// Price per image assumed for models without a catalog price.
+    pub fallback_usd_per_image: Option<f64>,
 }
 
 fn ser_opt_dur<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -208,6 +220,8 @@ pub struct ProviderConfig {
     pub safety_margin: Option<f64>,
     /// Relative weight.
     pub weight: Option<f64>,
+    /// Spend budgets of this provider.
+    pub budgets: Vec<Budget>,
     /// OpenAI organization id.
     pub organization: Option<String>,
     /// OpenAI project id.
@@ -240,6 +254,9 @@ impl ProviderConfig {
         o.tpm = self.tpm;
         o.safety_margin = self.safety_margin;
         o.weight = self.weight;
+        for b in &self.budgets {
+            o = o.budget(*b);
+        }
         o
     }
 
@@ -363,6 +380,16 @@ struct RawRouter {
     retry_backoff: S<String>,
     rate_limit_wait: S<String>,
     catalog: S<String>,
+    max_wait: S<String>,
+    budgets: S<Vec<RawBudget>>,
+    fallback_usd_per_image: S<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    usd: f64,
+    per: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -384,6 +411,7 @@ struct RawProvider {
     tpm: S<i64>,
     safety_margin: S<f64>,
     weight: S<f64>,
+    budgets: S<Vec<RawBudget>>,
     organization: S<String>,
     project: S<String>,
     models: S<Vec<String>>,
@@ -479,6 +507,33 @@ impl Ctx<'_> {
             )),
         }
     }
+    fn budgets(&self, field: &str, v: &S<Vec<RawBudget>>) -> Result<Vec<Budget>, ConfigError> {
+        let Some(list) = v else { return Ok(Vec::new()) };
+        list.get_ref()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let period = match b.per.as_str() {
+                    "day" => BudgetPeriod::Day,
+                    "month" => BudgetPeriod::Month,
+                    other => match parse_go_duration(other) {
+                        Some(d) => BudgetPeriod::Custom(d),
+                        None => {
+                            return Err(self.err(
+                                format!("{field}[{i}].per"),
+                                list,
+                                format!("{other:?} is not a period; write \"day\", \"month\" or a duration like \"6h\""),
+                            ))
+                        }
+                    },
+                };
+                Budget::new(b.usd, period).map_err(|e| {
+                    let key = if e.field == "limit_usd" { "usd" } else { "per" };
+                    self.err(format!("{field}[{i}].{key}"), list, e.message)
+                })
+            })
+            .collect()
+    }
     fn non_empty(&self, field: String, v: &S<String>) -> Result<Option<String>, ConfigError> {
         match v {
             Some(s) if s.get_ref().trim().is_empty() => {
@@ -543,6 +598,30 @@ impl RouterConfig {
             router.cooldown = cx.duration("router.cooldown", &r.cooldown)?;
             router.retry_backoff = cx.duration("router.retry_backoff", &r.retry_backoff)?;
             router.rate_limit_wait = cx.duration("router.rate_limit_wait", &r.rate_limit_wait)?;
+            if let Some(w) = &r.max_wait {
+                router.max_wait = Some(parse_go_duration(w.get_ref()).ok_or_else(|| {
+                    cx.err(
+                        "router.max_wait".into(),
+                        w,
+                        format!(
+                            "{:?} is not a duration; write e.g. \"0s\", \"30s\" or \"2m\"",
+                            w.get_ref()
+                        ),
+                    )
+                })?);
+            }
+            router.budgets = cx.budgets("router.budgets", &r.budgets)?;
+            if let Some(f) = &r.fallback_usd_per_image {
+                let v = *f.get_ref();
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(cx.err(
+                        "router.fallback_usd_per_image".into(),
+                        f,
+                        format!("must be above 0, got {v}"),
+                    ));
+                }
+                router.fallback_usd_per_image = Some(v);
+            }
             if let Some(m) = &r.max_attempts {
                 let v = *m.get_ref();
                 if !(1..=100).contains(&v) {
@@ -653,6 +732,7 @@ impl RouterConfig {
             tpm,
             safety_margin,
             weight,
+            budgets,
             organization,
             project,
             models,
@@ -901,6 +981,7 @@ impl RouterConfig {
             tpm,
             safety_margin,
             weight,
+            budgets: cx.budgets(&f("budgets"), &p.budgets)?,
             organization: cx.non_empty(f("organization"), &p.organization)?,
             project: cx.non_empty(f("project"), &p.project)?,
             models,
@@ -987,6 +1068,15 @@ impl RouterConfig {
         }
         if let Some(d) = r.rate_limit_wait {
             b = b.rate_limit_wait(d);
+        }
+        if let Some(d) = r.max_wait {
+            b = b.max_wait(d);
+        }
+        for budget in &r.budgets {
+            b = b.budget(*budget);
+        }
+        if let Some(usd) = r.fallback_usd_per_image {
+            b = b.fallback_usd_per_image(usd);
         }
         if r.strategy != Strategy::Ordered {
             tracing::info!(

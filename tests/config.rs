@@ -403,3 +403,29 @@ mod built {
         assert!(!e.to_string().contains("value-of"));
     }
 }
+
+#[test]
+fn budgets_and_waits_parse_and_errors_name_the_line() {
+    let text = EXAMPLE
+        .replace(
+            "max_attempts = 4",
+            "max_attempts = 4\nmax_wait = \"0s\"\nfallback_usd_per_image = 0.05\nbudgets = [{ usd = 100, per = \"month\" }]",
+        )
+        .replace("tpm = 500000", "tpm = 500000\nbudgets = [{ usd = 5.0, per = \"day\" }, { usd = 1.5, per = \"6h\" }]");
+    let cfg: RouterConfig = text.parse().unwrap();
+    assert_eq!(cfg.router.max_wait, Some(Duration::ZERO));
+    assert_eq!(cfg.router.budgets.len(), 1);
+    assert_eq!(cfg.router.budgets[0].limit_usd, 100.0);
+    let p = &cfg.providers[0];
+    assert_eq!(p.budgets.len(), 2);
+    assert_eq!(p.options().budgets.len(), 2);
+
+    let e = err(&text.replace("usd = 5.0", "usd = -5.0"));
+    assert_eq!(e.field, "provider[0].budgets[0].usd");
+    assert_eq!(e.line, Some(19));
+    let e = err(&text.replace("per = \"6h\"", "per = \"fortnight\""));
+    assert_eq!(e.field, "provider[0].budgets[1].per");
+    assert_eq!(e.line, Some(19));
+    let e = err(&text.replace("usd = 100, per", "dollars = 100, per"));
+    assert_eq!(e.line, Some(9), "{e}");
+}

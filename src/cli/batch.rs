@@ -279,13 +279,15 @@ pub async fn run(a: BatchArgs) -> ExitCode {
                     summary.generated += 1;
                     summary.images += paths.len();
                     let model = job.request.model.clone().unwrap_or_default();
-                    let cost = output::cost_usd(
-                        &catalog,
-                        &model,
-                        r.usage.as_ref(),
-                        &job.request,
-                        r.images.len(),
-                    );
+                    let cost = r.cost_usd.or_else(|| {
+                        output::cost_usd(
+                            &catalog,
+                            &model,
+                            r.usage.as_ref(),
+                            &job.request,
+                            r.images.len(),
+                        )
+                    });
                     summary.cost_usd += cost.unwrap_or(0.0);
                     let p = summary.providers.entry(r.provider.clone()).or_default();
                     p.served += 1;

@@ -132,8 +132,10 @@ pub async fn run(a: GenerateArgs) -> ExitCode {
                     return ExitCode::from(EXIT_FAILED);
                 }
             };
-            let cost =
-                output::cost_usd(&catalog, &model, res.usage.as_ref(), &req, res.images.len());
+            // The router's own figure (from usage and the catalog), else an estimate.
+            let cost = res.cost_usd.or_else(|| {
+                output::cost_usd(&catalog, &model, res.usage.as_ref(), &req, res.images.len())
+            });
             if json {
                 print_json(&json!({
                     "provider": res.provider,
