@@ -103,6 +103,13 @@ fn status_shows_providers_limits_and_key_presence() {
     assert_eq!(v["providers"][1]["rpm"], 3);
     assert_eq!(v["providers"][1]["key_set"], false);
     assert_eq!(v["providers"][1]["state"], "no key");
+    assert!(
+        v["providers"][0]["headroom"]["effective_rpm"]
+            .as_u64()
+            .unwrap()
+            <= 15
+    );
+    assert_eq!(v["providers"][0]["headroom"]["no_access"], false);
 
     bin()
         .args(["status", "--config"])

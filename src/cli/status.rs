@@ -8,6 +8,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use image_router::config::{build_provider, process_env};
 use image_router::provider::ProviderKind;
 use serde_json::json;
 
@@ -40,6 +41,16 @@ pub async fn run(a: StatusArgs) -> ExitCode {
         .default_model
         .clone()
         .unwrap_or_else(|| catalog.default_model().to_string());
+    // The router's own view (limiter headroom, budgets). Building sends nothing; a provider
+    // whose key is missing is built with a placeholder so its limits still show.
+    let env = |v: &str| Some(process_env(v).unwrap_or_else(|| "placeholder-not-set".into()));
+    let router = match cfg.build_with(&env, build_provider) {
+        Ok(r) => r,
+        Err(e) => return super::config_failure(&e, json),
+    };
+    let headroom: std::collections::HashMap<String, _> = router.headroom().into_iter().collect();
+    let spend = router.spend();
+    let ledger = |name: &str| spend.iter().find(|l| l.name == name).cloned();
     let rows: Vec<serde_json::Value> = cfg
         .providers
         .iter()
@@ -80,7 +91,14 @@ pub async fn run(a: StatusArgs) -> ExitCode {
                 "weight": p.weight.unwrap_or(1.0),
                 "key_env": key_var,
                 "key_set": key_set,
-                "state": if key_set == Some(false) { "no key" } else { "ready" },
+                "state": match (key_set, headroom.get(&p.name)) {
+                    (Some(false), _) => "no key",
+                    (_, Some(h)) if h.no_access => "no access (tier)",
+                    (_, Some(h)) if h.retry_in.is_some() => "blocked",
+                    _ => "ready",
+                },
+                "headroom": headroom.get(&p.name),
+                "spend": ledger(&p.name),
             })
         })
         .collect();
@@ -100,7 +118,7 @@ pub async fn run(a: StatusArgs) -> ExitCode {
         "catalog": r.catalog,
     });
     if json {
-        print_json(&json!({ "router": settings, "providers": rows }));
+        print_json(&json!({ "router": settings, "providers": rows, "spend": spend.first() }));
         return ExitCode::SUCCESS;
     }
     println!(
@@ -139,6 +157,14 @@ pub async fn run(a: StatusArgs) -> ExitCode {
             s("state"),
             s("url")
         );
+    }
+    for l in &spend {
+        for b in &l.budgets {
+            println!(
+                "budget {}: ${:.2} of ${:.2} per {} spent, ${:.2} left",
+                l.name, b.spent_usd, b.limit_usd, b.period, b.remaining_usd
+            );
+        }
     }
     ExitCode::SUCCESS
 }
