@@ -154,6 +154,11 @@ pub enum SkipReason {
         /// Details (the tier and what the next tier needs).
         message: String,
     },
+    /// It is reserved for other request classes.
+    Reserved {
+        /// Details.
+        message: String,
+    },
     /// Its circuit breaker is open.
     CircuitOpen {
         /// Details.
@@ -191,6 +196,7 @@ impl fmt::Display for SkipReason {
             SkipReason::Budget { message } => write!(f, "budget: {message}"),
             SkipReason::Tier { message } => write!(f, "tier: {message}"),
             SkipReason::CircuitOpen { message } => write!(f, "circuit open: {message}"),
+            SkipReason::Reserved { message } => write!(f, "{message}"),
         }
     }
 }

@@ -9,6 +9,10 @@
 //! | `image_router_attempt_duration_seconds` | histogram | `provider` | provider call latency |
 //! | `image_router_failovers_total` | counter | `provider` | requests served after at least one failed attempt (labelled with the provider that served) |
 //! | `image_router_rate_limited_total` | counter | `provider` | 429 rate limits received |
+//! | `image_router_breaker_transitions_total` | counter | `provider`, `from`, `to` | circuit-breaker state changes |
+//! | `image_router_breaker_state` | gauge | `provider` | 0 closed, 1 recovering, 2 half-open, 3 open |
+//! | `image_router_headroom_ratio` | gauge | `provider` | free share of the provider's effective rate limits (0–1) |
+//! | `image_router_spend_usd_total` | gauge | `ledger` | lifetime spend of a ledger (`router` or a provider name) |
 
 use std::time::Duration;
 
@@ -43,4 +47,33 @@ pub(crate) fn failover(provider: &str) {
 
 pub(crate) fn rate_limited(provider: &str) {
     metrics::counter!(RATE_LIMITED_TOTAL, "provider" => provider.to_string()).increment(1);
+}
+
+/// `image_router_breaker_transitions_total`.
+pub const BREAKER_TRANSITIONS_TOTAL: &str = "image_router_breaker_transitions_total";
+/// `image_router_breaker_state`.
+pub const BREAKER_STATE: &str = "image_router_breaker_state";
+/// `image_router_headroom_ratio`.
+pub const HEADROOM_RATIO: &str = "image_router_headroom_ratio";
+/// `image_router_spend_usd_total`.
+pub const SPEND_USD_TOTAL: &str = "image_router_spend_usd_total";
+
+pub(crate) fn breaker_transition(provider: &str, from: &'static str, to: &'static str) {
+    metrics::counter!(
+        BREAKER_TRANSITIONS_TOTAL,
+        "provider" => provider.to_string(),
+        "from" => from,
+        "to" => to
+    )
+    .increment(1);
+}
+
+pub(crate) fn provider_gauges(provider: &str, breaker_state: f64, headroom: f64, spend: f64) {
+    metrics::gauge!(BREAKER_STATE, "provider" => provider.to_string()).set(breaker_state);
+    metrics::gauge!(HEADROOM_RATIO, "provider" => provider.to_string()).set(headroom);
+    metrics::gauge!(SPEND_USD_TOTAL, "ledger" => provider.to_string()).set(spend);
+}
+
+pub(crate) fn router_spend(spend: f64) {
+    metrics::gauge!(SPEND_USD_TOTAL, "ledger" => "router").set(spend);
 }

@@ -11,14 +11,19 @@ use arc_swap::ArcSwap;
 
 use super::snapshot::{Settings, Slot, Snapshot};
 use super::{Router, RouterInner};
+use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::budget::{Budget, BudgetLedger, WallClock};
 use crate::catalog::Catalog;
+use crate::class::ClassPolicy;
 use crate::clock::{SharedClock, SystemClock};
 use crate::cost::CostEstimator;
 use crate::error::ConfigError;
+use crate::health::{Health, HealthConfig};
 use crate::limiter::{LimiterConfig, RateLimiter};
 use crate::limits::Limits;
 use crate::provider::Provider;
+use crate::score::{DefaultScorer, Scorer};
+use crate::strategy::Strategy;
 
 /// Per-provider routing settings: usage tier, explicit limits, safety margin and weight.
 ///
@@ -40,6 +45,8 @@ pub struct ProviderOptions {
     pub weight: Option<f64>,
     /// Spend budgets of this provider (each request reserves its estimated cost first).
     pub budgets: Vec<Budget>,
+    /// Which request classes this provider is reserved for or preferred by.
+    pub classes: ClassPolicy,
 }
 
 impl ProviderOptions {
@@ -81,6 +88,12 @@ impl ProviderOptions {
     #[must_use]
     pub fn budget(mut self, budget: Budget) -> Self {
         self.budgets.push(budget);
+        self
+    }
+    /// Sets the request-class policy (reserved for / preferred by).
+    #[must_use]
+    pub fn classes(mut self, policy: ClassPolicy) -> Self {
+        self.classes = policy;
         self
     }
 }
@@ -134,6 +147,15 @@ pub struct RouterBuilder {
     wall: Option<WallClock>,
     budgets: Vec<Budget>,
     fallback_usd_per_image: Option<f64>,
+    health: HealthConfig,
+    breaker: BreakerConfig,
+    scorer: Option<Arc<dyn Scorer>>,
+}
+
+impl std::fmt::Debug for dyn Scorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scorer")
+    }
 }
 
 impl Default for RouterBuilder {
@@ -156,6 +178,7 @@ impl RouterBuilder {
                 retry_backoff: DEFAULT_RETRY_BACKOFF,
                 rate_limit_wait: DEFAULT_RATE_LIMIT_WAIT,
                 max_wait: None,
+                strategy: Strategy::Ordered,
                 default_model: None,
             },
             catalog: None,
@@ -163,6 +186,9 @@ impl RouterBuilder {
             wall: None,
             budgets: Vec::new(),
             fallback_usd_per_image: None,
+            health: HealthConfig::default(),
+            breaker: BreakerConfig::default(),
+            scorer: None,
         }
     }
 
@@ -250,6 +276,34 @@ impl RouterBuilder {
     /// queue.
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.settings.max_wait = Some(max_wait);
+        self
+    }
+
+    /// How providers are ranked for each request (default [`Strategy::Ordered`]: the order
+    /// they were added, skipping open breakers and putting providers without headroom last;
+    /// [`Strategy::Scored`] ranks by health, latency, headroom and budget;
+    /// [`Strategy::Weighted`] spreads load by weight and headroom). The failover rules are the
+    /// same for every strategy.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.settings.strategy = strategy;
+        self
+    }
+
+    /// Scorer used by the `Scored` and `Weighted` strategies (default [`DefaultScorer`]).
+    pub fn scorer(mut self, scorer: Arc<dyn Scorer>) -> Self {
+        self.scorer = Some(scorer);
+        self
+    }
+
+    /// Health tracking settings (availability window, latency decay).
+    pub fn health(mut self, config: HealthConfig) -> Self {
+        self.health = config;
+        self
+    }
+
+    /// Circuit-breaker settings (failure thresholds, cool-downs, ramp).
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker = config;
         self
     }
 
@@ -371,7 +425,13 @@ impl RouterBuilder {
             }
             let ledger = BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
                 .map_err(|e| e.scoped(&scope))?;
-            providers.push(Slot::new(p, limiter, ledger));
+            let health = Health::new(self.health.clone(), clock.clone());
+            let breaker = CircuitBreaker::new(self.breaker.clone(), clock.clone());
+            let name = p.name().to_string();
+            breaker.set_listener(Arc::new(move |t| {
+                crate::metrics::breaker_transition(&name, t.from.as_str(), t.to.as_str())
+            }));
+            providers.push(Slot::new(p, o, limiter, ledger, health, breaker));
         }
         let budget = BudgetLedger::new("router", self.budgets, wall)?;
         let mut costs = CostEstimator::new();
@@ -386,6 +446,9 @@ impl RouterBuilder {
             providers,
             budget,
             costs,
+            scorer: self
+                .scorer
+                .unwrap_or_else(|| Arc::new(DefaultScorer::default())),
         };
         Ok(Router {
             inner: Arc::new(RouterInner {

@@ -20,6 +20,7 @@ mod builder;
 mod decision;
 mod snapshot;
 mod state;
+mod status;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -35,16 +36,21 @@ pub use builder::{
 };
 use decision::{decide, Decision};
 use snapshot::{Slot, Snapshot};
+pub use status::{CooldownStatus, LastError, ProviderStatus, RouterStatus};
 
 use crate::attempt::{Attempt, Skip, SkipReason};
 use crate::budget::{reserve_cost, LedgerSnapshot};
+use crate::class::RequestClass;
 use crate::clock::SharedClock;
+use crate::error::Outcome;
 use crate::error::{Error, ErrorKind, ProviderError};
 use crate::limiter::{Denied, Headroom};
 use crate::metrics as m;
 use crate::provider::CallContext;
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ImageResponse;
+use crate::score::ScoreInputs;
+use crate::strategy::Candidate;
 use crate::tokens;
 
 /// Routes image requests across providers. Cheap to clone (shared state); `Send + Sync`.
@@ -104,6 +110,24 @@ impl Router {
             .collect()
     }
 
+    /// A serializable snapshot of every provider's breaker, health, score components,
+    /// headroom, spend, cool-down and last error.
+    ///
+    /// ```
+    /// # use image_router::{Router, providers::OpenAi};
+    /// let router = Router::builder()
+    ///     .provider(OpenAi::builder().api_key("sk-test").build().unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// let status = router.status();
+    /// assert_eq!(status.providers[0].name, "openai");
+    /// println!("{}", serde_json::to_string_pretty(&status).unwrap());
+    /// ```
+    pub fn status(&self) -> RouterStatus {
+        let snap = self.inner.snapshot.load();
+        status::build(&snap, self.inner.clock.now())
+    }
+
     /// Running spend totals: the router's ledger first, then each provider's.
     pub fn spend(&self) -> Vec<LedgerSnapshot> {
         let snap = self.inner.snapshot.load();
@@ -133,6 +157,25 @@ impl Router {
 
     /// Routes one request of either kind.
     pub async fn send(&self, request: ImageRequest) -> Result<ImageResponse, Error> {
+        self.send_as(request, None).await
+    }
+
+    /// Routes a request of a [`RequestClass`]: providers reserved for other classes are not
+    /// used, and providers preferred by this class are tried first.
+    ///
+    /// ```no_run
+    /// # async fn run(router: image_router::Router) -> Result<(), image_router::Error> {
+    /// use image_router::{GenerateRequest, RequestClass};
+    /// let res = router
+    ///     .send_as(GenerateRequest::new("a fox").into(), Some(&RequestClass::BATCH))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_as(
+        &self,
+        request: ImageRequest,
+        class: Option<&RequestClass>,
+    ) -> Result<ImageResponse, Error> {
         let snap = self.inner.snapshot.load_full();
         let span = tracing::info_span!(
             "image_router.request",
@@ -141,7 +184,7 @@ impl Router {
             provider = tracing::field::Empty,
         );
         let started = tokio::time::Instant::now();
-        let result = self.route(&snap, request).instrument(span).await;
+        let result = self.route(&snap, request, class).instrument(span).await;
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) => e
@@ -157,7 +200,12 @@ impl Router {
         result
     }
 
-    async fn route(&self, snap: &Snapshot, mut req: ImageRequest) -> Result<ImageResponse, Error> {
+    async fn route(
+        &self,
+        snap: &Snapshot,
+        mut req: ImageRequest,
+        class: Option<&RequestClass>,
+    ) -> Result<ImageResponse, Error> {
         let settings = &snap.settings;
         let started = tokio::time::Instant::now();
         let deadline = started + settings.deadline;
@@ -180,14 +228,31 @@ impl Router {
         let est_tokens = estimate.total();
         let est_cost = snap.costs.estimate(&model, spec, &req, &estimate);
 
-        // 2. Filter by capability and remembered state; 3. rank.
+        // 2. Filter by capability, class and remembered state.
         let mut trace = Trace::default();
         let now = clock.now();
-        let mut ready: Vec<usize> = Vec::new();
-        let mut limited: Vec<usize> = Vec::new();
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(snap.providers.len());
         for (i, slot) in snap.providers.iter().enumerate() {
             if let Err(detail) = slot.provider.supports(&req) {
                 trace.skip(slot, SkipReason::Unsupported { detail });
+                continue;
+            }
+            if !slot.options.classes.admits(class) {
+                trace.skip(
+                    slot,
+                    SkipReason::Reserved {
+                        message: format!(
+                            "reserved for request classes {}",
+                            slot.options
+                                .classes
+                                .reserved_for
+                                .iter()
+                                .map(|c| c.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    },
+                );
                 continue;
             }
             if let Some(c) = slot.state.cooldown(&model, now) {
@@ -201,15 +266,32 @@ impl Router {
                 );
                 continue;
             }
-            // Providers without headroom now (limiter full, or blocked after a 429 or by
-            // headers) stay candidates, after all the others.
-            if slot.limiter.headroom().fraction > 0.0 {
-                ready.push(i);
-            } else {
-                limited.push(i);
-            }
+            let headroom = slot.limiter.headroom().fraction;
+            let mut c = Candidate::new(i, score_inputs(slot, i, headroom));
+            c.breaker_open = slot.breaker.is_blocking();
+            c.no_headroom = headroom <= 0.0;
+            c.preferred = slot.options.classes.prefers(class);
+            candidates.push(c);
         }
-        let mut queue: VecDeque<usize> = ready.into_iter().chain(limited).collect();
+
+        // 3. Rank (providers without headroom go last; open breakers are left out).
+        let ranking = {
+            let mut rng = rand::rng();
+            settings
+                .strategy
+                .rank(&candidates, snap.scorer.as_ref(), &mut rng)
+        };
+        for &i in ranking.skipped() {
+            let slot = &snap.providers[i];
+            let b = slot.breaker.snapshot();
+            trace.skip(
+                slot,
+                SkipReason::CircuitOpen {
+                    message: breaker_message(&b),
+                },
+            );
+        }
+        let mut queue: VecDeque<usize> = ranking.order().iter().copied().collect();
 
         // 4–6. Reserve, call, classify, decide.
         // Providers with no room now, and when they will have room.
@@ -290,11 +372,34 @@ impl Router {
                 }
             };
 
+            // The circuit breaker lets the call through (or it is the probe after a cool-down).
+            let pass = match slot.breaker.acquire() {
+                Ok(p) => p,
+                Err(rejection) => {
+                    permit.cancel();
+                    reservation.release();
+                    trace.skip(
+                        slot,
+                        SkipReason::CircuitOpen {
+                            message: rejection.to_string(),
+                        },
+                    );
+                    continue;
+                }
+            };
+
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let timeout = settings.attempt_timeout.min(remaining);
             let retry = u32::from(retried.contains(&idx));
             attempted.push(idx);
+            let in_flight = slot.health.start();
             let (result, took) = call(slot, &req, timeout, retry).await;
+            let outcome = match &result {
+                Ok(_) => Outcome::Success,
+                Err(e) => e.outcome(),
+            };
+            in_flight.finish(outcome);
+            pass.record(outcome);
             match result {
                 Ok(resp) => {
                     slot.limiter.observe_headers(&resp.rate_limits);
@@ -307,6 +412,7 @@ impl Router {
                         .actual(&model, spec, &req, resp.usage.as_ref(), &estimate)
                         .ok();
                     reservation.commit(cost.as_ref().map_or(0.0, |c| c.usd));
+                    publish_gauges(snap, slot);
                     trace.attempts.push(Attempt::success(
                         slot.name(),
                         &resp.model,
@@ -335,6 +441,9 @@ impl Router {
                 }
                 Err(err) => {
                     reservation.release();
+                    slot.state
+                        .set_last_error(&err, std::time::SystemTime::now());
+                    publish_gauges(snap, slot);
                     // A provider error that did no work for the account gives the capacity back.
                     if matches!(
                         err.kind,
@@ -444,6 +553,52 @@ async fn wait_for_room(
     );
     tokio::time::sleep_until(at).await;
     Some(idx)
+}
+
+/// Score inputs of one provider now.
+fn score_inputs(slot: &Slot, priority: usize, headroom: f64) -> ScoreInputs {
+    ScoreInputs {
+        availability: slot.health.availability(),
+        latency_ms: slot.health.cost_ms(),
+        headroom,
+        budget_left: slot.budget_left(),
+        priority,
+        weight: slot.options.weight.unwrap_or(1.0),
+    }
+}
+
+fn breaker_message(b: &crate::breaker::BreakerSnapshot) -> String {
+    let mut m = format!("breaker {}", b.state.as_str());
+    if let Some(r) = &b.reason {
+        m.push_str(&format!(" ({r:?})"));
+    }
+    if let Some(d) = b.retry_in {
+        m.push_str(&format!(", retry in {} ms", d.as_millis()));
+    }
+    if let Some(msg) = &b.message {
+        m.push_str(&format!(": {msg}"));
+    }
+    m
+}
+
+fn breaker_level(state: crate::breaker::BreakerState) -> f64 {
+    use crate::breaker::BreakerState as S;
+    match state {
+        S::Closed => 0.0,
+        S::Recovering => 1.0,
+        S::HalfOpen => 2.0,
+        S::Open => 3.0,
+    }
+}
+
+fn publish_gauges(snap: &Snapshot, slot: &Slot) {
+    m::provider_gauges(
+        slot.name(),
+        breaker_level(slot.breaker.state()),
+        slot.limiter.headroom().fraction,
+        slot.budget.snapshot().lifetime_spent_usd,
+    );
+    m::router_spend(snap.budget.snapshot().lifetime_spent_usd);
 }
 
 impl Trace {

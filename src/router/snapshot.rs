@@ -7,12 +7,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::builder::ProviderOptions;
 use super::state::ProviderState;
+use crate::breaker::CircuitBreaker;
 use crate::budget::BudgetLedger;
 use crate::catalog::Catalog;
 use crate::cost::CostEstimator;
+use crate::health::Health;
 use crate::limiter::RateLimiter;
 use crate::provider::Provider;
+use crate::score::Scorer;
+use crate::strategy::Strategy;
 
 /// Request-level settings.
 #[derive(Clone, Debug)]
@@ -25,6 +30,7 @@ pub(crate) struct Settings {
     pub retry_backoff: Duration,
     pub rate_limit_wait: Duration,
     pub max_wait: Option<Duration>,
+    pub strategy: Strategy,
     pub default_model: Option<String>,
 }
 
@@ -35,16 +41,34 @@ pub(crate) struct Slot {
     pub state: Arc<ProviderState>,
     pub limiter: RateLimiter,
     pub budget: BudgetLedger,
+    pub health: Arc<Health>,
+    pub breaker: CircuitBreaker,
+    pub options: ProviderOptions,
 }
 
 impl Slot {
-    pub fn new(provider: Arc<dyn Provider>, limiter: RateLimiter, budget: BudgetLedger) -> Self {
+    pub fn new(
+        provider: Arc<dyn Provider>,
+        options: ProviderOptions,
+        limiter: RateLimiter,
+        budget: BudgetLedger,
+        health: Health,
+        breaker: CircuitBreaker,
+    ) -> Self {
         Self {
             provider,
             state: Arc::new(ProviderState::default()),
             limiter,
             budget,
+            health: Arc::new(health),
+            breaker,
+            options,
         }
+    }
+
+    /// Fraction of the tightest budget still free (`None` without budgets).
+    pub fn budget_left(&self) -> Option<f64> {
+        budget_left(&self.budget)
     }
 
     pub fn name(&self) -> &str {
@@ -53,7 +77,6 @@ impl Slot {
 }
 
 /// Everything a request needs, swapped whole.
-#[derive(Debug)]
 pub(crate) struct Snapshot {
     pub settings: Settings,
     pub catalog: Arc<Catalog>,
@@ -61,4 +84,32 @@ pub(crate) struct Snapshot {
     /// The router-wide spend ledger.
     pub budget: BudgetLedger,
     pub costs: CostEstimator,
+    pub scorer: Arc<dyn Scorer>,
+}
+
+/// Fraction of the tightest budget of `ledger` still free (`None` without budgets).
+pub(crate) fn budget_left(ledger: &BudgetLedger) -> Option<f64> {
+    if !ledger.has_budgets() {
+        return None;
+    }
+    let snap = ledger.snapshot();
+    snap.budgets
+        .iter()
+        .map(|b| {
+            if b.limit_usd <= 0.0 {
+                0.0
+            } else {
+                ((b.limit_usd - b.spent_usd - b.reserved_usd) / b.limit_usd).clamp(0.0, 1.0)
+            }
+        })
+        .reduce(f64::min)
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("settings", &self.settings)
+            .field("providers", &self.providers)
+            .finish_non_exhaustive()
+    }
 }

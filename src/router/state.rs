@@ -23,6 +23,7 @@ pub(crate) struct Cooldown {
 
 #[derive(Debug, Default)]
 struct Inner {
+    last_error: Option<(ProviderError, std::time::SystemTime)>,
     provider: Option<Cooldown>,
     models: HashMap<String, Cooldown>,
 }
@@ -72,5 +73,25 @@ impl ProviderState {
                 message: err.message.clone(),
             },
         );
+    }
+
+    /// Remembers the provider's latest failure (for status pages).
+    pub fn set_last_error(&self, err: &ProviderError, at: std::time::SystemTime) {
+        self.inner.lock().last_error = Some((err.clone(), at));
+    }
+
+    /// The provider's latest failure and when it happened.
+    pub fn last_error(&self) -> Option<(ProviderError, std::time::SystemTime)> {
+        self.inner.lock().last_error.clone()
+    }
+
+    /// The provider-wide cool-down in force at `now`, if any.
+    pub fn provider_cooldown(&self, now: Duration) -> Option<Cooldown> {
+        self.inner
+            .lock()
+            .provider
+            .as_ref()
+            .filter(|c| c.until > now)
+            .cloned()
     }
 }

@@ -1,0 +1,120 @@
+//! [`RouterStatus`]: a serializable snapshot of what the router knows about each provider —
+//! breaker state, health, score components, rate-limit headroom, spend, cool-downs and the last
+//! error — for status pages, the `status` command and debugging a routing decision.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::snapshot::{Slot, Snapshot};
+use crate::breaker::BreakerSnapshot;
+use crate::budget::LedgerSnapshot;
+use crate::error::ProviderError;
+use crate::health::HealthSnapshot;
+use crate::limiter::Headroom;
+use crate::provider::ProviderKind;
+use crate::score::ScoreBreakdown;
+use crate::strategy::Strategy;
+
+/// The router's state, provider by provider.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct RouterStatus {
+    /// The ranking strategy.
+    pub strategy: Strategy,
+    /// The model used when a request names none.
+    pub default_model: String,
+    /// The router-wide spend ledger.
+    pub spend: LedgerSnapshot,
+    /// Each provider, in configured order.
+    pub providers: Vec<ProviderStatus>,
+}
+
+/// One provider's state.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ProviderStatus {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: ProviderKind,
+    /// Position in the configured order.
+    pub priority: usize,
+    /// Circuit breaker.
+    pub breaker: BreakerSnapshot,
+    /// Availability, latency, in-flight.
+    pub health: HealthSnapshot,
+    /// The score and each of its components now.
+    pub score: ScoreBreakdown,
+    /// Rate-limit headroom and effective limits.
+    pub headroom: Headroom,
+    /// Spend totals and budgets.
+    pub spend: LedgerSnapshot,
+    /// A provider-wide cool-down in force (after access denied / authentication failures).
+    pub cooldown: Option<CooldownStatus>,
+    /// The latest failure.
+    pub last_error: Option<LastError>,
+}
+
+/// A cool-down in force.
+#[derive(Clone, Debug, Serialize)]
+pub struct CooldownStatus {
+    /// What started it.
+    pub cause: crate::error::Outcome,
+    /// The provider's message then.
+    pub message: String,
+    /// Time left, ms.
+    pub remaining_ms: u64,
+}
+
+/// The latest failure of a provider.
+#[derive(Clone, Debug, Serialize)]
+pub struct LastError {
+    /// The error.
+    pub error: ProviderError,
+    /// When, seconds since the Unix epoch.
+    pub at_unix: u64,
+}
+
+pub(crate) fn build(snap: &Snapshot, now: Duration) -> RouterStatus {
+    RouterStatus {
+        strategy: snap.settings.strategy,
+        default_model: snap
+            .settings
+            .default_model
+            .clone()
+            .unwrap_or_else(|| snap.catalog.default_model().to_string()),
+        spend: snap.budget.snapshot(),
+        providers: snap
+            .providers
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| provider(snap, slot, i, now))
+            .collect(),
+    }
+}
+
+fn provider(snap: &Snapshot, slot: &Slot, priority: usize, now: Duration) -> ProviderStatus {
+    let headroom = slot.limiter.headroom();
+    let inputs = super::score_inputs(slot, priority, headroom.fraction);
+    ProviderStatus {
+        name: slot.name().to_string(),
+        kind: slot.provider.kind(),
+        priority,
+        breaker: slot.breaker.snapshot(),
+        health: slot.health.snapshot(),
+        score: snap.scorer.score(&inputs),
+        headroom,
+        spend: slot.budget.snapshot(),
+        cooldown: slot.state.provider_cooldown(now).map(|c| CooldownStatus {
+            cause: c.cause,
+            message: c.message,
+            remaining_ms: u64::try_from(c.until.saturating_sub(now).as_millis())
+                .unwrap_or(u64::MAX),
+        }),
+        last_error: slot.state.last_error().map(|(error, at)| LastError {
+            error,
+            at_unix: at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+        }),
+    }
+}
