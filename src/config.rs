@@ -69,9 +69,9 @@
 //! * compatible: `base_url` (required), `mode` (`"images"` | `"chat"`), `rename` (a table model
 //!   → the proxy's model name).
 //!
-//! `strategy`: `"ordered"` (priority order, the current behaviour). `"scored"` and `"weighted"`
-//! are accepted and stored in [`RouterSettings::strategy`]; the router applies them once the
-//! health/scoring layer is wired in, until then they route in order.
+//! `strategy`: `"ordered"` (strict priority order), `"scored"` (best health score first, the
+//! router's default) or `"weighted"` (by `weight` × headroom). `reserved_for` / `preferred_by`
+//! (lists of request-class names, e.g. `["interactive"]`) set a provider's class policy.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -90,41 +90,16 @@ use crate::headers::parse_go_duration;
 use crate::provider::{Provider, ProviderKind};
 use crate::router::{ProviderOptions, Router, RouterBuilder};
 
-/// How the router orders providers for a request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// Configured priority order.
-    #[default]
-    Ordered,
-    /// By health score (latency, errors, headroom).
-    Scored,
-    /// At random in proportion to `weight`.
-    Weighted,
-}
+pub use crate::strategy::Strategy;
 
-impl Strategy {
-    /// `"ordered"`, `"scored"` or `"weighted"`.
-    pub const fn as_str(&self) -> &'static str {
-        match self {
-            Strategy::Ordered => "ordered",
-            Strategy::Scored => "scored",
-            Strategy::Weighted => "weighted",
-        }
-    }
-}
-
-impl FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ordered" => Ok(Strategy::Ordered),
-            "scored" => Ok(Strategy::Scored),
-            "weighted" => Ok(Strategy::Weighted),
-            other => Err(format!(
-                "unknown strategy {other:?}; expected \"ordered\", \"scored\" or \"weighted\""
-            )),
-        }
+fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    match s {
+        "ordered" => Ok(Strategy::Ordered),
+        "scored" => Ok(Strategy::Scored),
+        "weighted" => Ok(Strategy::Weighted),
+        other => Err(format!(
+            "unknown strategy {other:?}; expected \"ordered\", \"scored\" or \"weighted\""
+        )),
     }
 }
 
@@ -143,8 +118,8 @@ pub enum ProxyMode {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct RouterSettings {
-    /// Provider ordering.
-    pub strategy: Strategy,
+    /// Provider ordering (`None`: the router's default, scored).
+    pub strategy: Option<Strategy>,
     /// Time one attempt may take.
     #[serde(serialize_with = "ser_opt_dur")]
     pub timeout: Option<Duration>,
@@ -222,6 +197,10 @@ pub struct ProviderConfig {
     pub weight: Option<f64>,
     /// Spend budgets of this provider.
     pub budgets: Vec<Budget>,
+    /// Only these request classes may use the provider (empty: all).
+    pub reserved_for: Vec<String>,
+    /// These request classes rank the provider first.
+    pub preferred_by: Vec<String>,
     /// OpenAI organization id.
     pub organization: Option<String>,
     /// OpenAI project id.
@@ -257,7 +236,10 @@ impl ProviderConfig {
         for b in &self.budgets {
             o = o.budget(*b);
         }
-        o
+        o.classes(crate::class::ClassPolicy {
+            reserved_for: self.reserved_for.iter().cloned().map(Into::into).collect(),
+            preferred_by: self.preferred_by.iter().cloned().map(Into::into).collect(),
+        })
     }
 
     /// The model → name-on-the-wire mapping (Azure deployments or proxy renames) for `model`.
@@ -324,7 +306,7 @@ pub struct Credential {
 /// does not.
 ///
 /// ```
-/// use image_router::config::{RouterConfig, Strategy};
+/// use image_router::config::RouterConfig;
 /// let cfg: RouterConfig = r#"
 ///     [router]
 ///     timeout = "30s"
@@ -334,7 +316,7 @@ pub struct Credential {
 ///     api_key_env = "OPENAI_API_KEY"
 ///     tier = "tier-2"
 /// "#.parse().unwrap();
-/// assert_eq!(cfg.router.strategy, Strategy::Ordered);
+/// assert_eq!(cfg.router.strategy, None); // the router's default (scored)
 /// assert_eq!(cfg.providers[0].tier.as_deref(), Some("tier-2"));
 ///
 /// let err = "[router]\ntimout = \"30s\"\n".parse::<RouterConfig>().unwrap_err();
@@ -412,6 +394,8 @@ struct RawProvider {
     safety_margin: S<f64>,
     weight: S<f64>,
     budgets: S<Vec<RawBudget>>,
+    reserved_for: S<Vec<String>>,
+    preferred_by: S<Vec<String>>,
     organization: S<String>,
     project: S<String>,
     models: S<Vec<String>>,
@@ -588,10 +572,10 @@ impl RouterConfig {
         let mut catalog_line = None;
         if let Some(r) = &raw.router {
             if let Some(s) = &r.strategy {
-                router.strategy = s
-                    .get_ref()
-                    .parse()
-                    .map_err(|m: String| cx.err("router.strategy".into(), s, m))?;
+                router.strategy = Some(
+                    parse_strategy(s.get_ref())
+                        .map_err(|m| cx.err("router.strategy".into(), s, m))?,
+                );
             }
             router.timeout = cx.duration("router.timeout", &r.timeout)?;
             router.deadline = cx.duration("router.deadline", &r.deadline)?;
@@ -733,6 +717,8 @@ impl RouterConfig {
             safety_margin,
             weight,
             budgets,
+            reserved_for,
+            preferred_by,
             organization,
             project,
             models,
@@ -947,6 +933,15 @@ impl RouterConfig {
             }
             Ok(m.get_ref().clone())
         };
+        let class_list = |key: &str, v: &S<Vec<String>>| -> Result<Vec<String>, ConfigError> {
+            match v {
+                Some(l) if l.get_ref().iter().any(|c| c.trim().is_empty()) => {
+                    Err(cx.err(f(key), l, "class names must not be empty"))
+                }
+                Some(l) => Ok(l.get_ref().clone()),
+                None => Ok(Vec::new()),
+            }
+        };
         let models = match &p.models {
             Some(m) if m.get_ref().iter().any(|s| s.trim().is_empty()) => {
                 return Err(cx.err(f("models"), m, "model names must not be empty"))
@@ -982,6 +977,8 @@ impl RouterConfig {
             safety_margin,
             weight,
             budgets: cx.budgets(&f("budgets"), &p.budgets)?,
+            reserved_for: class_list("reserved_for", &p.reserved_for)?,
+            preferred_by: class_list("preferred_by", &p.preferred_by)?,
             organization: cx.non_empty(f("organization"), &p.organization)?,
             project: cx.non_empty(f("project"), &p.project)?,
             models,
@@ -1078,11 +1075,8 @@ impl RouterConfig {
         if let Some(usd) = r.fallback_usd_per_image {
             b = b.fallback_usd_per_image(usd);
         }
-        if r.strategy != Strategy::Ordered {
-            tracing::info!(
-                strategy = r.strategy.as_str(),
-                "strategy stored; this router version routes in priority order"
-            );
+        if let Some(st) = r.strategy {
+            b = b.strategy(st);
         }
         b
     }

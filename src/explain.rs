@@ -480,6 +480,12 @@ impl Skip {
                 format!("{name} was not called: its usage tier gives no access to this model ({message})."),
                 tier_advice(Catalog::builtin(), None),
             ),
+            SkipReason::Reserved { message } => Explanation::new(
+                format!("{name} was not called: it is reserved for other request classes ({message})."),
+                "Send the request with a class the provider admits (`reserved_for` in its config), \
+                 or add a provider open to this class."
+                    .to_string(),
+            ),
             SkipReason::CircuitOpen { message } => Explanation::new(
                 format!("{name} was not called: it failed repeatedly and its circuit breaker is open ({message})."),
                 "Wait for the breaker to probe it again; check the provider with `image-router \

@@ -44,7 +44,7 @@ fn err(text: &str) -> image_router::ConfigError {
 #[test]
 fn issue_example_parses() {
     let cfg: RouterConfig = EXAMPLE.parse().unwrap();
-    assert_eq!(cfg.router.strategy, Strategy::Ordered);
+    assert_eq!(cfg.router.strategy, Some(Strategy::Ordered));
     assert_eq!(cfg.router.timeout, Some(Duration::from_secs(30)));
     assert_eq!(cfg.router.deadline, Some(Duration::from_secs(120)));
     assert_eq!(cfg.router.max_attempts, Some(4));
@@ -257,6 +257,7 @@ fn catalog_override_is_relative_to_the_config_file() {
 #[test]
 fn azure_deployment_maps_the_default_model() {
     let cfg: RouterConfig = EXAMPLE.parse().unwrap();
+    assert!(cfg.providers[0].reserved_for.is_empty());
     let az = &cfg.providers[1];
     assert_eq!(
         az.deployments.get("gpt-image-1").map(String::as_str),
@@ -428,4 +429,25 @@ fn budgets_and_waits_parse_and_errors_name_the_line() {
     assert_eq!(e.line, Some(19));
     let e = err(&text.replace("usd = 100, per", "dollars = 100, per"));
     assert_eq!(e.line, Some(9), "{e}");
+}
+
+#[test]
+fn classes_and_strategy_map_onto_the_router() {
+    let text = EXAMPLE
+        .replace("strategy = \"ordered\"", "strategy = \"weighted\"")
+        .replace(
+            "tier = \"tier-2\"",
+            "tier = \"tier-2\"\nreserved_for = [\"interactive\"]\npreferred_by = [\"batch\"]",
+        );
+    let cfg: RouterConfig = text.parse().unwrap();
+    assert_eq!(cfg.router.strategy, Some(Strategy::Weighted));
+    let o = cfg.providers[0].options();
+    assert_eq!(
+        o.classes.reserved_for,
+        vec![image_router::class::RequestClass::new("interactive")]
+    );
+    assert_eq!(o.classes.preferred_by.len(), 1);
+    let e = err(&text.replace("[\"interactive\"]", "[\"\"]"));
+    assert_eq!(e.field, "provider[0].reserved_for");
+    assert_eq!(e.line, Some(14));
 }

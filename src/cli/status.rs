@@ -48,6 +48,7 @@ pub async fn run(a: StatusArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return super::config_failure(&e, json),
     };
+    let live = router.status();
     let headroom: std::collections::HashMap<String, _> = router.headroom().into_iter().collect();
     let spend = router.spend();
     let ledger = |name: &str| spend.iter().find(|l| l.name == name).cloned();
@@ -93,6 +94,10 @@ pub async fn run(a: StatusArgs) -> ExitCode {
                 "key_set": key_set,
                 "state": match (key_set, headroom.get(&p.name)) {
                     (Some(false), _) => "no key",
+                    _ if live.providers.iter().any(|s| s.name == p.name && s.cooldown.is_some()) => "cooling down",
+                    _ if live.providers.iter().any(|s| {
+                        s.name == p.name && s.breaker.state != image_router::breaker::BreakerState::Closed
+                    }) => "breaker not closed",
                     (_, Some(h)) if h.no_access => "no access (tier)",
                     (_, Some(h)) if h.retry_in.is_some() => "blocked",
                     _ => "ready",
@@ -108,7 +113,7 @@ pub async fn run(a: StatusArgs) -> ExitCode {
     };
     use image_router::router as rt;
     let settings = json!({
-        "strategy": r.strategy.as_str(),
+        "strategy": live.strategy,
         "timeout": fmt(r.timeout, rt::DEFAULT_ATTEMPT_TIMEOUT),
         "deadline": fmt(r.deadline, rt::DEFAULT_DEADLINE),
         "max_attempts": r.max_attempts.unwrap_or(rt::DEFAULT_MAX_ATTEMPTS),
@@ -118,12 +123,17 @@ pub async fn run(a: StatusArgs) -> ExitCode {
         "catalog": r.catalog,
     });
     if json {
-        print_json(&json!({ "router": settings, "providers": rows, "spend": spend.first() }));
+        print_json(&json!({
+            "router": settings,
+            "providers": rows,
+            "spend": spend.first(),
+            "status": live,
+        }));
         return ExitCode::SUCCESS;
     }
     println!(
         "router: strategy {}, timeout {}, deadline {}, max {} attempt(s), cool-down {}, default model {}",
-        settings["strategy"].as_str().unwrap_or(""),
+        settings["strategy"].as_str().unwrap_or("-"),
         settings["timeout"].as_str().unwrap_or(""),
         settings["deadline"].as_str().unwrap_or(""),
         settings["max_attempts"],
