@@ -586,4 +586,45 @@ mod sim {
             }
         }
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn class_option_reaches_reserved_providers() {
+        let sim = Simulator::builder()
+            .account("vip", SimAccount::new())
+            .start()
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "r.toml",
+            &format!(
+                "{}reserved_for = [\"interactive\"]\n",
+                openai("vip", &sim.openai_base_url("vip"), "IR_K")
+            ),
+        );
+        let gen = |class: Option<&str>| {
+            let mut c = bin();
+            c.args(["generate", "--json", "--prompt", "x", "--config"])
+                .arg(&cfg)
+                .arg("--out")
+                .arg(dir.path().join("x.png"))
+                .env("IR_K", "sk-test-key-123456");
+            if let Some(cl) = class {
+                c.args(["--class", cl]);
+            }
+            c
+        };
+        let out = run(gen(None)).await;
+        assert_eq!(out.status.code(), Some(1));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["kind"], "no_provider");
+        assert_eq!(v["skipped"][0]["reason"]["kind"], "reserved");
+        let out = run(gen(Some("interactive"))).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }

@@ -24,7 +24,7 @@ use super::{Common, RequestOpts, EXIT_CONFIG, EXIT_FAILED};
 
 pub const AFTER_HELP: &str = "\
 The prompts file has one prompt per line, or one JSON object per line with per-prompt
-options (any request field, plus \"name\" for the output file's stem):
+options (any request field, plus \"name\" for the output file's stem and \"class\"):
   a watercolor fox
   {\"prompt\": \"a lighthouse at dusk\", \"size\": \"1536x1024\", \"quality\": \"high\", \"name\": \"lighthouse\"}
 Empty lines and lines starting with # are ignored. Outputs are OUT_DIR/0001.png, 0002.png, ...
@@ -61,6 +61,8 @@ pub struct BatchArgs {
 struct JsonLine {
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    class: Option<String>,
     #[serde(flatten)]
     request: GenerateRequest,
 }
@@ -71,6 +73,7 @@ struct Job {
     index: usize,
     line: usize,
     stem: String,
+    class: Option<String>,
     request: GenerateRequest,
 }
 
@@ -107,7 +110,7 @@ fn parse_prompts(text: &str, defaults: &RequestOpts) -> Result<Vec<Job>, String>
         }
         let index = jobs.len() + 1;
         let default_req = request("", defaults);
-        let (name, req) = if t.starts_with('{') {
+        let (name, class, req) = if t.starts_with('{') {
             let j: JsonLine = serde_json::from_str(t)
                 .map_err(|e| format!("line {line}: not a valid JSON prompt: {e}"))?;
             let mut r = j.request;
@@ -117,11 +120,11 @@ fn parse_prompts(text: &str, defaults: &RequestOpts) -> Result<Vec<Job>, String>
             r.n = r.n.or(default_req.n);
             r.output_format = r.output_format.or(default_req.output_format);
             r.background = r.background.or(default_req.background);
-            (j.name, r)
+            (j.name, j.class.or(defaults.class.clone()), r)
         } else {
             let mut r = default_req;
             r.prompt = t.to_string();
-            (None, r)
+            (None, defaults.class.clone(), r)
         };
         if req.prompt.trim().is_empty() {
             return Err(format!("line {line}: empty prompt"));
@@ -144,6 +147,7 @@ fn parse_prompts(text: &str, defaults: &RequestOpts) -> Result<Vec<Job>, String>
             index,
             line,
             stem,
+            class,
             request: req,
         });
     }
@@ -247,7 +251,13 @@ pub async fn run(a: BatchArgs) -> ExitCode {
         let router = router.clone();
         let dir = dir.clone();
         async move {
-            let res = router.generate(job.request.clone()).await;
+            let class = job
+                .class
+                .clone()
+                .map(image_router::class::RequestClass::from);
+            let res = router
+                .send_as(job.request.clone().into(), class.as_ref())
+                .await;
             let written = match &res {
                 Ok(r) => Some(write_images(&job.base(&dir), &r.images)),
                 Err(_) => None,

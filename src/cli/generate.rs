@@ -113,7 +113,12 @@ pub async fn run(a: GenerateArgs) -> ExitCode {
         );
     }
     let model = req.model.clone().unwrap_or_default();
-    match router.generate(req.clone()).await {
+    let class = a
+        .opts
+        .class
+        .clone()
+        .map(image_router::class::RequestClass::from);
+    match router.send_as(req.clone().into(), class.as_ref()).await {
         Ok(res) => {
             let paths = match write_images(&a.out, &res.images) {
                 Ok(p) => p,

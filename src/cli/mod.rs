@@ -91,6 +91,10 @@ pub struct RequestOpts {
     /// Background: transparent, opaque, auto.
     #[arg(long, value_parser = parse_background)]
     pub background: Option<Background>,
+    /// Request class (e.g. interactive, batch): providers `reserved_for` other classes are not
+    /// used; providers `preferred_by` it go first.
+    #[arg(long)]
+    pub class: Option<String>,
 }
 
 fn parse_size(s: &str) -> Result<Size, String> {
