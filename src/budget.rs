@@ -418,6 +418,46 @@ impl BudgetLedger {
         })
     }
 
+    /// Replaces the budgets (hot reload) while keeping what was spent: a budget whose period
+    /// matches an existing one keeps that period's spending and reservations; a new period
+    /// starts from zero in its current period; lifetime totals are untouched.
+    pub fn set_budgets(&self, budgets: Vec<Budget>) -> Result<(), ConfigError> {
+        for (i, b) in budgets.iter().enumerate() {
+            b.validate()
+                .map_err(|e| e.scoped(&format!("budgets[{i}]")))?;
+        }
+        let mut st = self.inner.state.lock();
+        self.inner.roll(&mut st);
+        let now = self.inner.wall.now();
+        let mut old = std::mem::take(&mut st.budgets);
+        for b in budgets {
+            let kept = old
+                .iter()
+                .position(|o| o.budget.period == b.period)
+                .map(|pos| old.remove(pos));
+            let state = match kept {
+                Some(mut o) => {
+                    o.budget = b;
+                    o.limit = to_nano(b.limit_usd);
+                    o
+                }
+                None => {
+                    let (idx, end) = period_at(b.period, self.inner.created, now);
+                    BudgetState {
+                        budget: b,
+                        limit: to_nano(b.limit_usd),
+                        period_idx: idx,
+                        period_end: end,
+                        spent: 0,
+                        reserved: st.reserved,
+                    }
+                }
+            };
+            st.budgets.push(state);
+        }
+        Ok(())
+    }
+
     /// The ledger's name.
     pub fn name(&self) -> &str {
         &self.inner.name

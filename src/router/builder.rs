@@ -351,7 +351,27 @@ impl RouterBuilder {
     }
 
     /// Checks every setting and builds the router.
-    pub fn build(self) -> Result<Router, ConfigError> {
+    pub fn build(mut self) -> Result<Router, ConfigError> {
+        let clock = self
+            .clock
+            .take()
+            .unwrap_or_else(|| Arc::new(SystemClock::new()) as SharedClock);
+        let snapshot = self.into_snapshot(clock.clone(), None)?;
+        Ok(Router {
+            inner: Arc::new(RouterInner {
+                snapshot: ArcSwap::from_pointee(snapshot),
+                clock,
+            }),
+        })
+    }
+
+    /// Checks every setting and builds a snapshot; providers whose name is in `previous`
+    /// keep their state (cool-downs, limiter log, spend, health, breaker).
+    pub(crate) fn into_snapshot(
+        self,
+        clock: SharedClock,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
         let s = &self.settings;
         if self.providers.is_empty() {
             return Err(ConfigError::new("providers", "add at least one provider"));
@@ -389,9 +409,6 @@ impl RouterBuilder {
         let catalog = self
             .catalog
             .unwrap_or_else(|| Arc::new(Catalog::builtin().clone()));
-        let clock = self
-            .clock
-            .unwrap_or_else(|| Arc::new(SystemClock::new()) as SharedClock);
         let mut settings = self.settings;
         if settings.default_model.is_none() {
             settings.default_model = Some(catalog.default_model().to_string());
@@ -400,6 +417,7 @@ impl RouterBuilder {
             .wall
             .unwrap_or_else(|| WallClock::new(std::time::SystemTime::now(), clock.clone()));
         let mut providers = Vec::with_capacity(self.providers.len());
+        let mut pending = Vec::new();
         for (i, (p, o)) in self.providers.into_iter().enumerate() {
             let scope = format!("providers[{i}]");
             let limits = Limits::resolve(
@@ -409,9 +427,30 @@ impl RouterBuilder {
                 o.tpm.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
             )
             .map_err(|e| e.scoped(&scope))?;
-            let mut config = LimiterConfig::new(limits);
+            let mut config = LimiterConfig::new(limits.clone());
             if let Some(m) = o.safety_margin {
                 config = config.margin(m);
+            }
+            let old =
+                previous.and_then(|prev| prev.providers.iter().find(|o| o.name() == p.name()));
+            if let Some(old) = old {
+                // A provider that stays keeps its state; its new limits and budgets are
+                // checked now and applied once the whole configuration is known to be valid.
+                RateLimiter::with_config(LimiterConfig::new(limits.clone()), clock.clone())
+                    .map_err(|e| e.scoped(&scope))?;
+                BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
+                    .map_err(|e| e.scoped(&scope))?;
+                pending.push((old.clone(), limits, o.budgets.clone()));
+                if let Some(w) = o.weight {
+                    if !(w.is_finite() && w > 0.0) {
+                        return Err(ConfigError::new(
+                            format!("{scope}.weight"),
+                            format!("must be a positive number, got {w}"),
+                        ));
+                    }
+                }
+                providers.push(old.carried_over(p, o));
+                continue;
             }
             let limiter =
                 RateLimiter::with_config(config, clock.clone()).map_err(|e| e.scoped(&scope))?;
@@ -433,7 +472,19 @@ impl RouterBuilder {
             }));
             providers.push(Slot::new(p, o, limiter, ledger, health, breaker));
         }
-        let budget = BudgetLedger::new("router", self.budgets, wall)?;
+        let budget = match previous {
+            Some(prev) => {
+                BudgetLedger::new("router", self.budgets.clone(), wall)?;
+                // Everything is valid: apply the new settings to the providers that stay.
+                for (slot, limits, budgets) in pending {
+                    slot.limiter.set_limits(limits)?;
+                    slot.budget.set_budgets(budgets)?;
+                }
+                prev.budget.set_budgets(self.budgets)?;
+                prev.budget.clone()
+            }
+            None => BudgetLedger::new("router", self.budgets, wall)?,
+        };
         let mut costs = CostEstimator::new();
         if let Some(usd) = self.fallback_usd_per_image {
             costs = costs
@@ -450,11 +501,6 @@ impl RouterBuilder {
                 .scorer
                 .unwrap_or_else(|| Arc::new(DefaultScorer::default())),
         };
-        Ok(Router {
-            inner: Arc::new(RouterInner {
-                snapshot: ArcSwap::from_pointee(snapshot),
-                clock,
-            }),
-        })
+        Ok(snapshot)
     }
 }

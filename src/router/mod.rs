@@ -128,6 +128,30 @@ impl Router {
         status::build(&snap, self.inner.clock.now())
     }
 
+    /// Replaces the provider set and settings at runtime.
+    ///
+    /// Requests in flight finish on the snapshot they started with; new requests use the new
+    /// one. Providers that stay (same name) keep their cool-downs, limiter log, spend, health
+    /// and breaker state, with the new limits, budgets and weights applied; providers that are
+    /// gone are dropped when their last request ends. The builder's clock is ignored (the
+    /// router keeps its own). On error nothing changes.
+    ///
+    /// ```
+    /// # use image_router::{Router, ProviderOptions, providers::OpenAi};
+    /// # fn p(name: &str) -> OpenAi { OpenAi::builder().name(name).api_key("k").build().unwrap() }
+    /// let router = Router::builder().provider(p("a")).build().unwrap();
+    /// router
+    ///     .reload(Router::builder().provider_with(p("a"), ProviderOptions::new().rpm(10)).provider(p("b")))
+    ///     .unwrap();
+    /// assert_eq!(router.provider_names(), vec!["a", "b"]);
+    /// ```
+    pub fn reload(&self, builder: RouterBuilder) -> Result<(), crate::error::ConfigError> {
+        let current = self.inner.snapshot.load_full();
+        let next = builder.into_snapshot(self.inner.clock.clone(), Some(&current))?;
+        self.inner.snapshot.store(Arc::new(next));
+        Ok(())
+    }
+
     /// Running spend totals: the router's ledger first, then each provider's.
     pub fn spend(&self) -> Vec<LedgerSnapshot> {
         let snap = self.inner.snapshot.load();

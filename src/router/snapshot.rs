@@ -66,6 +66,15 @@ impl Slot {
         }
     }
 
+    /// This provider's state with a new provider object and options (hot reload).
+    pub fn carried_over(&self, provider: Arc<dyn Provider>, options: ProviderOptions) -> Self {
+        Self {
+            provider,
+            options,
+            ..self.clone()
+        }
+    }
+
     /// Fraction of the tightest budget still free (`None` without budgets).
     pub fn budget_left(&self) -> Option<f64> {
         budget_left(&self.budget)
