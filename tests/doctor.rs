@@ -376,4 +376,40 @@ mod probes {
             .unwrap_err();
         assert!(e.is_timeout(), "{e}");
     }
+
+    #[tokio::test]
+    async fn live_limits_that_differ_from_the_config_are_noted() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("x-ratelimit-limit-requests", "15")
+                    .insert_header("x-ratelimit-limit-tokens", "500000")
+                    .set_body_json(serde_json::json!({"id": "gpt-image-1"})),
+            )
+            .mount(&server)
+            .await;
+        let cfg: RouterConfig = format!(
+            "[[provider]]\nname = \"direct\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"K\"\ntier = \"tier-1\"\n",
+            server.uri()
+        )
+        .parse()
+        .unwrap();
+        let report = doctor::check_config_with(
+            &cfg,
+            None,
+            Duration::from_secs(5),
+            &|_| Some("sk-k".into()),
+            image_router::config::build_provider,
+        )
+        .await;
+        let c = &report.providers[0];
+        assert_eq!(c.health, Health::Ok, "{c:?}");
+        assert_eq!(
+            c.probe.as_ref().unwrap().rate_limits.limit_requests,
+            Some(15)
+        );
+        assert_eq!(c.notes.len(), 2, "{:?}", c.notes);
+        assert!(c.notes[0].contains("rpm = 15"), "{:?}", c.notes);
+    }
 }
