@@ -99,6 +99,10 @@ async fn scored_routing_prefers_the_fast_provider_and_moves_when_speeds_swap() {
     // unmeasured provider answers in 1 ms so each one is tried (and measured) early.
     let mut health = HealthConfig::default();
     health.default_latency = Duration::from_millis(1);
+    // ...and adapt on the same scale: decay toward faster observations within a second, and
+    // let an idle estimate fade within a few seconds so the other provider is re-measured.
+    health.latency_decay = Duration::from_secs(1);
+    health.idle_decay = Some(Duration::from_secs(3));
     let router = Router::builder()
         .health(health)
         // b first in priority: scoring must overrule the order.
@@ -122,7 +126,7 @@ async fn scored_routing_prefers_the_fast_provider_and_moves_when_speeds_swap() {
             b += 1;
         }
     }
-    assert!(b >= 15, "after the swap b served {b} of 25");
+    assert!(b >= 15, "after the swap b served {b} of 25: {}", serde_json::to_string(&router.status().providers.iter().map(|p| (&p.name, &p.health, &p.score)).collect::<Vec<_>>()).unwrap());
     let status = router.status();
     let sa = &status.providers[1];
     assert_eq!(sa.name, "a");
