@@ -55,6 +55,9 @@
 //! `budgets`, `fallback_usd_per_image`, `catalog` (a catalog override file, same schema as
 //! `providers/*.toml`, relative to the config file).
 //!
+//! `[router.breaker]`: `consecutive_failures`, `failure_ratio`, `window`, `min_samples`,
+//! `cool_down`, `max_cool_down`, `long_cool_down` (the circuit breaker's settings).
+//!
 //! Budgets (router-wide or per provider) are a list of `{ usd, per }` with `per` = `"day"`,
 //! `"month"` or a duration: `budgets = [{ usd = 5.0, per = "day" }, { usd = 100, per = "month" }]`.
 //!
@@ -150,6 +153,9 @@ pub struct RouterSettings {
     pub budgets: Vec<Budget>,
     /// Price per image assumed for models without a catalog price.
     pub fallback_usd_per_image: Option<f64>,
+    /// Circuit-breaker settings (`[router.breaker]`), when given.
+    #[serde(skip)]
+    pub breaker: Option<crate::breaker::BreakerConfig>,
 }
 
 fn ser_opt_dur<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -365,6 +371,19 @@ struct RawRouter {
     max_wait: S<String>,
     budgets: S<Vec<RawBudget>>,
     fallback_usd_per_image: S<f64>,
+    breaker: Option<RawBreaker>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    consecutive_failures: S<i64>,
+    failure_ratio: S<f64>,
+    window: S<String>,
+    min_samples: S<i64>,
+    cool_down: S<String>,
+    max_cool_down: S<String>,
+    long_cool_down: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -437,14 +456,21 @@ fn provider_index_at(text: &str, offset: usize) -> Option<usize> {
     n.checked_sub(1)
 }
 
-/// Where the last table header at or before `offset` is `[router]`.
-fn in_router_table(text: &str, offset: usize) -> bool {
+/// The name of the last single table header (`[router]`, `[router.breaker]`) at or before
+/// `offset`, unless the last header is `[[provider]]`.
+fn table_at(text: &str, offset: usize) -> Option<String> {
     let before = &text[..offset.min(text.len())];
-    before
+    let header = before
         .lines()
         .rev()
-        .find(|l| l.trim_start().starts_with('['))
-        .is_some_and(|l| l.trim().starts_with("[router]"))
+        .map(str::trim)
+        .find(|l| l.starts_with('['))?;
+    if header.starts_with("[[") {
+        return None;
+    }
+    let name = header.trim_start_matches('[');
+    let name = name.split(']').next().unwrap_or_default().trim();
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 fn parse_error(text: &str, e: toml::de::Error) -> ConfigError {
@@ -457,7 +483,9 @@ fn parse_error(text: &str, e: toml::de::Error) -> ConfigError {
     // Name the key the way the typed config does: `router.timeout`, `provider[1].rpm`.
     let field = match (&key, provider_index_at(text, span.start)) {
         (Some(k), _) if k == "router" || k == "provider" => k.clone(),
-        (Some(k), _) if in_router_table(text, span.start) => format!("router.{k}"),
+        (Some(k), _) if table_at(text, span.start).is_some() && !k.starts_with("router") => {
+            format!("{}.{k}", table_at(text, span.start).unwrap_or_default())
+        }
         (Some(k), Some(i)) => format!("provider[{i}].{k}"),
         (Some(k), None) => k.clone(),
         (None, _) => "config".to_string(),
@@ -595,6 +623,52 @@ impl RouterConfig {
                 })?);
             }
             router.budgets = cx.budgets("router.budgets", &r.budgets)?;
+            if let Some(b) = &r.breaker {
+                let mut c = crate::breaker::BreakerConfig::default();
+                let count = |k: &str, v: &S<i64>| -> Result<Option<u32>, ConfigError> {
+                    match v {
+                        Some(n) if *n.get_ref() < 0 || *n.get_ref() > i64::from(u32::MAX) => {
+                            Err(cx.err(
+                                format!("router.breaker.{k}"),
+                                n,
+                                format!("must be a count of 0 or more, got {}", n.get_ref()),
+                            ))
+                        }
+                        Some(n) => Ok(Some(*n.get_ref() as u32)),
+                        None => Ok(None),
+                    }
+                };
+                if let Some(n) = count("consecutive_failures", &b.consecutive_failures)? {
+                    c.consecutive_failures = n;
+                }
+                if let Some(n) = count("min_samples", &b.min_samples)? {
+                    c.min_samples = n;
+                }
+                if let Some(f) = &b.failure_ratio {
+                    let v = *f.get_ref();
+                    if !(v.is_finite() && v > 0.0) {
+                        return Err(cx.err(
+                            "router.breaker.failure_ratio".into(),
+                            f,
+                            format!("must be above 0 (above 1 disables it), got {v}"),
+                        ));
+                    }
+                    c.failure_ratio = v;
+                }
+                if let Some(d) = cx.duration("router.breaker.window", &b.window)? {
+                    c.window = d;
+                }
+                if let Some(d) = cx.duration("router.breaker.cool_down", &b.cool_down)? {
+                    c.cool_down = d;
+                }
+                if let Some(d) = cx.duration("router.breaker.max_cool_down", &b.max_cool_down)? {
+                    c.max_cool_down = d;
+                }
+                if let Some(d) = cx.duration("router.breaker.long_cool_down", &b.long_cool_down)? {
+                    c.long_cool_down = d;
+                }
+                router.breaker = Some(c);
+            }
             if let Some(f) = &r.fallback_usd_per_image {
                 let v = *f.get_ref();
                 if !(v.is_finite() && v > 0.0) {
@@ -1075,6 +1149,9 @@ impl RouterConfig {
         if let Some(usd) = r.fallback_usd_per_image {
             b = b.fallback_usd_per_image(usd);
         }
+        if let Some(c) = &r.breaker {
+            b = b.breaker(c.clone());
+        }
         if let Some(st) = r.strategy {
             b = b.strategy(st);
         }
@@ -1229,7 +1306,11 @@ mod tests {
         let t = "[router]\ntimeout = 5\n[[provider]]\n";
         assert_eq!(key_at(t, 12).as_deref(), Some("timeout"));
         assert_eq!(key_at(t, 24).as_deref(), Some("provider"));
-        assert!(in_router_table(t, 12));
+        assert_eq!(table_at(t, 12).as_deref(), Some("router"));
+        assert_eq!(
+            table_at("[router.breaker]\nx = 1\n", 18).as_deref(),
+            Some("router.breaker")
+        );
         assert_eq!(provider_index_at(t, t.len()), Some(0));
     }
 }

@@ -451,3 +451,22 @@ fn classes_and_strategy_map_onto_the_router() {
     assert_eq!(e.field, "provider[0].reserved_for");
     assert_eq!(e.line, Some(14));
 }
+
+#[test]
+fn breaker_table_maps_and_errors_name_the_line() {
+    let text = EXAMPLE.replace(
+        "max_attempts = 4\n",
+        "max_attempts = 4\n[router.breaker]\nconsecutive_failures = 3\ncool_down = \"20s\"\n",
+    );
+    let cfg: RouterConfig = text.parse().unwrap();
+    let b = cfg.router.breaker.as_ref().unwrap();
+    assert_eq!(b.consecutive_failures, 3);
+    assert_eq!(b.cool_down, Duration::from_secs(20));
+    cfg.router_builder().unwrap();
+    let e = err(&text.replace("cool_down = \"20s\"", "cool_down = \"soon\""));
+    assert_eq!(e.field, "router.breaker.cool_down");
+    assert_eq!(e.line, Some(9));
+    let e = err(&text.replace("consecutive_failures = 3", "consecutive_fails = 3"));
+    assert_eq!(e.line, Some(8), "{e}");
+    assert_eq!(e.field, "router.breaker.consecutive_fails");
+}

@@ -126,7 +126,19 @@ async fn scored_routing_prefers_the_fast_provider_and_moves_when_speeds_swap() {
             b += 1;
         }
     }
-    assert!(b >= 15, "after the swap b served {b} of 25: {}", serde_json::to_string(&router.status().providers.iter().map(|p| (&p.name, &p.health, &p.score)).collect::<Vec<_>>()).unwrap());
+    assert!(
+        b >= 15,
+        "after the swap b served {b} of 25: {}",
+        serde_json::to_string(
+            &router
+                .status()
+                .providers
+                .iter()
+                .map(|p| (&p.name, &p.health, &p.score))
+                .collect::<Vec<_>>()
+        )
+        .unwrap()
+    );
     let status = router.status();
     let sa = &status.providers[1];
     assert_eq!(sa.name, "a");
