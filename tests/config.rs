@@ -462,7 +462,7 @@ fn breaker_table_maps_and_errors_name_the_line() {
     let b = cfg.router.breaker.as_ref().unwrap();
     assert_eq!(b.consecutive_failures, 3);
     assert_eq!(b.cool_down, Duration::from_secs(20));
-    cfg.router_builder().unwrap();
+    let _builder = cfg.router_builder().unwrap();
     let e = err(&text.replace("cool_down = \"20s\"", "cool_down = \"soon\""));
     assert_eq!(e.field, "router.breaker.cool_down");
     assert_eq!(e.line, Some(9));
