@@ -64,6 +64,6 @@ pub use request::{
 pub use response::{
     Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse, TokenDetails, Usage,
 };
-pub use router::{ProviderOptions, Router, RouterBuilder, RouterStatus};
+pub use router::{ProviderOptions, Ranked, Router, RouterBuilder, RouterStatus};
 pub use score::{DefaultScorer, ScoreBreakdown, ScoreInputs, ScoreWeights, Scorer};
 pub use strategy::{Candidate, Ranking, Strategy};

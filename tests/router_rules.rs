@@ -440,3 +440,68 @@ fn build_reports_bad_settings_by_field() {
         .unwrap_err();
     assert_eq!(err.field, "providers[0].name");
 }
+
+#[tokio::test(start_paused = true)]
+async fn request_classes_reserve_and_prefer_providers() {
+    use image_router::class::{ClassPolicy, RequestClass};
+    use image_router::ProviderOptions;
+    let (direct, direct_h) = shared(Scripted::new("direct"));
+    let (proxy, _) = shared(Scripted::new("proxy"));
+    let (azure, _) = shared(Scripted::new("azure"));
+    let router = Router::builder()
+        // The high-tier direct account is kept for interactive work.
+        .provider_with(
+            direct,
+            ProviderOptions::new().classes(ClassPolicy::reserved([RequestClass::INTERACTIVE])),
+        )
+        .provider(proxy)
+        // Enterprise batch work prefers Azure.
+        .provider_with(
+            azure,
+            ProviderOptions::new().classes(ClassPolicy::preferred([RequestClass::BATCH])),
+        )
+        .build()
+        .unwrap();
+    let res = router
+        .send_as(req().into(), Some(&RequestClass::INTERACTIVE))
+        .await
+        .unwrap();
+    assert_eq!(res.provider, "direct");
+    let res = router
+        .send_as(req().into(), Some(&RequestClass::BATCH))
+        .await
+        .unwrap();
+    assert_eq!(res.provider, "azure", "preferred by batch, tried first");
+    assert!(res
+        .skipped
+        .iter()
+        .any(|s| s.provider == "direct" && matches!(s.reason, SkipReason::Reserved { .. })));
+    // No class: reserved providers are not used either.
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "proxy");
+    assert_eq!(direct_h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ranking_for_a_request_shows_order_scores_and_skips() {
+    let (a, _) = shared(Scripted::new("azure").no_webp());
+    let (b, _) = shared(Scripted::new("openai"));
+    let (c, _) = shared(Scripted::new("proxy"));
+    let router = Router::builder()
+        .provider(a)
+        .provider(b)
+        .provider(c)
+        .strategy(image_router::Strategy::Scored)
+        .build()
+        .unwrap();
+    let ranked = router
+        .rank(&req().output_format(OutputFormat::Webp).into(), None)
+        .unwrap();
+    let names: Vec<&str> = ranked.order.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["openai", "proxy"]);
+    let (_, first) = &ranked.order[0];
+    assert_eq!(first.inputs.priority, 1);
+    assert!(first.total > ranked.order[1].1.total);
+    assert_eq!(ranked.skipped[0].provider, "azure");
+    assert!(router.rank(&GenerateRequest::new("").into(), None).is_err());
+}

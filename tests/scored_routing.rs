@@ -97,12 +97,14 @@ async fn scored_routing_prefers_the_fast_provider_and_moves_when_speeds_swap() {
         .unwrap();
     // Simulated latencies are milliseconds, not the seconds of real image models: assume an
     // unmeasured provider answers in 1 ms so each one is tried (and measured) early.
-    let mut health = HealthConfig::default();
-    health.default_latency = Duration::from_millis(1);
     // ...and adapt on the same scale: decay toward faster observations within a second, and
     // let an idle estimate fade within a few seconds so the other provider is re-measured.
-    health.latency_decay = Duration::from_secs(1);
-    health.idle_decay = Some(Duration::from_secs(3));
+    let health = HealthConfig {
+        default_latency: Duration::from_millis(1),
+        latency_decay: Duration::from_secs(1),
+        idle_decay: Some(Duration::from_secs(3)),
+        ..Default::default()
+    };
     let router = Router::builder()
         .health(health)
         // b first in priority: scoring must overrule the order.

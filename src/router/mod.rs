@@ -9,7 +9,7 @@
 //!    without a call;
 //! 3. **rank**: configured priority; providers that recently answered 429 go last;
 //! 4. **call** with a per-attempt timeout capped by the request's deadline;
-//! 5. **classify** the outcome ([`ErrorKind`](crate::ErrorKind));
+//! 5. **classify** the outcome ([`crate::ErrorKind`]);
 //! 6. **decide** by the routing table in `decision.rs` (fail over, retry once, wait out a
 //!    rate limit, or return).
 //!
@@ -49,7 +49,7 @@ use crate::metrics as m;
 use crate::provider::CallContext;
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ImageResponse;
-use crate::score::ScoreInputs;
+use crate::score::{ScoreBreakdown, ScoreInputs};
 use crate::strategy::Candidate;
 use crate::tokens;
 
@@ -152,6 +152,41 @@ impl Router {
         Ok(())
     }
 
+    /// How the router would rank providers for `request` right now, without sending it: the
+    /// providers in the order they would be tried, each with every component of its score,
+    /// and the providers that would be skipped, with the reason.
+    ///
+    /// ```
+    /// # use image_router::{Router, GenerateRequest, providers::OpenAi};
+    /// # let router = Router::builder()
+    /// #     .provider(OpenAi::builder().api_key("k").build().unwrap())
+    /// #     .build().unwrap();
+    /// let ranking = router.rank(&GenerateRequest::new("a fox").into(), None).unwrap();
+    /// for (provider, score) in &ranking.order {
+    ///     println!("{provider}: {:.3} (latency {:.3})", score.total, score.latency);
+    /// }
+    /// ```
+    pub fn rank(
+        &self,
+        request: &ImageRequest,
+        class: Option<&RequestClass>,
+    ) -> Result<Ranked, Error> {
+        let snap = self.inner.snapshot.load();
+        let mut req = request.clone();
+        let model = resolve_model(&snap, &req);
+        req.set_model(model.clone());
+        req.validate(snap.catalog.model(&model).map(|s| &s.capabilities))?;
+        let plan = plan(&snap, &req, &model, class, self.inner.clock.now());
+        Ok(Ranked {
+            order: plan
+                .order
+                .into_iter()
+                .map(|(i, score)| (snap.providers[i].name().to_string(), score))
+                .collect(),
+            skipped: plan.skipped,
+        })
+    }
+
     /// Running spend totals: the router's ledger first, then each provider's.
     pub fn spend(&self) -> Vec<LedgerSnapshot> {
         let snap = self.inner.snapshot.load();
@@ -236,13 +271,7 @@ impl Router {
         let clock = &self.inner.clock;
 
         // 1. Validate.
-        let model = match req.model() {
-            Some(m) => m.to_string(),
-            None => settings
-                .default_model
-                .clone()
-                .unwrap_or_else(|| snap.catalog.default_model().to_string()),
-        };
+        let model = resolve_model(snap, &req);
         req.set_model(model.clone());
         tracing::Span::current().record("model", model.as_str());
         let spec = snap.catalog.model(&model);
@@ -252,70 +281,13 @@ impl Router {
         let est_tokens = estimate.total();
         let est_cost = snap.costs.estimate(&model, spec, &req, &estimate);
 
-        // 2. Filter by capability, class and remembered state.
-        let mut trace = Trace::default();
-        let now = clock.now();
-        let mut candidates: Vec<Candidate> = Vec::with_capacity(snap.providers.len());
-        for (i, slot) in snap.providers.iter().enumerate() {
-            if let Err(detail) = slot.provider.supports(&req) {
-                trace.skip(slot, SkipReason::Unsupported { detail });
-                continue;
-            }
-            if !slot.options.classes.admits(class) {
-                trace.skip(
-                    slot,
-                    SkipReason::Reserved {
-                        message: format!(
-                            "reserved for request classes {}",
-                            slot.options
-                                .classes
-                                .reserved_for
-                                .iter()
-                                .map(|c| c.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    },
-                );
-                continue;
-            }
-            if let Some(c) = slot.state.cooldown(&model, now) {
-                trace.skip(
-                    slot,
-                    SkipReason::CoolingDown {
-                        cause: c.cause,
-                        message: c.message,
-                        remaining: c.until.saturating_sub(now),
-                    },
-                );
-                continue;
-            }
-            let headroom = slot.limiter.headroom().fraction;
-            let mut c = Candidate::new(i, score_inputs(slot, i, headroom));
-            c.breaker_open = slot.breaker.is_blocking();
-            c.no_headroom = headroom <= 0.0;
-            c.preferred = slot.options.classes.prefers(class);
-            candidates.push(c);
-        }
-
-        // 3. Rank (providers without headroom go last; open breakers are left out).
-        let ranking = {
-            let mut rng = rand::rng();
-            settings
-                .strategy
-                .rank(&candidates, snap.scorer.as_ref(), &mut rng)
+        // 2. Filter by capability, class and remembered state; 3. rank.
+        let plan = plan(snap, &req, &model, class, clock.now());
+        let mut trace = Trace {
+            attempts: Vec::new(),
+            skipped: plan.skipped,
         };
-        for &i in ranking.skipped() {
-            let slot = &snap.providers[i];
-            let b = slot.breaker.snapshot();
-            trace.skip(
-                slot,
-                SkipReason::CircuitOpen {
-                    message: breaker_message(&b),
-                },
-            );
-        }
-        let mut queue: VecDeque<usize> = ranking.order().iter().copied().collect();
+        let mut queue: VecDeque<usize> = plan.order.iter().map(|(i, _)| *i).collect();
 
         // 4–6. Reserve, call, classify, decide.
         // Providers with no room now, and when they will have room.
@@ -577,6 +549,121 @@ async fn wait_for_room(
     );
     tokio::time::sleep_until(at).await;
     Some(idx)
+}
+
+/// The providers a request may go to, best first with their scores, and those left out.
+struct Plan {
+    order: Vec<(usize, ScoreBreakdown)>,
+    skipped: Vec<Skip>,
+}
+
+/// Filters by capability, class and remembered state, then ranks with the strategy.
+fn plan(
+    snap: &Snapshot,
+    req: &ImageRequest,
+    model: &str,
+    class: Option<&RequestClass>,
+    now: Duration,
+) -> Plan {
+    let mut trace = Trace::default();
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(snap.providers.len());
+    for (i, slot) in snap.providers.iter().enumerate() {
+        if let Err(detail) = slot.provider.supports(req) {
+            trace.skip(slot, SkipReason::Unsupported { detail });
+            continue;
+        }
+        if !slot.options.classes.admits(class) {
+            trace.skip(
+                slot,
+                SkipReason::Reserved {
+                    message: format!(
+                        "reserved for request classes {}",
+                        slot.options
+                            .classes
+                            .reserved_for
+                            .iter()
+                            .map(|c| c.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
+            );
+            continue;
+        }
+        if let Some(c) = slot.state.cooldown(model, now) {
+            trace.skip(
+                slot,
+                SkipReason::CoolingDown {
+                    cause: c.cause,
+                    message: c.message,
+                    remaining: c.until.saturating_sub(now),
+                },
+            );
+            continue;
+        }
+        let headroom = slot.limiter.headroom().fraction;
+        let mut c = Candidate::new(i, score_inputs(slot, i, headroom));
+        c.breaker_open = slot.breaker.is_blocking();
+        c.no_headroom = headroom <= 0.0;
+        c.preferred = slot.options.classes.prefers(class);
+        candidates.push(c);
+    }
+
+    // 3. Rank (providers without headroom go last; open breakers are left out).
+    let ranking = {
+        let mut rng = rand::rng();
+        snap.settings
+            .strategy
+            .rank(&candidates, snap.scorer.as_ref(), &mut rng)
+    };
+    for &i in ranking.skipped() {
+        let slot = &snap.providers[i];
+        let b = slot.breaker.snapshot();
+        trace.skip(
+            slot,
+            SkipReason::CircuitOpen {
+                message: breaker_message(&b),
+            },
+        );
+    }
+    let order = ranking
+        .order()
+        .iter()
+        .map(|&i| {
+            let inputs = candidates
+                .iter()
+                .find(|c| c.index == i)
+                .map(|c| c.inputs.clone())
+                .unwrap_or_default();
+            (i, snap.scorer.score(&inputs))
+        })
+        .collect();
+    Plan {
+        order,
+        skipped: trace.skipped,
+    }
+}
+
+/// The request's model, or the router's default.
+fn resolve_model(snap: &Snapshot, req: &ImageRequest) -> String {
+    match req.model() {
+        Some(m) => m.to_string(),
+        None => snap
+            .settings
+            .default_model
+            .clone()
+            .unwrap_or_else(|| snap.catalog.default_model().to_string()),
+    }
+}
+
+/// A ranking for one request (see [`Router::rank`]).
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct Ranked {
+    /// Providers in the order they would be tried, with their scores.
+    pub order: Vec<(String, ScoreBreakdown)>,
+    /// Providers that would not be tried, and why.
+    pub skipped: Vec<Skip>,
 }
 
 /// Score inputs of one provider now.
