@@ -9,8 +9,11 @@ pub mod capabilities;
 pub mod catalog;
 pub mod class;
 pub mod clock;
+pub mod config;
 pub mod cost;
+pub mod doctor;
 pub mod error;
+pub mod explain;
 pub mod headers;
 pub mod health;
 pub mod limiter;
@@ -44,11 +47,12 @@ pub use error::{
     AccessDenial, ConfigError, Error, ErrorKind, NotFoundKind, Outcome, ProviderError,
     RateLimitScope, ValidationError,
 };
+pub use explain::Explanation;
 pub use headers::RateLimitHeaders;
 pub use health::{Health, HealthConfig, HealthSnapshot, InFlight};
 pub use limiter::{Denied, Headroom, LimiterConfig, Permit, RateLimiter};
 pub use limits::Limits;
-pub use provider::{CallContext, Provider, ProviderKind};
+pub use provider::{CallContext, ProbeReport, Provider, ProviderKind};
 pub use providers::{
     Azure, AzureAuth, AzureBuilder, Compatible, CompatibleBuilder, CompatibleMode, OpenAi,
     OpenAiBuilder,

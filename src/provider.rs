@@ -54,6 +54,7 @@ use serde::Serialize;
 
 use crate::capabilities::{Capabilities, Unsupported};
 use crate::error::ProviderError;
+use crate::headers::RateLimitHeaders;
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ProviderResponse;
 
@@ -101,6 +102,48 @@ impl CallContext {
     }
 }
 
+/// What a provider said when checked without generating an image (see [`Provider::probe`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ProbeReport {
+    /// Whether the provider could be checked at all (`false`: it has no cheap check; the
+    /// default implementation of [`Provider::probe`]).
+    pub probed: bool,
+    /// The model as named on the wire (an Azure deployment, a proxy's renamed model).
+    pub model: String,
+    /// What was requested (`GET https://…/models/gpt-image-1`), without any key.
+    pub checked: Option<String>,
+    /// HTTP status of the check.
+    pub status: Option<u16>,
+    /// Rate-limit headers on the answer, if any.
+    pub rate_limits: RateLimitHeaders,
+    /// `x-request-id` / `apim-request-id`.
+    pub request_id: Option<String>,
+    /// Anything else worth showing (e.g. "model listed", "deployment succeeded").
+    pub detail: Option<String>,
+}
+
+impl ProbeReport {
+    /// A report for a provider that cannot be checked without generating.
+    pub fn not_probed(model: impl Into<String>) -> Self {
+        Self {
+            probed: false,
+            model: model.into(),
+            ..Self::default()
+        }
+    }
+
+    /// A successful check of `model` with `status`.
+    pub fn ok(model: impl Into<String>, status: u16) -> Self {
+        Self {
+            probed: true,
+            model: model.into(),
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+}
+
 /// An image-generation backend. See the [module docs](self) for how to implement one.
 #[async_trait]
 pub trait Provider: Send + Sync + fmt::Debug {
@@ -140,6 +183,18 @@ pub trait Provider: Send + Sync + fmt::Debug {
         request: &EditRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError>;
+
+    /// Checks, without generating an image (and so without cost), that this provider can be
+    /// reached, accepts its credentials and serves `model`: OpenAI and proxies
+    /// `GET {base}/models/{model}`, Azure the deployment. Failures are classified like a
+    /// generation's ([`ErrorKind`](crate::ErrorKind)), so `image-router doctor` can explain
+    /// them. Must finish within [`CallContext::timeout`].
+    ///
+    /// The default answers [`ProbeReport::not_probed`]: a custom provider without a cheap
+    /// check is reported as "not checked", never as broken.
+    async fn probe(&self, model: &str, _ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
+        Ok(ProbeReport::not_probed(model))
+    }
 
     /// Dispatches to [`generate`](Provider::generate) or [`edit`](Provider::edit).
     async fn send(

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ErrorKind, NotFoundKind, ProviderError};
-use crate::provider::{CallContext, Provider, ProviderKind};
+use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
 use crate::request::{EditRequest, GenerateRequest};
 use crate::response::ProviderResponse;
 
@@ -280,6 +280,39 @@ impl Provider for Azure {
         let allowed = &self.common.catalog.kinds().azure_output_formats;
         caps.output_formats.retain(|f| allowed.contains(f));
         Some(caps)
+    }
+
+    /// `GET {endpoint}/openai/deployments/{deployment}?api-version=…` with the same credentials
+    /// as a generation: proves the endpoint, the key and that the deployment exists.
+    async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
+        let deployment = self.deployments.get(model).ok_or_else(|| {
+            ProviderError::new(
+                &self.common.name,
+                ErrorKind::NotFound {
+                    what: NotFoundKind::Deployment,
+                },
+                format!("no deployment configured for model `{model}`"),
+            )
+        })?;
+        let mut url = join(&self.endpoint, &["openai", "deployments", deployment]);
+        let version = self
+            .api_version
+            .clone()
+            .unwrap_or_else(|| self.common.catalog.kinds().azure_api_version.clone());
+        url.query_pairs_mut().append_pair("api-version", &version);
+        let (name, value) = match &self.auth {
+            AzureAuth::ApiKey(k) => ("api-key", k.expose_secret().to_string()),
+            AzureAuth::BearerToken(t) => ("authorization", format!("Bearer {}", t.expose_secret())),
+        };
+        let value = secret_header(value, &self.common.name)?;
+        let rb = self.common.client.get(url.clone()).header(name, value);
+        let (timeout, deadline) = self.common.deadline(ctx);
+        let r = super::probe::get(&self.common, rb, deadline, timeout).await?;
+        Ok(super::probe::deployment_report(
+            deployment,
+            format!("GET {url}"),
+            &r,
+        ))
     }
 
     async fn generate(

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ErrorKind, ProviderError};
-use crate::provider::{CallContext, Provider, ProviderKind};
+use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
 use crate::request::{EditRequest, GenerateRequest};
 use crate::response::{Image, ProviderResponse, Usage};
 
@@ -329,6 +329,20 @@ impl Provider for Compatible {
             caps.max_n = caps.max_n.min(kinds.chat_max_n.max(1));
         }
         Some(caps)
+    }
+
+    /// `GET {base}/models/{model}` (fallback `GET {base}/models`) with the renamed model and
+    /// the same key as a generation (also in chat mode: proxies list their models the same way).
+    async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
+        let wire = self.wire_model(model).to_string();
+        super::probe::models(&self.common, &self.base, &wire, ctx, |rb| match &self.key {
+            Some(k) => {
+                let v = secret_header(format!("Bearer {}", k.expose_secret()), &self.common.name)?;
+                Ok(rb.header(reqwest::header::AUTHORIZATION, v))
+            }
+            None => Ok(rb),
+        })
+        .await
     }
 
     async fn generate(

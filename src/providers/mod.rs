@@ -64,6 +64,7 @@ mod compatible;
 mod decode;
 mod http;
 mod openai;
+mod probe;
 
 pub use azure::{Azure, AzureAuth, AzureBuilder};
 pub use compatible::{Compatible, CompatibleBuilder, CompatibleMode};

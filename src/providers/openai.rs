@@ -12,7 +12,7 @@ use super::{
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ProviderError};
-use crate::provider::{CallContext, Provider, ProviderKind};
+use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
 use crate::request::{EditRequest, GenerateRequest};
 use crate::response::ProviderResponse;
 
@@ -177,6 +177,26 @@ impl Provider for OpenAi {
         let body = generate_body(req, Some(&model), &self.common.name)?;
         let rb = self.request("generations")?.json(&body);
         send_images(&self.common, rb, &model, req.output_format, ctx).await
+    }
+
+    /// `GET {base}/models/{model}` (fallback `GET {base}/models`) with the same key and
+    /// organization / project headers as a generation.
+    async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
+        super::probe::models(&self.common, &self.base, model, ctx, |rb| {
+            let auth = secret_header(
+                format!("Bearer {}", self.key.expose_secret()),
+                &self.common.name,
+            )?;
+            let mut rb = rb.header(reqwest::header::AUTHORIZATION, auth);
+            if let Some(org) = &self.organization {
+                rb = rb.header("OpenAI-Organization", org);
+            }
+            if let Some(project) = &self.project {
+                rb = rb.header("OpenAI-Project", project);
+            }
+            Ok(rb)
+        })
+        .await
     }
 
     async fn edit(

@@ -344,8 +344,18 @@ async fn route(ctx: &Ctx<'_>, method: &Method, rest: &str, query: Option<&str>) 
         }
         ["v1", "images", "edits"] if post => image_op(ctx, Surface::OpenAi, Op::Edit).await,
         ["v1", "chat", "completions"] if post => image_op(ctx, Surface::OpenAi, Op::Chat).await,
-        ["v1", "models"] if get => models(ctx, None),
-        ["v1", "models", model] if get => models(ctx, Some(model)),
+        ["v1", "models"] if get => models(ctx, None).await,
+        ["v1", "models", model] if get => models(ctx, Some(model)).await,
+        ["openai", "deployments", dep] if get => {
+            let surface = Surface::Azure {
+                deployment: Some((*dep).to_string()),
+                api_version: api_version.clone().unwrap_or_default(),
+            };
+            if api_version.is_none() {
+                return ctx.reject(&surface, 404, &bodies::azure_resource_not_found());
+            }
+            deployment_get(ctx, surface, dep).await
+        }
         ["files", file] if get => file_download(ctx, file),
         ["openai", "deployments", dep, "images", op @ ("generations" | "edits")] if post => {
             let Some(api_version) = api_version else {
@@ -416,8 +426,56 @@ fn unauthorized(ctx: &Ctx<'_>, surface: &Surface) -> Outcome {
     Outcome::Reply(ctx.id_header(surface, Reply::json(401, &body)))
 }
 
-fn models(ctx: &Ctx<'_>, one: Option<&str>) -> Outcome {
+/// Serves the account's next scripted fault, if any (after the account's latency), so a
+/// lookup (`GET /models`, an Azure deployment) fails the way an image call would: `doctor`
+/// checks accounts with lookups.
+async fn scripted(ctx: &Ctx<'_>, surface: &Surface) -> Option<Outcome> {
+    let (latency, fault, hang_limit) = {
+        let mut st = ctx.state.lock();
+        let fault = st.faults.next();
+        if fault.is_some() {
+            st.stats.faults_served += 1;
+        }
+        (st.config.latency, fault, ctx.shared.hang_limit)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    serve_fault(ctx, surface, Op::Generate, fault?, hang_limit).await
+}
+
+/// Azure `GET /openai/deployments/{name}`: the deployment and the model it serves, or
+/// `DeploymentNotFound`.
+async fn deployment_get(ctx: &Ctx<'_>, surface: Surface, dep: &str) -> Outcome {
+    if let Some(o) = scripted(ctx, &surface).await {
+        return o;
+    }
+    if !auth_ok(ctx, &surface) {
+        return unauthorized(ctx, &surface);
+    }
+    let resolved = {
+        let st = ctx.state.lock();
+        if st.config.deployments.is_empty() {
+            st.config.serves_model(dep).then(|| dep.to_string())
+        } else {
+            st.config.deployments.get(dep).cloned()
+        }
+    };
+    match resolved {
+        Some(model) => {
+            let body =
+                json!({"id": dep, "model": model, "status": "succeeded", "object": "deployment"});
+            Outcome::Reply(ctx.id_header(&surface, Reply::json(200, &body)))
+        }
+        None => ctx.reject(&surface, 404, &bodies::deployment_not_found()),
+    }
+}
+
+async fn models(ctx: &Ctx<'_>, one: Option<&str>) -> Outcome {
     let surface = Surface::OpenAi;
+    if let Some(o) = scripted(ctx, &surface).await {
+        return o;
+    }
     if !auth_ok(ctx, &surface) {
         return unauthorized(ctx, &surface);
     }

@@ -1,0 +1,191 @@
+//! `image-router generate`: one prompt, images written to files.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use image_router::{GenerateRequest, Image, Router};
+use serde_json::json;
+
+use super::output::{self, print_json};
+use super::{Common, RequestOpts, EXIT_FAILED};
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  image-router generate -c router.toml --prompt \"a lighthouse at dusk\" --out lighthouse.png
+  image-router generate -c router.toml --prompt \"three foxes\" -n 3 --size 1536x1024 --quality low --out foxes.png
+      (writes foxes-1.png, foxes-2.png, foxes-3.png)
+  image-router generate -c router.toml --prompt \"a logo\" --background transparent --json
+
+With --json, stdout is one object:
+  {\"provider\", \"model\", \"images\": [paths], \"usage\", \"cost_usd\", \"attempts\": [{\"provider\", \"outcome\", \"status\", \"ms\", ...}]}
+or on failure {\"error\": {\"kind\", \"message\", \"explanation\": {\"cause\", \"action\"}}, \"attempts\"} with exit code 1.";
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The prompt.
+    #[arg(long, short = 'p')]
+    pub prompt: String,
+    #[command(flatten)]
+    pub opts: RequestOpts,
+    /// Output file; numbered (NAME-1.png, NAME-2.png, ...) when several images come back.
+    /// The extension follows the image's format when the path has none.
+    #[arg(long, short = 'o', default_value = "image.png", value_name = "PATH")]
+    pub out: PathBuf,
+}
+
+/// Builds the request from the options.
+pub fn request(prompt: &str, o: &RequestOpts) -> GenerateRequest {
+    let mut r = GenerateRequest::new(prompt);
+    r.model = o.model.clone();
+    r.size = o.size;
+    r.quality = o.quality;
+    r.n = o.n;
+    r.output_format = o.output_format;
+    r.background = o.background;
+    r
+}
+
+/// The path of image `i` of `count` for `out`: `out` itself for one image, `stem-{i+1}.ext`
+/// for several. A path without extension gets the image's format's.
+pub fn numbered(out: &Path, i: usize, count: usize, img: &Image) -> PathBuf {
+    let ext = out
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_else(|| img.format.extension().to_string());
+    if count <= 1 {
+        return out.with_extension(ext);
+    }
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    out.with_file_name(format!("{stem}-{}.{ext}", i + 1))
+}
+
+/// Writes the images atomically (temporary file, then rename) so an interrupted run never
+/// leaves a truncated image that a resumed batch would take as done.
+pub fn write_images(out: &Path, images: &[Image]) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths = Vec::with_capacity(images.len());
+    for (i, img) in images.iter().enumerate() {
+        let path = numbered(out, i, images.len(), img);
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+        let tmp = path.with_extension(format!(
+            "{}.part",
+            path.extension()
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        std::fs::write(&tmp, &img.bytes)?;
+        std::fs::rename(&tmp, &path)?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+pub async fn run(a: GenerateArgs) -> ExitCode {
+    let json = a.common.json;
+    let cfg = match super::load_config(&a.common) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let catalog = match cfg.catalog() {
+        Ok(c) => c,
+        Err(e) => return super::config_failure(&e, json),
+    };
+    let router: Router = match cfg.build() {
+        Ok(r) => r,
+        Err(e) => return super::config_failure(&e, json),
+    };
+    let mut req = request(&a.prompt, &a.opts);
+    if req.model.is_none() {
+        req.model = Some(
+            cfg.router
+                .default_model
+                .clone()
+                .unwrap_or_else(|| catalog.default_model().to_string()),
+        );
+    }
+    let model = req.model.clone().unwrap_or_default();
+    let class = a
+        .opts
+        .class
+        .clone()
+        .map(image_router::class::RequestClass::from);
+    match router.send_as(req.clone().into(), class.as_ref()).await {
+        Ok(res) => {
+            let paths = match write_images(&a.out, &res.images) {
+                Ok(p) => p,
+                Err(e) => {
+                    let msg = format!("cannot write {}: {e}", a.out.display());
+                    if json {
+                        print_json(&json!({
+                            "provider": res.provider,
+                            "error": {"kind": "io", "message": msg,
+                                      "explanation": {"cause": msg, "action": "Check that the output folder exists and is writable, and that the disk has room."}},
+                            "attempts": output::attempts_json(&res.attempts),
+                        }));
+                    } else {
+                        eprintln!("error: {msg}");
+                    }
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            };
+            // The router's own figure (from usage and the catalog), else an estimate.
+            let cost = res.cost_usd.or_else(|| {
+                output::cost_usd(&catalog, &model, res.usage.as_ref(), &req, res.images.len())
+            });
+            if json {
+                print_json(&json!({
+                    "provider": res.provider,
+                    "model": model,
+                    "images": paths,
+                    "usage": res.usage,
+                    "cost_usd": cost,
+                    "request_id": res.request_id,
+                    "attempts": output::attempts_json(&res.attempts),
+                    "skipped": output::skipped_json(&res.skipped),
+                }));
+            } else {
+                for p in &paths {
+                    println!("{}", p.display());
+                }
+                let cost = cost.map(|c| format!(", about ${c:.4}")).unwrap_or_default();
+                eprintln!(
+                    "{} image(s) from {} ({model}) after {} attempt(s){cost}",
+                    paths.len(),
+                    res.provider,
+                    res.attempts.len()
+                );
+                if res.attempts.len() > 1 || !res.skipped.is_empty() {
+                    output::print_attempts(&res.attempts, &res.skipped);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if json {
+                print_json(&json!({
+                    "error": output::error_json(&e),
+                    "attempts": output::attempts_json(e.attempts()),
+                    "skipped": output::skipped_json(e.skipped()),
+                }));
+            } else {
+                eprintln!("error: {e}");
+                eprintln!("{}", e.explain());
+                output::print_attempts(e.attempts(), e.skipped());
+            }
+            ExitCode::from(if e.is_config() {
+                super::EXIT_CONFIG
+            } else {
+                EXIT_FAILED
+            })
+        }
+    }
+}

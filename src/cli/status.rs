@@ -1,0 +1,180 @@
+//! `image-router status`: the router's configuration and each provider's limits and state.
+//!
+//! A fresh process has no runtime state yet (cool-downs, observed limits live in a running
+//! router), so status shows what the router starts with: settings, providers in priority
+//! order, where their keys come from (set or missing, never the value), and the limits the
+//! router will use (explicit `rpm` / `tpm`, else the tier's from the catalog).
+
+use std::process::ExitCode;
+
+use clap::Args;
+use image_router::config::{build_provider, process_env};
+use image_router::provider::ProviderKind;
+use serde_json::json;
+
+use super::output::print_json;
+use super::Common;
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  image-router status -c router.toml
+  image-router status -c router.toml --json";
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub async fn run(a: StatusArgs) -> ExitCode {
+    let json = a.common.json;
+    let cfg = match super::load_config(&a.common) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let catalog = match cfg.catalog() {
+        Ok(c) => c,
+        Err(e) => return super::config_failure(&e, json),
+    };
+    let default_model = cfg
+        .router
+        .default_model
+        .clone()
+        .unwrap_or_else(|| catalog.default_model().to_string());
+    // The router's own view (limiter headroom, budgets). Building sends nothing; a provider
+    // whose key is missing is built with a placeholder so its limits still show.
+    let env = |v: &str| Some(process_env(v).unwrap_or_else(|| "placeholder-not-set".into()));
+    let router = match cfg.build_with(&env, build_provider) {
+        Ok(r) => r,
+        Err(e) => return super::config_failure(&e, json),
+    };
+    let live = router.status();
+    let headroom: std::collections::HashMap<String, _> = router.headroom().into_iter().collect();
+    let spend = router.spend();
+    let ledger = |name: &str| spend.iter().find(|l| l.name == name).cloned();
+    let rows: Vec<serde_json::Value> = cfg
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let tier = p.tier.as_deref().and_then(|t| catalog.tier(t));
+            let rpm = p.rpm.or(tier.map(|t| t.rpm));
+            let tpm = p.tpm.or(tier.map(|t| t.tpm));
+            let key_var = p.api_key_env.clone().or(p.bearer_token_env.clone());
+            let key_set = key_var.as_deref().map(|v| {
+                std::env::var(v)
+                    .map(|s| !s.trim().is_empty())
+                    .unwrap_or(false)
+            });
+            let url = match p.kind {
+                ProviderKind::Azure => p.endpoint.clone(),
+                ProviderKind::OpenAi => Some(
+                    p.base_url
+                        .clone()
+                        .unwrap_or_else(|| catalog.kinds().openai_base_url.clone()),
+                ),
+                _ => p.base_url.clone(),
+            };
+            json!({
+                "priority": i + 1,
+                "name": p.name,
+                "kind": p.kind.as_str(),
+                "url": url,
+                "default_model_as_sent": p.wire_model(&default_model),
+                "models": p.models,
+                "deployments": p.deployments,
+                "deployment": p.deployment,
+                "mode": p.mode,
+                "tier": p.tier,
+                "rpm": rpm,
+                "tpm": tpm,
+                "safety_margin": p.safety_margin.unwrap_or(0.9),
+                "weight": p.weight.unwrap_or(1.0),
+                "key_env": key_var,
+                "key_set": key_set,
+                "state": match (key_set, headroom.get(&p.name)) {
+                    (Some(false), _) => "no key",
+                    _ if live.providers.iter().any(|s| s.name == p.name && s.cooldown.is_some()) => "cooling down",
+                    _ if live.providers.iter().any(|s| {
+                        s.name == p.name && s.breaker.state != image_router::breaker::BreakerState::Closed
+                    }) => "breaker not closed",
+                    (_, Some(h)) if h.no_access => "no access (tier)",
+                    (_, Some(h)) if h.retry_in.is_some() => "blocked",
+                    _ => "ready",
+                },
+                "headroom": headroom.get(&p.name),
+                "spend": ledger(&p.name),
+            })
+        })
+        .collect();
+    let r = &cfg.router;
+    let fmt = |d: Option<std::time::Duration>, def: std::time::Duration| {
+        image_router::headers::format_go_duration(d.unwrap_or(def))
+    };
+    use image_router::router as rt;
+    let settings = json!({
+        "strategy": live.strategy,
+        "timeout": fmt(r.timeout, rt::DEFAULT_ATTEMPT_TIMEOUT),
+        "deadline": fmt(r.deadline, rt::DEFAULT_DEADLINE),
+        "max_attempts": r.max_attempts.unwrap_or(rt::DEFAULT_MAX_ATTEMPTS),
+        "cooldown": fmt(r.cooldown, rt::DEFAULT_COOLDOWN),
+        "default_model": default_model,
+        "failover_on_content_policy": r.failover_on_content_policy.unwrap_or(false),
+        "catalog": r.catalog,
+    });
+    if json {
+        print_json(&json!({
+            "router": settings,
+            "providers": rows,
+            "spend": spend.first(),
+            "status": live,
+        }));
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "router: strategy {}, timeout {}, deadline {}, max {} attempt(s), cool-down {}, default model {}",
+        settings["strategy"].as_str().unwrap_or("-"),
+        settings["timeout"].as_str().unwrap_or(""),
+        settings["deadline"].as_str().unwrap_or(""),
+        settings["max_attempts"],
+        settings["cooldown"].as_str().unwrap_or(""),
+        default_model
+    );
+    println!(
+        "{:<3} {:<20} {:<10} {:<8} {:>6} {:>9} {:<24} {:<10} url",
+        "#", "provider", "kind", "tier", "rpm", "tpm", "key", "state"
+    );
+    for row in &rows {
+        let s = |k: &str| match &row[k] {
+            serde_json::Value::Null => "-".to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        let key = match (&row["key_env"], &row["key_set"]) {
+            (serde_json::Value::String(v), serde_json::Value::Bool(true)) => format!("{v} (set)"),
+            (serde_json::Value::String(v), _) => format!("{v} (MISSING)"),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<3} {:<20} {:<10} {:<8} {:>6} {:>9} {:<24} {:<10} {}",
+            s("priority"),
+            s("name"),
+            s("kind"),
+            s("tier"),
+            s("rpm"),
+            s("tpm"),
+            key,
+            s("state"),
+            s("url")
+        );
+    }
+    for l in &spend {
+        for b in &l.budgets {
+            println!(
+                "budget {}: ${:.2} of ${:.2} per {} spent, ${:.2} left",
+                l.name, b.spent_usd, b.limit_usd, b.period, b.remaining_usd
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}

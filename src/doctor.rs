@@ -1,0 +1,397 @@
+//! Doctor: checks every configured provider *without generating an image* and explains each
+//! problem in plain words, with what to do.
+//!
+//! Why: the most common first experience with image models is a 429 before a single image
+//! was made, and the 429 may mean three different things (a real rate limit, no quota, or a
+//! tier without access). A generation costs money and minutes; a `GET /models/{model}` (or an
+//! Azure deployment lookup, see [`Provider::probe`]) costs nothing, exercises the same key,
+//! URL and account, and gets classified by the same code as a generation. Missing
+//! environment variables are reported per provider instead of aborting, so one run shows
+//! every problem at once.
+//!
+//! What a check can and cannot see: a models (or deployment) lookup proves the URL, the key,
+//! the organization/project headers and that the account can see the model. Tier access,
+//! quota, billing and verification problems show on it only where the provider enforces them
+//! on that endpoint too; when a check passes but generations still fail, the router's
+//! `explain()` on the generation error gives the same explanations.
+//!
+//! The results are plain data ([`DoctorReport`], serializable) with the same
+//! [`Explanation`] text as `explain()`; `image-router doctor` only prints them.
+//!
+//! ```
+//! # async fn run() {
+//! use image_router::config::RouterConfig;
+//! use image_router::doctor;
+//! use std::time::Duration;
+//! let cfg: RouterConfig = r#"
+//!     [[provider]]
+//!     name = "openai"
+//!     kind = "openai"
+//!     api_key_env = "SURELY_UNSET_VARIABLE_FOR_THIS_EXAMPLE"
+//! "#.parse().unwrap();
+//! let report = doctor::check_config(&cfg, None, Duration::from_secs(10)).await;
+//! assert!(!report.all_usable());
+//! assert_eq!(report.providers[0].problem, Some(doctor::Problem::NoKey));
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::config::{Credential, ProviderConfig, RouterConfig};
+use crate::error::{AccessDenial, ConfigError, ErrorKind, NotFoundKind, ProviderError};
+use crate::explain::Explanation;
+use crate::headers::RateLimitHeaders;
+use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
+
+/// How a provider came out of the check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Reachable, key accepted, model served.
+    Ok,
+    /// Usable, but something deserves attention (rate limited right now, a transient server
+    /// error, or the provider has no cheap check).
+    Warning,
+    /// Will not serve requests until the problem is fixed.
+    Unusable,
+}
+
+/// The problem found, one per provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Problem {
+    /// The environment variable named by `api_key_env` is not set.
+    NoKey,
+    /// The key was rejected (401).
+    InvalidKey,
+    /// A 429 "retry after 0.0 seconds": the tier has no access to the model.
+    TierAccess,
+    /// `insufficient_quota`.
+    InsufficientQuota,
+    /// `billing_hard_limit_reached`.
+    BillingHardLimit,
+    /// The organization must be verified.
+    OrgNotVerified,
+    /// Country / region not supported, or model not available in the region.
+    RegionNotSupported,
+    /// Another 403 (key permissions, blocked resource).
+    Forbidden,
+    /// Azure deployment not found.
+    DeploymentNotFound,
+    /// Model not found / not available to this account.
+    ModelNotFound,
+    /// 404 on the path: wrong base URL or endpoint.
+    EndpointNotFound,
+    /// Could not connect (DNS, refused, TLS, reset) or no connection in time.
+    EndpointUnreachable,
+    /// Connected but no answer in time.
+    Timeout,
+    /// Rate limited right now (the key and model work).
+    RateLimited,
+    /// 5xx.
+    ServerError,
+    /// The provider could not be built from its configuration.
+    Config,
+    /// The provider has no cheap check (custom provider).
+    NotChecked,
+    /// Something else (an unexpected answer).
+    Other,
+}
+
+/// One provider's check.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ProviderCheck {
+    /// Provider name.
+    pub name: String,
+    /// Provider kind.
+    pub kind: ProviderKind,
+    /// The model checked (our name).
+    pub model: String,
+    /// Overall result.
+    pub health: Health,
+    /// What is wrong, if anything.
+    pub problem: Option<Problem>,
+    /// What was checked and how it answered.
+    pub probe: Option<ProbeReport>,
+    /// The classified error, when the check failed.
+    pub error: Option<ProviderError>,
+    /// Cause and action in plain words, when there is a problem.
+    pub explanation: Option<Explanation>,
+    /// Configured tier.
+    pub tier: Option<String>,
+    /// Requests per minute the router will use (explicit, else the tier's).
+    pub rpm: Option<u32>,
+    /// Tokens per minute the router will use.
+    pub tpm: Option<u64>,
+    /// Notes (e.g. live limits differ from the configured ones).
+    pub notes: Vec<String>,
+    /// How long the check took, ms.
+    pub ms: u64,
+}
+
+impl ProviderCheck {
+    fn new(p: &ProviderConfig, model: &str, catalog: &Catalog) -> Self {
+        let tier = p.tier.as_deref().and_then(|t| catalog.tier(t));
+        Self {
+            name: p.name.clone(),
+            kind: p.kind,
+            model: model.to_string(),
+            health: Health::Ok,
+            problem: None,
+            probe: None,
+            error: None,
+            explanation: None,
+            tier: p.tier.clone(),
+            rpm: p.rpm.or(tier.map(|t| t.rpm)),
+            tpm: p.tpm.or(tier.map(|t| t.tpm)),
+            notes: Vec::new(),
+            ms: 0,
+        }
+    }
+
+    /// Whether the provider can serve requests.
+    pub fn usable(&self) -> bool {
+        self.health != Health::Unusable
+    }
+}
+
+/// Every provider's check, in configuration order.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct DoctorReport {
+    /// One entry per configured provider.
+    pub providers: Vec<ProviderCheck>,
+}
+
+impl DoctorReport {
+    /// Whether every provider is usable.
+    pub fn all_usable(&self) -> bool {
+        self.providers.iter().all(ProviderCheck::usable)
+    }
+}
+
+/// The problem and health an error means.
+pub fn classify(err: &ProviderError) -> (Problem, Health) {
+    use Health::*;
+    match &err.kind {
+        ErrorKind::Authentication => (Problem::InvalidKey, Unusable),
+        ErrorKind::AccessDenied { reason } => (
+            match reason {
+                AccessDenial::TierAccess => Problem::TierAccess,
+                AccessDenial::InsufficientQuota => Problem::InsufficientQuota,
+                AccessDenial::BillingHardLimit => Problem::BillingHardLimit,
+                AccessDenial::OrganizationNotVerified => Problem::OrgNotVerified,
+                AccessDenial::RegionNotSupported => Problem::RegionNotSupported,
+                _ => Problem::Forbidden,
+            },
+            Unusable,
+        ),
+        ErrorKind::NotFound { what } => (
+            match what {
+                NotFoundKind::Model => Problem::ModelNotFound,
+                NotFoundKind::Deployment => Problem::DeploymentNotFound,
+                NotFoundKind::Endpoint => Problem::EndpointNotFound,
+                _ => Problem::Other,
+            },
+            Unusable,
+        ),
+        ErrorKind::Connect | ErrorKind::Timeout { sent: false } => {
+            (Problem::EndpointUnreachable, Unusable)
+        }
+        ErrorKind::Timeout { sent: true } => (Problem::Timeout, Unusable),
+        ErrorKind::RateLimited { .. } => (Problem::RateLimited, Warning),
+        ErrorKind::Server => (Problem::ServerError, Warning),
+        _ => (Problem::Other, Warning),
+    }
+}
+
+/// The model a provider is checked with: `model` if given, else the router's default model,
+/// else the catalog's; a provider with a `models` list that lacks it is checked with its first.
+pub fn model_for(
+    cfg: &RouterConfig,
+    p: &ProviderConfig,
+    model: Option<&str>,
+    catalog: &Catalog,
+) -> String {
+    let wanted = model
+        .map(str::to_string)
+        .or_else(|| cfg.router.default_model.clone())
+        .unwrap_or_else(|| catalog.default_model().to_string());
+    if model.is_none() && !p.models.is_empty() && !p.models.contains(&wanted) {
+        return p.models[0].clone();
+    }
+    wanted
+}
+
+/// Checks one built provider: probes `model` within `timeout` and explains the outcome.
+/// `check` comes from [`ProviderCheck`] fields already set from the configuration.
+async fn probe_into(
+    mut check: ProviderCheck,
+    provider: &dyn Provider,
+    catalog: &Catalog,
+    timeout: Duration,
+) -> ProviderCheck {
+    let started = Instant::now();
+    let ctx = CallContext::new(timeout);
+    let result = match tokio::time::timeout(timeout, provider.probe(&check.model, &ctx)).await {
+        Ok(r) => r,
+        Err(_) => Err(ProviderError::new(
+            provider.name(),
+            ErrorKind::Timeout { sent: true },
+            format!("no answer within {} ms", timeout.as_millis()),
+        )),
+    };
+    check.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match result {
+        Ok(report) => {
+            if !report.probed {
+                check.health = Health::Warning;
+                check.problem = Some(Problem::NotChecked);
+                check.explanation = Some(Explanation::new(
+                    format!(
+                        "{} has no way to be checked without generating an image.",
+                        check.name
+                    ),
+                    "Nothing to fix; a real request will show whether it works.",
+                ));
+            }
+            note_limits(&mut check, &report.rate_limits);
+            check.probe = Some(report);
+        }
+        Err(err) => {
+            let (problem, health) = classify(&err);
+            check.problem = Some(problem);
+            check.health = health;
+            check.explanation = Some(err.explain_with(catalog, check.tier.as_deref()));
+            check.error = Some(err);
+        }
+    }
+    check
+}
+
+fn note_limits(check: &mut ProviderCheck, h: &RateLimitHeaders) {
+    if let (Some(live), Some(cfg)) = (h.limit_requests, check.rpm) {
+        if live != u64::from(cfg) {
+            check.notes.push(format!(
+                "the provider reports {live} requests per minute; the configuration says {cfg}: set `rpm = {live}` to use the real limit"
+            ));
+        }
+    }
+    if let (Some(live), Some(cfg)) = (h.limit_tokens, check.tpm) {
+        if live != cfg {
+            check.notes.push(format!(
+                "the provider reports {live} tokens per minute; the configuration says {cfg}: set `tpm = {live}`"
+            ));
+        }
+    }
+}
+
+/// Checks every provider of `config` with the providers `make` builds (see
+/// [`RouterConfig::build_with`]); keys come from `env`. Providers are checked concurrently,
+/// each within `timeout`. Never fails: every problem is a [`ProviderCheck`].
+pub async fn check_config_with(
+    config: &RouterConfig,
+    model: Option<&str>,
+    timeout: Duration,
+    env: &dyn Fn(&str) -> Option<String>,
+    mut make: impl FnMut(
+        &ProviderConfig,
+        Option<Credential>,
+        &Arc<Catalog>,
+    ) -> Result<Arc<dyn Provider>, ConfigError>,
+) -> DoctorReport {
+    let catalog = match config.catalog() {
+        Ok(c) => c,
+        Err(e) => {
+            // The catalog (or a tier) is wrong: every provider is affected the same way.
+            let cat = Catalog::builtin();
+            let providers = config
+                .providers
+                .iter()
+                .map(|p| {
+                    let mut c = ProviderCheck::new(p, &model_for(config, p, model, cat), cat);
+                    c.health = Health::Unusable;
+                    c.problem = Some(Problem::Config);
+                    c.explanation = Some(e.explain());
+                    c
+                })
+                .collect();
+            return DoctorReport { providers };
+        }
+    };
+    let mut pending = Vec::new();
+    let mut checks: Vec<Option<ProviderCheck>> = Vec::new();
+    for (i, p) in config.providers.iter().enumerate() {
+        let mut check = ProviderCheck::new(p, &model_for(config, p, model, &catalog), &catalog);
+        let built = p
+            .credential(i, env)
+            .map_err(|e| (Problem::NoKey, e))
+            .and_then(|cred| {
+                make(p, cred, &catalog)
+                    .map_err(|e| (Problem::Config, e.scoped(&format!("provider[{i}]"))))
+            });
+        match built {
+            Err((problem, e)) => {
+                check.health = Health::Unusable;
+                check.problem = Some(problem);
+                check.explanation = Some(if problem == Problem::NoKey {
+                    let var = p
+                        .api_key_env
+                        .as_deref()
+                        .or(p.bearer_token_env.as_deref())
+                        .unwrap_or("?");
+                    Explanation::new(
+                        format!(
+                            "{}: no key. The environment variable {var} (named by `api_key_env` at line {}) is not set.",
+                            p.name,
+                            p.line_of("api_key_env")
+                        ),
+                        format!("Export the key before running: `export {var}=...` (keys are never written in the config file)."),
+                    )
+                } else {
+                    e.explain()
+                });
+                checks.push(Some(check));
+            }
+            Ok(provider) => {
+                let idx = checks.len();
+                checks.push(None);
+                let cat = catalog.clone();
+                pending.push(async move {
+                    (
+                        idx,
+                        probe_into(check, provider.as_ref(), &cat, timeout).await,
+                    )
+                });
+            }
+        }
+    }
+    for (idx, check) in futures_util::future::join_all(pending).await {
+        checks[idx] = Some(check);
+    }
+    DoctorReport {
+        providers: checks.into_iter().flatten().collect(),
+    }
+}
+
+/// [`check_config_with`] with the built-in providers and the process environment.
+pub async fn check_config(
+    config: &RouterConfig,
+    model: Option<&str>,
+    timeout: Duration,
+) -> DoctorReport {
+    check_config_with(
+        config,
+        model,
+        timeout,
+        &crate::config::process_env,
+        crate::config::build_provider,
+    )
+    .await
+}

@@ -1,0 +1,118 @@
+//! Cheap checks behind [`Provider::probe`](crate::Provider::probe): a `GET` that exercises the
+//! URL, the key and the account's view of the model without generating anything.
+//!
+//! Why `GET /models/{model}` with a fallback to `GET /models`: the first is one small answer
+//! and the provider's own "model not found" when the account cannot see the model; some
+//! OpenAI-compatible proxies only implement the list, so a 404 on the path (not on the model)
+//! falls back to listing. Both answers go through the same classifier as generations, so
+//! `doctor` explains a probe failure exactly like a generation failure.
+
+use reqwest::RequestBuilder;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::http::{self, Received};
+use super::{join, Common};
+use crate::error::{ErrorKind, NotFoundKind, ProviderError};
+use crate::provider::ProbeReport;
+
+fn report(model: &str, checked: String, r: &Received, detail: Option<String>) -> ProbeReport {
+    let mut p = ProbeReport::ok(model, r.status);
+    p.checked = Some(checked);
+    p.rate_limits = r.rate_limits;
+    p.request_id = r.request_id.clone();
+    p.detail = detail;
+    p
+}
+
+/// Sends one probe request before `deadline`.
+pub(super) async fn get(
+    common: &Common,
+    rb: RequestBuilder,
+    deadline: Instant,
+    timeout: std::time::Duration,
+) -> Result<Received, ProviderError> {
+    http::execute(&common.name, rb, deadline, timeout).await
+}
+
+/// `GET {base}/models/{wire}`, falling back to `GET {base}/models` when the path is unknown.
+/// `auth` adds the credentials to a request.
+pub(super) async fn models(
+    common: &Common,
+    base: &url::Url,
+    wire: &str,
+    ctx: &crate::provider::CallContext,
+    auth: impl Fn(RequestBuilder) -> Result<RequestBuilder, ProviderError>,
+) -> Result<ProbeReport, ProviderError> {
+    let (timeout, deadline) = common.deadline(ctx);
+    let url = join(base, &["models", wire]);
+    let first = get(
+        common,
+        auth(common.client.get(url.clone()))?,
+        deadline,
+        timeout,
+    )
+    .await;
+    match first {
+        Ok(r) => Ok(report(
+            wire,
+            format!("GET {url}"),
+            &r,
+            Some("model found".into()),
+        )),
+        Err(e)
+            if e.kind
+                == (ErrorKind::NotFound {
+                    what: NotFoundKind::Endpoint,
+                }) =>
+        {
+            let url = join(base, &["models"]);
+            let r = get(
+                common,
+                auth(common.client.get(url.clone()))?,
+                deadline,
+                timeout,
+            )
+            .await?;
+            let listed = serde_json::from_slice::<Value>(&r.body).ok().and_then(|v| {
+                v.get("data")?.as_array().map(|a| {
+                    a.iter()
+                        .any(|m| m.get("id").and_then(Value::as_str) == Some(wire))
+                })
+            });
+            match listed {
+                Some(true) => Ok(report(
+                    wire,
+                    format!("GET {url}"),
+                    &r,
+                    Some("model listed".into()),
+                )),
+                Some(false) => Err(ProviderError::new(
+                    &common.name,
+                    ErrorKind::NotFound {
+                        what: NotFoundKind::Model,
+                    },
+                    format!("the model `{wire}` is not in the provider's model list (GET {url})"),
+                )
+                .with_status(r.status)),
+                None => Err(ProviderError::new(
+                    &common.name,
+                    ErrorKind::Decode,
+                    format!("GET {url} did not answer with a model list"),
+                )
+                .with_status(r.status)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A successful deployment lookup.
+pub(super) fn deployment_report(model: &str, checked: String, r: &Received) -> ProbeReport {
+    let detail = serde_json::from_slice::<Value>(&r.body).ok().and_then(|v| {
+        let model = v.get("model").and_then(Value::as_str)?.to_string();
+        let status = v.get("status").and_then(Value::as_str).unwrap_or("unknown");
+        Some(format!("deployment serves {model} (status {status})"))
+    });
+    report(model, checked, r, detail)
+}

@@ -1,0 +1,472 @@
+//! Config file parsing: every error names the key and its line; a valid file maps onto the
+//! router's settings.
+
+use image_router::config::{ProxyMode, RouterConfig, Strategy};
+use image_router::ProviderKind;
+use std::time::Duration;
+
+const EXAMPLE: &str = r#"
+[router]
+strategy = "ordered"          # or "scored", "weighted"
+timeout = "30s"               # per attempt
+deadline = "120s"             # whole request
+max_attempts = 4
+
+[[provider]]
+name = "openai-direct"
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+tier = "tier-2"
+rpm = 15
+tpm = 500000
+
+[[provider]]
+name = "azure-east"
+kind = "azure"
+endpoint = "https://example.openai.azure.com"
+deployment = "gpt-image-1"
+api_version = "2025-04-01-preview"
+api_key_env = "AZURE_OPENAI_API_KEY"
+
+[[provider]]
+name = "proxy"
+kind = "compatible"
+base_url = "https://proxy.example/v1"
+api_key_env = "PROXY_API_KEY"
+mode = "images"
+"#;
+
+fn err(text: &str) -> image_router::ConfigError {
+    text.parse::<RouterConfig>().unwrap_err()
+}
+
+#[test]
+fn issue_example_parses() {
+    let cfg: RouterConfig = EXAMPLE.parse().unwrap();
+    assert_eq!(cfg.router.strategy, Some(Strategy::Ordered));
+    assert_eq!(cfg.router.timeout, Some(Duration::from_secs(30)));
+    assert_eq!(cfg.router.deadline, Some(Duration::from_secs(120)));
+    assert_eq!(cfg.router.max_attempts, Some(4));
+    assert_eq!(cfg.providers.len(), 3);
+    let p = &cfg.providers[0];
+    assert_eq!(p.kind, ProviderKind::OpenAi);
+    assert_eq!(p.rpm, Some(15));
+    assert_eq!(p.tpm, Some(500_000));
+    assert_eq!(p.line, 8);
+    assert_eq!(p.line_of("tier"), 13);
+    assert_eq!(cfg.providers[1].kind, ProviderKind::Azure);
+    assert_eq!(cfg.providers[1].deployment.as_deref(), Some("gpt-image-1"));
+    assert_eq!(cfg.providers[2].mode, Some(ProxyMode::Images));
+    assert_eq!(cfg.providers[2].line, 25);
+    cfg.catalog().unwrap();
+}
+
+#[test]
+fn durations_accept_go_syntax() {
+    let cfg: RouterConfig = "[router]\ntimeout = \"1500ms\"\ndeadline = \"2m\"\ncooldown = \"1m30s\"\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n"
+        .parse()
+        .unwrap();
+    assert_eq!(cfg.router.timeout, Some(Duration::from_millis(1500)));
+    assert_eq!(cfg.router.deadline, Some(Duration::from_secs(120)));
+    assert_eq!(cfg.router.cooldown, Some(Duration::from_secs(90)));
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let text = EXAMPLE.replace("rpm = 15", "rpn = 15");
+    let e = err(&text);
+    assert_eq!(e.line, Some(14), "{e}");
+    assert!(e.message.contains("rpn"), "{e}");
+    assert_eq!(e.field, "provider[0].rpn");
+
+    let e = err("[router]\nstrategy = \"ordered\"\ntimeot = \"3s\"\n");
+    assert_eq!(e.line, Some(3));
+    assert_eq!(e.field, "router.timeot");
+}
+
+#[test]
+fn wrong_type_names_key_and_line() {
+    let text = EXAMPLE.replace("rpm = 15", "rpm = \"fifteen\"");
+    let e = err(&text);
+    assert_eq!(e.line, Some(14), "{e}");
+    assert_eq!(e.field, "provider[0].rpm", "{e}");
+
+    let text = EXAMPLE.replace("max_attempts = 4", "max_attempts = \"4\"");
+    let e = err(&text);
+    assert_eq!(e.line, Some(6), "{e}");
+    assert_eq!(e.field, "router.max_attempts");
+}
+
+#[test]
+fn bad_values_name_key_and_line() {
+    for (from, to, field, line) in [
+        (
+            "timeout = \"30s\"",
+            "timeout = \"30 seconds\"",
+            "router.timeout",
+            4,
+        ),
+        (
+            "strategy = \"ordered\"",
+            "strategy = \"fastest\"",
+            "router.strategy",
+            3,
+        ),
+        (
+            "max_attempts = 4",
+            "max_attempts = 0",
+            "router.max_attempts",
+            6,
+        ),
+        ("kind = \"azure\"", "kind = \"aws\"", "provider[1].kind", 19),
+        (
+            "mode = \"images\"",
+            "mode = \"video\"",
+            "provider[2].mode",
+            30,
+        ),
+        ("rpm = 15", "rpm = -1", "provider[0].rpm", 14),
+        (
+            "base_url = \"https://proxy.example/v1\"",
+            "base_url = \"not a url\"",
+            "provider[2].base_url",
+            28,
+        ),
+        (
+            "api_key_env = \"PROXY_API_KEY\"",
+            "api_key_env = \"sk-abc123\"",
+            "provider[2].api_key_env",
+            29,
+        ),
+    ] {
+        let text = EXAMPLE.replace(from, to);
+        assert_ne!(text, EXAMPLE, "{from}");
+        let e = err(&text);
+        assert_eq!(e.field, field, "{e}");
+        assert_eq!(e.line, Some(line), "{e}");
+    }
+}
+
+#[test]
+fn key_values_never_appear_in_errors() {
+    let text = EXAMPLE.replace(
+        "api_key_env = \"PROXY_API_KEY\"",
+        "api_key_env = \"sk-secretvalue\"",
+    );
+    let e = err(&text);
+    // The message explains what to do; it quotes nothing from the value.
+    assert!(!e.to_string().contains("secretvalue"), "{e}");
+}
+
+#[test]
+fn missing_required_fields_name_the_provider_line() {
+    let e = err(&EXAMPLE.replace("endpoint = \"https://example.openai.azure.com\"\n", ""));
+    assert_eq!(e.field, "provider[1].endpoint");
+    assert_eq!(e.line, Some(17));
+
+    let e = err(&EXAMPLE.replace("base_url = \"https://proxy.example/v1\"\n", ""));
+    assert_eq!(e.field, "provider[2].base_url");
+    assert_eq!(e.line, Some(25));
+
+    let e = err(&EXAMPLE.replace("name = \"openai-direct\"\n", ""));
+    assert_eq!(e.field, "provider[0].name");
+    assert_eq!(e.line, Some(8));
+
+    let e = err(&EXAMPLE.replace("deployment = \"gpt-image-1\"\n", ""));
+    assert_eq!(e.field, "provider[1].deployment");
+
+    let e = err(&EXAMPLE.replace("api_key_env = \"OPENAI_API_KEY\"\n", ""));
+    assert_eq!(e.field, "provider[0].api_key_env");
+    assert_eq!(e.line, Some(8));
+
+    let e = err("[router]\ntimeout = \"3s\"\n");
+    assert_eq!(e.field, "provider");
+}
+
+#[test]
+fn keys_for_another_kind_are_errors() {
+    let e = err(&EXAMPLE.replace(
+        "tier = \"tier-2\"",
+        "endpoint = \"https://x.openai.azure.com\"",
+    ));
+    assert_eq!(e.field, "provider[0].endpoint");
+    assert_eq!(e.line, Some(13));
+}
+
+#[test]
+fn duplicate_names_are_errors() {
+    let e = err(&EXAMPLE.replace("name = \"proxy\"", "name = \"openai-direct\""));
+    assert_eq!(e.field, "provider[2].name");
+    assert_eq!(e.line, Some(26));
+    assert!(e.message.contains("line 8"), "{e}");
+}
+
+#[test]
+fn unknown_tier_names_line() {
+    let cfg: RouterConfig = EXAMPLE.replace("tier-2", "tier-9").parse().unwrap();
+    let e = cfg.catalog().unwrap_err();
+    assert_eq!(e.field, "provider[0].tier");
+    assert_eq!(e.line, Some(13));
+    assert!(e.message.contains("tier-2"), "lists known tiers: {e}");
+}
+
+#[test]
+fn missing_env_var_names_key_and_line() {
+    let cfg: RouterConfig = EXAMPLE.parse().unwrap();
+    let env = |v: &str| (v == "OPENAI_API_KEY").then(|| "sk-test".to_string());
+    let e = cfg.providers[1].credential(1, &env).unwrap_err();
+    assert_eq!(e.field, "provider[1].api_key_env");
+    assert_eq!(e.line, Some(23));
+    assert!(e.message.contains("AZURE_OPENAI_API_KEY"));
+    let c = cfg.providers[0].credential(0, &env).unwrap().unwrap();
+    assert_eq!(c.var, "OPENAI_API_KEY");
+    assert!(
+        !format!("{c:?}").contains("sk-test"),
+        "Debug must not show the key"
+    );
+}
+
+#[test]
+fn catalog_override_is_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cat.toml"),
+        "[tiers.\"tier-2\"]\nrpm = 20\n[tiers.custom]\nrpm = 3\ntpm = 1000\nrequirement = \"x\"\n",
+    )
+    .unwrap();
+    let path = dir.path().join("router.toml");
+    std::fs::write(
+        &path,
+        "[router]\ncatalog = \"cat.toml\"\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\ntier = \"custom\"\n",
+    )
+    .unwrap();
+    let cfg = RouterConfig::from_file(&path).unwrap();
+    let cat = cfg.catalog().unwrap();
+    assert_eq!(cat.tier("tier-2").unwrap().rpm, 20);
+
+    std::fs::write(&path, "[router]\ncatalog = \"nope.toml\"\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n").unwrap();
+    let e = RouterConfig::from_file(&path)
+        .unwrap()
+        .catalog()
+        .unwrap_err();
+    assert_eq!(e.field, "router.catalog");
+    assert_eq!(e.line, Some(2));
+}
+
+#[test]
+fn azure_deployment_maps_the_default_model() {
+    let cfg: RouterConfig = EXAMPLE.parse().unwrap();
+    assert!(cfg.providers[0].reserved_for.is_empty());
+    let az = &cfg.providers[1];
+    assert_eq!(
+        az.deployments.get("gpt-image-1").map(String::as_str),
+        Some("gpt-image-1")
+    );
+    let text = EXAMPLE
+        .replace(
+            "max_attempts = 4",
+            "max_attempts = 4\ndefault_model = \"gpt-image-1-mini\"",
+        )
+        .replace(
+            "deployment = \"gpt-image-1\"",
+            "deployment = \"mini-east\"\ndeployments = { \"gpt-image-1\" = \"big-east\" }",
+        );
+    let cfg: RouterConfig = text.parse().unwrap();
+    let az = &cfg.providers[1];
+    assert_eq!(az.wire_model("gpt-image-1-mini"), "mini-east");
+    assert_eq!(az.wire_model("gpt-image-1"), "big-east");
+    assert_eq!(cfg.providers[2].wire_model("gpt-image-1"), "gpt-image-1");
+}
+
+mod built {
+    use super::*;
+    use async_trait::async_trait;
+    use image_router::{
+        CallContext, Capabilities, EditRequest, ErrorKind, GenerateRequest, Image, OutputFormat,
+        Provider, ProviderError, ProviderResponse,
+    };
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct Fake {
+        name: String,
+        fail: bool,
+        saw_timeout: std::sync::Mutex<Option<Duration>>,
+    }
+
+    #[async_trait]
+    impl Provider for Fake {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn capabilities(&self, m: &str) -> Option<Capabilities> {
+            Some(Capabilities::permissive(m))
+        }
+        async fn generate(
+            &self,
+            r: &GenerateRequest,
+            ctx: &CallContext,
+        ) -> Result<ProviderResponse, ProviderError> {
+            *self.saw_timeout.lock().unwrap() = Some(ctx.timeout);
+            if self.fail {
+                return Err(
+                    ProviderError::new(&self.name, ErrorKind::Authentication, "bad key")
+                        .with_status(401),
+                );
+            }
+            let png = bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n");
+            Ok(ProviderResponse::new(
+                vec![Image::new(png, OutputFormat::Png)],
+                r.model.clone().unwrap_or_default(),
+            ))
+        }
+        async fn edit(
+            &self,
+            _: &EditRequest,
+            _: &CallContext,
+        ) -> Result<ProviderResponse, ProviderError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn build_with_maps_settings_keys_and_order() {
+        let cfg: RouterConfig = EXAMPLE
+            .replace(
+                "max_attempts = 4",
+                "max_attempts = 4\ndefault_model = \"gpt-image-1-mini\"",
+            )
+            .parse()
+            .unwrap();
+        let env = |v: &str| Some(format!("value-of-{v}"));
+        let mut seen = Vec::new();
+        let router = cfg
+            .build_with(&env, |p, cred, _| {
+                let cred = cred.unwrap();
+                seen.push((p.name.clone(), cred.var.clone()));
+                Ok(Arc::new(Fake {
+                    name: p.name.clone(),
+                    fail: p.name == "openai-direct",
+                    saw_timeout: Default::default(),
+                }) as Arc<dyn Provider>)
+            })
+            .unwrap();
+        assert_eq!(
+            router.provider_names(),
+            vec!["openai-direct", "azure-east", "proxy"]
+        );
+        assert_eq!(
+            seen[1],
+            ("azure-east".to_string(), "AZURE_OPENAI_API_KEY".to_string())
+        );
+        let res = router
+            .generate(GenerateRequest::new("a fox"))
+            .await
+            .unwrap();
+        assert_eq!(res.provider, "azure-east", "the first provider fails over");
+        assert_eq!(res.model, "gpt-image-1-mini", "default_model from [router]");
+        assert_eq!(res.attempts.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn build_errors_are_scoped_to_the_provider_line() {
+        let cfg: RouterConfig = EXAMPLE.parse().unwrap();
+        let env = |v: &str| Some(format!("value-of-{v}"));
+        let e = cfg
+            .build_with(&env, |p, _, _| {
+                if p.name == "proxy" {
+                    Err(image_router::ConfigError::new("base_url", "proxy refuses"))
+                } else {
+                    Ok(Arc::new(Fake {
+                        name: p.name.clone(),
+                        fail: false,
+                        saw_timeout: Default::default(),
+                    }) as Arc<dyn Provider>)
+                }
+            })
+            .unwrap_err();
+        assert_eq!(e.field, "provider[2].base_url");
+        assert_eq!(e.line, Some(28));
+
+        let env = |v: &str| (v != "PROXY_API_KEY").then(|| "k".to_string());
+        let e = cfg
+            .build_with(&env, |p, _, _| {
+                Ok(Arc::new(Fake {
+                    name: p.name.clone(),
+                    fail: false,
+                    saw_timeout: Default::default(),
+                }) as Arc<dyn Provider>)
+            })
+            .unwrap_err();
+        assert_eq!(e.field, "provider[2].api_key_env");
+        assert_eq!(e.line, Some(29));
+        assert!(!e.to_string().contains("value-of"));
+    }
+}
+
+#[test]
+fn budgets_and_waits_parse_and_errors_name_the_line() {
+    let text = EXAMPLE
+        .replace(
+            "max_attempts = 4",
+            "max_attempts = 4\nmax_wait = \"0s\"\nfallback_usd_per_image = 0.05\nbudgets = [{ usd = 100, per = \"month\" }]",
+        )
+        .replace("tpm = 500000", "tpm = 500000\nbudgets = [{ usd = 5.0, per = \"day\" }, { usd = 1.5, per = \"6h\" }]");
+    let cfg: RouterConfig = text.parse().unwrap();
+    assert_eq!(cfg.router.max_wait, Some(Duration::ZERO));
+    assert_eq!(cfg.router.budgets.len(), 1);
+    assert_eq!(cfg.router.budgets[0].limit_usd, 100.0);
+    let p = &cfg.providers[0];
+    assert_eq!(p.budgets.len(), 2);
+    assert_eq!(p.options().budgets.len(), 2);
+
+    let e = err(&text.replace("usd = 5.0", "usd = -5.0"));
+    assert_eq!(e.field, "provider[0].budgets[0].usd");
+    assert_eq!(e.line, Some(19));
+    let e = err(&text.replace("per = \"6h\"", "per = \"fortnight\""));
+    assert_eq!(e.field, "provider[0].budgets[1].per");
+    assert_eq!(e.line, Some(19));
+    let e = err(&text.replace("usd = 100, per", "dollars = 100, per"));
+    assert_eq!(e.line, Some(9), "{e}");
+}
+
+#[test]
+fn classes_and_strategy_map_onto_the_router() {
+    let text = EXAMPLE
+        .replace("strategy = \"ordered\"", "strategy = \"weighted\"")
+        .replace(
+            "tier = \"tier-2\"",
+            "tier = \"tier-2\"\nreserved_for = [\"interactive\"]\npreferred_by = [\"batch\"]",
+        );
+    let cfg: RouterConfig = text.parse().unwrap();
+    assert_eq!(cfg.router.strategy, Some(Strategy::Weighted));
+    let o = cfg.providers[0].options();
+    assert_eq!(
+        o.classes.reserved_for,
+        vec![image_router::class::RequestClass::new("interactive")]
+    );
+    assert_eq!(o.classes.preferred_by.len(), 1);
+    let e = err(&text.replace("[\"interactive\"]", "[\"\"]"));
+    assert_eq!(e.field, "provider[0].reserved_for");
+    assert_eq!(e.line, Some(14));
+}
+
+#[test]
+fn breaker_table_maps_and_errors_name_the_line() {
+    let text = EXAMPLE.replace(
+        "max_attempts = 4\n",
+        "max_attempts = 4\n[router.breaker]\nconsecutive_failures = 3\ncool_down = \"20s\"\n",
+    );
+    let cfg: RouterConfig = text.parse().unwrap();
+    let b = cfg.router.breaker.as_ref().unwrap();
+    assert_eq!(b.consecutive_failures, 3);
+    assert_eq!(b.cool_down, Duration::from_secs(20));
+    let _builder = cfg.router_builder().unwrap();
+    let e = err(&text.replace("cool_down = \"20s\"", "cool_down = \"soon\""));
+    assert_eq!(e.field, "router.breaker.cool_down");
+    assert_eq!(e.line, Some(9));
+    let e = err(&text.replace("consecutive_failures = 3", "consecutive_fails = 3"));
+    assert_eq!(e.line, Some(8), "{e}");
+    assert_eq!(e.field, "router.breaker.consecutive_fails");
+}
