@@ -171,7 +171,7 @@ impl Router {
         &self,
         request: &ImageRequest,
         class: Option<&RequestClass>,
-    ) -> Result<Ranked, Error> {
+    ) -> Result<Ranked, crate::error::ValidationError> {
         let snap = self.inner.snapshot.load();
         let mut req = request.clone();
         let model = resolve_model(&snap, &req);
@@ -654,7 +654,7 @@ fn plan(
             let inputs = candidates
                 .iter()
                 .find(|c| c.index == i)
-                .map(|c| c.inputs.clone())
+                .map(|c| c.inputs)
                 .unwrap_or_default();
             (i, snap.scorer.score(&inputs))
         })
