@@ -181,8 +181,19 @@ impl Router {
         Ok(Ranked {
             order: plan
                 .order
-                .into_iter()
-                .map(|(i, score)| (snap.providers[i].name().to_string(), score))
+                .iter()
+                .map(|&i| {
+                    let inputs = plan
+                        .candidates
+                        .iter()
+                        .find(|c| c.index == i)
+                        .map(|c| c.inputs)
+                        .unwrap_or_default();
+                    (
+                        snap.providers[i].name().to_string(),
+                        snap.scorer.score(&inputs),
+                    )
+                })
                 .collect(),
             skipped: plan.skipped,
         })
@@ -288,7 +299,7 @@ impl Router {
             attempts: Vec::new(),
             skipped: plan.skipped,
         };
-        let mut queue: VecDeque<usize> = plan.order.iter().map(|(i, _)| *i).collect();
+        let mut queue: VecDeque<usize> = plan.order.into_iter().collect();
 
         // 4–6. Reserve, call, classify, decide.
         // Providers with no room now, and when they will have room.
@@ -574,7 +585,10 @@ async fn wait_for_room(
 
 /// The providers a request may go to, best first with their scores, and those left out.
 struct Plan {
-    order: Vec<(usize, ScoreBreakdown)>,
+    /// Provider indices in the order to try.
+    order: Vec<usize>,
+    /// Every candidate with its score inputs (for [`Router::rank`]).
+    candidates: Vec<Candidate>,
     skipped: Vec<Skip>,
 }
 
@@ -647,20 +661,9 @@ fn plan(
             },
         );
     }
-    let order = ranking
-        .order()
-        .iter()
-        .map(|&i| {
-            let inputs = candidates
-                .iter()
-                .find(|c| c.index == i)
-                .map(|c| c.inputs)
-                .unwrap_or_default();
-            (i, snap.scorer.score(&inputs))
-        })
-        .collect();
     Plan {
-        order,
+        order: ranking.order().to_vec(),
+        candidates,
         skipped: trace.skipped,
     }
 }
