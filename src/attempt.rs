@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::serde_ms::{ser_ms, ser_opt_ms};
+
 use crate::capabilities::Unsupported;
 use crate::error::{Outcome, ProviderError};
 
@@ -31,10 +33,6 @@ pub struct Attempt {
     pub error: Option<ProviderError>,
     /// 0 for the first call to this provider in this request, 1 for its retry.
     pub retry: u32,
-}
-
-fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Attempt {
@@ -164,13 +162,6 @@ pub enum SkipReason {
         /// Details.
         message: String,
     },
-}
-
-fn ser_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => ser_ms(d, s),
-        None => s.serialize_none(),
-    }
 }
 
 impl fmt::Display for SkipReason {

@@ -56,6 +56,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::serde_ms::{ser_ms, ser_opt_ms};
+
 use crate::clock::SharedClock;
 use crate::error::{AccessDenial, NotFoundKind, Outcome};
 use crate::health::WindowCounter;
@@ -189,10 +191,6 @@ pub struct Transition {
     pub reason: Option<OpenReason>,
 }
 
-fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Why a call was refused.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Rejection {
@@ -206,13 +204,6 @@ pub struct Rejection {
     pub reason: Option<OpenReason>,
     /// The provider's message for a [`DenyReason`] opening.
     pub message: Option<String>,
-}
-
-fn ser_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        None => s.serialize_none(),
-    }
 }
 
 impl fmt::Display for Rejection {

@@ -503,6 +503,29 @@ impl BudgetLedger {
         })
     }
 
+    /// Everything committed since creation, USD (cheaper than a [`snapshot`](Self::snapshot)).
+    pub fn lifetime_spent_usd(&self) -> f64 {
+        to_usd(self.inner.state.lock().lifetime_spent)
+    }
+
+    /// The free share (0..=1) of the tightest budget in its current period, counting money
+    /// reserved by requests in flight; `None` without budgets. Used for scoring on every
+    /// request, so it takes the lock once and allocates nothing.
+    pub fn remaining_fraction(&self) -> Option<f64> {
+        let mut st = self.inner.state.lock();
+        self.inner.roll(&mut st);
+        st.budgets
+            .iter()
+            .map(|b| {
+                if b.limit == 0 {
+                    0.0
+                } else {
+                    b.limit.saturating_sub(b.spent + b.reserved) as f64 / b.limit as f64
+                }
+            })
+            .reduce(f64::min)
+    }
+
     /// The ledger's totals and budgets now.
     pub fn snapshot(&self) -> LedgerSnapshot {
         let mut st = self.inner.state.lock();

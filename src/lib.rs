@@ -25,6 +25,7 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod score;
+mod serde_ms;
 pub mod strategy;
 pub mod tokens;
 

@@ -731,9 +731,9 @@ fn publish_gauges(snap: &Snapshot, slot: &Slot) {
         slot.name(),
         breaker_level(slot.breaker.state()),
         slot.limiter.headroom().fraction,
-        slot.budget.snapshot().lifetime_spent_usd,
+        slot.budget.lifetime_spent_usd(),
     );
-    m::router_spend(snap.budget.snapshot().lifetime_spent_usd);
+    m::router_spend(snap.budget.lifetime_spent_usd());
 }
 
 impl Trace {

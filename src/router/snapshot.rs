@@ -77,7 +77,7 @@ impl Slot {
 
     /// Fraction of the tightest budget still free (`None` without budgets).
     pub fn budget_left(&self) -> Option<f64> {
-        budget_left(&self.budget)
+        self.budget.remaining_fraction()
     }
 
     pub fn name(&self) -> &str {
@@ -94,24 +94,6 @@ pub(crate) struct Snapshot {
     pub budget: BudgetLedger,
     pub costs: CostEstimator,
     pub scorer: Arc<dyn Scorer>,
-}
-
-/// Fraction of the tightest budget of `ledger` still free (`None` without budgets).
-pub(crate) fn budget_left(ledger: &BudgetLedger) -> Option<f64> {
-    if !ledger.has_budgets() {
-        return None;
-    }
-    let snap = ledger.snapshot();
-    snap.budgets
-        .iter()
-        .map(|b| {
-            if b.limit_usd <= 0.0 {
-                0.0
-            } else {
-                ((b.limit_usd - b.spent_usd - b.reserved_usd) / b.limit_usd).clamp(0.0, 1.0)
-            }
-        })
-        .reduce(f64::min)
 }
 
 impl std::fmt::Debug for Snapshot {
