@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [router]
-//! strategy = "ordered"          # or "scored", "weighted"
+//! strategy = "scored"           # the default; or "ordered", "weighted"
 //! timeout = "30s"               # per attempt
 //! deadline = "120s"             # whole request
 //! max_attempts = 4
@@ -72,8 +72,8 @@
 //! * compatible: `base_url` (required), `mode` (`"images"` | `"chat"`), `rename` (a table model
 //!   → the proxy's model name).
 //!
-//! `strategy`: `"ordered"` (strict priority order, the router's default), `"scored"` (best
-//! health score first) or `"weighted"` (by `weight` × headroom). `reserved_for` / `preferred_by`
+//! `strategy`: `"scored"` (best score first, the router's default), `"ordered"` (strict
+//! priority order) or `"weighted"` (by `weight` × headroom). `reserved_for` / `preferred_by`
 //! (lists of request-class names, e.g. `["interactive"]`) set a provider's class policy.
 
 use std::collections::{BTreeMap, HashMap};
@@ -121,7 +121,7 @@ pub enum ProxyMode {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct RouterSettings {
-    /// Provider ordering (`None`: the router's default, ordered).
+    /// Provider ordering (`None`: the router's default, scored).
     pub strategy: Option<Strategy>,
     /// Time one attempt may take.
     #[serde(serialize_with = "ser_opt_dur")]
@@ -322,7 +322,7 @@ pub struct Credential {
 ///     api_key_env = "OPENAI_API_KEY"
 ///     tier = "tier-2"
 /// "#.parse().unwrap();
-/// assert_eq!(cfg.router.strategy, None); // the router's default (ordered)
+/// assert_eq!(cfg.router.strategy, None); // the router's default (scored)
 /// assert_eq!(cfg.providers[0].tier.as_deref(), Some("tier-2"));
 ///
 /// let err = "[router]\ntimout = \"30s\"\n".parse::<RouterConfig>().unwrap_err();

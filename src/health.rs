@@ -56,9 +56,15 @@ pub struct HealthConfig {
     /// re-measured). `None` disables it. Default 120 s.
     pub idle_decay: Option<Duration>,
     /// Latency assumed before the first observation. It is treated as an observation made
-    /// when the `Health` was created, so it idle-decays too: a provider that was never used
-    /// eventually looks fast enough to be tried and measured. Default 5 s (image generation
-    /// is slow).
+    /// when the `Health` was created, so it idle-decays too.
+    ///
+    /// Default **0 (optimistic)**: a provider nobody has measured yet looks as fast as
+    /// possible, so it is tried when its turn comes and from then on judged on data. A
+    /// pessimistic prior starves it instead: a primary that has only ever failed fast (a
+    /// 429 records no latency) would lose to a measured fallback long after it recovered.
+    /// The score's latency slack keeps this from reordering providers that are all fast;
+    /// set a value here (e.g. 5 s) to make unmeasured providers wait their turn behind
+    /// measured ones.
     pub default_latency: Duration,
 }
 
@@ -70,7 +76,7 @@ impl Default for HealthConfig {
             min_samples: 5,
             latency_decay: Duration::from_secs(10),
             idle_decay: Some(Duration::from_secs(120)),
-            default_latency: Duration::from_secs(5),
+            default_latency: Duration::ZERO,
         }
     }
 }
@@ -235,6 +241,16 @@ impl Health {
             outcome,
             latency,
         );
+    }
+
+    /// Forgets the outcomes counted for availability (the latency estimate stays).
+    ///
+    /// The router calls this when the circuit breaker's probe succeeds after an outage: the
+    /// breaker has judged the provider recovered, and the outage's failures, still inside
+    /// the window, would otherwise keep its availability (and so its score) near zero for a
+    /// whole window, starving the gradual ramp the breaker is trying to run.
+    pub fn forget_outcomes(&self) {
+        self.inner.lock().window.clear();
     }
 
     /// Number of calls currently in flight.

@@ -5,8 +5,8 @@
 //! The score is a product of factors, each raised to a configurable exponent:
 //!
 //! ```text
-//! score = availability^a × (1000 / latency_ms)^l × headroom^h × budget_left^b
-//!       × (1 / (1 + priority))^p × weight
+//! score = availability^a × (1000 / (latency_ms + slack))^l × min(1, headroom / knee)^h
+//!       × budget_left^b × (1 / (1 + priority))^p × weight
 //! ```
 //!
 //! * A product lets one bad factor veto a provider (no headroom, dead availability) whatever
@@ -15,12 +15,43 @@
 //!   makes it count double (in log space the score *is* a weighted sum, so the exponents
 //!   compose like ordinary weights).
 //! * The source material's region formula `availability × 1000 / latency_ms` is exactly
-//!   [`ScoreWeights::REGION`] (`a = 1, l = 1`, everything else 0) with the user weight 1.
+//!   [`ScoreWeights::REGION`] (`a = 1, l = 1`, everything else 0, no slack, knee 1) with the
+//!   user weight 1.
 //! * Every factor is kept in a [`ScoreBreakdown`] so a ranking can be explained
 //!   ("B won: 3.1× faster, same availability").
 //!
+//! # Why the defaults keep the configured order unless another provider is clearly better
+//!
+//! `Scored` is the router's default strategy, so its defaults must keep what the foundation
+//! promises: providers are tried in the order they were configured while they are comparably
+//! good. Three choices make that hold without a special case:
+//!
+//! * **Priority counts fully** (`p = 1`): the second provider's score is halved, the third's
+//!   divided by three. A fallback overtakes the primary only when it is about twice as good:
+//!   twice as fast, or the primary's availability fell below ~70 %, or the primary is within
+//!   ~10 % of its rate limit.
+//! * **Latency slack** (`latency_slack_ms`, default 100 ms) is added to every latency before
+//!   comparing. Image generation takes seconds, so differences of a few milliseconds are
+//!   noise (a scheduler hiccup, a pause in a proxy), and the peak-EWMA adopts any slow
+//!   observation at once. Without slack a 3 ms blip would reorder two providers that answer
+//!   in 1 ms; with it only differences that matter against ~100 ms move traffic, while real
+//!   differences (50 ms vs 500 ms, 8 s vs 20 s) keep nearly their full weight.
+//! * **Headroom knee** (`headroom_knee`, default 0.2): headroom above the knee counts as
+//!   full; below it the factor falls linearly to 0 at exhaustion. Low headroom predicts 429s
+//!   and queueing, which only happen near the limit; spreading load while a provider is at
+//!   60 % of its limit is load balancing, the job of
+//!   [`Weighted`](crate::strategy::Strategy::Weighted). With the knee the primary keeps its
+//!   traffic until it nears its limit, then the next provider takes over before the limiter
+//!   has to refuse anything.
+//!
+//! An unmeasured provider is assumed fast (see
+//! [`HealthConfig::default_latency`](crate::health::HealthConfig::default_latency)): it is
+//! tried when its turn comes, measured, and from then on judged on data, instead of being
+//! starved forever behind a provider that happens to have been measured first.
+//!
 //! Inputs are sanitized, never trusted: availability, headroom and budget are clamped to
-//! `0..=1` (NaN → 0), latency to at least 1 ms, the weight to `>= 0`.
+//! `0..=1` (NaN → 0), latency to at least 1 ms, the weight to `>= 0`; a negative or
+//! non-finite slack counts as 0, a knee outside `(0, 1]` as 1.
 //!
 //! Speed: exponents 0, 1, 2, 0.5 and 0.25 are computed without `powf`, so the default
 //! weights cost a few multiplications and square roots per provider.
@@ -58,32 +89,41 @@ impl Default for ScoreInputs {
     }
 }
 
-/// Exponents of the score's factors (see the module docs).
+/// Exponents of the score's factors and the two shape parameters (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ScoreWeights {
     /// Exponent of availability.
     pub availability: f64,
-    /// Exponent of `1000 / latency_ms`.
+    /// Exponent of `1000 / (latency_ms + latency_slack_ms)`.
     pub latency: f64,
-    /// Exponent of headroom.
+    /// Exponent of the headroom factor `min(1, headroom / headroom_knee)`.
     pub headroom: f64,
     /// Exponent of the budget left.
     pub budget: f64,
     /// Exponent of `1 / (1 + priority)`.
     pub priority: f64,
+    /// Milliseconds added to every latency before comparing, so differences that are small
+    /// against it (measurement noise) do not reorder providers. 0 compares raw latencies.
+    pub latency_slack_ms: f64,
+    /// Headroom at or above this counts as full; below it the factor falls linearly to 0.
+    /// 1 makes the factor the raw headroom.
+    pub headroom_knee: f64,
 }
 
 impl ScoreWeights {
     /// The defaults: availability 2 (reliability matters most: 90 % availability costs 19 %
-    /// of the score), latency 1, headroom 1, budget 0.5, priority 0.25 (the configured order
-    /// breaks near-ties: second place needs ~19 % better latency to win).
+    /// of the score), latency 1 with 100 ms slack, headroom 1 with knee 0.2, budget 0.5,
+    /// priority 1 (a fallback must be about twice as good to overtake the provider before
+    /// it; see the module docs for why).
     pub const DEFAULT: ScoreWeights = ScoreWeights {
         availability: 2.0,
         latency: 1.0,
         headroom: 1.0,
         budget: 0.5,
-        priority: 0.25,
+        priority: 1.0,
+        latency_slack_ms: 100.0,
+        headroom_knee: 0.2,
     };
 
     /// The source material's region formula: `availability × 1000 / latency_ms`.
@@ -93,6 +133,8 @@ impl ScoreWeights {
         headroom: 0.0,
         budget: 0.0,
         priority: 0.0,
+        latency_slack_ms: 0.0,
+        headroom_knee: 1.0,
     };
 }
 
@@ -109,9 +151,9 @@ pub struct ScoreBreakdown {
     pub inputs: ScoreInputs,
     /// `availability^a`.
     pub availability: f64,
-    /// `(1000 / latency_ms)^l`.
+    /// `(1000 / (latency_ms + slack))^l`.
     pub latency: f64,
-    /// `headroom^h`.
+    /// `min(1, headroom / knee)^h`.
     pub headroom: f64,
     /// `budget_left^b` (1 without a budget).
     pub budget: f64,
@@ -216,8 +258,18 @@ impl Scorer for DefaultScorer {
             },
         };
         let availability = pow(clean.availability, w.availability);
-        let latency = pow(1000.0 / latency_ms, w.latency);
-        let headroom = pow(clean.headroom, w.headroom);
+        let slack = if w.latency_slack_ms.is_finite() {
+            w.latency_slack_ms.max(0.0)
+        } else {
+            0.0
+        };
+        let knee = if w.headroom_knee > 0.0 && w.headroom_knee <= 1.0 {
+            w.headroom_knee
+        } else {
+            1.0
+        };
+        let latency = pow(1000.0 / (latency_ms + slack), w.latency);
+        let headroom = pow((clean.headroom / knee).min(1.0), w.headroom);
         let budget = clean.budget_left.map_or(1.0, |b| pow(b, w.budget));
         let priority = pow(1.0 / (1.0 + clean.priority as f64), w.priority);
         let total = availability * latency * headroom * budget * priority * clean.weight;

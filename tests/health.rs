@@ -209,3 +209,24 @@ fn unmeasured_default_latency_also_idle_decays() {
     assert!((h.cost_ms() - 5000.0 * (-1f64).exp()).abs() < 0.01);
     assert_eq!(h.latency(), None, "still no observation");
 }
+
+#[test]
+fn forgetting_outcomes_clears_availability_but_keeps_latency() {
+    let (_clock, h) = setup(no_idle());
+    for _ in 0..10 {
+        h.record(Outcome::Server, MS(10));
+    }
+    h.record(Outcome::Success, MS(800));
+    assert!(h.availability() < 0.1);
+    h.forget_outcomes();
+    assert_eq!(h.counts(), (0, 0));
+    assert_eq!(h.availability(), 1.0);
+    assert_eq!(h.latency(), Some(MS(800)));
+}
+
+#[test]
+fn an_unmeasured_provider_is_assumed_fast_by_default() {
+    let (_clock, h) = setup(HealthConfig::default());
+    assert_eq!(h.latency(), None);
+    assert_eq!(h.cost_ms(), 0.0);
+}

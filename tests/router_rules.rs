@@ -505,3 +505,65 @@ async fn ranking_for_a_request_shows_order_scores_and_skips() {
     assert_eq!(ranked.skipped[0].provider, "azure");
     assert!(router.rank(&GenerateRequest::new("").into(), None).is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn default_strategy_keeps_the_configured_order_among_comparable_providers() {
+    // The first request asks for webp, which only the fallback serves, so the fallback gets
+    // measured (5 ms); after that the primary answers in 30 ms. Under the default (scored)
+    // strategy that difference is noise: every later request goes to the primary, as the
+    // configured order says.
+    let primary = (0..10).fold(Scripted::new("primary").no_webp(), |p, _| {
+        p.then(Step::Delay(Duration::from_millis(30)))
+    });
+    let (primary, primary_h) = shared(primary);
+    let (fallback, fallback_h) =
+        shared(Scripted::new("fallback").then(Step::Delay(Duration::from_millis(5))));
+    let router = Router::builder()
+        .provider(primary)
+        .provider(fallback)
+        .build()
+        .unwrap();
+    let first = router
+        .generate(req().output_format(OutputFormat::Webp))
+        .await
+        .unwrap();
+    assert_eq!(first.provider, "fallback");
+    assert_eq!(fallback_h.calls(), 1);
+    for _ in 0..10 {
+        let res = router.generate(req()).await.unwrap();
+        assert_eq!(
+            res.provider,
+            "primary",
+            "{:?}",
+            router.rank(&req().into(), None)
+        );
+    }
+    assert_eq!(fallback_h.calls(), 1);
+    assert_eq!(primary_h.calls(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_strategy_moves_to_a_clearly_faster_fallback() {
+    // The primary takes 4 s per image, the fallback 200 ms: the default strategy tries the
+    // unmeasured fallback once and then keeps sending it the traffic.
+    let (primary, _) = shared((0..20).fold(Scripted::new("primary"), |p, _| {
+        p.then(Step::Delay(Duration::from_secs(4)))
+    }));
+    let (fallback, _) = shared((0..20).fold(Scripted::new("fallback"), |p, _| {
+        p.then(Step::Delay(Duration::from_millis(200)))
+    }));
+    let router = Router::builder()
+        .provider(primary)
+        .provider(fallback)
+        .build()
+        .unwrap();
+    let mut served = Vec::new();
+    for _ in 0..10 {
+        served.push(router.generate(req()).await.unwrap().provider);
+    }
+    assert_eq!(served[0], "primary", "both unmeasured: configured order");
+    assert!(
+        served[1..].iter().all(|p| p == "fallback"),
+        "the faster fallback takes over: {served:?}"
+    );
+}

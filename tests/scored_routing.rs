@@ -7,7 +7,6 @@ use std::time::Duration;
 use image_router::clock::{ManualClock, SharedClock};
 use image_router::providers::OpenAi;
 use image_router::sim::{Fault, SimAccount, Simulator, Times};
-use image_router::strategy::Strategy;
 use image_router::{GenerateRequest, HealthConfig, Quality, Router};
 
 fn openai(name: &str, base: String) -> OpenAi {
@@ -71,6 +70,11 @@ async fn flap_primary_503_for_30s_then_recovers() {
         "primary got {during_outage} requests during the outage"
     );
     let status = router.status();
+    assert_eq!(
+        status.strategy,
+        image_router::strategy::Strategy::Scored,
+        "the default strategy"
+    );
     assert_eq!(status.providers[0].name, "primary");
     // Traffic returns to the primary within one cool-down (20 s at that point) of recovery.
     let back = served_by
@@ -95,12 +99,11 @@ async fn scored_routing_prefers_the_fast_provider_and_moves_when_speeds_swap() {
         .start()
         .await
         .unwrap();
-    // Simulated latencies are milliseconds, not the seconds of real image models: assume an
-    // unmeasured provider answers in 1 ms so each one is tried (and measured) early.
-    // ...and adapt on the same scale: decay toward faster observations within a second, and
-    // let an idle estimate fade within a few seconds so the other provider is re-measured.
+    // Simulated latencies are milliseconds, not the seconds of real image models: adapt on
+    // the same scale (decay toward faster observations within a second, and let an idle
+    // estimate fade within a few seconds so the other provider is re-measured). Unmeasured
+    // providers are assumed fast by default, so each is tried early.
     let health = HealthConfig {
-        default_latency: Duration::from_millis(1),
         latency_decay: Duration::from_secs(1),
         idle_decay: Some(Duration::from_secs(3)),
         ..Default::default()
@@ -110,7 +113,7 @@ async fn scored_routing_prefers_the_fast_provider_and_moves_when_speeds_swap() {
         // b first in priority: scoring must overrule the order.
         .provider(openai("b", sim.openai_base_url("b")))
         .provider(openai("a", sim.openai_base_url("a")))
-        .strategy(Strategy::Scored)
+        // The default strategy: scored.
         .build()
         .unwrap();
     let mut a = 0;

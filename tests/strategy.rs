@@ -76,10 +76,12 @@ fn breakdown_shows_every_component_and_serializes() {
         weight: 2.0,
     });
     assert!((s.availability - 0.81).abs() < 1e-12);
-    assert!((s.latency - 2.0).abs() < 1e-12);
-    assert!((s.headroom - 0.5).abs() < 1e-12);
+    // 1000 / (500 ms + 100 ms slack).
+    assert!((s.latency - 1000.0 / 600.0).abs() < 1e-12);
+    // Headroom 0.5 is above the 0.2 knee: full.
+    assert!((s.headroom - 1.0).abs() < 1e-12);
     assert!((s.budget - 0.5).abs() < 1e-12);
-    assert!((s.priority - 0.5f64.powf(0.25)).abs() < 1e-12);
+    assert!((s.priority - 0.5).abs() < 1e-12);
     let product = s.availability * s.latency * s.headroom * s.budget * s.priority * s.weight;
     assert!((s.total - product).abs() < 1e-12);
     let json = serde_json::to_value(s).unwrap();
@@ -126,7 +128,7 @@ fn ordered_is_strict_priority_dropping_open_breakers_and_moving_no_headroom_last
 #[test]
 fn scored_puts_the_best_score_first_and_the_rest_by_score() {
     let c = [
-        Candidate::new(10, inputs(900.0, 0)),
+        Candidate::new(10, inputs(2000.0, 0)),
         Candidate::new(11, inputs(100.0, 1)),
         Candidate::new(12, inputs(400.0, 2)),
     ];
@@ -434,5 +436,84 @@ mod invariants {
                 prop_assert!(groups.windows(2).all(|w| w[0] <= w[1]), "{:?}", groups);
             }
         }
+    }
+}
+
+#[test]
+fn default_latency_slack_keeps_priority_through_millisecond_noise() {
+    // The primary took 3 ms, the second 1 ms: noise next to image generation times. The
+    // default scorer keeps the configured order; the raw region formula does not.
+    let c = [
+        Candidate::new(0, inputs(3.0, 0)),
+        Candidate::new(1, inputs(1.0, 1)),
+    ];
+    let r = Strategy::Scored.rank(&c, &DefaultScorer::default(), &mut rng());
+    assert_eq!(r.order(), &[0, 1]);
+    let raw = DefaultScorer::new(ScoreWeights {
+        latency_slack_ms: 0.0,
+        ..ScoreWeights::DEFAULT
+    });
+    let r = Strategy::Scored.rank(&c, &raw, &mut rng());
+    assert_eq!(r.order(), &[1, 0], "without slack 3x faster wins");
+    // A real difference still wins with the slack: 8 s vs 2 s.
+    let c = [
+        Candidate::new(0, inputs(8000.0, 0)),
+        Candidate::new(1, inputs(2000.0, 1)),
+    ];
+    let r = Strategy::Scored.rank(&c, &DefaultScorer::default(), &mut rng());
+    assert_eq!(r.order(), &[1, 0]);
+    // But not a small one: 8 s vs 6 s keeps the configured order.
+    let c = [
+        Candidate::new(0, inputs(8000.0, 0)),
+        Candidate::new(1, inputs(6000.0, 1)),
+    ];
+    let r = Strategy::Scored.rank(&c, &DefaultScorer::default(), &mut rng());
+    assert_eq!(r.order(), &[0, 1]);
+}
+
+#[test]
+fn headroom_counts_only_below_the_knee() {
+    let scorer = DefaultScorer::default();
+    let at = |headroom: f64| {
+        scorer
+            .score(&ScoreInputs {
+                headroom,
+                ..ScoreInputs::default()
+            })
+            .headroom
+    };
+    assert_eq!(at(1.0), 1.0);
+    assert_eq!(at(0.5), 1.0);
+    assert_eq!(at(0.2), 1.0);
+    assert!((at(0.1) - 0.5).abs() < 1e-12);
+    assert_eq!(at(0.0), 0.0);
+    // The primary keeps its traffic at 60 % of its limit, and hands over near it.
+    let with_headroom = |primary: f64| {
+        [
+            Candidate::new(
+                0,
+                ScoreInputs {
+                    headroom: primary,
+                    ..inputs(1000.0, 0)
+                },
+            ),
+            Candidate::new(1, inputs(1000.0, 1)),
+        ]
+    };
+    let r = Strategy::Scored.rank(&with_headroom(0.4), &scorer, &mut rng());
+    assert_eq!(r.order(), &[0, 1]);
+    let r = Strategy::Scored.rank(&with_headroom(0.05), &scorer, &mut rng());
+    assert_eq!(r.order(), &[1, 0]);
+    // A knee of 1 (the region weights use it) is the raw headroom; a nonsense knee counts as 1.
+    for knee in [1.0, 0.0, -3.0, f64::NAN, 7.0] {
+        let s = DefaultScorer::new(ScoreWeights {
+            headroom_knee: knee,
+            ..ScoreWeights::DEFAULT
+        })
+        .score(&ScoreInputs {
+            headroom: 0.5,
+            ..ScoreInputs::default()
+        });
+        assert!((s.headroom - 0.5).abs() < 1e-12, "knee {knee}");
     }
 }

@@ -178,7 +178,7 @@ impl RouterBuilder {
                 retry_backoff: DEFAULT_RETRY_BACKOFF,
                 rate_limit_wait: DEFAULT_RATE_LIMIT_WAIT,
                 max_wait: None,
-                strategy: Strategy::Ordered,
+                strategy: Strategy::Scored,
                 default_model: None,
             },
             catalog: None,
@@ -192,7 +192,9 @@ impl RouterBuilder {
         }
     }
 
-    /// Adds a provider; providers are tried in the order they are added.
+    /// Adds a provider. The order providers are added in is their priority: strict under
+    /// [`Strategy::Ordered`], the tie-breaker and a score factor under the default
+    /// [`Strategy::Scored`].
     pub fn provider(mut self, provider: impl Provider + 'static) -> Self {
         self.providers
             .push((Arc::new(provider), ProviderOptions::default()));
@@ -279,11 +281,16 @@ impl RouterBuilder {
         self
     }
 
-    /// How providers are ranked for each request (default [`Strategy::Ordered`]: the order
-    /// they were added, skipping open breakers and putting providers without headroom last;
-    /// [`Strategy::Scored`] ranks by health, latency, headroom and budget;
-    /// [`Strategy::Weighted`] spreads load by weight and headroom). The failover rules are the
-    /// same for every strategy.
+    /// How providers are ranked for each request. The failover rules are the same for every
+    /// strategy.
+    ///
+    /// * [`Strategy::Scored`] (the default): best score first (health, latency, headroom,
+    ///   budget, configured order and weight; see [`crate::score`]). With the default scorer
+    ///   the order providers were added in holds while they are comparably good; a provider
+    ///   further down moves up when it is clearly better (about twice the score).
+    /// * [`Strategy::Ordered`]: strictly the order they were added, skipping open breakers
+    ///   and putting providers without headroom last.
+    /// * [`Strategy::Weighted`]: spreads load by weight and headroom.
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.settings.strategy = strategy;
         self

@@ -425,7 +425,13 @@ impl Router {
                     pass.open_for(*what, e.message.clone());
                 }
                 _ => {
-                    pass.record(outcome);
+                    let transition = pass.record(outcome);
+                    // The probe succeeded: the breaker judged the provider recovered, so the
+                    // outage's failures no longer describe it (see `Health::forget_outcomes`).
+                    if transition.is_some_and(|t| t.to == crate::breaker::BreakerState::Recovering)
+                    {
+                        slot.health.forget_outcomes();
+                    }
                 }
             }
             match result {
@@ -692,8 +698,16 @@ pub struct Ranked {
 
 /// Score inputs of one provider now.
 fn score_inputs(slot: &Slot, priority: usize, headroom: f64) -> ScoreInputs {
+    // A breaker past its cool-down waits for one probe: the failures that opened it are
+    // what the cool-down already paid for, and counting them again would rank the provider
+    // last so the probe never happens while any other provider answers.
+    let availability = if slot.breaker.state() == crate::breaker::BreakerState::HalfOpen {
+        1.0
+    } else {
+        slot.health.availability()
+    };
     ScoreInputs {
-        availability: slot.health.availability(),
+        availability,
         latency_ms: slot.health.cost_ms(),
         headroom,
         budget_left: slot.budget_left(),
