@@ -58,6 +58,13 @@
 //! `[router.breaker]`: `consecutive_failures`, `failure_ratio`, `window`, `min_samples`,
 //! `cool_down`, `max_cool_down`, `long_cool_down` (the circuit breaker's settings).
 //!
+//! `[router.score]`: the default scorer's exponents `availability`, `latency`, `headroom`,
+//! `budget`, `priority`, and `latency_slack` (a duration) and `headroom_knee` (0 to 1); see
+//! [`crate::score`]. Keys left out keep their defaults.
+//!
+//! `[router.health]`: `window`, `buckets`, `min_samples`, `latency_decay`, `idle_decay` (a
+//! duration or `"off"`), `default_latency` (see [`crate::health::HealthConfig`]).
+//!
 //! Budgets (router-wide or per provider) are a list of `{ usd, per }` with `per` = `"day"`,
 //! `"month"` or a duration: `budgets = [{ usd = 5.0, per = "day" }, { usd = 100, per = "month" }]`.
 //!
@@ -156,6 +163,11 @@ pub struct RouterSettings {
     /// Circuit-breaker settings (`[router.breaker]`), when given.
     #[serde(skip)]
     pub breaker: Option<crate::breaker::BreakerConfig>,
+    /// The default scorer's weights (`[router.score]`), when given.
+    pub score: Option<crate::score::ScoreWeights>,
+    /// Health measurement settings (`[router.health]`), when given.
+    #[serde(skip)]
+    pub health: Option<crate::health::HealthConfig>,
 }
 
 fn ser_opt_dur<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -372,6 +384,31 @@ struct RawRouter {
     budgets: S<Vec<RawBudget>>,
     fallback_usd_per_image: S<f64>,
     breaker: Option<RawBreaker>,
+    score: Option<RawScore>,
+    health: Option<RawHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScore {
+    availability: S<f64>,
+    latency: S<f64>,
+    headroom: S<f64>,
+    budget: S<f64>,
+    priority: S<f64>,
+    latency_slack: S<String>,
+    headroom_knee: S<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    window: S<String>,
+    buckets: S<i64>,
+    min_samples: S<i64>,
+    latency_decay: S<String>,
+    idle_decay: S<String>,
+    default_latency: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -668,6 +705,91 @@ impl RouterConfig {
                     c.long_cool_down = d;
                 }
                 router.breaker = Some(c);
+            }
+            if let Some(sc) = &r.score {
+                let mut w = crate::score::ScoreWeights::DEFAULT;
+                let exponent = |k: &str, v: &S<f64>, slot: &mut f64| -> Result<(), ConfigError> {
+                    if let Some(f) = v {
+                        let x = *f.get_ref();
+                        if !(x.is_finite() && x >= 0.0) {
+                            return Err(cx.err(
+                                format!("router.score.{k}"),
+                                f,
+                                format!("must be an exponent of 0 or more, got {x}"),
+                            ));
+                        }
+                        *slot = x;
+                    }
+                    Ok(())
+                };
+                exponent("availability", &sc.availability, &mut w.availability)?;
+                exponent("latency", &sc.latency, &mut w.latency)?;
+                exponent("headroom", &sc.headroom, &mut w.headroom)?;
+                exponent("budget", &sc.budget, &mut w.budget)?;
+                exponent("priority", &sc.priority, &mut w.priority)?;
+                if let Some(d) = cx.duration("router.score.latency_slack", &sc.latency_slack)? {
+                    w.latency_slack_ms = d.as_secs_f64() * 1000.0;
+                }
+                if let Some(f) = &sc.headroom_knee {
+                    let x = *f.get_ref();
+                    if !(x > 0.0 && x <= 1.0) {
+                        return Err(cx.err(
+                            "router.score.headroom_knee".into(),
+                            f,
+                            format!("must be above 0 and at most 1, got {x}"),
+                        ));
+                    }
+                    w.headroom_knee = x;
+                }
+                router.score = Some(w);
+            }
+            if let Some(h) = &r.health {
+                let mut c = crate::health::HealthConfig::default();
+                let count =
+                    |k: &str, v: &S<i64>, lo: i64, hi: i64| -> Result<Option<u32>, ConfigError> {
+                        match v {
+                            Some(n) if *n.get_ref() < lo || *n.get_ref() > hi => Err(cx.err(
+                                format!("router.health.{k}"),
+                                n,
+                                format!("must be from {lo} to {hi}, got {}", n.get_ref()),
+                            )),
+                            // In range, so it fits a u32.
+                            Some(n) => Ok(Some(*n.get_ref() as u32)),
+                            None => Ok(None),
+                        }
+                    };
+                if let Some(n) = count("buckets", &h.buckets, 1, 1024)? {
+                    c.buckets = n;
+                }
+                if let Some(n) = count("min_samples", &h.min_samples, 0, i64::from(u32::MAX))? {
+                    c.min_samples = n;
+                }
+                if let (Some(raw), Some(d)) =
+                    (&h.window, cx.duration("router.health.window", &h.window)?)
+                {
+                    if d.is_zero() {
+                        return Err(cx.err(
+                            "router.health.window".into(),
+                            raw,
+                            "must be longer than 0s",
+                        ));
+                    }
+                    c.window = d;
+                }
+                if let Some(d) = cx.duration("router.health.latency_decay", &h.latency_decay)? {
+                    c.latency_decay = d;
+                }
+                if let Some(v) = &h.idle_decay {
+                    c.idle_decay = if v.get_ref() == "off" {
+                        None
+                    } else {
+                        cx.duration("router.health.idle_decay", &h.idle_decay)?
+                    };
+                }
+                if let Some(d) = cx.duration("router.health.default_latency", &h.default_latency)? {
+                    c.default_latency = d;
+                }
+                router.health = Some(c);
             }
             if let Some(f) = &r.fallback_usd_per_image {
                 let v = *f.get_ref();
@@ -1151,6 +1273,12 @@ impl RouterConfig {
         }
         if let Some(c) = &r.breaker {
             b = b.breaker(c.clone());
+        }
+        if let Some(w) = r.score {
+            b = b.scorer(Arc::new(crate::score::DefaultScorer::new(w)));
+        }
+        if let Some(h) = &r.health {
+            b = b.health(h.clone());
         }
         if let Some(st) = r.strategy {
             b = b.strategy(st);

@@ -470,3 +470,97 @@ fn breaker_table_maps_and_errors_name_the_line() {
     assert_eq!(e.line, Some(8), "{e}");
     assert_eq!(e.field, "router.breaker.consecutive_fails");
 }
+
+#[test]
+fn score_and_health_tables_map_onto_the_router() {
+    let text = EXAMPLE.replace(
+        "max_attempts = 4\n",
+        "max_attempts = 4\n[router.score]\npriority = 0\nlatency_slack = \"50ms\"\nheadroom_knee = 0.5\n\
+         [router.health]\nwindow = \"30s\"\nmin_samples = 10\nidle_decay = \"off\"\ndefault_latency = \"2s\"\n",
+    );
+    let cfg: RouterConfig = text.parse().unwrap();
+    let w = cfg.router.score.unwrap();
+    assert_eq!(w.priority, 0.0);
+    assert_eq!(w.latency_slack_ms, 50.0);
+    assert_eq!(w.headroom_knee, 0.5);
+    assert_eq!(w.availability, 2.0, "keys left out keep their defaults");
+    let h = cfg.router.health.as_ref().unwrap();
+    assert_eq!(h.window, Duration::from_secs(30));
+    assert_eq!(h.min_samples, 10);
+    assert_eq!(h.idle_decay, None);
+    assert_eq!(h.default_latency, Duration::from_secs(2));
+
+    // The weights and the health settings reach the router's scores.
+    let key = format!("sk-{}", "t".repeat(8));
+    let router = cfg
+        .router_builder()
+        .unwrap()
+        .provider(
+            image_router::providers::OpenAi::builder()
+                .name("first")
+                .api_key(key.clone())
+                .build()
+                .unwrap(),
+        )
+        .provider(
+            image_router::providers::OpenAi::builder()
+                .name("second")
+                .api_key(key)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let ranked = router
+        .rank(&image_router::GenerateRequest::new("a cat").into(), None)
+        .unwrap();
+    for (_, s) in &ranked.order {
+        assert_eq!(s.priority, 1.0, "priority exponent 0");
+        // Unmeasured: the 2 s default latency plus the 50 ms slack.
+        assert!((s.latency - 1000.0 / 2050.0).abs() < 1e-9, "{s:?}");
+    }
+
+    for (bad, field, line) in [
+        ("priority = 0", "priority = -1", "router.score.priority"),
+        (
+            "headroom_knee = 0.5",
+            "headroom_knee = 0",
+            "router.score.headroom_knee",
+        ),
+        (
+            "latency_slack = \"50ms\"",
+            "latency_slack = \"fast\"",
+            "router.score.latency_slack",
+        ),
+        (
+            "min_samples = 10",
+            "min_samples = -2",
+            "router.health.min_samples",
+        ),
+        (
+            "window = \"30s\"",
+            "window = \"0s\"",
+            "router.health.window",
+        ),
+        (
+            "idle_decay = \"off\"",
+            "idle_decay = \"never\"",
+            "router.health.idle_decay",
+        ),
+    ]
+    .map(|(from, to, field)| (text.replace(from, to), field, from))
+    .iter()
+    .map(|(t, f, from)| {
+        (
+            t.clone(),
+            *f,
+            text.lines().position(|l| l == *from).unwrap() + 1,
+        )
+    }) {
+        let e = err(&bad);
+        assert_eq!(e.field, field, "{e}");
+        assert_eq!(e.line, Some(line), "{e}");
+    }
+    let e = err(&text.replace("priority = 0", "priorty = 0"));
+    assert_eq!(e.field, "router.score.priorty");
+}
