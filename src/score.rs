@@ -36,13 +36,15 @@
 //!   observation at once. Without slack a 3 ms blip would reorder two providers that answer
 //!   in 1 ms; with it only differences that matter against ~100 ms move traffic, while real
 //!   differences (50 ms vs 500 ms, 8 s vs 20 s) keep nearly their full weight.
-//! * **Headroom knee** (`headroom_knee`, default 0.2): headroom above the knee counts as
+//! * **Headroom knee** (`headroom_knee`, default 0.05): headroom above the knee counts as
 //!   full; below it the factor falls linearly to 0 at exhaustion. Low headroom predicts 429s
-//!   and queueing, which only happen near the limit; spreading load while a provider is at
-//!   60 % of its limit is load balancing, the job of
-//!   [`Weighted`](crate::strategy::Strategy::Weighted). With the knee the primary keeps its
-//!   traffic until it nears its limit, then the next provider takes over before the limiter
-//!   has to refuse anything.
+//!   and queueing, which only happen at the very end of a window; spreading load while a
+//!   provider is at 60 % of its limit is load balancing, the job of
+//!   [`Weighted`](crate::strategy::Strategy::Weighted), and would send work to a fallback
+//!   while the account the user put first still has room. With the knee at 5 % and priority
+//!   halving the second provider's score, a primary with a limit of up to 40 requests per
+//!   minute (every published image tier up to tier 3) serves all of them before the next
+//!   provider takes over; on larger limits the hand-over starts in the last 2.5 %.
 //!
 //! An unmeasured provider is assumed fast (see
 //! [`HealthConfig::default_latency`](crate::health::HealthConfig::default_latency)): it is
@@ -113,7 +115,7 @@ pub struct ScoreWeights {
 
 impl ScoreWeights {
     /// The defaults: availability 2 (reliability matters most: 90 % availability costs 19 %
-    /// of the score), latency 1 with 100 ms slack, headroom 1 with knee 0.2, budget 0.5,
+    /// of the score), latency 1 with 100 ms slack, headroom 1 with knee 0.05, budget 0.5,
     /// priority 1 (a fallback must be about twice as good to overtake the provider before
     /// it; see the module docs for why).
     pub const DEFAULT: ScoreWeights = ScoreWeights {
@@ -123,7 +125,7 @@ impl ScoreWeights {
         budget: 0.5,
         priority: 1.0,
         latency_slack_ms: 100.0,
-        headroom_knee: 0.2,
+        headroom_knee: 0.05,
     };
 
     /// The source material's region formula: `availability × 1000 / latency_ms`.

@@ -567,3 +567,36 @@ async fn default_strategy_moves_to_a_clearly_faster_fallback() {
         "the faster fallback takes over: {served:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn default_strategy_fills_the_primarys_tier_before_overflowing() {
+    // Tier 1 allows 6 images a minute, tier 2 15, tier 3 25: under the default strategy the
+    // primary serves every one of them before the fallback gets any, as the configured
+    // order asks; the next request overflows, and none is refused. (Safety margin 1 so the
+    // limit is the tier's; the default 0.9 keeps 10 % in reserve.)
+    for rpm in [6u32, 15, 25] {
+        let (primary, primary_h) = shared(Scripted::new("primary"));
+        let (fallback, fallback_h) = shared(Scripted::new("fallback"));
+        let router = Router::builder()
+            .provider_with(
+                primary,
+                image_router::ProviderOptions::new()
+                    .rpm(rpm)
+                    .safety_margin(1.0),
+            )
+            .provider(fallback)
+            .build()
+            .unwrap();
+        for i in 0..rpm {
+            let res = router.generate(req()).await.unwrap();
+            assert_eq!(res.provider, "primary", "rpm {rpm}, request {i}");
+        }
+        let res = router.generate(req()).await.unwrap();
+        assert_eq!(
+            res.provider, "fallback",
+            "rpm {rpm}: the next one overflows"
+        );
+        assert_eq!(primary_h.calls(), rpm as usize);
+        assert_eq!(fallback_h.calls(), 1);
+    }
+}

@@ -78,7 +78,7 @@ fn breakdown_shows_every_component_and_serializes() {
     assert!((s.availability - 0.81).abs() < 1e-12);
     // 1000 / (500 ms + 100 ms slack).
     assert!((s.latency - 1000.0 / 600.0).abs() < 1e-12);
-    // Headroom 0.5 is above the 0.2 knee: full.
+    // Headroom 0.5 is above the 0.05 knee: full.
     assert!((s.headroom - 1.0).abs() < 1e-12);
     assert!((s.budget - 0.5).abs() < 1e-12);
     assert!((s.priority - 0.5).abs() < 1e-12);
@@ -484,10 +484,11 @@ fn headroom_counts_only_below_the_knee() {
     };
     assert_eq!(at(1.0), 1.0);
     assert_eq!(at(0.5), 1.0);
-    assert_eq!(at(0.2), 1.0);
-    assert!((at(0.1) - 0.5).abs() < 1e-12);
+    assert_eq!(at(0.05), 1.0);
+    assert!((at(0.025) - 0.5).abs() < 1e-12);
     assert_eq!(at(0.0), 0.0);
-    // The primary keeps its traffic at 60 % of its limit, and hands over near it.
+    // The primary keeps its traffic with one request of 25 left (tier 3's RPM), and hands
+    // over when less than 2.5 % is left.
     let with_headroom = |primary: f64| {
         [
             Candidate::new(
@@ -500,9 +501,9 @@ fn headroom_counts_only_below_the_knee() {
             Candidate::new(1, inputs(1000.0, 1)),
         ]
     };
-    let r = Strategy::Scored.rank(&with_headroom(0.4), &scorer, &mut rng());
+    let r = Strategy::Scored.rank(&with_headroom(1.0 / 25.0), &scorer, &mut rng());
     assert_eq!(r.order(), &[0, 1]);
-    let r = Strategy::Scored.rank(&with_headroom(0.05), &scorer, &mut rng());
+    let r = Strategy::Scored.rank(&with_headroom(0.01), &scorer, &mut rng());
     assert_eq!(r.order(), &[1, 0]);
     // A knee of 1 (the region weights use it) is the raw headroom; a nonsense knee counts as 1.
     for knee in [1.0, 0.0, -3.0, f64::NAN, 7.0] {
