@@ -77,7 +77,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// The simulator with three accounts, and a router over them.
 async fn simulated_router() -> Result<(Router, Simulator), Box<dyn std::error::Error>> {
     let sim = Simulator::builder()
-        // A tight tier: 2 requests per minute. The third request gets a 429 and fails over.
+        // A tight tier: 2 requests per minute. The first answer's `x-ratelimit-*` headers tell
+        // the router, which keeps 10 % in reserve and sends the overflow to the next provider
+        // without spending a request on a 429. (The default scored strategy also tries the
+        // still unmeasured proxy once, then keeps the faster provider.)
         .account("openai", SimAccount::new().rpm(2).api_key("sk-sim-openai"))
         .account(
             "azure",
