@@ -18,8 +18,9 @@
 //! * **Exactly one probe.** After an outage, letting every waiting request through at once
 //!   is how a recovering provider gets knocked over again. In half-open the first caller gets
 //!   a pass marked [`BreakerPass::is_probe`]; everybody else is refused until it reports. The
-//!   router may use that pass for a cheap probe call (one that generates no image) instead of a
-//!   real request. A probe that never reports back (its pass is dropped, e.g. the request was
+//!   router uses that pass for a cheap probe call (one that generates no image) instead of a
+//!   real request when [`RouterBuilder::cheap_probe`](crate::RouterBuilder::cheap_probe) is
+//!   on. A probe that never reports back (its pass is dropped, e.g. the request was
 //!   cancelled) counts as a failure: otherwise one lost future would wedge the breaker in
 //!   half-open forever.
 //! * **Gradual recovery.** One good probe proves little. In *recovering* the admitted share of

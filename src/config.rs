@@ -56,7 +56,9 @@
 //! `providers/*.toml`, relative to the config file).
 //!
 //! `[router.breaker]`: `consecutive_failures`, `failure_ratio`, `window`, `min_samples`,
-//! `cool_down`, `max_cool_down`, `long_cool_down` (the circuit breaker's settings).
+//! `cool_down`, `max_cool_down`, `long_cool_down` (the circuit breaker's settings), and
+//! `cheap_probe` (probe with a call that generates no image after a cool-down; see
+//! [`RouterBuilder::cheap_probe`]).
 //!
 //! `[router.score]`: the default scorer's exponents `availability`, `latency`, `headroom`,
 //! `budget`, `priority`, and `latency_slack` (a duration) and `headroom_knee` (0 to 1); see
@@ -163,6 +165,9 @@ pub struct RouterSettings {
     /// Circuit-breaker settings (`[router.breaker]`), when given.
     #[serde(skip)]
     pub breaker: Option<crate::breaker::BreakerConfig>,
+    /// Probe with a call that generates no image after a breaker's cool-down
+    /// (`[router.breaker] cheap_probe`), when given.
+    pub cheap_probe: Option<bool>,
     /// The default scorer's weights (`[router.score]`), when given.
     pub score: Option<crate::score::ScoreWeights>,
     /// Health measurement settings (`[router.health]`), when given.
@@ -421,6 +426,7 @@ struct RawBreaker {
     cool_down: S<String>,
     max_cool_down: S<String>,
     long_cool_down: S<String>,
+    cheap_probe: S<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -705,6 +711,7 @@ impl RouterConfig {
                     c.long_cool_down = d;
                 }
                 router.breaker = Some(c);
+                router.cheap_probe = b.cheap_probe.as_ref().map(|v| *v.get_ref());
             }
             if let Some(sc) = &r.score {
                 let mut w = crate::score::ScoreWeights::DEFAULT;
@@ -1273,6 +1280,9 @@ impl RouterConfig {
         }
         if let Some(c) = &r.breaker {
             b = b.breaker(c.clone());
+        }
+        if let Some(yes) = r.cheap_probe {
+            b = b.cheap_probe(yes);
         }
         if let Some(w) = r.score {
             b = b.scorer(Arc::new(crate::score::DefaultScorer::new(w)));

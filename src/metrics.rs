@@ -9,6 +9,7 @@
 //! | `image_router_attempt_duration_seconds` | histogram | `provider` | provider call latency |
 //! | `image_router_failovers_total` | counter | `provider` | requests served after at least one failed attempt (labelled with the provider that served) |
 //! | `image_router_rate_limited_total` | counter | `provider` | 429 rate limits received |
+//! | `image_router_probes_total` | counter | `provider`, `result` | cheap half-open probes (`RouterBuilder::cheap_probe`): `healthy`, `failed`, `unsupported` |
 //! | `image_router_breaker_transitions_total` | counter | `provider`, `from`, `to` | circuit-breaker state changes |
 //! | `image_router_breaker_state` | gauge | `provider` | 0 closed, 1 recovering, 2 half-open, 3 open |
 //! | `image_router_headroom_ratio` | gauge | `provider` | free share of the provider's effective rate limits (0–1) |
@@ -43,6 +44,14 @@ pub(crate) fn attempt(provider: &str, outcome: &'static str, took: Duration) {
 
 pub(crate) fn failover(provider: &str) {
     metrics::counter!(FAILOVERS_TOTAL, "provider" => provider.to_string()).increment(1);
+}
+
+/// `image_router_probes_total`.
+pub const PROBES_TOTAL: &str = "image_router_probes_total";
+
+pub(crate) fn probe(provider: &str, result: &'static str) {
+    metrics::counter!(PROBES_TOTAL, "provider" => provider.to_string(), "result" => result)
+        .increment(1);
 }
 
 pub(crate) fn rate_limited(provider: &str) {

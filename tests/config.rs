@@ -456,9 +456,10 @@ fn classes_and_strategy_map_onto_the_router() {
 fn breaker_table_maps_and_errors_name_the_line() {
     let text = EXAMPLE.replace(
         "max_attempts = 4\n",
-        "max_attempts = 4\n[router.breaker]\nconsecutive_failures = 3\ncool_down = \"20s\"\n",
+        "max_attempts = 4\n[router.breaker]\nconsecutive_failures = 3\ncool_down = \"20s\"\ncheap_probe = true\n",
     );
     let cfg: RouterConfig = text.parse().unwrap();
+    assert_eq!(cfg.router.cheap_probe, Some(true));
     let b = cfg.router.breaker.as_ref().unwrap();
     assert_eq!(b.consecutive_failures, 3);
     assert_eq!(b.cool_down, Duration::from_secs(20));

@@ -180,6 +180,7 @@ impl RouterBuilder {
                 max_wait: None,
                 strategy: Strategy::Scored,
                 default_model: None,
+                cheap_probe: false,
             },
             catalog: None,
             clock: None,
@@ -293,6 +294,22 @@ impl RouterBuilder {
     /// * [`Strategy::Weighted`]: spreads load by weight and headroom.
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.settings.strategy = strategy;
+        self
+    }
+
+    /// After a circuit breaker's cool-down, check the provider with a call that generates no
+    /// image ([`Provider::probe`]: `GET /models/{model}` for the built-in providers) instead of
+    /// spending a real request on it. Default `false`: the real request is the probe.
+    ///
+    /// A good check moves the breaker to its recovery ramp and the request goes on (if the
+    /// ramp admits it; otherwise to the next provider); a failed check re-opens the breaker
+    /// with the longer cool-down and the request goes to the next provider, with the failure
+    /// in its skip list. Providers without a cheap check (the default `Provider::probe`) are
+    /// probed with the real request. Trade-off: the check sees the key, the account and the
+    /// model, but not an outage of the image endpoint alone; such an outage shows on the
+    /// first real requests of the ramp, which re-open the breaker.
+    pub fn cheap_probe(mut self, yes: bool) -> Self {
+        self.settings.cheap_probe = yes;
         self
     }
 

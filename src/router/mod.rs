@@ -396,6 +396,55 @@ impl Router {
                 }
             };
 
+            // After a cool-down, optionally check the provider with a call that generates no
+            // image before spending this request on it.
+            let pass = if pass.is_probe() && settings.cheap_probe {
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match cheap_probe(slot, &model, settings.attempt_timeout.min(remaining)).await {
+                    ProbeVerdict::Unsupported => pass,
+                    ProbeVerdict::Healthy => {
+                        report_to_breaker(slot, pass, Outcome::Success, None);
+                        // Recovering: the ramp decides whether this request may follow.
+                        match slot.breaker.acquire() {
+                            Ok(p) => p,
+                            Err(rejection) => {
+                                permit.cancel();
+                                reservation.release();
+                                trace.skip(
+                                    slot,
+                                    SkipReason::CircuitOpen {
+                                        message: format!(
+                                            "probe succeeded, traffic ramping back: {rejection}"
+                                        ),
+                                    },
+                                );
+                                continue;
+                            }
+                        }
+                    }
+                    ProbeVerdict::Failed(err) => {
+                        report_to_breaker(slot, pass, err.outcome(), Some(&err));
+                        permit.cancel();
+                        reservation.release();
+                        slot.state
+                            .set_last_error(&err, std::time::SystemTime::now());
+                        publish_gauges(snap, slot);
+                        trace.skip(
+                            slot,
+                            SkipReason::CircuitOpen {
+                                message: format!(
+                                    "probe after the cool-down failed: {}",
+                                    err.message
+                                ),
+                            },
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                pass
+            };
+
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let timeout = settings.attempt_timeout.min(remaining);
             let retry = u32::from(retried.contains(&idx));
@@ -407,33 +456,7 @@ impl Router {
                 Err(e) => e.outcome(),
             };
             in_flight.finish(outcome);
-            // Account problems open the breaker with the long cool-down and keep the reason;
-            // everything else is counted as usual.
-            match result.as_ref().err().map(|e| (&e.kind, e)) {
-                Some((ErrorKind::AccessDenied { reason }, e)) => {
-                    pass.open_for(*reason, e.message.clone());
-                }
-                Some((ErrorKind::Authentication, e)) => {
-                    pass.open_for(DenyReason::Authentication, e.message.clone());
-                }
-                Some((
-                    ErrorKind::NotFound {
-                        what: what @ NotFoundKind::Endpoint,
-                    },
-                    e,
-                )) => {
-                    pass.open_for(*what, e.message.clone());
-                }
-                _ => {
-                    let transition = pass.record(outcome);
-                    // The probe succeeded: the breaker judged the provider recovered, so the
-                    // outage's failures no longer describe it (see `Health::forget_outcomes`).
-                    if transition.is_some_and(|t| t.to == crate::breaker::BreakerState::Recovering)
-                    {
-                        slot.health.forget_outcomes();
-                    }
-                }
-            }
+            report_to_breaker(slot, pass, outcome, result.as_ref().err());
             match result {
                 Ok(resp) => {
                     slot.limiter.observe_headers(&resp.rate_limits);
@@ -758,6 +781,82 @@ impl Trace {
 }
 
 /// One provider call, bounded by `timeout` whatever the provider does.
+/// Reports a call's outcome to the provider's breaker. Account problems (access denied,
+/// authentication, a missing endpoint) open it with the long cool-down and keep the reason;
+/// everything else counts as usual. A successful probe that starts the recovery also clears
+/// the outage's failures from the health window (see [`Health::forget_outcomes`]).
+///
+/// [`Health::forget_outcomes`]: crate::health::Health::forget_outcomes
+fn report_to_breaker(
+    slot: &Slot,
+    pass: crate::breaker::BreakerPass,
+    outcome: Outcome,
+    err: Option<&ProviderError>,
+) {
+    match err.map(|e| (&e.kind, e)) {
+        Some((ErrorKind::AccessDenied { reason }, e)) => {
+            pass.open_for(*reason, e.message.clone());
+        }
+        Some((ErrorKind::Authentication, e)) => {
+            pass.open_for(DenyReason::Authentication, e.message.clone());
+        }
+        Some((
+            ErrorKind::NotFound {
+                what: what @ NotFoundKind::Endpoint,
+            },
+            e,
+        )) => {
+            pass.open_for(*what, e.message.clone());
+        }
+        _ => {
+            let transition = pass.record(outcome);
+            if transition.is_some_and(|t| t.to == crate::breaker::BreakerState::Recovering) {
+                slot.health.forget_outcomes();
+            }
+        }
+    }
+}
+
+/// What a cheap half-open probe found.
+enum ProbeVerdict {
+    /// The provider has no cheap check: the real request is the probe.
+    Unsupported,
+    /// The check answered.
+    Healthy,
+    /// The check failed (boxed: errors are large and probes rare).
+    Failed(Box<ProviderError>),
+}
+
+/// Checks a provider with [`Provider::probe`](crate::Provider::probe) (no image generated),
+/// bounded by `timeout`.
+async fn cheap_probe(slot: &Slot, model: &str, timeout: Duration) -> ProbeVerdict {
+    let ctx = CallContext::new(timeout);
+    let span = tracing::info_span!("image_router.probe", provider = slot.name());
+    let verdict = match tokio::time::timeout(timeout, slot.provider.probe(model, &ctx))
+        .instrument(span)
+        .await
+    {
+        Ok(Ok(report)) if !report.probed => ProbeVerdict::Unsupported,
+        Ok(Ok(report)) => {
+            slot.limiter.observe_headers(&report.rate_limits);
+            ProbeVerdict::Healthy
+        }
+        Ok(Err(e)) => ProbeVerdict::Failed(Box::new(e)),
+        Err(_) => ProbeVerdict::Failed(Box::new(ProviderError::new(
+            slot.name(),
+            ErrorKind::Timeout { sent: true },
+            format!("the probe got no answer within {} ms", timeout.as_millis()),
+        ))),
+    };
+    let label = match &verdict {
+        ProbeVerdict::Unsupported => "unsupported",
+        ProbeVerdict::Healthy => "healthy",
+        ProbeVerdict::Failed(_) => "failed",
+    };
+    m::probe(slot.name(), label);
+    verdict
+}
+
 async fn call(
     slot: &Slot,
     req: &ImageRequest,

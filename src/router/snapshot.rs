@@ -32,6 +32,7 @@ pub(crate) struct Settings {
     pub max_wait: Option<Duration>,
     pub strategy: Strategy,
     pub default_model: Option<String>,
+    pub cheap_probe: bool,
 }
 
 /// One provider and its state.
