@@ -99,8 +99,11 @@ async fn a_thousand_concurrent_requests_never_exceed_one_dollar() {
     );
     assert_eq!(snap.committed, committed.len() as u64);
     assert_eq!(snap.reserved_usd, 0.0);
-    // The budget was actually used up to (nearly) the limit: the refusals were real.
-    assert!(snap.lifetime_spent_usd > 0.8, "{}", snap.lifetime_spent_usd);
+    // The budget was actually used: the refusals were real. Every refusal saw spent +
+    // reserved above $0.83, but reservations then commit at only 80-100 % of their estimate
+    // and every seventh is released, so the final spend depends on the interleaving; $0.60
+    // is well below any interleaving seen (~$0.80-0.95) and far above a broken ledger's.
+    assert!(snap.lifetime_spent_usd > 0.6, "{}", snap.lifetime_spent_usd);
 }
 
 #[test]
