@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     check_header_safe, common_builder_methods, edit_form, generate_body, join, parse_base_url,
-    secret_header, send_images, Common, CommonOptions,
+    scrubbed, secret_header, send_images, Common, CommonOptions,
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ErrorKind, NotFoundKind, ProviderError};
@@ -256,6 +256,13 @@ impl Azure {
         Ok((rb, deployment.clone()))
     }
 
+    /// The credential, whichever kind it is (to scrub it from error text).
+    fn secret(&self) -> &SecretString {
+        match &self.auth {
+            AzureAuth::ApiKey(k) | AzureAuth::BearerToken(k) => k,
+        }
+    }
+
     /// The body's `model`: the deployment name on v1, absent on the deployments surface.
     fn wire_model<'a>(&self, deployment: &'a str) -> Option<&'a str> {
         self.v1.then_some(deployment)
@@ -285,6 +292,32 @@ impl Provider for Azure {
     /// `GET {endpoint}/openai/deployments/{deployment}?api-version=…` with the same credentials
     /// as a generation: proves the endpoint, the key and that the deployment exists.
     async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
+        scrubbed(self.probe_deployment(model, ctx).await, self.secret())
+    }
+
+    async fn generate(
+        &self,
+        req: &GenerateRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        scrubbed(self.generate_inner(req, ctx).await, self.secret())
+    }
+
+    async fn edit(
+        &self,
+        req: &EditRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        scrubbed(self.edit_inner(req, ctx).await, self.secret())
+    }
+}
+
+impl Azure {
+    async fn probe_deployment(
+        &self,
+        model: &str,
+        ctx: &CallContext,
+    ) -> Result<ProbeReport, ProviderError> {
         let deployment = self.deployments.get(model).ok_or_else(|| {
             ProviderError::new(
                 &self.common.name,
@@ -315,7 +348,7 @@ impl Provider for Azure {
         ))
     }
 
-    async fn generate(
+    async fn generate_inner(
         &self,
         req: &GenerateRequest,
         ctx: &CallContext,
@@ -326,7 +359,7 @@ impl Provider for Azure {
         send_images(&self.common, rb.json(&body), &model, req.output_format, ctx).await
     }
 
-    async fn edit(
+    async fn edit_inner(
         &self,
         req: &EditRequest,
         ctx: &CallContext,

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::decode::{decode_error, fetch_url, fill};
 use super::{
     check_header_safe, common_builder_methods, edit_form, fallback_format, generate_body, http,
-    join, parse_base_url, secret_header, send_images, Common, CommonOptions,
+    join, parse_base_url, scrubbed, secret_header, send_images, Common, CommonOptions,
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ErrorKind, ProviderError};
@@ -335,17 +335,46 @@ impl Provider for Compatible {
     /// the same key as a generation (also in chat mode: proxies list their models the same way).
     async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
         let wire = self.wire_model(model).to_string();
-        super::probe::models(&self.common, &self.base, &wire, ctx, |rb| match &self.key {
-            Some(k) => {
-                let v = secret_header(format!("Bearer {}", k.expose_secret()), &self.common.name)?;
-                Ok(rb.header(reqwest::header::AUTHORIZATION, v))
-            }
-            None => Ok(rb),
-        })
-        .await
+        let report =
+            super::probe::models(&self.common, &self.base, &wire, ctx, |rb| match &self.key {
+                Some(k) => {
+                    let v =
+                        secret_header(format!("Bearer {}", k.expose_secret()), &self.common.name)?;
+                    Ok(rb.header(reqwest::header::AUTHORIZATION, v))
+                }
+                None => Ok(rb),
+            })
+            .await;
+        self.scrub(report)
     }
 
     async fn generate(
+        &self,
+        req: &GenerateRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        self.scrub(self.generate_inner(req, ctx).await)
+    }
+
+    async fn edit(
+        &self,
+        req: &EditRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        self.scrub(self.edit_inner(req, ctx).await)
+    }
+}
+
+impl Compatible {
+    /// Removes this proxy's key from an error's text (see `providers::scrub`).
+    fn scrub<T>(&self, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
+        match &self.key {
+            Some(k) => scrubbed(r, k),
+            None => r,
+        }
+    }
+
+    async fn generate_inner(
         &self,
         req: &GenerateRequest,
         ctx: &CallContext,
@@ -362,7 +391,7 @@ impl Provider for Compatible {
         }
     }
 
-    async fn edit(
+    async fn edit_inner(
         &self,
         req: &EditRequest,
         ctx: &CallContext,
