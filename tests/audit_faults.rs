@@ -129,14 +129,14 @@ async fn overall_deadline_is_honoured_and_lists_attempts() {
     let err = router.generate(gen()).await.unwrap_err();
     let took = t.elapsed();
     assert!(took < Duration::from_secs(4), "returned after {took:?}");
-    assert!(took >= Duration::from_millis(700), "returned early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(700),
+        "returned early: {took:?}"
+    );
     assert!(err.is_deadline_exceeded(), "{err:?}");
     assert!(!err.attempts().is_empty());
     assert_eq!(err.attempts()[0].provider, "a");
-    assert!(err
-        .attempts()
-        .iter()
-        .all(|a| a.outcome == Outcome::Timeout));
+    assert!(err.attempts().iter().all(|a| a.outcome == Outcome::Timeout));
     let ex = err.explain();
     assert!(ex.cause.contains("deadline"), "{}", ex.cause);
     assert!(err.to_string().contains("deadline"), "{err}");
@@ -318,8 +318,10 @@ async fn lone_provider_429_waits_out_retry_after_within_deadline() {
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("retry-after-ms", "400")
-                .set_body_json(json!({"error": {"message": "Rate limit reached. Please try again in 400ms.",
-                    "type": "requests", "param": null, "code": "rate_limit_exceeded"}})),
+                .set_body_json(
+                    json!({"error": {"message": "Rate limit reached. Please try again in 400ms.",
+                    "type": "requests", "param": null, "code": "rate_limit_exceeded"}}),
+                ),
         )
         .up_to_n_times(1)
         .mount(&only)
@@ -345,8 +347,10 @@ async fn lone_provider_429_past_deadline_fails_fast() {
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("retry-after", "60")
-                .set_body_json(json!({"error": {"message": "Rate limit reached. Please try again in 60s.",
-                    "type": "tokens", "param": null, "code": "rate_limit_exceeded"}})),
+                .set_body_json(
+                    json!({"error": {"message": "Rate limit reached. Please try again in 60s.",
+                    "type": "tokens", "param": null, "code": "rate_limit_exceeded"}}),
+                ),
         )
         .mount(&only)
         .await;
@@ -469,7 +473,11 @@ async fn tier_denial_then_cooldown_skips_without_a_call() {
         let res = router.generate(gen()).await.unwrap();
         assert_eq!(res.provider, "secondary");
         assert_eq!(res.attempts.len(), 1);
-        let skip = res.skipped.iter().find(|s| s.provider == "primary").unwrap();
+        let skip = res
+            .skipped
+            .iter()
+            .find(|s| s.provider == "primary")
+            .unwrap();
         let ex = skip.explain();
         assert!(ex.cause.contains("primary"), "{}", ex.cause);
     }
@@ -489,7 +497,10 @@ async fn free_tier_is_never_called() {
         .mount(&secondary)
         .await;
     let router = Router::builder()
-        .provider_with(openai(&primary, "free"), ProviderOptions::new().tier("free"))
+        .provider_with(
+            openai(&primary, "free"),
+            ProviderOptions::new().tier("free"),
+        )
         .provider(openai(&secondary, "paid"))
         .build()
         .unwrap();
@@ -498,7 +509,10 @@ async fn free_tier_is_never_called() {
     assert_eq!(count(&primary).await, 0);
     // Alone, the free provider gives an error that says why and what the next tier needs.
     let router = Router::builder()
-        .provider_with(openai(&primary, "free"), ProviderOptions::new().tier("free"))
+        .provider_with(
+            openai(&primary, "free"),
+            ProviderOptions::new().tier("free"),
+        )
         .build()
         .unwrap();
     let err = router.generate(gen()).await.unwrap_err();

@@ -694,8 +694,9 @@ async fn compatible_base_url_joining() {
     let cases = [
         ("/v1", "/v1/images/generations"),
         ("/v1/", "/v1/images/generations"),
-        ("", "/images/generations"),
-        ("/", "/images/generations"),
+        // A bare host gets `/v1` (forgetting it is the classic base-URL mistake).
+        ("", "/v1/images/generations"),
+        ("/", "/v1/images/generations"),
         ("/proxy/openai/v1", "/proxy/openai/v1/images/generations"),
         ("/proxy/openai/v1/", "/proxy/openai/v1/images/generations"),
     ];
@@ -1600,4 +1601,19 @@ async fn no_key_in_debug_or_display() {
         assert!(!t.contains(&ak), "Azure key leaked: {t}");
         assert!(!t.contains(&"x".repeat(30)), "key body leaked: {t}");
     }
+}
+
+#[tokio::test]
+async fn openai_bare_host_base_url_gets_v1() {
+    let server = MockServer::start().await;
+    mount_ok(&server, 1).await;
+    let p = OpenAi::builder()
+        .api_key(key())
+        .base_url(server.uri())
+        .build()
+        .unwrap();
+    let router = Router::builder().provider(p).build().unwrap();
+    router.generate(gen()).await.unwrap();
+    let got = &server.received_requests().await.unwrap()[0];
+    assert_eq!(got.url.path(), "/v1/images/generations");
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::decode::{decode_error, fetch_url, fill};
 use super::{
     check_header_safe, common_builder_methods, edit_form, fallback_format, generate_body, http,
-    join, parse_base_url, scrubbed, secret_header, send_images, Common, CommonOptions,
+    join, parse_api_base_url, scrubbed, secret_header, send_images, Common, CommonOptions,
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ErrorKind, ProviderError};
@@ -110,7 +110,9 @@ impl Compatible {
 impl CompatibleBuilder {
     common_builder_methods!();
 
-    /// Base URL, e.g. `https://proxy.example.com/v1` (required).
+    /// Base URL, e.g. `https://proxy.example.com/v1` (required). Paths are appended to it
+    /// (`{base}/images/generations`, `{base}/chat/completions`); a bare host such as
+    /// `https://proxy.example.com` gets `/v1`, any other path is kept as given.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = Some(url.into());
         self
@@ -136,7 +138,7 @@ impl CompatibleBuilder {
         let raw = self
             .base_url
             .ok_or_else(|| ConfigError::new("base_url", "is required"))?;
-        let base = parse_base_url(&raw, "base_url")?;
+        let base = parse_api_base_url(&raw, "base_url")?;
         if let Some(k) = &self.key {
             check_header_safe(k, "api_key")?;
         }

@@ -324,6 +324,20 @@ fn parse_base_url(raw: &str, field: &str) -> Result<url::Url, ConfigError> {
     Ok(url)
 }
 
+/// Parses an OpenAI-style API base URL: as [`parse_base_url`], and a bare host
+/// (`https://proxy.example`, no path) gets the API version path `/v1`.
+///
+/// Why: OpenAI's and every OpenAI-compatible server's paths live under `/v1`, and leaving
+/// `/v1` off the base URL is the most common configuration mistake (every call then 404s).
+/// A base URL with any path (`/v1`, `/openai/v1`, `/api/v2`) is used exactly as given.
+fn parse_api_base_url(raw: &str, field: &str) -> Result<url::Url, ConfigError> {
+    let mut url = parse_base_url(raw, field)?;
+    if url.path() == "/" || url.path().is_empty() {
+        url.set_path("/v1");
+    }
+    Ok(url)
+}
+
 /// `base` with `segments` appended (a trailing slash on `base` is ignored).
 fn join(base: &url::Url, segments: &[&str]) -> url::Url {
     let mut url = base.clone();

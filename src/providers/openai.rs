@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     check_header_safe, check_key, common_builder_methods, edit_form, generate_body, join,
-    parse_base_url, scrubbed, secret_header, send_images, Common, CommonOptions,
+    parse_api_base_url, scrubbed, secret_header, send_images, Common, CommonOptions,
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ProviderError};
@@ -91,6 +91,8 @@ impl OpenAiBuilder {
         self
     }
     /// Base URL (default: the catalog's `openai_base_url`, `https://api.openai.com/v1`).
+    /// Paths are appended to it (`{base}/images/generations`); a bare host such as
+    /// `https://gateway.example` gets `/v1`, any other path is kept as given.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = Some(url.into());
         self
@@ -113,7 +115,7 @@ impl OpenAiBuilder {
         let base_raw = self
             .base_url
             .unwrap_or_else(|| common.catalog.kinds().openai_base_url.clone());
-        let base = parse_base_url(&base_raw, "base_url")?;
+        let base = parse_api_base_url(&base_raw, "base_url")?;
         for (field, value) in [
             ("organization", &self.organization),
             ("project", &self.project),
