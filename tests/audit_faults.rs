@@ -524,3 +524,32 @@ async fn free_tier_is_never_called() {
     assert!(ex.action.contains("tier-1"), "{}", ex.action);
     assert!(err.to_string().contains("free"), "{err}");
 }
+
+#[tokio::test]
+async fn retry_after_zero_does_not_hammer_a_lone_provider() {
+    let only = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_json(
+                    json!({"error": {"message": "Rate limit reached for requests.",
+                    "type": "requests", "param": null, "code": "rate_limit_exceeded"}}),
+                ),
+        )
+        .mount(&only)
+        .await;
+    let router = Router::builder()
+        .provider(openai(&only, "only"))
+        .deadline(Duration::from_millis(2500))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let err = router.generate(gen()).await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(err.is_rate_limited(), "{err:?}");
+    // `retry-after: 0` is no reason to retry in a tight loop: the router's own wait applies.
+    let n = count(&only).await;
+    assert!((1..=4).contains(&n), "{n} requests in {:?}", t.elapsed());
+    assert_eq!(err.attempts().len(), n);
+}

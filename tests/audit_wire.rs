@@ -1509,7 +1509,69 @@ async fn success_status_without_images_is_an_error_and_fails_over() {
             ResponseTemplate::new(200).set_body_string("<html>login</html>"),
         ),
         broken_200("empty body", ResponseTemplate::new(200)),
+        // Short ASCII strings that are valid unpadded / URL-safe base64 by accident.
+        broken_200(
+            "not-base64",
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"created": 1, "data": [{"b64_json": "not-base64"}]})),
+        ),
+        broken_200(
+            "this is not base64",
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"created": 1, "data": [{"b64_json": "this is not base64"}]})),
+        ),
+        broken_200(
+            "b64 null and url null",
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"created": 1, "data": [{"b64_json": null, "url": null}]})),
+        ),
     );
+}
+
+#[tokio::test]
+async fn url_items_that_do_not_download_an_image_are_errors() {
+    for (name, download) in [
+        (
+            "html page",
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/html; charset=utf-8")
+                .set_body_string("<html><body>This link has expired</body></html>"),
+        ),
+        (
+            "xml error",
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/xml")
+                .set_body_string("<Error><Code>AuthenticationFailed</Code></Error>"),
+        ),
+        ("404", ResponseTemplate::new(404)),
+        (
+            "403 expired SAS",
+            ResponseTemplate::new(403).set_body_string("expired"),
+        ),
+    ] {
+        let primary = MockServer::start().await;
+        let secondary = MockServer::start().await;
+        let url = format!("{}/files/img.png", primary.uri());
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"created": 1, "data": [{"url": url}]})),
+            )
+            .mount(&primary)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(download)
+            .mount(&primary)
+            .await;
+        mount_ok(&secondary, 2).await;
+        let router = two(&primary, &secondary);
+        let res = router
+            .generate(GenerateRequest::new("a fox").model("dall-e-3"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(res.provider, "secondary", "{name}");
+        assert_eq!(res.attempts[0].outcome, Outcome::Decode, "{name}");
+    }
 }
 
 #[tokio::test]
