@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use image_router::providers::OpenAi;
 use image_router::router::ProviderOptions;
+use image_router::strategy::Strategy;
 use image_router::{
     AccessDenial, Error, ErrorKind, GenerateRequest, Outcome, Quality, RateLimitScope, Router,
     Size, SkipReason,
@@ -285,9 +286,11 @@ async fn retry_after_keeps_provider_out_for_that_long() {
         .respond_with(ok(2))
         .mount(&secondary)
         .await;
+    // Strict order: the test ends by checking the primary is first again after retry-after.
     let router = Router::builder()
         .provider(openai(&primary, "primary"))
         .provider(openai(&secondary, "secondary"))
+        .strategy(Strategy::Ordered)
         .build()
         .unwrap();
     let res = router.generate(gen()).await.unwrap();
@@ -420,9 +423,11 @@ async fn success_headers_with_zero_remaining_keep_provider_out() {
         .respond_with(ok(2))
         .mount(&secondary)
         .await;
+    // Strict order: the test ends by checking the primary is first again after the reset.
     let router = Router::builder()
         .provider(openai(&primary, "primary"))
         .provider(openai(&secondary, "secondary"))
+        .strategy(Strategy::Ordered)
         .build()
         .unwrap();
     let res = router.generate(gen()).await.unwrap();

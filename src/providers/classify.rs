@@ -58,7 +58,13 @@ fn parse_body(body: &[u8]) -> Option<Body> {
     let field = |name: &str| err.get(name).and_then(value_to_string);
     let inner = err.get("inner_error").or_else(|| err.get("innererror"));
     let mut filtered = Vec::new();
-    if let Some(Value::Object(results)) = inner.and_then(|i| i.get("content_filter_results")) {
+    // Azure spells it `content_filter_results` on image errors and `content_filter_result`
+    // on others.
+    let results = inner.and_then(|i| {
+        i.get("content_filter_results")
+            .or_else(|| i.get("content_filter_result"))
+    });
+    if let Some(Value::Object(results)) = results {
         for (category, r) in results {
             if r.get("filtered").and_then(Value::as_bool) == Some(true) {
                 match r.get("severity").and_then(Value::as_str) {
