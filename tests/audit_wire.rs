@@ -1748,3 +1748,32 @@ async fn attempt_model_is_the_wire_model_for_failures_too() {
     // Attempt::model is documented as "Model as sent to the provider (after any renaming)".
     assert_eq!(res.attempts[0].model, "openai/gpt-image-1");
 }
+
+#[tokio::test]
+async fn azure_operation_not_supported_fails_over() {
+    azure_case(
+        400,
+        json!({"error": {"code": "OperationNotSupported", "message": "The imagesGenerate operation does not work with the specified model, gpt-4o. Please choose different model and try again. You can learn more about which models can be used with each operation here: https://go.microsoft.com/fwlink/?linkid=2197993."}}),
+        &[],
+        ErrorKind::NotFound {
+            what: NotFoundKind::Deployment,
+        },
+        true,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_unsupported_api_version_fails_over() {
+    let e = azure_case(
+        400,
+        json!({"error": {"code": "BadRequest", "message": "API version not supported"}}),
+        &[],
+        ErrorKind::NotFound {
+            what: NotFoundKind::Endpoint,
+        },
+        true,
+    )
+    .await;
+    assert!(e.explain().action.contains("api_version"));
+}

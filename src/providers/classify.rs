@@ -243,8 +243,20 @@ fn kind_for(status: u16, b: &Body, lower: &str, message_retry: Option<Duration>)
         };
         return ErrorKind::ContentPolicy { reason };
     }
-    if has(code, "DeploymentNotFound") {
+    // Azure: the deployment exists but its model does not do this operation (a chat or
+    // dall-e-3 deployment asked for images or edits): that deployment cannot serve the model.
+    if has(code, "DeploymentNotFound") || has(code, "OperationNotSupported") {
         return not_found(NotFoundKind::Deployment);
+    }
+    // Azure: an `api-version` the resource does not take fails every request the same way:
+    // a configuration problem of this provider, not of the request.
+    if (400..500).contains(&status)
+        && (lower.contains("api version") || lower.contains("api-version"))
+        && (lower.contains("not supported")
+            || lower.contains("unsupported")
+            || lower.contains("invalid"))
+    {
+        return not_found(NotFoundKind::Endpoint);
     }
     if has(code, "model_not_found") {
         return not_found(NotFoundKind::Model);
