@@ -558,3 +558,62 @@ async fn retry_after_zero_does_not_hammer_a_lone_provider() {
     assert!((1..=4).contains(&n), "{n} requests in {:?}", t.elapsed());
     assert_eq!(err.attempts().len(), n);
 }
+
+/// A raw HTTP server on 127.0.0.1 that answers every connection with `reply` (then closes).
+async fn raw_server(reply: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                // Read the request head (and whatever body arrives quickly), then answer.
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = tokio::time::timeout(Duration::from_millis(200), sock.read(&mut buf)).await;
+                let _ = sock.write_all(reply).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn reset_and_truncated_answers_are_errors_that_fail_over() {
+    let good = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok(2))
+        .mount(&good)
+        .await;
+    let cases: [(&str, &'static [u8]); 3] = [
+        ("closed without answer", b""),
+        (
+            "truncated body",
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"created\":1,\"data\":[{\"b64_json\":\"iVBOR",
+        ),
+        ("garbage", b"this is not http\r\n\r\n"),
+    ];
+    for (name, reply) in cases {
+        let base = raw_server(reply).await;
+        let router = Router::builder()
+            .provider(openai_at(base, "flaky"))
+            .provider(openai(&good, "good"))
+            .build()
+            .unwrap();
+        let res = router
+            .generate(gen())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(res.provider, "good", "{name}");
+        let first = &res.attempts[0];
+        assert_eq!(first.provider, "flaky", "{name}");
+        assert!(
+            matches!(first.outcome, Outcome::Connect | Outcome::Decode),
+            "{name}: {first:?}"
+        );
+        assert!(res.attempts.len() <= 3, "{name}: {:?}", res.attempts);
+    }
+}

@@ -1777,3 +1777,47 @@ async fn azure_unsupported_api_version_fails_over() {
     .await;
     assert!(e.explain().action.contains("api_version"));
 }
+
+#[tokio::test]
+async fn go_style_zero_wait_on_a_real_limit_is_a_rate_limit_not_a_tier_denial() {
+    // "in 0s" on an RPM message with a real limit: the window resets now; this is not the
+    // tier denial ("after 0.0 seconds", or "Limit 0"), so no long cool-down.
+    run_case(
+        "in 0s",
+        Case {
+            status: 429,
+            body: openai_error(
+                "Rate limit reached for gpt-image-1 in organization org-abc on requests per min (RPM): Limit 5, Used 5, Requested 1. Please try again in 0s.",
+                json!("requests"),
+                Value::Null,
+                json!("rate_limit_exceeded"),
+            ),
+            headers: vec![],
+            kind: ErrorKind::RateLimited {
+                scope: RateLimitScope::Requests,
+            },
+            fails_over: true,
+            words: &["rate limited"],
+        },
+    )
+    .await;
+    run_case(
+        "limit 0",
+        Case {
+            status: 429,
+            body: openai_error(
+                "Rate limit reached for gpt-image-1 in organization org-abc on requests per min (RPM): Limit 0, Used 0, Requested 1. Please try again in 0s.",
+                json!("requests"),
+                Value::Null,
+                json!("rate_limit_exceeded"),
+            ),
+            headers: vec![],
+            kind: ErrorKind::AccessDenied {
+                reason: AccessDenial::TierAccess,
+            },
+            fails_over: true,
+            words: &["tier"],
+        },
+    )
+    .await;
+}

@@ -187,7 +187,10 @@ pub fn classify_at(
 
     let mut err = ProviderError::new(provider, kind, message.clone())
         .with_status(status)
-        .with_retry_after(headers::retry_after(headers, now).or(message_retry));
+        // A zero delay is no delay (see `headers::retry_after`): fall back to the caller's wait.
+        .with_retry_after(
+            headers::retry_after(headers, now).or(message_retry.filter(|d| !d.is_zero())),
+        );
     if let Some(c) = code {
         err = err.with_code(c.clone());
     }
@@ -286,7 +289,9 @@ fn kind_for(status: u16, b: &Body, lower: &str, message_retry: Option<Duration>)
         408 => ErrorKind::Timeout { sent: true },
         409 => ErrorKind::Server,
         429 => {
-            if message_retry == Some(Duration::ZERO) {
+            if message_retry == Some(Duration::ZERO)
+                && (zero_seconds_in_words(lower) || zero_limit(lower))
+            {
                 return denied(AccessDenial::TierAccess);
             }
             let scope = if has(etype, "requests")
@@ -321,6 +326,30 @@ fn kind_for(status: u16, b: &Body, lower: &str, message_retry: Option<Duration>)
         // 1xx/3xx are not errors a client can act on; treat as a server fault.
         _ => ErrorKind::Server,
     }
+}
+
+/// Whether the message says "0 seconds" / "0.0 seconds" in words: the tier-denial wording
+/// ("try again after 0.0 seconds"). A Go-style "try again in 0s" in an RPM/TPM message is a
+/// real limit whose window is about to reset, and must not cool the provider down for
+/// minutes.
+fn zero_seconds_in_words(lower: &str) -> bool {
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    words
+        .windows(2)
+        .any(|w| w[1].starts_with("second") && w[0].parse::<f64>().is_ok_and(|n| n == 0.0))
+}
+
+/// Whether an RPM/TPM message states a limit of zero ("Limit 0, Used 0, Requested 1"): the
+/// account's tier has no access at all.
+fn zero_limit(lower: &str) -> bool {
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    words.windows(2).any(|w| {
+        w[0].trim_end_matches(':') == "limit"
+            && w[1]
+                .trim_end_matches([',', '.', ';'])
+                .parse::<f64>()
+                .is_ok_and(|n| n == 0.0)
+    })
 }
 
 fn non_empty(m: &Option<String>) -> Option<String> {
@@ -416,6 +445,22 @@ mod tests {
             s(0.0)
         );
         assert_eq!(retry_after_from_message("nothing here"), None);
+    }
+
+    #[test]
+    fn zero_seconds_wording() {
+        assert!(zero_seconds_in_words(
+            "please slow down and try again after 0.0 seconds."
+        ));
+        assert!(zero_seconds_in_words("try again in 0 seconds"));
+        assert!(!zero_seconds_in_words("please try again in 0s."));
+        assert!(!zero_seconds_in_words("try again after 10 seconds"));
+        assert!(zero_limit(
+            "on requests per min (rpm): limit 0, used 0, requested 1."
+        ));
+        assert!(!zero_limit(
+            "on requests per min (rpm): limit 5, used 5, requested 1."
+        ));
     }
 
     #[test]
