@@ -1821,3 +1821,109 @@ async fn go_style_zero_wait_on_a_real_limit_is_a_rate_limit_not_a_tier_denial() 
     )
     .await;
 }
+
+#[test]
+fn bad_configuration_is_a_typed_error_naming_the_field() {
+    let e = OpenAi::builder().api_key("").build().unwrap_err();
+    assert_eq!(e.field, "api_key");
+    let e = OpenAi::builder().build().unwrap_err();
+    assert_eq!(e.field, "api_key");
+    let e = OpenAi::builder()
+        .api_key(key())
+        .base_url("not a url")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field, "base_url");
+    let e = Compatible::builder().api_key(key()).build().unwrap_err();
+    assert_eq!(e.field, "base_url");
+    let e = Azure::builder()
+        .endpoint("https://r.openai.azure.com")
+        .api_key(other_key())
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field, "deployment");
+    let e = Azure::builder()
+        .api_key(other_key())
+        .deployment("gpt-image-1", "d")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field, "endpoint");
+    let ok = || {
+        OpenAi::builder()
+            .api_key(key())
+            .base_url("http://127.0.0.1:9/v1")
+            .build()
+            .unwrap()
+    };
+    let e = Router::builder()
+        .provider(ok())
+        .attempt_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field, "attempt_timeout");
+    let e = Router::builder()
+        .provider(ok())
+        .deadline(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field, "deadline");
+    let e = Router::builder()
+        .provider(ok())
+        .max_attempts(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field, "max_attempts");
+    let e = Router::builder()
+        .provider_with(ok(), image_router::router::ProviderOptions::new().rpm(0))
+        .build()
+        .unwrap_err();
+    assert!(e.field.contains("rpm"), "{e}");
+    let e = Router::builder()
+        .provider_with(
+            ok(),
+            image_router::router::ProviderOptions::new().tier("tier-9"),
+        )
+        .build()
+        .unwrap_err();
+    assert!(e.field.contains("tier"), "{e}");
+    let e = Router::builder()
+        .provider(ok())
+        .provider(ok())
+        .build()
+        .unwrap_err();
+    assert!(e.field.contains("name"), "{e}");
+    assert!(!format!("{e} {e:?}").contains(&key()));
+}
+
+/// A PNG header with the given dimensions (enough for the size check).
+fn png_sized(w: u32, h: u32) -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    v.extend_from_slice(&w.to_be_bytes());
+    v.extend_from_slice(&h.to_be_bytes());
+    v.extend_from_slice(&[8, 6, 0, 0, 0]);
+    v
+}
+
+#[tokio::test]
+async fn mask_of_another_size_is_refused_before_sending() {
+    let server = MockServer::start().await;
+    mount_ok(&server, 1).await;
+    let router = Router::builder()
+        .provider(openai(&server, "openai"))
+        .build()
+        .unwrap();
+    let req = |mask: Vec<u8>| {
+        EditRequest::new(
+            "fill the hole",
+            vec![InputImage::new(png_sized(1024, 1024), "a.png")],
+        )
+        .mask(InputImage::new(mask, "mask.png"))
+    };
+    match router.edit(req(png_sized(512, 512))).await {
+        Err(Error::Invalid(v)) => assert_eq!(v.field, "mask"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(count(&server).await, 0);
+    router.edit(req(png_sized(1024, 1024))).await.unwrap();
+    assert_eq!(count(&server).await, 1);
+}
