@@ -1927,3 +1927,67 @@ async fn mask_of_another_size_is_refused_before_sending() {
     router.edit(req(png_sized(1024, 1024))).await.unwrap();
     assert_eq!(count(&server).await, 1);
 }
+
+#[tokio::test]
+async fn compatible_chat_mode_url_link_and_no_image() {
+    let server = MockServer::start().await;
+    let url = format!("{}/files/out.png", server.uri());
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"message": {"role": "assistant",
+                "content": format!("Done. [Download]({url})")}}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/out.png"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "image/png")
+                .set_body_bytes(png(8)),
+        )
+        .mount(&server)
+        .await;
+    let chat = |s: &MockServer, name: &str| {
+        Compatible::builder()
+            .name(name)
+            .base_url(format!("{}/v1", s.uri()))
+            .api_key(key())
+            .mode(image_router::CompatibleMode::Chat)
+            .build()
+            .unwrap()
+    };
+    let router = Router::builder()
+        .provider(chat(&server, "chat"))
+        .build()
+        .unwrap();
+    let res = router
+        .generate(GenerateRequest::new("a cat"))
+        .await
+        .unwrap();
+    assert_eq!(&res.images[0].bytes[..], &png(8)[..]);
+    assert_eq!(res.images[0].url.as_deref(), Some(url.as_str()));
+
+    // A chat answer without an image is an error, and the router fails over.
+    let refusing = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"message": {"role": "assistant", "content": "I can't help with that."}}]
+        })))
+        .mount(&refusing)
+        .await;
+    let fallback = MockServer::start().await;
+    mount_ok(&fallback, 2).await;
+    let router = Router::builder()
+        .provider(chat(&refusing, "refusing"))
+        .provider(openai(&fallback, "secondary"))
+        .build()
+        .unwrap();
+    let res = router
+        .generate(GenerateRequest::new("a cat"))
+        .await
+        .unwrap();
+    assert_eq!(res.provider, "secondary");
+    assert_eq!(res.attempts[0].outcome, Outcome::Decode);
+}

@@ -302,12 +302,15 @@ fn urls_in_text(text: &str) -> Vec<String> {
     for word in
         text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '<' || c == '>')
     {
-        let word = word.trim_end_matches(['.', ',', ')', ';']);
-        if word.starts_with("data:image/")
-            || word.starts_with("https://")
-            || word.starts_with("http://")
-        {
-            out.push(word.to_string());
+        // The URL may sit inside other punctuation: `[download](https://…)`, `(https://…)`.
+        let start = ["data:image/", "https://", "http://"]
+            .iter()
+            .filter_map(|p| word.find(p))
+            .min();
+        let Some(start) = start else { continue };
+        let url = word[start..].trim_end_matches(['.', ',', ')', ']', ';']);
+        if !url.is_empty() {
+            out.push(url.to_string());
         }
     }
     out
@@ -435,6 +438,14 @@ mod tests {
             vec!["https://x.test/b.png"]
         );
         assert!(urls_in_text("no image, sorry").is_empty());
+        assert_eq!(
+            urls_in_text("[Download](https://x.test/d.png)"),
+            vec!["https://x.test/d.png"]
+        );
+        assert_eq!(
+            urls_in_text("Image (https://x.test/e.png)."),
+            vec!["https://x.test/e.png"]
+        );
     }
 
     #[test]
