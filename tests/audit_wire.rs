@@ -705,6 +705,9 @@ async fn compatible_base_url_joining() {
         ("/", "/v1/images/generations"),
         ("/proxy/openai/v1", "/proxy/openai/v1/images/generations"),
         ("/proxy/openai/v1/", "/proxy/openai/v1/images/generations"),
+        // A full endpoint URL pasted as the base.
+        ("/v1/images/generations", "/v1/images/generations"),
+        ("/v1/chat/completions", "/v1/images/generations"),
     ];
     for (i, (suffix, expected)) in cases.iter().enumerate() {
         let p = Compatible::builder()

@@ -112,7 +112,8 @@ impl CompatibleBuilder {
 
     /// Base URL, e.g. `https://proxy.example.com/v1` (required). Paths are appended to it
     /// (`{base}/images/generations`, `{base}/chat/completions`); a bare host such as
-    /// `https://proxy.example.com` gets `/v1`, any other path is kept as given.
+    /// `https://proxy.example.com` gets `/v1`, a pasted endpoint URL
+    /// (`…/v1/images/generations`) is cut back to its base, any other path is kept as given.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = Some(url.into());
         self

@@ -324,14 +324,23 @@ fn parse_base_url(raw: &str, field: &str) -> Result<url::Url, ConfigError> {
     Ok(url)
 }
 
-/// Parses an OpenAI-style API base URL: as [`parse_base_url`], and a bare host
-/// (`https://proxy.example`, no path) gets the API version path `/v1`.
+/// Parses an OpenAI-style API base URL: as [`parse_base_url`]; a full endpoint URL pasted as
+/// the base (`…/v1/images/generations`, `…/v1/chat/completions`) loses the endpoint part, and
+/// a bare host (`https://proxy.example`, no path) gets the API version path `/v1`.
 ///
 /// Why: OpenAI's and every OpenAI-compatible server's paths live under `/v1`, and leaving
-/// `/v1` off the base URL is the most common configuration mistake (every call then 404s).
-/// A base URL with any path (`/v1`, `/openai/v1`, `/api/v2`) is used exactly as given.
+/// `/v1` off the base URL, or pasting the whole endpoint URL, are the most common
+/// configuration mistakes (every call then 404s). Any other path (`/v1`, `/openai/v1`,
+/// `/api/v2`) is used exactly as given.
 fn parse_api_base_url(raw: &str, field: &str) -> Result<url::Url, ConfigError> {
     let mut url = parse_base_url(raw, field)?;
+    let path = url.path().trim_end_matches('/').to_string();
+    for endpoint in ["/images/generations", "/images/edits", "/chat/completions"] {
+        if let Some(base) = path.strip_suffix(endpoint) {
+            url.set_path(base);
+            break;
+        }
+    }
     if url.path() == "/" || url.path().is_empty() {
         url.set_path("/v1");
     }

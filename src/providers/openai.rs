@@ -92,7 +92,8 @@ impl OpenAiBuilder {
     }
     /// Base URL (default: the catalog's `openai_base_url`, `https://api.openai.com/v1`).
     /// Paths are appended to it (`{base}/images/generations`); a bare host such as
-    /// `https://gateway.example` gets `/v1`, any other path is kept as given.
+    /// `https://gateway.example` gets `/v1`, a pasted endpoint URL
+    /// (`…/v1/images/generations`) is cut back to its base, any other path is kept as given.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = Some(url.into());
         self
