@@ -1994,3 +1994,47 @@ async fn compatible_chat_mode_url_link_and_no_image() {
     assert_eq!(res.provider, "secondary");
     assert_eq!(res.attempts[0].outcome, Outcome::Decode);
 }
+
+#[tokio::test]
+async fn azure_endpoint_pasted_with_openai_path() {
+    let server = MockServer::start().await;
+    mount_ok(&server, 5).await;
+    // `…/openai/v1/` is the base URL the Azure docs give OpenAI SDKs: the v1 surface.
+    let v1 = Azure::builder()
+        .name("v1")
+        .endpoint(format!("{}/openai/v1/", server.uri()))
+        .api_key(other_key())
+        .deployment("gpt-image-1", "img-prod")
+        .build()
+        .unwrap();
+    let classic = Azure::builder()
+        .name("classic")
+        .endpoint(format!("{}/openai", server.uri()))
+        .api_key(other_key())
+        .deployment("gpt-image-1", "img-prod")
+        .build()
+        .unwrap();
+    Router::builder()
+        .provider(v1)
+        .build()
+        .unwrap()
+        .generate(gen())
+        .await
+        .unwrap();
+    Router::builder()
+        .provider(classic)
+        .build()
+        .unwrap()
+        .generate(gen())
+        .await
+        .unwrap();
+    let reqs = server.received_requests().await.unwrap();
+    assert_eq!(reqs[0].url.path(), "/openai/v1/images/generations");
+    let body: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    assert_eq!(body["model"], "img-prod");
+    assert_eq!(
+        reqs[1].url.path(),
+        "/openai/deployments/img-prod/images/generations"
+    );
+    assert_eq!(reqs[1].url.query(), Some("api-version=2025-04-01-preview"));
+}

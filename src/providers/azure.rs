@@ -116,7 +116,9 @@ impl Azure {
 impl AzureBuilder {
     common_builder_methods!();
 
-    /// The resource endpoint, e.g. `https://my-resource.openai.azure.com` (required).
+    /// The resource endpoint, e.g. `https://my-resource.openai.azure.com` (required). A
+    /// trailing `/openai` is dropped, and the v1 base URL `…/openai/v1/` selects the
+    /// [v1 surface](Self::v1_surface).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
@@ -160,7 +162,18 @@ impl AzureBuilder {
         let endpoint_raw = self
             .endpoint
             .ok_or_else(|| ConfigError::new("endpoint", "is required"))?;
-        let endpoint = parse_base_url(&endpoint_raw, "endpoint")?;
+        let mut endpoint = parse_base_url(&endpoint_raw, "endpoint")?;
+        // The resource endpoint is the host; a pasted `…/openai` or the v1 base URL the Azure
+        // docs give to OpenAI SDKs (`…/openai/v1/`) would otherwise be doubled in every path.
+        // The v1 base URL also says which surface is meant.
+        let mut v1 = self.v1;
+        let path = endpoint.path().trim_end_matches('/').to_string();
+        if let Some(base) = path.strip_suffix("/openai/v1") {
+            endpoint.set_path(base);
+            v1 = true;
+        } else if let Some(base) = path.strip_suffix("/openai") {
+            endpoint.set_path(base);
+        }
         let auth = self
             .auth
             .ok_or_else(|| ConfigError::new("api_key", "an api key or bearer token is required"))?;
@@ -205,7 +218,7 @@ impl AzureBuilder {
             }
         }
         // The deployments surface always needs a version; v1 only when set explicitly.
-        let api_version = match (self.api_version, self.v1) {
+        let api_version = match (self.api_version, v1) {
             (Some(v), _) => Some(v),
             (None, false) => Some(common.catalog.kinds().azure_api_version.clone()),
             (None, true) => None,
@@ -216,7 +229,7 @@ impl AzureBuilder {
             endpoint,
             deployments,
             api_version,
-            v1: self.v1,
+            v1,
         })
     }
 }
