@@ -239,6 +239,9 @@ async fn openai_generate_sends_every_field_exactly() {
         })
     );
     assert!(got.url.query().is_none(), "no query on OpenAI: {}", got.url);
+    for absent in ["api-key", "openai-organization", "openai-project"] {
+        assert!(got.headers.get(absent).is_none(), "{absent} sent");
+    }
     assert_eq!(res.provider, "openai");
     assert_eq!(res.model, "gpt-image-1");
     assert_eq!(res.images.len(), 1);
