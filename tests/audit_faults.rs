@@ -617,3 +617,79 @@ async fn reset_and_truncated_answers_are_errors_that_fail_over() {
         assert!(res.attempts.len() <= 3, "{name}: {:?}", res.attempts);
     }
 }
+
+fn rate_limited(retry_after: &str) -> ResponseTemplate {
+    ResponseTemplate::new(429)
+        .insert_header("retry-after", retry_after)
+        .set_body_json(json!({"error": {
+            "message": "Rate limit reached for gpt-image-1 in organization org-x on requests per min (RPM): Limit 5, Used 5, Requested 1.",
+            "type": "requests", "param": null, "code": "rate_limit_exceeded"}}))
+}
+
+#[tokio::test]
+async fn all_rate_limited_waits_for_the_first_free_provider_within_the_deadline() {
+    let primary = MockServer::start().await;
+    let secondary = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(rate_limited("1"))
+        .up_to_n_times(1)
+        .mount(&primary)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ok(1))
+        .mount(&primary)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(rate_limited("30"))
+        .mount(&secondary)
+        .await;
+    let router = Router::builder()
+        .provider(openai(&primary, "primary"))
+        .provider(openai(&secondary, "secondary"))
+        .deadline(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let res = router.generate(gen()).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    let trace: Vec<(&str, Outcome)> = res
+        .attempts
+        .iter()
+        .map(|a| (a.provider.as_str(), a.outcome))
+        .collect();
+    assert_eq!(
+        trace,
+        [
+            ("primary", Outcome::RateLimited),
+            ("secondary", Outcome::RateLimited),
+            ("primary", Outcome::Success)
+        ]
+    );
+    assert_eq!(count(&secondary).await, 1);
+}
+
+#[tokio::test]
+async fn all_rate_limited_past_the_deadline_fails_fast_with_both_attempts() {
+    let a = MockServer::start().await;
+    let b = MockServer::start().await;
+    for s in [&a, &b] {
+        Mock::given(method("POST"))
+            .respond_with(rate_limited("60"))
+            .mount(s)
+            .await;
+    }
+    let router = Router::builder()
+        .provider(openai(&a, "a"))
+        .provider(openai(&b, "b"))
+        .deadline(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let err = router.generate(gen()).await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert_eq!(err.attempts().len(), 2, "{err:?}");
+    assert!(err.is_rate_limited());
+    let ex = err.explain();
+    assert!(ex.cause.contains("rate limited"), "{}", ex.cause);
+    assert!(ex.cause.contains("60"), "{}", ex.cause);
+}

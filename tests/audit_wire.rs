@@ -1644,9 +1644,11 @@ async fn no_key_in_debug_or_display() {
         .build()
         .unwrap();
     let builder_dbg = format!(
-        "{:?} {:?}",
+        "{:?} {:?} {:?} {:?}",
         OpenAi::builder().api_key(k.clone()),
-        Azure::builder().api_key(ak.clone())
+        Azure::builder().api_key(ak.clone()),
+        Azure::builder().bearer_token(ak.clone()),
+        Compatible::builder().api_key(k.clone())
     );
     let router = Router::builder()
         .provider(oa.clone())
