@@ -833,6 +833,19 @@ async fn run_case(name: &str, c: Case) {
     for w in c.words {
         assert!(all.contains(&w.to_lowercase()), "{name}: {w:?} in {all}");
     }
+    // The next request: a provider that failed over is remembered (cool-down, or put last
+    // until its retry-after) and not paid for again; a refusal of the request itself says
+    // nothing about the provider, which is asked again.
+    let again = router.generate(gen()).await;
+    if c.fails_over {
+        let res = again.unwrap();
+        assert_eq!(res.provider, "secondary", "{name}");
+        assert_eq!(res.attempts.len(), 1, "{name}: {:?}", res.attempts);
+        assert_eq!(count(&primary).await, 1, "{name}: primary not called again");
+    } else {
+        assert!(again.is_err(), "{name}");
+        assert_eq!(count(&primary).await, 2, "{name}: primary asked again");
+    }
 }
 
 #[tokio::test]
@@ -2042,4 +2055,33 @@ async fn azure_endpoint_pasted_with_openai_path() {
         "/openai/deployments/img-prod/images/generations"
     );
     assert_eq!(reqs[1].url.query(), Some("api-version=2025-04-01-preview"));
+}
+
+#[tokio::test]
+async fn azure_success_with_filter_results_is_fine() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "created": 1_713_833_628,
+            "data": [{
+                "b64_json": b64(&png(4)),
+                "content_filter_results": {
+                    "hate": {"filtered": false, "severity": "safe"},
+                    "sexual": {"filtered": false, "severity": "safe"}
+                },
+                "prompt_filter_results": {
+                    "jailbreak": {"filtered": false, "detected": false}
+                }
+            }],
+            "usage": {"input_tokens": 12, "output_tokens": 4160, "total_tokens": 4172}
+        })))
+        .mount(&server)
+        .await;
+    let router = Router::builder()
+        .provider(azure(&server).api_key(other_key()).build().unwrap())
+        .build()
+        .unwrap();
+    let res = router.generate(gen()).await.unwrap();
+    assert_eq!(&res.images[0].bytes[..], &png(4)[..]);
+    assert_eq!(res.usage.unwrap().output_tokens, 4160);
 }
