@@ -63,23 +63,38 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The retry delay a response asks for: `retry-after-ms`, then `x-ms-retry-after-ms`, then
 /// `retry-after` as (fractional) seconds or an HTTP date (relative to `now`).
+///
+/// Only a delay above zero counts (as in openai-python): `retry-after: 0`, a negative value
+/// or an HTTP date already past give `None`, so callers fall back to their own back-off
+/// instead of retrying a rate-limited provider in a tight loop.
+///
+/// ```
+/// use image_router::headers::retry_after;
+/// use reqwest::header::{HeaderMap, HeaderValue};
+/// use std::time::{Duration, SystemTime};
+/// let mut h = HeaderMap::new();
+/// h.insert("retry-after", HeaderValue::from_static("2"));
+/// assert_eq!(retry_after(&h, SystemTime::now()), Some(Duration::from_secs(2)));
+/// h.insert("retry-after", HeaderValue::from_static("0"));
+/// assert_eq!(retry_after(&h, SystemTime::now()), None);
+/// ```
 pub fn retry_after(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
         if let Some(ms) = header_str(h, name).and_then(|v| v.trim().parse::<f64>().ok()) {
-            if ms.is_finite() && ms >= 0.0 {
+            if ms.is_finite() && ms > 0.0 && ms < 1e12 {
                 return Some(Duration::from_secs_f64(ms / 1000.0));
             }
         }
     }
     let v = header_str(h, "retry-after")?.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        if secs.is_finite() && (0.0..1e9).contains(&secs) {
+        if secs.is_finite() && secs > 0.0 && secs < 1e9 {
             return Some(Duration::from_secs_f64(secs));
         }
         return None;
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    at.duration_since(now).ok().filter(|d| !d.is_zero())
 }
 
 /// The request id: `x-request-id`, else Azure's `apim-request-id`.

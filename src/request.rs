@@ -765,6 +765,23 @@ impl ImageRequest {
                 if OutputFormat::sniff(&mask.data).is_some_and(|f| f != OutputFormat::Png) {
                     return Err(ValidationError::new("mask", "the mask must be a png"));
                 }
+                // The API wants the mask the same size as the first image; when both are PNGs
+                // (sizes readable from the header) a mismatch is caught before sending.
+                if let (Some(m), Some(first)) = (
+                    mask.png_dimensions(),
+                    e.images.first().and_then(InputImage::png_dimensions),
+                ) {
+                    if m != first {
+                        return Err(ValidationError::new(
+                            "mask",
+                            format!(
+                                "the mask is {}x{} but the first image is {}x{}: they must be \
+                                 the same size",
+                                m.0, m.1, first.0, first.1
+                            ),
+                        ));
+                    }
+                }
             }
         }
         if let Some(caps) = caps {

@@ -99,7 +99,8 @@ async fn no_key_means_no_authorization_header() {
         .await
         .unwrap();
     let got = &server.received_requests().await.unwrap()[0];
-    assert_eq!(got.url.path(), "/images/generations");
+    // A bare host as base URL gets `/v1`.
+    assert_eq!(got.url.path(), "/v1/images/generations");
     assert!(got.headers.get("authorization").is_none());
 }
 

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     check_header_safe, common_builder_methods, edit_form, generate_body, join, parse_base_url,
-    secret_header, send_images, Common, CommonOptions,
+    scrubbed, secret_header, send_images, Common, CommonOptions,
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ErrorKind, NotFoundKind, ProviderError};
@@ -116,7 +116,9 @@ impl Azure {
 impl AzureBuilder {
     common_builder_methods!();
 
-    /// The resource endpoint, e.g. `https://my-resource.openai.azure.com` (required).
+    /// The resource endpoint, e.g. `https://my-resource.openai.azure.com` (required). A
+    /// trailing `/openai` is dropped, and the v1 base URL `…/openai/v1/` selects the
+    /// [v1 surface](Self::v1_surface).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
@@ -160,7 +162,18 @@ impl AzureBuilder {
         let endpoint_raw = self
             .endpoint
             .ok_or_else(|| ConfigError::new("endpoint", "is required"))?;
-        let endpoint = parse_base_url(&endpoint_raw, "endpoint")?;
+        let mut endpoint = parse_base_url(&endpoint_raw, "endpoint")?;
+        // The resource endpoint is the host; a pasted `…/openai` or the v1 base URL the Azure
+        // docs give to OpenAI SDKs (`…/openai/v1/`) would otherwise be doubled in every path.
+        // The v1 base URL also says which surface is meant.
+        let mut v1 = self.v1;
+        let path = endpoint.path().trim_end_matches('/').to_string();
+        if let Some(base) = path.strip_suffix("/openai/v1") {
+            endpoint.set_path(base);
+            v1 = true;
+        } else if let Some(base) = path.strip_suffix("/openai") {
+            endpoint.set_path(base);
+        }
         let auth = self
             .auth
             .ok_or_else(|| ConfigError::new("api_key", "an api key or bearer token is required"))?;
@@ -205,7 +218,7 @@ impl AzureBuilder {
             }
         }
         // The deployments surface always needs a version; v1 only when set explicitly.
-        let api_version = match (self.api_version, self.v1) {
+        let api_version = match (self.api_version, v1) {
             (Some(v), _) => Some(v),
             (None, false) => Some(common.catalog.kinds().azure_api_version.clone()),
             (None, true) => None,
@@ -216,7 +229,7 @@ impl AzureBuilder {
             endpoint,
             deployments,
             api_version,
-            v1: self.v1,
+            v1,
         })
     }
 }
@@ -256,6 +269,13 @@ impl Azure {
         Ok((rb, deployment.clone()))
     }
 
+    /// The credential, whichever kind it is (to scrub it from error text).
+    fn secret(&self) -> &SecretString {
+        match &self.auth {
+            AzureAuth::ApiKey(k) | AzureAuth::BearerToken(k) => k,
+        }
+    }
+
     /// The body's `model`: the deployment name on v1, absent on the deployments surface.
     fn wire_model<'a>(&self, deployment: &'a str) -> Option<&'a str> {
         self.v1.then_some(deployment)
@@ -285,6 +305,32 @@ impl Provider for Azure {
     /// `GET {endpoint}/openai/deployments/{deployment}?api-version=…` with the same credentials
     /// as a generation: proves the endpoint, the key and that the deployment exists.
     async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
+        scrubbed(self.probe_deployment(model, ctx).await, self.secret())
+    }
+
+    async fn generate(
+        &self,
+        req: &GenerateRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        scrubbed(self.generate_inner(req, ctx).await, self.secret())
+    }
+
+    async fn edit(
+        &self,
+        req: &EditRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        scrubbed(self.edit_inner(req, ctx).await, self.secret())
+    }
+}
+
+impl Azure {
+    async fn probe_deployment(
+        &self,
+        model: &str,
+        ctx: &CallContext,
+    ) -> Result<ProbeReport, ProviderError> {
         let deployment = self.deployments.get(model).ok_or_else(|| {
             ProviderError::new(
                 &self.common.name,
@@ -315,7 +361,7 @@ impl Provider for Azure {
         ))
     }
 
-    async fn generate(
+    async fn generate_inner(
         &self,
         req: &GenerateRequest,
         ctx: &CallContext,
@@ -326,7 +372,7 @@ impl Provider for Azure {
         send_images(&self.common, rb.json(&body), &model, req.output_format, ctx).await
     }
 
-    async fn edit(
+    async fn edit_inner(
         &self,
         req: &EditRequest,
         ctx: &CallContext,

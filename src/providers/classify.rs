@@ -58,7 +58,13 @@ fn parse_body(body: &[u8]) -> Option<Body> {
     let field = |name: &str| err.get(name).and_then(value_to_string);
     let inner = err.get("inner_error").or_else(|| err.get("innererror"));
     let mut filtered = Vec::new();
-    if let Some(Value::Object(results)) = inner.and_then(|i| i.get("content_filter_results")) {
+    // Azure spells it `content_filter_results` on image errors and `content_filter_result`
+    // on others.
+    let results = inner.and_then(|i| {
+        i.get("content_filter_results")
+            .or_else(|| i.get("content_filter_result"))
+    });
+    if let Some(Value::Object(results)) = results {
         for (category, r) in results {
             if r.get("filtered").and_then(Value::as_bool) == Some(true) {
                 match r.get("severity").and_then(Value::as_str) {
@@ -181,7 +187,10 @@ pub fn classify_at(
 
     let mut err = ProviderError::new(provider, kind, message.clone())
         .with_status(status)
-        .with_retry_after(headers::retry_after(headers, now).or(message_retry));
+        // A zero delay is no delay (see `headers::retry_after`): fall back to the caller's wait.
+        .with_retry_after(
+            headers::retry_after(headers, now).or(message_retry.filter(|d| !d.is_zero())),
+        );
     if let Some(c) = code {
         err = err.with_code(c.clone());
     }
@@ -237,8 +246,20 @@ fn kind_for(status: u16, b: &Body, lower: &str, message_retry: Option<Duration>)
         };
         return ErrorKind::ContentPolicy { reason };
     }
-    if has(code, "DeploymentNotFound") {
+    // Azure: the deployment exists but its model does not do this operation (a chat or
+    // dall-e-3 deployment asked for images or edits): that deployment cannot serve the model.
+    if has(code, "DeploymentNotFound") || has(code, "OperationNotSupported") {
         return not_found(NotFoundKind::Deployment);
+    }
+    // Azure: an `api-version` the resource does not take fails every request the same way:
+    // a configuration problem of this provider, not of the request.
+    if (400..500).contains(&status)
+        && (lower.contains("api version") || lower.contains("api-version"))
+        && (lower.contains("not supported")
+            || lower.contains("unsupported")
+            || lower.contains("invalid"))
+    {
+        return not_found(NotFoundKind::Endpoint);
     }
     if has(code, "model_not_found") {
         return not_found(NotFoundKind::Model);
@@ -268,7 +289,9 @@ fn kind_for(status: u16, b: &Body, lower: &str, message_retry: Option<Duration>)
         408 => ErrorKind::Timeout { sent: true },
         409 => ErrorKind::Server,
         429 => {
-            if message_retry == Some(Duration::ZERO) {
+            if message_retry == Some(Duration::ZERO)
+                && (zero_seconds_in_words(lower) || zero_limit(lower))
+            {
                 return denied(AccessDenial::TierAccess);
             }
             let scope = if has(etype, "requests")
@@ -303,6 +326,30 @@ fn kind_for(status: u16, b: &Body, lower: &str, message_retry: Option<Duration>)
         // 1xx/3xx are not errors a client can act on; treat as a server fault.
         _ => ErrorKind::Server,
     }
+}
+
+/// Whether the message says "0 seconds" / "0.0 seconds" in words: the tier-denial wording
+/// ("try again after 0.0 seconds"). A Go-style "try again in 0s" in an RPM/TPM message is a
+/// real limit whose window is about to reset, and must not cool the provider down for
+/// minutes.
+fn zero_seconds_in_words(lower: &str) -> bool {
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    words
+        .windows(2)
+        .any(|w| w[1].starts_with("second") && w[0].parse::<f64>().is_ok_and(|n| n == 0.0))
+}
+
+/// Whether an RPM/TPM message states a limit of zero ("Limit 0, Used 0, Requested 1"): the
+/// account's tier has no access at all.
+fn zero_limit(lower: &str) -> bool {
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    words.windows(2).any(|w| {
+        w[0].trim_end_matches(':') == "limit"
+            && w[1]
+                .trim_end_matches([',', '.', ';'])
+                .parse::<f64>()
+                .is_ok_and(|n| n == 0.0)
+    })
 }
 
 fn non_empty(m: &Option<String>) -> Option<String> {
@@ -398,6 +445,22 @@ mod tests {
             s(0.0)
         );
         assert_eq!(retry_after_from_message("nothing here"), None);
+    }
+
+    #[test]
+    fn zero_seconds_wording() {
+        assert!(zero_seconds_in_words(
+            "please slow down and try again after 0.0 seconds."
+        ));
+        assert!(zero_seconds_in_words("try again in 0 seconds"));
+        assert!(!zero_seconds_in_words("please try again in 0s."));
+        assert!(!zero_seconds_in_words("try again after 10 seconds"));
+        assert!(zero_limit(
+            "on requests per min (rpm): limit 0, used 0, requested 1."
+        ));
+        assert!(!zero_limit(
+            "on requests per min (rpm): limit 5, used 5, requested 1."
+        ));
     }
 
     #[test]

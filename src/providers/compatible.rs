@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::decode::{decode_error, fetch_url, fill};
 use super::{
     check_header_safe, common_builder_methods, edit_form, fallback_format, generate_body, http,
-    join, parse_base_url, secret_header, send_images, Common, CommonOptions,
+    join, parse_api_base_url, scrubbed, secret_header, send_images, Common, CommonOptions,
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ErrorKind, ProviderError};
@@ -110,7 +110,10 @@ impl Compatible {
 impl CompatibleBuilder {
     common_builder_methods!();
 
-    /// Base URL, e.g. `https://proxy.example.com/v1` (required).
+    /// Base URL, e.g. `https://proxy.example.com/v1` (required). Paths are appended to it
+    /// (`{base}/images/generations`, `{base}/chat/completions`); a bare host such as
+    /// `https://proxy.example.com` gets `/v1`, a pasted endpoint URL
+    /// (`…/v1/images/generations`) is cut back to its base, any other path is kept as given.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = Some(url.into());
         self
@@ -136,7 +139,7 @@ impl CompatibleBuilder {
         let raw = self
             .base_url
             .ok_or_else(|| ConfigError::new("base_url", "is required"))?;
-        let base = parse_base_url(&raw, "base_url")?;
+        let base = parse_api_base_url(&raw, "base_url")?;
         if let Some(k) = &self.key {
             check_header_safe(k, "api_key")?;
         }
@@ -300,12 +303,15 @@ fn urls_in_text(text: &str) -> Vec<String> {
     for word in
         text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '<' || c == '>')
     {
-        let word = word.trim_end_matches(['.', ',', ')', ';']);
-        if word.starts_with("data:image/")
-            || word.starts_with("https://")
-            || word.starts_with("http://")
-        {
-            out.push(word.to_string());
+        // The URL may sit inside other punctuation: `[download](https://…)`, `(https://…)`.
+        let start = ["data:image/", "https://", "http://"]
+            .iter()
+            .filter_map(|p| word.find(p))
+            .min();
+        let Some(start) = start else { continue };
+        let url = word[start..].trim_end_matches(['.', ',', ')', ']', ';']);
+        if !url.is_empty() {
+            out.push(url.to_string());
         }
     }
     out
@@ -335,17 +341,46 @@ impl Provider for Compatible {
     /// the same key as a generation (also in chat mode: proxies list their models the same way).
     async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
         let wire = self.wire_model(model).to_string();
-        super::probe::models(&self.common, &self.base, &wire, ctx, |rb| match &self.key {
-            Some(k) => {
-                let v = secret_header(format!("Bearer {}", k.expose_secret()), &self.common.name)?;
-                Ok(rb.header(reqwest::header::AUTHORIZATION, v))
-            }
-            None => Ok(rb),
-        })
-        .await
+        let report =
+            super::probe::models(&self.common, &self.base, &wire, ctx, |rb| match &self.key {
+                Some(k) => {
+                    let v =
+                        secret_header(format!("Bearer {}", k.expose_secret()), &self.common.name)?;
+                    Ok(rb.header(reqwest::header::AUTHORIZATION, v))
+                }
+                None => Ok(rb),
+            })
+            .await;
+        self.scrub(report)
     }
 
     async fn generate(
+        &self,
+        req: &GenerateRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        self.scrub(self.generate_inner(req, ctx).await)
+    }
+
+    async fn edit(
+        &self,
+        req: &EditRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderResponse, ProviderError> {
+        self.scrub(self.edit_inner(req, ctx).await)
+    }
+}
+
+impl Compatible {
+    /// Removes this proxy's key from an error's text (see `providers::scrub`).
+    fn scrub<T>(&self, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
+        match &self.key {
+            Some(k) => scrubbed(r, k),
+            None => r,
+        }
+    }
+
+    async fn generate_inner(
         &self,
         req: &GenerateRequest,
         ctx: &CallContext,
@@ -362,7 +397,7 @@ impl Provider for Compatible {
         }
     }
 
-    async fn edit(
+    async fn edit_inner(
         &self,
         req: &EditRequest,
         ctx: &CallContext,
@@ -404,6 +439,14 @@ mod tests {
             vec!["https://x.test/b.png"]
         );
         assert!(urls_in_text("no image, sorry").is_empty());
+        assert_eq!(
+            urls_in_text("[Download](https://x.test/d.png)"),
+            vec!["https://x.test/d.png"]
+        );
+        assert_eq!(
+            urls_in_text("Image (https://x.test/e.png)."),
+            vec!["https://x.test/e.png"]
+        );
     }
 
     #[test]

@@ -28,19 +28,35 @@ pub(crate) fn decode_error(
     e
 }
 
-/// Decodes base64 (standard alphabet; whitespace and missing padding tolerated).
+/// Decodes base64: the standard padded alphabet (what OpenAI and Azure send; line breaks
+/// tolerated) gives whatever bytes it encodes. The lenient forms (no padding, URL-safe
+/// alphabet) are accepted only when they decode to an image file.
+///
+/// Why the split: many short ASCII strings ("not-base64", "thisisnotbase64") happen to be
+/// valid unpadded or URL-safe base64 and decode to a few bytes of garbage, which would turn a
+/// provider's broken answer into a "successful" image. Real encoders pad; a proxy that does not
+/// still sends a real image, which the magic-number check recognises.
 pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let engines = [
-        base64::engine::general_purpose::STANDARD,
-        base64::engine::general_purpose::STANDARD_NO_PAD,
-        base64::engine::general_purpose::URL_SAFE,
-        base64::engine::general_purpose::URL_SAFE_NO_PAD,
-    ];
-    engines
+    if let Ok(bytes) = STANDARD.decode(cleaned.as_bytes()) {
+        return Some(bytes).filter(|b| !b.is_empty());
+    }
+    [STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
         .iter()
         .find_map(|e| e.decode(cleaned.as_bytes()).ok())
-        .filter(|b| !b.is_empty())
+        .filter(|b| looks_like_image(b))
+}
+
+/// Whether `bytes` start like an image file: PNG, JPEG, WebP, GIF, or an ISO-BMFF image
+/// (AVIF / HEIF).
+pub(crate) fn looks_like_image(bytes: &[u8]) -> bool {
+    OutputFormat::sniff(bytes).is_some()
+        || bytes.starts_with(b"GIF87a")
+        || bytes.starts_with(b"GIF89a")
+        || (bytes.len() >= 12
+            && &bytes[4..8] == b"ftyp"
+            && [&b"avif"[..], b"avis", b"heic", b"heix", b"mif1"].contains(&&bytes[8..12]))
 }
 
 /// Decodes a `data:image/...;base64,...` URL.
@@ -155,11 +171,21 @@ mod tests {
 
     #[test]
     fn base64_variants() {
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
         assert_eq!(decode_base64("aGk=").as_deref(), Some(&b"hi"[..]));
-        assert_eq!(decode_base64("aGk").as_deref(), Some(&b"hi"[..]));
         assert_eq!(decode_base64("aG\nk=").as_deref(), Some(&b"hi"[..]));
         assert_eq!(decode_base64("!!!"), None);
         assert_eq!(decode_base64(""), None);
+        // Unpadded / URL-safe: only when it is an image.
+        assert_eq!(decode_base64("aGk"), None);
+        assert_eq!(decode_base64("not-base64"), None);
+        assert_eq!(decode_base64("thisisnotbase64"), None);
+        let png = b"\x89PNG\r\n\x1a\n\xff\xfe-rest".to_vec();
+        assert_eq!(
+            decode_base64(&STANDARD_NO_PAD.encode(&png)),
+            Some(png.clone())
+        );
+        assert_eq!(decode_base64(&URL_SAFE_NO_PAD.encode(&png)), Some(png));
     }
 
     #[test]

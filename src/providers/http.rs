@@ -146,12 +146,28 @@ pub(crate) async fn download(
                 status.as_u16()
             )));
         }
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| download_error(provider, url, &e))?;
         if bytes.is_empty() {
             return Err(decode(format!("image download from {url} was empty")));
+        }
+        // An expired or wrong link often answers 200 with an HTML or JSON page: that is not
+        // an image, whatever the status says.
+        if let Some(ct) =
+            content_type.filter(|ct| ct.starts_with("text/") || ct.starts_with("application/json"))
+        {
+            if !crate::providers::decode::looks_like_image(&bytes) {
+                return Err(decode(format!(
+                    "image download from {url} returned `{ct}`, not an image"
+                )));
+            }
         }
         Ok(bytes)
     };

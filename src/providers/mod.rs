@@ -251,6 +251,44 @@ fn check_header_safe(key: &SecretString, field: &str) -> Result<(), ConfigError>
     Ok(())
 }
 
+/// Shortest credential that is scrubbed from error text: shorter strings are too likely to
+/// occur in ordinary words, and no real key or token is that short.
+const MIN_SCRUB_LEN: usize = 8;
+
+/// Removes `secret` from every text field of a provider error.
+///
+/// Why: a misconfigured proxy or gateway may echo the credential it received in its error
+/// message ("Incorrect API key provided: <the whole key>"), and that message becomes the
+/// [`ProviderError`]'s message, its `Display`, the router's `Error` and `explain()`. The
+/// provider is the only place that knows the key, so it scrubs its own errors before they
+/// leave it.
+fn scrub(mut err: ProviderError, secret: &SecretString) -> ProviderError {
+    let s = secret.expose_secret();
+    if s.len() < MIN_SCRUB_LEN {
+        return err;
+    }
+    let clean = |t: &mut String| {
+        if t.contains(s) {
+            *t = t.replace(s, "[redacted]");
+        }
+    };
+    clean(&mut err.message);
+    for field in [&mut err.code, &mut err.error_type, &mut err.param] {
+        if let Some(t) = field.as_mut() {
+            clean(t);
+        }
+    }
+    if let crate::ErrorKind::ContentPolicy { reason: Some(r) } = &mut err.kind {
+        clean(r);
+    }
+    err
+}
+
+/// [`scrub`] on the error side of a result.
+fn scrubbed<T>(r: Result<T, ProviderError>, secret: &SecretString) -> Result<T, ProviderError> {
+    r.map_err(|e| scrub(e, secret))
+}
+
 /// A sensitive header value (never printed by reqwest/http).
 fn secret_header(
     value: String,
@@ -282,6 +320,29 @@ fn parse_base_url(raw: &str, field: &str) -> Result<url::Url, ConfigError> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::new(field, "must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// Parses an OpenAI-style API base URL: as [`parse_base_url`]; a full endpoint URL pasted as
+/// the base (`…/v1/images/generations`, `…/v1/chat/completions`) loses the endpoint part, and
+/// a bare host (`https://proxy.example`, no path) gets the API version path `/v1`.
+///
+/// Why: OpenAI's and every OpenAI-compatible server's paths live under `/v1`, and leaving
+/// `/v1` off the base URL, or pasting the whole endpoint URL, are the most common
+/// configuration mistakes (every call then 404s). Any other path (`/v1`, `/openai/v1`,
+/// `/api/v2`) is used exactly as given.
+fn parse_api_base_url(raw: &str, field: &str) -> Result<url::Url, ConfigError> {
+    let mut url = parse_base_url(raw, field)?;
+    let path = url.path().trim_end_matches('/').to_string();
+    for endpoint in ["/images/generations", "/images/edits", "/chat/completions"] {
+        if let Some(base) = path.strip_suffix(endpoint) {
+            url.set_path(base);
+            break;
+        }
+    }
+    if url.path() == "/" || url.path().is_empty() {
+        url.set_path("/v1");
     }
     Ok(url)
 }

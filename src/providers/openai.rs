@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     check_header_safe, check_key, common_builder_methods, edit_form, generate_body, join,
-    parse_base_url, secret_header, send_images, Common, CommonOptions,
+    parse_api_base_url, scrubbed, secret_header, send_images, Common, CommonOptions,
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ProviderError};
@@ -91,6 +91,9 @@ impl OpenAiBuilder {
         self
     }
     /// Base URL (default: the catalog's `openai_base_url`, `https://api.openai.com/v1`).
+    /// Paths are appended to it (`{base}/images/generations`); a bare host such as
+    /// `https://gateway.example` gets `/v1`, a pasted endpoint URL
+    /// (`…/v1/images/generations`) is cut back to its base, any other path is kept as given.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = Some(url.into());
         self
@@ -113,7 +116,7 @@ impl OpenAiBuilder {
         let base_raw = self
             .base_url
             .unwrap_or_else(|| common.catalog.kinds().openai_base_url.clone());
-        let base = parse_base_url(&base_raw, "base_url")?;
+        let base = parse_api_base_url(&base_raw, "base_url")?;
         for (field, value) in [
             ("organization", &self.organization),
             ("project", &self.project),
@@ -176,13 +179,16 @@ impl Provider for OpenAi {
         let model = self.common.model_or_default(req.model.as_ref());
         let body = generate_body(req, Some(&model), &self.common.name)?;
         let rb = self.request("generations")?.json(&body);
-        send_images(&self.common, rb, &model, req.output_format, ctx).await
+        scrubbed(
+            send_images(&self.common, rb, &model, req.output_format, ctx).await,
+            &self.key,
+        )
     }
 
     /// `GET {base}/models/{model}` (fallback `GET {base}/models`) with the same key and
     /// organization / project headers as a generation.
     async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
-        super::probe::models(&self.common, &self.base, model, ctx, |rb| {
+        let report = super::probe::models(&self.common, &self.base, model, ctx, |rb| {
             let auth = secret_header(
                 format!("Bearer {}", self.key.expose_secret()),
                 &self.common.name,
@@ -196,7 +202,8 @@ impl Provider for OpenAi {
             }
             Ok(rb)
         })
-        .await
+        .await;
+        scrubbed(report, &self.key)
     }
 
     async fn edit(
@@ -208,6 +215,9 @@ impl Provider for OpenAi {
         let rb = self
             .request("edits")?
             .multipart(edit_form(req, Some(&model)));
-        send_images(&self.common, rb, &model, req.output_format, ctx).await
+        scrubbed(
+            send_images(&self.common, rb, &model, req.output_format, ctx).await,
+            &self.key,
+        )
     }
 }
