@@ -158,6 +158,13 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// What this provider accepts for `model` (`None`: it does not serve that model).
     fn capabilities(&self, model: &str) -> Option<Capabilities>;
 
+    /// The name `model` goes by at this provider: a proxy's renamed model, an Azure
+    /// deployment. The router records it in every attempt of the trace, failed or not, so
+    /// a trace shows what was actually asked of whom. Default: `model` unchanged.
+    fn wire_model(&self, model: &str) -> String {
+        model.to_string()
+    }
+
     /// Whether this provider can serve `request` (whose model the router has already
     /// resolved). `Err` means skip it without a network call.
     fn supports(&self, request: &ImageRequest) -> Result<(), Unsupported> {

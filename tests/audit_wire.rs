@@ -1735,7 +1735,6 @@ async fn azure_content_filter_singular_result_key() {
 }
 
 #[tokio::test]
-#[ignore = "router bug: Attempt.model of a failed attempt is the router's model, not the model as sent (src/router/mod.rs uses `&model` for failures, `resp.model` for successes)"]
 async fn attempt_model_is_the_wire_model_for_failures_too() {
     let proxy = MockServer::start().await;
     let fallback = MockServer::start().await;

@@ -356,3 +356,34 @@ fn builder_errors_name_the_field() {
     assert!(!format!("{b:?}").contains(KEY));
     assert!(!format!("{:?}", b.build().unwrap()).contains(KEY));
 }
+
+#[tokio::test]
+async fn the_attempt_trace_names_the_deployment_for_failures_and_successes() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(503)
+                .set_body_json(json!({"error": {"code": "ServiceUnavailable", "message": "busy"}})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(any()).respond_with(ok()).mount(&server).await;
+    let p = provider(&server);
+    assert_eq!(p.wire_model("gpt-image-1"), "img-dep");
+    let router = image_router::Router::builder()
+        .provider(p)
+        .retry_backoff(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let res = router
+        .generate(GenerateRequest::new("a boat").model("gpt-image-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.model, "gpt-image-1",
+        "the response names the router's model"
+    );
+    let models: Vec<&str> = res.attempts.iter().map(|a| a.model.as_str()).collect();
+    assert_eq!(models, vec!["img-dep", "img-dep"], "{:?}", res.attempts);
+}

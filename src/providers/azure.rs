@@ -292,6 +292,10 @@ impl Provider for Azure {
         ProviderKind::Azure
     }
 
+    fn wire_model(&self, model: &str) -> String {
+        self.deployment_for(model).unwrap_or(model).to_string()
+    }
+
     fn capabilities(&self, model: &str) -> Option<Capabilities> {
         if !self.deployments.contains_key(model) {
             return None;

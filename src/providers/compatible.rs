@@ -327,6 +327,11 @@ impl Provider for Compatible {
         ProviderKind::Compatible
     }
 
+    fn wire_model(&self, model: &str) -> String {
+        // The inherent method (renames), not this trait method.
+        Compatible::wire_model(self, model).to_string()
+    }
+
     fn capabilities(&self, model: &str) -> Option<Capabilities> {
         let mut caps = self.common.base_capabilities(model)?;
         if self.mode == CompatibleMode::Chat {

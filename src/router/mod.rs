@@ -448,6 +448,7 @@ impl Router {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let timeout = settings.attempt_timeout.min(remaining);
             let retry = u32::from(retried.contains(&idx));
+            let wire_model = slot.provider.wire_model(&model);
             attempted.push(idx);
             let in_flight = slot.health.start();
             let (result, took) = call(slot, &req, timeout, retry).await;
@@ -472,7 +473,7 @@ impl Router {
                     publish_gauges(snap, slot);
                     trace.attempts.push(Attempt::success(
                         slot.name(),
-                        &resp.model,
+                        &wire_model,
                         resp.status,
                         took,
                         retry,
@@ -517,9 +518,12 @@ impl Router {
                     let now = clock.now();
                     match decision {
                         Decision::Return => {
-                            trace
-                                .attempts
-                                .push(Attempt::failure(&model, err.clone(), took, retry));
+                            trace.attempts.push(Attempt::failure(
+                                &wire_model,
+                                err.clone(),
+                                took,
+                                retry,
+                            ));
                             return Err(Error::Rejected {
                                 error: err,
                                 attempts: trace.attempts,
@@ -555,7 +559,7 @@ impl Router {
                     }
                     trace
                         .attempts
-                        .push(Attempt::failure(&model, err, took, retry));
+                        .push(Attempt::failure(&wire_model, err, took, retry));
                     if timed_out_by_deadline {
                         deadline_exceeded = true;
                         break;
