@@ -24,9 +24,12 @@
 //!   cancelled) counts as a failure: otherwise one lost future would wedge the breaker in
 //!   half-open forever.
 //! * **Gradual recovery.** One good probe proves little. In *recovering* the admitted share of
-//!   traffic ramps linearly from `ramp_start` to 100 % over `ramp`; the coin flips come from an
-//!   injectable seeded RNG so tests are deterministic. Any provider fault while ramping
-//!   re-opens the breaker.
+//!   traffic ramps linearly from `ramp_start` to 100 % over `ramp`. Admission is counted,
+//!   not drawn: every call that asks adds the current share to a credit and is admitted when
+//!   a whole unit has built up (like a deficit round-robin), so at a 30 % share exactly 3 of
+//!   every 10 calls go through. Random coin flips would give the same average with needless
+//!   variance: a provider could get 0 of its first 10 calls, or 10, and tests of the ramp
+//!   would be statistical. Any provider fault while ramping re-opens the breaker.
 //! * **Exponential cool-down.** Each failed probe multiplies the cool-down (default ×2) up to
 //!   a cap, so a provider that is down for an hour is probed a handful of times, not hundreds.
 //!   Reaching *closed* again resets it.
@@ -53,8 +56,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::serde_ms::{ser_ms, ser_opt_ms};
@@ -198,7 +199,7 @@ pub struct Rejection {
     /// The breaker's state when refusing.
     pub state: BreakerState,
     /// Time until the breaker will consider traffic again (`None` when it depends on an
-    /// outstanding probe, or when the refusal was a ramp coin flip).
+    /// outstanding probe, or when the ramp held this call back).
     #[serde(rename = "retry_in_ms", serialize_with = "ser_opt_ms")]
     pub retry_in: Option<Duration>,
     /// Why it was opened.
@@ -278,7 +279,9 @@ struct Inner {
     next_cool_down: Duration,
     reason: Option<OpenReason>,
     message: Option<String>,
-    rng: SmallRng,
+    /// Admission credit while recovering: each asking call adds the current share, a call
+    /// is admitted when a whole unit has built up (see the module docs).
+    ramp_credit: f64,
 }
 
 struct Shared {
@@ -298,7 +301,7 @@ struct Shared {
 ///
 /// let clock = ManualClock::new();
 /// let config = BreakerConfig { consecutive_failures: 2, ..BreakerConfig::default() };
-/// let breaker = CircuitBreaker::with_seed(config, Arc::new(clock.clone()) as SharedClock, 7);
+/// let breaker = CircuitBreaker::new(config, Arc::new(clock.clone()) as SharedClock);
 /// for _ in 0..2 {
 ///     let pass = breaker.acquire().expect("closed");
 ///     pass.record(Outcome::Server);
@@ -324,18 +327,8 @@ impl fmt::Debug for CircuitBreaker {
 }
 
 impl CircuitBreaker {
-    /// A closed breaker whose ramp coin flips use an RNG seeded from the OS.
+    /// A closed breaker.
     pub fn new(config: BreakerConfig, clock: SharedClock) -> Self {
-        Self::with_rng(config, clock, SmallRng::from_rng(&mut rand::rng()))
-    }
-
-    /// A closed breaker with a deterministic RNG (tests, simulations).
-    pub fn with_seed(config: BreakerConfig, clock: SharedClock, seed: u64) -> Self {
-        Self::with_rng(config, clock, SmallRng::seed_from_u64(seed))
-    }
-
-    /// A closed breaker with the given RNG.
-    pub fn with_rng(config: BreakerConfig, clock: SharedClock, rng: SmallRng) -> Self {
         let window = WindowCounter::new(config.window, 12);
         let cool_down = config.cool_down;
         Self {
@@ -351,7 +344,7 @@ impl CircuitBreaker {
                     next_cool_down: cool_down,
                     reason: None,
                     message: None,
-                    rng,
+                    ramp_credit: 0.0,
                 }),
                 listener: Mutex::new(None),
             }),
@@ -421,7 +414,9 @@ impl CircuitBreaker {
             }
             State::Recovering { since } => {
                 let share = ramp_share(config, now.saturating_sub(since));
-                if inner.rng.random::<f64>() < share {
+                inner.ramp_credit += share;
+                if inner.ramp_credit >= 1.0 {
+                    inner.ramp_credit -= 1.0;
                     Ok((false, inner.epoch))
                 } else {
                     Err(rejection(inner, None))
@@ -549,6 +544,11 @@ impl CircuitBreaker {
         transitions: &mut Transitions,
     ) {
         let from = inner.state.public();
+        if matches!(to, State::Recovering { .. }) {
+            // Half a unit: the first call is admitted once the share reaches 50 %, rounding
+            // the admitted count to the nearest whole instead of always down.
+            inner.ramp_credit = 0.5;
+        }
         inner.state = to;
         inner.epoch = inner.epoch.wrapping_add(1);
         if to.public() != from {

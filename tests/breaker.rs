@@ -14,7 +14,7 @@ const S: fn(u64) -> Duration = Duration::from_secs;
 
 fn setup(config: BreakerConfig) -> (ManualClock, CircuitBreaker) {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::with_seed(config, Arc::new(clock.clone()) as SharedClock, 42);
+    let b = CircuitBreaker::new(config, Arc::new(clock.clone()) as SharedClock);
     (clock, b)
 }
 
@@ -160,8 +160,9 @@ fn probe_success_ramps_traffic_back_gradually_then_closes() {
             .count();
         let share = admitted as f64 / f64::from(calls);
         let expected = 0.1 + 0.9 * elapsed / 100.0;
+        // Counted, not drawn: the share is exact up to one call.
         assert!(
-            (share - expected).abs() < 0.04,
+            (share - expected).abs() <= 1.0 / f64::from(calls),
             "step {step}: admitted {share:.3}, expected {expected:.3}"
         );
         assert!(share > previous, "admitted share rises");
