@@ -596,6 +596,18 @@ async fn default_strategy_fills_the_primarys_tier_before_overflowing() {
             res.provider, "fallback",
             "rpm {rpm}: the next one overflows"
         );
+        // The response says why the primary was passed over.
+        let skip = res
+            .skipped
+            .iter()
+            .find(|s| s.provider == "primary")
+            .expect("the primary is listed as skipped");
+        match &skip.reason {
+            SkipReason::NoHeadroom { retry_in, .. } => {
+                assert!(retry_in.is_some_and(|d| d <= Duration::from_secs(60)))
+            }
+            other => panic!("unexpected reason {other:?}"),
+        }
         assert_eq!(primary_h.calls(), rpm as usize);
         assert_eq!(fallback_h.calls(), 1);
     }

@@ -295,6 +295,14 @@ impl Router {
 
         // 2. Filter by capability, class and remembered state; 3. rank.
         let plan = plan(snap, &req, &model, class, clock.now());
+        // Ranked last for lack of room: if the request is served before they are reached,
+        // the response still says why they were passed over.
+        let no_room: Vec<usize> = plan
+            .candidates
+            .iter()
+            .filter(|c| c.no_headroom)
+            .map(|c| c.index)
+            .collect();
         let mut trace = Trace {
             attempts: Vec::new(),
             skipped: plan.skipped,
@@ -333,18 +341,7 @@ impl Router {
                 Ok(p) => p,
                 Err(denied) => {
                     match denied.retry_in() {
-                        None => {
-                            let reason = match &denied {
-                                Denied::NoAccess(na) => SkipReason::Tier {
-                                    message: na.to_string(),
-                                },
-                                other => SkipReason::NoHeadroom {
-                                    retry_in: None,
-                                    message: other.to_string(),
-                                },
-                            };
-                            trace.skip(slot, reason);
-                        }
+                        None => trace.skip(slot, skip_reason(&denied)),
                         Some(retry_in) => {
                             let at = tokio::time::Instant::now() + retry_in;
                             if at < wait_limit {
@@ -471,6 +468,19 @@ impl Router {
                         .ok();
                     reservation.commit(cost.as_ref().map_or(0.0, |c| c.usd));
                     publish_gauges(snap, slot);
+                    for &i in &no_room {
+                        let other = &snap.providers[i];
+                        if attempted.contains(&i)
+                            || trace.skipped.iter().any(|s| s.provider == other.name())
+                        {
+                            continue;
+                        }
+                        match other.limiter.try_acquire(est_tokens) {
+                            // Room came back meanwhile: it was simply not needed.
+                            Ok(p) => p.cancel(),
+                            Err(denied) => trace.skip(other, skip_reason(&denied)),
+                        }
+                    }
                     trace.attempts.push(Attempt::success(
                         slot.name(),
                         &wire_model,
@@ -785,6 +795,19 @@ impl Trace {
 }
 
 /// One provider call, bounded by `timeout` whatever the provider does.
+/// Why a provider's rate limiter refused a request, as a skip reason.
+fn skip_reason(denied: &Denied) -> SkipReason {
+    match denied {
+        Denied::NoAccess(na) => SkipReason::Tier {
+            message: na.to_string(),
+        },
+        other => SkipReason::NoHeadroom {
+            retry_in: other.retry_in(),
+            message: other.to_string(),
+        },
+    }
+}
+
 /// Reports a call's outcome to the provider's breaker. Account problems (access denied,
 /// authentication, a missing endpoint) open it with the long cool-down and keep the reason;
 /// everything else counts as usual. A successful probe that starts the recovery also clears
