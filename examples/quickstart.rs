@@ -2,7 +2,8 @@
 //!
 //! With no keys set it runs on the embedded simulator (real HTTP on 127.0.0.1): an OpenAI-style
 //! primary on a tight tier limit, an Azure deployment, and an OpenAI-compatible proxy in chat
-//! mode. With `OPENAI_API_KEY` set it uses the real providers instead (plus Azure with
+//! mode. With `OPENAI_API_KEY` set it uses the real providers instead (`OPENAI_BASE_URL`, as in
+//! the official SDKs, points the OpenAI provider at another host; plus Azure with
 //! `AZURE_OPENAI_ENDPOINT`, `AZURE_OPENAI_API_KEY`, `AZURE_OPENAI_DEPLOYMENT`, and a proxy with
 //! `PROXY_BASE_URL`, `PROXY_API_KEY`, optional `PROXY_MODE=chat`).
 //!
@@ -131,8 +132,15 @@ async fn simulated_router() -> Result<(Router, Simulator), Box<dyn std::error::E
 
 /// Real providers from the environment.
 fn real_router(openai_key: String) -> Result<Router, Box<dyn std::error::Error>> {
-    let mut builder: RouterBuilder =
-        Router::builder().provider(OpenAi::builder().api_key(openai_key).build()?);
+    let mut openai = OpenAi::builder().api_key(openai_key);
+    // Like the official SDKs: `OPENAI_BASE_URL` points the OpenAI provider at another host
+    // (a gateway, a mock server, the simulator).
+    if let Ok(base_url) = std::env::var("OPENAI_BASE_URL") {
+        if !base_url.trim().is_empty() {
+            openai = openai.base_url(base_url.trim());
+        }
+    }
+    let mut builder: RouterBuilder = Router::builder().provider(openai.build()?);
     if let (Ok(endpoint), Ok(key)) = (
         std::env::var("AZURE_OPENAI_ENDPOINT"),
         std::env::var("AZURE_OPENAI_API_KEY"),
@@ -196,4 +204,8 @@ fn print_served(res: &ImageResponse, paths: &[PathBuf]) {
 
 fn print_error(err: &Error) {
     println!("  failed: {err}");
+    // The same plain-words text `image-router doctor` prints.
+    let why = err.explain();
+    println!("  why: {}", why.cause);
+    println!("  what to do: {}", why.action);
 }

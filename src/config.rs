@@ -516,8 +516,50 @@ fn table_at(text: &str, offset: usize) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
+/// Replaces every `sk-…` token of 12 characters or more with `sk-…(redacted)`.
+fn redact_secrets(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("sk-") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(tail.len());
+        if len >= 12 {
+            out.push_str("sk-…(redacted)");
+        } else {
+            out.push_str(&tail[..len]);
+        }
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Drops the quoted value from serde's `invalid type: string "…"` messages: the value may be
+/// a secret pasted into the wrong field, and the line number already shows where it is.
+fn without_string_values(msg: &str) -> String {
+    let Some(start) = msg.find("string \"") else {
+        return msg.to_string();
+    };
+    let value_start = start + "string \"".len();
+    let mut escaped = false;
+    for (j, c) in msg[value_start..].char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '"' if !escaped => {
+                let end = value_start + j + 1;
+                return format!("{}a string{}", &msg[..start], &msg[end..]);
+            }
+            _ => escaped = false,
+        }
+    }
+    msg.to_string()
+}
+
 fn parse_error(text: &str, e: toml::de::Error) -> ConfigError {
-    let msg = e.message().trim().to_string();
+    let msg = without_string_values(e.message().trim());
     let Some(span) = e.span() else {
         return ConfigError::new("config", msg);
     };
@@ -637,6 +679,15 @@ impl RouterConfig {
     }
 
     fn from_str_in(text: &str, base_dir: Option<PathBuf>) -> Result<Self, ConfigError> {
+        // A key pasted into the wrong field must not come back in the error message (which
+        // ends up on terminals, in logs and in `--json` output).
+        Self::parse_checked(text, base_dir).map_err(|mut e| {
+            e.message = redact_secrets(&e.message);
+            e
+        })
+    }
+
+    fn parse_checked(text: &str, base_dir: Option<PathBuf>) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(text, e))?;
         let cx = Ctx { text };
         let mut router = RouterSettings::default();
@@ -1227,7 +1278,7 @@ impl RouterConfig {
                         .join(", ");
                     return Err(ConfigError::new(
                         format!("provider[{i}].tier"),
-                        format!("unknown tier {t:?}; known tiers: {known}"),
+                        redact_secrets(&format!("unknown tier {t:?}; known tiers: {known}")),
                     )
                     .at_line(p.line_of("tier")));
                 }
@@ -1438,6 +1489,21 @@ pub fn build_provider(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_from_messages() {
+        let key = format!("sk-{}", "x".repeat(30));
+        let m = format!("invalid type: string \"{key}\", expected i64");
+        assert_eq!(
+            without_string_values(&m),
+            "invalid type: a string, expected i64"
+        );
+        assert_eq!(
+            redact_secrets(&format!("{key:?} is not a duration")),
+            "\"sk-…(redacted)\" is not a duration"
+        );
+        assert_eq!(redact_secrets("sk-short"), "sk-short");
+    }
 
     #[test]
     fn key_at_finds_key_and_header() {

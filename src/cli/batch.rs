@@ -28,7 +28,8 @@ options (any request field, plus \"name\" for the output file's stem and \"class
   a watercolor fox
   {\"prompt\": \"a lighthouse at dusk\", \"size\": \"1536x1024\", \"quality\": \"high\", \"name\": \"lighthouse\"}
 Empty lines and lines starting with # are ignored. Outputs are OUT_DIR/0001.png, 0002.png, ...
-(numbered by prompt; NAME-1.png, NAME-2.png when n > 1).
+(numbered by prompt; NAME-1.png, NAME-2.png when n > 1). A line that cannot be read (bad
+JSON, empty prompt, a name used twice) is reported as a failed prompt; the others still run.
 
 Resumable: prompts whose output files exist are skipped, so re-running continues a batch.
 A progress bar is shown on a terminal (not when piped or with --json).
@@ -99,8 +100,21 @@ impl Job {
     }
 }
 
-fn parse_prompts(text: &str, defaults: &RequestOpts) -> Result<Vec<Job>, String> {
-    let mut jobs = Vec::new();
+/// A line of the prompts file that cannot run (bad JSON, empty prompt, bad or duplicate
+/// name). It is reported as a failed prompt; the other lines still run.
+#[derive(Debug, Clone)]
+struct BadLine {
+    index: usize,
+    line: usize,
+    text: String,
+    message: String,
+}
+
+/// Parses the prompts file. Every non-empty, non-comment line gets the next index (so fixing
+/// a bad line later does not renumber the outputs of the others) and becomes a job or a bad
+/// line: one bad line never stops the batch.
+fn parse_prompts(text: &str, defaults: &RequestOpts) -> Vec<Result<Job, BadLine>> {
+    let mut out = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -108,50 +122,64 @@ fn parse_prompts(text: &str, defaults: &RequestOpts) -> Result<Vec<Job>, String>
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
-        let index = jobs.len() + 1;
-        let default_req = request("", defaults);
-        let (name, class, req) = if t.starts_with('{') {
-            let j: JsonLine = serde_json::from_str(t)
-                .map_err(|e| format!("line {line}: not a valid JSON prompt: {e}"))?;
-            let mut r = j.request;
-            r.model = r.model.or(default_req.model);
-            r.size = r.size.or(default_req.size);
-            r.quality = r.quality.or(default_req.quality);
-            r.n = r.n.or(default_req.n);
-            r.output_format = r.output_format.or(default_req.output_format);
-            r.background = r.background.or(default_req.background);
-            (j.name, j.class.or(defaults.class.clone()), r)
-        } else {
-            let mut r = default_req;
-            r.prompt = t.to_string();
-            (None, defaults.class.clone(), r)
-        };
-        if req.prompt.trim().is_empty() {
-            return Err(format!("line {line}: empty prompt"));
-        }
-        let stem = match name {
-            Some(n) => {
-                if n.is_empty() || n.contains(['/', '\\']) || n.starts_with('.') {
-                    return Err(format!(
-                        "line {line}: \"name\" must be a plain file name, got {n:?}"
-                    ));
-                }
-                n
-            }
-            None => format!("{index:04}"),
-        };
-        if !names.insert(stem.clone()) {
-            return Err(format!("line {line}: output name {stem:?} is used twice"));
-        }
-        jobs.push(Job {
+        let index = out.len() + 1;
+        let bad = |message: String| BadLine {
             index,
             line,
-            stem,
-            class,
-            request: req,
-        });
+            text: t.to_string(),
+            message: format!("line {line}: {message}"),
+        };
+        out.push(parse_line(t, index, line, defaults, &mut names).map_err(bad));
     }
-    Ok(jobs)
+    out
+}
+
+fn parse_line(
+    t: &str,
+    index: usize,
+    line: usize,
+    defaults: &RequestOpts,
+    names: &mut std::collections::HashSet<String>,
+) -> Result<Job, String> {
+    let default_req = request("", defaults);
+    let (name, class, req) = if t.starts_with('{') {
+        let j: JsonLine =
+            serde_json::from_str(t).map_err(|e| format!("not a valid JSON prompt: {e}"))?;
+        let mut r = j.request;
+        r.model = r.model.or(default_req.model);
+        r.size = r.size.or(default_req.size);
+        r.quality = r.quality.or(default_req.quality);
+        r.n = r.n.or(default_req.n);
+        r.output_format = r.output_format.or(default_req.output_format);
+        r.background = r.background.or(default_req.background);
+        (j.name, j.class.or(defaults.class.clone()), r)
+    } else {
+        let mut r = default_req;
+        r.prompt = t.to_string();
+        (None, defaults.class.clone(), r)
+    };
+    if req.prompt.trim().is_empty() {
+        return Err("empty prompt".to_string());
+    }
+    let stem = match name {
+        Some(n) => {
+            if n.is_empty() || n.contains(['/', '\\']) || n.starts_with('.') {
+                return Err(format!("\"name\" must be a plain file name, got {n:?}"));
+            }
+            n
+        }
+        None => format!("{index:04}"),
+    };
+    if !names.insert(stem.clone()) {
+        return Err(format!("output name {stem:?} is used twice"));
+    }
+    Ok(Job {
+        index,
+        line,
+        stem,
+        class,
+        request: req,
+    })
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -188,9 +216,14 @@ pub async fn run(a: BatchArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return usage_error(json, &format!("cannot read {}: {e}", a.prompts.display())),
     };
-    let mut jobs = match parse_prompts(&text, &a.opts) {
-        Ok(j) => j,
-        Err(m) => return usage_error(json, &format!("{}: {m}", a.prompts.display())),
+    let (mut jobs, bad): (Vec<Job>, Vec<BadLine>) = {
+        let (ok, bad): (Vec<_>, Vec<_>) = parse_prompts(&text, &a.opts)
+            .into_iter()
+            .partition(Result::is_ok);
+        (
+            ok.into_iter().filter_map(Result::ok).collect(),
+            bad.into_iter().filter_map(Result::err).collect(),
+        )
     };
     let default_model = cfg
         .router
@@ -211,7 +244,7 @@ pub async fn run(a: BatchArgs) -> ExitCode {
     }
 
     let mut summary = Summary {
-        total: jobs.len(),
+        total: jobs.len() + bad.len(),
         ..Summary::default()
     };
     let dir = Arc::new(a.out_dir.clone());
@@ -226,6 +259,25 @@ pub async fn run(a: BatchArgs) -> ExitCode {
                 "status": "skipped", "images": j.outputs(&dir),
             }));
         }
+    }
+
+    // Lines that cannot run are listed failures; the others still run.
+    let prompts_path = a.prompts.display().to_string();
+    for b in &bad {
+        summary.failed += 1;
+        let msg = format!("{prompts_path}: {}", b.message);
+        let entry = json!({
+            "index": b.index, "line": b.line, "prompt": b.text,
+            "status": "failed",
+            "error": {"kind": "invalid_prompt", "message": msg,
+                      "explanation": {"cause": msg, "action": "Fix the line (plain text, or a JSON object with at least \"prompt\"), then re-run the same command: done prompts are skipped."}},
+        });
+        if json {
+            print_json(&entry);
+        } else {
+            eprintln!("failed: prompt {} (line {}): {msg}", b.index, b.line);
+        }
+        summary.failures.push(entry);
     }
 
     let pb = if !json && std::io::stderr().is_terminal() {
@@ -436,7 +488,10 @@ mod tests {
     #[test]
     fn prompts_file_text_and_json_lines() {
         let text = "a fox\n\n# comment\n{\"prompt\": \"a cat\", \"n\": 2, \"name\": \"cat\", \"output_format\": \"jpeg\"}\n";
-        let jobs = parse_prompts(text, &RequestOpts::default()).unwrap();
+        let jobs: Vec<Job> = parse_prompts(text, &RequestOpts::default())
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].stem, "0001");
         assert_eq!(jobs[0].line, 1);
@@ -446,13 +501,17 @@ mod tests {
             outs,
             vec![PathBuf::from("d/cat-1.jpg"), PathBuf::from("d/cat-2.jpg")]
         );
-        assert!(parse_prompts("{\"prompt\": 3}", &RequestOpts::default())
-            .unwrap_err()
-            .contains("line 1"));
+        let bad = parse_prompts("{\"prompt\": 3}\nok\n", &RequestOpts::default());
+        assert!(bad[0].as_ref().unwrap_err().message.contains("line 1"));
+        assert_eq!(
+            bad[1].as_ref().unwrap().stem,
+            "0002",
+            "a bad line keeps its number"
+        );
         assert!(parse_prompts(
             "{\"prompt\": \"x\", \"name\": \"../x\"}",
             &RequestOpts::default()
-        )
+        )[0]
         .is_err());
     }
 }
