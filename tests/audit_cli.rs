@@ -1661,3 +1661,109 @@ async fn quickstart_real_path_with_fake_key_against_the_simulator() {
     assert_no_keys(&t);
     assert!(t.to_lowercase().contains("key"), "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_out_folder_and_format_named_file() {
+    let sim = three_accounts().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &three_config(&sim, ""));
+    let cfg = cfg.to_str().unwrap().to_string();
+    // `--out` an existing folder: the image goes inside it.
+    let folder = dir.path().join("imgs");
+    std::fs::create_dir(&folder).unwrap();
+    let o = cli(
+        args(&[
+            "generate",
+            "-c",
+            &cfg,
+            "-p",
+            "a fox",
+            "-q",
+            "low",
+            "-o",
+            folder.to_str().unwrap(),
+            "--json",
+        ]),
+        three_env(),
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let j = &json_lines(&o)[0];
+    let p = PathBuf::from(j["images"][0].as_str().unwrap());
+    assert_eq!(p.parent().unwrap(), folder, "{j}");
+    assert_png(&p);
+    // `--out x.png --output-format jpeg`: the file is named after what it holds.
+    let out = dir.path().join("fox.png");
+    let o = cli(
+        args(&[
+            "generate",
+            "-c",
+            &cfg,
+            "-p",
+            "a fox",
+            "-q",
+            "low",
+            "--output-format",
+            "jpeg",
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ]),
+        three_env(),
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let j = &json_lines(&o)[0];
+    let p = PathBuf::from(j["images"][0].as_str().unwrap());
+    let bytes = std::fs::read(&p).unwrap();
+    let is_png = bytes.starts_with(b"\x89PNG");
+    let ext = p.extension().unwrap().to_str().unwrap().to_string();
+    assert_eq!(
+        ext == "png",
+        is_png,
+        "{} holds {}",
+        p.display(),
+        if is_png { "PNG" } else { "not PNG" }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_json_line_with_a_misspelt_field_is_a_listed_failure() {
+    let sim = three_accounts().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &three_config(&sim, ""));
+    let prompts = dir.path().join("p.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"prompt\": \"a fox\", \"qualty\": \"high\"}\n{\"prompt\": \"a cat\", \"quality\": \"low\", \"class\": \"batch\", \"user\": null}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = cli(
+        args(&[
+            "batch",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--json",
+        ]),
+        three_env(),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let lines = json_lines(&o);
+    let failed: Vec<&Value> = lines.iter().filter(|l| l["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{lines:?}");
+    assert_eq!(failed[0]["line"], 1);
+    assert!(failed[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("qualty"));
+    assert_png(&out.join("0002.png"));
+}

@@ -134,6 +134,34 @@ fn parse_prompts(text: &str, defaults: &RequestOpts) -> Vec<Result<Job, BadLine>
     out
 }
 
+/// Refuses a JSON line with a field the request does not have (`"qualty": "high"` would
+/// otherwise be dropped silently and a different, billed, image generated). The known fields
+/// are the ones the parsed request serializes back, plus `name` and `class`.
+fn check_known_fields(t: &str, j: &JsonLine) -> Result<(), String> {
+    let input: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(t).map_err(|e| format!("not a valid JSON prompt: {e}"))?;
+    let known = match serde_json::to_value(&j.request) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => return Ok(()),
+    };
+    let unknown: Vec<&str> = input
+        .iter()
+        .filter(|(k, v)| {
+            !v.is_null() && k.as_str() != "name" && k.as_str() != "class" && !known.contains_key(*k)
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown field(s) {unknown:?}; a JSON prompt takes the request fields (prompt, \
+             model, n, size, quality, background, output_format, output_compression, \
+             moderation, user, style) plus \"name\" and \"class\""
+        ))
+    }
+}
+
 fn parse_line(
     t: &str,
     index: usize,
@@ -145,6 +173,7 @@ fn parse_line(
     let (name, class, req) = if t.starts_with('{') {
         let j: JsonLine =
             serde_json::from_str(t).map_err(|e| format!("not a valid JSON prompt: {e}"))?;
+        check_known_fields(t, &j)?;
         let mut r = j.request;
         r.model = r.model.or(default_req.model);
         r.size = r.size.or(default_req.size);
@@ -508,6 +537,16 @@ mod tests {
             "0002",
             "a bad line keeps its number"
         );
+        let typo = parse_prompts(
+            "{\"prompt\": \"x\", \"qualty\": \"high\"}",
+            &RequestOpts::default(),
+        );
+        assert!(typo[0].as_ref().unwrap_err().message.contains("qualty"));
+        let known = parse_prompts(
+            "{\"prompt\": \"x\", \"quality\": \"high\", \"user\": null, \"class\": \"batch\"}",
+            &RequestOpts::default(),
+        );
+        assert!(known[0].is_ok(), "{known:?}");
         assert!(parse_prompts(
             "{\"prompt\": \"x\", \"name\": \"../x\"}",
             &RequestOpts::default()

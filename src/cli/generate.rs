@@ -31,7 +31,8 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub opts: RequestOpts,
     /// Output file; numbered (NAME-1.png, NAME-2.png, ...) when several images come back.
-    /// The extension follows the image's format when the path has none.
+    /// The extension follows the image's format (when the path has none, or names another
+    /// image format); a folder (existing, or ending in `/`) gets FOLDER/image.png.
     #[arg(long, short = 'o', default_value = "image.png", value_name = "PATH")]
     pub out: PathBuf,
 }
@@ -51,10 +52,14 @@ pub fn request(prompt: &str, o: &RequestOpts) -> GenerateRequest {
 /// The path of image `i` of `count` for `out`: `out` itself for one image, `stem-{i+1}.ext`
 /// for several. A path without extension gets the image's format's.
 pub fn numbered(out: &Path, i: usize, count: usize, img: &Image) -> PathBuf {
-    let ext = out
-        .extension()
-        .map(|e| e.to_string_lossy().into_owned())
-        .unwrap_or_else(|| img.format.extension().to_string());
+    let fmt = img.format.extension();
+    let ext = match out.extension().map(|e| e.to_string_lossy().into_owned()) {
+        // `--out fox.png --output-format jpeg`: name the file after what it holds, not
+        // write JPEG bytes into a `.png` (the paths printed / in `--json` are the real ones).
+        Some(e) if is_other_image_ext(&e, fmt) => fmt.to_string(),
+        Some(e) => e,
+        None => fmt.to_string(),
+    };
     if count <= 1 {
         return out.with_extension(ext);
     }
@@ -63,6 +68,22 @@ pub fn numbered(out: &Path, i: usize, count: usize, img: &Image) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
     out.with_file_name(format!("{stem}-{}.{ext}", i + 1))
+}
+
+fn is_other_image_ext(ext: &str, fmt: &str) -> bool {
+    let e = ext.to_ascii_lowercase();
+    let e = if e == "jpeg" { "jpg" } else { e.as_str() };
+    matches!(e, "png" | "jpg" | "webp") && e != fmt
+}
+
+/// `--out` naming a folder (an existing one, or a path ending in `/`) means `FOLDER/image`.
+fn resolve_out(out: &Path) -> PathBuf {
+    let s = out.as_os_str().to_string_lossy();
+    if out.is_dir() || s.ends_with('/') || s.ends_with(std::path::MAIN_SEPARATOR) {
+        out.join("image")
+    } else {
+        out.to_path_buf()
+    }
 }
 
 /// Writes the images atomically (temporary file, then rename) so an interrupted run never
@@ -120,7 +141,7 @@ pub async fn run(a: GenerateArgs) -> ExitCode {
         .map(image_router::class::RequestClass::from);
     match router.send_as(req.clone().into(), class.as_ref()).await {
         Ok(res) => {
-            let paths = match write_images(&a.out, &res.images) {
+            let paths = match write_images(&resolve_out(&a.out), &res.images) {
                 Ok(p) => p,
                 Err(e) => {
                     let msg = format!("cannot write {}: {e}", a.out.display());
