@@ -56,7 +56,9 @@
 //! `providers/*.toml`, relative to the config file).
 //!
 //! `[router.breaker]`: `consecutive_failures`, `failure_ratio`, `window`, `min_samples`,
-//! `cool_down`, `max_cool_down`, `long_cool_down` (the circuit breaker's settings), and
+//! `cool_down`, `cool_down_multiplier` (growth after a failed probe, 1 or more),
+//! `max_cool_down`, `long_cool_down`, `ramp` (a duration, `"0s"` closes at once after a good
+//! probe) and `ramp_start` (the share of traffic admitted first, 0 to 1), and
 //! `cheap_probe` (probe with a call that generates no image after a cool-down; see
 //! [`RouterBuilder::cheap_probe`]).
 //!
@@ -426,6 +428,9 @@ struct RawBreaker {
     cool_down: S<String>,
     max_cool_down: S<String>,
     long_cool_down: S<String>,
+    cool_down_multiplier: S<f64>,
+    ramp: S<String>,
+    ramp_start: S<f64>,
     cheap_probe: S<bool>,
 }
 
@@ -760,6 +765,41 @@ impl RouterConfig {
                 }
                 if let Some(d) = cx.duration("router.breaker.long_cool_down", &b.long_cool_down)? {
                     c.long_cool_down = d;
+                }
+                if let Some(f) = &b.cool_down_multiplier {
+                    let v = *f.get_ref();
+                    if !(v.is_finite() && v >= 1.0) {
+                        return Err(cx.err(
+                            "router.breaker.cool_down_multiplier".into(),
+                            f,
+                            format!("must be 1 or more (1 keeps the cool-down fixed), got {v}"),
+                        ));
+                    }
+                    c.cool_down_multiplier = v;
+                }
+                if let Some(r) = &b.ramp {
+                    // Zero is allowed here: the breaker closes straight after a good probe.
+                    c.ramp = parse_go_duration(r.get_ref()).ok_or_else(|| {
+                        cx.err(
+                            "router.breaker.ramp".into(),
+                            r,
+                            format!(
+                                "{:?} is not a duration; write e.g. \"30s\", \"1m\" or \"0s\"",
+                                r.get_ref()
+                            ),
+                        )
+                    })?;
+                }
+                if let Some(f) = &b.ramp_start {
+                    let v = *f.get_ref();
+                    if !(0.0..=1.0).contains(&v) {
+                        return Err(cx.err(
+                            "router.breaker.ramp_start".into(),
+                            f,
+                            format!("must be from 0 to 1 (a share of traffic), got {v}"),
+                        ));
+                    }
+                    c.ramp_start = v;
                 }
                 router.breaker = Some(c);
                 router.cheap_probe = b.cheap_probe.as_ref().map(|v| *v.get_ref());

@@ -334,6 +334,9 @@ min_samples = 4
 cool_down = "3s"
 max_cool_down = "1m"
 long_cool_down = "20m"
+cool_down_multiplier = 3.0
+ramp = "0s"
+ramp_start = 0.25
 cheap_probe = true
 
 [router.score]
@@ -403,6 +406,9 @@ rename = { "gpt-image-1" = "openai/gpt-image-1" }
     assert_eq!(b.long_cool_down, Duration::from_secs(1200));
     assert_eq!(b.window, Duration::from_secs(30));
     assert!((b.failure_ratio - 0.75).abs() < 1e-12);
+    assert_eq!(b.cool_down_multiplier, 3.0);
+    assert_eq!(b.ramp, Duration::ZERO);
+    assert_eq!(b.ramp_start, 0.25);
     assert_eq!(r.cheap_probe, Some(true));
     let s = r.score.unwrap();
     assert_eq!(s.availability, 2.0);
@@ -545,6 +551,12 @@ fn config_errors_name_key_and_line() {
             "router.breaker.consecutive_failure",
             2,
             &["consecutive_failure"],
+        ),
+        (
+            "[router.breaker]\nramp_start = 2.0\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n",
+            "router.breaker.ramp_start",
+            2,
+            &["0 to 1"],
         ),
         (
             "[router.score]\nlatency = \"high\"\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n",
