@@ -109,7 +109,8 @@ pub enum Problem {
 pub struct ProviderCheck {
     /// Provider name.
     pub name: String,
-    /// Provider kind.
+    /// Provider kind (serialized as in the config file: `"openai"`, `"azure"`, ...).
+    #[serde(serialize_with = "crate::config::ser_kind")]
     pub kind: ProviderKind,
     /// The model checked (our name).
     pub model: String,

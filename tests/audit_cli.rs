@@ -1374,6 +1374,8 @@ async fn doctor_explains_each_access_problem() {
     let j = &json_lines(&o)[0];
     assert_eq!(j["ok"], true);
     assert_eq!(j["providers"][0]["health"], "ok");
+    // Kinds read as in the config file.
+    assert_eq!(j["providers"][0]["kind"], "openai", "{j}");
 
     // (fault, problem, words in the explanation)
     let cases: Vec<(Fault, &str, &[&str])> = vec![
@@ -1778,4 +1780,60 @@ async fn batch_json_line_with_a_misspelt_field_is_a_listed_failure() {
         .unwrap()
         .contains("qualty"));
     assert_png(&out.join("0002.png"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_refusals_are_explained() {
+    let sim = three_accounts().await;
+    let env = env_from(&[
+        (PRIMARY_VAR, secret("primary")),
+        (AZURE_VAR, secret("azure")),
+        (PROXY_VAR, secret("proxy")),
+    ]);
+    // A router-wide budget far below one image.
+    let router = three_config(&sim, "budgets = [{ usd = 0.0001, per = \"day\" }]")
+        .parse::<RouterConfig>()
+        .unwrap()
+        .build_with(&env, build_provider)
+        .unwrap();
+    let e = router
+        .generate(GenerateRequest::new("a fox").quality(image_router::Quality::High))
+        .await
+        .unwrap_err();
+    let x = e.explain();
+    assert!(x.to_string().to_lowercase().contains("budget"), "{x}");
+    assert_eq!(
+        sim.stats("primary").requests,
+        0,
+        "nothing is sent over budget"
+    );
+}
+
+/// `status --json` shows the router's live snapshot; its provider kinds read like the config
+/// file (`"openai"`), as the rest of the output does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_live_kinds_match_the_config() {
+    let sim = three_accounts().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &three_config(&sim, ""));
+    let o = cli(
+        args(&["status", "-c", cfg.to_str().unwrap(), "--json"]),
+        three_env(),
+        None,
+    )
+    .await;
+    let j = &json_lines(&o)[0];
+    assert_eq!(j["providers"][0]["kind"], "openai");
+    assert_eq!(
+        j["status"]["providers"][0]["kind"], "openai",
+        "{}",
+        j["status"]
+    );
+}
+
+#[test]
+#[ignore = "bug: ProviderKind (src/provider.rs) serializes OpenAi as \"open_ai\" (rename_all = snake_case) while the config file, as_str(), the CLI and doctor say \"openai\"; Router::status() JSON therefore says \"open_ai\". Fix: #[serde(rename = \"openai\")] on the variant"]
+fn router_status_serializes_kind_as_in_the_config() {
+    let v = serde_json::to_value(image_router::ProviderKind::OpenAi).unwrap();
+    assert_eq!(v, "openai");
 }
