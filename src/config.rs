@@ -43,7 +43,8 @@
 //!   ID tokens) name environment variables; the values are read into
 //!   [`secrecy::SecretString`]s at build time.
 //! * **Every error names the key and the line.** Unknown keys, wrong types, a missing required
-//!   field, a bad duration, an unknown tier, a missing environment variable: a
+//!   field, a bad duration, an unknown tier, a model name the catalog does not know (unless
+//!   the provider takes unknown models: proxies do by default), a missing environment variable: a
 //!   [`ConfigError`] with `field` like `provider[1].endpoint` and `line`.
 //! * **Durations are strings** (`"30s"`, `"2m"`, `"1500ms"`, `"1m30s"`), in Go's duration syntax
 //!   like OpenAI's reset headers.
@@ -367,6 +368,8 @@ pub struct RouterConfig {
     pub base_dir: Option<PathBuf>,
     #[serde(skip)]
     catalog_line: Option<usize>,
+    #[serde(skip)]
+    default_model_line: Option<usize>,
 }
 
 // ---- raw (file) schema ----------------------------------------------------------------------
@@ -704,6 +707,7 @@ impl RouterConfig {
         let cx = Ctx { text };
         let mut router = RouterSettings::default();
         let mut catalog_line = None;
+        let mut default_model_line = None;
         if let Some(r) = &raw.router {
             if let Some(s) = &r.strategy {
                 router.strategy = Some(
@@ -919,6 +923,7 @@ impl RouterConfig {
                 router.max_attempts = Some(v as u32);
             }
             router.default_model = cx.non_empty("router.default_model".into(), &r.default_model)?;
+            default_model_line = r.default_model.as_ref().map(|m| cx.line(m));
             router.failover_on_content_policy =
                 r.failover_on_content_policy.as_ref().map(|b| *b.get_ref());
             if let Some(c) = &r.catalog {
@@ -972,6 +977,7 @@ impl RouterConfig {
             providers,
             base_dir,
             catalog_line,
+            default_model_line,
         })
     }
 
@@ -1331,7 +1337,59 @@ impl RouterConfig {
                 }
             }
         }
+        self.check_models(&catalog)?;
         Ok(Arc::new(catalog))
+    }
+
+    /// A model name the catalog does not know is a typo unless the provider takes unknown
+    /// models (proxies do by default; others with `allow_unknown_models = true`): caught here
+    /// with its line rather than as "no provider can serve this request" on every request.
+    fn check_models(&self, catalog: &Catalog) -> Result<(), ConfigError> {
+        let takes_unknown = |p: &ProviderConfig| {
+            p.allow_unknown_models
+                .unwrap_or(p.kind == ProviderKind::Compatible)
+        };
+        let known = || {
+            catalog
+                .models()
+                .map(|m| m.name().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (i, p) in self.providers.iter().enumerate() {
+            if takes_unknown(p) {
+                continue;
+            }
+            if let Some(m) = p.models.iter().find(|m| catalog.model(m).is_none()) {
+                return Err(ConfigError::new(
+                    format!("provider[{i}].models"),
+                    redact_secrets(&format!(
+                        "unknown model {m:?}; the catalog knows {}. Set \
+                         `allow_unknown_models = true` to send it anyway, or add it with a \
+                         `catalog` override file",
+                        known()
+                    )),
+                )
+                .at_line(p.line_of("models")));
+            }
+        }
+        if let Some(m) = &self.router.default_model {
+            if catalog.model(m).is_none() && !self.providers.iter().any(takes_unknown) {
+                let mut e = ConfigError::new(
+                    "router.default_model",
+                    redact_secrets(&format!(
+                        "unknown model {m:?}; the catalog knows {}, and no provider takes \
+                         models it does not know (`allow_unknown_models = true`)",
+                        known()
+                    )),
+                );
+                if let Some(l) = self.default_model_line {
+                    e = e.at_line(l);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// A [`RouterBuilder`] with the `[router]` settings and the catalog applied, and no

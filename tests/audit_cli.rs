@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
 use std::time::Duration;
 
 use image_router::config::{build_provider, RouterConfig};
@@ -1836,4 +1837,96 @@ async fn status_json_live_kinds_match_the_config() {
 fn router_status_serializes_kind_as_in_the_config() {
     let v = serde_json::to_value(image_router::ProviderKind::OpenAi).unwrap();
     assert_eq!(v, "openai");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_honours_concurrency() {
+    let sim = Arc::new(three_accounts().await);
+    for a in ["primary", "azure", "proxy"] {
+        sim.set_latency(a, Duration::from_millis(250));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &three_config(&sim, ""));
+    let prompts = dir.path().join("p.txt");
+    std::fs::write(
+        &prompts,
+        (1..=9).map(|i| format!("prompt {i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (sim, done) = (sim.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let now: u64 = ["primary", "azure", "proxy"]
+                    .iter()
+                    .map(|a| sim.stats(a).in_flight)
+                    .sum();
+                peak = peak.max(now);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            peak
+        })
+    };
+    let o = cli(
+        args(&[
+            "batch",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--concurrency",
+            "3",
+            "--quality",
+            "low",
+        ]),
+        three_env(),
+        None,
+    )
+    .await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak = watcher.await.unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 9);
+    assert!(peak <= 3, "never more than --concurrency in flight: {peak}");
+    assert!(peak >= 2, "prompts run side by side: {peak}");
+}
+
+#[test]
+fn unknown_default_model_is_reported() {
+    let text = "[router]\ndefault_model = \"gpt-image-l\"\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n";
+    let r = text
+        .parse::<RouterConfig>()
+        .and_then(|c| c.build_with(&|_: &str| Some("k".into()), build_provider));
+    if let Err(e) = r {
+        assert_eq!(e.field, "router.default_model", "{e:?}");
+        assert_eq!(e.line, Some(2));
+    } else {
+        panic!("a default model no provider serves should be reported at load time");
+    }
+}
+
+#[test]
+fn misspelt_model_in_a_provider_list_is_reported_but_proxies_take_any() {
+    let text = "[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\nmodels = [\"gpt-image-1\", \"gpt-image1\"]\n";
+    let cfg: RouterConfig = text.parse().unwrap();
+    let e = cfg
+        .build_with(&|_: &str| Some("k".into()), build_provider)
+        .err()
+        .expect("a model the catalog does not know");
+    assert_eq!(e.field, "provider[0].models");
+    assert_eq!(e.line, Some(5));
+    assert!(e.message.contains("gpt-image1"));
+    // Allowed explicitly, or on a proxy (which serves unknown models by default): fine.
+    for ok in [
+        "[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\nallow_unknown_models = true\nmodels = [\"my-model\"]\n",
+        "[router]\ndefault_model = \"my-model\"\n[[provider]]\nname = \"p\"\nkind = \"compatible\"\nbase_url = \"https://proxy.example/v1\"\nmodels = [\"my-model\"]\n",
+    ] {
+        let cfg: RouterConfig = ok.parse().unwrap();
+        assert!(cfg.build_with(&|_: &str| Some("k".into()), build_provider).is_ok(), "{ok}");
+    }
 }
