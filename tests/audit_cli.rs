@@ -1914,10 +1914,9 @@ fn unknown_default_model_is_reported() {
 fn misspelt_model_in_a_provider_list_is_reported_but_proxies_take_any() {
     let text = "[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\nmodels = [\"gpt-image-1\", \"gpt-image1\"]\n";
     let cfg: RouterConfig = text.parse().unwrap();
-    let e = cfg
-        .build_with(&|_: &str| Some("k".into()), build_provider)
-        .err()
-        .expect("a model the catalog does not know");
+    let Err(e) = cfg.build_with(&|_: &str| Some("k".into()), build_provider) else {
+        panic!("a model the catalog does not know");
+    };
     assert_eq!(e.field, "provider[0].models");
     assert_eq!(e.line, Some(5));
     assert!(e.message.contains("gpt-image1"));
