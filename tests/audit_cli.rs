@@ -1929,3 +1929,51 @@ fn misspelt_model_in_a_provider_list_is_reported_but_proxies_take_any() {
         assert!(cfg.build_with(&|_: &str| Some("k".into()), build_provider).is_ok(), "{ok}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_json_error_kinds_for_refusals_and_denials() {
+    let sim = three_accounts().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &three_config(&sim, ""));
+    let cfg = cfg.to_str().unwrap().to_string();
+    let gen = || {
+        cli(
+            args(&[
+                "generate",
+                "-c",
+                &cfg,
+                "-p",
+                "a fox",
+                "-o",
+                "/dev/null/never",
+                "--json",
+            ]),
+            three_env(),
+            None,
+        )
+    };
+    // Content policy: returned at once, the others are not tried.
+    sim.fail("primary", Fault::ContentPolicy, Times::Once);
+    let o = gen().await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let j = &json_lines(&o)[0];
+    assert_eq!(j["error"]["kind"], "content_policy", "{j}");
+    assert_eq!(j["error"]["provider"], "openai-direct");
+    assert_eq!(j["error"]["status"], 400);
+    assert_eq!(j["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(sim.stats("azure").requests, 0);
+    // Tier denial everywhere: the reason says which denial.
+    for a in ["primary", "azure", "proxy"] {
+        sim.fail(a, Fault::TierDenied, Times::Always);
+    }
+    let o = gen().await;
+    assert_eq!(o.status.code(), Some(1));
+    let j = &json_lines(&o)[0];
+    assert_eq!(j["error"]["kind"], "access_denied", "{j}");
+    assert_eq!(j["error"]["reason"], "tier_access", "{j}");
+    assert!(j["error"]["explanation"]["cause"]
+        .as_str()
+        .unwrap()
+        .contains("0.0 seconds"));
+    assert_no_keys(&text(&o));
+}

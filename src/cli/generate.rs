@@ -19,7 +19,8 @@ Examples:
 
 With --json, stdout is one object:
   {\"provider\", \"model\", \"images\": [paths], \"usage\", \"cost_usd\", \"attempts\": [{\"provider\", \"outcome\", \"status\", \"ms\", ...}]}
-or on failure {\"error\": {\"kind\", \"message\", \"explanation\": {\"cause\", \"action\"}}, \"attempts\"} with exit code 1.";
+or on failure {\"error\": {\"kind\", \"message\", \"explanation\": {\"cause\", \"action\"}, \"provider\", \"status\",
+\"code\", \"reason\"}, \"attempts\"} with exit code 1 (2 for a configuration problem).";
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {

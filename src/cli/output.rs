@@ -26,13 +26,24 @@ pub fn error_kind(e: &Error) -> &'static str {
     }
 }
 
-/// `{"kind", "message", "explanation": {"cause", "action"}}`.
+/// `{"kind", "message", "explanation": {"cause", "action"}}`, plus the most telling
+/// provider error's `provider`, `status`, `code` and `reason` (which access denial, e.g.
+/// `tier_access` or `insufficient_quota`) when there is one.
 pub fn error_json(e: &Error) -> Value {
-    json!({
+    let mut v = json!({
         "kind": error_kind(e),
         "message": e.to_string(),
         "explanation": e.explain(),
-    })
+    });
+    if let Some(c) = e.cause() {
+        v["provider"] = json!(c.provider);
+        v["status"] = json!(c.status);
+        v["code"] = json!(c.code);
+        if let image_router::ErrorKind::AccessDenied { reason } = &c.kind {
+            v["reason"] = serde_json::to_value(reason).unwrap_or(Value::Null);
+        }
+    }
+    v
 }
 
 /// Attempts as JSON: `provider`, `model`, `outcome`, `status`, `ms`, `retry`, `error`.
