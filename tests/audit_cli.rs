@@ -1977,3 +1977,63 @@ async fn generate_json_error_kinds_for_refusals_and_denials() {
         .contains("0.0 seconds"));
     assert_no_keys(&text(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_is_bounded_and_explains_azure_keys() {
+    let sim = three_accounts().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &three_config(&sim, ""));
+    sim.fail("primary", Fault::Hang, Times::Always);
+    sim.fail("azure", Fault::InvalidApiKey, Times::Always);
+    let o = cli(
+        args(&["doctor", "-c", cfg.to_str().unwrap(), "--timeout", "500ms", "--json"]),
+        three_env(),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_no_keys(&text(&o));
+    let j = &json_lines(&o)[0];
+    let ps = j["providers"].as_array().unwrap();
+    assert_eq!(ps[0]["problem"], "timeout", "{}", ps[0]);
+    assert!(ps[0]["ms"].as_u64().unwrap() < 30_000);
+    assert_eq!(ps[1]["problem"], "invalid_key", "{}", ps[1]);
+    assert!(
+        ps[1]["explanation"]["action"].as_str().unwrap().contains("endpoint"),
+        "an Azure key belongs to one resource: {}",
+        ps[1]
+    );
+    assert_eq!(ps[2]["health"], "ok", "{}", ps[2]);
+}
+
+#[test]
+fn durations_and_catalog_overrides_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad-catalog.toml"), "[[model]]\nname = 3\n").unwrap();
+    let text = "[router]\ntimeout = \"1m30s\"\ndeadline = \"1h\"\nretry_backoff = \"1.5s\"\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n";
+    let cfg: RouterConfig = text.parse().unwrap();
+    assert_eq!(cfg.router.timeout, Some(Duration::from_secs(90)));
+    assert_eq!(cfg.router.deadline, Some(Duration::from_secs(3600)));
+    assert_eq!(cfg.router.retry_backoff, Some(Duration::from_millis(1500)));
+    // A catalog override with a mistake: the error names the catalog file's line.
+    let path = write_config(
+        dir.path(),
+        "[router]\ncatalog = \"bad-catalog.toml\"\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n",
+    );
+    let cfg = RouterConfig::from_file(&path).unwrap();
+    let Err(e) = cfg.build_with(&|_: &str| Some("k".into()), build_provider) else {
+        panic!("bad catalog");
+    };
+    assert!(e.line.is_some(), "{e:?}");
+    // A catalog file that does not exist names `router.catalog` and its line.
+    let path = write_config(
+        dir.path(),
+        "[router]\ncatalog = \"missing.toml\"\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n",
+    );
+    let cfg = RouterConfig::from_file(&path).unwrap();
+    let Err(e) = cfg.build_with(&|_: &str| Some("k".into()), build_provider) else {
+        panic!("missing catalog");
+    };
+    assert_eq!(e.field, "router.catalog");
+    assert_eq!(e.line, Some(2));
+}
