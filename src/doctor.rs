@@ -249,9 +249,32 @@ async fn probe_into(
         )),
     };
     check.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // A tier without access (`free`, or rpm / tpm 0) passes a models lookup, yet the router
+    // never sends it a request: say so instead of "ok".
+    let no_access = check.rpm == Some(0) || check.tpm == Some(0);
+    if no_access && result.is_ok() {
+        check.health = Health::Unusable;
+        check.problem = Some(Problem::TierAccess);
+        check.explanation = Some(Explanation::new(
+            format!(
+                "{} is configured with no access to image models ({}): the key works, but \
+                 the router never sends this provider a request.",
+                check.name,
+                match &check.tier {
+                    Some(t) => format!("tier {t}: 0 requests per minute"),
+                    None => "a limit of 0 requests or tokens per minute".to_string(),
+                }
+            ),
+            format!(
+                "If the account has moved up, set its real `tier` (or `rpm` / `tpm`) in the \
+                 config. {}",
+                crate::explain::tier_advice(catalog, check.tier.as_deref())
+            ),
+        ));
+    }
     match result {
         Ok(report) => {
-            if !report.probed {
+            if !report.probed && !no_access {
                 check.health = Health::Warning;
                 check.problem = Some(Problem::NotChecked);
                 check.explanation = Some(Explanation::new(

@@ -73,7 +73,7 @@ impl fmt::Display for Explanation {
 }
 
 /// The tier advice for a tier-access denial: what the next tier needs.
-fn tier_advice(catalog: &Catalog, tier: Option<&str>) -> String {
+pub(crate) fn tier_advice(catalog: &Catalog, tier: Option<&str>) -> String {
     let tiers = catalog.tiers();
     let current = tier.and_then(|t| catalog.tier(t));
     let next = match current {

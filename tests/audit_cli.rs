@@ -1358,9 +1358,6 @@ async fn doctor_explains_each_access_problem() {
             o
         }
     };
-    fn text_of(o: &Output) -> String {
-        text(o)
-    }
     let openai = |account: &str, var: &str, extra: &str| {
         format!(
             "[[provider]]\nname = \"{account}\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"{var}\"\n{extra}\n",
@@ -1986,7 +1983,14 @@ async fn doctor_is_bounded_and_explains_azure_keys() {
     sim.fail("primary", Fault::Hang, Times::Always);
     sim.fail("azure", Fault::InvalidApiKey, Times::Always);
     let o = cli(
-        args(&["doctor", "-c", cfg.to_str().unwrap(), "--timeout", "500ms", "--json"]),
+        args(&[
+            "doctor",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--timeout",
+            "500ms",
+            "--json",
+        ]),
         three_env(),
         None,
     )
@@ -1999,7 +2003,10 @@ async fn doctor_is_bounded_and_explains_azure_keys() {
     assert!(ps[0]["ms"].as_u64().unwrap() < 30_000);
     assert_eq!(ps[1]["problem"], "invalid_key", "{}", ps[1]);
     assert!(
-        ps[1]["explanation"]["action"].as_str().unwrap().contains("endpoint"),
+        ps[1]["explanation"]["action"]
+            .as_str()
+            .unwrap()
+            .contains("endpoint"),
         "an Azure key belongs to one resource: {}",
         ps[1]
     );
@@ -2036,4 +2043,51 @@ fn durations_and_catalog_overrides_in_the_file() {
     };
     assert_eq!(e.field, "router.catalog");
     assert_eq!(e.line, Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_tier_is_flagged_by_doctor_and_explained_by_generate() {
+    let sim = three_accounts().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[[provider]]\nname = \"free-account\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"{PRIMARY_VAR}\"\ntier = \"free\"\n",
+        sim.openai_base_url("primary")
+    );
+    let cfg = write_config(dir.path(), &text);
+    let cfg = cfg.to_str().unwrap().to_string();
+    let o = cli(args(&["doctor", "-c", &cfg, "--json"]), three_env(), None).await;
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a provider that can never be used: {}",
+        text_of(&o)
+    );
+    let p = &json_lines(&o)[0]["providers"][0];
+    assert_eq!(p["problem"], "tier_access", "{p}");
+    assert!(
+        p["explanation"]["action"]
+            .as_str()
+            .unwrap()
+            .contains("tier-1"),
+        "{p}"
+    );
+    let o = cli(
+        args(&["generate", "-c", &cfg, "-p", "a fox", "--json"]),
+        three_env(),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    let j = &json_lines(&o)[0];
+    let x = j["error"]["explanation"].to_string();
+    assert!(x.contains("tier-1"), "{j}");
+    assert_eq!(
+        sim.stats("primary").requests,
+        1,
+        "only doctor's lookup; no generation is sent"
+    );
+}
+
+fn text_of(o: &Output) -> String {
+    text(o)
 }
