@@ -2091,3 +2091,100 @@ async fn free_tier_is_flagged_by_doctor_and_explained_by_generate() {
 fn text_of(o: &Output) -> String {
     text(o)
 }
+
+/// Provider keys of the file reach the wire: organization / project headers, the Azure
+/// api-version and deployment, a proxy's model rename, a provider's model allow-list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_keys_reach_the_wire() {
+    let sim = Simulator::builder()
+        .account("primary", SimAccount::new().api_key(secret("primary")))
+        .account(
+            "azure",
+            SimAccount::new()
+                .api_key(secret("azure"))
+                .deployment("mini-dep", "gpt-image-1-mini"),
+        )
+        .account(
+            "proxy",
+            SimAccount::new()
+                .api_key(secret("proxy"))
+                .models(["vendor/gpt-image-1"]),
+        )
+        .start()
+        .await
+        .unwrap();
+    let text = format!(
+        r#"
+[router]
+strategy = "ordered"
+retry_backoff = "10ms"
+
+[[provider]]
+name = "o"
+kind = "openai"
+base_url = "{o}"
+api_key_env = "{PRIMARY_VAR}"
+organization = "org-audit"
+project = "proj_audit"
+models = ["gpt-image-1"]
+
+[[provider]]
+name = "a"
+kind = "azure"
+endpoint = "{a}"
+deployments = {{ "gpt-image-1-mini" = "mini-dep" }}
+api_version = "2025-04-01-preview"
+api_key_env = "{AZURE_VAR}"
+
+[[provider]]
+name = "p"
+kind = "compatible"
+base_url = "{p}"
+api_key_env = "{PROXY_VAR}"
+rename = {{ "gpt-image-1" = "vendor/gpt-image-1" }}
+"#,
+        o = sim.openai_base_url("primary"),
+        a = sim.azure_endpoint("azure"),
+        p = sim.openai_base_url("proxy"),
+    );
+    let env = env_from(&[
+        (PRIMARY_VAR, secret("primary")),
+        (AZURE_VAR, secret("azure")),
+        (PROXY_VAR, secret("proxy")),
+    ]);
+    let router = text
+        .parse::<RouterConfig>()
+        .unwrap()
+        .build_with(&env, build_provider)
+        .unwrap();
+    let low = |m: &str| {
+        GenerateRequest::new("a fox")
+            .model(m)
+            .quality(image_router::Quality::Low)
+    };
+    // gpt-image-1 goes to the OpenAI provider with its headers.
+    let res = router.generate(low("gpt-image-1")).await.unwrap();
+    assert_eq!(res.provider, "o");
+    let r = &sim.received("primary")[0];
+    assert_eq!(r.header("openai-organization"), Some("org-audit"));
+    assert_eq!(r.header("openai-project"), Some("proj_audit"));
+    // gpt-image-1-mini is not on o's list: Azure, through the mapped deployment.
+    let res = router.generate(low("gpt-image-1-mini")).await.unwrap();
+    assert_eq!(res.provider, "a");
+    let r = &sim.received("azure")[0];
+    assert!(r.path.contains("/deployments/mini-dep/"), "{}", r.path);
+    assert!(
+        r.query
+            .as_deref()
+            .unwrap_or("")
+            .contains("api-version=2025-04-01-preview"),
+        "{:?}",
+        r.query
+    );
+    // With o down, gpt-image-1 reaches the proxy under its renamed model.
+    sim.fail("primary", Fault::Status(500), Times::Always);
+    let res = router.generate(low("gpt-image-1")).await.unwrap();
+    assert_eq!(res.provider, "p", "{:?}", res.attempts);
+    let body = sim.received("proxy")[0].json().unwrap();
+    assert_eq!(body["model"], "vendor/gpt-image-1");
+}
