@@ -486,22 +486,32 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// The key written on the line containing `offset` (`timeout = …` → `timeout`), or the table
-/// header (`[[provider]]` → `provider`).
+/// header (`[[provider]]` → `provider`). Inside a value that spans lines (a multi-line array,
+/// an inline table of a list) it is the key that opened the value, found on an earlier line.
 fn key_at(text: &str, offset: usize) -> Option<String> {
     let offset = offset.min(text.len());
-    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let line = text[start..end].trim();
-    if line.starts_with('[') {
-        return Some(
-            line.trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string(),
-        );
+    for (n, line) in text[..end].lines().rev().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') && (n == 0 || !line.contains('=')) {
+            // A header: the answer on its own line, the end of the search above a value.
+            return (n == 0).then(|| {
+                line.trim_matches(|c| c == '[' || c == ']')
+                    .trim()
+                    .to_string()
+            });
+        }
+        if let Some((k, _)) = line.split_once('=') {
+            let k = k.trim().trim_matches('"');
+            let bare = !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"'));
+            if bare {
+                return Some(k.to_string());
+            }
+        }
     }
-    let (k, _) = line.split_once('=')?;
-    let k = k.trim().trim_matches('"');
-    (!k.is_empty()).then(|| k.to_string())
+    None
 }
 
 /// Finds the `[[provider]]` header at or before `offset` and counts the providers before it.

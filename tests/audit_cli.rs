@@ -2188,3 +2188,15 @@ rename = {{ "gpt-image-1" = "vendor/gpt-image-1" }}
     let body = sim.received("proxy")[0].json().unwrap();
     assert_eq!(body["model"], "vendor/gpt-image-1");
 }
+
+#[test]
+fn errors_inside_multi_line_values_name_the_key() {
+    let text = "[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\nmodels = [\n  \"gpt-image-1\",\n  3,\n]\n";
+    let e = parse_err(text);
+    assert_eq!(e.line, Some(7), "{e:?}");
+    assert_eq!(e.field, "provider[0].models", "{e:?}");
+    let text = "[router]\nbudgets = [\n  { usd = 1.0, per = \"day\" },\n  { usd = \"lots\", per = \"month\" },\n]\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n";
+    let e = parse_err(text);
+    assert_eq!(e.field, "router.budgets", "{e:?}");
+    assert_eq!(e.line, Some(4), "{e:?}");
+}
