@@ -178,12 +178,6 @@ pub struct RouterSettings {
     pub health: Option<crate::health::HealthConfig>,
 }
 
-/// Serializes a provider kind with the name the config file uses (`"openai"`, not the
-/// enum's snake case `"open_ai"`), so `--json` output reads like the file.
-pub(crate) fn ser_kind<S: serde::Serializer>(k: &ProviderKind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(k.as_str())
-}
-
 fn ser_opt_dur<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_str(&crate::headers::format_go_duration(*d)),
@@ -198,7 +192,6 @@ pub struct ProviderConfig {
     /// Unique name.
     pub name: String,
     /// Which implementation.
-    #[serde(serialize_with = "ser_kind")]
     pub kind: ProviderKind,
     /// OpenAI / proxy base URL.
     pub base_url: Option<String>,

@@ -110,7 +110,6 @@ pub struct ProviderCheck {
     /// Provider name.
     pub name: String,
     /// Provider kind (serialized as in the config file: `"openai"`, `"azure"`, ...).
-    #[serde(serialize_with = "crate::config::ser_kind")]
     pub kind: ProviderKind,
     /// The model checked (our name).
     pub model: String,

@@ -63,7 +63,8 @@ use crate::response::ProviderResponse;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ProviderKind {
-    /// Direct OpenAI.
+    /// Direct OpenAI (`"openai"`, as in the config file and [`ProviderKind::as_str`]).
+    #[serde(rename = "openai")]
     OpenAi,
     /// Azure OpenAI.
     Azure,

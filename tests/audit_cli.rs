@@ -1830,7 +1830,6 @@ async fn status_json_live_kinds_match_the_config() {
 }
 
 #[test]
-#[ignore = "bug: ProviderKind (src/provider.rs) serializes OpenAi as \"open_ai\" (rename_all = snake_case) while the config file, as_str(), the CLI and doctor say \"openai\"; Router::status() JSON therefore says \"open_ai\". Fix: #[serde(rename = \"openai\")] on the variant"]
 fn router_status_serializes_kind_as_in_the_config() {
     let v = serde_json::to_value(image_router::ProviderKind::OpenAi).unwrap();
     assert_eq!(v, "openai");

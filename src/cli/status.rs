@@ -123,21 +123,11 @@ pub async fn run(a: StatusArgs) -> ExitCode {
         "catalog": r.catalog,
     });
     if json {
-        // Provider kinds read as in the config file ("openai", not the enum's "open_ai").
-        let mut live_json = serde_json::to_value(&live).unwrap_or(serde_json::Value::Null);
-        if let Some(ps) = live_json
-            .get_mut("providers")
-            .and_then(serde_json::Value::as_array_mut)
-        {
-            for (p, s) in ps.iter_mut().zip(&live.providers) {
-                p["kind"] = json!(s.kind.as_str());
-            }
-        }
         print_json(&json!({
             "router": settings,
             "providers": rows,
             "spend": spend.first(),
-            "status": live_json,
+            "status": live,
         }));
         return ExitCode::SUCCESS;
     }
