@@ -85,18 +85,29 @@ pub(crate) fn build(snap: &Snapshot, now: Duration) -> RouterStatus {
             .clone()
             .unwrap_or_else(|| snap.catalog.default_model().to_string()),
         spend: snap.budget.snapshot(),
-        providers: snap
-            .providers
-            .iter()
-            .enumerate()
-            .map(|(i, slot)| provider(snap, slot, i, now))
-            .collect(),
+        providers: {
+            // The same idle-decay floor the router ranks with (over providers whose breaker
+            // lets traffic through), so the status shows the scores routing uses.
+            let floor =
+                super::latency_floor(snap.providers.iter().filter(|s| !s.breaker.is_blocking()));
+            snap.providers
+                .iter()
+                .enumerate()
+                .map(|(i, slot)| provider(snap, slot, i, now, floor))
+                .collect()
+        },
     }
 }
 
-fn provider(snap: &Snapshot, slot: &Slot, priority: usize, now: Duration) -> ProviderStatus {
+fn provider(
+    snap: &Snapshot,
+    slot: &Slot,
+    priority: usize,
+    now: Duration,
+    floor: Option<Duration>,
+) -> ProviderStatus {
     let headroom = slot.limiter.headroom();
-    let inputs = super::score_inputs(slot, priority, headroom.fraction);
+    let inputs = super::score_inputs(slot, priority, headroom.fraction, floor);
     ProviderStatus {
         name: slot.name().to_string(),
         kind: slot.provider.kind(),
