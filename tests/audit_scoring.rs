@@ -1495,3 +1495,197 @@ async fn realistic_default_latency_keeps_unmeasured_fallbacks_behind() {
         assert_eq!(b.calls(), 0, "gap {gap:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// More: concurrency, weighted split, reload of limits, bad settings
+// ---------------------------------------------------------------------------------------
+
+/// After the cool-down, twenty concurrent requests: exactly one reaches the recovering
+/// provider (the probe); nobody is lost.
+#[tokio::test(start_paused = true)]
+async fn exactly_one_probe_under_concurrent_requests() {
+    let a = Mock::new("a");
+    let b = Mock::new("b");
+    a.set_default(Act::Fail(ErrorKind::Server));
+    let router = builder_with(&[&a, &b])
+        .retry_backoff(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    while router.status().providers[0].breaker.state != BreakerState::Open {
+        router.generate(req()).await.unwrap();
+    }
+    let opened_after = a.calls();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    a.set_default(Act::Ok);
+    a.set_latency(Duration::from_secs(2));
+    b.set_latency(Duration::from_secs(2));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let r = router.clone();
+        tasks.push(tokio::spawn(async move { r.generate(req()).await }));
+    }
+    let mut by_a = 0;
+    for t in tasks {
+        if t.await.unwrap().expect("served").provider == "a" {
+            by_a += 1;
+        }
+    }
+    assert_eq!(a.calls() - opened_after, 1, "one probe only");
+    assert_eq!(by_a, 1);
+    assert_eq!(
+        router.status().providers[0].breaker.state,
+        BreakerState::Recovering
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn weighted_splits_by_weight() {
+    let a = Mock::new("a");
+    let b = Mock::new("b");
+    let router = Router::builder()
+        .provider_arc(
+            Arc::clone(&a) as Arc<dyn Provider>,
+            ProviderOptions::new().weight(1.0),
+        )
+        .provider_arc(
+            Arc::clone(&b) as Arc<dyn Provider>,
+            ProviderOptions::new().weight(3.0),
+        )
+        .strategy(Strategy::Weighted)
+        .build()
+        .unwrap();
+    for _ in 0..400 {
+        router.generate(req()).await.unwrap();
+    }
+    let share_b = b.calls() as f64 / 400.0;
+    // Expected 0.75 (equal headroom: power of two choices keeps the weight split).
+    assert!((0.6..=0.9).contains(&share_b), "b got {share_b}");
+}
+
+/// Reload changes the limits of a provider that stays: its limiter log is kept and the new
+/// limit applies at once.
+#[tokio::test(start_paused = true)]
+async fn reload_applies_new_limits_to_a_provider_that_stays() {
+    let a = Mock::new("a");
+    let b = Mock::new("b");
+    let router = builder_with(&[&a, &b])
+        .strategy(Strategy::Ordered)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(router.generate(req()).await.unwrap().provider, "a");
+    }
+    router
+        .reload(
+            Router::builder()
+                .strategy(Strategy::Ordered)
+                .provider_arc(
+                    Arc::clone(&a) as Arc<dyn Provider>,
+                    ProviderOptions::new().rpm(3),
+                )
+                .provider_arc(Arc::clone(&b) as Arc<dyn Provider>, ProviderOptions::new()),
+        )
+        .unwrap();
+    // The three requests already sent count against the new limit of 3 per minute.
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "b", "{:?}", res.skipped);
+    assert!(res
+        .skipped
+        .iter()
+        .any(|s| s.provider == "a" && matches!(s.reason, SkipReason::NoHeadroom { .. })));
+    assert_eq!(router.status().providers[0].health.successes, 3);
+}
+
+#[test]
+fn nonsense_breaker_and_health_settings_are_typed_errors_naming_the_field() {
+    let a = Mock::new("a");
+    let bad_breakers = [
+        (
+            BreakerConfig {
+                failure_ratio: f64::NAN,
+                ..BreakerConfig::default()
+            },
+            "failure_ratio",
+        ),
+        (
+            BreakerConfig {
+                failure_ratio: -0.5,
+                ..BreakerConfig::default()
+            },
+            "failure_ratio",
+        ),
+        (
+            BreakerConfig {
+                ramp_start: 2.0,
+                ..BreakerConfig::default()
+            },
+            "ramp_start",
+        ),
+        (
+            BreakerConfig {
+                cool_down: Duration::ZERO,
+                ..BreakerConfig::default()
+            },
+            "cool_down",
+        ),
+        (
+            BreakerConfig {
+                cool_down_multiplier: f64::NAN,
+                ..BreakerConfig::default()
+            },
+            "cool_down_multiplier",
+        ),
+    ];
+    for (cfg, field) in bad_breakers {
+        let err = builder_with(&[&a]).breaker(cfg).build().unwrap_err();
+        assert!(err.field.contains(field), "{field}: {err:?}");
+        assert!(err.field.contains("breaker"), "{field}: {err:?}");
+    }
+    let bad_health = [(
+        HealthConfig {
+            window: Duration::ZERO,
+            ..HealthConfig::default()
+        },
+        "window",
+    )];
+    for (cfg, field) in bad_health {
+        let err = builder_with(&[&a]).health(cfg).build().unwrap_err();
+        assert!(err.field.contains(field), "{field}: {err:?}");
+    }
+    for w in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let err = Router::builder()
+            .provider_arc(
+                Arc::clone(&a) as Arc<dyn Provider>,
+                ProviderOptions::new().weight(w),
+            )
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field, "providers[0].weight");
+    }
+}
+
+/// After an access denial, the provider is left alone for the whole long cool-down, then
+/// gets exactly one probe.
+#[tokio::test(start_paused = true)]
+async fn access_denial_cool_down_then_one_probe() {
+    let a = Mock::new("a");
+    let b = Mock::new("b");
+    a.set_default(Act::Fail(ErrorKind::AccessDenied {
+        reason: AccessDenial::OrganizationNotVerified,
+    }));
+    let router = builder_with(&[&a, &b]).build().unwrap();
+    router.generate(req()).await.unwrap();
+    assert_eq!(a.calls(), 1);
+    for _ in 0..29 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let res = router.generate(req()).await.unwrap();
+        assert_eq!(res.provider, "b");
+        assert!(res.skipped.iter().any(|s| s.provider == "a"));
+    }
+    assert_eq!(a.calls(), 1, "left alone for the default 300 s cool-down");
+    a.set_default(Act::Ok);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "a", "{:?}", res.skipped);
+    assert_eq!(a.calls(), 2);
+}
