@@ -49,6 +49,7 @@ struct Mock {
     latency: Mutex<Duration>,
     calls: AtomicUsize,
     retries: Mutex<Vec<u32>>,
+    headers: Mutex<image_router::RateLimitHeaders>,
 }
 
 impl Mock {
@@ -63,6 +64,7 @@ impl Mock {
             latency: Mutex::new(Duration::ZERO),
             calls: AtomicUsize::new(0),
             retries: Mutex::new(Vec::new()),
+            headers: Mutex::new(image_router::RateLimitHeaders::default()),
         })
     }
     fn set_default(&self, act: Act) {
@@ -104,10 +106,10 @@ impl Provider for Mock {
             Act::Ok => {
                 let png = Bytes::from_static(b"\x89PNG\r\n\x1a\n");
                 let model = req.model.clone().unwrap_or_default();
-                Ok(ProviderResponse::new(
-                    vec![Image::new(png, OutputFormat::Png)],
-                    model,
-                ))
+                let mut resp =
+                    ProviderResponse::new(vec![Image::new(png, OutputFormat::Png)], model);
+                resp.rate_limits = self.headers.lock().clone();
+                Ok(resp)
             }
             Act::Fail(kind) => Err(ProviderError::new(
                 &self.name,
@@ -1688,4 +1690,65 @@ async fn access_denial_cool_down_then_one_probe() {
     let res = router.generate(req()).await.unwrap();
     assert_eq!(res.provider, "a", "{:?}", res.skipped);
     assert_eq!(a.calls(), 2);
+}
+
+/// Headroom from live headers is a score component: a provider whose last answer said
+/// `x-ratelimit-remaining-requests: 0` goes last (Scored and Ordered) until the reset.
+#[tokio::test(start_paused = true)]
+async fn live_headers_feed_the_headroom_component() {
+    for strategy in [Strategy::Scored, Strategy::Ordered] {
+        let a = Mock::new("a");
+        let b = Mock::new("b");
+        *a.headers.lock() = image_router::RateLimitHeaders {
+            limit_requests: Some(5),
+            remaining_requests: Some(0),
+            reset_requests: Some(Duration::from_secs(20)),
+            ..Default::default()
+        };
+        let router = builder_with(&[&a, &b]).strategy(strategy).build().unwrap();
+        assert_eq!(router.generate(req()).await.unwrap().provider, "a");
+        let ranked = router.rank(&req().into(), None).unwrap();
+        assert_eq!(ranked.order[0].0, "b", "{strategy:?}: {ranked:?}");
+        let a_score = &ranked.order.iter().find(|(n, _)| n == "a").unwrap().1;
+        assert_eq!(a_score.inputs.headroom, 0.0);
+        let res = router.generate(req()).await.unwrap();
+        assert_eq!(res.provider, "b", "{strategy:?}");
+        assert_eq!(a.calls(), 1, "{strategy:?}: no 429 paid for");
+        *a.headers.lock() = image_router::RateLimitHeaders::default();
+        tokio::time::sleep(Duration::from_secs(21)).await;
+        assert_eq!(
+            router.generate(req()).await.unwrap().provider,
+            "a",
+            "{strategy:?}"
+        );
+    }
+}
+
+/// The budget component: spend on a provider with a budget lowers its budget factor, and
+/// `rank` shows it.
+#[tokio::test(start_paused = true)]
+async fn budget_left_is_a_score_component() {
+    let a = Mock::new("a");
+    let budget = image_router::Budget::new(1.0, image_router::BudgetPeriod::Day).unwrap();
+    let router = Router::builder()
+        .provider_arc(
+            Arc::clone(&a) as Arc<dyn Provider>,
+            ProviderOptions::new().budget(budget),
+        )
+        .build()
+        .unwrap();
+    let before = router.rank(&req().into(), None).unwrap().order[0].1;
+    assert_eq!(before.inputs.budget_left, Some(1.0));
+    for _ in 0..5 {
+        router.generate(req()).await.unwrap();
+    }
+    let after = router.rank(&req().into(), None).unwrap().order[0].1;
+    let left = after.inputs.budget_left.unwrap();
+    assert!(left < 1.0, "{after:?}");
+    assert!(
+        (after.budget - left.sqrt()).abs() < 1e-9,
+        "default budget exponent 0.5"
+    );
+    let st = serde_json::to_value(router.status()).unwrap();
+    assert!(st["providers"][0]["spend"].is_object());
 }
