@@ -108,7 +108,7 @@ impl Provider for Mock {
                 let model = req.model.clone().unwrap_or_default();
                 let mut resp =
                     ProviderResponse::new(vec![Image::new(png, OutputFormat::Png)], model);
-                resp.rate_limits = self.headers.lock().clone();
+                resp.rate_limits = *self.headers.lock();
                 Ok(resp)
             }
             Act::Fail(kind) => Err(ProviderError::new(
@@ -1330,6 +1330,13 @@ async fn status_serializes_every_documented_field_and_never_a_key() {
         "{p0}"
     );
     assert!(p0["cooldown"].is_object(), "401 cool-down shown: {p0}");
+    // The last error comes with its explanation (issue 4: "last error with its explanation").
+    let expl = &p0["last_error"]["explanation"];
+    assert!(
+        expl["cause"].as_str().is_some_and(|c| !c.is_empty())
+            && expl["action"].as_str().is_some_and(|a| !a.is_empty()),
+        "{p0}"
+    );
     assert_eq!(json["providers"][1]["breaker"]["state"], "closed");
 }
 

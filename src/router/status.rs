@@ -10,6 +10,7 @@ use super::snapshot::{Slot, Snapshot};
 use crate::breaker::BreakerSnapshot;
 use crate::budget::LedgerSnapshot;
 use crate::error::ProviderError;
+use crate::explain::Explanation;
 use crate::health::HealthSnapshot;
 use crate::limiter::Headroom;
 use crate::provider::ProviderKind;
@@ -69,9 +70,13 @@ pub struct CooldownStatus {
 
 /// The latest failure of a provider.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct LastError {
     /// The error.
     pub error: ProviderError,
+    /// The cause and the fix in plain words ([`ProviderError::explain_with`], with the
+    /// router's catalog and the provider's configured tier).
+    pub explanation: Explanation,
     /// When, seconds since the Unix epoch.
     pub at_unix: u64,
 }
@@ -124,6 +129,7 @@ fn provider(
                 .unwrap_or(u64::MAX),
         }),
         last_error: slot.state.last_error().map(|(error, at)| LastError {
+            explanation: error.explain_with(&snap.catalog, slot.options.tier.as_deref()),
             error,
             at_unix: at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
         }),
