@@ -1092,9 +1092,10 @@ mod rec {
         Recorder, SharedString, Unit,
     };
 
-    /// (kind, name) -> list of label sets seen, plus counter totals.
+    /// (kind, name) -> list of label sets seen, plus counter totals and descriptions.
     #[derive(Default, Debug)]
     pub struct Log {
+        pub described: Vec<String>,
         pub seen: BTreeMap<(&'static str, String), Vec<BTreeMap<String, String>>>,
         pub counters: HashMap<String, u64>,
     }
@@ -1149,9 +1150,15 @@ mod rec {
     }
 
     impl Recorder for TestRecorder {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_counter(&self, k: KeyName, _: Option<Unit>, _: SharedString) {
+            self.0.lock().described.push(k.as_str().to_string());
+        }
+        fn describe_gauge(&self, k: KeyName, _: Option<Unit>, _: SharedString) {
+            self.0.lock().described.push(k.as_str().to_string());
+        }
+        fn describe_histogram(&self, k: KeyName, _: Option<Unit>, _: SharedString) {
+            self.0.lock().described.push(k.as_str().to_string());
+        }
         fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
             Counter::from_arc(self.note("counter", key))
         }
@@ -1202,6 +1209,7 @@ async fn every_documented_metric_is_emitted_with_its_labels() {
     a.set_default(Act::Fail(ErrorKind::InvalidRequest));
     let _ = router.generate(req()).await;
 
+    image_router::metrics::describe();
     let log = recorder.0.lock();
     let expect: &[(&str, &str, &[&str])] = &[
         ("counter", m::REQUESTS_TOTAL, &["outcome"]),
@@ -1220,6 +1228,12 @@ async fn every_documented_metric_is_emitted_with_its_labels() {
         ("gauge", m::HEADROOM_RATIO, &["provider"]),
         ("gauge", m::SPEND_USD_TOTAL, &["ledger"]),
     ];
+    for (_, name, _) in expect {
+        assert!(
+            log.described.iter().any(|d| d == name),
+            "{name} not described"
+        );
+    }
     for (kind, name, labels) in expect {
         let seen = log
             .seen
