@@ -1773,3 +1773,35 @@ async fn budget_left_is_a_score_component() {
     let st = serde_json::to_value(router.status()).unwrap();
     assert!(st["providers"][0]["spend"].is_object());
 }
+
+/// The in-flight penalty spreads concurrent requests instead of piling them onto the first
+/// provider (once both are measured).
+#[tokio::test(start_paused = true)]
+async fn in_flight_penalty_spreads_concurrent_requests() {
+    let a = Mock::new("a");
+    let b = Mock::new("b");
+    for m in [&a, &b] {
+        m.set_latency(Duration::from_secs(1));
+    }
+    let router = builder_with(&[&a, &b]).build().unwrap();
+    // Measure both (b gets one exploratory request).
+    for _ in 0..3 {
+        router.generate(req()).await.unwrap();
+    }
+    let (a0, b0) = (a.calls(), b.calls());
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let r = router.clone();
+        tasks.push(tokio::spawn(async move { r.generate(req()).await }));
+        tokio::task::yield_now().await;
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let (da, db) = (a.calls() - a0, b.calls() - b0);
+    assert_eq!(da + db, 10);
+    assert!(da >= 3 && db >= 3, "spread: a {da}, b {db}");
+    let st = router.status();
+    assert_eq!(st.providers[0].health.in_flight, 0);
+    assert_eq!(st.providers[1].health.in_flight, 0);
+}
