@@ -608,8 +608,7 @@ async fn rank_explains_every_component() {
         .strategy(Strategy::Ordered)
         .build()
         .unwrap();
-    // Open c's breaker: a and b decline via invalid request? No: fail a and b is noisy;
-    // rank c first by sending while a and b are rate limited.
+    // Open c's breaker: with a and b rate limited, the request reaches c and fails.
     a.set_default(Act::Fail(rate_limited()));
     b.set_default(Act::Fail(rate_limited()));
     let _ = router.generate(req()).await;
@@ -1018,7 +1017,7 @@ async fn reload_under_200_in_flight_loses_nothing_and_keeps_state() {
     c.set_latency(Duration::ZERO);
     let ranked_first = router.rank(&req().into(), None).unwrap();
     assert_eq!(ranked_first.order.len(), 3);
-    // Force `c` first by a class-free trick: send until c has been tried.
+    // Send until the strategy has tried `c` (its 401 opens the breaker).
     while c.calls() == 0 {
         router.generate(req()).await.unwrap();
     }
