@@ -18,6 +18,8 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = PrometheusBuilder::new().install_recorder()?;
+    // Help text and units for every image_router metric (the `# HELP` lines).
+    image_router::metrics::describe();
 
     let sim = Simulator::builder()
         .account("primary", SimAccount::new())

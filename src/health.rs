@@ -20,9 +20,13 @@
 //!   replaces the estimate at once (react to trouble immediately), a faster one only pulls the
 //!   estimate down gradually, weighted by the clock time elapsed since the previous observation
 //!   with a configurable time constant (be slow to trust a recovery). Between observations the
-//!   estimate read by the router also decays slowly toward zero (`idle_decay`), like tower's
-//!   does, so a provider that stopped getting traffic because it looked slow is eventually
-//!   tried again and re-measured instead of being judged on stale data forever.
+//!   estimate read by the router also decays slowly (`idle_decay`), like tower's does, so a
+//!   provider that stopped getting traffic because it looked slow is eventually tried again
+//!   and re-measured instead of being judged on stale data forever. The router stops that
+//!   decay at the best latency measured among the request's candidates
+//!   ([`Health::cost_ms_floored`]): staleness may make a provider look as good as the best
+//!   one known, never better, so comparable providers keep their configured order at any
+//!   traffic rate instead of taking turns by the age of their last measurement.
 //! * **In-flight penalty**: the routing cost is `estimate × (in_flight + 1)`, so concurrent
 //!   requests spread over providers instead of piling onto the single fastest one.
 //!
@@ -53,13 +57,18 @@ pub struct HealthConfig {
     /// Time constant of the peak-EWMA decay toward faster observations. Default 10 s.
     pub latency_decay: Duration,
     /// Time constant of the decay of an idle estimate toward zero (so idle providers get
-    /// re-measured). `None` disables it. Default 120 s.
+    /// re-measured); the router floors it at the best latency measured among a request's
+    /// candidates. `None` disables it. Default 120 s.
     pub idle_decay: Option<Duration>,
     /// Latency assumed before the first observation. It is treated as an observation made
     /// when the `Health` was created, so it idle-decays too.
     ///
     /// Default **0 (optimistic)**: a provider nobody has measured yet looks as fast as
-    /// possible, so it is tried when its turn comes and from then on judged on data. A
+    /// possible, so it is tried once early (under `Scored`, typically on one of the first
+    /// requests, even while the providers before it are fine: with image latencies of
+    /// seconds, an unknown provider outscores a measured one) and from then on judged on
+    /// data. This one request per provider is what lets `Scored` discover a faster
+    /// provider configured behind a slower one. A
     /// pessimistic prior starves it instead: a primary that has only ever failed fast (a
     /// 429 records no latency) would lose to a measured fallback long after it recovered.
     /// The score's latency slack keeps this from reordering providers that are all fast;
@@ -278,19 +287,61 @@ impl Health {
         read_estimate(&inner, &self.config, now).map(Duration::from_nanos_f64_saturating)
     }
 
+    /// The last measured peak-EWMA estimate *without* the idle decay, or `None` before the
+    /// first observation. The router takes the lowest of these among a request's candidates
+    /// as the floor of the idle decay (see [`cost_ms_floored`](Self::cost_ms_floored)).
+    pub fn measured_latency(&self) -> Option<Duration> {
+        self.inner
+            .lock()
+            .estimate_ns
+            .map(Duration::from_nanos_f64_saturating)
+    }
+
     /// The routing cost in milliseconds: the latency estimate (or `default_latency`, idle-decayed
     /// since creation, before any observation) × (in_flight + 1). Lower is better.
     pub fn cost_ms(&self) -> f64 {
+        self.cost_ms_floored(None)
+    }
+
+    /// [`cost_ms`](Self::cost_ms), except that the idle decay of a measured estimate (or of a
+    /// non-zero `default_latency`) stops at `floor`, never raising an estimate that is
+    /// already below it.
+    ///
+    /// Why: the idle decay exists so a provider that lost its traffic for looking slow is
+    /// re-measured once its peers are no faster. Decaying toward *zero* makes every idle
+    /// provider look faster than a busy one, whatever they measured: a fallback as fast as
+    /// the primary overtakes it after a minute of idleness, and at low traffic (one request
+    /// every few minutes, when every estimate is stale) providers take turns by age. With
+    /// the floor at the best measured estimate among the candidates, a stale estimate can
+    /// fall to "as good as the best we know" but not below, so the score's priority decides
+    /// among comparable providers while a provider that was slow still comes back when the
+    /// others are no faster.
+    pub fn cost_ms_floored(&self, floor: Option<Duration>) -> f64 {
         let now = self.clock.now();
         let est_ns = {
             let inner = self.inner.lock();
-            read_estimate(&inner, &self.config, now).unwrap_or_else(|| {
-                let default = self.config.default_latency.as_nanos() as f64;
-                match self.config.idle_decay {
-                    Some(tau) => default * decay_factor(now.saturating_sub(inner.created_at), tau),
-                    None => default,
+            let decayed = read_estimate(&inner, &self.config, now);
+            match (decayed, inner.estimate_ns, floor) {
+                (Some(decayed), Some(raw), Some(floor)) => {
+                    decayed.max(raw.min(floor.as_nanos() as f64))
                 }
-            })
+                (Some(decayed), _, _) => decayed,
+                (None, _, _) => {
+                    // The prior idle-decays like an observation made at creation, with the
+                    // same floor (a zero prior stays zero).
+                    let default = self.config.default_latency.as_nanos() as f64;
+                    let decayed = match self.config.idle_decay {
+                        Some(tau) => {
+                            default * decay_factor(now.saturating_sub(inner.created_at), tau)
+                        }
+                        None => default,
+                    };
+                    match floor {
+                        Some(floor) => decayed.max(default.min(floor.as_nanos() as f64)),
+                        None => decayed,
+                    }
+                }
+            }
         };
         est_ns / 1e6 * (self.in_flight() as f64 + 1.0)
     }

@@ -14,6 +14,9 @@
 //! | `image_router_breaker_state` | gauge | `provider` | 0 closed, 1 recovering, 2 half-open, 3 open |
 //! | `image_router_headroom_ratio` | gauge | `provider` | free share of the provider's effective rate limits (0–1) |
 //! | `image_router_spend_usd_total` | gauge | `ledger` | lifetime spend of a ledger (`router` or a provider name) |
+//!
+//! Call [`describe`] once after installing a recorder to give each metric its help text and
+//! unit (an exporter such as Prometheus shows them as `# HELP` lines).
 
 use std::time::Duration;
 
@@ -85,4 +88,62 @@ pub(crate) fn provider_gauges(provider: &str, breaker_state: f64, headroom: f64,
 
 pub(crate) fn router_spend(spend: f64) {
     metrics::gauge!(SPEND_USD_TOTAL, "ledger" => "router").set(spend);
+}
+
+/// Describes every metric above (help text and unit) to the installed recorder. Optional:
+/// the metrics are recorded without it; exporters use it for `# HELP` lines and units.
+///
+/// ```
+/// image_router::metrics::describe(); // a no-op without a recorder
+/// ```
+pub fn describe() {
+    use metrics::Unit;
+    metrics::describe_counter!(
+        REQUESTS_TOTAL,
+        Unit::Count,
+        "Routed requests by final outcome"
+    );
+    metrics::describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "End-to-end time of a request in the router"
+    );
+    metrics::describe_counter!(
+        ATTEMPTS_TOTAL,
+        Unit::Count,
+        "Provider calls by provider and outcome"
+    );
+    metrics::describe_histogram!(ATTEMPT_DURATION, Unit::Seconds, "Provider call latency");
+    metrics::describe_counter!(
+        FAILOVERS_TOTAL,
+        Unit::Count,
+        "Requests served after at least one failed attempt, by the provider that served"
+    );
+    metrics::describe_counter!(
+        RATE_LIMITED_TOTAL,
+        Unit::Count,
+        "429 rate limits received, by provider"
+    );
+    metrics::describe_counter!(
+        PROBES_TOTAL,
+        Unit::Count,
+        "Cheap half-open probes by provider and result (healthy, failed, unsupported)"
+    );
+    metrics::describe_counter!(
+        BREAKER_TRANSITIONS_TOTAL,
+        Unit::Count,
+        "Circuit-breaker state changes by provider, from and to"
+    );
+    metrics::describe_gauge!(
+        BREAKER_STATE,
+        "Circuit-breaker state: 0 closed, 1 recovering, 2 half-open, 3 open"
+    );
+    metrics::describe_gauge!(
+        HEADROOM_RATIO,
+        "Free share of the provider's effective rate limits (0-1)"
+    );
+    metrics::describe_gauge!(
+        SPEND_USD_TOTAL,
+        "Lifetime spend in USD of a ledger (router or a provider)"
+    );
 }

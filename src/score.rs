@@ -48,8 +48,13 @@
 //!
 //! An unmeasured provider is assumed fast (see
 //! [`HealthConfig::default_latency`](crate::health::HealthConfig::default_latency)): it is
-//! tried when its turn comes, measured, and from then on judged on data, instead of being
-//! starved forever behind a provider that happens to have been measured first.
+//! tried once early (one of the first requests goes to it even while the providers before it
+//! are fine), measured, and from then on judged on data, instead of being starved forever
+//! behind a provider that happens to have been measured first. Set `default_latency` to a
+//! realistic value (e.g. the primary's typical latency) to keep unmeasured providers
+//! behind comparable measured ones instead. An *idle*
+//! provider's estimate decays (so it gets re-measured) but never below the best latency
+//! measured among the candidates, so staleness alone never reorders comparable providers.
 //!
 //! Inputs are sanitized, never trusted: availability, headroom and budget are clamped to
 //! `0..=1` (NaN → 0), latency to at least 1 ms, the weight to `>= 0`; a negative or

@@ -319,7 +319,8 @@ impl RouterBuilder {
         self
     }
 
-    /// Health tracking settings (availability window, latency decay).
+    /// Health tracking settings (availability window, latency decay). `build()` rejects a
+    /// zero `window` (error field `health.window`).
     pub fn health(mut self, config: HealthConfig) -> Self {
         self.health = config;
         self
@@ -327,6 +328,9 @@ impl RouterBuilder {
 
     /// Circuit-breaker settings (failure thresholds, cool-downs, ramp). Unless set here, the
     /// breaker's long cool-down after access problems is the router's [`cooldown`](Self::cooldown).
+    /// `build()` rejects settings that cannot mean anything, naming the field
+    /// (`breaker.failure_ratio` NaN or ≤ 0, `breaker.ramp_start` outside 0..=1, a non-finite
+    /// `breaker.cool_down_multiplier`, a zero `cool_down`, `long_cool_down` or `window`).
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
         self.breaker = Some(config);
         self
@@ -431,6 +435,10 @@ impl RouterBuilder {
                 return Err(ConfigError::new("default_model", "must not be empty"));
             }
         }
+        if let Some(b) = &self.breaker {
+            check_breaker(b)?;
+        }
+        check_health(&self.health)?;
         let catalog = self
             .catalog
             .unwrap_or_else(|| Arc::new(Catalog::builtin().clone()));
@@ -532,4 +540,49 @@ impl RouterBuilder {
         };
         Ok(snapshot)
     }
+}
+
+/// Rejects breaker settings that cannot mean anything (a NaN ratio, a ramp share outside
+/// 0..=1, a zero cool-down or window) instead of silently running with them.
+fn check_breaker(b: &BreakerConfig) -> Result<(), ConfigError> {
+    let field = |f: &str| format!("breaker.{f}");
+    if !(b.failure_ratio.is_finite() && b.failure_ratio > 0.0) {
+        return Err(ConfigError::new(
+            field("failure_ratio"),
+            format!(
+                "must be above 0 (above 1 disables it), got {}",
+                b.failure_ratio
+            ),
+        ));
+    }
+    if !(b.ramp_start.is_finite() && (0.0..=1.0).contains(&b.ramp_start)) {
+        return Err(ConfigError::new(
+            field("ramp_start"),
+            format!("must be a share between 0 and 1, got {}", b.ramp_start),
+        ));
+    }
+    if !b.cool_down_multiplier.is_finite() {
+        return Err(ConfigError::new(
+            field("cool_down_multiplier"),
+            format!("must be a finite number, got {}", b.cool_down_multiplier),
+        ));
+    }
+    for (name, d) in [
+        ("cool_down", b.cool_down),
+        ("long_cool_down", b.long_cool_down),
+        ("window", b.window),
+    ] {
+        if d.is_zero() {
+            return Err(ConfigError::new(field(name), "must be above zero"));
+        }
+    }
+    Ok(())
+}
+
+/// Rejects a zero availability window (the ring's resolution would be meaningless).
+fn check_health(h: &HealthConfig) -> Result<(), ConfigError> {
+    if h.window.is_zero() {
+        return Err(ConfigError::new("health.window", "must be above zero"));
+    }
+    Ok(())
 }

@@ -680,11 +680,24 @@ fn plan(
             continue;
         }
         let headroom = slot.limiter.headroom().fraction;
-        let mut c = Candidate::new(i, score_inputs(slot, i, headroom));
+        let mut c = Candidate::new(i, score_inputs(slot, i, headroom, None));
         c.breaker_open = slot.breaker.is_blocking();
         c.no_headroom = headroom <= 0.0;
         c.preferred = slot.options.classes.prefers(class);
         candidates.push(c);
+    }
+    // Idle estimates decay no lower than the best measured latency among the candidates
+    // that can take the request (see `Health::cost_ms_floored`).
+    let floor = latency_floor(
+        candidates
+            .iter()
+            .filter(|c| !c.breaker_open)
+            .map(|c| &snap.providers[c.index]),
+    );
+    if floor.is_some() {
+        for c in &mut candidates {
+            c.inputs.latency_ms = snap.providers[c.index].health.cost_ms_floored(floor);
+        }
     }
 
     // 3. Rank (providers without headroom go last; open breakers are left out).
@@ -733,8 +746,20 @@ pub struct Ranked {
     pub skipped: Vec<Skip>,
 }
 
-/// Score inputs of one provider now.
-fn score_inputs(slot: &Slot, priority: usize, headroom: f64) -> ScoreInputs {
+/// The lowest measured (undecayed) latency among `slots`: the floor of the idle decay.
+fn latency_floor<'a>(slots: impl Iterator<Item = &'a Slot>) -> Option<Duration> {
+    slots.filter_map(|s| s.health.measured_latency()).min()
+}
+
+/// Score inputs of one provider now; `floor` as for [`Health::cost_ms_floored`].
+///
+/// [`Health::cost_ms_floored`]: crate::health::Health::cost_ms_floored
+fn score_inputs(
+    slot: &Slot,
+    priority: usize,
+    headroom: f64,
+    floor: Option<Duration>,
+) -> ScoreInputs {
     // A breaker past its cool-down waits for one probe: the failures that opened it are
     // what the cool-down already paid for, and counting them again would rank the provider
     // last so the probe never happens while any other provider answers.
@@ -745,7 +770,7 @@ fn score_inputs(slot: &Slot, priority: usize, headroom: f64) -> ScoreInputs {
     };
     ScoreInputs {
         availability,
-        latency_ms: slot.health.cost_ms(),
+        latency_ms: slot.health.cost_ms_floored(floor),
         headroom,
         budget_left: slot.budget_left(),
         priority,
@@ -810,7 +835,8 @@ fn skip_reason(denied: &Denied) -> SkipReason {
 
 /// Reports a call's outcome to the provider's breaker. Account problems (access denied,
 /// authentication, a missing endpoint) open it with the long cool-down and keep the reason;
-/// everything else counts as usual. A successful probe that starts the recovery also clears
+/// a missing model / deployment or an unsupported parameter is neutral (about this request,
+/// not the provider); everything else counts as usual. A successful probe that starts the recovery also clears
 /// the outage's failures from the health window (see [`Health::forget_outcomes`]).
 ///
 /// [`Health::forget_outcomes`]: crate::health::Health::forget_outcomes
@@ -835,8 +861,16 @@ fn report_to_breaker(
         )) => {
             pass.open_for(*what, e.message.clone());
         }
-        _ => {
-            let transition = pass.record(outcome);
+        // A model or deployment this provider lacks, or a parameter it does not take, is
+        // about this request only: the provider answered and serves other requests fine
+        // (the model cool-down covers the model). Counting it as a fault would let a few
+        // requests for an unknown model open the breaker for every model.
+        other => {
+            let counted = match other {
+                Some((ErrorKind::NotFound { .. }, _)) => Outcome::InvalidRequest,
+                _ => outcome,
+            };
+            let transition = pass.record(counted);
             if transition.is_some_and(|t| t.to == crate::breaker::BreakerState::Recovering) {
                 slot.health.forget_outcomes();
             }

@@ -10,6 +10,7 @@ use super::snapshot::{Slot, Snapshot};
 use crate::breaker::BreakerSnapshot;
 use crate::budget::LedgerSnapshot;
 use crate::error::ProviderError;
+use crate::explain::Explanation;
 use crate::health::HealthSnapshot;
 use crate::limiter::Headroom;
 use crate::provider::ProviderKind;
@@ -69,9 +70,13 @@ pub struct CooldownStatus {
 
 /// The latest failure of a provider.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct LastError {
     /// The error.
     pub error: ProviderError,
+    /// The cause and the fix in plain words ([`ProviderError::explain_with`], with the
+    /// router's catalog and the provider's configured tier).
+    pub explanation: Explanation,
     /// When, seconds since the Unix epoch.
     pub at_unix: u64,
 }
@@ -85,18 +90,29 @@ pub(crate) fn build(snap: &Snapshot, now: Duration) -> RouterStatus {
             .clone()
             .unwrap_or_else(|| snap.catalog.default_model().to_string()),
         spend: snap.budget.snapshot(),
-        providers: snap
-            .providers
-            .iter()
-            .enumerate()
-            .map(|(i, slot)| provider(snap, slot, i, now))
-            .collect(),
+        providers: {
+            // The same idle-decay floor the router ranks with (over providers whose breaker
+            // lets traffic through), so the status shows the scores routing uses.
+            let floor =
+                super::latency_floor(snap.providers.iter().filter(|s| !s.breaker.is_blocking()));
+            snap.providers
+                .iter()
+                .enumerate()
+                .map(|(i, slot)| provider(snap, slot, i, now, floor))
+                .collect()
+        },
     }
 }
 
-fn provider(snap: &Snapshot, slot: &Slot, priority: usize, now: Duration) -> ProviderStatus {
+fn provider(
+    snap: &Snapshot,
+    slot: &Slot,
+    priority: usize,
+    now: Duration,
+    floor: Option<Duration>,
+) -> ProviderStatus {
     let headroom = slot.limiter.headroom();
-    let inputs = super::score_inputs(slot, priority, headroom.fraction);
+    let inputs = super::score_inputs(slot, priority, headroom.fraction, floor);
     ProviderStatus {
         name: slot.name().to_string(),
         kind: slot.provider.kind(),
@@ -113,6 +129,7 @@ fn provider(snap: &Snapshot, slot: &Slot, priority: usize, now: Duration) -> Pro
                 .unwrap_or(u64::MAX),
         }),
         last_error: slot.state.last_error().map(|(error, at)| LastError {
+            explanation: error.explain_with(&snap.catalog, slot.options.tier.as_deref()),
             error,
             at_unix: at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
         }),
