@@ -10,6 +10,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::headers::RateLimitHeaders;
+
 use serde::Serialize;
 
 use crate::attempt::{Attempt, Skip};
@@ -289,6 +291,10 @@ pub struct ProviderError {
     pub request_id: Option<String>,
     /// When the provider said to retry (headers, or "retry after N seconds" in the message).
     pub retry_after: Option<Duration>,
+    /// The `x-ratelimit-*` headers of the error answer (a 429 says how full the window is
+    /// and when it resets; the router feeds them to the provider's limiter).
+    #[serde(skip_serializing_if = "RateLimitHeaders::is_empty")]
+    pub rate_limits: RateLimitHeaders,
     #[serde(skip)]
     source: Option<BoxError>,
 }
@@ -305,6 +311,7 @@ impl Clone for ProviderError {
             param: self.param.clone(),
             request_id: self.request_id.clone(),
             retry_after: self.retry_after,
+            rate_limits: self.rate_limits,
             // The source is not clonable; its text is kept in `message`.
             source: None,
         }
@@ -334,6 +341,7 @@ impl ProviderError {
             param: None,
             request_id: None,
             retry_after: None,
+            rate_limits: RateLimitHeaders::default(),
             source: None,
         }
     }
@@ -372,6 +380,12 @@ impl ProviderError {
     #[must_use]
     pub fn with_retry_after(mut self, d: Option<Duration>) -> Self {
         self.retry_after = d;
+        self
+    }
+    /// Sets the answer's rate-limit headers.
+    #[must_use]
+    pub fn with_rate_limits(mut self, h: RateLimitHeaders) -> Self {
+        self.rate_limits = h;
         self
     }
     /// Attaches the underlying error (e.g. the reqwest error). Its text must not contain a key.

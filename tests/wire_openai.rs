@@ -451,3 +451,64 @@ async fn huge_timeout_does_not_overflow() {
         .unwrap();
     assert_eq!(resp.images.len(), 1);
 }
+
+#[tokio::test]
+async fn a_429s_rate_limit_headers_reach_the_limiter() {
+    // A 429 without retry-after whose headers say the request window is empty for 1m30s
+    // and the account's limit is 3 a minute: the provider stays off for the whole reset
+    // (not just the router's 1 s default wait) and its limiter takes the lower limit.
+    let limited = server_with(
+        ResponseTemplate::new(429)
+            .set_body_json(json!({"error": {
+                "message": "Rate limit reached for gpt-image-1 in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1.",
+                "type": "requests", "param": null, "code": "rate_limit_exceeded"}}))
+            .insert_header("x-ratelimit-limit-requests", "3")
+            .insert_header("x-ratelimit-remaining-requests", "0")
+            .insert_header("x-ratelimit-reset-requests", "1m30s"),
+    )
+    .await;
+    let fallback = server_with(ok()).await;
+    let router = image_router::Router::builder()
+        .provider(
+            OpenAi::builder()
+                .name("limited")
+                .client(client())
+                .api_key(KEY)
+                .base_url(format!("{}/v1", limited.uri()))
+                .build()
+                .unwrap(),
+        )
+        .provider(
+            OpenAi::builder()
+                .name("fallback")
+                .client(client())
+                .api_key(KEY)
+                .base_url(format!("{}/v1", fallback.uri()))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let req = || GenerateRequest::new("a boat").model("gpt-image-1");
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "fallback");
+    let err = res.attempts[0].error.as_ref().unwrap();
+    assert_eq!(err.rate_limits.remaining_requests, Some(0));
+    let status = router.status();
+    let headroom = &status.providers[0].headroom;
+    assert!(
+        headroom
+            .retry_in
+            .is_some_and(|d| d > Duration::from_secs(60)),
+        "{headroom:?}"
+    );
+    assert!(
+        headroom.effective_rpm.is_some_and(|r| r <= 3),
+        "{headroom:?}"
+    );
+    // The next requests skip it without a call.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "fallback");
+    assert_eq!(limited.received_requests().await.unwrap().len(), 1);
+}

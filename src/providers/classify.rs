@@ -16,7 +16,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::error::{AccessDenial, ErrorKind, NotFoundKind, ProviderError, RateLimitScope};
-use crate::headers;
+use crate::headers::{self, RateLimitHeaders};
 
 /// Longest body snippet kept as a message when the body is not a JSON error.
 const SNIPPET_CHARS: usize = 200;
@@ -187,6 +187,7 @@ pub fn classify_at(
 
     let mut err = ProviderError::new(provider, kind, message.clone())
         .with_status(status)
+        .with_rate_limits(RateLimitHeaders::from_headers_at(headers, now))
         // A zero delay is no delay (see `headers::retry_after`): fall back to the caller's wait.
         .with_retry_after(
             headers::retry_after(headers, now).or(message_retry.filter(|d| !d.is_zero())),

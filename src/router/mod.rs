@@ -509,6 +509,11 @@ impl Router {
                 }
                 Err(err) => {
                     reservation.release();
+                    // A 429 (or any error answer) says how full the window is and when it
+                    // resets. Not a tier denial's: its "limit 0" is no rate signal.
+                    if !matches!(err.kind, ErrorKind::AccessDenied { .. }) {
+                        slot.limiter.observe_headers(&err.rate_limits);
+                    }
                     slot.state
                         .set_last_error(&err, std::time::SystemTime::now());
                     publish_gauges(snap, slot);
