@@ -291,10 +291,11 @@ pub struct ProviderError {
     pub request_id: Option<String>,
     /// When the provider said to retry (headers, or "retry after N seconds" in the message).
     pub retry_after: Option<Duration>,
-    /// The `x-ratelimit-*` headers of the error answer (a 429 says how full the window is
-    /// and when it resets; the router feeds them to the provider's limiter).
-    #[serde(skip_serializing_if = "RateLimitHeaders::is_empty")]
-    pub rate_limits: RateLimitHeaders,
+    /// The `x-ratelimit-*` headers of the error answer, when it had any (a 429 says how
+    /// full the window is and when it resets; the router feeds them to the provider's
+    /// limiter). Boxed: most errors have none, and errors travel in every attempt trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<Box<RateLimitHeaders>>,
     #[serde(skip)]
     source: Option<BoxError>,
 }
@@ -311,7 +312,7 @@ impl Clone for ProviderError {
             param: self.param.clone(),
             request_id: self.request_id.clone(),
             retry_after: self.retry_after,
-            rate_limits: self.rate_limits,
+            rate_limits: self.rate_limits.clone(),
             // The source is not clonable; its text is kept in `message`.
             source: None,
         }
@@ -341,7 +342,7 @@ impl ProviderError {
             param: None,
             request_id: None,
             retry_after: None,
-            rate_limits: RateLimitHeaders::default(),
+            rate_limits: None,
             source: None,
         }
     }
@@ -382,10 +383,10 @@ impl ProviderError {
         self.retry_after = d;
         self
     }
-    /// Sets the answer's rate-limit headers.
+    /// Sets the answer's rate-limit headers (kept only when at least one was present).
     #[must_use]
     pub fn with_rate_limits(mut self, h: RateLimitHeaders) -> Self {
-        self.rate_limits = h;
+        self.rate_limits = (!h.is_empty()).then(|| Box::new(h));
         self
     }
     /// Attaches the underlying error (e.g. the reqwest error). Its text must not contain a key.

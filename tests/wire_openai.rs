@@ -493,7 +493,10 @@ async fn a_429s_rate_limit_headers_reach_the_limiter() {
     let res = router.generate(req()).await.unwrap();
     assert_eq!(res.provider, "fallback");
     let err = res.attempts[0].error.as_ref().unwrap();
-    assert_eq!(err.rate_limits.remaining_requests, Some(0));
+    assert_eq!(
+        err.rate_limits.as_ref().unwrap().remaining_requests,
+        Some(0)
+    );
     let status = router.status();
     let headroom = &status.providers[0].headroom;
     assert!(

@@ -511,8 +511,11 @@ impl Router {
                     reservation.release();
                     // A 429 (or any error answer) says how full the window is and when it
                     // resets. Not a tier denial's: its "limit 0" is no rate signal.
-                    if !matches!(err.kind, ErrorKind::AccessDenied { .. }) {
-                        slot.limiter.observe_headers(&err.rate_limits);
+                    if let (Some(h), false) = (
+                        &err.rate_limits,
+                        matches!(err.kind, ErrorKind::AccessDenied { .. }),
+                    ) {
+                        slot.limiter.observe_headers(h);
                     }
                     slot.state
                         .set_last_error(&err, std::time::SystemTime::now());
