@@ -337,6 +337,75 @@ fn parse_source(source: &str, text: &str) -> Result<RawFile, ConfigError> {
     Ok(raw)
 }
 
+/// A table header's path without brackets, quotes and spaces (`[models."x".price]` →
+/// `models.x.price`); `None` for other lines.
+fn header_path(line: &str) -> Option<String> {
+    let t = line.trim();
+    let inner = t.strip_prefix('[')?;
+    let end = inner.rfind(']')?;
+    let inner = inner[..end].trim_start_matches('[').trim_end_matches(']');
+    Some(
+        inner
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\'' | ' ' | '\t'))
+            .collect(),
+    )
+}
+
+/// Whether `line` assigns `key` (`key = …`, `"key" = …`).
+fn assigns(line: &str, key: &str) -> bool {
+    let t = line.trim_start();
+    let t = t
+        .strip_prefix('"')
+        .or_else(|| t.strip_prefix('\''))
+        .unwrap_or(t);
+    t.strip_prefix(key).is_some_and(|rest| {
+        rest.trim_start_matches(['"', '\''])
+            .trim_start()
+            .starts_with('=')
+    })
+}
+
+/// Gives an error found while building the merged catalog the override file's name and the
+/// line of the entry at fault, when that entry is in the file (a missing field points at its
+/// table, a bad value at its line). Errors about entries the file does not mention are kept as
+/// they are.
+fn locate_in_source(mut err: ConfigError, source: &str, text: &str) -> ConfigError {
+    if err.line.is_some() {
+        return err;
+    }
+    let field = err.field.clone();
+    let lines: Vec<&str> = text.lines().collect();
+    // The deepest table whose path is a prefix of the field.
+    let mut best: Option<(usize, usize)> = None; // (index, path length)
+    for (i, line) in lines.iter().enumerate() {
+        let Some(path) = header_path(line) else {
+            continue;
+        };
+        let prefix = field == path
+            || (field.starts_with(&path) && field.as_bytes().get(path.len()) == Some(&b'.'));
+        if prefix && best.map_or(true, |(_, len)| path.len() > len) {
+            best = Some((i, path.len()));
+        }
+    }
+    let Some((header, len)) = best else {
+        return err;
+    };
+    let mut line = header;
+    if let Some(rest) = field.get(len + 1..).filter(|r| !r.is_empty()) {
+        let key = rest.split('.').next().unwrap_or(rest);
+        if let Some(off) = lines[header + 1..]
+            .iter()
+            .take_while(|l| header_path(l).is_none())
+            .position(|l| assigns(l, key))
+        {
+            line = header + 1 + off;
+        }
+    }
+    err.field = format!("{source}: {field}");
+    err.at_line(line + 1)
+}
+
 impl RawFile {
     fn merge(&mut self, over: &RawFile) {
         overlay!(self, over; default_model, default_output_tokens_per_image);
@@ -633,7 +702,7 @@ impl Catalog {
     pub fn with_overrides(&self, text: &str, source: &str) -> Result<Catalog, ConfigError> {
         let mut merged = self.raw.clone();
         merged.merge(&parse_source(source, text)?);
-        build(merged)
+        build(merged).map_err(|e| locate_in_source(e, source, text))
     }
 
     /// This catalog with a TOML file laid over it.
