@@ -278,7 +278,49 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// Token-price keys of a `price` table; any other key is a per-image row (a table).
+const PRICE_KEYS: [&str; 6] = [
+    "unit",
+    "text_input",
+    "cached_text_input",
+    "image_input",
+    "cached_image_input",
+    "image_output",
+];
+
+/// Names a misspelt price key (`text_inptu = 5.0`) instead of the typed parser's "expected a
+/// map": a price table's unknown keys are read as per-image rows, so a scalar there is a typo.
+fn check_price_keys(source: &str, text: &str) -> Result<(), ConfigError> {
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Ok(()); // the typed parse reports syntax errors with their line
+    };
+    let Some(models) = doc.get("models").and_then(toml::Value::as_table) else {
+        return Ok(());
+    };
+    for (name, m) in models {
+        let Some(price) = m.get("price").and_then(toml::Value::as_table) else {
+            continue;
+        };
+        for (key, v) in price {
+            if PRICE_KEYS.contains(&key.as_str()) || v.is_table() {
+                continue;
+            }
+            let err = ConfigError::new(
+                format!("models.{name}.price.{key}"),
+                format!(
+                    "unknown price field `{key}`; token prices take {} (USD per 1M tokens), \
+                     per-image prices are tables such as standard = {{ \"1024x1024\" = 0.04 }}",
+                    PRICE_KEYS[1..].join(", ")
+                ),
+            );
+            return Err(locate_in_source(err, source, text));
+        }
+    }
+    Ok(())
+}
+
 fn parse_source(source: &str, text: &str) -> Result<RawFile, ConfigError> {
+    check_price_keys(source, text)?;
     let mut raw: RawFile = toml::from_str(text).map_err(|e| {
         let mut err = ConfigError::new(source.to_string(), e.message().to_string());
         if let Some(span) = e.span() {
@@ -817,10 +859,13 @@ mod tests {
         let err = Catalog::builtin()
             .with_overrides("[models.foo]\nmax_n = 1\n", "x.toml")
             .unwrap_err();
-        assert!(err.field.starts_with("models.foo."), "{err}");
+        // The field names the file and the entry; the line points at the entry's table.
+        assert!(err.field.starts_with("x.toml: models.foo."), "{err}");
+        assert_eq!(err.line, Some(1), "{err}");
         let err = Catalog::builtin()
             .with_overrides("[models.foo]\nlike = \"nope\"\n", "x.toml")
             .unwrap_err();
-        assert_eq!(err.field, "models.foo.like");
+        assert_eq!(err.field, "x.toml: models.foo.like");
+        assert_eq!(err.line, Some(2), "{err}");
     }
 }

@@ -173,6 +173,51 @@ fn edit_estimates_count_each_input_image() {
     assert_eq!(est.text_input, 2);
     assert_eq!(est.image_input, (65 + 4 * 129) + (65 + 6 * 129));
     assert_eq!(est.image_output, 2 * 400);
+
+    // JPEG and WebP inputs are measured too (a 1536x1024 photo is 6 tiles, not the 4 of a
+    // 1024² guess); an unreadable image is counted at the most an image can cost.
+    let edit = |img: Vec<u8>| -> u64 {
+        let req: ImageRequest = EditRequest::new("x", vec![InputImage::new(img, "in")])
+            .model("gpt-image-1")
+            .into();
+        estimate(&req, m, 1).image_input
+    };
+    assert_eq!(edit(jpeg_header(1536, 1024)), 65 + 6 * 129);
+    assert_eq!(edit(webp_vp8x(1536, 1024)), 65 + 6 * 129);
+    assert_eq!(edit(webp_vp8l(512, 512)), 65 + 129);
+    let mut vp8 = b"RIFF\0\0\0\0WEBPVP8 \0\0\0\0\x10\x02\x00\x9d\x01\x2a".to_vec();
+    vp8.extend_from_slice(&2048u16.to_le_bytes());
+    vp8.extend_from_slice(&1024u16.to_le_bytes());
+    assert_eq!(edit(vp8), 65 + 6 * 129);
+    assert_eq!(edit(b"not an image at all".to_vec()), 65 + 8 * 129);
+    assert_eq!(edit(vec![0xFF, 0xD8, 0xFF]), 65 + 8 * 129);
+    assert_eq!(edit(Vec::new()), 65 + 8 * 129);
+}
+
+/// A JPEG with an APP0 segment then a baseline SOF0 frame header.
+fn jpeg_header(w: u16, h: u16) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+    v.extend_from_slice(b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+    v.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x11, 0x08]);
+    v.extend_from_slice(&h.to_be_bytes());
+    v.extend_from_slice(&w.to_be_bytes());
+    v.extend_from_slice(&[0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01]);
+    v
+}
+
+fn webp_vp8x(w: u32, h: u32) -> Vec<u8> {
+    let mut v = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0".to_vec();
+    v.extend_from_slice(&(w - 1).to_le_bytes()[..3]);
+    v.extend_from_slice(&(h - 1).to_le_bytes()[..3]);
+    v
+}
+
+fn webp_vp8l(w: u32, h: u32) -> Vec<u8> {
+    let mut v = b"RIFF\0\0\0\0WEBPVP8L\0\0\0\0\x2f".to_vec();
+    let bits = (w - 1) | ((h - 1) << 14);
+    v.extend_from_slice(&bits.to_le_bytes());
+    v.extend_from_slice(&[0; 8]);
+    v
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -925,6 +970,24 @@ fn bad_override_files_give_errors_naming_entry_and_line() {
         ),
         // like an unknown model
         ("\n\n[models.\"y\"]\nlike = \"nope\"\n", "nope", 4),
+        // a typo in a token price key
+        (
+            "[models.\"gpt-image-1\".price]\nunit = \"usd_per_1m_tokens\"\ntext_inptu = 5.0\n",
+            "text_inptu",
+            3,
+        ),
+        // a tier rpm out of range
+        ("[tiers.\"big\"]\ntpm = 5\nrpm = 99999999999\n", "big", 3),
+        // a like cycle
+        (
+            "[models.\"p\"]\nlike = \"q\"\n[models.\"q\"]\nlike = \"p\"\n",
+            "like",
+            4,
+        ),
+        // max_n of zero
+        ("[models.\"gpt-image-1\"]\n\nmax_n = 0\n", "max_n", 3),
+        // default tokens of zero
+        ("\ndefault_output_tokens_per_image = 0\n", "default_output_tokens_per_image", 2),
     ];
     for (text, word, line) in cases {
         let e = override_err(text);
