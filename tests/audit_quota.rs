@@ -1726,4 +1726,114 @@ mod router_level {
         manual.advance(Duration::from_secs(600));
         assert_eq!(router.headroom()[0].1.effective_rpm, Some(20));
     }
+
+    /// Azure quota is per deployment and Azure reports only `remaining-*`: a deployment
+    /// configured above its real quota stops being called once it reports 0 remaining.
+    #[tokio::test]
+    async fn azure_remaining_headers_keep_an_overconfigured_deployment_from_429s() {
+        let manual = ManualClock::new();
+        let shared: SharedClock = Arc::new(manual.clone());
+        let sim = Simulator::builder()
+            .clock(shared.clone())
+            .account(
+                "az",
+                SimAccount::new().rpm(3).deployment("img", "gpt-image-1"),
+            )
+            .account("b", SimAccount::new())
+            .start()
+            .await
+            .unwrap();
+        let azure = image_router::Azure::builder()
+            .endpoint(sim.azure_endpoint("az"))
+            .api_key(key())
+            .deployment("gpt-image-1", "img")
+            .name("az")
+            .build()
+            .unwrap();
+        let router = Router::builder()
+            .provider_with(azure, ProviderOptions::new().rpm(30).tpm(1_000_000))
+            .provider(openai(sim.openai_base_url("b"), "b"))
+            .strategy(image_router::Strategy::Ordered)
+            .clock(shared)
+            .max_wait(Duration::ZERO)
+            .build()
+            .unwrap();
+        let mut on_az = 0;
+        for _ in 0..40 {
+            let r = bounded(router.generate(low())).await.unwrap();
+            if r.provider == "az" {
+                on_az += 1;
+            }
+            manual.advance(Duration::from_secs(3));
+        }
+        // 40 requests over two minutes: never a 429. (Without a limit header, "2 remaining"
+        // is read against the configured 30, i.e. 28 used elsewhere, so the limiter holds off
+        // for the minute: conservative, one call per minute.)
+        assert_eq!(sim.stats("az").rate_limited, 0);
+        assert!((2..=6).contains(&on_az), "{on_az}");
+        sim.shutdown().await;
+    }
+
+    /// A 429 whose only hint is the rate-limit headers (no retry-after, no time in the
+    /// message) should keep the provider off until the reported reset.
+    #[tokio::test]
+    #[ignore = "bug (src/router/mod.rs, not in this task's files): on a 429 the router neither passes the response's x-ratelimit-* headers to the limiter nor uses reset-* as the wait; it blocks only rate_limit_wait (1 s)"]
+    async fn a_429_with_only_reset_headers_blocks_until_the_reset() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/images/generations"))
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("x-ratelimit-limit-requests", "5")
+                    .insert_header("x-ratelimit-remaining-requests", "0")
+                    .insert_header("x-ratelimit-reset-requests", "20s")
+                    .set_body_json(serde_json::json!({"error": {
+                        "message": "You've exceeded the rate limit, please slow down.",
+                        "type": "requests", "param": null, "code": "rate_limit_exceeded"}})),
+            )
+            .mount(&server)
+            .await;
+        let manual = ManualClock::new();
+        let router = Router::builder()
+            .provider_with(
+                openai(format!("{}/v1", server.uri()), "a"),
+                ProviderOptions::new().rpm(20),
+            )
+            .clock(Arc::new(manual.clone()))
+            .max_wait(Duration::ZERO)
+            .build()
+            .unwrap();
+        assert!(bounded(router.generate(low())).await.is_err());
+        let h = router.headroom()[0].1.clone();
+        assert!(
+            h.retry_in.is_some_and(|r| r >= Duration::from_secs(19)),
+            "{h:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tier_sets_provider_limits_and_explicit_numbers_override_it() {
+        let router = Router::builder()
+            .provider_with(
+                openai("http://127.0.0.1:9/v1".into(), "t2"),
+                ProviderOptions::new().tier("tier-2"),
+            )
+            .provider_with(
+                openai("http://127.0.0.1:9/v1".into(), "t2-rpm"),
+                ProviderOptions::new().tier("tier-2").rpm(40),
+            )
+            .provider_with(
+                openai("http://127.0.0.1:9/v1".into(), "azure-like"),
+                ProviderOptions::new().rpm(6).tpm(60_000).safety_margin(1.0),
+            )
+            .build()
+            .unwrap();
+        let h = router.headroom();
+        assert_eq!(h[0].1.effective_rpm, Some(13)); // 15 × 0.9
+        assert_eq!(h[0].1.effective_tpm, Some(450_000));
+        assert_eq!(h[1].1.effective_rpm, Some(36));
+        assert_eq!(h[1].1.effective_tpm, Some(450_000));
+        assert_eq!(h[2].1.effective_rpm, Some(6));
+        assert_eq!(h[2].1.effective_tpm, Some(60_000));
+    }
 }
