@@ -431,6 +431,15 @@ fn locate_in_source(mut err: ConfigError, source: &str, text: &str) -> ConfigErr
         }
     }
     let Some((header, len)) = best else {
+        // A top-level key (`default_model = ""`): its line before the first table.
+        if let Some(i) = lines
+            .iter()
+            .take_while(|l| header_path(l).is_none())
+            .position(|l| assigns(l, &field))
+        {
+            err.field = format!("{source}: {field}");
+            return err.at_line(i + 1);
+        }
         return err;
     };
     let mut line = header;

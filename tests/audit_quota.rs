@@ -986,6 +986,8 @@ fn bad_override_files_give_errors_naming_entry_and_line() {
         ),
         // max_n of zero
         ("[models.\"gpt-image-1\"]\n\nmax_n = 0\n", "max_n", 3),
+        // an empty default model
+        ("# mine\ndefault_model = \"\"\n", "default_model", 2),
         // default tokens of zero
         ("\ndefault_output_tokens_per_image = 0\n", "default_output_tokens_per_image", 2),
     ];
