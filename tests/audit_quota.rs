@@ -1148,6 +1148,30 @@ fn custom_windows_and_several_budgets() {
 }
 
 #[test]
+fn a_request_costing_more_than_the_whole_budget_says_it_can_never_fit() {
+    let (_c, wall) = wall_at(NOV28_2359);
+    let l = BudgetLedger::new(
+        "p",
+        vec![Budget::new(0.1, BudgetPeriod::Day).unwrap()],
+        wall,
+    )
+    .unwrap();
+    let BudgetError::Exhausted(e) = l.try_reserve(0.1664).unwrap_err() else {
+        panic!()
+    };
+    assert!(e.never_fits());
+    let msg = e.to_string();
+    assert!(msg.contains("never") && msg.contains("`p`"), "{msg}");
+    // Exactly the limit fits.
+    l.try_reserve(0.1).unwrap().commit(0.1);
+    let BudgetError::Exhausted(e) = l.try_reserve(0.01).unwrap_err() else {
+        panic!()
+    };
+    assert!(!e.never_fits());
+    assert!(e.to_string().contains("resets"), "{e}");
+}
+
+#[test]
 fn reservations_released_or_dropped_give_the_money_back() {
     let (_c, wall) = wall_at(NOV28_2359);
     let p = BudgetLedger::new(
