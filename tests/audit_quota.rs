@@ -1862,4 +1862,71 @@ mod router_level {
         assert_eq!(h[2].1.effective_rpm, Some(6));
         assert_eq!(h[2].1.effective_tpm, Some(60_000));
     }
+
+    /// The simulator's windows and headers behave as api-facts describes the real API.
+    #[tokio::test]
+    async fn simulator_rate_limit_headers_match_the_real_apis() {
+        let manual = ManualClock::new();
+        let shared: SharedClock = Arc::new(manual.clone());
+        let sim = Simulator::builder()
+            .clock(shared)
+            .account("o", SimAccount::new().rpm(2).tpm(100_000))
+            .account(
+                "az",
+                SimAccount::new().rpm(1).deployment("img", "gpt-image-1"),
+            )
+            .start()
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let body = serde_json::json!({"model": "gpt-image-1", "prompt": "abcd", "quality": "low"});
+        let post = |url: String| {
+            http.post(url)
+                .bearer_auth(key())
+                .header("api-key", key())
+                .json(&body)
+                .send()
+        };
+        let o = format!("{}/images/generations", sim.openai_base_url("o"));
+        let r = bounded(post(o.clone())).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let h = RateLimitHeaders::from_headers(r.headers());
+        assert_eq!(h.limit_requests, Some(2));
+        assert_eq!(h.remaining_requests, Some(1));
+        assert_eq!(h.limit_tokens, Some(100_000));
+        assert_eq!(h.remaining_tokens, Some(100_000 - 273));
+        assert!(
+            h.reset_requests.is_some() && h.reset_tokens.is_some(),
+            "{h:?}"
+        );
+        let usage = r.json::<serde_json::Value>().await.unwrap()["usage"].clone();
+        assert_eq!(usage["total_tokens"], 273);
+        manual.advance(Duration::from_secs(20));
+        assert_eq!(bounded(post(o.clone())).await.unwrap().status(), 200);
+        let r = bounded(post(o.clone())).await.unwrap();
+        assert_eq!(r.status(), 429);
+        // Room in 40 s, when the first request leaves the window.
+        assert_eq!(r.headers()["retry-after"], "40");
+        assert_eq!(r.headers()["retry-after-ms"], "40000");
+        let err = r.json::<serde_json::Value>().await.unwrap();
+        assert_eq!(err["error"]["code"], "rate_limit_exceeded");
+        manual.advance(Duration::from_secs(40));
+        assert_eq!(bounded(post(o)).await.unwrap().status(), 200);
+
+        // Azure: only remaining-*, and retry-after(-ms) on 429.
+        let az = format!(
+            "{}/openai/deployments/img/images/generations?api-version=2025-04-01-preview",
+            sim.azure_endpoint("az")
+        );
+        let r = bounded(post(az.clone())).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("x-ratelimit-limit-requests").is_none());
+        assert!(r.headers().get("x-ratelimit-reset-requests").is_none());
+        assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "0");
+        let r = bounded(post(az)).await.unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "60");
+        assert_eq!(r.headers()["retry-after-ms"], "60000");
+        sim.shutdown().await;
+    }
 }
