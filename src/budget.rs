@@ -303,8 +303,22 @@ pub struct BudgetExhausted {
     pub resets_in: Duration,
 }
 
+impl BudgetExhausted {
+    /// Whether the request costs more than the whole budget: no period reset will make room.
+    pub fn never_fits(&self) -> bool {
+        self.requested_usd > self.limit_usd
+    }
+}
+
 impl fmt::Display for BudgetExhausted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.never_fits() {
+            return write!(
+                f,
+                "budget `{}` ({} limit ${:.4}) can never cover this request: its estimated cost ${:.4} is more than the whole limit",
+                self.ledger, self.period, self.limit_usd, self.requested_usd,
+            );
+        }
         write!(
             f,
             "budget `{}` ({} limit ${:.4}) is exhausted: spent ${:.4} + reserved ${:.4} leaves no room for ${:.4}; it resets at {} (in {})",

@@ -13,9 +13,10 @@
 //! From `usage`, the input split comes from `input_tokens_details`; input tokens the details do
 //! not account for are charged at the image-input rate for edits and the text-input rate for
 //! generations. All output tokens are charged at the image-output rate (the API reports output
-//! text tokens inside the same total and publishes no separate price; this errs high). `usage`
-//! carries no cached-token fields today, so cached rates are not used. Without `usage` the
-//! estimate is charged.
+//! text tokens inside the same total and publishes no separate price; this errs high). Tokens
+//! that `total_tokens` counts beyond input + output (a proxy that reports only the total) are
+//! charged as output too. `usage` carries no cached-token fields today, so cached rates are not
+//! used. Without `usage`, or with a usage of all zeros, the estimate is charged.
 //!
 //! Per-image models (`unit = "usd_per_image"`, dall-e): `table[quality][size] × n`, with
 //! quality and size resolved to the model's defaults.
@@ -121,13 +122,24 @@ pub fn usage_usd(
     usage: Option<&Usage>,
     est: &TokenEstimate,
 ) -> Option<f64> {
-    match (&model.price, usage) {
+    match (&model.price, usage.filter(|u| reports_tokens(u))) {
         (Some(p @ Price::UsdPer1mTokens { .. }), Some(u)) => {
             let (text, image) = split_input(req, u);
-            tokens_usd(p, text, image, u.output_tokens)
+            // Tokens the total counts beyond input + output (a usage that reports only
+            // `total_tokens`) are charged as output: the highest rate, so the charge errs high.
+            let unsplit = u
+                .total_tokens
+                .saturating_sub(u.input_tokens.saturating_add(u.output_tokens));
+            tokens_usd(p, text, image, u.output_tokens.saturating_add(unsplit))
         }
         _ => estimate_usd(model, req, est),
     }
+}
+
+/// Whether a usage reports any tokens at all. A usage of all zeros (some proxies send one) is
+/// no evidence that the request was free: the estimate is charged instead.
+fn reports_tokens(u: &Usage) -> bool {
+    u.input_tokens > 0 || u.output_tokens > 0 || u.total_tokens > 0
 }
 
 fn split_input(req: &ImageRequest, u: &Usage) -> (u64, u64) {
@@ -233,7 +245,7 @@ impl CostEstimator {
         let Some(m) = model else {
             return self.fallback(model_name, req);
         };
-        let basis = match (&m.price, usage) {
+        let basis = match (&m.price, usage.filter(|u| reports_tokens(u))) {
             (Some(Price::UsdPerImage { .. }), _) => CostBasis::PerImage,
             (_, Some(_)) => CostBasis::Usage,
             _ => CostBasis::Estimate,
