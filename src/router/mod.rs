@@ -377,69 +377,16 @@ impl Router {
                 }
             };
 
-            // The circuit breaker lets the call through (or it is the probe after a cool-down).
-            let pass = match slot.breaker.acquire() {
+            // The circuit breaker lets the call through (or it is the probe after a cool-down,
+            // optionally spent on a cheap check first).
+            let pass = match breaker_pass(snap, slot, &model, deadline).await {
                 Ok(p) => p,
-                Err(rejection) => {
+                Err(message) => {
                     permit.cancel();
                     reservation.release();
-                    trace.skip(
-                        slot,
-                        SkipReason::CircuitOpen {
-                            message: rejection.to_string(),
-                        },
-                    );
+                    trace.skip(slot, SkipReason::CircuitOpen { message });
                     continue;
                 }
-            };
-
-            // After a cool-down, optionally check the provider with a call that generates no
-            // image before spending this request on it.
-            let pass = if pass.is_probe() && settings.cheap_probe {
-                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                match cheap_probe(slot, &model, settings.attempt_timeout.min(remaining)).await {
-                    ProbeVerdict::Unsupported => pass,
-                    ProbeVerdict::Healthy => {
-                        report_to_breaker(slot, pass, Outcome::Success, None);
-                        // Recovering: the ramp decides whether this request may follow.
-                        match slot.breaker.acquire() {
-                            Ok(p) => p,
-                            Err(rejection) => {
-                                permit.cancel();
-                                reservation.release();
-                                trace.skip(
-                                    slot,
-                                    SkipReason::CircuitOpen {
-                                        message: format!(
-                                            "probe succeeded, traffic ramping back: {rejection}"
-                                        ),
-                                    },
-                                );
-                                continue;
-                            }
-                        }
-                    }
-                    ProbeVerdict::Failed(err) => {
-                        report_to_breaker(slot, pass, err.outcome(), Some(&err));
-                        permit.cancel();
-                        reservation.release();
-                        slot.state
-                            .set_last_error(&err, std::time::SystemTime::now());
-                        publish_gauges(snap, slot);
-                        trace.skip(
-                            slot,
-                            SkipReason::CircuitOpen {
-                                message: format!(
-                                    "probe after the cool-down failed: {}",
-                                    err.message
-                                ),
-                            },
-                        );
-                        continue;
-                    }
-                }
-            } else {
-                pass
             };
 
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -882,6 +829,39 @@ fn report_to_breaker(
             if transition.is_some_and(|t| t.to == crate::breaker::BreakerState::Recovering) {
                 slot.health.forget_outcomes();
             }
+        }
+    }
+}
+
+/// A pass from the provider's breaker, or why there is none (the skip message). With
+/// [`RouterBuilder::cheap_probe`](crate::RouterBuilder::cheap_probe), a half-open probe pass
+/// is first spent on [`cheap_probe`]: a failed check re-opens the breaker; a good one starts
+/// the recovery ramp, which then decides whether this request may follow.
+async fn breaker_pass(
+    snap: &Snapshot,
+    slot: &Slot,
+    model: &str,
+    deadline: tokio::time::Instant,
+) -> Result<crate::breaker::BreakerPass, String> {
+    let pass = slot.breaker.acquire().map_err(|r| r.to_string())?;
+    if !(pass.is_probe() && snap.settings.cheap_probe) {
+        return Ok(pass);
+    }
+    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    match cheap_probe(slot, model, snap.settings.attempt_timeout.min(remaining)).await {
+        ProbeVerdict::Unsupported => Ok(pass),
+        ProbeVerdict::Healthy => {
+            report_to_breaker(slot, pass, Outcome::Success, None);
+            slot.breaker
+                .acquire()
+                .map_err(|r| format!("probe succeeded, traffic ramping back: {r}"))
+        }
+        ProbeVerdict::Failed(err) => {
+            report_to_breaker(slot, pass, err.outcome(), Some(&err));
+            slot.state
+                .set_last_error(&err, std::time::SystemTime::now());
+            publish_gauges(snap, slot);
+            Err(format!("probe after the cool-down failed: {}", err.message))
         }
     }
 }
