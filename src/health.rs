@@ -173,6 +173,9 @@ struct Inner {
     estimate_ns: Option<f64>,
     updated_at: Duration,
     created_at: Duration,
+    /// The best latency known among the router's providers when this one was last measured
+    /// (see [`Health::set_measured_against`]).
+    context_ns: Option<f64>,
 }
 
 /// Health of one provider. Cheap `&self` API, `Send + Sync`; share it in an `Arc`.
@@ -213,6 +216,7 @@ impl Health {
                 estimate_ns: None,
                 updated_at: now,
                 created_at: now,
+                context_ns: None,
             })),
         }
     }
@@ -297,6 +301,14 @@ impl Health {
             .map(Duration::from_nanos_f64_saturating)
     }
 
+    /// Records the best latency known among the router's providers right after this provider
+    /// was measured (the router calls it after every observed call), so a later ranking can
+    /// tell whether this provider's estimate was made under conditions that still hold (see
+    /// [`cost_ms_floored`](Self::cost_ms_floored)).
+    pub fn set_measured_against(&self, best: Duration) {
+        self.inner.lock().context_ns = Some(best.as_nanos() as f64);
+    }
+
     /// The routing cost in milliseconds: the latency estimate (or `default_latency`, idle-decayed
     /// since creation, before any observation) × (in_flight + 1). Lower is better.
     pub fn cost_ms(&self) -> f64 {
@@ -316,10 +328,28 @@ impl Health {
     /// fall to "as good as the best we know" but not below, so the score's priority decides
     /// among comparable providers while a provider that was slow still comes back when the
     /// others are no faster.
+    ///
+    /// One more rule makes stale comparisons honest: when the best latency among the
+    /// candidates (`floor`) is now more than twice what it was when this provider was last
+    /// measured (see [`set_measured_against`](Self::set_measured_against)), the conditions
+    /// under which it lost have changed (the provider that beat it got much slower), so its
+    /// old estimate no longer says anything: it is forgotten and the provider is costed as
+    /// unmeasured, tried once, then judged on the fresh measurement. Among providers whose speeds did not change, nothing is
+    /// re-tried.
     pub fn cost_ms_floored(&self, floor: Option<Duration>) -> f64 {
         let now = self.clock.now();
         let est_ns = {
-            let inner = self.inner.lock();
+            let mut inner = self.inner.lock();
+            let outdated = match (floor, inner.context_ns) {
+                (Some(floor), Some(context)) => floor.as_nanos() as f64 > 2.0 * context,
+                _ => false,
+            };
+            if outdated {
+                // Forgotten, not just ignored: the next observation must replace it, not be
+                // blended into it by the slow downward EWMA.
+                inner.estimate_ns = None;
+                inner.context_ns = None;
+            }
             let decayed = read_estimate(&inner, &self.config, now);
             match (decayed, inner.estimate_ns, floor) {
                 (Some(decayed), Some(raw), Some(floor)) => {

@@ -230,3 +230,20 @@ fn an_unmeasured_provider_is_assumed_fast_by_default() {
     assert_eq!(h.latency(), None);
     assert_eq!(h.cost_ms(), 0.0);
 }
+
+#[test]
+fn an_estimate_made_under_conditions_that_changed_is_forgotten() {
+    let (_clock, h) = setup(no_idle());
+    h.record(Outcome::Success, MS(555));
+    // Measured when the best provider answered in 55 ms.
+    h.set_measured_against(MS(55));
+    // The best is now 100 ms: less than twice that, the estimate stands.
+    assert!((h.cost_ms_floored(Some(MS(100))) - 555.0).abs() < 1e-6);
+    assert_eq!(h.measured_latency(), Some(MS(555)));
+    // The best is now 514 ms (the provider that beat it got 9x slower): forgotten, costed as
+    // unmeasured (the optimistic default), and the next observation replaces it outright.
+    assert_eq!(h.cost_ms_floored(Some(MS(514))), 0.0);
+    assert_eq!(h.measured_latency(), None);
+    h.record(Outcome::Success, MS(50));
+    assert_eq!(h.measured_latency(), Some(MS(50)));
+}

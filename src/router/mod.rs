@@ -401,6 +401,12 @@ impl Router {
                 Err(e) => e.outcome(),
             };
             in_flight.finish(outcome);
+            if matches!(outcome, Outcome::Success | Outcome::Timeout) {
+                // The context of this measurement: the best latency known right now.
+                if let Some(best) = latency_floor(snap.providers.iter()) {
+                    slot.health.set_measured_against(best);
+                }
+            }
             report_to_breaker(slot, pass, outcome, result.as_ref().err());
             match result {
                 Ok(resp) => {
