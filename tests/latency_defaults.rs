@@ -26,7 +26,10 @@ fn req() -> GenerateRequest {
 async fn run(fast_first: bool) {
     let sim = Simulator::builder()
         .account("fast", SimAccount::new().latency(Duration::from_millis(50)))
-        .account("slow", SimAccount::new().latency(Duration::from_millis(500)))
+        .account(
+            "slow",
+            SimAccount::new().latency(Duration::from_millis(500)),
+        )
         .start()
         .await
         .unwrap();
