@@ -605,7 +605,8 @@ fn plan(
     now: Duration,
 ) -> Plan {
     let mut trace = Trace::default();
-    let mut candidates: Vec<Candidate> = Vec::with_capacity(snap.providers.len());
+    // (index, headroom, breaker refusing) of each provider that passed the filters.
+    let mut admitted: Vec<(usize, f64, bool)> = Vec::with_capacity(snap.providers.len());
     for (i, slot) in snap.providers.iter().enumerate() {
         if let Err(detail) = slot.provider.supports(req) {
             trace.skip(slot, SkipReason::Unsupported { detail });
@@ -640,26 +641,29 @@ fn plan(
             );
             continue;
         }
-        let headroom = slot.limiter.headroom().fraction;
-        let mut c = Candidate::new(i, score_inputs(slot, i, headroom, None));
-        c.breaker_open = slot.breaker.is_blocking();
-        c.no_headroom = headroom <= 0.0;
-        c.preferred = slot.options.classes.prefers(class);
-        candidates.push(c);
+        let blocking = slot.breaker.is_blocking();
+        admitted.push((i, slot.limiter.headroom().fraction, blocking));
     }
     // Idle estimates decay no lower than the best measured latency among the candidates
-    // that can take the request (see `Health::cost_ms_floored`).
+    // that can take the request (see `Health::cost_ms_floored`), so the floor is known
+    // before any candidate's latency is read.
     let floor = latency_floor(
-        candidates
+        admitted
             .iter()
-            .filter(|c| !c.breaker_open)
-            .map(|c| &snap.providers[c.index]),
+            .filter(|(_, _, blocking)| !blocking)
+            .map(|&(i, _, _)| &snap.providers[i]),
     );
-    if floor.is_some() {
-        for c in &mut candidates {
-            c.inputs.latency_ms = snap.providers[c.index].health.cost_ms_floored(floor);
-        }
-    }
+    let candidates: Vec<Candidate> = admitted
+        .into_iter()
+        .map(|(i, headroom, blocking)| {
+            let slot = &snap.providers[i];
+            let mut c = Candidate::new(i, score_inputs(slot, i, headroom, floor));
+            c.breaker_open = blocking;
+            c.no_headroom = headroom <= 0.0;
+            c.preferred = slot.options.classes.prefers(class);
+            c
+        })
+        .collect();
 
     // 3. Rank (providers without headroom go last; open breakers are left out).
     let ranking = {
