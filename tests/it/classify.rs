@@ -1,7 +1,6 @@
 //! Error classification from the real error bodies in `/work/shared/api-facts.md`.
 
-#[path = "common/wire.rs"]
-mod wire;
+use crate::wire;
 
 use std::time::{Duration, SystemTime};
 

@@ -209,7 +209,7 @@ fn module_doc(src: &str) -> String {
 
 #[test]
 fn readme_config_example_parses_and_builds() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let tomls = blocks(readme, "toml");
     assert!(!tomls.is_empty(), "the README shows a config file");
     for t in &tomls {
@@ -244,7 +244,7 @@ fn readme_config_example_parses_and_builds() {
 
 #[test]
 fn config_module_doc_and_issue_examples_parse_and_build() {
-    let doc = module_doc(include_str!("../src/config.rs"));
+    let doc = module_doc(include_str!("../../src/config.rs"));
     let tomls = blocks(&doc, "toml");
     assert!(!tomls.is_empty());
     // The issue's own example, verbatim.
@@ -1509,7 +1509,7 @@ async fn readme_commands_run_as_written() {
         "a watercolor fox\na red barn\n",
     )
     .unwrap();
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let mut ran = 0;
     for block in blocks(readme, "sh") {
         for line in block.lines() {

@@ -1,7 +1,7 @@
 //! Issue 3 end to end: the router's limiters, live headers, tiers and budgets against the
 //! simulator (real HTTP on loopback) and wiremock, with an injected clock.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! Wire tests for OpenAI-compatible proxies (images and chat modes).
 
-#[path = "common/wire.rs"]
-mod wire;
+use crate::wire;
 
 use image_router::providers::{Compatible, CompatibleMode};
 use image_router::{

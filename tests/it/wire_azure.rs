@@ -1,7 +1,6 @@
 //! Wire tests for the Azure OpenAI provider.
 
-#[path = "common/wire.rs"]
-mod wire;
+use crate::wire;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The routing rules of issue 2, against scripted providers on tokio's paused clock.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! Wire tests for the direct OpenAI provider.
 
-#[path = "common/wire.rs"]
-mod wire;
+use crate::wire;
 
 use std::time::Duration;
 

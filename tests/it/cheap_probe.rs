@@ -2,7 +2,7 @@
 //! cool-down the provider is checked with a call that generates no image, and a failed check
 //! costs no image request.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

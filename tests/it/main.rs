@@ -1,0 +1,32 @@
+//! The integration tests, one binary (one link step) with one module per concept.
+
+mod audit_cli;
+mod audit_faults;
+mod audit_quota;
+mod audit_scoring;
+mod audit_wire;
+mod breaker;
+mod budget;
+mod cheap_probe;
+mod classify;
+mod cli;
+mod config;
+mod connect_timeout;
+mod doctor;
+mod explain;
+mod health;
+mod latency_defaults;
+mod limiter;
+mod quota_props;
+mod quota_routing;
+mod router_rules;
+mod scenarios;
+mod scored_routing;
+mod sim;
+mod sim_window;
+mod strategy;
+mod support;
+mod wire;
+mod wire_azure;
+mod wire_compatible;
+mod wire_openai;
