@@ -30,7 +30,9 @@ pub struct TokenEstimate {
 impl TokenEstimate {
     /// Input + output.
     pub fn total(&self) -> u64 {
-        self.text_input + self.image_input + self.image_output
+        self.text_input
+            .saturating_add(self.image_input)
+            .saturating_add(self.image_output)
     }
 }
 

@@ -142,7 +142,10 @@ pub fn retry_after_from_message(message: &str) -> Option<Duration> {
         } else {
             1.0
         };
-        return Some(Duration::from_secs_f64(number * scale));
+        // Overflow-safe: a huge number is no hint (providers cap hints anyway).
+        if let Ok(d) = Duration::try_from_secs_f64(number * scale) {
+            return Some(d);
+        }
     }
     None
 }
