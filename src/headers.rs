@@ -185,3 +185,30 @@ pub fn format_go_duration(d: Duration) -> String {
         sec_str
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn absurd_hints_parse_without_overflow() {
+        let now = SystemTime::now();
+        let with = |k: &'static str, v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(k, HeaderValue::from_static(v));
+            retry_after(&h, now)
+        };
+        // Out of range: no hint rather than a panic or a wrapped value.
+        assert_eq!(with("retry-after-ms", "1e300"), None);
+        assert_eq!(with("retry-after-ms", "inf"), None);
+        assert_eq!(with("retry-after", "1e300"), None);
+        assert_eq!(with("retry-after", "-5"), None);
+        // Long but representable: parsed (providers cap it, see `providers::Sanitize`).
+        assert!(with("retry-after-ms", "999999999999").is_some());
+        assert!(with("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT").is_some());
+        assert!(parse_go_duration("2777777h").is_some());
+        assert_eq!(parse_go_duration("99999999999999999999h"), None);
+        assert_eq!(parse_go_duration("1e400s"), None);
+    }
+}

@@ -449,6 +449,12 @@ mod tests {
             s(0.0)
         );
         assert_eq!(retry_after_from_message("nothing here"), None);
+        // Years, and more than a Duration holds: a value or nothing, never a panic.
+        assert!(retry_after_from_message("try again after 999999999 hours").is_some());
+        assert_eq!(
+            retry_after_from_message("try again after 1e400 seconds"),
+            None
+        );
     }
 
     #[test]

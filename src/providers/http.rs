@@ -585,6 +585,27 @@ mod tests {
         assert!(rules.check(&url("http://[::1]:9/x")).is_ok());
     }
 
+    #[tokio::test]
+    async fn the_download_resolver_drops_non_public_addresses() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        // `localhost` resolves from the hosts file (no network) to loopback only.
+        let resolver = PublicOnly {
+            rules: Arc::new(DownloadRules::default()),
+        };
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        let err = resolver.resolve(name).await.err().expect("refused");
+        assert!(err.to_string().contains("no public address"), "{err}");
+        let mut rules = DownloadRules::default();
+        rules.allowed.insert("localhost".into());
+        let resolver = PublicOnly {
+            rules: Arc::new(rules),
+        };
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        let addrs: Vec<SocketAddr> = resolver.resolve(name).await.unwrap().collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+    }
+
     #[test]
     fn origins() {
         let u = |s: &str| url::Url::parse(s).unwrap();
