@@ -84,7 +84,7 @@ pub(crate) async fn fetch_url(
     } else {
         download(
             provider,
-            &call.common.download_client,
+            &call.common.downloader()?,
             &call.common.downloads,
             url,
             call.limits.image,

@@ -117,6 +117,31 @@ struct CommonOptions {
     download_hosts: Vec<String>,
 }
 
+/// The client image downloads use.
+#[derive(Clone)]
+enum Downloader {
+    /// The application's client (`.client(...)`).
+    App(reqwest::Client),
+    /// The library's own, built on the first download: most providers never download (GPT
+    /// image models answer base64), and building a TLS client costs time at every `build()`.
+    Own(Arc<OnceLock<Result<reqwest::Client, ConfigError>>>),
+}
+
+impl Common {
+    /// The download client (see [`Downloader`]).
+    fn downloader(&self) -> Result<reqwest::Client, ProviderError> {
+        match &self.download_client {
+            Downloader::App(c) => Ok(c.clone()),
+            Downloader::Own(cell) => cell
+                .get_or_init(|| http::download_client(self.downloads.clone()))
+                .clone()
+                .map_err(|e| {
+                    ProviderError::new(&self.name, crate::ErrorKind::Decode, e.to_string())
+                }),
+        }
+    }
+}
+
 /// The validated form of [`CommonOptions`].
 #[derive(Clone)]
 struct Common {
@@ -124,7 +149,7 @@ struct Common {
     client: reqwest::Client,
     /// The client for image downloads: the library's own (same-origin redirects, a resolver
     /// that drops non-public addresses) unless the application gave its own client.
-    download_client: reqwest::Client,
+    download_client: Downloader,
     downloads: Arc<http::DownloadRules>,
     catalog: Arc<Catalog>,
     models: Option<BTreeSet<String>>,
@@ -196,8 +221,8 @@ impl CommonOptions {
         }
         let downloads = Arc::new(rules);
         let (client, download_client) = match self.client {
-            Some(c) => (c.clone(), c),
-            None => (shared_client()?, http::download_client(downloads.clone())?),
+            Some(c) => (c.clone(), Downloader::App(c)),
+            None => (shared_client()?, Downloader::Own(Arc::default())),
         };
         Ok(Common {
             name,
