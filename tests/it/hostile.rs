@@ -253,6 +253,9 @@ async fn cross_host_redirect_of_an_api_call_is_not_followed_and_names_the_host()
         );
         assert!(!text.contains("secret-query"), "{status}: {text}");
         assert!(!text.contains(&key()), "{status}: {text}");
+        let why = err.explain();
+        assert!(why.cause.contains("redirected"), "{why}");
+        assert!(why.action.contains("base_url"), "{why}");
     }
 }
 
@@ -449,6 +452,7 @@ async fn an_endless_success_body_fails_the_attempt_at_the_limit() {
     assert!(err.message.contains("limit"), "{err}");
     assert!(evil.sent() < READ_BOUND, "read {} bytes", evil.sent());
     assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(err.explain().action.contains("max_response_bytes"));
 }
 
 #[tokio::test]
@@ -595,6 +599,11 @@ async fn downloads_from_private_loopback_and_metadata_addresses_are_refused() {
         let err = download_refused(url.clone(), &other).await;
         assert_eq!(err.kind, ErrorKind::Decode, "{url}: {err}");
         assert!(err.message.contains("not allowed"), "{url}: {err}");
+        assert!(
+            err.explain().action.contains("allow_download_hosts"),
+            "{url}: {}",
+            err.explain()
+        );
     }
     assert!(other.requests().is_empty(), "{:?}", other.requests());
     // Refused before any connection: no timeout was waited out.
