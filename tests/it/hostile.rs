@@ -779,9 +779,17 @@ async fn the_hint_cap_is_configurable_and_named_in_the_message() {
         .max_retry_hint(Duration::from_secs(30))
         .build()
         .unwrap();
+    let logs = Captured::default();
+    let guard = tracing::subscriber::set_default(subscriber(logs.clone()));
     let err = p.generate(&gen(), &ctx()).await.unwrap_err();
+    drop(guard);
     assert_eq!(err.retry_after, Some(Duration::from_secs(30)));
     assert!(err.message.contains("capped"), "{err}");
+    let text = logs.text();
+    assert!(
+        text.contains("retry hint capped") && text.contains("hint_secs=86400"),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -802,7 +810,13 @@ async fn absurd_usage_is_clamped_to_what_the_request_can_produce() {
         )
     })
     .await;
+    let logs = Captured::default();
+    let guard = tracing::subscriber::set_default(subscriber(logs.clone()));
     let res = openai(&evil).generate(&gen(), &ctx()).await.unwrap();
+    drop(guard);
+    // Flagged as suspicious by a warning (and the `image_router_suspicious_usage_total`
+    // counter).
+    assert!(logs.text().contains("clamped"), "{}", logs.text());
     let u = res.usage.expect("usage kept");
     // One low 1024×1024 image: 272 output tokens by the table; the clamp leaves headroom but
     // nothing near u64::MAX.
