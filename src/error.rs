@@ -463,6 +463,43 @@ impl std::error::Error for ProviderError {
     }
 }
 
+/// Longest provider message kept in a [`ProviderError`] (bytes): a provider may answer with
+/// any amount of text, and the message is copied into `Display`, `explain()`, the status JSON
+/// and logs.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
+
+/// Longest short provider field (`code`, `type`, `param`, request id) kept (bytes).
+pub const MAX_FIELD_BYTES: usize = 256;
+
+/// Cuts `text` to at most `max` bytes (on a character boundary) and marks the cut with
+/// `… [truncated N bytes]`, so a reader knows the text is incomplete.
+///
+/// ```
+/// let mut s = "x".repeat(100);
+/// image_router::error::truncate_text(&mut s, 10);
+/// assert!(s.starts_with("xxxxxxxxxx…"));
+/// assert!(s.ends_with("[truncated 90 bytes]"));
+/// ```
+pub fn truncate_text(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let dropped = text.len() - cut;
+    text.truncate(cut);
+    text.push_str(&format!("… [truncated {dropped} bytes]"));
+}
+
+/// Replaces every occurrence of `secret` in `text` with `[redacted]`.
+pub(crate) fn redact(text: &mut String, secret: &str) {
+    if !secret.is_empty() && text.contains(secret) {
+        *text = text.replace(secret, "[redacted]");
+    }
+}
+
 /// The error of a routed request.
 ///
 /// Every variant that involved providers lists every attempt (and every provider skipped

@@ -207,6 +207,18 @@ impl ProviderError {
                      request to a provider that supports it."
                         .to_string(),
                 ),
+                NotFoundKind::Endpoint if self.status.is_some_and(|s| (300..400).contains(&s)) => {
+                    Explanation::new(
+                        format!(
+                            "{name} redirected the call to another host, which is not followed \
+                             (it would carry the key and the prompt there). {quote}"
+                        ),
+                        "Point `base_url` (or the Azure `endpoint`) at the host that actually \
+                         serves the API; if the redirect is unexpected, the endpoint or a proxy \
+                         in front of it may be compromised."
+                            .to_string(),
+                    )
+                }
                 NotFoundKind::Endpoint => Explanation::new(
                     format!("{name} has no such endpoint (HTTP 404 on the path). {quote}"),
                     "Check `base_url` (it usually ends in `/v1`) or the Azure `endpoint` and \
@@ -281,6 +293,25 @@ impl ProviderError {
                 ),
                 "Check the URL in the config (`base_url` / `endpoint`), DNS, proxies and \
                  firewalls, and that the service is up."
+                    .to_string(),
+            ),
+            ErrorKind::Decode if self.message.contains("exceeds the limit of") => Explanation::new(
+                format!(
+                    "{name} answered with more bytes than the request can need: {}",
+                    self.message
+                ),
+                "A broken or hostile endpoint; if the provider really sends images this \
+                     large, raise `max_response_bytes` for it."
+                    .to_string(),
+            ),
+            ErrorKind::Decode if self.message.contains("not allowed") => Explanation::new(
+                format!(
+                    "{name} pointed an image download at a host the router does not fetch from \
+                     (private, loopback or link-local address, or not http/https): {}",
+                    self.message
+                ),
+                "If that host is yours and trusted, list it with `allow_download_hosts`; \
+                 otherwise the endpoint may be compromised."
                     .to_string(),
             ),
             ErrorKind::Decode => Explanation::new(

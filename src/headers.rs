@@ -82,14 +82,16 @@ pub fn retry_after(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
         if let Some(ms) = header_str(h, name).and_then(|v| v.trim().parse::<f64>().ok()) {
             if ms.is_finite() && ms > 0.0 && ms < 1e12 {
-                return Some(Duration::from_secs_f64(ms / 1000.0));
+                if let Ok(d) = Duration::try_from_secs_f64(ms / 1000.0) {
+                    return Some(d);
+                }
             }
         }
     }
     let v = header_str(h, "retry-after")?.trim();
     if let Ok(secs) = v.parse::<f64>() {
         if secs.is_finite() && secs > 0.0 && secs < 1e9 {
-            return Some(Duration::from_secs_f64(secs));
+            return Duration::try_from_secs_f64(secs).ok();
         }
         return None;
     }
@@ -155,7 +157,7 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     if !any || !total.is_finite() || total > 1e10 {
         return None;
     }
-    Some(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// Formats a duration the way OpenAI's reset headers do (`1s`, `6m0s`, `20ms`, `1m30.5s`).
@@ -181,5 +183,32 @@ pub fn format_go_duration(d: Duration) -> String {
         format!("{}m{sec_str}", minutes as u64)
     } else {
         sec_str
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn absurd_hints_parse_without_overflow() {
+        let now = SystemTime::now();
+        let with = |k: &'static str, v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(k, HeaderValue::from_static(v));
+            retry_after(&h, now)
+        };
+        // Out of range: no hint rather than a panic or a wrapped value.
+        assert_eq!(with("retry-after-ms", "1e300"), None);
+        assert_eq!(with("retry-after-ms", "inf"), None);
+        assert_eq!(with("retry-after", "1e300"), None);
+        assert_eq!(with("retry-after", "-5"), None);
+        // Long but representable: parsed (providers cap it, see `providers::Sanitize`).
+        assert!(with("retry-after-ms", "999999999999").is_some());
+        assert!(with("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT").is_some());
+        assert!(parse_go_duration("2777777h").is_some());
+        assert_eq!(parse_go_duration("99999999999999999999h"), None);
+        assert_eq!(parse_go_duration("1e400s"), None);
     }
 }

@@ -422,7 +422,7 @@ impl State {
     fn prune(&mut self, now: u64) {
         while let Some(e) = self.log.front() {
             if e.at.saturating_add(WINDOW_NS) <= now {
-                self.log_tokens -= e.tokens;
+                self.log_tokens = self.log_tokens.saturating_sub(e.tokens);
                 self.log.pop_front();
             } else {
                 break;
@@ -445,11 +445,11 @@ impl State {
     }
 
     fn used_requests(&self) -> u64 {
-        self.log.len() as u64 + self.held_requests.amount
+        (self.log.len() as u64).saturating_add(self.held_requests.amount)
     }
 
     fn used_tokens(&self) -> u64 {
-        self.log_tokens + self.held_tokens.amount
+        self.log_tokens.saturating_add(self.held_tokens.amount)
     }
 
     /// Admission check at `now` (after pruning). `Ok` means room now.
@@ -473,7 +473,7 @@ impl State {
             });
         }
         let (rpm, tpm) = self.effective(now);
-        let req_full = rpm.is_some_and(|r| self.used_requests() + 1 > r);
+        let req_full = rpm.is_some_and(|r| self.used_requests().saturating_add(1) > r);
         let tok_full = tpm.is_some_and(|t| self.used_tokens().saturating_add(tokens) > t);
         if !req_full && !tok_full {
             return Ok(());
@@ -522,21 +522,21 @@ impl State {
             let t = match (next_log, next_held) {
                 (Some(a), Some(b)) if a < b => {
                     if let Some(e) = log.next() {
-                        reqs -= 1;
-                        toks -= e.tokens;
+                        reqs = reqs.saturating_sub(1);
+                        toks = toks.saturating_sub(e.tokens);
                     }
                     a
                 }
                 (_, Some(b)) => {
-                    reqs -= held[hi].1;
-                    toks -= held[hi].2;
+                    reqs = reqs.saturating_sub(held[hi].1);
+                    toks = toks.saturating_sub(held[hi].2);
                     hi += 1;
                     b
                 }
                 (Some(a), None) => {
                     if let Some(e) = log.next() {
-                        reqs -= 1;
-                        toks -= e.tokens;
+                        reqs = reqs.saturating_sub(1);
+                        toks = toks.saturating_sub(e.tokens);
                     }
                     a
                 }
@@ -557,7 +557,7 @@ impl State {
             tokens,
             id,
         });
-        self.log_tokens += tokens;
+        self.log_tokens = self.log_tokens.saturating_add(tokens);
         id
     }
 
@@ -775,7 +775,10 @@ impl Permit {
         if let Some(i) = st.find(self.id) {
             let old = st.log[i].tokens;
             st.log[i].tokens = actual_tokens;
-            st.log_tokens = st.log_tokens - old + actual_tokens;
+            st.log_tokens = st
+                .log_tokens
+                .saturating_sub(old)
+                .saturating_add(actual_tokens);
         }
     }
 
@@ -799,7 +802,7 @@ impl Permit {
         let mut st = self.inner.state.lock();
         if let Some(i) = st.find(self.id) {
             if let Some(e) = st.log.remove(i) {
-                st.log_tokens -= e.tokens;
+                st.log_tokens = st.log_tokens.saturating_sub(e.tokens);
             }
         }
     }

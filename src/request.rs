@@ -459,13 +459,10 @@ impl InputImage {
 
     /// Width and height read from a PNG header, if this is a PNG.
     pub fn png_dimensions(&self) -> Option<(u32, u32)> {
-        let d = &self.data;
-        if OutputFormat::sniff(d) != Some(OutputFormat::Png) || d.len() < 24 {
+        if OutputFormat::sniff(&self.data) != Some(OutputFormat::Png) {
             return None;
         }
-        let w = u32::from_be_bytes([d[16], d[17], d[18], d[19]]);
-        let h = u32::from_be_bytes([d[20], d[21], d[22], d[23]]);
-        Some((w, h))
+        crate::tokens::image_dimensions(&self.data)
     }
 }
 

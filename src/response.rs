@@ -80,20 +80,29 @@ impl Usage {
             .unwrap_or(self.output_tokens)
     }
 
-    /// Adds another usage (for totals).
+    /// Adds another usage (for totals). Saturating: the numbers come from providers.
     pub fn add(&mut self, other: &Usage) {
-        self.input_tokens += other.input_tokens;
-        self.input_tokens_details.text_tokens += other.input_tokens_details.text_tokens;
-        self.input_tokens_details.image_tokens += other.input_tokens_details.image_tokens;
-        self.output_tokens += other.output_tokens;
+        fn sum(a: &mut u64, b: u64) {
+            *a = a.saturating_add(b);
+        }
+        sum(&mut self.input_tokens, other.input_tokens);
+        sum(
+            &mut self.input_tokens_details.text_tokens,
+            other.input_tokens_details.text_tokens,
+        );
+        sum(
+            &mut self.input_tokens_details.image_tokens,
+            other.input_tokens_details.image_tokens,
+        );
+        sum(&mut self.output_tokens, other.output_tokens);
         if let Some(o) = other.output_tokens_details {
             let d = self
                 .output_tokens_details
                 .get_or_insert_with(TokenDetails::default);
-            d.text_tokens += o.text_tokens;
-            d.image_tokens += o.image_tokens;
+            sum(&mut d.text_tokens, o.text_tokens);
+            sum(&mut d.image_tokens, o.image_tokens);
         }
-        self.total_tokens += other.total_tokens;
+        sum(&mut self.total_tokens, other.total_tokens);
     }
 }
 

@@ -8,13 +8,13 @@
 //!   tokenizer would add a large dependency for a number that `usage` corrects anyway).
 //! - Image input (edits): 65 + 129 tokens per 512-pixel tile after the image is scaled to fit
 //!   2048×2048 and its short side to at most 768 pixels. Dimensions come from the PNG, JPEG or
-//!   WebP header; an image whose size cannot be read is counted at the most an image can cost
+//!   WebP header (read by the `imagesize` crate); an image whose size cannot be read is counted at the most an image can cost
 //!   ([`MAX_INPUT_IMAGE_TOKENS`]), so limiters and budgets never reserve too little.
 
 use serde::Serialize;
 
 use crate::catalog::ModelSpec;
-use crate::request::ImageRequest;
+use crate::request::{ImageRequest, OutputFormat};
 
 /// Tokens a request is expected to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -30,7 +30,9 @@ pub struct TokenEstimate {
 impl TokenEstimate {
     /// Input + output.
     pub fn total(&self) -> u64 {
-        self.text_input + self.image_input + self.image_output
+        self.text_input
+            .saturating_add(self.image_input)
+            .saturating_add(self.image_output)
     }
 }
 
@@ -67,7 +69,8 @@ pub fn input_image_tokens(width: u32, height: u32) -> u64 {
 pub const MAX_INPUT_IMAGE_TOKENS: u64 = 65 + 129 * 8;
 
 /// Width and height of a PNG, JPEG or WebP image from its header; `None` for anything else or
-/// a truncated header. Reads only the header bytes, never decodes.
+/// a truncated header. Reads only the header bytes, never decodes (the `imagesize` crate: one
+/// maintained reader for the token estimate and the edit mask check).
 ///
 /// ```
 /// let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
@@ -77,67 +80,14 @@ pub const MAX_INPUT_IMAGE_TOKENS: u64 = 65 + 129 * 8;
 /// assert_eq!(image_router::tokens::image_dimensions(b"GIF89a"), None);
 /// ```
 pub fn image_dimensions(data: &[u8]) -> Option<(u32, u32)> {
-    let be16 = |i: usize| -> Option<u32> {
-        Some(u32::from(u16::from_be_bytes([
-            *data.get(i)?,
-            *data.get(i + 1)?,
-        ])))
-    };
-    let le16 = |i: usize| -> Option<u32> {
-        Some(u32::from(u16::from_le_bytes([
-            *data.get(i)?,
-            *data.get(i + 1)?,
-        ])))
-    };
-    let le24 = |i: usize| -> Option<u32> {
-        Some(u32::from_le_bytes([
-            *data.get(i)?,
-            *data.get(i + 1)?,
-            *data.get(i + 2)?,
-            0,
-        ]))
-    };
-    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
-        let w = u32::from_be_bytes(data.get(16..20)?.try_into().ok()?);
-        let h = u32::from_be_bytes(data.get(20..24)?.try_into().ok()?);
-        return Some((w, h));
-    }
-    if data.starts_with(&[0xFF, 0xD8]) {
-        // Walk the JPEG segments to the first start-of-frame marker (SOF0..SOF15 except DHT,
-        // JPG and DAC), which holds height then width.
-        let mut i = 2;
-        loop {
-            while *data.get(i)? != 0xFF {
-                i += 1;
-            }
-            while *data.get(i)? == 0xFF {
-                i += 1;
-            }
-            let marker = *data.get(i)?;
-            i += 1;
-            match marker {
-                0xD8 | 0x01 | 0xD0..=0xD7 => continue,
-                // End of image or start of scan before any frame header: no size to read.
-                0xD9 | 0xDA => return None,
-                0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                    return Some((be16(i + 5)?, be16(i + 3)?));
-                }
-                _ => i += usize::try_from(be16(i)?).ok()?,
-            }
-        }
-    }
-    if data.len() >= 30 && data.starts_with(b"RIFF") && data.get(8..12)? == b"WEBP" {
-        return match data.get(12..16)? {
-            b"VP8 " => Some((le16(26)? & 0x3FFF, le16(28)? & 0x3FFF)),
-            b"VP8L" => {
-                let b = u32::from_le_bytes(data.get(21..25)?.try_into().ok()?);
-                Some(((b & 0x3FFF) + 1, ((b >> 14) & 0x3FFF) + 1))
-            }
-            b"VP8X" => Some((le24(24)? + 1, le24(27)? + 1)),
-            _ => None,
-        };
-    }
-    None
+    // Only the three formats the API takes: `imagesize` knows many more, which the API does
+    // not accept as input images.
+    OutputFormat::sniff(data)?;
+    let size = imagesize::blob_size(data).ok()?;
+    Some((
+        u32::try_from(size.width).ok()?,
+        u32::try_from(size.height).ok()?,
+    ))
 }
 
 /// Estimates the tokens `req` will use on `model` (`None`: an unknown model, estimated with

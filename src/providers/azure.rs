@@ -9,9 +9,11 @@ use std::fmt;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
+use reqwest::header::HeaderMap;
+
 use super::{
     check_header_safe, common_builder_methods, edit_form, generate_body, join, parse_base_url,
-    scrubbed, secret_header, send_images, Common, CommonOptions,
+    sanitized, secret_header, send_images, Call, Common, CommonOptions, Shape,
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ErrorKind, NotFoundKind, ProviderError};
@@ -181,7 +183,7 @@ impl AzureBuilder {
             AzureAuth::ApiKey(k) => check_header_safe(k, "api_key")?,
             AzureAuth::BearerToken(t) => check_header_safe(t, "bearer_token")?,
         }
-        let common = self.common.build("azure", false)?;
+        let common = self.common.build("azure", false, endpoint.host_str())?;
         let mut deployments = BTreeMap::new();
         for (model, dep) in self.deployments {
             if model.trim().is_empty() {
@@ -234,39 +236,86 @@ impl AzureBuilder {
     }
 }
 
+/// Which Azure URL to make.
+enum Target<'a> {
+    /// `…/images/{path}` (generations, edits) on the configured surface.
+    Images(&'a str),
+    /// `…/openai/deployments/{deployment}?api-version=…` (the probe).
+    Deployment,
+}
+
 impl Azure {
+    /// The deployment serving `model`, or the typed error for none.
+    fn deployment(&self, model: &str) -> Result<&str, ProviderError> {
+        self.deployments
+            .get(model)
+            .map(String::as_str)
+            .ok_or_else(|| {
+                ProviderError::new(
+                    &self.common.name,
+                    ErrorKind::NotFound {
+                        what: NotFoundKind::Deployment,
+                    },
+                    format!("no deployment configured for model `{model}`"),
+                )
+            })
+    }
+
+    /// The one place this provider's URLs are made: the deployments or v1 surface, with the
+    /// `api-version` query (always on the deployment lookup, which exists only on the
+    /// deployments surface).
+    fn url(&self, deployment: &str, target: Target<'_>) -> url::Url {
+        let (mut url, version) = match target {
+            Target::Images(path) if self.v1 => (
+                join(&self.endpoint, &["openai", "v1", "images", path]),
+                self.api_version.clone(),
+            ),
+            Target::Images(path) => (
+                join(
+                    &self.endpoint,
+                    &["openai", "deployments", deployment, "images", path],
+                ),
+                self.api_version.clone(),
+            ),
+            Target::Deployment => (
+                join(&self.endpoint, &["openai", "deployments", deployment]),
+                Some(
+                    self.api_version
+                        .clone()
+                        .unwrap_or_else(|| self.common.catalog.kinds().azure_api_version.clone()),
+                ),
+            ),
+        };
+        if let Some(v) = version {
+            url.query_pairs_mut().append_pair("api-version", &v);
+        }
+        url
+    }
+
+    /// The one place this provider's auth header is made: `api-key` or a bearer token.
+    fn headers(&self) -> Result<HeaderMap, ProviderError> {
+        let (name, value) = match &self.auth {
+            AzureAuth::ApiKey(k) => ("api-key", k.expose_secret().to_string()),
+            AzureAuth::BearerToken(t) => ("authorization", format!("Bearer {}", t.expose_secret())),
+        };
+        let mut h = HeaderMap::new();
+        h.insert(name, secret_header(value, &self.common.name)?);
+        Ok(h)
+    }
+
+    /// A POST to the images `path` for `model`, and the deployment serving it.
     fn request(
         &self,
         model: &str,
         path: &str,
     ) -> Result<(reqwest::RequestBuilder, String), ProviderError> {
-        let deployment = self.deployments.get(model).ok_or_else(|| {
-            ProviderError::new(
-                &self.common.name,
-                ErrorKind::NotFound {
-                    what: NotFoundKind::Deployment,
-                },
-                format!("no deployment configured for model `{model}`"),
-            )
-        })?;
-        let mut url = if self.v1 {
-            join(&self.endpoint, &["openai", "v1", "images", path])
-        } else {
-            join(
-                &self.endpoint,
-                &["openai", "deployments", deployment, "images", path],
-            )
-        };
-        if let Some(v) = &self.api_version {
-            url.query_pairs_mut().append_pair("api-version", v);
-        }
-        let (name, value) = match &self.auth {
-            AzureAuth::ApiKey(k) => ("api-key", k.expose_secret().to_string()),
-            AzureAuth::BearerToken(t) => ("authorization", format!("Bearer {}", t.expose_secret())),
-        };
-        let value = secret_header(value, &self.common.name)?;
-        let rb = self.common.client.post(url).header(name, value);
-        Ok((rb, deployment.clone()))
+        let deployment = self.deployment(model)?;
+        let rb = self
+            .common
+            .client
+            .post(self.url(deployment, Target::Images(path)))
+            .headers(self.headers()?);
+        Ok((rb, deployment.to_string()))
     }
 
     /// The credential, whichever kind it is (to scrub it from error text).
@@ -309,7 +358,11 @@ impl Provider for Azure {
     /// `GET {endpoint}/openai/deployments/{deployment}?api-version=…` with the same credentials
     /// as a generation: proves the endpoint, the key and that the deployment exists.
     async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
-        scrubbed(self.probe_deployment(model, ctx).await, self.secret())
+        sanitized(
+            self.probe_deployment(model, ctx).await,
+            Some(self.secret()),
+            &self.common,
+        )
     }
 
     async fn generate(
@@ -317,7 +370,11 @@ impl Provider for Azure {
         req: &GenerateRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
-        scrubbed(self.generate_inner(req, ctx).await, self.secret())
+        sanitized(
+            self.generate_inner(req, ctx).await,
+            Some(self.secret()),
+            &self.common,
+        )
     }
 
     async fn edit(
@@ -325,7 +382,11 @@ impl Provider for Azure {
         req: &EditRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
-        scrubbed(self.edit_inner(req, ctx).await, self.secret())
+        sanitized(
+            self.edit_inner(req, ctx).await,
+            Some(self.secret()),
+            &self.common,
+        )
     }
 }
 
@@ -335,27 +396,9 @@ impl Azure {
         model: &str,
         ctx: &CallContext,
     ) -> Result<ProbeReport, ProviderError> {
-        let deployment = self.deployments.get(model).ok_or_else(|| {
-            ProviderError::new(
-                &self.common.name,
-                ErrorKind::NotFound {
-                    what: NotFoundKind::Deployment,
-                },
-                format!("no deployment configured for model `{model}`"),
-            )
-        })?;
-        let mut url = join(&self.endpoint, &["openai", "deployments", deployment]);
-        let version = self
-            .api_version
-            .clone()
-            .unwrap_or_else(|| self.common.catalog.kinds().azure_api_version.clone());
-        url.query_pairs_mut().append_pair("api-version", &version);
-        let (name, value) = match &self.auth {
-            AzureAuth::ApiKey(k) => ("api-key", k.expose_secret().to_string()),
-            AzureAuth::BearerToken(t) => ("authorization", format!("Bearer {}", t.expose_secret())),
-        };
-        let value = secret_header(value, &self.common.name)?;
-        let rb = self.common.client.get(url.clone()).header(name, value);
+        let deployment = self.deployment(model)?;
+        let url = self.url(deployment, Target::Deployment);
+        let rb = self.common.client.get(url.clone()).headers(self.headers()?);
         let (timeout, deadline) = self.common.deadline(ctx);
         let r = super::probe::get(&self.common, rb, deadline, timeout).await?;
         Ok(super::probe::deployment_report(
@@ -371,9 +414,10 @@ impl Azure {
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
         let model = self.common.model_or_default(req.model.as_ref());
+        let call = Call::new(&self.common, ctx, &Shape::generate(req, &model));
         let (rb, deployment) = self.request(&model, "generations")?;
         let body = generate_body(req, self.wire_model(&deployment), &self.common.name)?;
-        send_images(&self.common, rb.json(&body), &model, req.output_format, ctx).await
+        send_images(&call, rb.json(&body), &model).await
     }
 
     async fn edit_inner(
@@ -382,15 +426,9 @@ impl Azure {
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
         let model = self.common.model_or_default(req.model.as_ref());
+        let call = Call::new(&self.common, ctx, &Shape::edit(req, &model));
         let (rb, deployment) = self.request(&model, "edits")?;
         let form = edit_form(req, self.wire_model(&deployment));
-        send_images(
-            &self.common,
-            rb.multipart(form),
-            &model,
-            req.output_format,
-            ctx,
-        )
-        .await
+        send_images(&call, rb.multipart(form), &model).await
     }
 }

@@ -142,7 +142,10 @@ pub fn retry_after_from_message(message: &str) -> Option<Duration> {
         } else {
             1.0
         };
-        return Some(Duration::from_secs_f64(number * scale));
+        // Overflow-safe: a huge number is no hint (providers cap hints anyway).
+        if let Ok(d) = Duration::try_from_secs_f64(number * scale) {
+            return Some(d);
+        }
     }
     None
 }
@@ -446,6 +449,12 @@ mod tests {
             s(0.0)
         );
         assert_eq!(retry_after_from_message("nothing here"), None);
+        // Years, and more than a Duration holds: a value or nothing, never a panic.
+        assert!(retry_after_from_message("try again after 999999999 hours").is_some());
+        assert_eq!(
+            retry_after_from_message("try again after 1e400 seconds"),
+            None
+        );
     }
 
     #[test]

@@ -6,20 +6,20 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::decode::{decode_error, fetch_url, fill};
+use super::decode::{at_most, decode_error, fetch_url, fill};
 use super::{
-    check_header_safe, common_builder_methods, edit_form, fallback_format, generate_body, http,
-    join, parse_api_base_url, scrubbed, secret_header, send_images, Common, CommonOptions,
+    check_header_safe, check_usage, common_builder_methods, edit_form, generate_body, join,
+    parse_api_base_url, sanitized, secret_header, send_images, Call, Common, CommonOptions, Shape,
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ErrorKind, ProviderError};
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
 use crate::request::{EditRequest, GenerateRequest};
-use crate::response::{Image, ProviderResponse, Usage};
+use crate::response::{ProviderResponse, Usage};
 
 /// Which endpoint a proxy serves images on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -143,7 +143,7 @@ impl CompatibleBuilder {
         if let Some(k) = &self.key {
             check_header_safe(k, "api_key")?;
         }
-        let common = self.common.build("compatible", true)?;
+        let common = self.common.build("compatible", true, base.host_str())?;
         let mut renames = BTreeMap::new();
         for (from, to) in self.renames {
             if from.trim().is_empty() || to.trim().is_empty() {
@@ -165,20 +165,34 @@ impl CompatibleBuilder {
 }
 
 impl Compatible {
-    fn post(&self, segments: &[&str]) -> Result<reqwest::RequestBuilder, ProviderError> {
-        let mut rb = self.common.client.post(join(&self.base, segments));
+    /// `{base}/{segments}`: the one place this provider's URLs are made.
+    fn url(&self, segments: &[&str]) -> url::Url {
+        join(&self.base, segments)
+    }
+
+    /// The bearer key, when one is set: the one place this provider's auth header is made.
+    fn headers(&self) -> Result<HeaderMap, ProviderError> {
+        let mut h = HeaderMap::new();
         if let Some(k) = &self.key {
             let v = secret_header(format!("Bearer {}", k.expose_secret()), &self.common.name)?;
-            rb = rb.header(reqwest::header::AUTHORIZATION, v);
+            h.insert(reqwest::header::AUTHORIZATION, v);
         }
-        Ok(rb)
+        Ok(h)
+    }
+
+    fn post(&self, segments: &[&str]) -> Result<reqwest::RequestBuilder, ProviderError> {
+        Ok(self
+            .common
+            .client
+            .post(self.url(segments))
+            .headers(self.headers()?))
     }
 
     async fn chat(
         &self,
         req: &GenerateRequest,
+        call: &Call<'_>,
         wire: &str,
-        ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
         let name = &self.common.name;
         let body = json!({
@@ -186,8 +200,7 @@ impl Compatible {
             "messages": [{"role": "user", "content": req.prompt}],
         });
         let rb = self.post(&["chat", "completions"])?.json(&body);
-        let (timeout, deadline) = self.common.deadline(ctx);
-        let received = http::execute(name, rb, deadline, timeout).await?;
+        let received = call.execute(rb).await?;
         let v: Value = serde_json::from_slice(&received.body).map_err(|e| {
             decode_error(
                 name,
@@ -195,7 +208,7 @@ impl Compatible {
                 format!("chat response is not valid JSON: {e}"),
             )
         })?;
-        let urls = chat_image_urls(&v);
+        let mut urls = chat_image_urls(&v);
         if urls.is_empty() {
             return Err(decode_error(
                 name,
@@ -203,28 +216,17 @@ impl Compatible {
                 "chat response contains no image (no URL, data URL or image part)",
             ));
         }
-        let fallback = fallback_format(req.output_format);
+        at_most(&mut urls, call.limits.n, name);
         let mut images = Vec::with_capacity(urls.len());
-        for url in urls {
-            let bytes: Bytes = fetch_url(
-                name,
-                &self.common.client,
-                &received,
-                &url,
-                deadline,
-                timeout,
-            )
-            .await?;
-            let mut image = Image::new(bytes, fallback);
-            if !url.starts_with("data:") {
-                image.url = Some(url);
-            }
-            images.push(image);
+        for (i, url) in urls.iter().enumerate() {
+            let what = format!("the chat answer's image {}", i + 1);
+            images.push(fetch_url(call, &received, url, &what).await?);
         }
         let mut resp = ProviderResponse::new(images, wire);
         resp.created = v.get("created").and_then(Value::as_i64).unwrap_or(0);
         resp.usage = chat_usage(&v);
         fill(&mut resp, received);
+        check_usage(&mut resp, &call.limits, name);
         Ok(resp)
     }
 }
@@ -241,7 +243,8 @@ fn chat_usage(v: &Value) -> Option<Usage> {
         ..Usage::default()
     };
     if usage.total_tokens == 0 {
-        usage.total_tokens = usage.input_tokens + usage.output_tokens;
+        // Provider numbers: saturate rather than overflow.
+        usage.total_tokens = usage.input_tokens.saturating_add(usage.output_tokens);
     }
     Some(usage)
 }
@@ -345,18 +348,12 @@ impl Provider for Compatible {
     /// `GET {base}/models/{model}` (fallback `GET {base}/models`) with the renamed model and
     /// the same key as a generation (also in chat mode: proxies list their models the same way).
     async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
-        let wire = self.wire_model(model).to_string();
-        let report =
-            super::probe::models(&self.common, &self.base, &wire, ctx, |rb| match &self.key {
-                Some(k) => {
-                    let v =
-                        secret_header(format!("Bearer {}", k.expose_secret()), &self.common.name)?;
-                    Ok(rb.header(reqwest::header::AUTHORIZATION, v))
-                }
-                None => Ok(rb),
-            })
-            .await;
-        self.scrub(report)
+        let r = async {
+            let wire = self.wire_model(model).to_string();
+            let headers = self.headers()?;
+            super::probe::models(&self.common, |s| self.url(s), &wire, ctx, headers).await
+        };
+        self.scrub(r.await)
     }
 
     async fn generate(
@@ -377,12 +374,9 @@ impl Provider for Compatible {
 }
 
 impl Compatible {
-    /// Removes this proxy's key from an error's text (see `providers::scrub`).
-    fn scrub<T>(&self, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
-        match &self.key {
-            Some(k) => scrubbed(r, k),
-            None => r,
-        }
+    /// Sanitizes what leaves this proxy (see `providers::Sanitize`).
+    fn scrub<T: super::Sanitize>(&self, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
+        sanitized(r, self.key.as_ref(), &self.common)
     }
 
     async fn generate_inner(
@@ -392,12 +386,13 @@ impl Compatible {
     ) -> Result<ProviderResponse, ProviderError> {
         let model = self.common.model_or_default(req.model.as_ref());
         let wire = self.wire_model(&model).to_string();
+        let call = Call::new(&self.common, ctx, &Shape::generate(req, &model));
         match self.mode {
-            CompatibleMode::Chat => self.chat(req, &wire, ctx).await,
+            CompatibleMode::Chat => self.chat(req, &call, &wire).await,
             CompatibleMode::Images => {
                 let body = generate_body(req, Some(&wire), &self.common.name)?;
                 let rb = self.post(&["images", "generations"])?.json(&body);
-                send_images(&self.common, rb, &wire, req.output_format, ctx).await
+                send_images(&call, rb, &wire).await
             }
         }
     }
@@ -418,10 +413,11 @@ impl Compatible {
         }
         let model = self.common.model_or_default(req.model.as_ref());
         let wire = self.wire_model(&model).to_string();
+        let call = Call::new(&self.common, ctx, &Shape::edit(req, &model));
         let rb = self
             .post(&["images", "edits"])?
             .multipart(edit_form(req, Some(&wire)));
-        send_images(&self.common, rb, &wire, req.output_format, ctx).await
+        send_images(&call, rb, &wire).await
     }
 }
 

@@ -5,15 +5,13 @@
 //! are all [`ErrorKind::Decode`], so the router treats them as the provider's fault and
 //! fails over instead of handing the caller an empty answer.
 
-use std::time::Duration;
-
 use base64::Engine;
 use bytes::Bytes;
-use tokio::time::Instant;
 
+use super::http::{download, Received};
+use super::image::{check_format, looks_like_image};
+use super::Call;
 use crate::error::{ErrorKind, ProviderError};
-use crate::providers::http::{download, Received};
-use crate::request::OutputFormat;
 use crate::response::{Image, ImagesResponse, ProviderResponse};
 
 pub(crate) fn decode_error(
@@ -48,17 +46,6 @@ pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
         .filter(|b| looks_like_image(b))
 }
 
-/// Whether `bytes` start like an image file: PNG, JPEG, WebP, GIF, or an ISO-BMFF image
-/// (AVIF / HEIF).
-pub(crate) fn looks_like_image(bytes: &[u8]) -> bool {
-    OutputFormat::sniff(bytes).is_some()
-        || bytes.starts_with(b"GIF87a")
-        || bytes.starts_with(b"GIF89a")
-        || (bytes.len() >= 12
-            && &bytes[4..8] == b"ftyp"
-            && [&b"avif"[..], b"avis", b"heic", b"heix", b"mif1"].contains(&&bytes[8..12]))
-}
-
 /// Decodes a `data:image/...;base64,...` URL.
 pub(crate) fn decode_data_url(url: &str) -> Option<Vec<u8>> {
     let rest = url.strip_prefix("data:")?;
@@ -69,21 +56,41 @@ pub(crate) fn decode_data_url(url: &str) -> Option<Vec<u8>> {
     decode_base64(data)
 }
 
-/// Fetches one image given as a URL (data URL decoded, http(s) URL downloaded).
+/// Fetches one image given as a URL (data URL decoded, http(s) URL downloaded within the
+/// call's rules and limits) and checks it is an image of the requested format. `what` names
+/// the item in errors (`data[0]`, `the chat answer's image 1`).
 pub(crate) async fn fetch_url(
-    provider: &str,
-    client: &reqwest::Client,
+    call: &Call<'_>,
     received: &Received,
     url: &str,
-    deadline: Instant,
-    timeout: Duration,
-) -> Result<Bytes, ProviderError> {
-    if url.starts_with("data:") {
-        return decode_data_url(url)
-            .map(Bytes::from)
-            .ok_or_else(|| decode_error(provider, received, "undecodable data URL"));
-    }
-    download(provider, client, url, deadline, timeout)
+    what: &str,
+) -> Result<Image, ProviderError> {
+    let provider = &call.common.name;
+    let bytes = if url.starts_with("data:") {
+        let bytes = decode_data_url(url).ok_or_else(|| {
+            decode_error(provider, received, format!("{what}: undecodable data URL"))
+        })?;
+        if bytes.len() as u64 > call.limits.image {
+            return Err(decode_error(
+                provider,
+                received,
+                format!(
+                    "{what}: data URL exceeds the limit of {} bytes",
+                    call.limits.image
+                ),
+            ));
+        }
+        Bytes::from(bytes)
+    } else {
+        download(
+            provider,
+            &call.common.downloader()?,
+            &call.common.downloads,
+            url,
+            call.limits.image,
+            call.deadline,
+            call.timeout,
+        )
         .await
         .map_err(|mut e| {
             e.status = e.status.or(Some(received.status));
@@ -91,20 +98,49 @@ pub(crate) async fn fetch_url(
                 e.request_id = received.request_id.clone();
             }
             e
-        })
+        })?
+    };
+    let mut image = image_of(call, received, bytes, what)?;
+    if !url.starts_with("data:") {
+        image.url = Some(url.to_string());
+    }
+    Ok(image)
 }
 
-/// Decodes an OpenAI `ImagesResponse` body into a [`ProviderResponse`].
-#[allow(clippy::too_many_arguments)]
+/// An [`Image`] from bytes that must be an image of the requested format.
+pub(crate) fn image_of(
+    call: &Call<'_>,
+    received: &Received,
+    bytes: Bytes,
+    what: &str,
+) -> Result<Image, ProviderError> {
+    let format = check_format(&bytes, call.limits.format, &call.common.name)
+        .map_err(|why| decode_error(&call.common.name, received, format!("{what} {why}")))?;
+    Ok(Image::new(bytes, format))
+}
+
+/// Keeps at most `n` items, saying so in the log when a provider sent more.
+pub(crate) fn at_most<T>(items: &mut Vec<T>, n: usize, provider: &str) {
+    if items.len() > n {
+        tracing::warn!(
+            provider,
+            sent = items.len(),
+            requested = n,
+            "provider sent more images than requested; extra ones ignored"
+        );
+        items.truncate(n);
+    }
+}
+
+/// Decodes an OpenAI `ImagesResponse` body into a [`ProviderResponse`]: at most `n` images,
+/// each a real image. Every base64 item is checked (it is already in memory, and a broken one
+/// means a broken answer); URL items past the `n`th are never fetched.
 pub(crate) async fn decode_images(
-    provider: &str,
-    client: &reqwest::Client,
+    call: &Call<'_>,
     received: Received,
     model: &str,
-    fallback: OutputFormat,
-    deadline: Instant,
-    timeout: Duration,
 ) -> Result<ProviderResponse, ProviderError> {
+    let provider = &call.common.name;
     let parsed: ImagesResponse = serde_json::from_slice(&received.body).map_err(|e| {
         decode_error(
             provider,
@@ -119,36 +155,43 @@ pub(crate) async fn decode_images(
             "success response contains no images (`data` missing or empty)",
         ));
     }
-    let fallback = parsed
-        .output_format
-        .as_deref()
-        .and_then(|f| f.parse::<OutputFormat>().ok())
-        .unwrap_or(fallback);
-    let mut images = Vec::with_capacity(parsed.data.len());
+    let mut images = Vec::with_capacity(parsed.data.len().min(call.limits.n));
     for (i, item) in parsed.data.iter().enumerate() {
-        let (bytes, url) = if let Some(b64) = item.b64_json.as_deref().filter(|s| !s.is_empty()) {
+        let what = format!("data[{i}]");
+        let wanted = images.len() < call.limits.n;
+        let mut image = if let Some(b64) = item.b64_json.as_deref().filter(|s| !s.is_empty()) {
             let bytes = decode_base64(b64).ok_or_else(|| {
                 decode_error(
                     provider,
                     &received,
-                    format!("data[{i}].b64_json is not valid base64"),
+                    format!("{what}.b64_json is not valid base64"),
                 )
             })?;
-            (Bytes::from(bytes), None)
+            image_of(call, &received, Bytes::from(bytes), &what)?
         } else if let Some(url) = item.url.as_deref().filter(|s| !s.is_empty()) {
-            let bytes = fetch_url(provider, client, &received, url, deadline, timeout).await?;
-            (bytes, Some(url.to_string()))
+            if !wanted {
+                continue;
+            }
+            fetch_url(call, &received, url, &what).await?
         } else {
             return Err(decode_error(
                 provider,
                 &received,
-                format!("data[{i}] has neither `b64_json` nor `url`"),
+                format!("{what} has neither `b64_json` nor `url`"),
             ));
         };
-        let mut image = Image::new(bytes, fallback);
         image.revised_prompt = item.revised_prompt.clone();
-        image.url = url;
-        images.push(image);
+        if wanted {
+            images.push(image);
+        }
+    }
+    if parsed.data.len() > images.len() {
+        tracing::warn!(
+            provider = provider.as_str(),
+            sent = parsed.data.len(),
+            requested = call.limits.n,
+            "provider sent more images than requested; extra ones ignored"
+        );
     }
     let mut resp = ProviderResponse::new(images, model);
     resp.usage = parsed.usage;

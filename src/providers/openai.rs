@@ -6,9 +6,12 @@ use std::fmt;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
+use reqwest::header::HeaderMap;
+
 use super::{
-    check_header_safe, check_key, common_builder_methods, edit_form, generate_body, join,
-    parse_api_base_url, scrubbed, secret_header, send_images, Common, CommonOptions,
+    builtin_catalog, check_header_safe, check_key, common_builder_methods, edit_form,
+    generate_body, join, parse_api_base_url, sanitized, secret_header, send_images, Call, Common,
+    CommonOptions, Shape,
 };
 use crate::capabilities::Capabilities;
 use crate::error::{ConfigError, ProviderError};
@@ -112,11 +115,12 @@ impl OpenAiBuilder {
     /// Validates the settings.
     pub fn build(self) -> Result<OpenAi, ConfigError> {
         let key = check_key(self.key, "api_key")?;
-        let common = self.common.build("openai", false)?;
+        let catalog = self.common.catalog.clone().unwrap_or_else(builtin_catalog);
         let base_raw = self
             .base_url
-            .unwrap_or_else(|| common.catalog.kinds().openai_base_url.clone());
+            .unwrap_or_else(|| catalog.kinds().openai_base_url.clone());
         let base = parse_api_base_url(&base_raw, "base_url")?;
+        let common = self.common.build("openai", false, base.host_str())?;
         for (field, value) in [
             ("organization", &self.organization),
             ("project", &self.project),
@@ -136,24 +140,51 @@ impl OpenAiBuilder {
 }
 
 impl OpenAi {
-    fn request(&self, path: &str) -> Result<reqwest::RequestBuilder, ProviderError> {
-        let url = join(&self.base, &["images", path]);
-        let auth = secret_header(
-            format!("Bearer {}", self.key.expose_secret()),
-            &self.common.name,
-        )?;
-        let mut rb = self
+    /// `{base}/{segments}`: the one place this provider's URLs are made.
+    fn url(&self, segments: &[&str]) -> url::Url {
+        join(&self.base, segments)
+    }
+
+    /// The bearer key and the organization / project headers: the one place this provider's
+    /// auth headers are made (generations, edits and probes).
+    fn headers(&self) -> Result<HeaderMap, ProviderError> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::AUTHORIZATION,
+            secret_header(
+                format!("Bearer {}", self.key.expose_secret()),
+                &self.common.name,
+            )?,
+        );
+        for (name, value) in [
+            ("openai-organization", &self.organization),
+            ("openai-project", &self.project),
+        ] {
+            if let Some(v) = value {
+                // Checked header-safe by `build`.
+                let v = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+                    ProviderError::new(
+                        &self.common.name,
+                        crate::ErrorKind::InvalidRequest,
+                        format!("`{name}` is not a valid header value"),
+                    )
+                })?;
+                h.insert(name, v);
+            }
+        }
+        Ok(h)
+    }
+
+    fn post(&self, path: &str) -> Result<reqwest::RequestBuilder, ProviderError> {
+        Ok(self
             .common
             .client
-            .post(url)
-            .header(reqwest::header::AUTHORIZATION, auth);
-        if let Some(org) = &self.organization {
-            rb = rb.header("OpenAI-Organization", org);
-        }
-        if let Some(project) = &self.project {
-            rb = rb.header("OpenAI-Project", project);
-        }
-        Ok(rb)
+            .post(self.url(&["images", path]))
+            .headers(self.headers()?))
+    }
+
+    fn finish<T: super::Sanitize>(&self, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
+        sanitized(r, Some(&self.key), &self.common)
     }
 }
 
@@ -176,34 +207,23 @@ impl Provider for OpenAi {
         req: &GenerateRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
-        let model = self.common.model_or_default(req.model.as_ref());
-        let body = generate_body(req, Some(&model), &self.common.name)?;
-        let rb = self.request("generations")?.json(&body);
-        scrubbed(
-            send_images(&self.common, rb, &model, req.output_format, ctx).await,
-            &self.key,
-        )
+        let r = async {
+            let model = self.common.model_or_default(req.model.as_ref());
+            let call = Call::new(&self.common, ctx, &Shape::generate(req, &model));
+            let body = generate_body(req, Some(&model), &self.common.name)?;
+            send_images(&call, self.post("generations")?.json(&body), &model).await
+        };
+        self.finish(r.await)
     }
 
     /// `GET {base}/models/{model}` (fallback `GET {base}/models`) with the same key and
     /// organization / project headers as a generation.
     async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
-        let report = super::probe::models(&self.common, &self.base, model, ctx, |rb| {
-            let auth = secret_header(
-                format!("Bearer {}", self.key.expose_secret()),
-                &self.common.name,
-            )?;
-            let mut rb = rb.header(reqwest::header::AUTHORIZATION, auth);
-            if let Some(org) = &self.organization {
-                rb = rb.header("OpenAI-Organization", org);
-            }
-            if let Some(project) = &self.project {
-                rb = rb.header("OpenAI-Project", project);
-            }
-            Ok(rb)
-        })
-        .await;
-        scrubbed(report, &self.key)
+        let r = async {
+            let headers = self.headers()?;
+            super::probe::models(&self.common, |s| self.url(s), model, ctx, headers).await
+        };
+        self.finish(r.await)
     }
 
     async fn edit(
@@ -211,13 +231,12 @@ impl Provider for OpenAi {
         req: &EditRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
-        let model = self.common.model_or_default(req.model.as_ref());
-        let rb = self
-            .request("edits")?
-            .multipart(edit_form(req, Some(&model)));
-        scrubbed(
-            send_images(&self.common, rb, &model, req.output_format, ctx).await,
-            &self.key,
-        )
+        let r = async {
+            let model = self.common.model_or_default(req.model.as_ref());
+            let call = Call::new(&self.common, ctx, &Shape::edit(req, &model));
+            let rb = self.post("edits")?.multipart(edit_form(req, Some(&model)));
+            send_images(&call, rb, &model).await
+        };
+        self.finish(r.await)
     }
 }

@@ -7,12 +7,13 @@
 //! falls back to listing. Both answers go through the same classifier as generations, so
 //! `doctor` explains a probe failure exactly like a generation failure.
 
+use reqwest::header::HeaderMap;
 use reqwest::RequestBuilder;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::http::{self, Received};
-use super::{join, Common};
+use super::http::{self, Received, PROBE_BODY_LIMIT};
+use super::Common;
 use crate::error::{ErrorKind, NotFoundKind, ProviderError};
 use crate::provider::ProbeReport;
 
@@ -25,38 +26,35 @@ fn report(model: &str, checked: String, r: &Received, detail: Option<String>) ->
     p
 }
 
-/// Sends one probe request before `deadline`.
+/// Sends one probe request before `deadline` (at most [`PROBE_BODY_LIMIT`] bytes read).
 pub(super) async fn get(
     common: &Common,
     rb: RequestBuilder,
     deadline: Instant,
     timeout: std::time::Duration,
 ) -> Result<Received, ProviderError> {
-    http::execute(&common.name, rb, deadline, timeout).await
+    http::execute(&common.name, rb, deadline, timeout, PROBE_BODY_LIMIT).await
 }
 
 /// `GET {base}/models/{wire}`, falling back to `GET {base}/models` when the path is unknown.
-/// `auth` adds the credentials to a request.
+/// `url` makes the provider's URLs, `headers` are its auth headers (the same as a
+/// generation's).
 pub(super) async fn models(
     common: &Common,
-    base: &url::Url,
+    url: impl Fn(&[&str]) -> url::Url,
     wire: &str,
     ctx: &crate::provider::CallContext,
-    auth: impl Fn(RequestBuilder) -> Result<RequestBuilder, ProviderError>,
+    headers: HeaderMap,
 ) -> Result<ProbeReport, ProviderError> {
     let (timeout, deadline) = common.deadline(ctx);
-    let url = join(base, &["models", wire]);
-    let first = get(
-        common,
-        auth(common.client.get(url.clone()))?,
-        deadline,
-        timeout,
-    )
-    .await;
+    let auth = |u: url::Url| common.client.get(u).headers(headers.clone());
+    let first_url = url(&["models", wire]);
+    let first = get(common, auth(first_url.clone()), deadline, timeout).await;
+    let url_text = first_url;
     match first {
         Ok(r) => Ok(report(
             wire,
-            format!("GET {url}"),
+            format!("GET {url_text}"),
             &r,
             Some("model found".into()),
         )),
@@ -66,14 +64,8 @@ pub(super) async fn models(
                     what: NotFoundKind::Endpoint,
                 }) =>
         {
-            let url = join(base, &["models"]);
-            let r = get(
-                common,
-                auth(common.client.get(url.clone()))?,
-                deadline,
-                timeout,
-            )
-            .await?;
+            let url = url(&["models"]);
+            let r = get(common, auth(url.clone()), deadline, timeout).await?;
             let listed = serde_json::from_slice::<Value>(&r.body).ok().and_then(|v| {
                 v.get("data")?.as_array().map(|a| {
                     a.iter()

@@ -15,6 +15,7 @@ mod connect_timeout;
 mod doctor;
 mod explain;
 mod health;
+mod hostile;
 mod latency_defaults;
 mod limiter;
 mod quota_props;

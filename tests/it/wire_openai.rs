@@ -187,8 +187,9 @@ async fn missing_usage_details_and_echo_fields_are_fine() {
                   "output_tokens": 100, "total_tokens": 103}
     });
     let server = server_with(ResponseTemplate::new(200).set_body_json(body)).await;
+    // Two images asked for: a provider's extra images beyond `n` are dropped.
     let resp = provider(&server)
-        .generate(&GenerateRequest::new("x").model("gpt-image-1"), &ctx())
+        .generate(&GenerateRequest::new("x").model("gpt-image-1").n(2), &ctx())
         .await
         .unwrap();
     assert_eq!(resp.images.len(), 2);
