@@ -8,11 +8,16 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use image_router::config::{build_provider, process_env};
+use std::sync::Arc;
+
+use image_router::catalog::Catalog;
+use image_router::config::{build_provider, mode_name, process_env, Credential, ProviderConfig};
 use image_router::provider::ProviderKind;
+use image_router::Provider;
 use serde_json::json;
 
 use super::output::print_json;
+use super::redact;
 use super::Common;
 
 pub const AFTER_HELP: &str = "\
@@ -44,7 +49,14 @@ pub async fn run(a: StatusArgs) -> ExitCode {
     // The router's own view (limiter headroom, budgets). Building sends nothing; a provider
     // whose key is missing is built with a placeholder so its limits still show.
     let env = |v: &str| Some(process_env(v).unwrap_or_else(|| "placeholder-not-set".into()));
-    let router = match cfg.build_with(&env, build_provider) {
+    // The providers as built, for the name each gives the default model on the wire.
+    let mut built: Vec<Arc<dyn Provider>> = Vec::with_capacity(cfg.providers.len());
+    let keep = |p: &ProviderConfig, c: Option<Credential>, cat: &Arc<Catalog>| {
+        let provider = build_provider(p, c, cat)?;
+        built.push(provider.clone());
+        Ok(provider)
+    };
+    let router = match cfg.build_with(&env, keep) {
         Ok(r) => r,
         Err(e) => return super::config_failure(&e, json),
     };
@@ -60,8 +72,8 @@ pub async fn run(a: StatusArgs) -> ExitCode {
             let tier = p.tier.as_deref().and_then(|t| catalog.tier(t));
             let rpm = p.rpm.or(tier.map(|t| t.rpm));
             let tpm = p.tpm.or(tier.map(|t| t.tpm));
-            let key_var = p.api_key_env.clone().or(p.bearer_token_env.clone());
-            let key_set = key_var.as_deref().map(|v| {
+            let key_var = p.api_key_env.as_deref().or(p.bearer_token_env.as_deref());
+            let key_set = key_var.map(|v| {
                 std::env::var(v)
                     .map(|s| !s.trim().is_empty())
                     .unwrap_or(false)
@@ -74,23 +86,24 @@ pub async fn run(a: StatusArgs) -> ExitCode {
                         .unwrap_or_else(|| catalog.kinds().openai_base_url.clone()),
                 ),
                 _ => p.base_url.clone(),
-            };
+            }
+            .map(|u| redact::url(&u));
             json!({
                 "priority": i + 1,
                 "name": p.name,
                 "kind": p.kind.as_str(),
                 "url": url,
-                "default_model_as_sent": p.wire_model(&default_model),
+                "default_model_as_sent": built.get(i).map(|b| b.wire_model(&default_model)),
                 "models": p.models,
                 "deployments": p.deployments,
                 "deployment": p.deployment,
-                "mode": p.mode,
+                "mode": p.mode.map(mode_name),
                 "tier": p.tier,
                 "rpm": rpm,
                 "tpm": tpm,
                 "safety_margin": p.safety_margin.unwrap_or(0.9),
                 "weight": p.weight.unwrap_or(1.0),
-                "key_env": key_var,
+                "key_env": key_var.map(redact::env_var_name),
                 "key_set": key_set,
                 "state": match (key_set, headroom.get(&p.name)) {
                     (Some(false), _) => "no key",

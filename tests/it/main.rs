@@ -11,6 +11,8 @@ mod cheap_probe;
 mod classify;
 mod cli;
 mod config;
+mod config_input;
+mod config_rules;
 mod connect_timeout;
 mod doctor;
 mod explain;
