@@ -20,7 +20,8 @@ Examples:
 With --json, stdout is one object:
   {\"provider\", \"model\", \"images\": [paths], \"usage\", \"cost_usd\", \"attempts\": [{\"provider\", \"outcome\", \"status\", \"ms\", ...}]}
 or on failure {\"error\": {\"kind\", \"message\", \"explanation\": {\"cause\", \"action\"}, \"provider\", \"status\",
-\"code\", \"reason\"}, \"attempts\"} with exit code 1 (2 for a configuration problem).";
+\"code\", \"reason\"}, \"attempts\"} with exit code 1 (2 for a configuration problem or options that make
+an invalid request, e.g. --background transparent with --output-format jpeg).";
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -199,11 +200,13 @@ pub async fn run(a: GenerateArgs) -> ExitCode {
                     "skipped": output::skipped_json(e.skipped()),
                 }));
             } else {
-                eprintln!("error: {e}");
-                eprintln!("{}", e.explain());
+                eprintln!("error: {}", super::redact::text(&e.to_string()));
+                eprintln!("{}", super::redact::text(&e.explain().to_string()));
                 output::print_attempts(e.attempts(), e.skipped());
             }
-            ExitCode::from(if e.is_config() {
+            // An invalid request was built from the flags: a usage error, as a bad flag is.
+            let usage = e.is_config() || matches!(e, image_router::Error::Invalid(_));
+            ExitCode::from(if usage {
                 super::EXIT_CONFIG
             } else {
                 EXIT_FAILED

@@ -5,6 +5,7 @@ mod audit_faults;
 mod audit_quota;
 mod audit_scoring;
 mod audit_wire;
+mod batch_resume;
 mod breaker;
 mod budget;
 mod cheap_probe;
