@@ -366,21 +366,7 @@ pub async fn check_config_with(
                 check.health = Health::Unusable;
                 check.problem = Some(problem);
                 check.explanation = Some(if problem == Problem::NoKey {
-                    // A name that looks like a pasted key is never printed.
-                    let var = crate::redact::env_var_name(
-                        p.api_key_env
-                            .as_deref()
-                            .or(p.bearer_token_env.as_deref())
-                            .unwrap_or("?"),
-                    );
-                    Explanation::new(
-                        format!(
-                            "{}: no key. The environment variable {var} (named by `api_key_env` at line {}) is not set.",
-                            p.name,
-                            p.line_of("api_key_env")
-                        ),
-                        format!("Export the key before running: `export {var}=...` (keys are never written in the config file)."),
-                    )
+                    no_key(p)
                 } else {
                     e.explain()
                 });
@@ -405,6 +391,25 @@ pub async fn check_config_with(
     DoctorReport {
         providers: checks.into_iter().flatten().map(redacted).collect(),
     }
+}
+
+/// The advice for a provider whose key variable is not set. A name that looks like a pasted
+/// key is never printed.
+fn no_key(p: &ProviderConfig) -> Explanation {
+    let var = crate::redact::env_var_name(
+        p.api_key_env
+            .as_deref()
+            .or(p.bearer_token_env.as_deref())
+            .unwrap_or("?"),
+    );
+    Explanation::new(
+        format!(
+            "{}: no key. The environment variable {var} (named by `api_key_env` at line {}) is not set.",
+            p.name,
+            p.line_of("api_key_env")
+        ),
+        format!("Export the key before running: `export {var}=...` (keys are never written in the config file)."),
+    )
 }
 
 /// The check with credentials in URLs (user-info, key query parameters) and `sk-` keys
