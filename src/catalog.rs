@@ -760,8 +760,8 @@ impl Catalog {
     pub fn with_override_file(&self, path: impl AsRef<Path>) -> Result<Catalog, ConfigError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(name.clone(), format!("cannot read: {e}")))?;
+        let text =
+            read_limited(path, MAX_FILE_BYTES).map_err(|m| ConfigError::new(name.clone(), m))?;
         self.with_overrides(&text, &name)
     }
 
@@ -801,6 +801,30 @@ impl Catalog {
     pub fn default_output_tokens_per_image(&self) -> u32 {
         self.default_output_tokens_per_image
     }
+}
+
+/// Largest catalog override or configuration file read: 1 MiB. Real ones are a few KiB; the
+/// bound keeps a wrong path (`/dev/zero`, a log file) from filling memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a UTF-8 text file of at most `limit` bytes. The error message names the file and,
+/// for a file over the limit, the limit; reading stops one byte past it (`take`), so a file
+/// that never ends is not read to its end.
+pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<String, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "{shown} is larger than {} KiB, the limit for this file; is it the right file?",
+            limit / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("{shown} is not UTF-8 text: {e}"))
 }
 
 #[cfg(test)]

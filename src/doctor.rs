@@ -334,7 +334,7 @@ pub async fn check_config_with(
         Err(e) => {
             // The catalog (or a tier) is wrong: every provider is affected the same way.
             let cat = Catalog::builtin();
-            let providers = config
+            let providers: Vec<ProviderCheck> = config
                 .providers
                 .iter()
                 .map(|p| {
@@ -345,7 +345,9 @@ pub async fn check_config_with(
                     c
                 })
                 .collect();
-            return DoctorReport { providers };
+            return DoctorReport {
+                providers: providers.into_iter().map(redacted).collect(),
+            };
         }
     };
     let mut pending = Vec::new();
@@ -364,19 +366,7 @@ pub async fn check_config_with(
                 check.health = Health::Unusable;
                 check.problem = Some(problem);
                 check.explanation = Some(if problem == Problem::NoKey {
-                    let var = p
-                        .api_key_env
-                        .as_deref()
-                        .or(p.bearer_token_env.as_deref())
-                        .unwrap_or("?");
-                    Explanation::new(
-                        format!(
-                            "{}: no key. The environment variable {var} (named by `api_key_env` at line {}) is not set.",
-                            p.name,
-                            p.line_of("api_key_env")
-                        ),
-                        format!("Export the key before running: `export {var}=...` (keys are never written in the config file)."),
-                    )
+                    no_key(p)
                 } else {
                     e.explain()
                 });
@@ -399,8 +389,48 @@ pub async fn check_config_with(
         checks[idx] = Some(check);
     }
     DoctorReport {
-        providers: checks.into_iter().flatten().collect(),
+        providers: checks.into_iter().flatten().map(redacted).collect(),
     }
+}
+
+/// The advice for a provider whose key variable is not set. A name that looks like a pasted
+/// key is never printed.
+fn no_key(p: &ProviderConfig) -> Explanation {
+    let var = crate::redact::env_var_name(
+        p.api_key_env
+            .as_deref()
+            .or(p.bearer_token_env.as_deref())
+            .unwrap_or("?"),
+    );
+    Explanation::new(
+        format!(
+            "{}: no key. The environment variable {var} (named by `api_key_env` at line {}) is not set.",
+            p.name,
+            p.line_of("api_key_env")
+        ),
+        format!("Export the key before running: `export {var}=...` (keys are never written in the config file)."),
+    )
+}
+
+/// The check with credentials in URLs (user-info, key query parameters) and `sk-` keys
+/// masked in every text it carries: the report is printed and serialized as it is.
+fn redacted(mut c: ProviderCheck) -> ProviderCheck {
+    use crate::redact::text;
+    if let Some(p) = &mut c.probe {
+        p.checked = p.checked.as_deref().map(text);
+        p.detail = p.detail.as_deref().map(text);
+    }
+    if let Some(e) = &mut c.error {
+        e.message = text(&e.message);
+    }
+    if let Some(x) = &mut c.explanation {
+        x.cause = text(&x.cause);
+        x.action = text(&x.action);
+    }
+    for n in &mut c.notes {
+        *n = text(n);
+    }
+    c
 }
 
 /// [`check_config_with`] with the built-in providers and the process environment.

@@ -21,6 +21,7 @@ pub mod limits;
 pub mod metrics;
 pub mod provider;
 pub mod providers;
+mod redact;
 pub mod request;
 pub mod response;
 pub mod router;

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use image_router::{GenerateRequest, Image, Router};
+use image_router::catalog::Catalog;
+use image_router::{GenerateRequest, Image, ImageResponse, Router};
 use serde_json::json;
 
 use super::output::{self, print_json};
@@ -20,7 +21,8 @@ Examples:
 With --json, stdout is one object:
   {\"provider\", \"model\", \"images\": [paths], \"usage\", \"cost_usd\", \"attempts\": [{\"provider\", \"outcome\", \"status\", \"ms\", ...}]}
 or on failure {\"error\": {\"kind\", \"message\", \"explanation\": {\"cause\", \"action\"}, \"provider\", \"status\",
-\"code\", \"reason\"}, \"attempts\"} with exit code 1 (2 for a configuration problem).";
+\"code\", \"reason\"}, \"attempts\"} with exit code 1 (2 for a configuration problem or options that make
+an invalid request, e.g. --background transparent with --output-format jpeg).";
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -141,73 +143,89 @@ pub async fn run(a: GenerateArgs) -> ExitCode {
         .clone()
         .map(image_router::class::RequestClass::from);
     match router.send_as(req.clone().into(), class.as_ref()).await {
-        Ok(res) => {
-            let paths = match write_images(&resolve_out(&a.out), &res.images) {
-                Ok(p) => p,
-                Err(e) => {
-                    let msg = format!("cannot write {}: {e}", a.out.display());
-                    if json {
-                        print_json(&json!({
-                            "provider": res.provider,
-                            "error": {"kind": "io", "message": msg,
-                                      "explanation": {"cause": msg, "action": "Check that the output folder exists and is writable, and that the disk has room."}},
-                            "attempts": output::attempts_json(&res.attempts),
-                        }));
-                    } else {
-                        eprintln!("error: {msg}");
-                    }
-                    return ExitCode::from(EXIT_FAILED);
-                }
-            };
-            // The router's own figure (from usage and the catalog), else an estimate.
-            let cost = res.cost_usd.or_else(|| {
-                output::cost_usd(&catalog, &model, res.usage.as_ref(), &req, res.images.len())
-            });
+        Ok(res) => saved(&a, &catalog, &model, &req, res),
+        Err(e) => failed(json, &e),
+    }
+}
+
+/// Writes the images and reports them (exit 0), or the write failure (exit 1).
+fn saved(
+    a: &GenerateArgs,
+    catalog: &Catalog,
+    model: &str,
+    req: &GenerateRequest,
+    res: ImageResponse,
+) -> ExitCode {
+    let json = a.common.json;
+    let paths = match write_images(&resolve_out(&a.out), &res.images) {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = format!("cannot write {}: {e}", a.out.display());
             if json {
                 print_json(&json!({
                     "provider": res.provider,
-                    "model": model,
-                    "images": paths,
-                    "usage": res.usage,
-                    "cost_usd": cost,
-                    "request_id": res.request_id,
+                    "error": {"kind": "io", "message": msg,
+                              "explanation": {"cause": msg, "action": "Check that the output folder exists and is writable, and that the disk has room."}},
                     "attempts": output::attempts_json(&res.attempts),
-                    "skipped": output::skipped_json(&res.skipped),
                 }));
             } else {
-                for p in &paths {
-                    println!("{}", p.display());
-                }
-                let cost = cost.map(|c| format!(", about ${c:.4}")).unwrap_or_default();
-                eprintln!(
-                    "{} image(s) from {} ({model}) after {} attempt(s){cost}",
-                    paths.len(),
-                    res.provider,
-                    res.attempts.len()
-                );
-                if res.attempts.len() > 1 || !res.skipped.is_empty() {
-                    output::print_attempts(&res.attempts, &res.skipped);
-                }
+                eprintln!("error: {msg}");
             }
-            ExitCode::SUCCESS
+            return ExitCode::from(EXIT_FAILED);
         }
-        Err(e) => {
-            if json {
-                print_json(&json!({
-                    "error": output::error_json(&e),
-                    "attempts": output::attempts_json(e.attempts()),
-                    "skipped": output::skipped_json(e.skipped()),
-                }));
-            } else {
-                eprintln!("error: {e}");
-                eprintln!("{}", e.explain());
-                output::print_attempts(e.attempts(), e.skipped());
-            }
-            ExitCode::from(if e.is_config() {
-                super::EXIT_CONFIG
-            } else {
-                EXIT_FAILED
-            })
+    };
+    // The router's own figure (from usage and the catalog), else an estimate.
+    let cost = res
+        .cost_usd
+        .or_else(|| output::cost_usd(catalog, model, res.usage.as_ref(), req, res.images.len()));
+    if json {
+        print_json(&json!({
+            "provider": res.provider,
+            "model": model,
+            "images": paths,
+            "usage": res.usage,
+            "cost_usd": cost,
+            "request_id": res.request_id,
+            "attempts": output::attempts_json(&res.attempts),
+            "skipped": output::skipped_json(&res.skipped),
+        }));
+    } else {
+        for p in &paths {
+            println!("{}", p.display());
+        }
+        let cost = cost.map(|c| format!(", about ${c:.4}")).unwrap_or_default();
+        eprintln!(
+            "{} image(s) from {} ({model}) after {} attempt(s){cost}",
+            paths.len(),
+            res.provider,
+            res.attempts.len()
+        );
+        if res.attempts.len() > 1 || !res.skipped.is_empty() {
+            output::print_attempts(&res.attempts, &res.skipped);
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// Reports a failed request: exit 2 for a configuration problem or an invalid request built
+/// from the flags (a usage error, as a bad flag is), 1 otherwise.
+fn failed(json: bool, e: &image_router::Error) -> ExitCode {
+    if json {
+        print_json(&json!({
+            "error": output::error_json(e),
+            "attempts": output::attempts_json(e.attempts()),
+            "skipped": output::skipped_json(e.skipped()),
+        }));
+    } else {
+        eprintln!("error: {}", super::redact::text(&e.to_string()));
+        eprintln!("{}", super::redact::text(&e.explain().to_string()));
+        output::print_attempts(e.attempts(), e.skipped());
+    }
+    // An invalid request was built from the flags: a usage error, as a bad flag is.
+    let usage = e.is_config() || matches!(e, image_router::Error::Invalid(_));
+    ExitCode::from(if usage {
+        super::EXIT_CONFIG
+    } else {
+        EXIT_FAILED
+    })
 }

@@ -1,12 +1,17 @@
 //! The command line: argument parsing (clap derive), shared helpers and exit codes.
 //!
 //! Exit codes: 0 success; 1 the work failed (no image, some prompts failed, a provider is
-//! unusable); 2 the command line or the configuration is wrong.
+//! unusable); 2 the command line or the configuration is wrong (options that make an invalid
+//! request included: they are as wrong as a bad flag).
 
 mod batch;
 mod doctor;
 mod generate;
 mod output;
+// The library's redaction helpers, compiled into the binary too (they are crate-private there).
+#[allow(dead_code)]
+#[path = "../redact.rs"]
+mod redact;
 mod status;
 
 use std::path::PathBuf;
@@ -29,7 +34,7 @@ Examples:
   image-router status --config router.toml --json
 
 Exit codes: 0 success, 1 failure (no image / a prompt failed / a provider unusable),
-2 invalid command line or configuration.
+2 invalid command line (or options that make an invalid request) or configuration.
 
 Keys are read from the environment variables the config names (`api_key_env`); they are
 never written in the config file nor printed.";
@@ -118,19 +123,21 @@ pub fn load_config(common: &Common) -> Result<RouterConfig, ExitCode> {
 /// Prints a configuration error (explained) and returns the config exit code.
 pub fn config_failure(e: &ConfigError, json: bool) -> ExitCode {
     let x = e.explain();
+    let (cause, action) = (redact::text(&x.cause), redact::text(&x.action));
+    let message = redact::text(&e.to_string());
     if json {
         output::print_json(&serde_json::json!({
             "error": {
                 "kind": "config",
                 "field": e.field,
                 "line": e.line,
-                "message": e.to_string(),
-                "explanation": x,
+                "message": message,
+                "explanation": {"cause": cause, "action": action},
             }
         }));
     } else {
-        eprintln!("error: {e}");
-        eprintln!("{x}");
+        eprintln!("error: {message}");
+        eprintln!("{}", redact::text(&x.to_string()));
     }
     ExitCode::from(EXIT_CONFIG)
 }

@@ -1,7 +1,9 @@
 //! Shared output helpers: JSON printing, error objects, cost, attempt lines.
 
-use image_router::catalog::{Catalog, Price};
-use image_router::{Attempt, Error, GenerateRequest, Skip, Usage};
+use image_router::catalog::Catalog;
+use image_router::{Attempt, CostEstimator, Error, GenerateRequest, ImageRequest, Skip, Usage};
+
+use super::redact;
 use serde_json::{json, Value};
 
 /// Prints one JSON value on one line of stdout.
@@ -30,10 +32,11 @@ pub fn error_kind(e: &Error) -> &'static str {
 /// provider error's `provider`, `status`, `code` and `reason` (which access denial, e.g.
 /// `tier_access` or `insufficient_quota`) when there is one.
 pub fn error_json(e: &Error) -> Value {
+    let x = e.explain();
     let mut v = json!({
         "kind": error_kind(e),
-        "message": e.to_string(),
-        "explanation": e.explain(),
+        "message": redact::text(&e.to_string()),
+        "explanation": {"cause": redact::text(&x.cause), "action": redact::text(&x.action)},
     });
     if let Some(c) = e.cause() {
         v["provider"] = json!(c.provider);
@@ -56,8 +59,9 @@ pub fn skipped_json(skipped: &[Skip]) -> Value {
     serde_json::to_value(skipped).unwrap_or(Value::Null)
 }
 
-/// The cost in USD of a generation: from `usage` when the provider reported it, else
-/// estimated from the catalog's token table. `None` when the model has no price.
+/// The cost in USD of a generation, by the library's [`CostEstimator`]: from `usage` when
+/// the provider reported it, else estimated from the catalog's token table, for the `images`
+/// that came back. `None` when the model has no price.
 pub fn cost_usd(
     catalog: &Catalog,
     model: &str,
@@ -65,48 +69,17 @@ pub fn cost_usd(
     req: &GenerateRequest,
     images: usize,
 ) -> Option<f64> {
-    let spec = catalog.model(model)?;
-    match spec.price.as_ref()? {
-        Price::UsdPer1mTokens {
-            text_input,
-            image_input,
-            image_output,
-            ..
-        } => {
-            let (text, image_in, out) = match usage {
-                Some(u) => {
-                    let d = &u.input_tokens_details;
-                    let text = if d.text_tokens + d.image_tokens == 0 {
-                        u.input_tokens
-                    } else {
-                        d.text_tokens
-                    };
-                    (text, d.image_tokens, u.output_tokens)
-                }
-                None => (
-                    image_router::tokens::text_tokens(&req.prompt),
-                    0,
-                    u64::from(spec.output_image_tokens(req.quality, req.size)) * images as u64,
-                ),
-            };
-            Some(
-                (text as f64 * text_input
-                    + image_in as f64 * image_input
-                    + out as f64 * image_output)
-                    / 1_000_000.0,
-            )
-        }
-        Price::UsdPerImage { table } => {
-            let q = spec.resolve_quality(req.quality);
-            let s = spec.resolve_size(req.size);
-            table
-                .get(&q)
-                .and_then(|t| t.get(&s))
-                .map(|p| p * images as f64)
-        }
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
+    let mut req = req.clone();
+    req.model = Some(model.to_string());
+    // Charge what came back (a provider may answer with more images than asked for).
+    req.n = u8::try_from(images.max(1)).ok().or(req.n);
+    let req = ImageRequest::from(req);
+    let spec = catalog.model(model);
+    let est = image_router::tokens::estimate(&req, spec, 0);
+    CostEstimator::new()
+        .actual(model, spec, &req, usage, &est)
+        .ok()
+        .map(|c| c.usd)
 }
 
 /// One line per attempt for people.

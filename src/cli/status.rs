@@ -5,14 +5,26 @@
 //! order, where their keys come from (set or missing, never the value), and the limits the
 //! router will use (explicit `rpm` / `tpm`, else the tier's from the catalog).
 
+use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
-use image_router::config::{build_provider, process_env};
+use image_router::breaker::BreakerState;
+use image_router::budget::LedgerSnapshot;
+use image_router::catalog::Catalog;
+use image_router::config::{
+    build_provider, mode_name, process_env, Credential, ProviderConfig, RouterSettings,
+};
+use image_router::headers::format_go_duration;
 use image_router::provider::ProviderKind;
-use serde_json::json;
+use image_router::router as rt;
+use image_router::{Headroom, Provider, RouterStatus};
+use serde_json::{json, Value};
 
 use super::output::print_json;
+use super::redact;
 use super::Common;
 
 pub const AFTER_HELP: &str = "\
@@ -36,101 +48,136 @@ pub async fn run(a: StatusArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return super::config_failure(&e, json),
     };
-    let default_model = cfg
-        .router
-        .default_model
-        .clone()
-        .unwrap_or_else(|| catalog.default_model().to_string());
     // The router's own view (limiter headroom, budgets). Building sends nothing; a provider
     // whose key is missing is built with a placeholder so its limits still show.
     let env = |v: &str| Some(process_env(v).unwrap_or_else(|| "placeholder-not-set".into()));
-    let router = match cfg.build_with(&env, build_provider) {
+    // The providers as built, for the name each gives the default model on the wire.
+    let mut built: Vec<Arc<dyn Provider>> = Vec::with_capacity(cfg.providers.len());
+    let keep = |p: &ProviderConfig, c: Option<Credential>, cat: &Arc<Catalog>| {
+        let provider = build_provider(p, c, cat)?;
+        built.push(provider.clone());
+        Ok(provider)
+    };
+    let router = match cfg.build_with(&env, keep) {
         Ok(r) => r,
         Err(e) => return super::config_failure(&e, json),
     };
-    let live = router.status();
-    let headroom: std::collections::HashMap<String, _> = router.headroom().into_iter().collect();
-    let spend = router.spend();
-    let ledger = |name: &str| spend.iter().find(|l| l.name == name).cloned();
-    let rows: Vec<serde_json::Value> = cfg
+    let view = View {
+        default_model: cfg
+            .router
+            .default_model
+            .clone()
+            .unwrap_or_else(|| catalog.default_model().to_string()),
+        live: router.status(),
+        headroom: router.headroom().into_iter().collect(),
+        spend: router.spend(),
+        catalog,
+        built,
+    };
+    let rows: Vec<Value> = cfg
         .providers
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            let tier = p.tier.as_deref().and_then(|t| catalog.tier(t));
-            let rpm = p.rpm.or(tier.map(|t| t.rpm));
-            let tpm = p.tpm.or(tier.map(|t| t.tpm));
-            let key_var = p.api_key_env.clone().or(p.bearer_token_env.clone());
-            let key_set = key_var.as_deref().map(|v| {
-                std::env::var(v)
-                    .map(|s| !s.trim().is_empty())
-                    .unwrap_or(false)
-            });
-            let url = match p.kind {
-                ProviderKind::Azure => p.endpoint.clone(),
-                ProviderKind::OpenAi => Some(
-                    p.base_url
-                        .clone()
-                        .unwrap_or_else(|| catalog.kinds().openai_base_url.clone()),
-                ),
-                _ => p.base_url.clone(),
-            };
-            json!({
-                "priority": i + 1,
-                "name": p.name,
-                "kind": p.kind.as_str(),
-                "url": url,
-                "default_model_as_sent": p.wire_model(&default_model),
-                "models": p.models,
-                "deployments": p.deployments,
-                "deployment": p.deployment,
-                "mode": p.mode,
-                "tier": p.tier,
-                "rpm": rpm,
-                "tpm": tpm,
-                "safety_margin": p.safety_margin.unwrap_or(0.9),
-                "weight": p.weight.unwrap_or(1.0),
-                "key_env": key_var,
-                "key_set": key_set,
-                "state": match (key_set, headroom.get(&p.name)) {
-                    (Some(false), _) => "no key",
-                    _ if live.providers.iter().any(|s| s.name == p.name && s.cooldown.is_some()) => "cooling down",
-                    _ if live.providers.iter().any(|s| {
-                        s.name == p.name && s.breaker.state != image_router::breaker::BreakerState::Closed
-                    }) => "breaker not closed",
-                    (_, Some(h)) if h.no_access => "no access (tier)",
-                    (_, Some(h)) if h.retry_in.is_some() => "blocked",
-                    _ => "ready",
-                },
-                "headroom": headroom.get(&p.name),
-                "spend": ledger(&p.name),
-            })
-        })
+        .map(|(i, p)| view.row(i, p))
         .collect();
-    let r = &cfg.router;
-    let fmt = |d: Option<std::time::Duration>, def: std::time::Duration| {
-        image_router::headers::format_go_duration(d.unwrap_or(def))
-    };
-    use image_router::router as rt;
-    let settings = json!({
-        "strategy": live.strategy,
-        "timeout": fmt(r.timeout, rt::DEFAULT_ATTEMPT_TIMEOUT),
-        "deadline": fmt(r.deadline, rt::DEFAULT_DEADLINE),
-        "max_attempts": r.max_attempts.unwrap_or(rt::DEFAULT_MAX_ATTEMPTS),
-        "cooldown": fmt(r.cooldown, rt::DEFAULT_COOLDOWN),
-        "default_model": default_model,
-        "failover_on_content_policy": r.failover_on_content_policy.unwrap_or(false),
-        "catalog": r.catalog,
-    });
+    let settings = view.settings(&cfg.router);
     if json {
         print_json(&json!({
             "router": settings,
             "providers": rows,
-            "spend": spend.first(),
-            "status": live,
+            "spend": view.spend.first(),
+            "status": view.live,
         }));
-        return ExitCode::SUCCESS;
+    } else {
+        print_text(&settings, &rows, &view);
     }
+    ExitCode::SUCCESS
+}
+
+/// What status shows besides the configuration: the built router's view.
+struct View {
+    default_model: String,
+    live: RouterStatus,
+    headroom: HashMap<String, Headroom>,
+    spend: Vec<LedgerSnapshot>,
+    catalog: Arc<Catalog>,
+    built: Vec<Arc<dyn Provider>>,
+}
+
+impl View {
+    /// One provider's row. URLs are shown without credentials; a key's variable name only
+    /// when it does not look like a key itself.
+    fn row(&self, i: usize, p: &ProviderConfig) -> Value {
+        let tier = p.tier.as_deref().and_then(|t| self.catalog.tier(t));
+        let key_var = p.api_key_env.as_deref().or(p.bearer_token_env.as_deref());
+        let key_set = key_var.map(|v| {
+            std::env::var(v)
+                .map(|s| !s.trim().is_empty())
+                .unwrap_or(false)
+        });
+        let url = match p.kind {
+            ProviderKind::Azure => p.endpoint.clone(),
+            ProviderKind::OpenAi => Some(
+                p.base_url
+                    .clone()
+                    .unwrap_or_else(|| self.catalog.kinds().openai_base_url.clone()),
+            ),
+            _ => p.base_url.clone(),
+        }
+        .map(|u| redact::url(&u));
+        json!({
+            "priority": i + 1,
+            "name": p.name,
+            "kind": p.kind.as_str(),
+            "url": url,
+            "default_model_as_sent": self.built.get(i).map(|b| b.wire_model(&self.default_model)),
+            "models": p.models,
+            "deployments": p.deployments,
+            "deployment": p.deployment,
+            "mode": p.mode.map(mode_name),
+            "tier": p.tier,
+            "rpm": p.rpm.or(tier.map(|t| t.rpm)),
+            "tpm": p.tpm.or(tier.map(|t| t.tpm)),
+            "safety_margin": p.safety_margin.unwrap_or(0.9),
+            "weight": p.weight.unwrap_or(1.0),
+            "key_env": key_var.map(redact::env_var_name),
+            "key_set": key_set,
+            "state": self.state(&p.name, key_set),
+            "headroom": self.headroom.get(&p.name),
+            "spend": self.spend.iter().find(|l| l.name == p.name),
+        })
+    }
+
+    fn state(&self, name: &str, key_set: Option<bool>) -> &'static str {
+        let live = self.live.providers.iter().find(|s| s.name == name);
+        match (key_set, self.headroom.get(name)) {
+            (Some(false), _) => "no key",
+            _ if live.is_some_and(|s| s.cooldown.is_some()) => "cooling down",
+            _ if live.is_some_and(|s| s.breaker.state != BreakerState::Closed) => {
+                "breaker not closed"
+            }
+            (_, Some(h)) if h.no_access => "no access (tier)",
+            (_, Some(h)) if h.retry_in.is_some() => "blocked",
+            _ => "ready",
+        }
+    }
+
+    fn settings(&self, r: &RouterSettings) -> Value {
+        let fmt = |d: Option<Duration>, def: Duration| format_go_duration(d.unwrap_or(def));
+        json!({
+            "strategy": self.live.strategy,
+            "timeout": fmt(r.timeout, rt::DEFAULT_ATTEMPT_TIMEOUT),
+            "deadline": fmt(r.deadline, rt::DEFAULT_DEADLINE),
+            "max_attempts": r.max_attempts.unwrap_or(rt::DEFAULT_MAX_ATTEMPTS),
+            "cooldown": fmt(r.cooldown, rt::DEFAULT_COOLDOWN),
+            "default_model": self.default_model,
+            "failover_on_content_policy": r.failover_on_content_policy.unwrap_or(false),
+            "catalog": r.catalog,
+        })
+    }
+}
+
+fn print_text(settings: &Value, rows: &[Value], view: &View) {
     println!(
         "router: strategy {}, timeout {}, deadline {}, max {} attempt(s), cool-down {}, default model {}",
         settings["strategy"].as_str().unwrap_or("-"),
@@ -138,21 +185,21 @@ pub async fn run(a: StatusArgs) -> ExitCode {
         settings["deadline"].as_str().unwrap_or(""),
         settings["max_attempts"],
         settings["cooldown"].as_str().unwrap_or(""),
-        default_model
+        view.default_model
     );
     println!(
         "{:<3} {:<20} {:<10} {:<8} {:>6} {:>9} {:<24} {:<10} url",
         "#", "provider", "kind", "tier", "rpm", "tpm", "key", "state"
     );
-    for row in &rows {
+    for row in rows {
         let s = |k: &str| match &row[k] {
-            serde_json::Value::Null => "-".to_string(),
-            serde_json::Value::String(s) => s.clone(),
+            Value::Null => "-".to_string(),
+            Value::String(s) => s.clone(),
             v => v.to_string(),
         };
         let key = match (&row["key_env"], &row["key_set"]) {
-            (serde_json::Value::String(v), serde_json::Value::Bool(true)) => format!("{v} (set)"),
-            (serde_json::Value::String(v), _) => format!("{v} (MISSING)"),
+            (Value::String(v), Value::Bool(true)) => format!("{v} (set)"),
+            (Value::String(v), _) => format!("{v} (MISSING)"),
             _ => "-".into(),
         };
         println!(
@@ -168,7 +215,7 @@ pub async fn run(a: StatusArgs) -> ExitCode {
             s("url")
         );
     }
-    for l in &spend {
+    for l in &view.spend {
         for b in &l.budgets {
             println!(
                 "budget {}: ${:.2} of ${:.2} per {} spent, ${:.2} left",
@@ -176,5 +223,4 @@ pub async fn run(a: StatusArgs) -> ExitCode {
             );
         }
     }
-    ExitCode::SUCCESS
 }

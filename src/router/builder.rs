@@ -421,24 +421,21 @@ impl RouterBuilder {
                 ));
             }
         }
-        if s.attempt_timeout.is_zero() {
-            return Err(ConfigError::new("attempt_timeout", "must be above zero"));
+        crate::config::validate::RequestSettings {
+            attempt_timeout: s.attempt_timeout,
+            deadline: s.deadline,
+            max_attempts: s.max_attempts,
+            cooldown: s.cooldown,
+            retry_backoff: s.retry_backoff,
+            rate_limit_wait: s.rate_limit_wait,
+            default_model: s.default_model.as_deref(),
+            fallback_usd_per_image: self.fallback_usd_per_image,
         }
-        if s.deadline.is_zero() {
-            return Err(ConfigError::new("deadline", "must be above zero"));
-        }
-        if s.max_attempts == 0 {
-            return Err(ConfigError::new("max_attempts", "must be at least 1"));
-        }
-        if let Some(m) = &s.default_model {
-            if m.trim().is_empty() {
-                return Err(ConfigError::new("default_model", "must not be empty"));
-            }
-        }
+        .validate()?;
         if let Some(b) = &self.breaker {
-            check_breaker(b)?;
+            b.validate().map_err(|e| e.scoped("breaker"))?;
         }
-        check_health(&self.health)?;
+        self.health.validate().map_err(|e| e.scoped("health"))?;
         let catalog = self
             .catalog
             .unwrap_or_else(|| Arc::new(Catalog::builtin().clone()));
@@ -453,6 +450,7 @@ impl RouterBuilder {
         let mut pending = Vec::new();
         for (i, (p, o)) in self.providers.into_iter().enumerate() {
             let scope = format!("providers[{i}]");
+            o.validate().map_err(|e| e.scoped(&scope))?;
             let limits = Limits::resolve(
                 &catalog,
                 o.tier.as_deref(),
@@ -474,27 +472,11 @@ impl RouterBuilder {
                 BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
                     .map_err(|e| e.scoped(&scope))?;
                 pending.push((old.clone(), limits, o.budgets.clone()));
-                if let Some(w) = o.weight {
-                    if !(w.is_finite() && w > 0.0) {
-                        return Err(ConfigError::new(
-                            format!("{scope}.weight"),
-                            format!("must be a positive number, got {w}"),
-                        ));
-                    }
-                }
                 providers.push(old.carried_over(p, o));
                 continue;
             }
             let limiter =
                 RateLimiter::with_config(config, clock.clone()).map_err(|e| e.scoped(&scope))?;
-            if let Some(w) = o.weight {
-                if !(w.is_finite() && w > 0.0) {
-                    return Err(ConfigError::new(
-                        format!("{scope}.weight"),
-                        format!("must be a positive number, got {w}"),
-                    ));
-                }
-            }
             let ledger = BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
                 .map_err(|e| e.scoped(&scope))?;
             let health = Health::new(self.health.clone(), clock.clone());
@@ -540,49 +522,4 @@ impl RouterBuilder {
         };
         Ok(snapshot)
     }
-}
-
-/// Rejects breaker settings that cannot mean anything (a NaN ratio, a ramp share outside
-/// 0..=1, a zero cool-down or window) instead of silently running with them.
-fn check_breaker(b: &BreakerConfig) -> Result<(), ConfigError> {
-    let field = |f: &str| format!("breaker.{f}");
-    if !(b.failure_ratio.is_finite() && b.failure_ratio > 0.0) {
-        return Err(ConfigError::new(
-            field("failure_ratio"),
-            format!(
-                "must be above 0 (above 1 disables it), got {}",
-                b.failure_ratio
-            ),
-        ));
-    }
-    if !(b.ramp_start.is_finite() && (0.0..=1.0).contains(&b.ramp_start)) {
-        return Err(ConfigError::new(
-            field("ramp_start"),
-            format!("must be a share between 0 and 1, got {}", b.ramp_start),
-        ));
-    }
-    if !b.cool_down_multiplier.is_finite() {
-        return Err(ConfigError::new(
-            field("cool_down_multiplier"),
-            format!("must be a finite number, got {}", b.cool_down_multiplier),
-        ));
-    }
-    for (name, d) in [
-        ("cool_down", b.cool_down),
-        ("long_cool_down", b.long_cool_down),
-        ("window", b.window),
-    ] {
-        if d.is_zero() {
-            return Err(ConfigError::new(field(name), "must be above zero"));
-        }
-    }
-    Ok(())
-}
-
-/// Rejects a zero availability window (the ring's resolution would be meaningless).
-fn check_health(h: &HealthConfig) -> Result<(), ConfigError> {
-    if h.window.is_zero() {
-        return Err(ConfigError::new("health.window", "must be above zero"));
-    }
-    Ok(())
 }

@@ -21,6 +21,9 @@ use serde_json::Value;
 // ---- helpers -------------------------------------------------------------------------------
 
 /// A key-shaped secret built at run time (never a literal in this file).
+/// The batch manifest's name in an output folder.
+const MANIFEST: &str = ".image-router-batch.jsonl";
+
 fn secret(tag: &str) -> String {
     format!("sk-{tag}-{}", "Q7x".repeat(9))
 }
@@ -244,7 +247,7 @@ fn readme_config_example_parses_and_builds() {
 
 #[test]
 fn config_module_doc_and_issue_examples_parse_and_build() {
-    let doc = module_doc(include_str!("../../src/config.rs"));
+    let doc = module_doc(include_str!("../../src/config/mod.rs"));
     let tomls = blocks(&doc, "toml");
     assert!(!tomls.is_empty());
     // The issue's own example, verbatim.
@@ -423,11 +426,9 @@ rename = { "gpt-image-1" = "openai/gpt-image-1" }
     assert_eq!(h.min_samples, 3);
     assert_eq!(h.idle_decay, None);
     assert_eq!(h.default_latency, Duration::from_secs(4));
-    assert_eq!(cfg.providers[1].wire_model("gpt-image-1-mini"), "mini");
-    assert_eq!(
-        cfg.providers[2].wire_model("gpt-image-1"),
-        "openai/gpt-image-1"
-    );
+    let wire = |i| crate::config::wire_provider(&cfg, i);
+    assert_eq!(wire(1).wire_model("gpt-image-1-mini"), "mini");
+    assert_eq!(wire(2).wire_model("gpt-image-1"), "openai/gpt-image-1");
     let env = env_from(&[
         ("K1", secret("primary")),
         ("K2", "entra-token".into()),
@@ -1193,12 +1194,16 @@ async fn batch_fifty_with_failing_primary_then_resume() {
     for l in &lines[..50] {
         assert_eq!(l["status"], "ok", "{l}");
     }
+    // The folder holds the images and the batch manifest (one record per saved prompt).
     let mut pngs: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with(MANIFEST))
         .collect();
     pngs.sort();
     assert_eq!(pngs.len(), 50, "{pngs:?}");
+    let records = std::fs::read_to_string(out.join(MANIFEST)).unwrap();
+    assert_eq!(records.lines().count(), 50, "{records}");
     for p in &pngs {
         assert_png(p);
     }
@@ -1295,10 +1300,14 @@ async fn batch_failing_lines_do_not_lose_the_others() {
     }
     assert_png(&out.join("lighthouse.png"));
     assert_eq!(
-        std::fs::read_dir(&out).unwrap().count(),
+        std::fs::read_dir(&out)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != MANIFEST)
+            .count(),
         3,
         "three images, no temporary files left"
     );
+    assert!(out.join(MANIFEST).is_file());
     // Text mode lists the failures and the summary; a re-run retries only the failed ones.
     let before = sim.stats("primary").requests;
     let o = cli(
@@ -1887,7 +1896,14 @@ async fn batch_honours_concurrency() {
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let peak = watcher.await.unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 9);
+    assert_eq!(
+        std::fs::read_dir(&out)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != MANIFEST)
+            .count(),
+        9
+    );
+    assert!(out.join(MANIFEST).is_file());
     assert!(peak <= 3, "never more than --concurrency in flight: {peak}");
     assert!(peak >= 2, "prompts run side by side: {peak}");
 }

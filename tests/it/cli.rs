@@ -371,11 +371,15 @@ mod sim {
                 .unwrap()
                 >= 1
         );
+        // The images, and the batch manifest recording them.
+        let manifest = ".image-router-batch.jsonl";
         let files: Vec<_> = std::fs::read_dir(&out_dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with(manifest))
             .collect();
         assert_eq!(files.len(), 50, "{files:?}");
+        assert!(out_dir.join(manifest).is_file());
         for f in &files {
             decode_png(f);
         }

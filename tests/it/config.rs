@@ -1,7 +1,7 @@
 //! Config file parsing: every error names the key and its line; a valid file maps onto the
 //! router's settings.
 
-use image_router::config::{ProxyMode, RouterConfig, Strategy};
+use image_router::config::{CompatibleMode, RouterConfig, Strategy};
 use image_router::ProviderKind;
 use std::time::Duration;
 
@@ -57,7 +57,7 @@ fn issue_example_parses() {
     assert_eq!(p.line_of("tier"), 13);
     assert_eq!(cfg.providers[1].kind, ProviderKind::Azure);
     assert_eq!(cfg.providers[1].deployment.as_deref(), Some("gpt-image-1"));
-    assert_eq!(cfg.providers[2].mode, Some(ProxyMode::Images));
+    assert_eq!(cfg.providers[2].mode, Some(CompatibleMode::Images));
     assert_eq!(cfg.providers[2].line, 25);
     cfg.catalog().unwrap();
 }
@@ -273,10 +273,29 @@ fn azure_deployment_maps_the_default_model() {
             "deployment = \"mini-east\"\ndeployments = { \"gpt-image-1\" = \"big-east\" }",
         );
     let cfg: RouterConfig = text.parse().unwrap();
-    let az = &cfg.providers[1];
+    // The name on the wire is the built provider's own mapping (there is one, not two).
+    let az = wire_provider(&cfg, 1);
     assert_eq!(az.wire_model("gpt-image-1-mini"), "mini-east");
     assert_eq!(az.wire_model("gpt-image-1"), "big-east");
-    assert_eq!(cfg.providers[2].wire_model("gpt-image-1"), "gpt-image-1");
+    assert_eq!(
+        wire_provider(&cfg, 2).wire_model("gpt-image-1"),
+        "gpt-image-1"
+    );
+}
+
+/// Provider `i` of `cfg` built as `build()` builds it, with a placeholder key.
+pub(crate) fn wire_provider(
+    cfg: &RouterConfig,
+    i: usize,
+) -> std::sync::Arc<dyn image_router::Provider> {
+    let p = &cfg.providers[i];
+    let cred = image_router::config::Credential {
+        secret: secrecy::SecretString::from("placeholder"),
+        bearer: false,
+        var: "K".into(),
+    };
+    let catalog = cfg.catalog().unwrap();
+    image_router::config::build_provider(p, Some(cred), &catalog).unwrap()
 }
 
 mod built {

@@ -1,0 +1,108 @@
+//! Keys from the environment: `api_key_env` / `bearer_token_env` name variables, and the
+//! values are read into [`SecretString`]s only when the router is built.
+//!
+//! Why the name is checked so closely: people paste the key itself into `api_key_env`. An
+//! OpenAI key starts with `sk-`, but an Azure key is 32 hex digits and a proxy's key can be
+//! anything, and every message that names the variable (`… is not set`, `status`, `doctor`)
+//! would print it. A value that is not shaped like a variable name is refused without being
+//! echoed (see [`crate::redact::looks_like_key`]).
+
+use secrecy::SecretString;
+
+use super::locate::Locator;
+use super::provider::ProviderConfig;
+use super::router::S;
+use crate::error::ConfigError;
+use crate::redact;
+
+/// A key or token read from the environment.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    /// The value (never printed).
+    pub secret: SecretString,
+    /// Whether it is an Entra ID bearer token (Azure) rather than an API key.
+    pub bearer: bool,
+    /// The environment variable it came from.
+    pub var: String,
+}
+
+/// Reads a variable from the process environment.
+pub fn process_env(var: &str) -> Option<String> {
+    std::env::var(var).ok()
+}
+
+/// The message for a value that is not a variable name; never contains the value.
+fn not_a_name(field: &str, looks_like_key: bool) -> String {
+    let key = field.rsplit('.').next().unwrap_or(field);
+    if looks_like_key {
+        format!(
+            "{key} must name an environment variable; the value looks like a key itself. \
+             Put the key in a variable (e.g. `export MY_KEY=...`) and write its name here"
+        )
+    } else {
+        format!(
+            "{key} must be the NAME of an environment variable (letters, digits, `_`, not \
+             starting with a digit); never write the key itself in the file"
+        )
+    }
+}
+
+/// An `api_key_env` / `bearer_token_env` value: a variable name, trimmed.
+pub(super) fn env_name(
+    cx: &Locator<'_>,
+    field: String,
+    v: &S<String>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(s) = v else { return Ok(None) };
+    let name = s.get_ref().trim();
+    if name.is_empty() {
+        return Err(cx.err(field, s, "must not be empty"));
+    }
+    if !redact::is_env_var_name(name) {
+        let msg = not_a_name(&field, redact::looks_like_key(name));
+        return Err(cx.err(field, s, msg));
+    }
+    Ok(Some(name.to_string()))
+}
+
+impl ProviderConfig {
+    /// Reads the key (or Azure bearer token) from the environment through `env`. `Ok(None)`
+    /// when the provider names no variable; an error naming the key and line when the
+    /// variable is not set or empty, or when the name is not a variable name (never echoed
+    /// then: it is probably the key).
+    pub fn credential(
+        &self,
+        index: usize,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Credential>, ConfigError> {
+        for (key, var, bearer) in [
+            ("api_key_env", &self.api_key_env, false),
+            ("bearer_token_env", &self.bearer_token_env, true),
+        ] {
+            let Some(var) = var else { continue };
+            let field = format!("provider[{index}].{key}");
+            if !redact::is_env_var_name(var) {
+                let msg = not_a_name(&field, redact::looks_like_key(var));
+                return Err(ConfigError::new(field, msg).at_line(self.line_of(key)));
+            }
+            return match env(var) {
+                Some(v) if !v.trim().is_empty() => Ok(Some(Credential {
+                    secret: SecretString::from(v.trim().to_string()),
+                    bearer,
+                    var: var.clone(),
+                })),
+                _ => Err(ConfigError::new(
+                    field,
+                    format!(
+                        "environment variable {var} is not set (or empty); export it with \
+                         the {} for provider {:?}",
+                        if bearer { "bearer token" } else { "API key" },
+                        self.name
+                    ),
+                )
+                .at_line(self.line_of(key))),
+            };
+        }
+        Ok(None)
+    }
+}
