@@ -42,7 +42,8 @@ fn json_lines(o: &Output) -> Vec<Value> {
         .collect()
 }
 
-/// A provider that answers PNG whatever was asked, and two images for the prompt "two".
+/// A provider that answers PNG whatever was asked, and two images for the prompt "two" (which
+/// the test asks with `n = 3`: fewer images than asked, as a provider may answer).
 async fn server() -> MockServer {
     let server = MockServer::start().await;
     let mut two = wire::ok_body();
@@ -101,13 +102,14 @@ async fn resume_follows_what_was_saved_not_what_was_asked() {
     let prompts = dir.path().join("p.txt");
     std::fs::write(
         &prompts,
-        "a jpeg fox\n{\"prompt\": \"two\", \"name\": \"pair\"}\n",
+        "a jpeg fox\n{\"prompt\": \"two\", \"name\": \"pair\", \"n\": 3}\n",
     )
     .unwrap();
     let out = dir.path().join("out");
     let o = cli(batch(&cfg, &prompts, &out, &["--output-format", "jpeg"])).await;
     assert!(o.status.success(), "{}", text(&o));
-    // PNG came back for a JPEG request, and two images for n = 1: named by what came back.
+    // PNG came back for a JPEG request, and two images for n = 3: named by what came back.
+    // (Images beyond `n` are dropped by the providers, so "more than asked" cannot happen.)
     assert!(out.join("0001.png").is_file());
     assert!(out.join("pair-1.png").is_file() && out.join("pair-2.png").is_file());
     let records: Vec<Value> = std::fs::read_to_string(out.join(MANIFEST))
@@ -139,7 +141,7 @@ async fn resume_follows_what_was_saved_not_what_was_asked() {
     std::fs::remove_file(out.join("pair-2.png")).unwrap();
     std::fs::write(
         &prompts,
-        "a jpeg fox, bigger\n{\"prompt\": \"two\", \"name\": \"pair\"}\n",
+        "a jpeg fox, bigger\n{\"prompt\": \"two\", \"name\": \"pair\", \"n\": 3}\n",
     )
     .unwrap();
     let o = cli(batch(&cfg, &prompts, &out, &["--output-format", "jpeg"])).await;
