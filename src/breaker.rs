@@ -4,7 +4,8 @@
 //! # States
 //!
 //! ```text
-//!     N genuinely consecutive failures, or failure ratio ≥ R over the window (≥ min samples)
+//!   N genuinely consecutive failures, or failure ratio ≥ R over the window (≥ min samples,
+//!   ≥ 2 independent failures)
 //!   Closed ───────────────────────────────────────────────────────────────▶ Open
 //!     ▲                                                                      │ cool-down over:
 //!     │ ramp complete                                                        ▼ next caller gets the probe
@@ -30,14 +31,20 @@
 //!   The order is taken from the breaker's lock (each pass remembers how many outcomes had
 //!   been counted when it was granted), not from timestamps, so it is exact with a coarse or
 //!   a manual clock, where a call's start and the previous call's end can read the same.
-//!   Every failure, overlapping or not, still counts toward the **failure ratio**
+//!   Every failure, overlapping or not, counts toward the **failure ratio**
 //!   ([`BreakerConfig::failure_ratio`] over [`BreakerConfig::window`], once at least
 //!   [`BreakerConfig::min_samples`] outcomes are in it): a rate over a minimum volume is
 //!   what opens the breaker on a provider that fails for everyone at once, however
-//!   concurrent the traffic. The price: at a trickle too thin to reach the minimum volume,
-//!   a provider that *hangs* (each call ends at the attempt timeout, all of them
-//!   overlapping) needs N rounds of the attempt timeout to open; each of those requests
-//!   still fails over after its timeout.
+//!   concurrent the traffic. But the ratio opens the breaker only once at least **two** of
+//!   the failures in the window are independent (each counted into a run, i.e. not
+//!   overlapping a counted outcome): one stall, however many calls it catches, is one piece
+//!   of evidence even on a provider that had little other traffic in the window, while a
+//!   provider that is really down also fails the next round of calls, which is the second.
+//!   That costs one extra round of calls (a fast failure, or one attempt timeout for a
+//!   hanging provider) before a concurrent outage opens the breaker. At a trickle too thin
+//!   to reach the minimum volume, a provider that *hangs* (each call ends at the attempt
+//!   timeout, all of them overlapping) needs N rounds of the attempt timeout to open; each
+//!   of those requests still fails over after its timeout.
 //! * **Exactly one probe.** After an outage, letting every waiting request through at once
 //!   is how a recovering provider gets knocked over again. In half-open the first caller gets
 //!   a pass marked [`BreakerPass::is_probe`]; everybody else is refused until it reports. The
@@ -114,7 +121,8 @@ pub struct BreakerConfig {
     /// this trigger. Any value is meaningful.
     pub consecutive_failures: u32,
     /// Failure ratio over `window` that opens the breaker (every fault counts here, also
-    /// overlapping ones). Default 0.5. Bounds: a finite number > 0; values > 1 disable it.
+    /// overlapping ones, but at least two of the faults must be independent; see the module
+    /// docs). Default 0.5. Bounds: a finite number > 0; values > 1 disable it.
     pub failure_ratio: f64,
     /// Window for the failure ratio. Default 60 s. Bounds: > 0.
     pub window: Duration,
@@ -331,6 +339,9 @@ struct Inner {
     /// a counted outcome and does not extend the run (see the module docs).
     counted: u64,
     window: WindowCounter,
+    /// The failures in `window` that were counted into a run (did not overlap a counted
+    /// outcome): the ratio needs two of them, so one stall is never enough on its own.
+    independent: WindowCounter,
     /// Cool-down used for the current opening.
     cool_down: Duration,
     /// Cool-down a failed probe would use next (grows, reset on close).
@@ -388,6 +399,7 @@ impl CircuitBreaker {
     /// A closed breaker.
     pub fn new(config: BreakerConfig, clock: SharedClock) -> Self {
         let window = WindowCounter::new(config.window, 12);
+        let independent = window.clone();
         let cool_down = config.cool_down;
         Self {
             shared: Arc::new(Shared {
@@ -399,6 +411,7 @@ impl CircuitBreaker {
                     consecutive: 0,
                     counted: 0,
                     window,
+                    independent,
                     cool_down,
                     next_cool_down: cool_down,
                     reason: None,
@@ -641,6 +654,7 @@ impl CircuitBreaker {
         inner.reason = Some(reason);
         inner.cool_down = cool_down;
         inner.window.clear();
+        inner.independent.clear();
         let until = now.saturating_add(cool_down);
         self.go(inner, State::Open { until }, now, Some(reason), transitions);
     }
@@ -697,6 +711,7 @@ impl CircuitBreaker {
                     // The ramp's failure ratio is taken over the outcomes since this probe,
                     // the probe being the first success (see the module docs).
                     inner.window.clear();
+                    inner.independent.clear();
                     inner.window.record(now, true);
                 }
             }
@@ -721,6 +736,7 @@ impl CircuitBreaker {
                 if pass.seen == inner.counted {
                     inner.consecutive = inner.consecutive.saturating_add(1);
                     inner.counted = inner.counted.wrapping_add(1);
+                    inner.independent.record(now, false);
                 }
                 inner.window.record(now, false);
                 let run = config.consecutive_failures > 0
@@ -734,7 +750,10 @@ impl CircuitBreaker {
                             let reason = OpenReason::ConsecutiveFailures(inner.consecutive);
                             let cool = config.cool_down;
                             self.open(inner, now, cool, reason, transitions);
-                        } else if ratio && total >= config.min_samples.max(1) {
+                        } else if ratio
+                            && total >= config.min_samples.max(1)
+                            && inner.independent.counts(now).1 >= 2
+                        {
                             let cool = config.cool_down;
                             self.open(inner, now, cool, OpenReason::FailureRatio, transitions);
                         }
@@ -759,6 +778,7 @@ impl CircuitBreaker {
         inner.cool_down = self.shared.config.cool_down;
         inner.consecutive = 0;
         inner.window.clear();
+        inner.independent.clear();
         self.go(inner, State::Closed, now, None, transitions);
     }
 

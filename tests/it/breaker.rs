@@ -483,33 +483,35 @@ fn concurrent_timeouts_count_once_toward_consecutive_failures() {
 }
 
 #[test]
-fn concurrent_failures_open_by_the_ratio_once_the_minimum_volume_is_reached() {
+fn concurrent_failures_open_by_the_ratio_once_a_second_round_fails() {
     let (clock, b) = setup(BreakerConfig {
         consecutive_failures: 5,
         failure_ratio: 0.5,
         min_samples: 10,
         ..BreakerConfig::default()
     });
-    // Ten calls in flight together, all failing: one consecutive failure, but ten of ten
-    // outcomes in the window, so the rate rule opens the breaker.
+    // Ten calls in flight together, all failing: ten of ten outcomes in the window, the
+    // minimum volume, but one piece of evidence (one stall can do that to a healthy
+    // provider with no other traffic).
     let passes = admit_together(&b, 10);
     clock.advance(S(1));
-    let mut passes = passes.into_iter();
-    for p in passes.by_ref().take(9) {
+    for p in passes {
         assert!(p.record(Outcome::Server).is_none());
     }
-    assert_eq!(
-        b.state(),
-        BreakerState::Closed,
-        "9 outcomes: below the volume"
-    );
-    let t = passes
+    assert_eq!(b.state(), BreakerState::Closed);
+    assert_eq!(b.snapshot().consecutive_failures, 1);
+    // A provider that is really down fails the next round too: the ratio opens it.
+    let mut round = admit_together(&b, 3).into_iter();
+    let t = round
         .next()
         .unwrap()
         .record(Outcome::Server)
         .expect("opens");
     assert_eq!(t.reason, Some(OpenReason::FailureRatio));
-    assert_eq!(b.snapshot().consecutive_failures, 1);
+    assert_eq!(b.snapshot().consecutive_failures, 2);
+    for p in round {
+        assert!(p.record(Outcome::Server).is_none(), "already open");
+    }
 }
 
 #[test]

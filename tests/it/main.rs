@@ -6,6 +6,7 @@ mod audit_quota;
 mod audit_scoring;
 mod audit_wire;
 mod breaker;
+mod breaker_dynamics;
 mod budget;
 mod cheap_probe;
 mod classify;
