@@ -298,7 +298,8 @@ pub struct BreakerSnapshot {
     /// Time until the cool-down ends (open only).
     #[serde(rename = "retry_in_ms", serialize_with = "ser_opt_ms")]
     pub retry_in: Option<Duration>,
-    /// Consecutive provider faults so far.
+    /// Genuinely consecutive provider faults so far (faults of calls in flight together
+    /// count once; see the module docs).
     pub consecutive_failures: u32,
     /// The cool-down in force for the current / next opening.
     #[serde(rename = "cool_down_ms", serialize_with = "ser_ms")]

@@ -165,7 +165,7 @@ async fn stalls_under_load_leave_both_healthy_providers_closed() {
         tokio::spawn(async move {
             let mut next = stall_every;
             let mut stalls = 0u32;
-            while next < total - stall_every / 2 {
+            while next < total - stall_every / 2 && done.load(Ordering::SeqCst) < total {
                 if done.load(Ordering::SeqCst) >= next {
                     // Each provider hiccups on its own schedule: a, then b, then a, ...
                     let acct = ["a", "b"][stalls as usize % 2];
@@ -228,7 +228,10 @@ async fn stalls_under_load_leave_both_healthy_providers_closed() {
         open_skips += t.3;
         errors.extend(t.4);
     }
-    let stalls = injector.await.unwrap();
+    let stalls = tokio::time::timeout(Duration::from_secs(5), injector)
+        .await
+        .expect("the injector ends with the workers")
+        .unwrap();
     let status = router.status();
     let summary = format!(
         "{stalls} stalls, {served} served, {attempts} attempts, {timeouts} timeouts, \
