@@ -4,17 +4,47 @@
 //! # States
 //!
 //! ```text
-//!            N consecutive failures, or failure ratio ≥ R over the window (≥ min samples)
+//!   N genuinely consecutive failures, or failure ratio ≥ R over the window (≥ min samples,
+//!   ≥ 2 independent failures)
 //!   Closed ───────────────────────────────────────────────────────────────▶ Open
 //!     ▲                                                                      │ cool-down over:
 //!     │ ramp complete                                                        ▼ next caller gets the probe
 //!  Recovering ◀──────────── probe success ────────────────────────────── HalfOpen
 //!     │                                                                      │ probe failure / dropped probe:
-//!     └──── provider fault while ramping ──▶ Open (cool-down × multiplier, capped) ◀┘
+//!     └── ratio ≥ R since the probe, or N consecutive ──▶ Open (cool-down × multiplier, capped) ◀┘
 //! ```
 //!
 //! # Why this shape
 //!
+//! * **Overlapping failures are one piece of evidence.** Calls that are in flight together
+//!   share their fate: a provider that stalls for a second times out every call it was
+//!   holding, and those timeouts arrive together. Counting each of them as one more
+//!   *consecutive* failure turns a single hiccup into "N consecutive failures" and opens
+//!   the breaker on a healthy provider (under load, a few percent of slow answers opened
+//!   healthy providers this way, and once every breaker was open every request failed). So
+//!   a failure counts toward [`BreakerConfig::consecutive_failures`] only if its call was
+//!   admitted *after* the last counted outcome (success or failure) was reported; failures
+//!   of calls that were already in flight when that outcome arrived overlap it and add
+//!   nothing to the run. A success always counts and ends the run. Sequential calls (a
+//!   request and its retry, or a trickle of requests one after another) are unaffected:
+//!   each starts after the previous answer, so N failures in a row still open the breaker.
+//!   The order is taken from the breaker's lock (each pass remembers how many outcomes had
+//!   been counted when it was granted), not from timestamps, so it is exact with a coarse or
+//!   a manual clock, where a call's start and the previous call's end can read the same.
+//!   Every failure, overlapping or not, counts toward the **failure ratio**
+//!   ([`BreakerConfig::failure_ratio`] over [`BreakerConfig::window`], once at least
+//!   [`BreakerConfig::min_samples`] outcomes are in it): a rate over a minimum volume is
+//!   what opens the breaker on a provider that fails for everyone at once, however
+//!   concurrent the traffic. But the ratio opens the breaker only once at least **two** of
+//!   the failures in the window are independent (each counted into a run, i.e. not
+//!   overlapping a counted outcome): one stall, however many calls it catches, is one piece
+//!   of evidence even on a provider that had little other traffic in the window, while a
+//!   provider that is really down also fails the next round of calls, which is the second.
+//!   That costs one extra round of calls (a fast failure, or one attempt timeout for a
+//!   hanging provider) before a concurrent outage opens the breaker. At a trickle too thin
+//!   to reach the minimum volume, a provider that *hangs* (each call ends at the attempt
+//!   timeout, all of them overlapping) needs N rounds of the attempt timeout to open; each
+//!   of those requests still fails over after its timeout.
 //! * **Exactly one probe.** After an outage, letting every waiting request through at once
 //!   is how a recovering provider gets knocked over again. In half-open the first caller gets
 //!   a pass marked [`BreakerPass::is_probe`]; everybody else is refused until it reports. The
@@ -24,15 +54,27 @@
 //!   cancelled) counts as a failure: otherwise one lost future would wedge the breaker in
 //!   half-open forever.
 //! * **Gradual recovery.** One good probe proves little. In *recovering* the admitted share of
-//!   traffic ramps linearly from `ramp_start` to 100 % over `ramp`. Admission is counted,
-//!   not drawn: every call that asks adds the current share to a credit and is admitted when
-//!   a whole unit has built up (like a deficit round-robin), so at a 30 % share exactly 3 of
-//!   every 10 calls go through. Random coin flips would give the same average with needless
-//!   variance: a provider could get 0 of its first 10 calls, or 10, and tests of the ramp
-//!   would be statistical. Any provider fault while ramping re-opens the breaker.
-//! * **Exponential cool-down.** Each failed probe multiplies the cool-down (default ×2) up to
-//!   a cap, so a provider that is down for an hour is probed a handful of times, not hundreds.
-//!   Reaching *closed* again resets it.
+//!   traffic ramps linearly from `ramp_start` to 100 % over `ramp` (default 10 s). Admission
+//!   is counted, not drawn: every call that asks adds the current share to a credit and is
+//!   admitted when a whole unit has built up (like a deficit round-robin), so at a 30 %
+//!   share exactly 3 of every 10 calls go through. Random coin flips would give the same
+//!   average with needless variance: a provider could get 0 of its first 10 calls, or 10,
+//!   and tests of the ramp would be statistical. While ramping, the breaker re-opens when
+//!   the failures since the good probe (the probe counts as one success) reach
+//!   `failure_ratio` of the outcomes, with no minimum volume, or on N genuinely consecutive
+//!   failures: a failure among the first calls after the probe means the probe was a fluke
+//!   and re-opens at once, while one slow answer after many good ones is the normal error
+//!   rate of a healthy provider and does not send it back to open (a provider failing 3 %
+//!   of its calls would otherwise almost never finish a ramp under load).
+//! * **Short, capped cool-down.** The first cool-down is 2 s and each failed probe doubles
+//!   it up to a cap of **4 s** (defaults). The cap is the longest a recovered provider waits
+//!   for its next probe, so with the defaults traffic comes back within about 4 s plus the
+//!   time to the next request (within 5 s under a trickle of one request per second) instead
+//!   of minutes. What a long outage costs in exchange is one failed probe per 4 s: a
+//!   `GET /models/{model}` with [`RouterBuilder::cheap_probe`](crate::RouterBuilder::cheap_probe),
+//!   otherwise one real request that fails on the provider and then fails over (a provider
+//!   that hangs holds that request for the attempt timeout). Raise `max_cool_down` to probe
+//!   less often and notice recovery later. Reaching *closed* again resets the cool-down.
 //! * **Account problems are not outages.** Access denied (tier, quota, verification, region),
 //!   authentication and not-found do not heal in seconds. [`CircuitBreaker::open_for`] opens the
 //!   breaker with a long cool-down (default 10 min) and keeps the reason and the provider's
@@ -50,6 +92,12 @@
 //!
 //! Time comes from the injected [`SharedClock`]. The breaker does not run timers: the
 //! open → half-open step happens lazily when the next caller asks for a pass.
+//!
+//! The state machine is written here rather than taken from a crate: `failsafe`, the
+//! maintained Rust breaker, detects failures with `consecutive_failures` or
+//! `success_rate_over_time_window` policies that count outcomes one by one, with no notion
+//! of calls overlapping, and has no counted recovery ramp or opening that carries the
+//! provider's reason for the status page.
 
 use std::fmt;
 use std::sync::Arc;
@@ -67,26 +115,40 @@ use crate::health::WindowCounter;
 /// Breaker settings. `Default` gives the documented defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BreakerConfig {
-    /// Consecutive provider faults that open the breaker. Default 5. 0 disables this trigger.
+    /// Genuinely consecutive provider faults that open the breaker: a fault counts only if
+    /// its call was admitted after the previous counted outcome was reported (faults of
+    /// calls in flight together count once; see the module docs). Default 5. 0 disables
+    /// this trigger. Any value is meaningful.
     pub consecutive_failures: u32,
-    /// Failure ratio over `window` that opens the breaker. Default 0.5. Values > 1 disable it.
+    /// Failure ratio over `window` that opens the breaker (every fault counts here, also
+    /// overlapping ones, but at least two of the faults must be independent; see the module
+    /// docs). Default 0.5. Bounds: a finite number > 0; values > 1 disable it.
     pub failure_ratio: f64,
-    /// Window for the failure ratio. Default 60 s.
+    /// Window for the failure ratio. Default 60 s. Bounds: > 0.
     pub window: Duration,
-    /// Minimum outcomes in the window before the ratio can open the breaker. Default 10.
+    /// Minimum outcomes in the window before the ratio can open the closed breaker (not
+    /// used while recovering, see the module docs). Default 10. Any value (0 acts as 1).
     pub min_samples: u32,
-    /// First cool-down after opening. Default 10 s.
+    /// First cool-down after opening. Default 2 s (was 10 s): a blip of a few seconds costs
+    /// a few seconds of detours. Bounds: > 0.
     pub cool_down: Duration,
-    /// Cool-down multiplier after a failed probe. Default 2.0 (values < 1 are treated as 1).
+    /// Cool-down multiplier after a failed probe. Default 2.0. Bounds: finite; values < 1
+    /// are treated as 1 (no growth).
     pub cool_down_multiplier: f64,
-    /// Cap of the growing cool-down. Default 5 min.
+    /// Cap of the growing cool-down: the longest a recovered provider waits for its next
+    /// probe, and so how late recovery is noticed; a long outage costs one failed probe per
+    /// this interval. Default 4 s (was 5 min), so traffic returns within about 5 s under a
+    /// trickle of one request per second. Bounds: any duration; a cap below `cool_down` is
+    /// read as `cool_down`.
     pub max_cool_down: Duration,
-    /// Cool-down for access denied / authentication / not found. Default 10 min.
+    /// Cool-down for access denied / authentication / not found. Default 10 min. Bounds: > 0.
     pub long_cool_down: Duration,
     /// Time for admitted traffic to ramp from `ramp_start` to 100 % after a good probe.
-    /// Default 30 s. Zero closes the breaker straight after the probe.
+    /// Default 10 s (was 30 s: at a trickle of requests that kept most of a recovered
+    /// provider's traffic on the fallback for half a minute). Zero closes the breaker
+    /// straight after the probe. Bounds: any duration.
     pub ramp: Duration,
-    /// Share of traffic admitted at the start of the ramp, 0..=1. Default 0.1.
+    /// Share of traffic admitted at the start of the ramp. Default 0.1. Bounds: 0..=1.
     pub ramp_start: f64,
 }
 
@@ -97,11 +159,11 @@ impl Default for BreakerConfig {
             failure_ratio: 0.5,
             window: Duration::from_secs(60),
             min_samples: 10,
-            cool_down: Duration::from_secs(10),
+            cool_down: Duration::from_secs(2),
             cool_down_multiplier: 2.0,
-            max_cool_down: Duration::from_secs(300),
+            max_cool_down: Duration::from_secs(4),
             long_cool_down: Duration::from_secs(600),
-            ramp: Duration::from_secs(30),
+            ramp: Duration::from_secs(10),
             ramp_start: 0.1,
         }
     }
@@ -236,7 +298,8 @@ pub struct BreakerSnapshot {
     /// Time until the cool-down ends (open only).
     #[serde(rename = "retry_in_ms", serialize_with = "ser_opt_ms")]
     pub retry_in: Option<Duration>,
-    /// Consecutive provider faults so far.
+    /// Genuinely consecutive provider faults so far (faults of calls in flight together
+    /// count once; see the module docs).
     pub consecutive_failures: u32,
     /// The cool-down in force for the current / next opening.
     #[serde(rename = "cool_down_ms", serialize_with = "ser_ms")]
@@ -272,7 +335,14 @@ struct Inner {
     /// Bumped on every transition; passes remember it so stale reports are ignored.
     epoch: u64,
     consecutive: u32,
+    /// Outcomes counted into the consecutive run so far (successes and counted failures).
+    /// A pass remembers it when granted; a failure whose pass saw an older value overlapped
+    /// a counted outcome and does not extend the run (see the module docs).
+    counted: u64,
     window: WindowCounter,
+    /// The failures in `window` that were counted into a run (did not overlap a counted
+    /// outcome): the ratio needs two of them, so one stall is never enough on its own.
+    independent: WindowCounter,
     /// Cool-down used for the current opening.
     cool_down: Duration,
     /// Cool-down a failed probe would use next (grows, reset on close).
@@ -330,6 +400,7 @@ impl CircuitBreaker {
     /// A closed breaker.
     pub fn new(config: BreakerConfig, clock: SharedClock) -> Self {
         let window = WindowCounter::new(config.window, 12);
+        let independent = window.clone();
         let cool_down = config.cool_down;
         Self {
             shared: Arc::new(Shared {
@@ -339,7 +410,9 @@ impl CircuitBreaker {
                     state: State::Closed,
                     epoch: 0,
                     consecutive: 0,
+                    counted: 0,
                     window,
+                    independent,
                     cool_down,
                     next_cool_down: cool_down,
                     reason: None,
@@ -372,10 +445,11 @@ impl CircuitBreaker {
             self.acquire_locked(&mut inner, now, &mut transitions)
         };
         self.notify(&transitions);
-        result.map(|(probe, epoch)| BreakerPass {
+        result.map(|(probe, epoch, seen)| BreakerPass {
             breaker: self.clone(),
             probe,
             epoch,
+            seen,
             transition: transitions.last(),
             reported: false,
         })
@@ -386,7 +460,7 @@ impl CircuitBreaker {
         inner: &mut Inner,
         now: Duration,
         transitions: &mut Transitions,
-    ) -> Result<(bool, u64), Rejection> {
+    ) -> Result<(bool, u64, u64), Rejection> {
         let config = &self.shared.config;
         if let State::Open { until } = inner.state {
             if now < until {
@@ -406,18 +480,18 @@ impl CircuitBreaker {
             }
         }
         match inner.state {
-            State::Closed => Ok((false, inner.epoch)),
+            State::Closed => Ok((false, inner.epoch, inner.counted)),
             State::HalfOpen { probe_out: true } => Err(rejection(inner, None)),
             State::HalfOpen { probe_out: false } => {
                 inner.state = State::HalfOpen { probe_out: true };
-                Ok((true, inner.epoch))
+                Ok((true, inner.epoch, inner.counted))
             }
             State::Recovering { since } => {
                 let share = ramp_share(config, now.saturating_sub(since));
                 inner.ramp_credit += share;
                 if inner.ramp_credit >= 1.0 {
                     inner.ramp_credit -= 1.0;
-                    Ok((false, inner.epoch))
+                    Ok((false, inner.epoch, inner.counted))
                 } else {
                     Err(rejection(inner, None))
                 }
@@ -457,15 +531,21 @@ impl CircuitBreaker {
         transitions.last()
     }
 
-    /// Reports an outcome without a pass (e.g. from a call made outside the breaker).
+    /// Reports an outcome without a pass (e.g. from a call made outside the breaker). It is
+    /// taken as a call that started after every outcome reported so far (sequential).
     /// A probe is only resolved through its pass.
     pub fn record(&self, outcome: Outcome) -> Option<Transition> {
         let now = self.shared.clock.now();
         let mut transitions = Transitions::default();
         {
             let mut inner = self.shared.inner.lock();
-            let epoch = inner.epoch;
-            self.record_locked(&mut inner, now, outcome, false, epoch, &mut transitions);
+            let (epoch, seen) = (inner.epoch, inner.counted);
+            let report = PassReport {
+                probe: false,
+                epoch,
+                seen,
+            };
+            self.record_locked(&mut inner, now, outcome, report, &mut transitions);
         }
         self.notify(&transitions);
         transitions.last()
@@ -575,6 +655,7 @@ impl CircuitBreaker {
         inner.reason = Some(reason);
         inner.cool_down = cool_down;
         inner.window.clear();
+        inner.independent.clear();
         let until = now.saturating_add(cool_down);
         self.go(inner, State::Open { until }, now, Some(reason), transitions);
     }
@@ -600,15 +681,14 @@ impl CircuitBreaker {
         inner: &mut Inner,
         now: Duration,
         outcome: Outcome,
-        probe: bool,
-        epoch: u64,
+        pass: PassReport,
         transitions: &mut Transitions,
     ) {
         let config = &self.shared.config;
         let verdict = breaker_verdict(outcome);
-        if probe {
+        if pass.probe {
             // A report from a probe of an earlier half-open period is stale.
-            if epoch != inner.epoch || !matches!(inner.state, State::HalfOpen { .. }) {
+            if pass.epoch != inner.epoch || !matches!(inner.state, State::HalfOpen { .. }) {
                 return;
             }
             if verdict == Verdict::Failure {
@@ -616,6 +696,7 @@ impl CircuitBreaker {
                 self.open(inner, now, cool, OpenReason::ProbeFailed, transitions);
             } else {
                 inner.consecutive = 0;
+                inner.counted = inner.counted.wrapping_add(1);
                 inner.reason = None;
                 inner.message = None;
                 if config.ramp.is_zero() {
@@ -628,6 +709,11 @@ impl CircuitBreaker {
                         None,
                         transitions,
                     );
+                    // The ramp's failure ratio is taken over the outcomes since this probe,
+                    // the probe being the first success (see the module docs).
+                    inner.window.clear();
+                    inner.independent.clear();
+                    inner.window.record(now, true);
                 }
             }
             return;
@@ -635,42 +721,54 @@ impl CircuitBreaker {
         // A call admitted in an earlier state (e.g. before an outage opened the breaker)
         // reporting late only counts once the breaker is closed again: it must not re-open a
         // recovering breaker or touch the bookkeeping of an open one.
-        if epoch != inner.epoch && !matches!(inner.state, State::Closed) {
+        if pass.epoch != inner.epoch && !matches!(inner.state, State::Closed) {
             return;
         }
         match verdict {
             Verdict::Neutral => {}
             Verdict::Success => {
                 inner.consecutive = 0;
+                inner.counted = inner.counted.wrapping_add(1);
                 inner.window.record(now, true);
             }
             Verdict::Failure => {
-                inner.consecutive = inner.consecutive.saturating_add(1);
+                // Genuinely consecutive only if no outcome was counted while this call was
+                // in flight; otherwise it overlapped that outcome and adds nothing to the run.
+                if pass.seen == inner.counted {
+                    inner.consecutive = inner.consecutive.saturating_add(1);
+                    inner.counted = inner.counted.wrapping_add(1);
+                    inner.independent.record(now, false);
+                }
                 inner.window.record(now, false);
+                let run = config.consecutive_failures > 0
+                    && inner.consecutive >= config.consecutive_failures;
+                let (s, f) = inner.window.counts(now);
+                let total = s.saturating_add(f);
+                let ratio = total > 0 && f64::from(f) / f64::from(total) >= config.failure_ratio;
                 match inner.state {
                     State::Closed => {
-                        let (s, f) = inner.window.counts(now);
-                        let total = s.saturating_add(f);
-                        if config.consecutive_failures > 0
-                            && inner.consecutive >= config.consecutive_failures
-                        {
+                        if run {
                             let reason = OpenReason::ConsecutiveFailures(inner.consecutive);
                             let cool = config.cool_down;
                             self.open(inner, now, cool, reason, transitions);
-                        } else if total >= config.min_samples.max(1)
-                            && f64::from(f) / f64::from(total) >= config.failure_ratio
+                        } else if ratio
+                            && total >= config.min_samples.max(1)
+                            && inner.independent.counts(now).1 >= 2
                         {
                             let cool = config.cool_down;
                             self.open(inner, now, cool, OpenReason::FailureRatio, transitions);
                         }
                     }
-                    State::Recovering { .. } => {
+                    // While ramping the ratio needs no minimum volume: the window holds only
+                    // the outcomes since the good probe.
+                    State::Recovering { .. } if run || ratio => {
                         let cool = self.grow_cool_down(inner);
                         let reason = OpenReason::FailedWhileRecovering;
                         self.open(inner, now, cool, reason, transitions);
                     }
-                    // Late reports of calls admitted before the breaker opened.
-                    State::Open { .. } | State::HalfOpen { .. } => {}
+                    // A healthy provider's occasional fault while ramping; or a late report
+                    // of a call admitted before the breaker opened.
+                    State::Recovering { .. } | State::Open { .. } | State::HalfOpen { .. } => {}
                 }
             }
         }
@@ -681,26 +779,26 @@ impl CircuitBreaker {
         inner.cool_down = self.shared.config.cool_down;
         inner.consecutive = 0;
         inner.window.clear();
+        inner.independent.clear();
         self.go(inner, State::Closed, now, None, transitions);
     }
 
-    fn report(&self, probe: bool, epoch: u64, report: Report) -> Option<Transition> {
+    fn report(&self, pass: PassReport, report: Report) -> Option<Transition> {
         let now = self.shared.clock.now();
         let mut transitions = Transitions::default();
         {
             let mut inner = self.shared.inner.lock();
             match report {
                 Report::Outcome(outcome) => {
-                    self.record_locked(&mut inner, now, outcome, probe, epoch, &mut transitions)
+                    self.record_locked(&mut inner, now, outcome, pass, &mut transitions)
                 }
                 Report::Dropped => {
-                    if probe {
+                    if pass.probe {
                         self.record_locked(
                             &mut inner,
                             now,
                             Outcome::Timeout,
-                            true,
-                            epoch,
+                            pass,
                             &mut transitions,
                         )
                     }
@@ -721,6 +819,17 @@ impl CircuitBreaker {
 enum Report {
     Outcome(Outcome),
     Dropped,
+}
+
+/// What a pass tells the breaker about its call when reporting.
+#[derive(Clone, Copy)]
+struct PassReport {
+    probe: bool,
+    /// The breaker's epoch when the pass was granted (stale reports are ignored).
+    epoch: u64,
+    /// `Inner::counted` when the pass was granted: the call started after that many counted
+    /// outcomes, so it overlapped any counted since.
+    seen: u64,
 }
 
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -802,6 +911,8 @@ pub struct BreakerPass {
     breaker: CircuitBreaker,
     probe: bool,
     epoch: u64,
+    /// Outcomes counted into the consecutive run when this pass was granted.
+    seen: u64,
     transition: Option<Transition>,
     reported: bool,
 }
@@ -830,7 +941,15 @@ impl BreakerPass {
     pub fn record(mut self, outcome: Outcome) -> Option<Transition> {
         self.reported = true;
         self.breaker
-            .report(self.probe, self.epoch, Report::Outcome(outcome))
+            .report(self.as_report(), Report::Outcome(outcome))
+    }
+
+    fn as_report(&self) -> PassReport {
+        PassReport {
+            probe: self.probe,
+            epoch: self.epoch,
+            seen: self.seen,
+        }
     }
 
     /// Reports an account or configuration problem: opens the breaker with the long cool-down
@@ -849,7 +968,7 @@ impl Drop for BreakerPass {
     fn drop(&mut self) {
         if !self.reported && self.probe {
             self.reported = true;
-            let _ = self.breaker.report(true, self.epoch, Report::Dropped);
+            let _ = self.breaker.report(self.as_report(), Report::Dropped);
         }
     }
 }

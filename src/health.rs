@@ -16,6 +16,20 @@
 //!   constant whatever the request rate; the window's resolution is `window / buckets`.
 //! * **Below a minimum sample count availability is 1.0 ("unknown").** One failed call out of
 //!   one must not make a provider look dead.
+//! * **Every call counts once here, overlapping or not.** Availability is the share of calls
+//!   that failed, which is what the next call risks, and it only scales the score: it never
+//!   refuses a provider. Calls that time out together in a stall all count, and with normal
+//!   traffic in the window a stall moves the score a little. The
+//!   [circuit breaker](crate::breaker), which *does* refuse traffic, treats failures of calls
+//!   in flight together as one piece of evidence instead.
+//! * **A recovered provider starts with a clean slate.** When the breaker's probe succeeds
+//!   after an outage, the router calls [`Health::forget_outcomes`]: the outage's failures,
+//!   still inside the window, would otherwise keep availability (and the score) near zero
+//!   for up to a whole window and starve the breaker's recovery ramp. With the defaults, a
+//!   provider that failed for 30 s under one request per second serves again within 5 s of
+//!   recovering and takes all its traffic back after the 10 s ramp. A provider whose score
+//!   fell without its breaker opening (a partial failure rate below the breaker's) gets its
+//!   traffic back as its failures age out of the window (default 60 s).
 //! * **Latency is a peak-EWMA**, as in tower's `PeakEwma` balancer: a slower observation
 //!   replaces the estimate at once (react to trouble immediately), a faster one only pulls the
 //!   estimate down gradually, weighted by the clock time elapsed since the previous observation

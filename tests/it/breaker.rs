@@ -18,6 +18,17 @@ fn setup(config: BreakerConfig) -> (ManualClock, CircuitBreaker) {
     (clock, b)
 }
 
+/// The cool-downs and ramp these mechanics tests were written against (10 s doubling up to
+/// 5 min, 30 s ramp); the defaults are shorter (see `defaults_notice_recovery_in_seconds`).
+fn slow_probing() -> BreakerConfig {
+    BreakerConfig {
+        cool_down: S(10),
+        max_cool_down: S(300),
+        ramp: S(30),
+        ..BreakerConfig::default()
+    }
+}
+
 fn fail(b: &CircuitBreaker, n: usize) {
     for _ in 0..n {
         let _ = b.acquire().expect("admitted").record(Outcome::Server);
@@ -29,7 +40,7 @@ fn opens_after_n_consecutive_failures_and_success_resets_the_count() {
     let (_c, b) = setup(BreakerConfig {
         consecutive_failures: 3,
         failure_ratio: 2.0,
-        ..BreakerConfig::default()
+        ..slow_probing()
     });
     fail(&b, 2);
     let _ = b.acquire().unwrap().record(Outcome::Success);
@@ -93,7 +104,7 @@ fn caller_faults_and_rate_limits_do_not_open() {
 fn exactly_one_probe_after_the_cool_down_even_under_concurrency() {
     let (clock, b) = setup(BreakerConfig {
         consecutive_failures: 1,
-        ..BreakerConfig::default()
+        ..slow_probing()
     });
     fail(&b, 1);
     clock.advance(S(10) - Duration::from_millis(1));
@@ -220,7 +231,7 @@ fn failed_probes_grow_the_cool_down_up_to_the_cap_and_close_resets_it() {
 fn dropped_probe_counts_as_failure() {
     let (clock, b) = setup(BreakerConfig {
         consecutive_failures: 1,
-        ..BreakerConfig::default()
+        ..slow_probing()
     });
     fail(&b, 1);
     clock.advance(S(10));
@@ -310,7 +321,7 @@ fn failure_while_recovering_reopens_with_a_longer_cool_down() {
         consecutive_failures: 1,
         ramp: S(30),
         ramp_start: 1.0,
-        ..BreakerConfig::default()
+        ..slow_probing()
     });
     fail(&b, 1);
     clock.advance(S(10));
@@ -407,7 +418,7 @@ fn closing_after_the_ramp_resets_the_grown_cool_down() {
         consecutive_failures: 1,
         ramp: S(10),
         ramp_start: 1.0,
-        ..BreakerConfig::default()
+        ..slow_probing()
     });
     fail(&b, 1);
     clock.advance(S(10));
@@ -424,4 +435,265 @@ fn closing_after_the_ramp_resets_the_grown_cool_down() {
         Some(S(10)),
         "fresh opening uses the base cool-down"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Overlapping failures are one piece of evidence
+// ---------------------------------------------------------------------------------------
+
+/// Grants `n` passes at once from `n` threads (all before any reports).
+fn admit_together(b: &CircuitBreaker, n: usize) -> Vec<image_router::breaker::BreakerPass> {
+    let barrier = Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    b.acquire().expect("closed")
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn concurrent_timeouts_count_once_toward_consecutive_failures() {
+    let (clock, b) = setup(BreakerConfig {
+        consecutive_failures: 5,
+        ..BreakerConfig::default()
+    });
+    // Five calls in flight together; the provider stalls and all of them time out.
+    let passes = admit_together(&b, 5);
+    clock.advance(S(120));
+    let transitions: Vec<_> = passes
+        .into_iter()
+        .filter_map(|p| p.record(Outcome::Timeout))
+        .collect();
+    assert!(transitions.is_empty(), "{transitions:?}");
+    assert_eq!(b.state(), BreakerState::Closed);
+    assert_eq!(
+        b.snapshot().consecutive_failures,
+        1,
+        "one piece of evidence"
+    );
+    // The next call started after that evidence: its failure is the second in the run.
+    let _ = b.acquire().unwrap().record(Outcome::Timeout);
+    assert_eq!(b.snapshot().consecutive_failures, 2);
+}
+
+#[test]
+fn concurrent_failures_open_by_the_ratio_once_a_second_round_fails() {
+    let (clock, b) = setup(BreakerConfig {
+        consecutive_failures: 5,
+        failure_ratio: 0.5,
+        min_samples: 10,
+        ..BreakerConfig::default()
+    });
+    // Ten calls in flight together, all failing: ten of ten outcomes in the window, the
+    // minimum volume, but one piece of evidence (one stall can do that to a healthy
+    // provider with no other traffic).
+    let passes = admit_together(&b, 10);
+    clock.advance(S(1));
+    for p in passes {
+        assert!(p.record(Outcome::Server).is_none());
+    }
+    assert_eq!(b.state(), BreakerState::Closed);
+    assert_eq!(b.snapshot().consecutive_failures, 1);
+    // A provider that is really down fails the next round too: the ratio opens it.
+    let mut round = admit_together(&b, 3).into_iter();
+    let t = round
+        .next()
+        .unwrap()
+        .record(Outcome::Server)
+        .expect("opens");
+    assert_eq!(t.reason, Some(OpenReason::FailureRatio));
+    assert_eq!(b.snapshot().consecutive_failures, 2);
+    for p in round {
+        assert!(p.record(Outcome::Server).is_none(), "already open");
+    }
+}
+
+#[test]
+fn sequential_failures_still_open_and_rounds_of_overlapping_calls_count_one_each() {
+    // Strictly one call after another: the classic run.
+    let (_c, b) = setup(BreakerConfig {
+        consecutive_failures: 5,
+        ..BreakerConfig::default()
+    });
+    for i in 1..5 {
+        assert!(b.acquire().unwrap().record(Outcome::Timeout).is_none());
+        assert_eq!(b.snapshot().consecutive_failures, i);
+    }
+    let t = b
+        .acquire()
+        .unwrap()
+        .record(Outcome::Timeout)
+        .expect("opens");
+    assert_eq!(t.reason, Some(OpenReason::ConsecutiveFailures(5)));
+
+    // Rounds of four concurrent calls, each round started after the previous one failed:
+    // a provider that stays down under concurrency opens after five rounds.
+    let (clock, b) = setup(BreakerConfig {
+        consecutive_failures: 5,
+        failure_ratio: 2.0, // ratio off: only the run can open it
+        ..BreakerConfig::default()
+    });
+    for round in 1..=5u32 {
+        let passes = admit_together(&b, 4);
+        clock.advance(S(1));
+        let opened = passes
+            .into_iter()
+            .filter_map(|p| p.record(Outcome::Connect))
+            .next_back();
+        assert_eq!(b.snapshot().consecutive_failures.min(5), round);
+        assert_eq!(opened.is_some(), round == 5, "round {round}");
+    }
+    assert_eq!(b.state(), BreakerState::Open);
+}
+
+#[test]
+fn a_success_ends_the_run_even_from_an_overlapping_call() {
+    let (_c, b) = setup(BreakerConfig {
+        consecutive_failures: 3,
+        failure_ratio: 2.0,
+        ..BreakerConfig::default()
+    });
+    // A call admitted before two failures answers well after them: the provider works.
+    let slow_good = b.acquire().unwrap();
+    fail(&b, 2);
+    assert_eq!(b.snapshot().consecutive_failures, 2);
+    assert!(slow_good.record(Outcome::Success).is_none());
+    assert_eq!(b.snapshot().consecutive_failures, 0);
+    fail(&b, 2);
+    assert_eq!(b.state(), BreakerState::Closed);
+    let t = b.acquire().unwrap().record(Outcome::Server).expect("opens");
+    assert_eq!(t.reason, Some(OpenReason::ConsecutiveFailures(3)));
+}
+
+/// A deterministic load model: 32 calls always in flight on a healthy provider that stalls
+/// now and then (every call in flight at that moment times out together, 3 % of all
+/// calls). Counted one by one, each stall was 32 "consecutive" failures and opened the
+/// breaker; counted as overlapping evidence, it never opens.
+#[test]
+fn stalls_under_load_leave_a_healthy_provider_closed() {
+    let (clock, b) = setup(BreakerConfig::default());
+    let in_flight_target = 32;
+    let mut in_flight: std::collections::VecDeque<_> = (0..in_flight_target)
+        .map(|_| b.acquire().expect("closed"))
+        .collect();
+    let (mut calls, mut failures) = (0u32, 0u32);
+    for tick in 0..30_000u32 {
+        clock.advance(Duration::from_millis(10));
+        if tick % 1_000 == 999 {
+            // A stall: everything in flight times out, then the slots are refilled.
+            while let Some(p) = in_flight.pop_front() {
+                assert!(p.record(Outcome::Timeout).is_none(), "tick {tick}");
+                calls += 1;
+                failures += 1;
+            }
+        } else if let Some(p) = in_flight.pop_front() {
+            assert!(p.record(Outcome::Success).is_none(), "tick {tick}");
+            calls += 1;
+        }
+        while in_flight.len() < in_flight_target {
+            in_flight.push_back(b.acquire().expect("stays closed"));
+        }
+    }
+    let share = f64::from(failures) / f64::from(calls);
+    assert!((0.02..=0.04).contains(&share), "slow share {share:.3}");
+    assert_eq!(b.state(), BreakerState::Closed);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ramp: a probe that was a fluke re-opens at once, a healthy provider's noise does not
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_failure_right_after_the_probe_reopens_the_ramp() {
+    let (clock, b) = setup(BreakerConfig {
+        ramp_start: 1.0,
+        ..BreakerConfig::default()
+    });
+    fail(&b, 5);
+    clock.advance(S(2));
+    let _ = b.acquire().unwrap().record(Outcome::Success);
+    assert_eq!(b.state(), BreakerState::Recovering);
+    // The probe (a success) and this failure: half the outcomes since the probe failed.
+    let t = b
+        .acquire()
+        .unwrap()
+        .record(Outcome::Server)
+        .expect("re-opens");
+    assert_eq!(t.reason, Some(OpenReason::FailedWhileRecovering));
+    assert_eq!(b.snapshot().retry_in, Some(S(4)), "grown cool-down");
+}
+
+#[test]
+fn an_occasional_failure_late_in_the_ramp_does_not_reopen() {
+    let (clock, b) = setup(BreakerConfig {
+        ramp_start: 1.0,
+        ..BreakerConfig::default()
+    });
+    fail(&b, 5);
+    clock.advance(S(2));
+    let _ = b.acquire().unwrap().record(Outcome::Success);
+    for i in 0..200 {
+        let outcome = if i % 33 == 32 {
+            Outcome::Timeout
+        } else {
+            Outcome::Success
+        };
+        assert!(b.acquire().unwrap().record(outcome).is_none(), "call {i}");
+        clock.advance(Duration::from_millis(40));
+    }
+    // 8 s of the 10 s ramp with 3 % failures: still ramping, then closed.
+    assert_eq!(b.state(), BreakerState::Recovering);
+    clock.advance(S(2));
+    let pass = b.acquire().unwrap();
+    assert_eq!(pass.transition().map(|t| t.to), Some(BreakerState::Closed));
+    let _ = pass.record(Outcome::Success);
+}
+
+// ---------------------------------------------------------------------------------------
+// Defaults
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn defaults_notice_recovery_in_seconds() {
+    let d = BreakerConfig::default();
+    assert_eq!(d.consecutive_failures, 5);
+    assert_eq!((d.failure_ratio, d.min_samples, d.window), (0.5, 10, S(60)));
+    assert_eq!((d.cool_down, d.cool_down_multiplier), (S(2), 2.0));
+    assert_eq!(d.max_cool_down, S(4));
+    assert_eq!((d.ramp, d.ramp_start), (S(10), 0.1));
+    assert_eq!(d.long_cool_down, S(600));
+
+    // Down for an hour with a call every second: one probe per 4 s once the cool-down has
+    // grown, and the probe after recovery comes within 4 s.
+    let (clock, b) = setup(d);
+    let recovered_at = 3_600u64;
+    let (mut probes, mut first_good) = (0u32, None);
+    for second in 0..3_700u64 {
+        if let Ok(pass) = b.acquire() {
+            let up = second >= recovered_at;
+            if pass.is_probe() && !up {
+                probes += 1;
+            }
+            if up && first_good.is_none() {
+                first_good = Some(second);
+            }
+            let _ = pass.record(if up {
+                Outcome::Success
+            } else {
+                Outcome::Server
+            });
+        }
+        clock.advance(S(1));
+    }
+    // 2 s, then 4 s: 1 + (3600 - 5 - 2) / 4 probes.
+    assert!((898..=900).contains(&probes), "{probes} probes in the hour");
+    let back = first_good.expect("traffic came back");
+    assert!(back <= recovered_at + 4, "back at {back}");
+    assert_eq!(b.state(), BreakerState::Closed);
 }

@@ -110,6 +110,8 @@ fn breaker() -> BreakerConfig {
     BreakerConfig {
         consecutive_failures: 2,
         cool_down: Duration::from_secs(10),
+        // Room for the cool-down to double after a failed probe.
+        max_cool_down: Duration::from_secs(300),
         // Close straight after a good probe, so the test can see the request follow it.
         ramp: Duration::ZERO,
         ..BreakerConfig::default()

@@ -247,3 +247,27 @@ fn an_estimate_made_under_conditions_that_changed_is_forgotten() {
     h.record(Outcome::Success, MS(50));
     assert_eq!(h.measured_latency(), Some(MS(50)));
 }
+
+/// Availability is the share of calls that failed: calls that time out together in a stall
+/// each count (unlike the breaker's consecutive run), and a stall among normal traffic
+/// moves it only a little.
+#[test]
+fn overlapping_failures_each_count_for_availability() {
+    let (clock, h) = setup(no_idle());
+    for _ in 0..95 {
+        let call = h.start();
+        clock.advance(MS(100));
+        call.finish(Outcome::Success);
+    }
+    let stalled: Vec<_> = (0..5).map(|_| h.start()).collect();
+    assert_eq!(h.in_flight(), 5);
+    clock.advance(MS(2_000));
+    for call in stalled {
+        call.finish(Outcome::Timeout);
+    }
+    assert_eq!(h.counts(), (95, 5));
+    assert!((h.availability() - 0.95).abs() < 1e-9);
+    assert_eq!(h.in_flight(), 0);
+    // The timeout raised the latency estimate to its lower bound at once (peak).
+    assert_eq!(h.latency(), Some(MS(2_000)));
+}

@@ -7,6 +7,7 @@ mod audit_scoring;
 mod audit_wire;
 mod batch_resume;
 mod breaker;
+mod breaker_dynamics;
 mod budget;
 mod cheap_probe;
 mod classify;
