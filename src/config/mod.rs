@@ -82,7 +82,10 @@
 //!
 //! `[[provider]]`: `name`, `kind`, `api_key_env`, `tier`, `rpm`, `tpm`, `safety_margin`,
 //! `weight`, `budgets`, `models` (only serve these models), `allow_unknown_models` (serve models the
-//! catalog does not know), and
+//! catalog does not know), `max_response_bytes` (the largest answer body read; by default
+//! derived from each request), `max_retry_hint` (a duration: the longest `retry-after` or reset
+//! believed, default 10 minutes), `allow_download_hosts` (private or loopback hosts image
+//! downloads may go to), and
 //! * openai: `base_url`, `organization`, `project`;
 //! * azure: `endpoint`, `deployment` (the deployment of the first of `models`, else of
 //!   `[router] default_model`, else of the catalog's default model),

@@ -77,6 +77,12 @@ pub struct ProviderConfig {
     pub mode: Option<CompatibleMode>,
     /// Proxy model renames (ours → theirs).
     pub rename: BTreeMap<String, String>,
+    /// Largest answer body read, bytes (default: derived from each request).
+    pub max_response_bytes: Option<u64>,
+    /// Longest retry hint believed (`retry-after`, reset headers, "try again in …").
+    pub max_retry_hint: Option<std::time::Duration>,
+    /// Private, loopback or link-local hosts image downloads may go to.
+    pub allow_download_hosts: Vec<String>,
     /// Line of the `[[provider]]` header.
     pub line: usize,
     #[serde(skip)]
@@ -126,6 +132,9 @@ pub(super) struct RawProvider {
     allow_unknown_models: S<bool>,
     mode: S<String>,
     rename: S<BTreeMap<String, String>>,
+    max_response_bytes: S<i64>,
+    max_retry_hint: S<String>,
+    allow_download_hosts: S<Vec<String>>,
 }
 
 impl ProviderConfig {
@@ -266,7 +275,10 @@ fn record_lines(cx: &Locator<'_>, p: &RawProvider) -> HashMap<&'static str, usiz
         models,
         allow_unknown_models,
         mode,
-        rename
+        rename,
+        max_response_bytes,
+        max_retry_hint,
+        allow_download_hosts
     );
     m
 }
@@ -401,6 +413,20 @@ fn parse_numbers(
             )
         })?);
     }
+    if let Some(v) = &p.max_response_bytes {
+        c.max_response_bytes = Some(
+            u64::try_from(*v.get_ref())
+                .ok()
+                .filter(|b| *b > 0)
+                .ok_or_else(|| {
+                    t.cx.err(
+                        t.f("max_response_bytes"),
+                        v,
+                        format!("must be a positive number of bytes, got {}", v.get_ref()),
+                    )
+                })?,
+        );
+    }
     c.safety_margin = p.safety_margin.as_ref().map(|v| *v.get_ref());
     c.weight = p.weight.as_ref().map(|v| *v.get_ref());
     c.options().validate().map_err(|e| {
@@ -480,6 +506,14 @@ pub(super) fn parse(
         allow_unknown_models: p.allow_unknown_models.as_ref().map(|b| *b.get_ref()),
         mode: parse_mode(&t, p)?,
         rename: t.map("rename", &p.rename)?,
+        max_response_bytes: None,
+        max_retry_hint: super::router::duration(
+            cx,
+            &t.f("max_retry_hint"),
+            &p.max_retry_hint,
+            false,
+        )?,
+        allow_download_hosts: t.list("allow_download_hosts", &p.allow_download_hosts, "host")?,
         line: header,
         key_lines: HashMap::new(),
     };
@@ -508,7 +542,13 @@ pub fn build_provider(
             if let Some(a) = p.allow_unknown_models {
                 b = b.allow_unknown_models(a);
             }
-            b
+            if let Some(n) = p.max_response_bytes {
+                b = b.max_response_bytes(n);
+            }
+            if let Some(d) = p.max_retry_hint {
+                b = b.max_retry_hint(d);
+            }
+            b.allow_download_hosts(p.allow_download_hosts.iter().cloned())
         }};
     }
     let key = |k: &str| ConfigError::new(k, "missing credential").at_line(p.line_of(k));

@@ -584,3 +584,73 @@ fn score_and_health_tables_map_onto_the_router() {
     let e = err(&text.replace("priority = 0", "priorty = 0"));
     assert_eq!(e.field, "router.score.priorty");
 }
+
+/// `max_response_bytes`, `max_retry_hint` and `allow_download_hosts` parse, name key and line
+/// when wrong, and reach the built provider.
+#[tokio::test]
+async fn answer_limits_parse_and_reach_the_provider() {
+    let text = |extra: &str, base: &str| {
+        format!(
+            "[[provider]]\nname = \"p\"\nkind = \"openai\"\napi_key_env = \"K\"\n\
+             base_url = \"{base}\"\n{extra}\n"
+        )
+    };
+    let cfg: RouterConfig = text(
+        "max_response_bytes = 1000\nmax_retry_hint = \"2m\"\n\
+         allow_download_hosts = [\"localhost\", \"10.0.0.5\"]",
+        "https://api.openai.com/v1",
+    )
+    .parse()
+    .unwrap();
+    let p = &cfg.providers[0];
+    assert_eq!(p.max_response_bytes, Some(1000));
+    assert_eq!(p.max_retry_hint, Some(Duration::from_secs(120)));
+    assert_eq!(p.allow_download_hosts, vec!["localhost", "10.0.0.5"]);
+    for (bad, field) in [
+        ("max_response_bytes = 0", "provider[0].max_response_bytes"),
+        ("max_response_bytes = -5", "provider[0].max_response_bytes"),
+        ("max_retry_hint = \"forever\"", "provider[0].max_retry_hint"),
+        ("max_retry_hint = \"0s\"", "provider[0].max_retry_hint"),
+        (
+            "allow_download_hosts = [\"\"]",
+            "provider[0].allow_download_hosts",
+        ),
+    ] {
+        let e = err(&text(bad, "https://api.openai.com/v1"));
+        assert_eq!(e.field, field, "{bad}: {e}");
+        assert_eq!(e.line, Some(6), "{bad}: {e}");
+    }
+
+    // The body limit reaches the wire: a normal answer is larger than 100 bytes.
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(crate::wire::ok())
+        .mount(&server)
+        .await;
+    let base = format!("{}/v1", server.uri());
+    let small: RouterConfig = text("max_response_bytes = 100", &base).parse().unwrap();
+    let env = |_: &str| Some("test-key".to_string());
+    let router = small
+        .build_with(&env, image_router::config::build_provider)
+        .unwrap();
+    let e = router
+        .generate(image_router::GenerateRequest::new("a fox"))
+        .await
+        .unwrap_err();
+    let cause = e.cause().expect("an attempt was made");
+    assert_eq!(cause.kind, image_router::ErrorKind::Decode, "{e}");
+    assert!(cause.message.contains("100"), "{e}");
+    let roomy: RouterConfig = text("", &base).parse().unwrap();
+    let router = roomy
+        .build_with(&env, image_router::config::build_provider)
+        .unwrap();
+    assert_eq!(
+        router
+            .generate(image_router::GenerateRequest::new("a fox"))
+            .await
+            .unwrap()
+            .images
+            .len(),
+        1
+    );
+}
