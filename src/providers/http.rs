@@ -67,11 +67,15 @@ pub(crate) fn host_of(u: &url::Url) -> String {
     }
 }
 
-/// `scheme://host[:port]/path` of a URL, without query or fragment.
+/// `scheme://host[:port]/path` of a URL, without user info, query or fragment.
 pub(crate) fn without_query(u: &url::Url) -> String {
     let mut u = u.clone();
     u.set_query(None);
     u.set_fragment(None);
+    // A user name or password in a download or redirect URL is a credential: never shown.
+    // (Both setters fail only for URLs that cannot carry user info, which then have none.)
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
     u.to_string()
 }
 
@@ -543,6 +547,16 @@ fn download_error(provider: &str, shown: &str, e: &reqwest::Error) -> ProviderEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_urls_carry_no_credentials() {
+        let u: url::Url = "https://user:hunter2@cdn.example/a/b.png?sig=abc#x"
+            .parse()
+            .unwrap();
+        let shown = without_query(&u);
+        assert_eq!(shown, "https://cdn.example/a/b.png");
+        assert!(!shown.contains("hunter2") && !shown.contains("user"));
+    }
 
     #[test]
     fn public_addresses() {
