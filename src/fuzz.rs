@@ -1200,7 +1200,7 @@ fn config_text() -> BoxedStrategy<String> {
 }
 
 /// Names an error's `field` may use: the keys above, their tables, the file as a whole, or a
-/// key written in the text (an unknown key is named as written).
+/// key or table written in the text (an unknown key or a broken header is named as written).
 fn known_field(field: &str, text: &str) -> bool {
     let last = field.rsplit('.').next().unwrap_or(field);
     let last = last.split('[').next().unwrap_or(last);
@@ -1214,7 +1214,7 @@ fn known_field(field: &str, text: &str) -> bool {
     let tables = [
         "config", "router", "provider", "breaker", "score", "health", "catalog", "usd", "per",
     ];
-    keys.chain(tables).any(|k| k == last) || text.lines().any(|l| l.trim_start().starts_with(last))
+    keys.chain(tables).any(|k| k == last) || (!last.is_empty() && text.contains(last))
 }
 
 /// Whether line `line` (1-based) of `text` is a table header with no name (`[`, `[]`, `[[ ]]`).

@@ -78,8 +78,13 @@
 
 mod account;
 mod bodies;
+mod fault_serving;
 mod faults;
+mod image_op;
+mod parse;
 mod png;
+mod rate_headers;
+mod routing;
 mod server;
 mod window;
 
