@@ -1369,7 +1369,10 @@ fn chat_usage_sum_overflow() {
 #[ignore = "finding: the config error for `x = ` has an empty message (src/config.rs parse_error)"]
 fn config_error_message_empty() {
     let e = "x = ".parse::<RouterConfig>().err();
-    assert!(e.is_some_and(|e| !e.message.trim().is_empty()));
+    assert!(
+        e.as_ref().is_some_and(|e| !e.message.trim().is_empty()),
+        "{e:?}"
+    );
 }
 
 /// `headers::retry_after` (src/headers.rs) promises "only a delay above zero counts", but a
