@@ -660,10 +660,27 @@ proptest! {
         let _ = serde_json::from_value::<ImagesResponse>(body);
     }
 
-    /// Whole `ImagesResponse` bodies of any shape and raw bytes never panic the parser.
+    /// Whole `ImagesResponse` bodies around the real shape, any JSON and raw bytes: parsing
+    /// never panics, and what parses serializes back to the same response.
     #[test]
-    fn images_response(v in any_json(), raw in prop::collection::vec(any::<u8>(), 0..64)) {
-        let _ = serde_json::from_value::<ImagesResponse>(v);
+    fn images_response(
+        created in json_number(),
+        items in prop::collection::vec(prop_oneof![
+            (prop::option::of(word()), prop::option::of(word()), prop::option::of(word()))
+                .prop_map(|(b, u, r)| json!({"b64_json": b, "url": u, "revised_prompt": r})),
+            any_json(),
+        ], 0..3),
+        usage in prop::option::of(usage_json()),
+        echo in any_json(),
+        v in any_json(),
+        raw in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let body = json!({"created": created, "data": items, "usage": usage, "output_format": echo, "size": "1024x1024"});
+        let parsed = [serde_json::from_value::<ImagesResponse>(body), serde_json::from_value(v)];
+        for r in parsed.into_iter().flatten() {
+            let back = serde_json::to_value(&r).ok().and_then(|v| serde_json::from_value::<ImagesResponse>(v).ok());
+            prop_assert_eq!(back.as_ref(), Some(&r));
+        }
         let _ = serde_json::from_slice::<ImagesResponse>(&raw);
     }
 
