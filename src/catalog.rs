@@ -426,7 +426,7 @@ fn locate_in_source(mut err: ConfigError, source: &str, text: &str) -> ConfigErr
         };
         let prefix = field == path
             || (field.starts_with(&path) && field.as_bytes().get(path.len()) == Some(&b'.'));
-        if prefix && best.map_or(true, |(_, len)| path.len() > len) {
+        if prefix && best.is_none_or(|(_, len)| path.len() > len) {
             best = Some((i, path.len()));
         }
     }

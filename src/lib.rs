@@ -14,6 +14,8 @@ pub mod cost;
 pub mod doctor;
 pub mod error;
 pub mod explain;
+#[cfg(test)]
+mod fuzz;
 pub mod headers;
 pub mod health;
 pub mod limiter;

@@ -497,7 +497,7 @@ impl State {
         let mut reqs = self.used_requests();
         let mut toks = self.used_tokens();
         let fits = |reqs: u64, toks: u64| {
-            rpm.map_or(true, |r| reqs < r) && tpm.map_or(true, |t| toks.saturating_add(tokens) <= t)
+            rpm.is_none_or(|r| reqs < r) && tpm.is_none_or(|t| toks.saturating_add(tokens) <= t)
         };
         // Held capacity events (at most two), in time order.
         let mut held: [(u64, u64, u64); 2] = [(u64::MAX, 0, 0); 2];

@@ -251,7 +251,7 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 
 /// Whole milliseconds, rounded up (`retry-after-ms`).
 pub(crate) fn ceil_millis(d: Duration) -> u128 {
-    d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 > 0)
+    d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000))
 }
 
 /// 429 "try again after 0.0 seconds": the tier-access denial.

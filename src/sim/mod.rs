@@ -49,7 +49,8 @@
 //!
 //! [`Simulator::fail`] queues a [`Fault`] for an account, for one request, `k` requests or all
 //! of them ([`Times`]); the head of the queue is served before anything else is checked.
-//! Faults apply to the image and chat endpoints, not to `models` or file downloads.
+//! Faults apply to the image and chat endpoints and to the lookups (`GET /models`, the Azure
+//! deployment `GET`, which `doctor` uses), not to file downloads.
 //!
 //! ```
 //! use image_router::sim::{Fault, SimAccount, Simulator, Times};
@@ -78,8 +79,13 @@
 
 mod account;
 mod bodies;
+mod fault_serving;
 mod faults;
+mod image_op;
+mod parse;
 mod png;
+mod rate_headers;
+mod routing;
 mod server;
 mod window;
 

@@ -426,7 +426,11 @@ fn no_60_second_window_ever_admits_more_than_the_limit() {
             let w = [272u64, 1056, 4160, 6240, 10, 50_000][(rng.next() % 6) as usize];
             if let Ok(p) = l.try_acquire(w) {
                 // Sometimes the usage is lower than the estimate.
-                let actual = if rng.next() % 3 == 0 { w / 2 } else { w };
+                let actual = if rng.next().is_multiple_of(3) {
+                    w / 2
+                } else {
+                    w
+                };
                 p.reconcile(actual);
                 admitted.push((now, actual));
             }
