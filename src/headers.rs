@@ -82,8 +82,11 @@ pub fn retry_after(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
         if let Some(ms) = header_str(h, name).and_then(|v| v.trim().parse::<f64>().ok()) {
             if ms.is_finite() && ms > 0.0 && ms < 1e12 {
+                // A positive value below a nanosecond rounds to zero: no delay at all.
                 if let Ok(d) = Duration::try_from_secs_f64(ms / 1000.0) {
-                    return Some(d);
+                    if !d.is_zero() {
+                        return Some(d);
+                    }
                 }
             }
         }
@@ -91,7 +94,9 @@ pub fn retry_after(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let v = header_str(h, "retry-after")?.trim();
     if let Ok(secs) = v.parse::<f64>() {
         if secs.is_finite() && secs > 0.0 && secs < 1e9 {
-            return Duration::try_from_secs_f64(secs).ok();
+            return Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| !d.is_zero());
         }
         return None;
     }

@@ -138,6 +138,13 @@ impl<'a> Locator<'a> {
     /// be a secret pasted into the wrong field).
     pub(super) fn parse_error(&self, e: toml::de::Error) -> ConfigError {
         let msg = without_string_values(e.message().trim());
+        // toml gives some syntax errors (a key with no value: `x = `) an empty message.
+        let msg = if msg.is_empty() {
+            "invalid TOML syntax here (a key with no value, or an unclosed table header?)"
+                .to_string()
+        } else {
+            msg
+        };
         let Some(span) = e.span() else {
             return ConfigError::new("config", msg);
         };
@@ -145,6 +152,8 @@ impl<'a> Locator<'a> {
         let key = self.key_at(at);
         let table = self.table_at(at);
         let field = match (&key, self.provider_index_at(at)) {
+            // A header with no name (`[`, `[]`): no key to name.
+            (Some(k), _) if k.is_empty() => "config".to_string(),
             (Some(k), _) if k == "router" || k == "provider" => k.clone(),
             (Some(k), _) if table.is_some() && !k.starts_with("router") => {
                 format!("{}.{k}", table.unwrap_or_default())
