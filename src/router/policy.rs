@@ -1,0 +1,460 @@
+//! The routing policy: what one failed attempt means, as one table.
+//!
+//! Why one table: an error kind has six consequences — what the request does next, what the
+//! circuit breaker learns, whether health counts it, whether the rate-limit room is given
+//! back, whether the model is cooled down and whether the budget reservation is kept — and
+//! when they lived in six places they drifted apart. Here each [`ErrorKind`] is one row
+//! ([`rule`]); the request loop, the breaker ([`BreakerEffect`]) and health
+//! ([`HealthEffect`]) only apply what the row says, and adding an error kind is adding a
+//! row. The README's "Routing rules" table is generated from these rows
+//! ([`markdown_table`]) and a test keeps the two equal.
+//!
+//! Two rows depend on settings ([`PolicySettings`]): content-policy refusals return unless
+//! [`RouterBuilder::failover_on_content_policy`](crate::RouterBuilder::failover_on_content_policy)
+//! is set, and a timeout after the request was sent fails over (default) or returns
+//! ([`TimeoutPolicy`]). A timeout after sending is never retried on the same provider: the
+//! provider may have generated and billed the image, so the attempt is marked *possibly
+//! billed* and its budget reservation is held until the budget's period ends.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::breaker::{BreakerEffect, DenyReason};
+use crate::error::{AccessDenial, ErrorKind, NotFoundKind, Outcome, RateLimitScope};
+use crate::health::HealthEffect;
+
+/// What the request does after a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Retry the same provider once after a jittered backoff — only while the attempts and
+    /// the deadline left still give every untried candidate its attempt — then fail over.
+    Retry,
+    /// Try the next provider now.
+    Failover,
+    /// Try the next provider now; the provider is full, so it is waited for (its
+    /// `retry-after`) only when no other provider can take the request and the deadline allows.
+    FailoverRateLimited,
+    /// Stop and return the error.
+    Return,
+}
+
+/// What the circuit breaker learns from a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerRule {
+    /// Record a success, failure or neutral outcome.
+    Record(BreakerEffect),
+    /// Open for the router's cool-down with the reason: the provider is unavailable to every
+    /// request (an account or configuration problem).
+    Deny,
+}
+
+/// What a timeout after the request was sent does (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutPolicy {
+    /// Fail over to the next provider (the default); the attempt is marked possibly billed.
+    #[default]
+    Failover,
+    /// Return the timeout: never risk paying twice for one image.
+    Fail,
+}
+
+/// The settings the table depends on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// Content-policy refusals fail over instead of returning.
+    pub content_policy_failover: bool,
+    /// What a timeout after sending does.
+    pub timeout_after_send: TimeoutPolicy,
+}
+
+/// One row of the table: everything a failed attempt of one kind means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Rule {
+    /// What the request does next.
+    pub decision: Decision,
+    /// What the circuit breaker learns.
+    pub breaker: BreakerRule,
+    /// How health's availability counts it (`None`: not counted).
+    pub health: Option<bool>,
+    /// The rate-limit room the request took is given back (the provider did no work that
+    /// counts against its limits).
+    pub refund_rate_limit: bool,
+    /// The provider is cooled down for this model only.
+    pub cool_model: bool,
+    /// The budget reservation is kept (held until the budget's period ends) instead of
+    /// released: the provider may have billed the request.
+    pub keep_budget: bool,
+    /// The answer's `x-ratelimit-*` headers reach the limiter. Not a denial's: the tier
+    /// denial's "limit 0" is no rate signal.
+    pub read_headers: bool,
+}
+
+impl Rule {
+    /// Whether the provider may have generated and billed the request.
+    pub fn possibly_billed(&self) -> bool {
+        self.keep_budget
+    }
+}
+
+/// The row for `kind`.
+pub fn rule(kind: &ErrorKind, settings: PolicySettings) -> Rule {
+    use BreakerEffect::{Failure, Neutral};
+    let row = |decision, breaker, health, refund_rate_limit, cool_model, keep_budget| Rule {
+        decision,
+        breaker,
+        health,
+        refund_rate_limit,
+        cool_model,
+        keep_budget,
+        read_headers: !matches!(kind, ErrorKind::AccessDenied { .. }),
+    };
+    let record = BreakerRule::Record;
+    match kind {
+        ErrorKind::RateLimited { .. } => row(
+            Decision::FailoverRateLimited,
+            record(Neutral),
+            Some(false),
+            true,
+            false,
+            false,
+        ),
+        ErrorKind::AccessDenied { .. } | ErrorKind::Authentication => row(
+            Decision::Failover,
+            BreakerRule::Deny,
+            None,
+            true,
+            false,
+            false,
+        ),
+        ErrorKind::NotFound { what } => match what {
+            NotFoundKind::Model | NotFoundKind::Deployment => {
+                row(Decision::Failover, record(Neutral), None, true, true, false)
+            }
+            NotFoundKind::Endpoint => row(
+                Decision::Failover,
+                BreakerRule::Deny,
+                None,
+                true,
+                false,
+                false,
+            ),
+            NotFoundKind::UnsupportedParameter => {
+                row(Decision::Failover, record(Neutral), None, true, false, false)
+            }
+        },
+        // A 5xx or a broken 200 used the provider's capacity: the room stays used.
+        ErrorKind::Server | ErrorKind::Decode => {
+            row(Decision::Retry, record(Failure), Some(false), false, false, false)
+        }
+        ErrorKind::Connect | ErrorKind::Timeout { sent: false } => {
+            row(Decision::Retry, record(Failure), Some(false), true, false, false)
+        }
+        ErrorKind::Timeout { sent: true } => row(
+            match settings.timeout_after_send {
+                TimeoutPolicy::Failover => Decision::Failover,
+                TimeoutPolicy::Fail => Decision::Return,
+            },
+            record(Failure),
+            Some(false),
+            false,
+            false,
+            true,
+        ),
+        ErrorKind::InvalidRequest => {
+            row(Decision::Return, record(Neutral), None, true, false, false)
+        }
+        ErrorKind::ContentPolicy { .. } => row(
+            if settings.content_policy_failover {
+                Decision::Failover
+            } else {
+                Decision::Return
+            },
+            record(Neutral),
+            None,
+            true,
+            false,
+            false,
+        ),
+    }
+}
+
+/// The reason a [`BreakerRule::Deny`] row opens the breaker with (`None` for other kinds).
+pub fn deny_reason(kind: &ErrorKind) -> Option<DenyReason> {
+    match kind {
+        ErrorKind::AccessDenied { reason } => Some(DenyReason::AccessDenied(*reason)),
+        ErrorKind::Authentication => Some(DenyReason::Authentication),
+        ErrorKind::NotFound { what } => Some(DenyReason::NotFound(*what)),
+        _ => None,
+    }
+}
+
+/// The [`Outcome`] a [`DenyReason`] stands for (for skips and status).
+pub fn deny_outcome(reason: DenyReason) -> Outcome {
+    match reason {
+        DenyReason::AccessDenied(_) => Outcome::AccessDenied,
+        DenyReason::Authentication => Outcome::Authentication,
+        DenyReason::NotFound(_) => Outcome::NotFound,
+    }
+}
+
+/// How a call that ended with `outcome` (only the class is known, as for
+/// [`BreakerPass::record`](crate::breaker::BreakerPass::record)) counts for the breaker: a
+/// success, a fault, or neutral. Account problems recorded this way (without the reason the
+/// router has) count as plain failures.
+impl From<Outcome> for BreakerEffect {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Success => BreakerEffect::Success,
+            Outcome::Server
+            | Outcome::Timeout
+            | Outcome::Connect
+            | Outcome::Decode
+            | Outcome::AccessDenied
+            | Outcome::Authentication
+            | Outcome::NotFound => BreakerEffect::Failure,
+            Outcome::RateLimited | Outcome::InvalidRequest | Outcome::ContentPolicy => {
+                BreakerEffect::Neutral
+            }
+        }
+    }
+}
+
+/// How a call that ended with `outcome` counts for health: the `health` column of the table
+/// (every kind of one outcome class counts the same there), and a latency observation for a
+/// success or a timeout.
+impl From<Outcome> for HealthEffect {
+    fn from(outcome: Outcome) -> Self {
+        let availability = match outcome {
+            Outcome::Success => Some(true),
+            _ => rule(&representative(outcome), PolicySettings::default()).health,
+        };
+        HealthEffect {
+            availability,
+            latency: matches!(outcome, Outcome::Success | Outcome::Timeout),
+        }
+    }
+}
+
+/// One error kind of each outcome class (their health rows agree; checked by a test).
+fn representative(outcome: Outcome) -> ErrorKind {
+    match outcome {
+        Outcome::Success | Outcome::Server => ErrorKind::Server,
+        Outcome::RateLimited => ErrorKind::RateLimited {
+            scope: RateLimitScope::Requests,
+        },
+        Outcome::AccessDenied => ErrorKind::AccessDenied {
+            reason: AccessDenial::Forbidden,
+        },
+        Outcome::NotFound => ErrorKind::NotFound {
+            what: NotFoundKind::Model,
+        },
+        Outcome::Authentication => ErrorKind::Authentication,
+        Outcome::ContentPolicy => ErrorKind::ContentPolicy { reason: None },
+        Outcome::InvalidRequest => ErrorKind::InvalidRequest,
+        Outcome::Timeout => ErrorKind::Timeout { sent: true },
+        Outcome::Connect => ErrorKind::Connect,
+        Outcome::Decode => ErrorKind::Decode,
+    }
+}
+
+/// The error classes of the README's table, each with one error kind that stands for it.
+pub fn classes() -> Vec<(&'static str, ErrorKind)> {
+    vec![
+        (
+            "rate limited (429 `rate_limit_exceeded`, Azure 429 / `RateLimitReached`)",
+            ErrorKind::RateLimited {
+                scope: RateLimitScope::Requests,
+            },
+        ),
+        (
+            "access denied (`insufficient_quota`, `billing_hard_limit_reached`, organization not verified, region not supported, the 429 that says *try again after 0.0 seconds* = no tier access)",
+            ErrorKind::AccessDenied {
+                reason: AccessDenial::TierAccess,
+            },
+        ),
+        ("authentication (401)", ErrorKind::Authentication),
+        (
+            "endpoint not found (another 404: wrong base URL or path)",
+            ErrorKind::NotFound {
+                what: NotFoundKind::Endpoint,
+            },
+        ),
+        (
+            "model not found (`model_not_found`, `DeploymentNotFound`)",
+            ErrorKind::NotFound {
+                what: NotFoundKind::Model,
+            },
+        ),
+        (
+            "unsupported parameter",
+            ErrorKind::NotFound {
+                what: NotFoundKind::UnsupportedParameter,
+            },
+        ),
+        ("server (5xx)", ErrorKind::Server),
+        (
+            "decode (a 200 with a broken or empty body)",
+            ErrorKind::Decode,
+        ),
+        (
+            "connect / reset, timeout before the request was sent",
+            ErrorKind::Connect,
+        ),
+        (
+            "timeout after the request was sent",
+            ErrorKind::Timeout { sent: true },
+        ),
+        ("invalid request (other 4xx)", ErrorKind::InvalidRequest),
+        (
+            "content policy (`moderation_blocked`, `content_policy_violation`, Azure content filter)",
+            ErrorKind::ContentPolicy { reason: None },
+        ),
+    ]
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Decision::Retry => "one retry on the same provider after a jittered backoff (only if every untried provider still gets its attempt), then fail over",
+            Decision::Failover => "fail over",
+            Decision::FailoverRateLimited => "fail over at once; wait out `retry-after` only when no other provider can take the request and the deadline allows",
+            Decision::Return => "return the error",
+        })
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The routing table in Markdown, one row per error class, with the default settings (the
+/// README's "Routing rules" table is this text).
+pub fn markdown_table() -> String {
+    let settings = PolicySettings::default();
+    let mut out = String::from(
+        "| error class | what the router does | breaker | health counts it | rate-limit room refunded | model cooled down | budget reservation kept |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (label, kind) in classes() {
+        let r = rule(&kind, settings);
+        let breaker = match r.breaker {
+            BreakerRule::Deny => "opens for the cool-down (the provider is skipped by every request)",
+            BreakerRule::Record(BreakerEffect::Failure) => "failure",
+            BreakerRule::Record(BreakerEffect::Success) => "success",
+            BreakerRule::Record(BreakerEffect::Neutral) => "neutral",
+        };
+        let health = match r.health {
+            Some(true) => "as a success",
+            Some(false) => "as a failure",
+            None => "no",
+        };
+        let keep = if r.keep_budget {
+            "yes, until the period ends (possibly billed)"
+        } else {
+            "no"
+        };
+        out.push_str(&format!(
+            "| {label} | {} | {breaker} | {health} | {} | {} | {keep} |\n",
+            r.decision,
+            yes_no(r.refund_rate_limit),
+            yes_no(r.cool_model),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(kind: ErrorKind) -> Decision {
+        rule(&kind, PolicySettings::default()).decision
+    }
+
+    #[test]
+    fn decisions() {
+        let rl = ErrorKind::RateLimited {
+            scope: RateLimitScope::Requests,
+        };
+        assert_eq!(d(rl), Decision::FailoverRateLimited);
+        let tier = ErrorKind::AccessDenied {
+            reason: AccessDenial::TierAccess,
+        };
+        assert_eq!(d(tier.clone()), Decision::Failover);
+        assert_eq!(
+            rule(&tier, PolicySettings::default()).breaker,
+            BreakerRule::Deny
+        );
+        assert_eq!(d(ErrorKind::Authentication), Decision::Failover);
+        let nf = ErrorKind::NotFound {
+            what: NotFoundKind::Model,
+        };
+        assert!(rule(&nf, PolicySettings::default()).cool_model);
+        for k in [
+            ErrorKind::Server,
+            ErrorKind::Timeout { sent: false },
+            ErrorKind::Connect,
+            ErrorKind::Decode,
+        ] {
+            assert_eq!(d(k), Decision::Retry);
+        }
+        assert_eq!(d(ErrorKind::Timeout { sent: true }), Decision::Failover);
+        let fail = PolicySettings {
+            timeout_after_send: TimeoutPolicy::Fail,
+            ..PolicySettings::default()
+        };
+        assert_eq!(
+            rule(&ErrorKind::Timeout { sent: true }, fail).decision,
+            Decision::Return
+        );
+        assert!(rule(&ErrorKind::Timeout { sent: true }, fail).possibly_billed());
+        assert_eq!(d(ErrorKind::InvalidRequest), Decision::Return);
+        let cp = ErrorKind::ContentPolicy { reason: None };
+        assert_eq!(d(cp.clone()), Decision::Return);
+        let on = PolicySettings {
+            content_policy_failover: true,
+            ..PolicySettings::default()
+        };
+        assert_eq!(rule(&cp, on).decision, Decision::Failover);
+    }
+
+    /// Every kind of one outcome class has the same health row, so the outcome-level
+    /// conversion (which picks one representative) agrees with the table.
+    #[test]
+    fn health_rows_agree_within_an_outcome_class() {
+        let kinds = [
+            ErrorKind::NotFound {
+                what: NotFoundKind::Endpoint,
+            },
+            ErrorKind::NotFound {
+                what: NotFoundKind::Deployment,
+            },
+            ErrorKind::NotFound {
+                what: NotFoundKind::UnsupportedParameter,
+            },
+            ErrorKind::AccessDenied {
+                reason: AccessDenial::InsufficientQuota,
+            },
+            ErrorKind::Timeout { sent: false },
+            ErrorKind::RateLimited {
+                scope: RateLimitScope::Tokens,
+            },
+        ];
+        for k in kinds {
+            let s = PolicySettings::default();
+            assert_eq!(
+                rule(&k, s).health,
+                rule(&representative(k.outcome()), s).health,
+                "{k:?}"
+            );
+        }
+    }
+}
