@@ -373,8 +373,12 @@ impl CircuitBreaker {
             if same_window {
                 inner.window = old.window.clone();
             }
-            inner.cool_down = old.cool_down;
-            inner.next_cool_down = old.next_cool_down;
+            // A closed breaker's cool-downs are the configuration's (closing resets them);
+            // an opening in force keeps the cool-downs it runs on.
+            if !matches!(old.state, State::Closed) {
+                inner.cool_down = old.cool_down;
+                inner.next_cool_down = old.next_cool_down;
+            }
             inner.reason = old.reason;
             inner.message = old.message.clone();
             inner.ramp_credit = old.ramp_credit;

@@ -289,4 +289,3 @@ fn publish_gauges(snap: &Snapshot, slot: &Slot) {
     );
     m::router_spend(snap.budget.lifetime_spent_usd());
 }
-

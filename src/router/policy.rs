@@ -143,17 +143,32 @@ pub fn rule(kind: &ErrorKind, settings: PolicySettings) -> Rule {
                 false,
                 false,
             ),
-            NotFoundKind::UnsupportedParameter => {
-                row(Decision::Failover, record(Neutral), None, true, false, false)
-            }
+            NotFoundKind::UnsupportedParameter => row(
+                Decision::Failover,
+                record(Neutral),
+                None,
+                true,
+                false,
+                false,
+            ),
         },
         // A 5xx or a broken 200 used the provider's capacity: the room stays used.
-        ErrorKind::Server | ErrorKind::Decode => {
-            row(Decision::Retry, record(Failure), Some(false), false, false, false)
-        }
-        ErrorKind::Connect | ErrorKind::Timeout { sent: false } => {
-            row(Decision::Retry, record(Failure), Some(false), true, false, false)
-        }
+        ErrorKind::Server | ErrorKind::Decode => row(
+            Decision::Retry,
+            record(Failure),
+            Some(false),
+            false,
+            false,
+            false,
+        ),
+        ErrorKind::Connect | ErrorKind::Timeout { sent: false } => row(
+            Decision::Retry,
+            record(Failure),
+            Some(false),
+            true,
+            false,
+            false,
+        ),
         ErrorKind::Timeout { sent: true } => row(
             match settings.timeout_after_send {
                 TimeoutPolicy::Failover => Decision::Failover,
@@ -346,7 +361,9 @@ pub fn markdown_table() -> String {
     for (label, kind) in classes() {
         let r = rule(&kind, settings);
         let breaker = match r.breaker {
-            BreakerRule::Deny => "opens for the cool-down (the provider is skipped by every request)",
+            BreakerRule::Deny => {
+                "opens for the cool-down (the provider is skipped by every request)"
+            }
             BreakerRule::Record(BreakerEffect::Failure) => "failure",
             BreakerRule::Record(BreakerEffect::Success) => "success",
             BreakerRule::Record(BreakerEffect::Neutral) => "neutral",

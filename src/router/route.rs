@@ -80,12 +80,6 @@ pub(crate) async fn route(
         admitted.mark_sent();
         let in_flight = slot.health.start();
         let (result, took) = call(slot, &req, run.attempt_timeout(), retry).await;
-        if result.as_ref().map_or_else(|e| e.is_timeout(), |_| true) {
-            // The context of this latency measurement: the best latency known right now.
-            if let Some(best) = super::plan::latency_floor(snap.providers.iter()) {
-                slot.health.set_measured_against(best);
-            }
-        }
 
         // Settle: one outcome, applied to every component as the policy row says.
         let rule = result
@@ -94,9 +88,7 @@ pub(crate) async fn route(
             .map(|e| policy::rule(&e.kind, settings.policy()));
         let cost = result.as_ref().ok().and_then(|resp| {
             let usage = resp.usage.as_ref();
-            snap.costs
-                .actual(&model, spec, &req, usage, &estimate)
-                .ok()
+            snap.costs.actual(&model, spec, &req, usage, &estimate).ok()
         });
         let wait = match &result {
             Err(e) => e.retry_after.unwrap_or(settings.rate_limit_wait),
@@ -109,6 +101,7 @@ pub(crate) async fn route(
             cooldown: settings.cooldown,
             rate_limit_wait: wait,
             now: clock.now(),
+            best_latency: &|| super::plan::latency_floor(snap.providers.iter()),
         };
         slot.settle(admitted, pass, in_flight, &result, args).await;
         super::publish_gauges(snap, slot);
@@ -283,8 +276,8 @@ impl<'s> Run<'s> {
                 // A retry on the same provider only while every untried provider still gets
                 // its attempt, in attempts and in time.
                 let untried = self.untried();
-                let left = (self.settings.max_attempts as usize)
-                    .saturating_sub(self.attempts.len() + 1);
+                let left =
+                    (self.settings.max_attempts as usize).saturating_sub(self.attempts.len() + 1);
                 let backoff = jittered(self.settings.retry_backoff);
                 let needed = backoff + self.settings.attempt_timeout * untried as u32;
                 if a.retry == 0
@@ -337,7 +330,8 @@ impl<'s> Run<'s> {
             .collect();
         for i in no_room {
             let other = &snap.providers[i];
-            if self.attempted.contains(&i) || self.skipped.iter().any(|s| s.provider == other.name())
+            if self.attempted.contains(&i)
+                || self.skipped.iter().any(|s| s.provider == other.name())
             {
                 continue;
             }

@@ -126,6 +126,9 @@ pub(crate) struct SettleArgs<'a> {
     pub rate_limit_wait: Duration,
     /// The router clock now.
     pub now: Duration,
+    /// The best latency measured among the router's providers (read after this call's
+    /// measurement is recorded: the context the measurement is judged in later).
+    pub best_latency: &'a (dyn Fn() -> Option<Duration> + Sync),
 }
 
 impl Slot {
@@ -214,6 +217,7 @@ impl Slot {
                     availability: Some(true),
                     latency: true,
                 });
+                self.measured_against(&args);
                 self.record_breaker(pass, BreakerEffect::Success);
                 let settlement = Settlement {
                     refund_rate_limit: false,
@@ -232,6 +236,9 @@ impl Slot {
                     availability: rule.health,
                     latency: err.is_timeout(),
                 });
+                if err.is_timeout() {
+                    self.measured_against(&args);
+                }
                 self.apply_breaker_rule(pass, rule.breaker, err, args.cooldown)
                     .await;
                 let settlement = Settlement {
@@ -263,6 +270,13 @@ impl Slot {
                 }
                 self.set_last_error(err);
             }
+        }
+    }
+
+    /// Records the context of a latency measurement: the best latency known right now.
+    fn measured_against(&self, args: &SettleArgs<'_>) {
+        if let Some(best) = (args.best_latency)() {
+            self.health.set_measured_against(best);
         }
     }
 
@@ -333,5 +347,79 @@ impl Drop for Admitted<'_> {
                 self.store.release(admission);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::breaker::{BreakerConfig, CircuitBreaker};
+    use crate::budget::{BudgetLedger, BudgetPeriod, WallClock};
+    use crate::clock::{ManualClock, SharedClock};
+    use crate::cost::{Cost, CostBasis};
+    use crate::limiter::RateLimiter;
+    use crate::limits::Limits;
+    use crate::router::store::InProcessStore;
+
+    fn store() -> (InProcessStore, BudgetLedger) {
+        let clock: SharedClock = Arc::new(ManualClock::new());
+        let wall = WallClock::new(SystemTime::now(), clock.clone());
+        let day = Budget::new(1.0, BudgetPeriod::Day).unwrap();
+        let ledger = BudgetLedger::new("p", vec![day], wall.clone()).unwrap();
+        let router = BudgetLedger::new("router", vec![], wall).unwrap();
+        let limits = Limits {
+            rpm: Some(10),
+            ..Limits::default()
+        };
+        let limiter = RateLimiter::new(limits, clock.clone()).unwrap();
+        let breaker = CircuitBreaker::new(BreakerConfig::default(), clock);
+        (
+            InProcessStore::new(limiter, ledger.clone(), router, breaker),
+            ledger,
+        )
+    }
+
+    fn cost(usd: f64) -> Result<Cost, PriceUnknown> {
+        Ok(Cost {
+            usd,
+            basis: CostBasis::PerImage,
+        })
+    }
+
+    async fn admitted(store: &InProcessStore) -> Admitted<'_> {
+        let admission = store.admit(100, cost(0.25)).await.unwrap();
+        Admitted {
+            store,
+            admission: Some(admission),
+            sent: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_guard_dropped_before_sending_gives_everything_back() {
+        let (store, ledger) = store();
+        let guard = admitted(&store).await;
+        assert_eq!(store.headroom().requests, Some(8));
+        assert!((ledger.snapshot().reserved_usd - 0.25).abs() < 1e-9);
+        drop(guard);
+        assert_eq!(store.headroom().requests, Some(9));
+        let snap = ledger.snapshot();
+        assert_eq!(snap.reserved_usd, 0.0);
+        assert_eq!(snap.budgets[0].held_usd, 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_guard_dropped_after_sending_keeps_the_room_and_holds_the_money() {
+        let (store, ledger) = store();
+        let mut guard = admitted(&store).await;
+        guard.mark_sent();
+        drop(guard);
+        assert_eq!(store.headroom().requests, Some(8));
+        let snap = ledger.snapshot();
+        assert_eq!(snap.reserved_usd, 0.0);
+        assert!((snap.budgets[0].held_usd - 0.25).abs() < 1e-9);
+        assert_eq!(snap.lifetime_spent_usd, 0.0);
     }
 }

@@ -53,8 +53,8 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 
 use crate::breaker::{BreakerConfig, BreakerState, CircuitBreaker, DenyReason, OpenReason};
-use crate::budget::{reserve_cost, Budget, BudgetError, BudgetLedger, BudgetReservation};
 use crate::budget::LedgerSnapshot;
+use crate::budget::{reserve_cost, Budget, BudgetError, BudgetLedger, BudgetReservation};
 use crate::cost::{Cost, PriceUnknown};
 use crate::error::{ConfigError, Outcome};
 use crate::headers::RateLimitHeaders;
@@ -345,7 +345,10 @@ impl StateStore for InProcessStore {
         tokens: u64,
         cost: Result<Cost, PriceUnknown>,
     ) -> Result<Admission, Refusal> {
-        let permit = self.limiter.try_acquire(tokens).map_err(Refusal::RateLimit)?;
+        let permit = self
+            .limiter
+            .try_acquire(tokens)
+            .map_err(Refusal::RateLimit)?;
         match reserve_cost(&[&self.budget, &self.router_budget], cost) {
             Ok(reservation) => Ok(Admission {
                 tokens,
