@@ -156,13 +156,14 @@ struct Run<'s> {
 
 impl<'s> Run<'s> {
     fn new(settings: &'s Settings, mut plan: Plan, started: Instant) -> Self {
-        let deadline = started + settings.deadline;
+        let deadline = later(started, settings.deadline);
         let wait_limit = settings
             .max_wait
-            .map_or(deadline, |w| deadline.min(Instant::now() + w));
+            .map_or(deadline, |w| deadline.min(later(Instant::now(), w)));
         Self {
             settings,
-            queue: plan.order.iter().copied().collect(),
+            // The order is only needed as the queue (no allocation: `From<Vec>` reuses it).
+            queue: VecDeque::from(std::mem::take(&mut plan.order)),
             skipped: std::mem::take(&mut plan.skipped),
             plan,
             started,
@@ -209,7 +210,7 @@ impl<'s> Run<'s> {
             Refusal::RateLimit(denied) => match denied.retry_in() {
                 None => self.skip(slot, skip_reason(&denied)),
                 Some(retry_in) => {
-                    let at = Instant::now() + retry_in;
+                    let at = later(Instant::now(), retry_in);
                     if at < self.wait_limit {
                         self.waiting.push((idx, at));
                     } else if !self.attempted.contains(&idx) {
@@ -254,6 +255,9 @@ impl<'s> Run<'s> {
         wait: Duration,
     ) -> Result<(), Error> {
         m::attempt(&err.provider, err.outcome().as_str(), a.took);
+        if rule.possibly_billed() {
+            m::possibly_billed(&err.provider);
+        }
         let timed_out_by_deadline = err.is_timeout() && Instant::now() >= self.deadline;
         match rule.decision {
             Decision::Return => {
@@ -266,7 +270,7 @@ impl<'s> Run<'s> {
             }
             Decision::FailoverRateLimited => {
                 m::rate_limited(&err.provider);
-                let at = Instant::now() + wait;
+                let at = later(Instant::now(), wait);
                 if at < self.wait_limit {
                     self.waiting.push((idx, at));
                 }
@@ -279,14 +283,18 @@ impl<'s> Run<'s> {
                 let left =
                     (self.settings.max_attempts as usize).saturating_sub(self.attempts.len() + 1);
                 let backoff = jittered(self.settings.retry_backoff);
-                let needed = backoff + self.settings.attempt_timeout * untried as u32;
+                let per_provider = u32::try_from(untried)
+                    .ok()
+                    .and_then(|n| self.settings.attempt_timeout.checked_mul(n))
+                    .unwrap_or(Duration::MAX);
+                let needed = backoff.saturating_add(per_provider);
                 if a.retry == 0
                     && !timed_out_by_deadline
                     && left > untried
-                    && (untried == 0 || Instant::now() + needed < self.deadline)
+                    && (untried == 0 || later(Instant::now(), needed) < self.deadline)
                 {
                     self.retried.push(idx);
-                    if Instant::now() + backoff < self.deadline {
+                    if later(Instant::now(), backoff) < self.deadline {
                         tokio::time::sleep(backoff).await;
                         self.queue.push_front(idx);
                     }
@@ -451,6 +459,14 @@ async fn call(
         )),
     };
     (result, took)
+}
+
+/// `at + by`, or about thirty years from `at` when that is past what an `Instant` holds (a
+/// huge setting or `retry-after` must not panic; it only means "not before the deadline").
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(at)
 }
 
 /// `base` minus up to 25 % at random.

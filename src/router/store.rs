@@ -38,6 +38,9 @@
 //!   over the network and can fail or time out. The router treats a failed admission as a
 //!   skipped provider (with the error in the skip) and a failed settlement as lost bookkeeping
 //!   (logged), never as a failed request.
+//! * **Every call is bounded by the store itself**: a shared store gives each network call a
+//!   timeout (and reports it as a [`StoreError`]), so no request waits on the store forever;
+//!   the router adds no timer of its own around the in-process store, which never waits.
 //! * **Time** comes from the router's injected clock: callers pass `now` / `until` on that clock.
 //!
 //! The in-process store ([`InProcessStore`], the default) wraps the crate's
