@@ -127,7 +127,8 @@ impl Router {
     ///
     /// Requests in flight finish on the snapshot they started with; new requests use the new
     /// one. Providers that stay (same name) keep their cool-downs, limiter log, spend, health
-    /// and breaker state, with the new limits, budgets and weights applied; providers that are
+    /// and breaker state, with every new setting applied (limits, safety margin, budgets,
+    /// weights, breaker and health settings, the cool-down); providers that are
     /// gone are dropped when their last request ends. The builder's clock is ignored (the
     /// router keeps its own). On error nothing changes.
     ///

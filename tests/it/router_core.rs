@@ -354,3 +354,29 @@ async fn the_response_and_its_attempts_carry_the_score() {
     assert!(err.attempts()[0].score.is_some());
     assert!(err.attempts()[0].to_string().contains("score"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_before_sending_is_retried_and_refunded() {
+    let before_send = Step::Fail(ErrorKind::Timeout { sent: false }, None, None);
+    let (a, a_h) = shared(Scripted::new("a").then(before_send));
+    let (b, b_h) = shared(Scripted::new("b"));
+    let router = Router::builder()
+        .provider_with(a, ProviderOptions::new().rpm(10).budget(day(1.0)))
+        .provider(b)
+        .build()
+        .unwrap();
+    let res = router.generate(req()).await.unwrap();
+    assert_eq!(res.provider, "a");
+    let trace: Vec<(&str, u32, bool)> = res
+        .attempts
+        .iter()
+        .map(|a| (a.provider.as_str(), a.retry, a.possibly_billed))
+        .collect();
+    assert_eq!(trace, [("a", 0, false), ("a", 1, false)]);
+    assert_eq!((a_h.calls(), b_h.calls()), (2, 0));
+    // The request that never left gave its room and money back: one request counted.
+    assert_eq!(router.headroom()[0].1.requests, Some(8));
+    let ledger = &router.spend()[1];
+    assert_eq!(ledger.budgets[0].held_usd, 0.0);
+    assert_eq!(ledger.committed, 1);
+}
