@@ -279,58 +279,69 @@ fn representative(outcome: Outcome) -> ErrorKind {
 
 /// The error classes of the README's table, each with one error kind that stands for it.
 pub fn classes() -> Vec<(&'static str, ErrorKind)> {
-    vec![
-        (
-            "rate limited (429 `rate_limit_exceeded`, Azure 429 / `RateLimitReached`)",
-            ErrorKind::RateLimited {
-                scope: RateLimitScope::Requests,
-            },
-        ),
-        (
-            "access denied (`insufficient_quota`, `billing_hard_limit_reached`, organization not verified, region not supported, the 429 that says *try again after 0.0 seconds* = no tier access)",
-            ErrorKind::AccessDenied {
-                reason: AccessDenial::TierAccess,
-            },
-        ),
-        ("authentication (401)", ErrorKind::Authentication),
-        (
-            "endpoint not found (another 404: wrong base URL or path)",
-            ErrorKind::NotFound {
-                what: NotFoundKind::Endpoint,
-            },
-        ),
-        (
-            "model not found (`model_not_found`, `DeploymentNotFound`)",
-            ErrorKind::NotFound {
-                what: NotFoundKind::Model,
-            },
-        ),
-        (
-            "unsupported parameter",
-            ErrorKind::NotFound {
-                what: NotFoundKind::UnsupportedParameter,
-            },
-        ),
-        ("server (5xx)", ErrorKind::Server),
-        (
-            "decode (a 200 with a broken or empty body)",
-            ErrorKind::Decode,
-        ),
-        (
-            "connect / reset, timeout before the request was sent",
-            ErrorKind::Connect,
-        ),
-        (
-            "timeout after the request was sent",
-            ErrorKind::Timeout { sent: true },
-        ),
-        ("invalid request (other 4xx)", ErrorKind::InvalidRequest),
-        (
-            "content policy (`moderation_blocked`, `content_policy_violation`, Azure content filter)",
-            ErrorKind::ContentPolicy { reason: None },
-        ),
-    ]
+    let kinds = [
+        ErrorKind::RateLimited {
+            scope: RateLimitScope::Requests,
+        },
+        ErrorKind::AccessDenied {
+            reason: AccessDenial::TierAccess,
+        },
+        ErrorKind::Authentication,
+        ErrorKind::NotFound {
+            what: NotFoundKind::Endpoint,
+        },
+        ErrorKind::NotFound {
+            what: NotFoundKind::Model,
+        },
+        ErrorKind::NotFound {
+            what: NotFoundKind::UnsupportedParameter,
+        },
+        ErrorKind::Server,
+        ErrorKind::Decode,
+        ErrorKind::Connect,
+        ErrorKind::Timeout { sent: true },
+        ErrorKind::InvalidRequest,
+        ErrorKind::ContentPolicy { reason: None },
+    ];
+    kinds.into_iter().map(|k| (class_label(&k), k)).collect()
 }
+
+/// The README class that describes `kind` (an exhaustive match: a new error kind does not
+/// compile until it is placed in a class, and a test checks the class's row is its row).
+fn class_label(kind: &ErrorKind) -> &'static str {
+    let labels = |i: usize| CLASS_LABELS[i];
+    match kind {
+        ErrorKind::RateLimited { .. } => labels(0),
+        ErrorKind::AccessDenied { .. } => labels(1),
+        ErrorKind::Authentication => labels(2),
+        ErrorKind::NotFound { what } => match what {
+            NotFoundKind::Endpoint => labels(3),
+            NotFoundKind::Model | NotFoundKind::Deployment => labels(4),
+            NotFoundKind::UnsupportedParameter => labels(5),
+        },
+        ErrorKind::Server => labels(6),
+        ErrorKind::Decode => labels(7),
+        ErrorKind::Connect | ErrorKind::Timeout { sent: false } => labels(8),
+        ErrorKind::Timeout { sent: true } => labels(9),
+        ErrorKind::InvalidRequest => labels(10),
+        ErrorKind::ContentPolicy { .. } => labels(11),
+    }
+}
+
+const CLASS_LABELS: [&str; 12] = [
+    "rate limited (429 `rate_limit_exceeded`, Azure 429 / `RateLimitReached`)",
+    "access denied (`insufficient_quota`, `billing_hard_limit_reached`, organization not verified, region not supported, the 429 that says *try again after 0.0 seconds* = no tier access)",
+    "authentication (401)",
+    "endpoint not found (another 404: wrong base URL or path)",
+    "model not found (`model_not_found`, `DeploymentNotFound`)",
+    "unsupported parameter",
+    "server (5xx)",
+    "decode (a 200 with a broken or empty body)",
+    "connect / reset, timeout before the request was sent",
+    "timeout after the request was sent",
+    "invalid request (other 4xx)",
+    "content policy (`moderation_blocked`, `content_policy_violation`, Azure content filter)",
+];
 
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -441,6 +452,69 @@ mod tests {
             ..PolicySettings::default()
         };
         assert_eq!(rule(&cp, on).decision, Decision::Failover);
+    }
+
+    /// Every error kind is described by its README class: the class's row is its row, in
+    /// every setting.
+    #[test]
+    fn every_kind_has_its_row_in_the_readme_table() {
+        use crate::error::RateLimitScope as Scope;
+        let mut kinds = vec![
+            ErrorKind::RateLimited {
+                scope: Scope::Requests,
+            },
+            ErrorKind::RateLimited {
+                scope: Scope::Tokens,
+            },
+            ErrorKind::Authentication,
+            ErrorKind::Server,
+            ErrorKind::Decode,
+            ErrorKind::Connect,
+            ErrorKind::Timeout { sent: false },
+            ErrorKind::Timeout { sent: true },
+            ErrorKind::InvalidRequest,
+            ErrorKind::ContentPolicy { reason: None },
+            ErrorKind::ContentPolicy {
+                reason: Some("safety".into()),
+            },
+        ];
+        for what in [
+            NotFoundKind::Model,
+            NotFoundKind::Deployment,
+            NotFoundKind::UnsupportedParameter,
+            NotFoundKind::Endpoint,
+        ] {
+            kinds.push(ErrorKind::NotFound { what });
+        }
+        for reason in [
+            AccessDenial::InsufficientQuota,
+            AccessDenial::BillingHardLimit,
+            AccessDenial::OrganizationNotVerified,
+            AccessDenial::RegionNotSupported,
+            AccessDenial::TierAccess,
+            AccessDenial::ResourceBlocked,
+            AccessDenial::Forbidden,
+        ] {
+            kinds.push(ErrorKind::AccessDenied { reason });
+        }
+        let classes = classes();
+        assert_eq!(classes.len(), CLASS_LABELS.len());
+        for kind in kinds {
+            let label = class_label(&kind);
+            let (_, class_kind) = classes
+                .iter()
+                .find(|(l, _)| *l == label)
+                .expect("every label is a class");
+            for content_policy_failover in [false, true] {
+                for timeout_after_send in [TimeoutPolicy::Failover, TimeoutPolicy::Fail] {
+                    let s = PolicySettings {
+                        content_policy_failover,
+                        timeout_after_send,
+                    };
+                    assert_eq!(rule(&kind, s), rule(class_kind, s), "{kind:?}");
+                }
+            }
+        }
     }
 
     /// Every kind of one outcome class has the same health row, so the outcome-level
