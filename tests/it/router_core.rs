@@ -380,3 +380,43 @@ async fn a_timeout_before_sending_is_retried_and_refunded() {
     assert_eq!(ledger.budgets[0].held_usd, 0.0);
     assert_eq!(ledger.committed, 1);
 }
+
+/// Collects what a `fmt` subscriber writes.
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_request_logs_its_ranking_at_debug_level() {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let log = Log::default();
+    let writer = log.clone();
+    let _guard = tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish()
+        .set_default();
+    let (a, _) = shared(Scripted::new("a"));
+    let (b, _) = shared(Scripted::new("b"));
+    let router = Router::builder().provider(a).provider(b).build().unwrap();
+    router.generate(req()).await.unwrap();
+    let text = String::from_utf8(log.0.lock().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("ranked providers"))
+        .unwrap_or_else(|| panic!("no ranking logged: {text}"));
+    assert!(line.contains("DEBUG"), "{line}");
+    assert!(line.contains("a total="), "{line}");
+    assert!(line.contains("b total="), "{line}");
+    assert!(line.contains("availability="), "{line}");
+}
