@@ -422,9 +422,21 @@ mod tests {
             BreakerRule::Deny
         );
         assert_eq!(d(ErrorKind::Authentication), Decision::Failover);
+        assert_eq!(
+            rule(&ErrorKind::Authentication, PolicySettings::default()).breaker,
+            BreakerRule::Deny
+        );
+        let up = ErrorKind::NotFound {
+            what: NotFoundKind::UnsupportedParameter,
+        };
+        assert_eq!(d(up.clone()), Decision::Failover);
+        let up_rule = rule(&up, PolicySettings::default());
+        assert!(!up_rule.cool_model);
+        assert_eq!(up_rule.breaker, BreakerRule::Record(BreakerEffect::Neutral));
         let nf = ErrorKind::NotFound {
             what: NotFoundKind::Model,
         };
+        assert_eq!(d(nf.clone()), Decision::Failover);
         assert!(rule(&nf, PolicySettings::default()).cool_model);
         for k in [
             ErrorKind::Server,
@@ -444,7 +456,14 @@ mod tests {
             Decision::Return
         );
         assert!(rule(&ErrorKind::Timeout { sent: true }, fail).possibly_billed());
-        assert_eq!(d(ErrorKind::InvalidRequest), Decision::Return);
+        let invalid = PolicySettings {
+            content_policy_failover: true,
+            ..PolicySettings::default()
+        };
+        assert_eq!(
+            rule(&ErrorKind::InvalidRequest, invalid).decision,
+            Decision::Return
+        );
         let cp = ErrorKind::ContentPolicy { reason: None };
         assert_eq!(d(cp.clone()), Decision::Return);
         let on = PolicySettings {
