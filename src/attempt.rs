@@ -13,6 +13,7 @@ use crate::serde_ms::{ser_ms, ser_opt_ms};
 
 use crate::capabilities::Unsupported;
 use crate::error::{Outcome, ProviderError};
+use crate::score::ScoreBreakdown;
 
 /// One call to one provider.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -33,6 +34,13 @@ pub struct Attempt {
     pub error: Option<ProviderError>,
     /// 0 for the first call to this provider in this request, 1 for its retry.
     pub retry: u32,
+    /// The request was sent and no answer came (a timeout after sending): the provider may
+    /// have generated and billed it. Such an attempt is never retried on the same provider,
+    /// and its budget reservation is held until the budget's period ends.
+    pub possibly_billed: bool,
+    /// The provider's score when it was chosen, every component (see
+    /// [`ScoreBreakdown`]); `None` when the router did not rank it.
+    pub score: Option<ScoreBreakdown>,
 }
 
 impl Attempt {
@@ -52,6 +60,8 @@ impl Attempt {
             duration,
             error: None,
             retry,
+            possibly_billed: false,
+            score: None,
         }
     }
 
@@ -65,6 +75,8 @@ impl Attempt {
             duration,
             error: Some(error),
             retry,
+            possibly_billed: false,
+            score: None,
         }
     }
 }
@@ -78,6 +90,12 @@ impl fmt::Display for Attempt {
         write!(f, " in {} ms", self.duration.as_millis())?;
         if self.retry > 0 {
             write!(f, " (retry {})", self.retry)?;
+        }
+        if self.possibly_billed {
+            f.write_str(" (possibly billed)")?;
+        }
+        if let Some(s) = &self.score {
+            write!(f, " [score {:.3}]", s.total)?;
         }
         if let Some(e) = &self.error {
             write!(f, ": {}", e.message)?;

@@ -76,10 +76,16 @@
 //!   that hangs holds that request for the attempt timeout). Raise `max_cool_down` to probe
 //!   less often and notice recovery later. Reaching *closed* again resets the cool-down.
 //! * **Account problems are not outages.** Access denied (tier, quota, verification, region),
-//!   authentication and not-found do not heal in seconds. [`CircuitBreaker::open_for`] opens the
-//!   breaker with a long cool-down (default 10 min) and keeps the reason and the provider's
-//!   message so the status page and error explanations can say *why* a provider is skipped.
-//! * **What counts.** `Server`, `Timeout`, `Connect` and `Decode` are failures. `RateLimited`
+//!   authentication and a missing endpoint do not heal in seconds. [`CircuitBreaker::open_for`]
+//!   opens the breaker with a long cool-down (default 10 min; under the router it is the
+//!   router's one cool-down setting, [`RouterBuilder::cooldown`](crate::RouterBuilder::cooldown))
+//!   and keeps the reason and the provider's message so the status page and error
+//!   explanations can say *why* a provider is skipped. The breaker is the only record of such
+//!   a provider-wide denial; a missing model or deployment is the router's per-model
+//!   cool-down instead (the provider serves other models).
+//! * **What counts** is decided by the router's policy table ([`crate::router::policy`]), which
+//!   hands the breaker a [`BreakerEffect`]; an [`Outcome`](crate::Outcome) passed to `record` converts through
+//!   the same table. `Server`, `Timeout`, `Connect` and `Decode` are failures. `RateLimited`
 //!   is neutral: the provider is up but full, and the rate limiter (with the provider's
 //!   `retry-after`) handles that better than a breaker could. `InvalidRequest` and
 //!   `ContentPolicy` are the caller's problem and neutral. `AccessDenied`, `Authentication`
@@ -109,7 +115,7 @@ use serde::Serialize;
 use crate::serde_ms::{ser_ms, ser_opt_ms};
 
 use crate::clock::SharedClock;
-use crate::error::{AccessDenial, NotFoundKind, Outcome};
+use crate::error::{AccessDenial, NotFoundKind};
 use crate::health::WindowCounter;
 
 /// Breaker settings. `Default` gives the documented defaults.
@@ -424,6 +430,36 @@ impl CircuitBreaker {
         }
     }
 
+    /// A breaker with `config` that continues this one's state (hot reload): the state, its
+    /// reason and message, the cool-downs in force and the failure counts carry over, and so
+    /// does the listener; the failure window is kept when its length is unchanged (otherwise
+    /// it starts empty). Passes granted earlier report to this breaker, not the new one.
+    pub fn reconfigured(&self, config: BreakerConfig) -> CircuitBreaker {
+        let same_window = config.window == self.shared.config.window;
+        let new = CircuitBreaker::new(config, self.shared.clock.clone());
+        {
+            let old = self.shared.inner.lock();
+            let mut inner = new.shared.inner.lock();
+            inner.state = old.state;
+            inner.epoch = old.epoch;
+            inner.consecutive = old.consecutive;
+            if same_window {
+                inner.window = old.window.clone();
+            }
+            // A closed breaker's cool-downs are the configuration's (closing resets them);
+            // an opening in force keeps the cool-downs it runs on.
+            if !matches!(old.state, State::Closed) {
+                inner.cool_down = old.cool_down;
+                inner.next_cool_down = old.next_cool_down;
+            }
+            inner.reason = old.reason;
+            inner.message = old.message.clone();
+            inner.ramp_credit = old.ramp_credit;
+        }
+        *new.shared.listener.lock() = self.shared.listener.lock().clone();
+        new
+    }
+
     /// Calls `listener` on every transition (replacing any previous listener). It runs after
     /// the breaker's lock is released, on the thread that caused the transition.
     pub fn set_listener(&self, listener: TransitionListener) {
@@ -534,7 +570,7 @@ impl CircuitBreaker {
     /// Reports an outcome without a pass (e.g. from a call made outside the breaker). It is
     /// taken as a call that started after every outcome reported so far (sequential).
     /// A probe is only resolved through its pass.
-    pub fn record(&self, outcome: Outcome) -> Option<Transition> {
+    pub fn record(&self, outcome: impl Into<BreakerEffect>) -> Option<Transition> {
         let now = self.shared.clock.now();
         let mut transitions = Transitions::default();
         {
@@ -545,7 +581,8 @@ impl CircuitBreaker {
                 epoch,
                 seen,
             };
-            self.record_locked(&mut inner, now, outcome, report, &mut transitions);
+            let effect = outcome.into();
+            self.record_locked(&mut inner, now, effect, report, &mut transitions);
         }
         self.notify(&transitions);
         transitions.last()
@@ -680,18 +717,17 @@ impl CircuitBreaker {
         &self,
         inner: &mut Inner,
         now: Duration,
-        outcome: Outcome,
+        verdict: BreakerEffect,
         pass: PassReport,
         transitions: &mut Transitions,
     ) {
         let config = &self.shared.config;
-        let verdict = breaker_verdict(outcome);
         if pass.probe {
             // A report from a probe of an earlier half-open period is stale.
             if pass.epoch != inner.epoch || !matches!(inner.state, State::HalfOpen { .. }) {
                 return;
             }
-            if verdict == Verdict::Failure {
+            if verdict == BreakerEffect::Failure {
                 let cool = self.grow_cool_down(inner);
                 self.open(inner, now, cool, OpenReason::ProbeFailed, transitions);
             } else {
@@ -725,13 +761,13 @@ impl CircuitBreaker {
             return;
         }
         match verdict {
-            Verdict::Neutral => {}
-            Verdict::Success => {
+            BreakerEffect::Neutral => {}
+            BreakerEffect::Success => {
                 inner.consecutive = 0;
                 inner.counted = inner.counted.wrapping_add(1);
                 inner.window.record(now, true);
             }
-            Verdict::Failure => {
+            BreakerEffect::Failure => {
                 // Genuinely consecutive only if no outcome was counted while this call was
                 // in flight; otherwise it overlapped that outcome and adds nothing to the run.
                 if pass.seen == inner.counted {
@@ -789,15 +825,15 @@ impl CircuitBreaker {
         {
             let mut inner = self.shared.inner.lock();
             match report {
-                Report::Outcome(outcome) => {
-                    self.record_locked(&mut inner, now, outcome, pass, &mut transitions)
+                Report::Effect(effect) => {
+                    self.record_locked(&mut inner, now, effect, pass, &mut transitions)
                 }
                 Report::Dropped => {
                     if pass.probe {
                         self.record_locked(
                             &mut inner,
                             now,
-                            Outcome::Timeout,
+                            BreakerEffect::Failure,
                             pass,
                             &mut transitions,
                         )
@@ -817,7 +853,7 @@ impl CircuitBreaker {
 }
 
 enum Report {
-    Outcome(Outcome),
+    Effect(BreakerEffect),
     Dropped,
 }
 
@@ -832,25 +868,18 @@ struct PassReport {
     seen: u64,
 }
 
-#[derive(PartialEq, Eq, Clone, Copy)]
-enum Verdict {
+/// How one call counts for the breaker. The router's policy table
+/// ([`crate::router::policy`]) computes it for each error kind; an [`Outcome`](crate::Outcome) converts into
+/// it through the same table, so the breaker keeps no table of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerEffect {
+    /// The provider served the call.
     Success,
+    /// A provider fault.
     Failure,
+    /// Says nothing about the provider (for a probe: the provider answered, a success).
     Neutral,
-}
-
-fn breaker_verdict(outcome: Outcome) -> Verdict {
-    match outcome {
-        Outcome::Success => Verdict::Success,
-        Outcome::Server
-        | Outcome::Timeout
-        | Outcome::Connect
-        | Outcome::Decode
-        | Outcome::AccessDenied
-        | Outcome::Authentication
-        | Outcome::NotFound => Verdict::Failure,
-        Outcome::RateLimited | Outcome::InvalidRequest | Outcome::ContentPolicy => Verdict::Neutral,
-    }
 }
 
 fn ramp_share(config: &BreakerConfig, elapsed: Duration) -> f64 {
@@ -937,11 +966,12 @@ impl BreakerPass {
         self.transition.as_ref()
     }
 
-    /// Reports the call's outcome; returns the transition it caused, if any.
-    pub fn record(mut self, outcome: Outcome) -> Option<Transition> {
+    /// Reports the call's outcome (an [`Outcome`](crate::Outcome) or the [`BreakerEffect`] the router's
+    /// policy computed); returns the transition it caused, if any.
+    pub fn record(mut self, outcome: impl Into<BreakerEffect>) -> Option<Transition> {
         self.reported = true;
         self.breaker
-            .report(self.as_report(), Report::Outcome(outcome))
+            .report(self.as_report(), Report::Effect(outcome.into()))
     }
 
     fn as_report(&self) -> PassReport {

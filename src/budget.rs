@@ -7,10 +7,20 @@
 //! ([`BudgetLedger::try_reserve`]) and, when the response arrives, commits the *actual* cost
 //! ([`BudgetReservation::commit`]); a failed request releases its reservation
 //! ([`BudgetReservation::release`], also what dropping it does). A reservation is admitted only
-//! if, for every budget of the ledger, `spent + reserved + amount ≤ limit`, checked and applied
+//! if, for every budget of the ledger, `spent + reserved + held + amount ≤ limit`, checked and applied
 //! under one lock, so the budget is never exceeded, also not by a thousand concurrent requests.
 //! (A commit larger than its reservation charges the real amount: the money was spent. The
 //! catalog's token tables are upper bounds for the image output, so this is rare.)
+//!
+//! # Holding what may have been billed
+//!
+//! A request that was sent and then got no answer (a timeout after sending, or a caller that
+//! dropped the future) may have been generated and billed by the provider, and nothing will
+//! tell the router. Its reservation is *held* ([`BudgetReservation::hold`]): it stops being
+//! "in flight" but keeps counting against every budget of the ledger until that budget's
+//! period ends, so such requests can never let spend pass a budget. It is not added to the
+//! lifetime total (that counts known costs only). Releasing it instead would let a run of
+//! timeouts spend past the budget unseen.
 //!
 //! Amounts are kept in integer nano-dollars, so totals add up exactly: the ledger's total is the
 //! sum of the committed costs.
@@ -227,6 +237,17 @@ struct BudgetState {
     period_end: SystemTime,
     spent: u64,
     reserved: u64,
+    /// Held until the period ends (see the module docs).
+    held: u64,
+}
+
+impl BudgetState {
+    /// Spent, reserved and held in the current period.
+    fn used(&self) -> u64 {
+        self.spent
+            .saturating_add(self.reserved)
+            .saturating_add(self.held)
+    }
 }
 
 #[derive(Debug)]
@@ -254,6 +275,7 @@ impl LedgerInner {
                 b.period_idx = idx;
                 b.period_end = end;
                 b.spent = 0;
+                b.held = 0;
             }
         }
         now
@@ -293,7 +315,7 @@ pub struct BudgetExhausted {
     pub limit_usd: f64,
     /// Spent in the current period, USD.
     pub spent_usd: f64,
-    /// Reserved by requests in flight, USD.
+    /// Reserved by requests in flight, and held for requests that may have been billed, USD.
     pub reserved_usd: f64,
     /// What was asked for, USD.
     pub requested_usd: f64,
@@ -371,7 +393,10 @@ pub struct BudgetSnapshot {
     pub spent_usd: f64,
     /// Reserved by requests in flight, USD.
     pub reserved_usd: f64,
-    /// `limit − spent − reserved` (0 when over), USD.
+    /// Held until the period ends for requests that may have been billed (sent, then no
+    /// answer), USD.
+    pub held_usd: f64,
+    /// `limit − spent − reserved − held` (0 when over), USD.
     pub remaining_usd: f64,
     /// When the period resets, seconds since the Unix epoch.
     pub resets_at_unix: u64,
@@ -415,6 +440,7 @@ impl BudgetLedger {
                 period_end: end,
                 spent: 0,
                 reserved: 0,
+                held: 0,
             });
         }
         Ok(Self {
@@ -464,6 +490,7 @@ impl BudgetLedger {
                         period_end: end,
                         spent: 0,
                         reserved: st.reserved,
+                        held: 0,
                     }
                 }
             };
@@ -496,7 +523,7 @@ impl BudgetLedger {
         let mut st = self.inner.state.lock();
         let now = self.inner.roll(&mut st);
         for b in &st.budgets {
-            if b.spent.saturating_add(b.reserved).saturating_add(amount) > b.limit {
+            if b.used().saturating_add(amount) > b.limit {
                 return Err(BudgetError::Exhausted(exhausted(
                     &self.inner.name,
                     b,
@@ -534,7 +561,7 @@ impl BudgetLedger {
                 if b.limit == 0 {
                     0.0
                 } else {
-                    b.limit.saturating_sub(b.spent + b.reserved) as f64 / b.limit as f64
+                    b.limit.saturating_sub(b.used()) as f64 / b.limit as f64
                 }
             })
             .reduce(f64::min)
@@ -557,7 +584,8 @@ impl BudgetLedger {
                     limit_usd: b.budget.limit_usd,
                     spent_usd: to_usd(b.spent),
                     reserved_usd: to_usd(b.reserved),
-                    remaining_usd: to_usd(b.limit.saturating_sub(b.spent + b.reserved)),
+                    held_usd: to_usd(b.held),
+                    remaining_usd: to_usd(b.limit.saturating_sub(b.used())),
                     resets_at_unix: unix_secs(b.period_end),
                     resets_in: b.period_end.duration_since(now).unwrap_or(Duration::ZERO),
                 })
@@ -572,7 +600,7 @@ fn exhausted(name: &str, b: &BudgetState, usd: f64, now: SystemTime) -> BudgetEx
         period: b.budget.period,
         limit_usd: b.budget.limit_usd,
         spent_usd: to_usd(b.spent),
-        reserved_usd: to_usd(b.reserved),
+        reserved_usd: to_usd(b.reserved.saturating_add(b.held)),
         requested_usd: usd,
         resets_at_unix: unix_secs(b.period_end),
         resets_in: b.period_end.duration_since(now).unwrap_or(Duration::ZERO),
@@ -632,8 +660,16 @@ struct Part {
     done: bool,
 }
 
+/// How a reservation ends.
+#[derive(Clone, Copy)]
+enum Finish {
+    Release,
+    Commit(u64),
+    Hold,
+}
+
 impl Part {
-    fn finish(&mut self, actual: Option<u64>) {
+    fn finish(&mut self, how: Finish) {
         if self.done {
             return;
         }
@@ -643,11 +679,13 @@ impl Part {
         st.reserved = st.reserved.saturating_sub(self.amount);
         for b in &mut st.budgets {
             b.reserved = b.reserved.saturating_sub(self.amount);
-            if let Some(a) = actual {
-                b.spent = b.spent.saturating_add(a);
+            match how {
+                Finish::Release => {}
+                Finish::Commit(a) => b.spent = b.spent.saturating_add(a),
+                Finish::Hold => b.held = b.held.saturating_add(self.amount),
             }
         }
-        if let Some(a) = actual {
+        if let Finish::Commit(a) = how {
             st.lifetime_spent = st.lifetime_spent.saturating_add(a);
             st.committed += 1;
         }
@@ -656,7 +694,7 @@ impl Part {
 
 impl Drop for Part {
     fn drop(&mut self) {
-        self.finish(None);
+        self.finish(Finish::Release);
     }
 }
 
@@ -683,14 +721,38 @@ impl BudgetReservation {
             } else {
                 p.amount
             };
-            p.finish(Some(a));
+            p.finish(Finish::Commit(a));
         }
     }
 
     /// Frees the reservation without charging (the request failed before costing anything).
     pub fn release(mut self) {
         for p in &mut self.parts {
-            p.finish(None);
+            p.finish(Finish::Release);
+        }
+    }
+
+    /// Keeps the reserved amount counted against every budget until the budget's period
+    /// ends, without adding it to the lifetime total: for a request that was sent and may
+    /// have been billed, but whose cost will never be known (see the module docs).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::SystemTime;
+    /// use image_router::budget::{Budget, BudgetLedger, BudgetPeriod, WallClock};
+    /// use image_router::clock::ManualClock;
+    /// let wall = WallClock::new(SystemTime::now(), Arc::new(ManualClock::new()));
+    /// let day = Budget::new(1.0, BudgetPeriod::Day).unwrap();
+    /// let ledger = BudgetLedger::new("openai", vec![day], wall).unwrap();
+    /// ledger.try_reserve(0.6).unwrap().hold();
+    /// let snap = ledger.snapshot();
+    /// assert!((snap.budgets[0].held_usd - 0.6).abs() < 1e-9);
+    /// assert_eq!(snap.lifetime_spent_usd, 0.0);
+    /// assert!(ledger.try_reserve(0.6).is_err()); // the held money still counts
+    /// ```
+    pub fn hold(mut self) {
+        for p in &mut self.parts {
+            p.finish(Finish::Hold);
         }
     }
 }

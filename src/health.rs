@@ -106,20 +106,20 @@ impl Default for HealthConfig {
 
 /// How an [`Outcome`] counts for availability: `Some(true)` success, `Some(false)` provider
 /// fault, `None` not counted (the caller's fault, or an account problem the breaker handles).
+/// The answer comes from the router's policy table ([`crate::router::policy`]).
 pub fn availability_verdict(outcome: Outcome) -> Option<bool> {
-    match outcome {
-        Outcome::Success => Some(true),
-        Outcome::Server
-        | Outcome::Timeout
-        | Outcome::Connect
-        | Outcome::Decode
-        | Outcome::RateLimited => Some(false),
-        Outcome::InvalidRequest
-        | Outcome::ContentPolicy
-        | Outcome::AccessDenied
-        | Outcome::Authentication
-        | Outcome::NotFound => None,
-    }
+    HealthEffect::from(outcome).availability
+}
+
+/// How one call counts for [`Health`], as the router's policy table
+/// ([`crate::router::policy`]) computes it; an [`Outcome`] converts through the same table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthEffect {
+    /// `Some(true)` a success, `Some(false)` a provider fault, `None` not counted.
+    pub availability: Option<bool>,
+    /// Whether the call's duration is a latency observation (a success, or a timeout: a
+    /// lower bound of the true latency). A fast error says nothing about image latency.
+    pub latency: bool,
 }
 
 /// Success / failure counts over a sliding time window kept as a ring of buckets.
@@ -260,14 +260,30 @@ impl Health {
     /// bound of the true latency (so the peak estimate rises, as it should), while a fast
     /// error (connection refused in 2 ms) says nothing about how fast images come back and
     /// must not make a broken provider look quick.
-    pub fn record(&self, outcome: Outcome, latency: Duration) {
+    pub fn record(&self, outcome: impl Into<HealthEffect>, latency: Duration) {
         record_into(
             &self.inner,
             &self.config,
             self.clock.now(),
-            outcome,
+            outcome.into(),
             latency,
         );
+    }
+
+    /// This record with a new `config` (hot reload): samples, the latency estimate and the
+    /// in-flight count carry over; the availability window restarts empty when its length
+    /// or bucket count changed (its ring cannot be re-bucketed). Guards from
+    /// [`start`](Self::start) taken before keep recording into the same state.
+    pub fn reconfigured(&self, config: HealthConfig) -> Health {
+        if config.window != self.config.window || config.buckets != self.config.buckets {
+            self.inner.lock().window = WindowCounter::new(config.window, config.buckets);
+        }
+        Health {
+            config,
+            clock: Arc::clone(&self.clock),
+            in_flight: Arc::clone(&self.in_flight),
+            inner: Arc::clone(&self.inner),
+        }
     }
 
     /// Forgets the outcomes counted for availability (the latency estimate stays).
@@ -454,14 +470,14 @@ fn record_into(
     inner: &Mutex<Inner>,
     config: &HealthConfig,
     now: Duration,
-    outcome: Outcome,
+    effect: HealthEffect,
     latency: Duration,
 ) {
     let mut inner = inner.lock();
-    if let Some(ok) = availability_verdict(outcome) {
+    if let Some(ok) = effect.availability {
         inner.window.record(now, ok);
     }
-    if matches!(outcome, Outcome::Success | Outcome::Timeout) {
+    if effect.latency {
         let rtt = latency.as_nanos() as f64;
         let next = match read_estimate(&inner, config, now) {
             None => rtt,
@@ -497,11 +513,12 @@ impl InFlight {
         self.clock.now().saturating_sub(self.started)
     }
 
-    /// Records the call's outcome, with the latency measured from `start()` to now.
-    pub fn finish(mut self, outcome: Outcome) {
+    /// Records the call's outcome (an [`Outcome`] or the [`HealthEffect`] the router's
+    /// policy computed), with the latency measured from `start()` to now.
+    pub fn finish(mut self, outcome: impl Into<HealthEffect>) {
         let now = self.clock.now();
         let latency = now.saturating_sub(self.started);
-        record_into(&self.inner, &self.config, now, outcome, latency);
+        record_into(&self.inner, &self.config, now, outcome.into(), latency);
         self.release();
     }
 

@@ -755,6 +755,18 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// Replaces the configured limits and the safety margin together (hot reload), keeping
+    /// the log, blocks and back-off; on an invalid value nothing changes.
+    pub fn set_limits_and_margin(&self, limits: Limits, margin: f64) -> Result<(), ConfigError> {
+        let mut st = self.inner.state.lock();
+        let mut cfg = st.config.clone();
+        cfg.limits = limits;
+        cfg.margin = margin;
+        cfg.validate()?;
+        st.config = cfg;
+        Ok(())
+    }
+
     /// The configured limits.
     pub fn limits(&self) -> Limits {
         self.inner.state.lock().config.limits.clone()

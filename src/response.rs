@@ -237,6 +237,9 @@ pub struct ImageResponse {
     pub skipped: Vec<Skip>,
     /// Total time in the router.
     pub elapsed: Duration,
+    /// The serving provider's score when it was chosen, every component, so an application
+    /// can log why it was chosen without ranking again (`None` if it was not ranked).
+    pub score: Option<crate::score::ScoreBreakdown>,
 }
 
 impl ImageResponse {

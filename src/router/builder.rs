@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::snapshot::{Settings, Slot, Snapshot};
+use super::policy::TimeoutPolicy;
+use super::slot::{ProviderOptions, Slot};
+use super::snapshot::{Settings, Snapshot};
+use super::store::{InProcessStore, StoreConfig};
 use super::{Router, RouterInner};
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::budget::{Budget, BudgetLedger, WallClock};
 use crate::catalog::Catalog;
-use crate::class::ClassPolicy;
 use crate::clock::{SharedClock, SystemClock};
 use crate::cost::CostEstimator;
 use crate::error::ConfigError;
@@ -25,86 +27,14 @@ use crate::provider::Provider;
 use crate::score::{DefaultScorer, Scorer};
 use crate::strategy::Strategy;
 
-/// Per-provider routing settings: usage tier, explicit limits, safety margin and weight.
-///
-/// `tier` takes RPM / TPM from the catalog's tier table (`providers/openai.toml`); explicit
-/// `rpm` / `tpm` override it (Azure deployments give their own, since their quota is per
-/// deployment).
-#[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct ProviderOptions {
-    /// Usage tier name (`"tier-2"`).
-    pub tier: Option<String>,
-    /// Requests per minute.
-    pub rpm: Option<u32>,
-    /// Tokens per minute.
-    pub tpm: Option<u64>,
-    /// Fraction of the limits to use (default 0.9).
-    pub safety_margin: Option<f64>,
-    /// Relative weight for scoring and weighted routing (default 1.0).
-    pub weight: Option<f64>,
-    /// Spend budgets of this provider (each request reserves its estimated cost first).
-    pub budgets: Vec<Budget>,
-    /// Which request classes this provider is reserved for or preferred by.
-    pub classes: ClassPolicy,
-}
-
-impl ProviderOptions {
-    /// Default options.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Sets the tier.
-    #[must_use]
-    pub fn tier(mut self, tier: impl Into<String>) -> Self {
-        self.tier = Some(tier.into());
-        self
-    }
-    /// Sets requests per minute.
-    #[must_use]
-    pub fn rpm(mut self, rpm: u32) -> Self {
-        self.rpm = Some(rpm);
-        self
-    }
-    /// Sets tokens per minute.
-    #[must_use]
-    pub fn tpm(mut self, tpm: u64) -> Self {
-        self.tpm = Some(tpm);
-        self
-    }
-    /// Sets the safety margin (0 < margin ≤ 1).
-    #[must_use]
-    pub fn safety_margin(mut self, margin: f64) -> Self {
-        self.safety_margin = Some(margin);
-        self
-    }
-    /// Sets the weight (> 0).
-    #[must_use]
-    pub fn weight(mut self, weight: f64) -> Self {
-        self.weight = Some(weight);
-        self
-    }
-    /// Adds a spend budget for this provider.
-    #[must_use]
-    pub fn budget(mut self, budget: Budget) -> Self {
-        self.budgets.push(budget);
-        self
-    }
-    /// Sets the request-class policy (reserved for / preferred by).
-    #[must_use]
-    pub fn classes(mut self, policy: ClassPolicy) -> Self {
-        self.classes = policy;
-        self
-    }
-}
-
 /// Default time one attempt may take (GPT image models can take a minute for a high-quality image).
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default time a whole request may take, all attempts and waits included.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
 /// Default maximum number of provider calls per request.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
-/// Default cool-down after access-denied, authentication and not-found failures.
+/// Default cool-down after access-denied, authentication and not-found failures: how long
+/// the breaker holds a denial, and how long a model cool-down lasts.
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(300);
 /// Default base of the jittered backoff before retrying a transient failure.
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
@@ -149,6 +79,9 @@ pub struct RouterBuilder {
     fallback_usd_per_image: Option<f64>,
     health: HealthConfig,
     breaker: Option<BreakerConfig>,
+    /// Set by [`RouterBuilder::cooldown`]; otherwise the breaker's long cool-down or the
+    /// default.
+    cooldown: Option<Duration>,
     scorer: Option<Arc<dyn Scorer>>,
 }
 
@@ -174,6 +107,7 @@ impl RouterBuilder {
                 deadline: DEFAULT_DEADLINE,
                 max_attempts: DEFAULT_MAX_ATTEMPTS,
                 content_policy_failover: false,
+                timeout_after_send: TimeoutPolicy::Failover,
                 cooldown: DEFAULT_COOLDOWN,
                 retry_backoff: DEFAULT_RETRY_BACKOFF,
                 rate_limit_wait: DEFAULT_RATE_LIMIT_WAIT,
@@ -189,6 +123,7 @@ impl RouterBuilder {
             fallback_usd_per_image: None,
             health: HealthConfig::default(),
             breaker: None,
+            cooldown: None,
             scorer: None,
         }
     }
@@ -254,9 +189,24 @@ impl RouterBuilder {
     }
 
     /// How long a provider is skipped after access-denied, authentication or not-found
-    /// failures (default 300 s).
+    /// failures (default 300 s). This is the one duration of a denial: the circuit breaker
+    /// holds it (its `long_cool_down`, which this setting replaces; without this call a
+    /// [`breaker`](Self::breaker) configuration's `long_cool_down` is used), and a model or
+    /// deployment not found cools the provider down for that model for as long.
     pub fn cooldown(mut self, cooldown: Duration) -> Self {
-        self.settings.cooldown = cooldown;
+        self.cooldown = Some(cooldown);
+        self
+    }
+
+    /// What a timeout after the request was sent does (default
+    /// [`TimeoutPolicy::Failover`]). The provider may have generated and billed the image,
+    /// so such a timeout is never retried on the same provider: by default the request fails
+    /// over and the attempt is marked possibly billed; [`TimeoutPolicy::Fail`] returns the
+    /// timeout instead, so one image is never paid twice. Either way the budget keeps the
+    /// attempt's reservation until the budget's period ends. A timeout before the request
+    /// was sent (connecting) is retried as any transient failure.
+    pub fn on_timeout_after_send(mut self, policy: TimeoutPolicy) -> Self {
+        self.settings.timeout_after_send = policy;
         self
     }
 
@@ -326,8 +276,9 @@ impl RouterBuilder {
         self
     }
 
-    /// Circuit-breaker settings (failure thresholds, cool-downs, ramp). Unless set here, the
-    /// breaker's long cool-down after access problems is the router's [`cooldown`](Self::cooldown).
+    /// Circuit-breaker settings (failure thresholds, cool-downs, ramp). The breaker's long
+    /// cool-down after access problems is the router's [`cooldown`](Self::cooldown) when that
+    /// is set, else `long_cool_down` from here.
     /// `build()` rejects settings that cannot mean anything, naming the field
     /// (`breaker.failure_ratio` NaN or ≤ 0, `breaker.ramp_start` outside 0..=1, a non-finite
     /// `breaker.cool_down_multiplier`, a zero `cool_down`, `long_cool_down` or `window`).
@@ -395,7 +346,8 @@ impl RouterBuilder {
     }
 
     /// Checks every setting and builds a snapshot; providers whose name is in `previous`
-    /// keep their state (cool-downs, limiter log, spend, health, breaker).
+    /// keep their state (cool-downs, limiter log, spend, health, breaker) and take every new
+    /// setting.
     pub(crate) fn into_snapshot(
         self,
         clock: SharedClock,
@@ -425,7 +377,7 @@ impl RouterBuilder {
             attempt_timeout: s.attempt_timeout,
             deadline: s.deadline,
             max_attempts: s.max_attempts,
-            cooldown: s.cooldown,
+            cooldown: self.cooldown.unwrap_or(DEFAULT_COOLDOWN),
             retry_backoff: s.retry_backoff,
             rate_limit_wait: s.rate_limit_wait,
             default_model: s.default_model.as_deref(),
@@ -443,10 +395,26 @@ impl RouterBuilder {
         if settings.default_model.is_none() {
             settings.default_model = Some(catalog.default_model().to_string());
         }
+        // One duration for a denial: the builder's cool-down, else the breaker's long one.
+        let mut breaker_config = self.breaker.clone().unwrap_or_default();
+        settings.cooldown = match (self.cooldown, &self.breaker) {
+            (Some(d), _) => d,
+            (None, Some(b)) => b.long_cool_down,
+            (None, None) => DEFAULT_COOLDOWN,
+        };
+        breaker_config.long_cool_down = settings.cooldown;
         let wall = self
             .wall
             .unwrap_or_else(|| WallClock::new(std::time::SystemTime::now(), clock.clone()));
+        let router_budget = match previous {
+            Some(prev) => {
+                BudgetLedger::new("router", self.budgets.clone(), wall.clone())?;
+                prev.budget.clone()
+            }
+            None => BudgetLedger::new("router", self.budgets.clone(), wall.clone())?,
+        };
         let mut providers = Vec::with_capacity(self.providers.len());
+        // Providers that stay: applied once the whole configuration is known to be valid.
         let mut pending = Vec::new();
         for (i, (p, o)) in self.providers.into_iter().enumerate() {
             let scope = format!("providers[{i}]");
@@ -462,54 +430,50 @@ impl RouterBuilder {
             if let Some(m) = o.safety_margin {
                 config = config.margin(m);
             }
-            let old =
-                previous.and_then(|prev| prev.providers.iter().find(|o| o.name() == p.name()));
-            if let Some(old) = old {
-                // A provider that stays keeps its state; its new limits and budgets are
-                // checked now and applied once the whole configuration is known to be valid.
-                RateLimiter::with_config(LimiterConfig::new(limits.clone()), clock.clone())
-                    .map_err(|e| e.scoped(&scope))?;
-                BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
-                    .map_err(|e| e.scoped(&scope))?;
-                pending.push((old.clone(), limits, o.budgets.clone()));
-                providers.push(old.carried_over(p, o));
-                continue;
-            }
+            let margin = config.margin;
+            // Checked for every provider, also those that stay.
             let limiter =
                 RateLimiter::with_config(config, clock.clone()).map_err(|e| e.scoped(&scope))?;
             let ledger = BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
                 .map_err(|e| e.scoped(&scope))?;
+            let old =
+                previous.and_then(|prev| prev.providers.iter().find(|o| o.name() == p.name()));
+            if let Some(old) = old {
+                let store = StoreConfig {
+                    limits,
+                    margin,
+                    budgets: o.budgets.clone(),
+                    breaker: breaker_config.clone(),
+                };
+                pending.push((providers.len(), old.clone(), p, o, store));
+                providers.push(None);
+                continue;
+            }
             let health = Health::new(self.health.clone(), clock.clone());
-            let breaker_config = self.breaker.clone().unwrap_or_else(|| BreakerConfig {
-                long_cool_down: settings.cooldown,
-                ..BreakerConfig::default()
-            });
-            let breaker = CircuitBreaker::new(breaker_config, clock.clone());
+            let breaker = CircuitBreaker::new(breaker_config.clone(), clock.clone());
             let name = p.name().to_string();
             breaker.set_listener(Arc::new(move |t| {
                 crate::metrics::breaker_transition(&name, t.from.as_str(), t.to.as_str())
             }));
-            providers.push(Slot::new(p, o, limiter, ledger, health, breaker));
+            let store = InProcessStore::new(limiter, ledger, router_budget.clone(), breaker);
+            providers.push(Some(Slot::new(p, o, Arc::new(store), health)));
         }
-        let budget = match previous {
-            Some(prev) => {
-                BudgetLedger::new("router", self.budgets.clone(), wall)?;
-                // Everything is valid: apply the new settings to the providers that stay.
-                for (slot, limits, budgets) in pending {
-                    slot.limiter.set_limits(limits)?;
-                    slot.budget.set_budgets(budgets)?;
-                }
-                prev.budget.set_budgets(self.budgets)?;
-                prev.budget.clone()
-            }
-            None => BudgetLedger::new("router", self.budgets, wall)?,
-        };
         let mut costs = CostEstimator::new();
         if let Some(usd) = self.fallback_usd_per_image {
             costs = costs
                 .with_fallback_usd_per_image(usd)
                 .map_err(|e| e.scoped("fallback_usd_per_image"))?;
         }
+        // Everything is valid: apply the new settings to the providers that stay.
+        if previous.is_some() {
+            router_budget.set_budgets(self.budgets)?;
+        }
+        for (pos, old, p, o, store) in pending {
+            providers[pos] = Some(old.carry_over(p, o, &store, &self.health)?);
+        }
+        // Every position was filled: new providers above, providers that stay just now.
+        let providers: Vec<Slot> = providers.into_iter().flatten().collect();
+        let budget = router_budget;
         let snapshot = Snapshot {
             settings,
             catalog,

@@ -1,21 +1,17 @@
 //! The router's configuration and provider set as one immutable snapshot behind an `ArcSwap`.
 //!
 //! A request loads the snapshot once and uses it to the end, so a reload never changes the
-//! rules under a request in flight; per-provider state (cool-downs, and later limiters, health,
-//! spend) lives in `Arc`s that a new snapshot carries over for providers that stay.
+//! rules under a request in flight; per-provider state lives in the slots' shared parts,
+//! which a new snapshot carries over for providers that stay.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::builder::ProviderOptions;
-use super::state::ProviderState;
-use crate::breaker::CircuitBreaker;
+use super::policy::{PolicySettings, TimeoutPolicy};
+use super::slot::Slot;
 use crate::budget::BudgetLedger;
 use crate::catalog::Catalog;
 use crate::cost::CostEstimator;
-use crate::health::Health;
-use crate::limiter::RateLimiter;
-use crate::provider::Provider;
 use crate::score::Scorer;
 use crate::strategy::Strategy;
 
@@ -26,6 +22,8 @@ pub(crate) struct Settings {
     pub deadline: Duration,
     pub max_attempts: u32,
     pub content_policy_failover: bool,
+    pub timeout_after_send: TimeoutPolicy,
+    /// How long a denial (in the breaker) and a model cool-down last.
     pub cooldown: Duration,
     pub retry_backoff: Duration,
     pub rate_limit_wait: Duration,
@@ -35,54 +33,13 @@ pub(crate) struct Settings {
     pub cheap_probe: bool,
 }
 
-/// One provider and its state.
-#[derive(Debug, Clone)]
-pub(crate) struct Slot {
-    pub provider: Arc<dyn Provider>,
-    pub state: Arc<ProviderState>,
-    pub limiter: RateLimiter,
-    pub budget: BudgetLedger,
-    pub health: Arc<Health>,
-    pub breaker: CircuitBreaker,
-    pub options: ProviderOptions,
-}
-
-impl Slot {
-    pub fn new(
-        provider: Arc<dyn Provider>,
-        options: ProviderOptions,
-        limiter: RateLimiter,
-        budget: BudgetLedger,
-        health: Health,
-        breaker: CircuitBreaker,
-    ) -> Self {
-        Self {
-            provider,
-            state: Arc::new(ProviderState::default()),
-            limiter,
-            budget,
-            health: Arc::new(health),
-            breaker,
-            options,
+impl Settings {
+    /// The settings the policy table depends on.
+    pub fn policy(&self) -> PolicySettings {
+        PolicySettings {
+            content_policy_failover: self.content_policy_failover,
+            timeout_after_send: self.timeout_after_send,
         }
-    }
-
-    /// This provider's state with a new provider object and options (hot reload).
-    pub fn carried_over(&self, provider: Arc<dyn Provider>, options: ProviderOptions) -> Self {
-        Self {
-            provider,
-            options,
-            ..self.clone()
-        }
-    }
-
-    /// Fraction of the tightest budget still free (`None` without budgets).
-    pub fn budget_left(&self) -> Option<f64> {
-        self.budget.remaining_fraction()
-    }
-
-    pub fn name(&self) -> &str {
-        self.provider.name()
     }
 }
 

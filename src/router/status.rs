@@ -6,8 +6,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::snapshot::{Slot, Snapshot};
-use crate::breaker::BreakerSnapshot;
+use super::slot::Slot;
+use super::snapshot::Snapshot;
+use crate::breaker::{BreakerSnapshot, BreakerState, OpenReason};
 use crate::budget::LedgerSnapshot;
 use crate::error::ProviderError;
 use crate::explain::Explanation;
@@ -51,7 +52,8 @@ pub struct ProviderStatus {
     pub headroom: Headroom,
     /// Spend totals and budgets.
     pub spend: LedgerSnapshot,
-    /// A provider-wide cool-down in force (after access denied / authentication failures).
+    /// A provider-wide denial in force (access denied, authentication, a missing endpoint):
+    /// the same record as `breaker` (open with a `denied` reason), in the words of a skip.
     pub cooldown: Option<CooldownStatus>,
     /// The latest failure.
     pub last_error: Option<LastError>,
@@ -81,7 +83,7 @@ pub struct LastError {
     pub at_unix: u64,
 }
 
-pub(crate) fn build(snap: &Snapshot, now: Duration) -> RouterStatus {
+pub(crate) fn build(snap: &Snapshot) -> RouterStatus {
     RouterStatus {
         strategy: snap.settings.strategy,
         default_model: snap
@@ -93,12 +95,15 @@ pub(crate) fn build(snap: &Snapshot, now: Duration) -> RouterStatus {
         providers: {
             // The same idle-decay floor the router ranks with (over providers whose breaker
             // lets traffic through), so the status shows the scores routing uses.
-            let floor =
-                super::latency_floor(snap.providers.iter().filter(|s| !s.breaker.is_blocking()));
+            let floor = super::plan::latency_floor(
+                snap.providers
+                    .iter()
+                    .filter(|s| !s.store.breaker().is_blocking()),
+            );
             snap.providers
                 .iter()
                 .enumerate()
-                .map(|(i, slot)| provider(snap, slot, i, now, floor))
+                .map(|(i, slot)| provider(snap, slot, i, floor))
                 .collect()
         },
     }
@@ -108,27 +113,33 @@ fn provider(
     snap: &Snapshot,
     slot: &Slot,
     priority: usize,
-    now: Duration,
     floor: Option<Duration>,
 ) -> ProviderStatus {
-    let headroom = slot.limiter.headroom();
-    let inputs = super::score_inputs(slot, priority, headroom.fraction, floor);
+    let headroom = slot.store.headroom();
+    let breaker = slot.store.breaker().snapshot();
+    let half_open = breaker.state == BreakerState::HalfOpen;
+    let inputs = super::plan::score_inputs(slot, priority, headroom.fraction, floor, half_open);
+    let cooldown = match (breaker.state, breaker.reason) {
+        (BreakerState::Open, Some(OpenReason::Denied(reason))) => Some(CooldownStatus {
+            cause: super::policy::deny_outcome(reason),
+            message: breaker.message.clone().unwrap_or_default(),
+            remaining_ms: breaker
+                .retry_in
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }),
+        _ => None,
+    };
     ProviderStatus {
         name: slot.name().to_string(),
         kind: slot.provider.kind(),
         priority,
-        breaker: slot.breaker.snapshot(),
+        breaker,
         health: slot.health.snapshot(),
         score: snap.scorer.score(&inputs),
         headroom,
-        spend: slot.budget.snapshot(),
-        cooldown: slot.state.provider_cooldown(now).map(|c| CooldownStatus {
-            cause: c.cause,
-            message: c.message,
-            remaining_ms: u64::try_from(c.until.saturating_sub(now).as_millis())
-                .unwrap_or(u64::MAX),
-        }),
-        last_error: slot.state.last_error().map(|(error, at)| LastError {
+        spend: slot.store.spend(),
+        cooldown,
+        last_error: slot.last_error().map(|(error, at)| LastError {
             explanation: error.explain_with(&snap.catalog, slot.options.tier.as_deref()),
             error,
             at_unix: at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),

@@ -24,6 +24,7 @@ mod latency_defaults;
 mod limiter;
 mod quota_props;
 mod quota_routing;
+mod router_core;
 mod router_rules;
 mod scenarios;
 mod scored_routing;

@@ -285,12 +285,15 @@ async fn hang_and_reset_time_out_or_fail_then_fail_over() {
         outcomes,
         vec![
             Outcome::Timeout,
-            Outcome::Timeout,
             Outcome::Connect,
             Outcome::Connect,
             Outcome::Success
         ]
     );
+    // The hang was sent (not retried: possibly billed); the reset never got an answer
+    // either, but a connection error is retried as before.
+    assert!(res.attempts[0].possibly_billed);
+    assert!(!res.attempts[1].possibly_billed);
 }
 
 #[tokio::test]

@@ -1,0 +1,213 @@
+//! Planning and ranking: which providers may take a request and in which order.
+//!
+//! A provider is left out, with the reason in the skip list, when it cannot serve the
+//! request (capabilities), is reserved for other request classes, or is unavailable (a denial
+//! held by its breaker, or a cool-down of this model); the rest are scored and ranked by the
+//! strategy (providers without headroom last, open breakers left out).
+
+use std::time::Duration;
+
+use super::slot::Slot;
+use super::snapshot::Snapshot;
+use crate::attempt::{Skip, SkipReason};
+use crate::breaker::BreakerState;
+use crate::class::RequestClass;
+use crate::request::ImageRequest;
+use crate::score::{ScoreBreakdown, ScoreInputs};
+use crate::strategy::Candidate;
+
+/// The providers a request may go to, best first with their scores, and those left out.
+pub(crate) struct Plan {
+    /// Provider indices in the order to try.
+    pub order: Vec<usize>,
+    /// Every candidate with its score inputs.
+    pub candidates: Vec<Candidate>,
+    pub skipped: Vec<Skip>,
+}
+
+impl Plan {
+    /// The score of provider `index` as ranked (`None` if it was no candidate).
+    pub fn score(&self, snap: &Snapshot, index: usize) -> Option<ScoreBreakdown> {
+        self.candidates
+            .iter()
+            .find(|c| c.index == index)
+            .map(|c| snap.scorer.score(&c.inputs))
+    }
+
+    /// Logs the ranking at debug level (computed only when that level is on).
+    pub fn log(&self, snap: &Snapshot) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let ranking: Vec<String> = self
+            .order
+            .iter()
+            .map(|&i| {
+                let s = self.score(snap, i).unwrap_or_default();
+                format!(
+                    "{} total={:.4} availability={:.3} latency={:.3} headroom={:.3} budget={:.3} priority={:.3} weight={:.3}",
+                    snap.providers[i].name(),
+                    s.total,
+                    s.availability,
+                    s.latency,
+                    s.headroom,
+                    s.budget,
+                    s.priority,
+                    s.weight
+                )
+            })
+            .collect();
+        tracing::debug!(ranking = ?ranking, skipped = self.skipped.len(), "ranked providers");
+    }
+}
+
+fn skip(skipped: &mut Vec<Skip>, slot: &Slot, reason: SkipReason) {
+    tracing::debug!(provider = slot.name(), reason = %reason, "skipped");
+    skipped.push(Skip::new(slot.name(), reason));
+}
+
+/// Filters by capability, class and availability, then ranks with the strategy.
+pub(crate) fn plan(
+    snap: &Snapshot,
+    req: &ImageRequest,
+    model: &str,
+    class: Option<&RequestClass>,
+    now: Duration,
+) -> Plan {
+    let mut skipped = Vec::new();
+    // (index, headroom, breaker refusing, breaker half-open) of each provider that passed.
+    let mut admitted: Vec<(usize, f64, bool, bool)> = Vec::with_capacity(snap.providers.len());
+    for (i, slot) in snap.providers.iter().enumerate() {
+        if let Err(detail) = slot.provider.supports(req) {
+            skip(&mut skipped, slot, SkipReason::Unsupported { detail });
+            continue;
+        }
+        if !slot.options.classes.admits(class) {
+            let message = format!(
+                "reserved for request classes {}",
+                slot.options
+                    .classes
+                    .reserved_for
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            skip(&mut skipped, slot, SkipReason::Reserved { message });
+            continue;
+        }
+        if let Some(u) = slot.store.unavailable(model, now) {
+            let reason = SkipReason::CoolingDown {
+                cause: u.cause,
+                message: u.message,
+                remaining: u.remaining,
+            };
+            skip(&mut skipped, slot, reason);
+            continue;
+        }
+        let breaker = slot.store.breaker();
+        admitted.push((
+            i,
+            slot.store.headroom().fraction,
+            breaker.is_blocking(),
+            breaker.state() == BreakerState::HalfOpen,
+        ));
+    }
+    // Idle estimates decay no lower than the best measured latency among the candidates
+    // that can take the request (see `Health::cost_ms_floored`), so the floor is known
+    // before any candidate's latency is read.
+    let floor = latency_floor(
+        admitted
+            .iter()
+            .filter(|(_, _, blocking, _)| !blocking)
+            .map(|&(i, ..)| &snap.providers[i]),
+    );
+    let candidates: Vec<Candidate> = admitted
+        .into_iter()
+        .map(|(i, headroom, blocking, half_open)| {
+            let slot = &snap.providers[i];
+            let mut c = Candidate::new(i, score_inputs(slot, i, headroom, floor, half_open));
+            c.breaker_open = blocking;
+            c.no_headroom = headroom <= 0.0;
+            c.preferred = slot.options.classes.prefers(class);
+            c
+        })
+        .collect();
+
+    let ranking = {
+        let mut rng = rand::rng();
+        snap.settings
+            .strategy
+            .rank(&candidates, snap.scorer.as_ref(), &mut rng)
+    };
+    for &i in ranking.skipped() {
+        let slot = &snap.providers[i];
+        let message = breaker_message(&slot.store.breaker().snapshot());
+        skip(&mut skipped, slot, SkipReason::CircuitOpen { message });
+    }
+    Plan {
+        order: ranking.order().to_vec(),
+        candidates,
+        skipped,
+    }
+}
+
+/// The request's model, or the router's default.
+pub(crate) fn resolve_model(snap: &Snapshot, req: &ImageRequest) -> String {
+    match req.model() {
+        Some(m) => m.to_string(),
+        None => snap
+            .settings
+            .default_model
+            .clone()
+            .unwrap_or_else(|| snap.catalog.default_model().to_string()),
+    }
+}
+
+/// The lowest measured (undecayed) latency among `slots`: the floor of the idle decay.
+pub(crate) fn latency_floor<'a>(slots: impl Iterator<Item = &'a Slot>) -> Option<Duration> {
+    slots.filter_map(|s| s.health.measured_latency()).min()
+}
+
+/// Score inputs of one provider now; `floor` as for [`Health::cost_ms_floored`].
+///
+/// [`Health::cost_ms_floored`]: crate::health::Health::cost_ms_floored
+pub(crate) fn score_inputs(
+    slot: &Slot,
+    priority: usize,
+    headroom: f64,
+    floor: Option<Duration>,
+    half_open: bool,
+) -> ScoreInputs {
+    // A breaker past its cool-down waits for one probe: the failures that opened it are
+    // what the cool-down already paid for, and counting them again would rank the provider
+    // last so the probe never happens while any other provider answers.
+    let availability = if half_open {
+        1.0
+    } else {
+        slot.health.availability()
+    };
+    ScoreInputs {
+        availability,
+        latency_ms: slot.health.cost_ms_floored(floor),
+        headroom,
+        budget_left: slot.budget_left(),
+        priority,
+        weight: slot.options.weight.unwrap_or(1.0),
+    }
+}
+
+/// A breaker snapshot as a skip message.
+pub(crate) fn breaker_message(b: &crate::breaker::BreakerSnapshot) -> String {
+    let mut m = format!("breaker {}", b.state.as_str());
+    if let Some(r) = &b.reason {
+        m.push_str(&format!(" ({r:?})"));
+    }
+    if let Some(d) = b.retry_in {
+        m.push_str(&format!(", retry in {} ms", d.as_millis()));
+    }
+    if let Some(msg) = &b.message {
+        m.push_str(&format!(": {msg}"));
+    }
+    m
+}

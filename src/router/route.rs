@@ -1,0 +1,476 @@
+//! The attempt loop: validate, plan, then per attempt admit → call → settle → decide.
+//!
+//! [`route`] reads top to bottom; the bookkeeping of one request (the queue of providers,
+//! waits for rate-limit room, retries, the attempt trace) is [`Run`], below it. What an error
+//! means is not decided here but looked up in the policy table ([`super::policy`]).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::plan::{plan, resolve_model, Plan};
+use super::policy::{self, Decision, Rule};
+use super::slot::{SettleArgs, Slot};
+use super::snapshot::{Settings, Snapshot};
+use crate::attempt::{Attempt, Skip, SkipReason};
+use crate::class::RequestClass;
+use crate::clock::SharedClock;
+use crate::error::{Error, ErrorKind, ProviderError};
+use crate::limiter::Denied;
+use crate::metrics as m;
+use crate::provider::CallContext;
+use crate::request::ImageRequest;
+use crate::response::{ImageResponse, ProviderResponse};
+use crate::score::ScoreBreakdown;
+use crate::tokens;
+
+/// Routes one request on `snap` (see the module docs).
+pub(crate) async fn route(
+    snap: &Snapshot,
+    clock: &SharedClock,
+    mut req: ImageRequest,
+    class: Option<&RequestClass>,
+) -> Result<ImageResponse, Error> {
+    let settings = &snap.settings;
+    let started = Instant::now();
+
+    // Validate against the model's catalog entry; estimate tokens and cost.
+    let model = resolve_model(snap, &req);
+    req.set_model(model.clone());
+    tracing::Span::current().record("model", model.as_str());
+    let spec = snap.catalog.model(&model);
+    req.validate(spec.map(|s| &s.capabilities))?;
+    let estimate = tokens::estimate(&req, spec, snap.catalog.default_output_tokens_per_image());
+    let est_tokens = estimate.total();
+    let est_cost = snap.costs.estimate(&model, spec, &req, &estimate);
+
+    // Plan: filter and rank.
+    let plan = plan(snap, &req, &model, class, clock.now());
+    plan.log(snap);
+    let mut run = Run::new(settings, plan, started);
+
+    while let Some(idx) = run.next().await {
+        let slot = &snap.providers[idx];
+        // Admit: rate-limit room and budget in one step; the guard gives them back if the
+        // request is never sent.
+        let mut admitted = match slot.admit(est_tokens, est_cost.clone()).await {
+            Ok(a) => a,
+            Err(refusal) => {
+                run.refused(slot, idx, refusal);
+                continue;
+            }
+        };
+        let pass = match super::probe::breaker_pass(snap, slot, &model, run.deadline).await {
+            Ok(p) => p,
+            Err(message) => {
+                drop(admitted);
+                run.skip(slot, SkipReason::CircuitOpen { message });
+                continue;
+            }
+        };
+
+        // Call.
+        let retry = u32::from(run.retried.contains(&idx));
+        let wire_model = slot.provider.wire_model(&model);
+        let score = run.plan.score(snap, idx);
+        run.attempted.push(idx);
+        admitted.mark_sent();
+        let in_flight = slot.health.start();
+        let (result, took) = call(slot, &req, run.attempt_timeout(), retry).await;
+
+        // Settle: one outcome, applied to every component as the policy row says.
+        let rule = result
+            .as_ref()
+            .err()
+            .map(|e| policy::rule(&e.kind, settings.policy()));
+        let cost = result.as_ref().ok().and_then(|resp| {
+            let usage = resp.usage.as_ref();
+            snap.costs.actual(&model, spec, &req, usage, &estimate).ok()
+        });
+        let wait = match &result {
+            Err(e) => e.retry_after.unwrap_or(settings.rate_limit_wait),
+            Ok(_) => settings.rate_limit_wait,
+        };
+        let args = SettleArgs {
+            rule,
+            model: &model,
+            cost_usd: cost.as_ref().map(|c| c.usd),
+            cooldown: settings.cooldown,
+            rate_limit_wait: wait,
+            now: clock.now(),
+            best_latency: &|| super::plan::latency_floor(snap.providers.iter()),
+        };
+        slot.settle(admitted, pass, in_flight, &result, args).await;
+        super::publish_gauges(snap, slot);
+
+        // Decide.
+        let attempt = Attempted {
+            model: wire_model,
+            took,
+            retry,
+            score,
+        };
+        match result {
+            Ok(resp) => {
+                let cost_usd = cost.map(|c| c.usd);
+                return Ok(run.served(snap, slot, resp, model, cost_usd, attempt, est_tokens));
+            }
+            Err(err) => {
+                // `rule` is `Some` for every error (computed above from the same result).
+                let rule = rule.unwrap_or_else(|| policy::rule(&err.kind, settings.policy()));
+                run.failed(idx, err, rule, attempt, wait).await?;
+            }
+        }
+    }
+    Err(run.exhausted(snap))
+}
+
+/// What is known of an attempt besides its result.
+struct Attempted {
+    model: String,
+    took: Duration,
+    retry: u32,
+    score: Option<ScoreBreakdown>,
+}
+
+/// One request's bookkeeping.
+struct Run<'s> {
+    settings: &'s Settings,
+    plan: Plan,
+    started: Instant,
+    deadline: Instant,
+    /// Waits for room end at the deadline, or earlier with `max_wait`.
+    wait_limit: Instant,
+    queue: VecDeque<usize>,
+    /// Providers with no room now, and when they will have room.
+    waiting: Vec<(usize, Instant)>,
+    attempted: Vec<usize>,
+    retried: Vec<usize>,
+    attempts: Vec<Attempt>,
+    skipped: Vec<Skip>,
+    deadline_exceeded: bool,
+}
+
+impl<'s> Run<'s> {
+    fn new(settings: &'s Settings, mut plan: Plan, started: Instant) -> Self {
+        let deadline = later(started, settings.deadline);
+        let wait_limit = settings
+            .max_wait
+            .map_or(deadline, |w| deadline.min(later(Instant::now(), w)));
+        Self {
+            settings,
+            // The order is only needed as the queue (no allocation: `From<Vec>` reuses it).
+            queue: VecDeque::from(std::mem::take(&mut plan.order)),
+            skipped: std::mem::take(&mut plan.skipped),
+            plan,
+            started,
+            deadline,
+            wait_limit,
+            waiting: Vec::new(),
+            attempted: Vec::new(),
+            retried: Vec::new(),
+            attempts: Vec::new(),
+            deadline_exceeded: false,
+        }
+    }
+
+    /// The next provider to try: from the queue, else the first to have room again (waiting
+    /// for it if that is before the deadline); `None` when attempts or time are used up.
+    async fn next(&mut self) -> Option<usize> {
+        if self.attempts.len() >= self.settings.max_attempts as usize {
+            return None;
+        }
+        if Instant::now() >= self.deadline {
+            self.deadline_exceeded = true;
+            return None;
+        }
+        match self.queue.pop_front() {
+            Some(i) => Some(i),
+            None => wait_for_room(&mut self.waiting, self.wait_limit).await,
+        }
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        self.settings.attempt_timeout.min(remaining)
+    }
+
+    fn skip(&mut self, slot: &Slot, reason: SkipReason) {
+        tracing::debug!(provider = slot.name(), reason = %reason, "skipped");
+        self.skipped.push(Skip::new(slot.name(), reason));
+    }
+
+    /// The store refused the admission: skip the provider, or wait for its room.
+    fn refused(&mut self, slot: &Slot, idx: usize, refusal: super::store::Refusal) {
+        use super::store::Refusal;
+        match refusal {
+            Refusal::RateLimit(denied) => match denied.retry_in() {
+                None => self.skip(slot, skip_reason(&denied)),
+                Some(retry_in) => {
+                    let at = later(Instant::now(), retry_in);
+                    if at < self.wait_limit {
+                        self.waiting.push((idx, at));
+                    } else if !self.attempted.contains(&idx) {
+                        let message =
+                            format!("{denied}; waiting would pass the deadline or max_wait");
+                        let retry_in = Some(retry_in);
+                        self.skip(slot, SkipReason::NoHeadroom { retry_in, message });
+                    }
+                }
+            },
+            Refusal::Budget(e) => self.skip(
+                slot,
+                SkipReason::Budget {
+                    message: e.to_string(),
+                },
+            ),
+            Refusal::Store(e) => self.skip(
+                slot,
+                SkipReason::NoHeadroom {
+                    retry_in: None,
+                    message: e.to_string(),
+                },
+            ),
+        }
+    }
+
+    /// Providers not attempted yet that this request may still reach.
+    fn untried(&self) -> usize {
+        let fresh = |i: &usize| !self.attempted.contains(i);
+        self.queue.iter().filter(|i| fresh(i)).count()
+            + self.waiting.iter().filter(|(i, _)| fresh(i)).count()
+    }
+
+    /// A failed attempt: record it and act on the policy row's decision. `Err` ends the
+    /// request with that error.
+    async fn failed(
+        &mut self,
+        idx: usize,
+        err: ProviderError,
+        rule: Rule,
+        a: Attempted,
+        wait: Duration,
+    ) -> Result<(), Error> {
+        m::attempt(&err.provider, err.outcome().as_str(), a.took);
+        if rule.possibly_billed() {
+            m::possibly_billed(&err.provider);
+        }
+        let timed_out_by_deadline = err.is_timeout() && Instant::now() >= self.deadline;
+        match rule.decision {
+            Decision::Return => {
+                self.push_failure(&err, &rule, &a);
+                return Err(Error::Rejected {
+                    error: err,
+                    attempts: std::mem::take(&mut self.attempts),
+                    skipped: std::mem::take(&mut self.skipped),
+                });
+            }
+            Decision::FailoverRateLimited => {
+                m::rate_limited(&err.provider);
+                let at = later(Instant::now(), wait);
+                if at < self.wait_limit {
+                    self.waiting.push((idx, at));
+                }
+            }
+            Decision::Failover => {}
+            Decision::Retry => {
+                // A retry on the same provider only while every untried provider still gets
+                // its attempt, in attempts and in time.
+                let untried = self.untried();
+                let left =
+                    (self.settings.max_attempts as usize).saturating_sub(self.attempts.len() + 1);
+                let backoff = jittered(self.settings.retry_backoff);
+                let per_provider = u32::try_from(untried)
+                    .ok()
+                    .and_then(|n| self.settings.attempt_timeout.checked_mul(n))
+                    .unwrap_or(Duration::MAX);
+                let needed = backoff.saturating_add(per_provider);
+                if a.retry == 0
+                    && !timed_out_by_deadline
+                    && left > untried
+                    && (untried == 0 || later(Instant::now(), needed) < self.deadline)
+                {
+                    self.retried.push(idx);
+                    if later(Instant::now(), backoff) < self.deadline {
+                        tokio::time::sleep(backoff).await;
+                        self.queue.push_front(idx);
+                    }
+                }
+            }
+        }
+        self.push_failure(&err, &rule, &a);
+        if timed_out_by_deadline {
+            // `next` ends the request: the deadline has passed.
+            self.deadline_exceeded = true;
+        }
+        Ok(())
+    }
+
+    fn push_failure(&mut self, err: &ProviderError, rule: &Rule, a: &Attempted) {
+        let mut attempt = Attempt::failure(&a.model, err.clone(), a.took, a.retry);
+        attempt.possibly_billed = rule.possibly_billed();
+        attempt.score = a.score;
+        self.attempts.push(attempt);
+    }
+
+    /// The response for a served request.
+    #[allow(clippy::too_many_arguments)]
+    fn served(
+        mut self,
+        snap: &Snapshot,
+        slot: &Slot,
+        resp: ProviderResponse,
+        model: String,
+        cost_usd: Option<f64>,
+        a: Attempted,
+        est_tokens: u64,
+    ) -> ImageResponse {
+        // Ranked last for lack of room and not reached: the response still says why.
+        let no_room: Vec<usize> = self
+            .plan
+            .candidates
+            .iter()
+            .filter(|c| c.no_headroom)
+            .map(|c| c.index)
+            .collect();
+        for i in no_room {
+            let other = &snap.providers[i];
+            if self.attempted.contains(&i)
+                || self.skipped.iter().any(|s| s.provider == other.name())
+            {
+                continue;
+            }
+            // Room that came back meanwhile was simply not needed.
+            if let Err(denied) = other.store.rate_limit_check(est_tokens) {
+                self.skip(other, skip_reason(&denied));
+            }
+        }
+        let mut attempt = Attempt::success(slot.name(), &a.model, resp.status, a.took, a.retry);
+        attempt.score = a.score;
+        self.attempts.push(attempt);
+        m::attempt(slot.name(), "success", a.took);
+        tracing::Span::current().record("provider", slot.name());
+        if self.attempts.len() > 1 {
+            m::failover(slot.name());
+        }
+        ImageResponse {
+            images: resp.images,
+            provider: slot.name().to_string(),
+            model,
+            usage: resp.usage,
+            cost_usd,
+            created: resp.created,
+            request_id: resp.request_id,
+            rate_limits: resp.rate_limits,
+            attempts: self.attempts,
+            skipped: self.skipped,
+            elapsed: self.started.elapsed(),
+            score: a.score,
+        }
+    }
+
+    /// The error when no attempt served the request.
+    fn exhausted(mut self, snap: &Snapshot) -> Error {
+        if Instant::now() >= self.deadline {
+            self.deadline_exceeded = true;
+        }
+        // Providers that never got room before the end.
+        for (idx, at) in std::mem::take(&mut self.waiting) {
+            if !self.attempted.contains(&idx) {
+                let retry_in = Some(at.saturating_duration_since(Instant::now()));
+                let message = "rate limit has no room for this request now".to_string();
+                self.skip(
+                    &snap.providers[idx],
+                    SkipReason::NoHeadroom { retry_in, message },
+                );
+            }
+        }
+        Error::Exhausted {
+            attempts: self.attempts,
+            skipped: self.skipped,
+            deadline_exceeded: self.deadline_exceeded,
+        }
+    }
+}
+
+/// When no provider is left to try, waits for the one that has room first, if that is before
+/// the deadline (waiting only to time out is pointless). Returns its index.
+async fn wait_for_room(waiting: &mut Vec<(usize, Instant)>, deadline: Instant) -> Option<usize> {
+    let (pos, at) = waiting
+        .iter()
+        .enumerate()
+        .map(|(pos, (_, at))| (pos, *at))
+        .min_by_key(|(_, at)| *at)?;
+    if at >= deadline {
+        return None;
+    }
+    let (idx, _) = waiting.remove(pos);
+    tracing::debug!(
+        wait_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
+        "waiting for rate-limit room"
+    );
+    tokio::time::sleep_until(at).await;
+    Some(idx)
+}
+
+/// Why a provider's rate limiter refused a request, as a skip reason.
+fn skip_reason(denied: &Denied) -> SkipReason {
+    match denied {
+        Denied::NoAccess(na) => SkipReason::Tier {
+            message: na.to_string(),
+        },
+        other => SkipReason::NoHeadroom {
+            retry_in: other.retry_in(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// One provider call, bounded by `timeout` whatever the provider does.
+async fn call(
+    slot: &Slot,
+    req: &ImageRequest,
+    timeout: Duration,
+    retry: u32,
+) -> (Result<ProviderResponse, ProviderError>, Duration) {
+    let mut ctx = CallContext::new(timeout);
+    ctx.retry = retry;
+    let span = tracing::info_span!("image_router.attempt", provider = slot.name(), retry);
+    let started = Instant::now();
+    let result = tokio::time::timeout(timeout, slot.provider.send(req, &ctx))
+        .instrument(span)
+        .await;
+    let took = started.elapsed();
+    let result = match result {
+        Ok(Ok(resp)) if resp.images.is_empty() => Err(ProviderError::new(
+            slot.name(),
+            ErrorKind::Decode,
+            "the provider answered without any image",
+        )
+        .with_status(resp.status)),
+        Ok(r) => r,
+        Err(_) => Err(ProviderError::new(
+            slot.name(),
+            ErrorKind::Timeout { sent: true },
+            format!("no answer within {} ms", timeout.as_millis()),
+        )),
+    };
+    (result, took)
+}
+
+/// `at + by`, or about thirty years from `at` when that is past what an `Instant` holds (a
+/// huge setting or `retry-after` must not panic; it only means "not before the deadline").
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(at)
+}
+
+/// `base` minus up to 25 % at random.
+fn jittered(base: Duration) -> Duration {
+    let f: f64 = rand::rng().random_range(0.75..=1.0);
+    base.mul_f64(f)
+}
