@@ -59,7 +59,8 @@
 //! # Keys
 //!
 //! `[router]`: `strategy`, `timeout`, `deadline`, `max_attempts`, `default_model`,
-//! `failover_on_content_policy`, `cooldown`, `retry_backoff`, `rate_limit_wait`, `max_wait`,
+//! `failover_on_content_policy`, `on_timeout_after_send` (`"failover"`, the default, or
+//! `"fail"`: see [`RouterBuilder::on_timeout_after_send`]), `cooldown`, `retry_backoff`, `rate_limit_wait`, `max_wait`,
 //! `budgets`, `fallback_usd_per_image`, `catalog` (a catalog override file, same schema as
 //! `providers/*.toml`, relative to the config file).
 //!

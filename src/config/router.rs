@@ -44,6 +44,8 @@ pub struct RouterSettings {
     pub default_model: Option<String>,
     /// Whether content-policy refusals fail over.
     pub failover_on_content_policy: Option<bool>,
+    /// What a timeout after the request was sent does (`"failover"` or `"fail"`).
+    pub on_timeout_after_send: Option<rt::TimeoutPolicy>,
     /// Cool-down after denials.
     #[serde(serialize_with = "ser_opt_dur")]
     pub cooldown: Option<Duration>,
@@ -93,6 +95,7 @@ pub(super) struct RawRouter {
     max_attempts: S<i64>,
     pub(super) default_model: S<String>,
     failover_on_content_policy: S<bool>,
+    on_timeout_after_send: S<String>,
     cooldown: S<String>,
     retry_backoff: S<String>,
     rate_limit_wait: S<String>,
@@ -398,6 +401,19 @@ pub(super) fn parse(cx: &Locator<'_>, r: &RawRouter) -> Result<RouterSettings, C
         .as_ref()
         .map(|v| v.get_ref().trim().to_string());
     s.failover_on_content_policy = r.failover_on_content_policy.as_ref().map(|b| *b.get_ref());
+    if let Some(v) = &r.on_timeout_after_send {
+        s.on_timeout_after_send = Some(match v.get_ref().as_str() {
+            "failover" => rt::TimeoutPolicy::Failover,
+            "fail" => rt::TimeoutPolicy::Fail,
+            other => {
+                return Err(cx.err(
+                    "router.on_timeout_after_send".into(),
+                    v,
+                    format!("unknown policy {other:?}; expected \"failover\" or \"fail\""),
+                ))
+            }
+        });
+    }
     s.catalog = non_empty(cx, "router.catalog".into(), &r.catalog)?.map(PathBuf::from);
     if let Some(b) = &r.breaker {
         s.breaker = Some(parse_breaker(cx, b)?);
@@ -475,6 +491,9 @@ impl RouterSettings {
         }
         if let Some(yes) = self.failover_on_content_policy {
             b = b.failover_on_content_policy(yes);
+        }
+        if let Some(p) = self.on_timeout_after_send {
+            b = b.on_timeout_after_send(p);
         }
         if let Some(d) = self.cooldown {
             b = b.cooldown(d);

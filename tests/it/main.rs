@@ -32,6 +32,7 @@ mod sim;
 mod sim_window;
 mod strategy;
 mod support;
+mod timeout_policy_file;
 mod wire;
 mod wire_azure;
 mod wire_compatible;
