@@ -10,6 +10,7 @@
 //! | `image_router_failovers_total` | counter | `provider` | requests served after at least one failed attempt (labelled with the provider that served) |
 //! | `image_router_rate_limited_total` | counter | `provider` | 429 rate limits received |
 //! | `image_router_possibly_billed_total` | counter | `provider` | attempts sent that got no answer (a timeout after sending): the provider may have billed them; not retried there, their budget reservation held |
+//! | `image_router_suspicious_usage_total` | counter | `provider` | answers whose reported usage was beyond what the request could produce (clamped to that maximum) |
 //! | `image_router_probes_total` | counter | `provider`, `result` | cheap half-open probes (`RouterBuilder::cheap_probe`): `healthy`, `failed`, `unsupported` |
 //! | `image_router_breaker_transitions_total` | counter | `provider`, `from`, `to` | circuit-breaker state changes |
 //! | `image_router_breaker_state` | gauge | `provider` | 0 closed, 1 recovering, 2 half-open, 3 open |
@@ -36,6 +37,8 @@ pub const RATE_LIMITED_TOTAL: &str = "image_router_rate_limited_total";
 
 /// `image_router_possibly_billed_total`.
 pub const POSSIBLY_BILLED_TOTAL: &str = "image_router_possibly_billed_total";
+/// `image_router_suspicious_usage_total` (recorded by the built-in providers).
+pub const SUSPICIOUS_USAGE_TOTAL: &str = "image_router_suspicious_usage_total";
 
 pub(crate) fn possibly_billed(provider: &str) {
     metrics::counter!(POSSIBLY_BILLED_TOTAL, "provider" => provider.to_string()).increment(1);
@@ -136,6 +139,11 @@ pub fn describe() {
         POSSIBLY_BILLED_TOTAL,
         Unit::Count,
         "Attempts sent that got no answer and may have been billed, by provider"
+    );
+    metrics::describe_counter!(
+        SUSPICIOUS_USAGE_TOTAL,
+        Unit::Count,
+        "Answers whose reported usage was beyond what the request could produce, by provider"
     );
     metrics::describe_counter!(
         PROBES_TOTAL,

@@ -169,7 +169,11 @@ impl View {
             "timeout": fmt(r.timeout, rt::DEFAULT_ATTEMPT_TIMEOUT),
             "deadline": fmt(r.deadline, rt::DEFAULT_DEADLINE),
             "max_attempts": r.max_attempts.unwrap_or(rt::DEFAULT_MAX_ATTEMPTS),
-            "cooldown": fmt(r.cooldown, rt::DEFAULT_COOLDOWN),
+            // One duration for a denial: `cooldown`, else `[router.breaker] long_cool_down`.
+            "cooldown": fmt(
+                r.cooldown.or(r.breaker.as_ref().map(|b| b.long_cool_down)),
+                rt::DEFAULT_COOLDOWN
+            ),
             "default_model": self.default_model,
             "failover_on_content_policy": r.failover_on_content_policy.unwrap_or(false),
             "catalog": r.catalog,

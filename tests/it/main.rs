@@ -30,6 +30,7 @@ mod scenarios;
 mod scored_routing;
 mod sim;
 mod sim_window;
+mod status_followups;
 mod strategy;
 mod support;
 mod timeout_policy_file;
