@@ -24,19 +24,19 @@ use crate::request::{Background, OutputFormat, Quality, Size};
 const BUILTIN_SOURCES: &[(&str, &str)] = &[
     (
         "providers/models.toml",
-        include_str!("../providers/models.toml"),
+        include_str!("../../providers/models.toml"),
     ),
     (
         "providers/openai.toml",
-        include_str!("../providers/openai.toml"),
+        include_str!("../../providers/openai.toml"),
     ),
     (
         "providers/azure.toml",
-        include_str!("../providers/azure.toml"),
+        include_str!("../../providers/azure.toml"),
     ),
     (
         "providers/compatible.toml",
-        include_str!("../providers/compatible.toml"),
+        include_str!("../../providers/compatible.toml"),
     ),
 ];
 
