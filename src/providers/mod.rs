@@ -14,7 +14,7 @@
 //! * What a provider serves is data: the [`Catalog`]'s capabilities narrowed
 //!   by the provider kind (Azure: no webp; chat-mode proxies: no edits, one image a call),
 //!   optionally restricted by an allow-list (`.models([..])`).
-//! * Builders validate everything up front (`build()` returns a [`ConfigError`] naming the
+//! * Builders validate everything up front (`build()` returns a [`ConfigError`](crate::error::ConfigError) naming the
 //!   field) so a running router never fails on configuration.
 //! * Keys are [`secrecy::SecretString`]s and every `Debug` impl here redacts them.
 //! * Each provider builds its URLs and its auth headers in one place (`url` / `headers`),
@@ -23,13 +23,13 @@
 //! # What a provider's answer is trusted with
 //!
 //! Nothing it says is trusted blindly (see the README's "Security" section): bodies are read
-//! against limits the request implies ([`CommonOptions`]' `max_response_bytes`), redirects to
+//! against limits the request implies (`CommonOptions`' `max_response_bytes`, in `common.rs`), redirects to
 //! another origin are refused, downloads go only to public hosts (or the provider's own, or
 //! an allow-list), at most `n` images are kept and each must be a real image of the requested
 //! format, retry hints are capped (`max_retry_hint`), reported usage is clamped to what the
 //! request can produce, and every string from the answer (message, code, type, param, request
 //! id, URLs, revised prompt) is scrubbed of the key and truncated before it leaves the
-//! provider ([`Sanitize`]).
+//! provider (`Sanitize`, in `sanitize.rs`).
 //!
 //! ```
 //! use image_router::providers::{Azure, Compatible, CompatibleMode, OpenAi};
