@@ -127,7 +127,9 @@ impl CircuitBreaker {
         next
     }
 
-    pub(super) fn record_locked(
+    /// A probe's report: a failure re-opens with a grown cool-down, anything else starts the
+    /// recovery ramp (or closes at once when there is no ramp). Stale probes are ignored.
+    fn record_probe(
         &self,
         inner: &mut Inner,
         now: Duration,
@@ -136,38 +138,50 @@ impl CircuitBreaker {
         transitions: &mut Transitions,
     ) {
         let config = &self.shared.config;
-        if pass.probe {
-            // A report from a probe of an earlier half-open period is stale.
-            if pass.epoch != inner.epoch || !matches!(inner.state, State::HalfOpen { .. }) {
-                return;
-            }
-            if verdict == BreakerEffect::Failure {
-                let cool = self.grow_cool_down(inner);
-                self.open(inner, now, cool, OpenReason::ProbeFailed, transitions);
-            } else {
-                inner.consecutive = 0;
-                inner.counted = inner.counted.wrapping_add(1);
-                inner.reason = None;
-                inner.message = None;
-                if config.ramp.is_zero() {
-                    self.close(inner, now, transitions);
-                } else {
-                    self.go(
-                        inner,
-                        State::Recovering { since: now },
-                        now,
-                        None,
-                        transitions,
-                    );
-                    // The ramp's failure ratio is taken over the outcomes since this probe,
-                    // the probe being the first success (see the module docs).
-                    inner.window.clear();
-                    inner.independent.clear();
-                    inner.window.record(now, true);
-                }
-            }
+        // A report from a probe of an earlier half-open period is stale.
+        if pass.epoch != inner.epoch || !matches!(inner.state, State::HalfOpen { .. }) {
             return;
         }
+        if verdict == BreakerEffect::Failure {
+            let cool = self.grow_cool_down(inner);
+            self.open(inner, now, cool, OpenReason::ProbeFailed, transitions);
+        } else {
+            inner.consecutive = 0;
+            inner.counted = inner.counted.wrapping_add(1);
+            inner.reason = None;
+            inner.message = None;
+            if config.ramp.is_zero() {
+                self.close(inner, now, transitions);
+            } else {
+                self.go(
+                    inner,
+                    State::Recovering { since: now },
+                    now,
+                    None,
+                    transitions,
+                );
+                // The ramp's failure ratio is taken over the outcomes since this probe,
+                // the probe being the first success (see the module docs).
+                inner.window.clear();
+                inner.independent.clear();
+                inner.window.record(now, true);
+            }
+        }
+    }
+
+    pub(super) fn record_locked(
+        &self,
+        inner: &mut Inner,
+        now: Duration,
+        verdict: BreakerEffect,
+        pass: PassReport,
+        transitions: &mut Transitions,
+    ) {
+        if pass.probe {
+            self.record_probe(inner, now, verdict, pass, transitions);
+            return;
+        }
+        let config = &self.shared.config;
         // A call admitted in an earlier state (e.g. before an outage opened the breaker)
         // reporting late only counts once the breaker is closed again: it must not re-open a
         // recovering breaker or touch the bookkeeping of an open one.

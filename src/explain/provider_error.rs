@@ -33,78 +33,11 @@ impl ProviderError {
         let quote = provider_quote(self);
         let name = &self.provider;
         match &self.kind {
-            ErrorKind::RateLimited { scope } => {
-                let what = match scope {
-                    RateLimitScope::Requests => "requests per minute (RPM)",
-                    RateLimitScope::Tokens => "tokens per minute (TPM)",
-                    RateLimitScope::Unknown => "requests or tokens per minute",
-                };
-                let when = match self.retry_after {
-                    Some(d) => format!("It asked to retry after {}.", secs(d)),
-                    None => "It did not say when to retry.".to_string(),
-                };
-                Explanation::new(
-                    format!("{name} is rate limited on {what}. {when} {quote}"),
-                    format!(
-                        "Wait and retry (the router waits out `retry-after` or fails over to \
-                         another provider). If it happens often, lower `rpm` / `tpm` for {name} in \
-                         the config so the router paces requests, add another provider, or raise \
-                         the account's limits (a higher tier: {LIMITS_URL})."
-                    ),
-                )
-            }
+            ErrorKind::RateLimited { scope } => self.explain_rate_limit(scope, &quote),
             ErrorKind::AccessDenied { reason } => {
                 self.explain_denial(*reason, &quote, catalog, tier)
             }
-            ErrorKind::NotFound { what } => match what {
-                NotFoundKind::Model => Explanation::new(
-                    format!(
-                        "{name} does not serve this model: it does not exist, was retired, or this \
-                         account cannot see it. {quote}"
-                    ),
-                    format!(
-                        "Use a model the account has (list them with `GET /v1/models`), set \
-                         `models` / `rename` for {name} in the config, or ask the account owner \
-                         for access. Image models may need organization verification \
-                         ({VERIFY_ORGANIZATION_URL})."
-                    ),
-                ),
-                NotFoundKind::Deployment => Explanation::new(
-                    format!(
-                        "The Azure deployment named for {name} does not exist on this resource \
-                         (or is still being created). {quote}"
-                    ),
-                    "Check the deployment name in the Azure AI Foundry portal (Deployments) and \
-                     set it as `deployment` (or in `deployments`) for this provider; the \
-                     deployment name is not the model name unless you named it so. A new \
-                     deployment can take a few minutes to become available."
-                        .to_string(),
-                ),
-                NotFoundKind::UnsupportedParameter => Explanation::new(
-                    format!("{name} does not accept a parameter or value of this request. {quote}"),
-                    "Remove or change the parameter the message names (`param`), or route the \
-                     request to a provider that supports it."
-                        .to_string(),
-                ),
-                NotFoundKind::Endpoint if self.status.is_some_and(|s| (300..400).contains(&s)) => {
-                    Explanation::new(
-                        format!(
-                            "{name} redirected the call to another host, which is not followed \
-                             (it would carry the key and the prompt there). {quote}"
-                        ),
-                        "Point `base_url` (or the Azure `endpoint`) at the host that actually \
-                         serves the API; if the redirect is unexpected, the endpoint or a proxy \
-                         in front of it may be compromised."
-                            .to_string(),
-                    )
-                }
-                NotFoundKind::Endpoint => Explanation::new(
-                    format!("{name} has no such endpoint (HTTP 404 on the path). {quote}"),
-                    "Check `base_url` (it usually ends in `/v1`) or the Azure `endpoint` and \
-                     `api_version` in the config."
-                        .to_string(),
-                ),
-            },
+            ErrorKind::NotFound { what } => self.explain_not_found(what, &quote),
             ErrorKind::Authentication => Explanation::new(
                 format!(
                     "{name} rejected the API key (HTTP 401): it is wrong, revoked, or belongs to \
@@ -174,7 +107,93 @@ impl ProviderError {
                  firewalls, and that the service is up."
                     .to_string(),
             ),
-            ErrorKind::Decode if self.message.contains("exceeds the limit of") => Explanation::new(
+            ErrorKind::Decode => self.explain_decode(),
+        }
+    }
+
+    /// The rate-limit text: which limit, and when the provider asked to retry.
+    fn explain_rate_limit(&self, scope: &RateLimitScope, quote: &str) -> Explanation {
+        let name = &self.provider;
+        let what = match scope {
+            RateLimitScope::Requests => "requests per minute (RPM)",
+            RateLimitScope::Tokens => "tokens per minute (TPM)",
+            RateLimitScope::Unknown => "requests or tokens per minute",
+        };
+        let when = match self.retry_after {
+            Some(d) => format!("It asked to retry after {}.", secs(d)),
+            None => "It did not say when to retry.".to_string(),
+        };
+        Explanation::new(
+            format!("{name} is rate limited on {what}. {when} {quote}"),
+            format!(
+                "Wait and retry (the router waits out `retry-after` or fails over to \
+                 another provider). If it happens often, lower `rpm` / `tpm` for {name} in \
+                 the config so the router paces requests, add another provider, or raise \
+                 the account's limits (a higher tier: {LIMITS_URL})."
+            ),
+        )
+    }
+
+    /// The not-found texts: model, deployment, parameter, endpoint (or a refused redirect).
+    fn explain_not_found(&self, what: &NotFoundKind, quote: &str) -> Explanation {
+        let name = &self.provider;
+        match what {
+            NotFoundKind::Model => Explanation::new(
+                format!(
+                    "{name} does not serve this model: it does not exist, was retired, or this \
+                     account cannot see it. {quote}"
+                ),
+                format!(
+                    "Use a model the account has (list them with `GET /v1/models`), set \
+                     `models` / `rename` for {name} in the config, or ask the account owner \
+                     for access. Image models may need organization verification \
+                     ({VERIFY_ORGANIZATION_URL})."
+                ),
+            ),
+            NotFoundKind::Deployment => Explanation::new(
+                format!(
+                    "The Azure deployment named for {name} does not exist on this resource \
+                     (or is still being created). {quote}"
+                ),
+                "Check the deployment name in the Azure AI Foundry portal (Deployments) and \
+                 set it as `deployment` (or in `deployments`) for this provider; the \
+                 deployment name is not the model name unless you named it so. A new \
+                 deployment can take a few minutes to become available."
+                    .to_string(),
+            ),
+            NotFoundKind::UnsupportedParameter => Explanation::new(
+                format!("{name} does not accept a parameter or value of this request. {quote}"),
+                "Remove or change the parameter the message names (`param`), or route the \
+                 request to a provider that supports it."
+                    .to_string(),
+            ),
+            NotFoundKind::Endpoint if self.status.is_some_and(|s| (300..400).contains(&s)) => {
+                Explanation::new(
+                    format!(
+                        "{name} redirected the call to another host, which is not followed \
+                         (it would carry the key and the prompt there). {quote}"
+                    ),
+                    "Point `base_url` (or the Azure `endpoint`) at the host that actually \
+                     serves the API; if the redirect is unexpected, the endpoint or a proxy \
+                     in front of it may be compromised."
+                        .to_string(),
+                )
+            }
+            NotFoundKind::Endpoint => Explanation::new(
+                format!("{name} has no such endpoint (HTTP 404 on the path). {quote}"),
+                "Check `base_url` (it usually ends in `/v1`) or the Azure `endpoint` and \
+                 `api_version` in the config."
+                    .to_string(),
+            ),
+        }
+    }
+
+    /// The decode texts: an oversized answer, a refused download host, or a body that is not
+    /// an images response.
+    fn explain_decode(&self) -> Explanation {
+        let name = &self.provider;
+        if self.message.contains("exceeds the limit of") {
+            Explanation::new(
                 format!(
                     "{name} answered with more bytes than the request can need: {}",
                     self.message
@@ -182,8 +201,9 @@ impl ProviderError {
                 "A broken or hostile endpoint; if the provider really sends images this \
                      large, raise `max_response_bytes` for it."
                     .to_string(),
-            ),
-            ErrorKind::Decode if self.message.contains("not allowed") => Explanation::new(
+            )
+        } else if self.message.contains("not allowed") {
+            Explanation::new(
                 format!(
                     "{name} pointed an image download at a host the router does not fetch from \
                      (private, loopback or link-local address, or not http/https): {}",
@@ -192,8 +212,9 @@ impl ProviderError {
                 "If that host is yours and trusted, list it with `allow_download_hosts`; \
                  otherwise the endpoint may be compromised."
                     .to_string(),
-            ),
-            ErrorKind::Decode => Explanation::new(
+            )
+        } else {
+            Explanation::new(
                 format!(
                     "{name} answered with success but the body is not a usable image response: {}",
                     self.message
@@ -202,7 +223,7 @@ impl ProviderError {
                  OpenAI-compatible: for a proxy that serves images through chat completions, \
                  set `mode = \"chat\"`."
                     .to_string(),
-            ),
+            )
         }
     }
 
