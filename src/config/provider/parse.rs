@@ -1,168 +1,22 @@
-//! One `[[provider]]` table: the raw file schema, its parsing into [`ProviderConfig`], the
-//! routing options it maps to, and the built-in providers built from it.
-//!
-//! The numeric rules (`rpm`, `tpm`, `safety_margin`, `weight`) are
-//! [`ProviderOptions::validate`](crate::router::ProviderOptions), shared with the builder;
-//! what is checked here is what only a file can get wrong: a key that does not belong to the
-//! kind, a required key left out, a key pasted where a variable name belongs.
+//! Parsing one raw `[[provider]]` table into a checked [`ProviderConfig`]: the kind, the
+//! keys each kind needs or refuses, the numbers' types and the key lines errors point at.
+//! Apart from the schema and from building because it is where a file's mistakes are found.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::env::{env_name, Credential};
-use super::locate::Locator;
-use super::router::{budgets, non_empty, RawBudget, S};
-use crate::budget::Budget;
-use crate::catalog::Catalog;
+use super::raw::RawProvider;
+use super::ProviderConfig;
+use crate::config::env::env_name;
+use crate::config::locate::Locator;
+use crate::config::router::{budgets, non_empty, S};
 use crate::error::ConfigError;
-use crate::provider::{Provider, ProviderKind};
+use crate::provider::ProviderKind;
 use crate::providers::CompatibleMode;
-use crate::router::ProviderOptions;
-
-/// One `[[provider]]` table, checked.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[non_exhaustive]
-pub struct ProviderConfig {
-    /// Unique name.
-    pub name: String,
-    /// Which implementation.
-    pub kind: ProviderKind,
-    /// OpenAI / proxy base URL.
-    pub base_url: Option<String>,
-    /// Azure resource endpoint.
-    pub endpoint: Option<String>,
-    /// Azure deployment for the default model.
-    pub deployment: Option<String>,
-    /// Azure deployments by model.
-    pub deployments: BTreeMap<String, String>,
-    /// Azure deployment used for models without a mapping.
-    pub default_deployment: Option<String>,
-    /// Azure `api-version`.
-    pub api_version: Option<String>,
-    /// Azure: use the v1 surface.
-    pub v1_surface: Option<bool>,
-    /// Name of the environment variable holding the API key.
-    pub api_key_env: Option<String>,
-    /// Azure: name of the environment variable holding an Entra ID bearer token.
-    pub bearer_token_env: Option<String>,
-    /// Usage tier.
-    pub tier: Option<String>,
-    /// Requests per minute.
-    pub rpm: Option<u32>,
-    /// Tokens per minute.
-    pub tpm: Option<u64>,
-    /// Fraction of the limits to use.
-    pub safety_margin: Option<f64>,
-    /// Relative weight.
-    pub weight: Option<f64>,
-    /// Spend budgets of this provider.
-    pub budgets: Vec<Budget>,
-    /// Only these request classes may use the provider (empty: all).
-    pub reserved_for: Vec<String>,
-    /// These request classes rank the provider first.
-    pub preferred_by: Vec<String>,
-    /// OpenAI organization id.
-    pub organization: Option<String>,
-    /// OpenAI project id.
-    pub project: Option<String>,
-    /// Models served (empty: the provider's default set).
-    pub models: Vec<String>,
-    /// OpenAI: accept models the catalog does not know.
-    pub allow_unknown_models: Option<bool>,
-    /// Proxy mode (serialized as in the file: `"images"`, `"chat"`).
-    #[serde(serialize_with = "ser_mode")]
-    pub mode: Option<CompatibleMode>,
-    /// Proxy model renames (ours → theirs).
-    pub rename: BTreeMap<String, String>,
-    /// Largest answer body read, bytes (default: derived from each request).
-    pub max_response_bytes: Option<u64>,
-    /// Longest retry hint believed (`retry-after`, reset headers, "try again in …").
-    pub max_retry_hint: Option<std::time::Duration>,
-    /// Private, loopback or link-local hosts image downloads may go to.
-    pub allow_download_hosts: Vec<String>,
-    /// Line of the `[[provider]]` header.
-    pub line: usize,
-    #[serde(skip)]
-    key_lines: HashMap<&'static str, usize>,
-}
-
-/// The file's name of a proxy mode.
-pub fn mode_name(m: CompatibleMode) -> &'static str {
-    match m {
-        CompatibleMode::Chat => "chat",
-        _ => "images",
-    }
-}
-
-fn ser_mode<S: serde::Serializer>(m: &Option<CompatibleMode>, s: S) -> Result<S::Ok, S::Error> {
-    match m {
-        Some(m) => s.serialize_str(mode_name(*m)),
-        None => s.serialize_none(),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawProvider {
-    name: S<String>,
-    kind: S<String>,
-    base_url: S<String>,
-    endpoint: S<String>,
-    deployment: S<String>,
-    deployments: S<BTreeMap<String, String>>,
-    default_deployment: S<String>,
-    api_version: S<String>,
-    v1_surface: S<bool>,
-    api_key_env: S<String>,
-    bearer_token_env: S<String>,
-    tier: S<String>,
-    rpm: S<i64>,
-    tpm: S<i64>,
-    safety_margin: S<f64>,
-    weight: S<f64>,
-    budgets: S<Vec<RawBudget>>,
-    reserved_for: S<Vec<String>>,
-    preferred_by: S<Vec<String>>,
-    organization: S<String>,
-    project: S<String>,
-    models: S<Vec<String>>,
-    allow_unknown_models: S<bool>,
-    mode: S<String>,
-    rename: S<BTreeMap<String, String>>,
-    max_response_bytes: S<i64>,
-    max_retry_hint: S<String>,
-    allow_download_hosts: S<Vec<String>>,
-}
-
-impl ProviderConfig {
-    /// The line of `key` in this provider's table (the table's line when the key is absent).
-    pub fn line_of(&self, key: &str) -> usize {
-        self.key_lines.get(key).copied().unwrap_or(self.line)
-    }
-
-    /// Routing options for [`RouterBuilder::provider_with`](crate::RouterBuilder::provider_with).
-    pub fn options(&self) -> ProviderOptions {
-        let mut o = ProviderOptions::new();
-        o.tier = self.tier.clone();
-        o.rpm = self.rpm;
-        o.tpm = self.tpm;
-        o.safety_margin = self.safety_margin;
-        o.weight = self.weight;
-        for b in &self.budgets {
-            o = o.budget(*b);
-        }
-        o.classes(crate::class::ClassPolicy {
-            reserved_for: self.reserved_for.iter().cloned().map(Into::into).collect(),
-            preferred_by: self.preferred_by.iter().cloned().map(Into::into).collect(),
-        })
-    }
-}
 
 /// Parsing one table: the text index, the provider's position and its key lines.
-struct Table<'a, 'b> {
+pub(super) struct Table<'a, 'b> {
     cx: &'a Locator<'b>,
     i: usize,
     header: usize,
@@ -245,7 +99,7 @@ impl Table<'_, '_> {
     }
 }
 
-fn record_lines(cx: &Locator<'_>, p: &RawProvider) -> HashMap<&'static str, usize> {
+pub(super) fn record_lines(cx: &Locator<'_>, p: &RawProvider) -> HashMap<&'static str, usize> {
     let mut m = HashMap::new();
     macro_rules! record {
         ($($k:ident),*) => { $( if let Some(v) = &p.$k { m.insert(stringify!($k), cx.line_of(v)); } )* };
@@ -283,7 +137,7 @@ fn record_lines(cx: &Locator<'_>, p: &RawProvider) -> HashMap<&'static str, usiz
     m
 }
 
-fn parse_kind(t: &Table<'_, '_>, p: &RawProvider) -> Result<ProviderKind, ConfigError> {
+pub(super) fn parse_kind(t: &Table<'_, '_>, p: &RawProvider) -> Result<ProviderKind, ConfigError> {
     let k = p.kind.as_ref().ok_or_else(|| {
         t.missing(
             "kind",
@@ -303,7 +157,7 @@ fn parse_kind(t: &Table<'_, '_>, p: &RawProvider) -> Result<ProviderKind, Config
 }
 
 /// Refuses keys that belong to another kind of provider.
-fn check_kind_keys(
+pub(super) fn check_kind_keys(
     t: &Table<'_, '_>,
     p: &RawProvider,
     kind: ProviderKind,
@@ -341,7 +195,7 @@ fn check_kind_keys(
 }
 
 /// The keys each kind cannot do without.
-fn check_required(
+pub(super) fn check_required(
     t: &Table<'_, '_>,
     p: &RawProvider,
     kind: ProviderKind,
@@ -384,7 +238,7 @@ fn check_required(
 }
 
 /// `rpm`, `tpm`, `safety_margin`, `weight`: types here, rules in `ProviderOptions::validate`.
-fn parse_numbers(
+pub(super) fn parse_numbers(
     t: &Table<'_, '_>,
     p: &RawProvider,
     c: &mut ProviderConfig,
@@ -435,7 +289,10 @@ fn parse_numbers(
     })
 }
 
-fn parse_mode(t: &Table<'_, '_>, p: &RawProvider) -> Result<Option<CompatibleMode>, ConfigError> {
+pub(super) fn parse_mode(
+    t: &Table<'_, '_>,
+    p: &RawProvider,
+) -> Result<Option<CompatibleMode>, ConfigError> {
     let Some(m) = &p.mode else { return Ok(None) };
     match m.get_ref().as_str() {
         "images" => Ok(Some(CompatibleMode::Images)),
@@ -449,7 +306,7 @@ fn parse_mode(t: &Table<'_, '_>, p: &RawProvider) -> Result<Option<CompatibleMod
 }
 
 /// Parses and checks the `i`-th `[[provider]]` table.
-pub(super) fn parse(
+pub(in crate::config) fn parse(
     cx: &Locator<'_>,
     i: usize,
     sp: &Spanned<RawProvider>,
@@ -507,7 +364,7 @@ pub(super) fn parse(
         mode: parse_mode(&t, p)?,
         rename: t.map("rename", &p.rename)?,
         max_response_bytes: None,
-        max_retry_hint: super::router::duration(
+        max_retry_hint: crate::config::router::duration(
             cx,
             &t.f("max_retry_hint"),
             &p.max_retry_hint,
@@ -521,85 +378,4 @@ pub(super) fn parse(
     parse_numbers(&t, p, &mut c)?;
     c.key_lines = t.key_lines;
     Ok(c)
-}
-
-/// Builds the built-in provider for a `[[provider]]` table with its credential.
-///
-/// This is the default constructor of [`RouterConfig::build`](super::RouterConfig::build);
-/// use [`RouterConfig::build_with`](super::RouterConfig::build_with) to add your own kinds.
-pub fn build_provider(
-    p: &ProviderConfig,
-    credential: Option<Credential>,
-    catalog: &Arc<Catalog>,
-) -> Result<Arc<dyn Provider>, ConfigError> {
-    use crate::providers::{Azure, Compatible, OpenAi};
-    macro_rules! common {
-        ($b:expr) => {{
-            let mut b = $b.name(&p.name).catalog(catalog.clone());
-            if !p.models.is_empty() {
-                b = b.models(p.models.clone());
-            }
-            if let Some(a) = p.allow_unknown_models {
-                b = b.allow_unknown_models(a);
-            }
-            if let Some(n) = p.max_response_bytes {
-                b = b.max_response_bytes(n);
-            }
-            if let Some(d) = p.max_retry_hint {
-                b = b.max_retry_hint(d);
-            }
-            b.allow_download_hosts(p.allow_download_hosts.iter().cloned())
-        }};
-    }
-    let key = |k: &str| ConfigError::new(k, "missing credential").at_line(p.line_of(k));
-    Ok(match p.kind {
-        ProviderKind::OpenAi => {
-            let cred = credential.ok_or_else(|| key("api_key_env"))?;
-            let mut b = common!(OpenAi::builder()).api_key(cred.secret);
-            if let Some(u) = &p.base_url {
-                b = b.base_url(u);
-            }
-            if let Some(o) = &p.organization {
-                b = b.organization(o);
-            }
-            if let Some(pr) = &p.project {
-                b = b.project(pr);
-            }
-            Arc::new(b.build()?)
-        }
-        ProviderKind::Azure => {
-            let cred = credential.ok_or_else(|| key("api_key_env"))?;
-            let mut b = common!(Azure::builder()).endpoint(p.endpoint.clone().unwrap_or_default());
-            b = if cred.bearer {
-                b.bearer_token(cred.secret)
-            } else {
-                b.api_key(cred.secret)
-            };
-            for (model, dep) in &p.deployments {
-                b = b.deployment(model, dep);
-            }
-            if let Some(d) = &p.default_deployment {
-                b = b.default_deployment(d);
-            }
-            if let Some(v) = &p.api_version {
-                b = b.api_version(v);
-            }
-            if let Some(v1) = p.v1_surface {
-                b = b.v1_surface(v1);
-            }
-            Arc::new(b.build()?)
-        }
-        _ => {
-            let mut b =
-                common!(Compatible::builder()).base_url(p.base_url.clone().unwrap_or_default());
-            if let Some(c) = credential {
-                b = b.api_key(c.secret);
-            }
-            b = b.mode(p.mode.unwrap_or_default());
-            for (from, to) in &p.rename {
-                b = b.rename_model(from, to);
-            }
-            Arc::new(b.build()?)
-        }
-    })
 }

@@ -1,0 +1,130 @@
+//! One `[[provider]]` table: the raw file schema, its parsing into [`ProviderConfig`], the
+//! routing options it maps to, and the built-in providers built from it.
+//!
+//! The numeric rules (`rpm`, `tpm`, `safety_margin`, `weight`) are
+//! [`ProviderOptions::validate`](crate::router::ProviderOptions), shared with the builder;
+//! what is checked here is what only a file can get wrong: a key that does not belong to the
+//! kind, a required key left out, a key pasted where a variable name belongs.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::budget::Budget;
+use crate::provider::ProviderKind;
+use crate::providers::CompatibleMode;
+use crate::router::ProviderOptions;
+
+/// One `[[provider]]` table, checked.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ProviderConfig {
+    /// Unique name.
+    pub name: String,
+    /// Which implementation.
+    pub kind: ProviderKind,
+    /// OpenAI / proxy base URL.
+    pub base_url: Option<String>,
+    /// Azure resource endpoint.
+    pub endpoint: Option<String>,
+    /// Azure deployment for the default model.
+    pub deployment: Option<String>,
+    /// Azure deployments by model.
+    pub deployments: BTreeMap<String, String>,
+    /// Azure deployment used for models without a mapping.
+    pub default_deployment: Option<String>,
+    /// Azure `api-version`.
+    pub api_version: Option<String>,
+    /// Azure: use the v1 surface.
+    pub v1_surface: Option<bool>,
+    /// Name of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// Azure: name of the environment variable holding an Entra ID bearer token.
+    pub bearer_token_env: Option<String>,
+    /// Usage tier.
+    pub tier: Option<String>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
+    /// Fraction of the limits to use.
+    pub safety_margin: Option<f64>,
+    /// Relative weight.
+    pub weight: Option<f64>,
+    /// Spend budgets of this provider.
+    pub budgets: Vec<Budget>,
+    /// Only these request classes may use the provider (empty: all).
+    pub reserved_for: Vec<String>,
+    /// These request classes rank the provider first.
+    pub preferred_by: Vec<String>,
+    /// OpenAI organization id.
+    pub organization: Option<String>,
+    /// OpenAI project id.
+    pub project: Option<String>,
+    /// Models served (empty: the provider's default set).
+    pub models: Vec<String>,
+    /// OpenAI: accept models the catalog does not know.
+    pub allow_unknown_models: Option<bool>,
+    /// Proxy mode (serialized as in the file: `"images"`, `"chat"`).
+    #[serde(serialize_with = "ser_mode")]
+    pub mode: Option<CompatibleMode>,
+    /// Proxy model renames (ours → theirs).
+    pub rename: BTreeMap<String, String>,
+    /// Largest answer body read, bytes (default: derived from each request).
+    pub max_response_bytes: Option<u64>,
+    /// Longest retry hint believed (`retry-after`, reset headers, "try again in …").
+    pub max_retry_hint: Option<std::time::Duration>,
+    /// Private, loopback or link-local hosts image downloads may go to.
+    pub allow_download_hosts: Vec<String>,
+    /// Line of the `[[provider]]` header.
+    pub line: usize,
+    #[serde(skip)]
+    key_lines: HashMap<&'static str, usize>,
+}
+
+/// The file's name of a proxy mode.
+pub fn mode_name(m: CompatibleMode) -> &'static str {
+    match m {
+        CompatibleMode::Chat => "chat",
+        _ => "images",
+    }
+}
+
+fn ser_mode<S: serde::Serializer>(m: &Option<CompatibleMode>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_str(mode_name(*m)),
+        None => s.serialize_none(),
+    }
+}
+
+mod build;
+mod parse;
+mod raw;
+
+pub use build::build_provider;
+pub(super) use parse::parse;
+pub(super) use raw::RawProvider;
+
+impl ProviderConfig {
+    /// The line of `key` in this provider's table (the table's line when the key is absent).
+    pub fn line_of(&self, key: &str) -> usize {
+        self.key_lines.get(key).copied().unwrap_or(self.line)
+    }
+
+    /// Routing options for [`RouterBuilder::provider_with`](crate::RouterBuilder::provider_with).
+    pub fn options(&self) -> ProviderOptions {
+        let mut o = ProviderOptions::new();
+        o.tier = self.tier.clone();
+        o.rpm = self.rpm;
+        o.tpm = self.tpm;
+        o.safety_margin = self.safety_margin;
+        o.weight = self.weight;
+        for b in &self.budgets {
+            o = o.budget(*b);
+        }
+        o.classes(crate::class::ClassPolicy {
+            reserved_for: self.reserved_for.iter().cloned().map(Into::into).collect(),
+            preferred_by: self.preferred_by.iter().cloned().map(Into::into).collect(),
+        })
+    }
+}

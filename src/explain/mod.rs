@@ -1,0 +1,146 @@
+//! Plain-words explanations of every failure: what happened ([`Explanation::cause`]) and what to
+//! do about it ([`Explanation::action`]).
+//!
+//! Why a separate layer: the error types carry *facts* (kind, status, the provider's message,
+//! retry-after) so programs can match on them; people need the *meaning*. A 429 that says
+//! "try again after 0.0 seconds" is not a rate limit but a tier without access; a 403 without a
+//! code is an organization that must be verified; a 401 from Azure often means the key belongs
+//! to another resource. Keeping the interpretation here, next to the catalog's tier table, means
+//! the library, `image-router doctor` and `--json` output all say the same thing.
+//!
+//! Every error type has an `explain()` method: [`ProviderError`],
+//! [`Error`](crate::error::Error), [`ConfigError`](crate::error::ConfigError),
+//! [`ValidationError`](crate::error::ValidationError), [`Skip`](crate::attempt::Skip). Tier advice comes from the catalog (`providers/openai.toml`), so
+//! it follows the data when the tier table changes; use
+//! [`ProviderError::explain_with`] to explain against your own catalog and configured tier.
+//!
+//! ```
+//! use image_router::{AccessDenial, ErrorKind, ProviderError};
+//! let err = ProviderError::new(
+//!     "openai",
+//!     ErrorKind::AccessDenied { reason: AccessDenial::InsufficientQuota },
+//!     "You exceeded your current quota, please check your plan and billing details.",
+//! )
+//! .with_status(429);
+//! let e = err.explain();
+//! assert!(e.cause.contains("quota"));
+//! assert!(e.action.contains("billing"));
+//! ```
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::error::ProviderError;
+
+/// The page where an OpenAI organization is verified.
+pub const VERIFY_ORGANIZATION_URL: &str =
+    "https://platform.openai.com/settings/organization/general";
+/// The page with an OpenAI account's usage tier and limits.
+pub const LIMITS_URL: &str = "https://platform.openai.com/settings/organization/limits";
+/// The page with an OpenAI account's billing settings.
+pub const BILLING_URL: &str = "https://platform.openai.com/settings/organization/billing/overview";
+/// The page where OpenAI API keys are managed.
+pub const API_KEYS_URL: &str = "https://platform.openai.com/api-keys";
+
+/// A failure in plain words: the cause and the action that fixes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// What happened and why, in plain words.
+    pub cause: String,
+    /// What to do about it.
+    pub action: String,
+}
+
+impl Explanation {
+    /// An explanation from a cause and an action.
+    pub fn new(cause: impl Into<String>, action: impl Into<String>) -> Self {
+        Self {
+            cause: cause.into(),
+            action: action.into(),
+        }
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}\nWhat to do: {}", self.cause, self.action)
+    }
+}
+
+/// The tier advice for a tier-access denial: what the next tier needs.
+pub(crate) fn tier_advice(catalog: &Catalog, tier: Option<&str>) -> String {
+    let tiers = catalog.tiers();
+    let current = tier.and_then(|t| catalog.tier(t));
+    let next = match current {
+        Some(cur) => tiers
+            .iter()
+            .find(|t| t.has_access() && t.rpm > cur.rpm && t.name != cur.name),
+        None => tiers.iter().find(|t| t.has_access()),
+    };
+    let mut s = String::new();
+    if let Some(cur) = current {
+        s.push_str(&format!(
+            "The configuration says this account is on {} ({} RPM, {} TPM). ",
+            cur.name, cur.rpm, cur.tpm
+        ));
+    }
+    match next {
+        Some(n) => s.push_str(&format!(
+            "To reach {} the account needs {}; ",
+            n.name, n.requirement
+        )),
+        None => s.push_str("Check the account's tier and its requirements; "),
+    }
+    s.push_str(&format!(
+        "check the current tier at {LIMITS_URL}. Image models may also need organization \
+         verification: verify at {VERIFY_ORGANIZATION_URL} (access can take up to 15 minutes to \
+         propagate after verifying). Retrying does not help until then; the router fails over to \
+         other providers meanwhile."
+    ));
+    s
+}
+
+fn secs(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+fn provider_quote(e: &ProviderError) -> String {
+    let mut s = format!("{} answered", e.provider);
+    if let Some(st) = e.status {
+        s.push_str(&format!(" HTTP {st}"));
+    }
+    if let Some(c) = &e.code {
+        s.push_str(&format!(" ({c})"));
+    }
+    if !e.message.is_empty() {
+        s.push_str(&format!(": \"{}\"", e.message));
+    }
+    if let Some(id) = &e.request_id {
+        s.push_str(&format!(" [request id {id}]"));
+    }
+    s
+}
+
+mod provider_error;
+mod router_error;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tier_advice_names_next_tier() {
+        let a = tier_advice(Catalog::builtin(), Some("tier-2"));
+        assert!(a.contains("tier-3"), "{a}");
+        assert!(a.contains("$500"), "{a}");
+        let a = tier_advice(Catalog::builtin(), None);
+        assert!(a.contains("tier-1"), "{a}");
+    }
+}

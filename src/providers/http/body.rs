@@ -1,0 +1,75 @@
+//! Bounded body reading: a body is read as a stream against a limit (its `Content-Length`
+//! first when present) so an endless or oversized answer costs at most the limit. Apart from
+//! the send path because downloads read their bodies the same way.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::{ErrorKind, ProviderError};
+
+/// Most bytes of an error answer that are read: enough for any real error JSON; the rest of a
+/// longer body is dropped unread (the connection is closed).
+pub(crate) const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Most bytes of a probe answer (a model or deployment description, or a model list).
+pub(crate) const PROBE_BODY_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// Why reading a body stopped early.
+pub(super) enum ReadError {
+    /// The body is longer than the limit (by its `Content-Length`, or as it streamed).
+    TooLarge,
+    /// The connection failed mid-body.
+    Transport(reqwest::Error),
+}
+
+/// Reads `response`'s body, failing as soon as it would exceed `limit` bytes.
+pub(super) async fn read_limited(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<Bytes, ReadError> {
+    if response.content_length().is_some_and(|len| len > limit) {
+        return Err(ReadError::TooLarge);
+    }
+    // Pre-size from a believable length only: the header is the provider's word.
+    let hint = response
+        .content_length()
+        .unwrap_or(0)
+        .min(limit)
+        .min(1 << 20);
+    let mut buf = BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if (buf.len() as u64).saturating_add(chunk.len() as u64) > limit {
+            return Err(ReadError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads at most `limit` bytes of `response`'s body and drops the rest unread.
+pub(super) async fn read_prefix(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<Bytes, reqwest::Error> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = usize::try_from(limit.saturating_sub(buf.len() as u64)).unwrap_or(usize::MAX);
+        if chunk.len() >= room {
+            buf.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// The error for a body over its limit.
+pub(crate) fn too_large(provider: &str, what: &str, limit: u64) -> ProviderError {
+    ProviderError::new(
+        provider,
+        ErrorKind::Decode,
+        format!(
+            "{what} exceeds the limit of {limit} bytes (derived from the request's size and `n`; \
+             raise it with `max_response_bytes`)"
+        ),
+    )
+}

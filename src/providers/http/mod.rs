@@ -1,0 +1,274 @@
+//! The shared HTTP client and the one send path every built-in provider uses.
+//!
+//! One `reqwest::Client` (rustls, HTTP/2, connection pool) is created lazily and shared by
+//! all providers that are not given their own: pooling connections across providers that
+//! talk to the same host is what keeps latency low under load. Building it can fail (for
+//! example, no TLS roots); that is reported as a [`ConfigError`] by the provider builders,
+//! never as a panic.
+//!
+//! [`execute`] bounds the *whole* call (connect, send, read the body, download any URL
+//! images) by one deadline, so `CallContext::timeout` means what it says.
+//!
+//! # What an answer may not do
+//!
+//! * **Redirect elsewhere.** reqwest's default policy follows up to ten redirects to any host
+//!   and strips only `Authorization` and cookies: Azure's `api-key` header, and on a 307/308
+//!   the prompt, would travel to the other host. The library's clients follow a redirect only
+//!   within the same origin (scheme, host, port; [`redirect_policy`]). An application may pass
+//!   its own client, whose policy is its own, so the send path also refuses any 3xx it is
+//!   handed and any answer whose final URL is of another origin (the request has then already
+//!   reached the other host, which only the application's policy can prevent).
+//! * **Be endless.** Bodies are read as streams against a limit (`Content-Length` first when
+//!   present): success bodies against the limit the request implies, error bodies against
+//!   [`ERROR_BODY_LIMIT`] (cut, not failed: the status still classifies), probe answers
+//!   against [`PROBE_BODY_LIMIT`], downloads against the per-image limit.
+//! * **Point downloads anywhere.** See [`download`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::error::{ErrorKind, NotFoundKind, ProviderError};
+use crate::headers::{self, RateLimitHeaders};
+use crate::providers::classify::{classify, classify_transport};
+
+mod body;
+mod client;
+mod download;
+
+pub(crate) use body::PROBE_BODY_LIMIT;
+use body::{read_limited, read_prefix, too_large, ReadError, ERROR_BODY_LIMIT};
+pub use client::{client_builder, redirect_policy, shared_client};
+use client::{host_of, same_origin};
+pub(crate) use download::{download, download_client, DownloadRules};
+
+/// A received response: status, headers, body and the time it took.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub status: u16,
+    pub body: Bytes,
+    pub latency: Duration,
+    pub rate_limits: RateLimitHeaders,
+    pub request_id: Option<String>,
+}
+
+/// The error for a call whose deadline passed after the request may have been sent.
+pub(crate) fn deadline_error(provider: &str, timeout: Duration) -> ProviderError {
+    ProviderError::new(
+        provider,
+        ErrorKind::Timeout { sent: true },
+        format!("no complete answer within {timeout:?}"),
+    )
+}
+
+/// The error for an answer that redirects to (or came from) another origin.
+fn redirect_error(provider: &str, status: u16, target: Option<&url::Url>) -> ProviderError {
+    let message = match target {
+        Some(t) => format!(
+            "answered HTTP {status} redirecting to another host ({}); API calls do not follow \
+             redirects to another origin: check the provider's base URL",
+            host_of(t)
+        ),
+        None => format!("answered HTTP {status}, a redirect without a usable location"),
+    };
+    ProviderError::new(
+        provider,
+        ErrorKind::NotFound {
+            what: NotFoundKind::Endpoint,
+        },
+        message,
+    )
+    .with_status(status)
+}
+
+/// Refuses a 3xx answer (the client's policy stopped at it: another origin), and an answer
+/// whose final URL is of another origin than the request (an application's client followed
+/// a redirect the library's policy would not have).
+fn check_origin(
+    provider: &str,
+    origin: &url::Url,
+    response: &reqwest::Response,
+) -> Result<(), ProviderError> {
+    let status = response.status();
+    if status.is_redirection() {
+        let target = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|loc| response.url().join(loc).ok());
+        return Err(redirect_error(provider, status.as_u16(), target.as_ref()));
+    }
+    if !same_origin(origin, response.url()) {
+        return Err(redirect_error(
+            provider,
+            status.as_u16(),
+            Some(response.url()),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends `request` and reads the body (at most `limit` bytes for a 2xx) before `deadline`.
+/// Non-2xx statuses are classified into a [`ProviderError`]; a 2xx is returned for decoding.
+pub(crate) async fn execute(
+    provider: &str,
+    request: reqwest::RequestBuilder,
+    deadline: Instant,
+    timeout: Duration,
+    limit: u64,
+) -> Result<Received, ProviderError> {
+    let start = Instant::now();
+    let remaining = deadline.saturating_duration_since(start);
+    if remaining.is_zero() {
+        return Err(ProviderError::new(
+            provider,
+            ErrorKind::Timeout { sent: false },
+            "no time left to send the request",
+        ));
+    }
+    let (client, request) = request.build_split();
+    let mut request = request.map_err(|e| classify_transport(provider, &e))?;
+    // reqwest's own timeout gives a classified error (connect vs. sent); the outer tokio
+    // timeout is the hard bound in case anything else stalls.
+    *request.timeout_mut() = Some(remaining);
+    let origin = request.url().clone();
+    let call = async {
+        let response = client
+            .execute(request)
+            .await
+            .map_err(|e| classify_transport(provider, &e))?;
+        let status = response.status().as_u16();
+        check_origin(provider, &origin, &response)?;
+        let headers = response.headers().clone();
+        let body = if (200..300).contains(&status) {
+            read_limited(response, limit).await.map_err(|e| match e {
+                ReadError::TooLarge => {
+                    too_large(provider, "the response body", limit).with_status(status)
+                }
+                ReadError::Transport(e) => classify_transport(provider, &e).with_status(status),
+            })?
+        } else {
+            read_prefix(response, ERROR_BODY_LIMIT)
+                .await
+                .map_err(|e| classify_transport(provider, &e).with_status(status))?
+        };
+        Ok::<_, ProviderError>((status, headers, body))
+    };
+    let (status, headers, body) = tokio::time::timeout_at(deadline, call)
+        .await
+        .map_err(|_| deadline_error(provider, timeout))??;
+    let latency = start.elapsed();
+    let rate_limits = RateLimitHeaders::from_headers(&headers);
+    let request_id = headers::request_id(&headers);
+    if !(200..300).contains(&status) {
+        return Err(classify(provider, status, &headers, &body));
+    }
+    Ok(Received {
+        status,
+        body,
+        latency,
+        rate_limits,
+        request_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client::without_query;
+    use super::download::{is_public, PublicOnly};
+    use super::*;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    #[test]
+    fn shown_urls_carry_no_credentials() {
+        let u: url::Url = "https://user:hunter2@cdn.example/a/b.png?sig=abc#x"
+            .parse()
+            .unwrap();
+        let shown = without_query(&u);
+        assert_eq!(shown, "https://cdn.example/a/b.png");
+        assert!(!shown.contains("hunter2") && !shown.contains("user"));
+    }
+
+    #[test]
+    fn public_addresses() {
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn download_rules() {
+        let mut rules = DownloadRules::default();
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        assert!(rules.check(&url("https://cdn.example/x.png")).is_ok());
+        assert!(rules.check(&url("http://169.254.169.254/x")).is_err());
+        assert!(rules.check(&url("http://localhost:8080/x")).is_err());
+        assert!(rules.check(&url("http://a.localhost/x")).is_err());
+        assert!(rules.check(&url("http://[::1]/x")).is_err());
+        assert!(rules.check(&url("file:///etc/passwd")).is_err());
+        rules.allowed.insert("127.0.0.1".into());
+        rules.allowed.insert("::1".into());
+        assert!(rules.check(&url("http://127.0.0.1:9/x")).is_ok());
+        assert!(rules.check(&url("http://[::1]:9/x")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_download_resolver_drops_non_public_addresses() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        // `localhost` resolves from the hosts file (no network) to loopback only.
+        let resolver = PublicOnly {
+            rules: Arc::new(DownloadRules::default()),
+        };
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        let err = resolver.resolve(name).await.err().expect("refused");
+        assert!(err.to_string().contains("no public address"), "{err}");
+        let mut rules = DownloadRules::default();
+        rules.allowed.insert("localhost".into());
+        let resolver = PublicOnly {
+            rules: Arc::new(rules),
+        };
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        let addrs: Vec<SocketAddr> = resolver.resolve(name).await.unwrap().collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+    }
+
+    #[test]
+    fn origins() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert!(same_origin(
+            &u("https://a.test/x"),
+            &u("https://A.test:443/y")
+        ));
+        assert!(!same_origin(&u("https://a.test/x"), &u("http://a.test/x")));
+        assert!(!same_origin(
+            &u("http://a.test:1/x"),
+            &u("http://a.test:2/x")
+        ));
+        assert_eq!(host_of(&u("http://a.test:8/p?q=secret")), "a.test:8");
+        assert_eq!(
+            without_query(&u("http://a.test/p?q=secret#f")),
+            "http://a.test/p"
+        );
+    }
+}
