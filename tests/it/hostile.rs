@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::wire::{b64, jpeg_bytes, png_bytes};
+use crate::support::wire::{b64, jpeg_bytes, png_bytes};
 
 /// A key assembled from pieces so no key-shaped literal is tracked.
 fn key() -> String {

@@ -106,7 +106,7 @@ async fn a_key_set_as_the_variable_name_is_not_echoed_when_reading_the_environme
 #[test]
 fn url_credentials_are_masked_in_status_doctor_and_errors() {
     let pw = password();
-    let refused = crate::wire::refused_url(); // http://127.0.0.1:PORT/v1, nothing listens
+    let refused = crate::support::wire::refused_url(); // http://127.0.0.1:PORT/v1, nothing listens
     let with_user = refused.replacen("http://", &format!("http://user:{pw}@"), 1);
     let text = format!(
         "[[provider]]\nname = \"proxy\"\nkind = \"compatible\"\nbase_url = \"{with_user}\"\n"

@@ -1,6 +1,6 @@
 //! Wire tests for OpenAI-compatible proxies (images and chat modes).
 
-use crate::wire;
+use crate::support::wire;
 
 use image_router::providers::{Compatible, CompatibleMode};
 use image_router::{

@@ -18,7 +18,7 @@ use image_router::{
     AccessDenial, Error, ErrorKind, GenerateRequest, Outcome, ProviderOptions, Quality, Router,
     RouterBuilder, Size, SkipReason,
 };
-use support::{shared, Scripted, Step};
+use support::{shared, Fake, Step};
 
 fn req() -> GenerateRequest {
     GenerateRequest::new("a lighthouse")
@@ -212,9 +212,9 @@ async fn a_request_cancelled_after_sending_keeps_its_budget_until_the_period_end
 #[tokio::test(start_paused = true)]
 async fn retries_never_starve_an_untried_provider() {
     let fail = || Step::Fail(ErrorKind::Server, Some(503), None);
-    let (a, a_h) = shared(Scripted::new("a").then(fail()).then(fail()));
-    let (b, b_h) = shared(Scripted::new("b").then(fail()).then(fail()));
-    let (c, c_h) = shared(Scripted::new("c"));
+    let (a, a_h) = shared(Fake::new("a").then(fail()).then(fail()));
+    let (b, b_h) = shared(Fake::new("b").then(fail()).then(fail()));
+    let (c, c_h) = shared(Fake::new("c"));
     let router = Router::builder()
         .provider(a)
         .provider(b)
@@ -240,8 +240,8 @@ async fn a_denial_is_one_record_with_one_duration() {
     let denied = ErrorKind::AccessDenied {
         reason: AccessDenial::InsufficientQuota,
     };
-    let (a, a_h) = shared(Scripted::new("a").fail(denied, 429));
-    let (b, _) = shared(Scripted::new("b"));
+    let (a, a_h) = shared(Fake::new("a").fail(denied, 429));
+    let (b, _) = shared(Fake::new("b"));
     // A breaker table is given (its own long cool-down would be 600 s): the router's one
     // cool-down setting decides.
     let router = Router::builder()
@@ -287,8 +287,8 @@ async fn a_denial_is_one_record_with_one_duration() {
 
 #[tokio::test(start_paused = true)]
 async fn reload_applies_every_setting_and_keeps_the_state() {
-    let (a, _) = shared(Scripted::new("a"));
-    let (a2, _) = shared(Scripted::new("a"));
+    let (a, _) = shared(Fake::new("a"));
+    let (a2, _) = shared(Fake::new("a"));
     let router = Router::builder()
         .provider_with(a, ProviderOptions::new().rpm(100))
         .breaker(BreakerConfig {
@@ -335,9 +335,9 @@ async fn reload_applies_every_setting_and_keeps_the_state() {
 
 #[tokio::test(start_paused = true)]
 async fn the_response_and_its_attempts_carry_the_score() {
-    let (a, _) = shared(Scripted::new("a").fail(ErrorKind::InvalidRequest, 400));
-    let (a_ok, _) = shared(Scripted::new("a"));
-    let (b, _) = shared(Scripted::new("b"));
+    let (a, _) = shared(Fake::new("a").fail(ErrorKind::InvalidRequest, 400));
+    let (a_ok, _) = shared(Fake::new("a"));
+    let (b, _) = shared(Fake::new("b"));
     let router = Router::builder()
         .provider(a_ok)
         .provider(b)
@@ -358,8 +358,8 @@ async fn the_response_and_its_attempts_carry_the_score() {
 #[tokio::test(start_paused = true)]
 async fn a_timeout_before_sending_is_retried_and_refunded() {
     let before_send = Step::Fail(ErrorKind::Timeout { sent: false }, None, None);
-    let (a, a_h) = shared(Scripted::new("a").then(before_send));
-    let (b, b_h) = shared(Scripted::new("b"));
+    let (a, a_h) = shared(Fake::new("a").then(before_send));
+    let (b, b_h) = shared(Fake::new("b"));
     let router = Router::builder()
         .provider_with(a, ProviderOptions::new().rpm(10).budget(day(1.0)))
         .provider(b)
@@ -406,8 +406,8 @@ async fn each_request_logs_its_ranking_at_debug_level() {
         .with_writer(move || writer.clone())
         .finish()
         .set_default();
-    let (a, _) = shared(Scripted::new("a"));
-    let (b, _) = shared(Scripted::new("b"));
+    let (a, _) = shared(Fake::new("a"));
+    let (b, _) = shared(Fake::new("b"));
     let router = Router::builder().provider(a).provider(b).build().unwrap();
     router.generate(req()).await.unwrap();
     let text = String::from_utf8(log.0.lock().clone()).unwrap();

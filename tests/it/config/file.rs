@@ -624,7 +624,7 @@ async fn answer_limits_parse_and_reach_the_provider() {
     // The body limit reaches the wire: a normal answer is larger than 100 bytes.
     let server = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(crate::wire::ok())
+        .respond_with(crate::support::wire::ok())
         .mount(&server)
         .await;
     let base = format!("{}/v1", server.uri());

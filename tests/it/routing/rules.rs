@@ -8,7 +8,7 @@ use image_router::{
     AccessDenial, Error, ErrorKind, GenerateRequest, NotFoundKind, Outcome, OutputFormat, Router,
     Size, SkipReason,
 };
-use support::{shared, Scripted, Step};
+use support::{shared, Fake, Step};
 
 fn req() -> GenerateRequest {
     GenerateRequest::new("a lighthouse").model("gpt-image-1")
@@ -23,8 +23,8 @@ fn outcomes(attempts: &[image_router::Attempt]) -> Vec<(String, Outcome, u32)> {
 
 #[tokio::test(start_paused = true)]
 async fn provider_that_cannot_serve_is_skipped_without_a_call() {
-    let (a, a_h) = shared(Scripted::new("azure").no_webp());
-    let (b, b_h) = shared(Scripted::new("openai"));
+    let (a, a_h) = shared(Fake::new("azure").no_webp());
+    let (b, b_h) = shared(Fake::new("openai"));
     let router = Router::builder().provider(a).provider(b).build().unwrap();
     let res = router
         .generate(req().output_format(OutputFormat::Webp))
@@ -43,8 +43,8 @@ async fn provider_that_cannot_serve_is_skipped_without_a_call() {
 
 #[tokio::test(start_paused = true)]
 async fn edits_skip_providers_without_edits() {
-    let (a, a_h) = shared(Scripted::new("chat-proxy").no_edits());
-    let (b, _) = shared(Scripted::new("openai"));
+    let (a, a_h) = shared(Fake::new("chat-proxy").no_edits());
+    let (b, _) = shared(Fake::new("openai"));
     let router = Router::builder().provider(a).provider(b).build().unwrap();
     let img = image_router::InputImage::new(support::PIXEL_PNG.to_vec(), "a.png");
     let res = router
@@ -57,8 +57,8 @@ async fn edits_skip_providers_without_edits() {
 
 #[tokio::test(start_paused = true)]
 async fn rate_limited_fails_over_at_once() {
-    let (a, a_h) = shared(Scripted::new("a").rate_limited(Some(Duration::from_secs(30))));
-    let (b, _) = shared(Scripted::new("b"));
+    let (a, a_h) = shared(Fake::new("a").rate_limited(Some(Duration::from_secs(30))));
+    let (b, _) = shared(Fake::new("b"));
     let router = Router::builder().provider(a).provider(b).build().unwrap();
     let t0 = tokio::time::Instant::now();
     let res = router.generate(req()).await.unwrap();
@@ -84,7 +84,7 @@ async fn rate_limited_fails_over_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn rate_limited_waits_when_no_other_provider_and_deadline_allows() {
-    let (a, a_h) = shared(Scripted::new("a").rate_limited(Some(Duration::from_secs(2))));
+    let (a, a_h) = shared(Fake::new("a").rate_limited(Some(Duration::from_secs(2))));
     let router = Router::builder()
         .provider(a)
         .deadline(Duration::from_secs(60))
@@ -100,7 +100,7 @@ async fn rate_limited_waits_when_no_other_provider_and_deadline_allows() {
 
 #[tokio::test(start_paused = true)]
 async fn rate_limited_does_not_wait_past_the_deadline() {
-    let (a, a_h) = shared(Scripted::new("a").rate_limited(Some(Duration::from_secs(120))));
+    let (a, a_h) = shared(Fake::new("a").rate_limited(Some(Duration::from_secs(120))));
     let router = Router::builder()
         .provider(a)
         .deadline(Duration::from_secs(30))
@@ -123,8 +123,8 @@ async fn access_denied_fails_over_and_cools_down() {
     let denied = ErrorKind::AccessDenied {
         reason: AccessDenial::OrganizationNotVerified,
     };
-    let (a, a_h) = shared(Scripted::new("a").fail(denied, 403));
-    let (b, b_h) = shared(Scripted::new("b"));
+    let (a, a_h) = shared(Fake::new("a").fail(denied, 403));
+    let (b, b_h) = shared(Fake::new("b"));
     let router = Router::builder()
         .provider(a)
         .provider(b)
@@ -159,12 +159,12 @@ async fn access_denied_fails_over_and_cools_down() {
 
 #[tokio::test(start_paused = true)]
 async fn authentication_and_model_not_found_cool_down() {
-    let (a, a_h) = shared(Scripted::new("a").fail(ErrorKind::Authentication, 401));
+    let (a, a_h) = shared(Fake::new("a").fail(ErrorKind::Authentication, 401));
     let nf = ErrorKind::NotFound {
         what: NotFoundKind::Model,
     };
-    let (b, b_h) = shared(Scripted::new("b").fail(nf, 404));
-    let (c, _) = shared(Scripted::new("c"));
+    let (b, b_h) = shared(Fake::new("b").fail(nf, 404));
+    let (c, _) = shared(Fake::new("c"));
     let router = Router::builder()
         .provider(a)
         .provider(b)
@@ -187,11 +187,11 @@ async fn authentication_and_model_not_found_cool_down() {
 #[tokio::test(start_paused = true)]
 async fn server_error_retries_once_then_fails_over() {
     let (a, a_h) = shared(
-        Scripted::new("a")
+        Fake::new("a")
             .fail(ErrorKind::Server, 503)
             .fail(ErrorKind::Server, 503),
     );
-    let (b, _) = shared(Scripted::new("b"));
+    let (b, _) = shared(Fake::new("b"));
     let router = Router::builder().provider(a).provider(b).build().unwrap();
     let res = router.generate(req()).await.unwrap();
     assert_eq!(
@@ -207,8 +207,8 @@ async fn server_error_retries_once_then_fails_over() {
 
 #[tokio::test(start_paused = true)]
 async fn transient_error_once_is_served_by_the_retry() {
-    let (a, _) = shared(Scripted::new("a").fail(ErrorKind::Connect, 0));
-    let (b, b_h) = shared(Scripted::new("b"));
+    let (a, _) = shared(Fake::new("a").fail(ErrorKind::Connect, 0));
+    let (b, b_h) = shared(Fake::new("b"));
     let router = Router::builder().provider(a).provider(b).build().unwrap();
     let res = router.generate(req()).await.unwrap();
     assert_eq!(res.provider, "a");
@@ -219,8 +219,8 @@ async fn transient_error_once_is_served_by_the_retry() {
 
 #[tokio::test(start_paused = true)]
 async fn invalid_request_returns_at_once() {
-    let (a, _) = shared(Scripted::new("a").fail(ErrorKind::InvalidRequest, 400));
-    let (b, b_h) = shared(Scripted::new("b"));
+    let (a, _) = shared(Fake::new("a").fail(ErrorKind::InvalidRequest, 400));
+    let (b, b_h) = shared(Fake::new("b"));
     let router = Router::builder().provider(a).provider(b).build().unwrap();
     let err = router.generate(req()).await.unwrap_err();
     assert!(matches!(err, Error::Rejected { .. }));
@@ -234,15 +234,15 @@ async fn content_policy_returns_by_default_and_fails_over_when_configured() {
     let cp = || ErrorKind::ContentPolicy {
         reason: Some("safety_violations=[violence]".into()),
     };
-    let (a, _) = shared(Scripted::new("a").fail(cp(), 400));
-    let (b, b_h) = shared(Scripted::new("b"));
+    let (a, _) = shared(Fake::new("a").fail(cp(), 400));
+    let (b, b_h) = shared(Fake::new("b"));
     let router = Router::builder().provider(a).provider(b).build().unwrap();
     let err = router.generate(req()).await.unwrap_err();
     assert!(err.is_content_policy());
     assert_eq!(b_h.calls(), 0);
 
-    let (a, _) = shared(Scripted::new("a").fail(cp(), 400));
-    let (b, b_h) = shared(Scripted::new("b"));
+    let (a, _) = shared(Fake::new("a").fail(cp(), 400));
+    let (b, b_h) = shared(Fake::new("b"));
     let router = Router::builder()
         .provider(a)
         .provider(b)
@@ -257,11 +257,11 @@ async fn content_policy_returns_by_default_and_fails_over_when_configured() {
 #[tokio::test(start_paused = true)]
 async fn slow_provider_times_out_then_fails_over() {
     let (a, a_h) = shared(
-        Scripted::new("a")
+        Fake::new("a")
             .then(Step::Delay(Duration::from_secs(100)))
             .then(Step::Delay(Duration::from_secs(100))),
     );
-    let (b, _) = shared(Scripted::new("b"));
+    let (b, _) = shared(Fake::new("b"));
     let router = Router::builder()
         .provider(a)
         .provider(b)
@@ -285,7 +285,7 @@ async fn slow_provider_times_out_then_fails_over() {
 
 #[tokio::test(start_paused = true)]
 async fn no_request_waits_past_its_deadline() {
-    let (a, _) = shared(Scripted::new("a").then(Step::Delay(Duration::from_secs(1000))));
+    let (a, _) = shared(Fake::new("a").then(Step::Delay(Duration::from_secs(1000))));
     let router = Router::builder()
         .provider(a)
         .attempt_timeout(Duration::from_secs(60))
@@ -303,15 +303,15 @@ async fn no_request_waits_past_its_deadline() {
 #[tokio::test(start_paused = true)]
 async fn all_failed_lists_every_attempt_with_the_most_telling_cause() {
     let (a, _) = shared(
-        Scripted::new("a")
+        Fake::new("a")
             .fail(ErrorKind::Server, 503)
             .fail(ErrorKind::Server, 503),
     );
     let denied = ErrorKind::AccessDenied {
         reason: AccessDenial::InsufficientQuota,
     };
-    let (b, _) = shared(Scripted::new("b").fail(denied, 429));
-    let (c, _) = shared(Scripted::new("c").no_webp());
+    let (b, _) = shared(Fake::new("b").fail(denied, 429));
+    let (c, _) = shared(Fake::new("c").no_webp());
     let router = Router::builder()
         .provider(a)
         .provider(b)
@@ -336,7 +336,7 @@ async fn max_attempts_bounds_the_calls() {
     let mut builder = Router::builder().max_attempts(3);
     for i in 0..5 {
         let (p, h) = shared(
-            Scripted::new(&format!("p{i}"))
+            Fake::new(&format!("p{i}"))
                 .fail(ErrorKind::Server, 500)
                 .fail(ErrorKind::Server, 500),
         );
@@ -352,8 +352,8 @@ async fn max_attempts_bounds_the_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn empty_answer_is_an_error_not_a_success() {
-    let (a, _) = shared(Scripted::new("a").then(Step::Empty).then(Step::Empty));
-    let (b, _) = shared(Scripted::new("b"));
+    let (a, _) = shared(Fake::new("a").then(Step::Empty).then(Step::Empty));
+    let (b, _) = shared(Fake::new("b"));
     let router = Router::builder().provider(a).provider(b).build().unwrap();
     let res = router.generate(req()).await.unwrap();
     assert_eq!(res.provider, "b");
@@ -362,7 +362,7 @@ async fn empty_answer_is_an_error_not_a_success() {
 
 #[tokio::test(start_paused = true)]
 async fn bad_requests_fail_before_any_call() {
-    let (a, a_h) = shared(Scripted::new("a"));
+    let (a, a_h) = shared(Fake::new("a"));
     let router = Router::builder().provider(a).build().unwrap();
     let cases: Vec<(GenerateRequest, &str)> = vec![
         (GenerateRequest::new("  "), "prompt"),
@@ -397,7 +397,7 @@ async fn bad_requests_fail_before_any_call() {
 
 #[tokio::test(start_paused = true)]
 async fn default_model_is_resolved_and_reported() {
-    let (a, _) = shared(Scripted::new("a"));
+    let (a, _) = shared(Fake::new("a"));
     let router = Router::builder()
         .provider(a)
         .default_model("gpt-image-1-mini")
@@ -413,31 +413,31 @@ fn build_reports_bad_settings_by_field() {
     let err = Router::builder().build().unwrap_err();
     assert_eq!(err.field, "providers");
     let err = Router::builder()
-        .provider(Scripted::new("a"))
-        .provider(Scripted::new("a"))
+        .provider(Fake::new("a"))
+        .provider(Fake::new("a"))
         .build()
         .unwrap_err();
     assert_eq!(err.field, "providers[1].name");
     let err = Router::builder()
-        .provider(Scripted::new("a"))
+        .provider(Fake::new("a"))
         .attempt_timeout(Duration::ZERO)
         .build()
         .unwrap_err();
     assert_eq!(err.field, "attempt_timeout");
     let err = Router::builder()
-        .provider(Scripted::new("a"))
+        .provider(Fake::new("a"))
         .deadline(Duration::ZERO)
         .build()
         .unwrap_err();
     assert_eq!(err.field, "deadline");
     let err = Router::builder()
-        .provider(Scripted::new("a"))
+        .provider(Fake::new("a"))
         .max_attempts(0)
         .build()
         .unwrap_err();
     assert_eq!(err.field, "max_attempts");
     let err = Router::builder()
-        .provider(Scripted::new(" "))
+        .provider(Fake::new(" "))
         .build()
         .unwrap_err();
     assert_eq!(err.field, "providers[0].name");
@@ -447,9 +447,9 @@ fn build_reports_bad_settings_by_field() {
 async fn request_classes_reserve_and_prefer_providers() {
     use image_router::class::{ClassPolicy, RequestClass};
     use image_router::ProviderOptions;
-    let (direct, direct_h) = shared(Scripted::new("direct"));
-    let (proxy, _) = shared(Scripted::new("proxy"));
-    let (azure, _) = shared(Scripted::new("azure"));
+    let (direct, direct_h) = shared(Fake::new("direct"));
+    let (proxy, _) = shared(Fake::new("proxy"));
+    let (azure, _) = shared(Fake::new("azure"));
     let router = Router::builder()
         // The high-tier direct account is kept for interactive work.
         .provider_with(
@@ -486,9 +486,9 @@ async fn request_classes_reserve_and_prefer_providers() {
 
 #[tokio::test(start_paused = true)]
 async fn ranking_for_a_request_shows_order_scores_and_skips() {
-    let (a, _) = shared(Scripted::new("azure").no_webp());
-    let (b, _) = shared(Scripted::new("openai"));
-    let (c, _) = shared(Scripted::new("proxy"));
+    let (a, _) = shared(Fake::new("azure").no_webp());
+    let (b, _) = shared(Fake::new("openai"));
+    let (c, _) = shared(Fake::new("proxy"));
     let router = Router::builder()
         .provider(a)
         .provider(b)
@@ -514,12 +514,12 @@ async fn default_strategy_keeps_the_configured_order_among_comparable_providers(
     // measured (5 ms); after that the primary answers in 30 ms. Under the default (scored)
     // strategy that difference is noise: every later request goes to the primary, as the
     // configured order says.
-    let primary = (0..10).fold(Scripted::new("primary").no_webp(), |p, _| {
+    let primary = (0..10).fold(Fake::new("primary").no_webp(), |p, _| {
         p.then(Step::Delay(Duration::from_millis(30)))
     });
     let (primary, primary_h) = shared(primary);
     let (fallback, fallback_h) =
-        shared(Scripted::new("fallback").then(Step::Delay(Duration::from_millis(5))));
+        shared(Fake::new("fallback").then(Step::Delay(Duration::from_millis(5))));
     let router = Router::builder()
         .provider(primary)
         .provider(fallback)
@@ -548,10 +548,10 @@ async fn default_strategy_keeps_the_configured_order_among_comparable_providers(
 async fn default_strategy_moves_to_a_clearly_faster_fallback() {
     // The primary takes 4 s per image, the fallback 200 ms: the default strategy tries the
     // unmeasured fallback once and then keeps sending it the traffic.
-    let (primary, _) = shared((0..20).fold(Scripted::new("primary"), |p, _| {
+    let (primary, _) = shared((0..20).fold(Fake::new("primary"), |p, _| {
         p.then(Step::Delay(Duration::from_secs(4)))
     }));
-    let (fallback, _) = shared((0..20).fold(Scripted::new("fallback"), |p, _| {
+    let (fallback, _) = shared((0..20).fold(Fake::new("fallback"), |p, _| {
         p.then(Step::Delay(Duration::from_millis(200)))
     }));
     let router = Router::builder()
@@ -577,8 +577,8 @@ async fn default_strategy_fills_the_primarys_tier_before_overflowing() {
     // order asks; the next request overflows, and none is refused. (Safety margin 1 so the
     // limit is the tier's; the default 0.9 keeps 10 % in reserve.)
     for rpm in [6u32, 15, 25] {
-        let (primary, primary_h) = shared(Scripted::new("primary"));
-        let (fallback, fallback_h) = shared(Scripted::new("fallback"));
+        let (primary, primary_h) = shared(Fake::new("primary"));
+        let (fallback, fallback_h) = shared(Fake::new("fallback"));
         let router = Router::builder()
             .provider_with(
                 primary,

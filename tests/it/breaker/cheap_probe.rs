@@ -15,7 +15,7 @@ use image_router::{
     CallContext, Capabilities, EditRequest, ErrorKind, GenerateRequest, Image, OutputFormat,
     ProbeReport, Provider, ProviderError, ProviderResponse, Router, SkipReason,
 };
-use support::{shared, Scripted, PIXEL_PNG};
+use support::{shared, Fake, PIXEL_PNG};
 
 /// A provider whose image endpoint and cheap check can each be up or down.
 #[derive(Debug, Default)]
@@ -123,7 +123,7 @@ async fn a_failed_cheap_probe_spends_no_image_request_and_a_good_one_brings_traf
     let flaky = Arc::new(Flaky::default());
     flaky.images_down.store(true, Ordering::SeqCst);
     flaky.probe_down.store(true, Ordering::SeqCst);
-    let (fallback, fallback_h) = shared(Scripted::new("fallback"));
+    let (fallback, fallback_h) = shared(Fake::new("fallback"));
     let router = Router::builder()
         .provider(Handle(flaky.clone()))
         .provider(fallback)
@@ -189,11 +189,11 @@ async fn a_failed_cheap_probe_spends_no_image_request_and_a_good_one_brings_traf
 async fn without_a_cheap_check_the_real_request_is_the_probe() {
     // The scripted provider has no cheap check (the trait's default probe).
     let (primary, primary_h) = shared(
-        Scripted::new("primary")
+        Fake::new("primary")
             .fail(ErrorKind::Server, 503)
             .fail(ErrorKind::Server, 503),
     );
-    let (fallback, _) = shared(Scripted::new("fallback"));
+    let (fallback, _) = shared(Fake::new("fallback"));
     let router = Router::builder()
         .provider(primary)
         .provider(fallback)
@@ -214,7 +214,7 @@ async fn without_a_cheap_check_the_real_request_is_the_probe() {
 async fn by_default_the_real_request_is_the_probe_even_when_a_cheap_check_exists() {
     let flaky = Arc::new(Flaky::default());
     flaky.images_down.store(true, Ordering::SeqCst);
-    let (fallback, _) = shared(Scripted::new("fallback"));
+    let (fallback, _) = shared(Fake::new("fallback"));
     let router = Router::builder()
         .provider(Handle(flaky.clone()))
         .provider(fallback)

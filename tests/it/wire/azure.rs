@@ -1,6 +1,6 @@
 //! Wire tests for the Azure OpenAI provider.
 
-use crate::wire;
+use crate::support::wire;
 
 use std::time::Duration;
 

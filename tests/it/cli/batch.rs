@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::wire;
+use crate::support::wire;
 
 const MANIFEST: &str = ".image-router-batch.jsonl";
 

@@ -12,7 +12,7 @@ use image_router::providers::OpenAi;
 use image_router::router::ProviderOptions;
 use image_router::sim::{SimAccount, Simulator};
 use image_router::{GenerateRequest, Quality, Router, Size, SkipReason};
-use support::{shared, Scripted};
+use support::{shared, Fake};
 
 fn openai(name: &str, base: String) -> OpenAi {
     OpenAi::builder()
@@ -241,7 +241,7 @@ async fn a_free_tier_provider_is_never_sent_a_request_and_the_error_says_why() {
 #[test]
 fn bad_limits_and_tiers_are_build_errors_naming_the_provider() {
     let err = Router::builder()
-        .provider_with(Scripted::new("a"), ProviderOptions::new().tier("tier-9"))
+        .provider_with(Fake::new("a"), ProviderOptions::new().tier("tier-9"))
         .build()
         .unwrap_err();
     assert!(err.field.starts_with("providers[0]"), "{err}");
@@ -250,20 +250,17 @@ fn bad_limits_and_tiers_are_build_errors_naming_the_provider() {
         "lists the known tiers: {err}"
     );
     let err = Router::builder()
-        .provider_with(Scripted::new("a"), ProviderOptions::new().rpm(0))
+        .provider_with(Fake::new("a"), ProviderOptions::new().rpm(0))
         .build()
         .unwrap_err();
     assert!(err.field.starts_with("providers[0]"), "{err}");
     let err = Router::builder()
-        .provider_with(
-            Scripted::new("a"),
-            ProviderOptions::new().safety_margin(1.5),
-        )
+        .provider_with(Fake::new("a"), ProviderOptions::new().safety_margin(1.5))
         .build()
         .unwrap_err();
     assert!(err.field.starts_with("providers[0]"), "{err}");
     let err = Router::builder()
-        .provider_with(Scripted::new("a"), ProviderOptions::new().weight(-1.0))
+        .provider_with(Fake::new("a"), ProviderOptions::new().weight(-1.0))
         .build()
         .unwrap_err();
     assert_eq!(err.field, "providers[0].weight");
@@ -271,8 +268,8 @@ fn bad_limits_and_tiers_are_build_errors_naming_the_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_never_exceed_the_budget() {
-    let (a, _) = shared(Scripted::new("a"));
-    let (b, b_h) = shared(Scripted::new("b"));
+    let (a, _) = shared(Fake::new("a"));
+    let (b, b_h) = shared(Fake::new("b"));
     let router = Router::builder()
         .provider_with(
             a,
