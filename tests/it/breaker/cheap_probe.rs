@@ -4,102 +4,26 @@
 
 use crate::support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use image_router::breaker::BreakerConfig;
-use image_router::{
-    CallContext, Capabilities, EditRequest, ErrorKind, GenerateRequest, Image, OutputFormat,
-    ProbeReport, Provider, ProviderError, ProviderResponse, Router, SkipReason,
-};
-use support::{shared, Fake, PIXEL_PNG};
+use image_router::{ErrorKind, GenerateRequest, ProviderError, Router, SkipReason};
+use support::{shared, Fake, Probe, Shared, Step};
 
-/// A provider whose image endpoint and cheap check can each be up or down.
-#[derive(Debug, Default)]
-struct Flaky {
-    images_down: AtomicBool,
-    probe_down: AtomicBool,
-    image_calls: AtomicUsize,
-    probe_calls: AtomicUsize,
+/// The primary's image endpoint when it is down.
+fn images_down() -> Step {
+    Step::Error(ProviderError::new("primary", ErrorKind::Server, "overloaded").with_status(503))
 }
 
-#[async_trait]
-impl Provider for Flaky {
-    fn name(&self) -> &str {
-        "primary"
-    }
-    fn capabilities(&self, model: &str) -> Option<Capabilities> {
-        Some(Capabilities::permissive(model))
-    }
-    async fn generate(
-        &self,
-        req: &GenerateRequest,
-        _ctx: &CallContext,
-    ) -> Result<ProviderResponse, ProviderError> {
-        self.image_calls.fetch_add(1, Ordering::SeqCst);
-        if self.images_down.load(Ordering::SeqCst) {
-            return Err(
-                ProviderError::new("primary", ErrorKind::Server, "overloaded").with_status(503),
-            );
-        }
-        Ok(ProviderResponse::new(
-            vec![Image::new(Bytes::from_static(PIXEL_PNG), OutputFormat::Png)],
-            req.model.clone().unwrap_or_default(),
-        ))
-    }
-    async fn edit(
-        &self,
-        _req: &EditRequest,
-        _ctx: &CallContext,
-    ) -> Result<ProviderResponse, ProviderError> {
-        Err(ProviderError::new(
-            "primary",
-            ErrorKind::InvalidRequest,
-            "no edits",
-        ))
-    }
-    async fn probe(&self, model: &str, _ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
-        self.probe_calls.fetch_add(1, Ordering::SeqCst);
-        if self.probe_down.load(Ordering::SeqCst) {
-            return Err(
-                ProviderError::new("primary", ErrorKind::Server, "bad gateway").with_status(502),
-            );
-        }
-        Ok(ProbeReport::ok(model, 200))
-    }
+/// The primary's cheap check when it is down.
+fn probe_down() -> Probe {
+    Probe::Fail(ProviderError::new("primary", ErrorKind::Server, "bad gateway").with_status(502))
 }
 
-#[derive(Debug, Clone)]
-struct Handle(Arc<Flaky>);
-
-#[async_trait]
-impl Provider for Handle {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn capabilities(&self, model: &str) -> Option<Capabilities> {
-        self.0.capabilities(model)
-    }
-    async fn generate(
-        &self,
-        req: &GenerateRequest,
-        ctx: &CallContext,
-    ) -> Result<ProviderResponse, ProviderError> {
-        self.0.generate(req, ctx).await
-    }
-    async fn edit(
-        &self,
-        req: &EditRequest,
-        ctx: &CallContext,
-    ) -> Result<ProviderResponse, ProviderError> {
-        self.0.edit(req, ctx).await
-    }
-    async fn probe(&self, model: &str, ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
-        self.0.probe(model, ctx).await
-    }
+/// A primary whose image endpoint and cheap check are both up, and the test's handle on it.
+fn primary() -> (Shared, Arc<Fake>) {
+    shared(Fake::new("primary").probe_answers(Probe::Ok))
 }
 
 fn req() -> GenerateRequest {
@@ -120,12 +44,12 @@ fn breaker() -> BreakerConfig {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_cheap_probe_spends_no_image_request_and_a_good_one_brings_traffic_back() {
-    let flaky = Arc::new(Flaky::default());
-    flaky.images_down.store(true, Ordering::SeqCst);
-    flaky.probe_down.store(true, Ordering::SeqCst);
+    let (primary, flaky) = primary();
+    flaky.set_default(images_down());
+    flaky.set_probe(probe_down());
     let (fallback, fallback_h) = shared(Fake::new("fallback"));
     let router = Router::builder()
-        .provider(Handle(flaky.clone()))
+        .provider(primary)
         .provider(fallback)
         .breaker(breaker())
         .cheap_probe(true)
@@ -136,20 +60,20 @@ async fn a_failed_cheap_probe_spends_no_image_request_and_a_good_one_brings_traf
     // 503 and its retry: two consecutive faults open the breaker; the fallback serves.
     let res = router.generate(req()).await.unwrap();
     assert_eq!(res.provider, "fallback");
-    assert_eq!(flaky.image_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(flaky.calls(), 2);
 
     // Inside the cool-down the primary gets nothing.
     let res = router.generate(req()).await.unwrap();
     assert_eq!(res.provider, "fallback");
-    assert_eq!(flaky.image_calls.load(Ordering::SeqCst), 2);
-    assert_eq!(flaky.probe_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(flaky.calls(), 2);
+    assert_eq!(flaky.probe_calls(), 0);
 
     // After it, one cheap probe, which fails: still no image request, and the skip says why.
     tokio::time::advance(Duration::from_secs(11)).await;
     let res = router.generate(req()).await.unwrap();
     assert_eq!(res.provider, "fallback");
-    assert_eq!(flaky.probe_calls.load(Ordering::SeqCst), 1);
-    assert_eq!(flaky.image_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(flaky.probe_calls(), 1);
+    assert_eq!(flaky.calls(), 2);
     let skip = res
         .skipped
         .iter()
@@ -167,17 +91,17 @@ async fn a_failed_cheap_probe_spends_no_image_request_and_a_good_one_brings_traf
     // The failed probe doubled the cool-down: 11 s later it is still closed to traffic.
     tokio::time::advance(Duration::from_secs(11)).await;
     router.generate(req()).await.unwrap();
-    assert_eq!(flaky.probe_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(flaky.probe_calls(), 1);
 
     // The provider recovers; after the longer cool-down the probe passes and the same
     // request is served by the primary.
-    flaky.images_down.store(false, Ordering::SeqCst);
-    flaky.probe_down.store(false, Ordering::SeqCst);
+    flaky.set_default(Step::Ok);
+    flaky.set_probe(Probe::Ok);
     tokio::time::advance(Duration::from_secs(10)).await;
     let res = router.generate(req()).await.unwrap();
     assert_eq!(res.provider, "primary");
-    assert_eq!(flaky.probe_calls.load(Ordering::SeqCst), 2);
-    assert_eq!(flaky.image_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(flaky.probe_calls(), 2);
+    assert_eq!(flaky.calls(), 3);
     assert_eq!(
         router.status().providers[0].breaker.state.as_str(),
         "closed"
@@ -212,11 +136,11 @@ async fn without_a_cheap_check_the_real_request_is_the_probe() {
 
 #[tokio::test(start_paused = true)]
 async fn by_default_the_real_request_is_the_probe_even_when_a_cheap_check_exists() {
-    let flaky = Arc::new(Flaky::default());
-    flaky.images_down.store(true, Ordering::SeqCst);
+    let (primary, flaky) = primary();
+    flaky.set_default(images_down());
     let (fallback, _) = shared(Fake::new("fallback"));
     let router = Router::builder()
-        .provider(Handle(flaky.clone()))
+        .provider(primary)
         .provider(fallback)
         .breaker(breaker())
         .retry_backoff(Duration::from_millis(1))
@@ -224,9 +148,9 @@ async fn by_default_the_real_request_is_the_probe_even_when_a_cheap_check_exists
         .unwrap();
     router.generate(req()).await.unwrap();
     tokio::time::advance(Duration::from_secs(11)).await;
-    flaky.images_down.store(false, Ordering::SeqCst);
+    flaky.set_default(Step::Ok);
     let res = router.generate(req()).await.unwrap();
     assert_eq!(res.provider, "primary");
-    assert_eq!(flaky.probe_calls.load(Ordering::SeqCst), 0);
-    assert_eq!(flaky.image_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(flaky.probe_calls(), 0);
+    assert_eq!(flaky.calls(), 3);
 }

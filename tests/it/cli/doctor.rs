@@ -4,53 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use crate::support::{Fake, Probe};
 use image_router::config::RouterConfig;
 use image_router::doctor::{self, Health, Problem};
-use image_router::{
-    AccessDenial, CallContext, Capabilities, EditRequest, ErrorKind, GenerateRequest, NotFoundKind,
-    ProbeReport, Provider, ProviderError, ProviderResponse,
-};
-
-#[derive(Debug)]
-struct Scripted {
-    name: String,
-    answer: Option<ProviderError>,
-    hang: bool,
-}
-
-#[async_trait]
-impl Provider for Scripted {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn capabilities(&self, m: &str) -> Option<Capabilities> {
-        Some(Capabilities::permissive(m))
-    }
-    async fn generate(
-        &self,
-        _: &GenerateRequest,
-        _: &CallContext,
-    ) -> Result<ProviderResponse, ProviderError> {
-        panic!("doctor must never generate")
-    }
-    async fn edit(
-        &self,
-        _: &EditRequest,
-        _: &CallContext,
-    ) -> Result<ProviderResponse, ProviderError> {
-        panic!("doctor must never edit")
-    }
-    async fn probe(&self, model: &str, _: &CallContext) -> Result<ProbeReport, ProviderError> {
-        if self.hang {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-        match &self.answer {
-            Some(e) => Err(e.clone()),
-            None => Ok(ProbeReport::ok(model, 200)),
-        }
-    }
-}
+use image_router::{AccessDenial, CallContext, ErrorKind, NotFoundKind, Provider, ProviderError};
 
 fn config(names: &[&str]) -> RouterConfig {
     let mut t = String::from("[router]\ndefault_model = \"gpt-image-1\"\n");
@@ -80,11 +37,15 @@ async fn run(
         |p, cred, _| {
             assert!(cred.is_some());
             let (answer, hang) = script(&p.name);
-            Ok(Arc::new(Scripted {
-                name: p.name.clone(),
-                answer,
-                hang,
-            }) as Arc<dyn Provider>)
+            let probe = match (answer, hang) {
+                (_, true) => Probe::Hang,
+                (Some(e), false) => Probe::Fail(e),
+                (None, false) => Probe::Ok,
+            };
+            Ok(Fake::new(&p.name)
+                .forbid_images("doctor must never generate or edit")
+                .probe_answers(probe)
+                .arc() as Arc<dyn Provider>)
         },
     )
     .await

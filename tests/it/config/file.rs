@@ -300,53 +300,21 @@ pub(crate) fn wire_provider(
 
 mod built {
     use super::*;
-    use async_trait::async_trait;
-    use image_router::{
-        CallContext, Capabilities, EditRequest, ErrorKind, GenerateRequest, Image, OutputFormat,
-        Provider, ProviderError, ProviderResponse,
-    };
+
+    use image_router::{ErrorKind, GenerateRequest, Provider, ProviderError};
     use std::sync::Arc;
 
-    #[derive(Debug)]
-    struct Fake {
-        name: String,
-        fail: bool,
-        saw_timeout: std::sync::Mutex<Option<Duration>>,
-    }
+    use crate::support::{Fake, Step};
 
-    #[async_trait]
-    impl Provider for Fake {
-        fn name(&self) -> &str {
-            &self.name
+    /// A provider built by the factory; `fail`: it answers 401 to every image call.
+    fn fake(name: &str, fail: bool) -> Arc<dyn Provider> {
+        let mut f = Fake::new(name);
+        if fail {
+            f = f.default_step(Step::Error(
+                ProviderError::new(name, ErrorKind::Authentication, "bad key").with_status(401),
+            ));
         }
-        fn capabilities(&self, m: &str) -> Option<Capabilities> {
-            Some(Capabilities::permissive(m))
-        }
-        async fn generate(
-            &self,
-            r: &GenerateRequest,
-            ctx: &CallContext,
-        ) -> Result<ProviderResponse, ProviderError> {
-            *self.saw_timeout.lock().unwrap() = Some(ctx.timeout);
-            if self.fail {
-                return Err(
-                    ProviderError::new(&self.name, ErrorKind::Authentication, "bad key")
-                        .with_status(401),
-                );
-            }
-            let png = bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n");
-            Ok(ProviderResponse::new(
-                vec![Image::new(png, OutputFormat::Png)],
-                r.model.clone().unwrap_or_default(),
-            ))
-        }
-        async fn edit(
-            &self,
-            _: &EditRequest,
-            _: &CallContext,
-        ) -> Result<ProviderResponse, ProviderError> {
-            unreachable!()
-        }
+        f.arc()
     }
 
     #[tokio::test]
@@ -364,11 +332,7 @@ mod built {
             .build_with(&env, |p, cred, _| {
                 let cred = cred.unwrap();
                 seen.push((p.name.clone(), cred.var.clone()));
-                Ok(Arc::new(Fake {
-                    name: p.name.clone(),
-                    fail: p.name == "openai-direct",
-                    saw_timeout: Default::default(),
-                }) as Arc<dyn Provider>)
+                Ok(fake(&p.name, p.name == "openai-direct"))
             })
             .unwrap();
         assert_eq!(
@@ -397,11 +361,7 @@ mod built {
                 if p.name == "proxy" {
                     Err(image_router::ConfigError::new("base_url", "proxy refuses"))
                 } else {
-                    Ok(Arc::new(Fake {
-                        name: p.name.clone(),
-                        fail: false,
-                        saw_timeout: Default::default(),
-                    }) as Arc<dyn Provider>)
+                    Ok(fake(&p.name, false))
                 }
             })
             .unwrap_err();
@@ -410,13 +370,7 @@ mod built {
 
         let env = |v: &str| (v != "PROXY_API_KEY").then(|| "k".to_string());
         let e = cfg
-            .build_with(&env, |p, _, _| {
-                Ok(Arc::new(Fake {
-                    name: p.name.clone(),
-                    fail: false,
-                    saw_timeout: Default::default(),
-                }) as Arc<dyn Provider>)
-            })
+            .build_with(&env, |p, _, _| Ok(fake(&p.name, false)))
             .unwrap_err();
         assert_eq!(e.field, "provider[2].api_key_env");
         assert_eq!(e.line, Some(29));

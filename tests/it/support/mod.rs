@@ -9,7 +9,7 @@ pub mod quota;
 pub mod scoring;
 pub mod wire;
 
-pub use fake::{shared, Fake, Script, Step};
+pub use fake::{shared, Fake, Probe, Script, Shared, Step};
 
 /// A 1×1 PNG.
 pub const PIXEL_PNG: &[u8] = &[
