@@ -1,4 +1,5 @@
-//! Real error bodies through a two-provider router: each is classified and fails over (or not) as the policy says.
+//! Real error bodies through a two-provider router: each is classified and fails over (or not)
+//! as the policy says.
 
 use super::helpers::*;
 use image_router::{
@@ -59,50 +60,202 @@ async fn openai_429_rate_limit_fails_over_with_retry_after() {
     assert_eq!(count(&primary).await, 1);
 }
 
+/// Real OpenAI error bodies: each is classified, fails over (or is returned at once) and is
+/// explained as the policy says, and the next request remembers it. One row per former test
+/// (named in the comment above the row); `run_case` names the case in every assertion.
 #[tokio::test]
-async fn openai_429_images_variant_retry_after_from_message() {
-    run_case(
-        "images 429",
-        Case {
-            status: 429,
-            body: openai_error(
-                "You've exceeded the rate limit, please slow down and try again after 51.84 seconds.",
-                json!("requests"),
-                Value::Null,
-                json!("rate_limit_exceeded"),
-            ),
-            headers: vec![],
-            kind: ErrorKind::RateLimited {
-                scope: RateLimitScope::Requests,
+async fn openai_error_bodies_are_classified_and_fail_over_as_the_policy_says() {
+    let cases = vec![
+        // openai_429_images_variant_retry_after_from_message
+        (
+            "images 429",
+            Case {
+                status: 429,
+                body: openai_error(
+                    "You've exceeded the rate limit, please slow down and try again after 51.84 seconds.",
+                    json!("requests"),
+                    Value::Null,
+                    json!("rate_limit_exceeded"),
+                ),
+                headers: vec![],
+                kind: ErrorKind::RateLimited {
+                    scope: RateLimitScope::Requests,
+                },
+                fails_over: true,
+                words: &["rate limited", "51.8"],
             },
-            fails_over: true,
-            words: &["rate limited", "51.8"],
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn openai_429_zero_seconds_is_tier_access() {
-    run_case(
-        "0.0 seconds",
-        Case {
-            status: 429,
-            body: openai_error(
-                "You've exceeded the rate limit, please slow down and try again after 0.0 seconds.",
-                json!("requests"),
-                Value::Null,
-                json!("rate_limit_exceeded"),
-            ),
-            headers: vec![],
-            kind: ErrorKind::AccessDenied {
-                reason: AccessDenial::TierAccess,
+        ),
+        // openai_429_zero_seconds_is_tier_access
+        (
+            "0.0 seconds",
+            Case {
+                status: 429,
+                body: openai_error(
+                    "You've exceeded the rate limit, please slow down and try again after 0.0 seconds.",
+                    json!("requests"),
+                    Value::Null,
+                    json!("rate_limit_exceeded"),
+                ),
+                headers: vec![],
+                kind: ErrorKind::AccessDenied {
+                    reason: AccessDenial::TierAccess,
+                },
+                fails_over: true,
+                words: &["tier", "not a real rate limit"],
             },
-            fails_over: true,
-            words: &["tier", "not a real rate limit"],
-        },
-    )
-    .await;
+        ),
+        // openai_403_organization_not_verified
+        (
+            "403 verify",
+            Case {
+                status: 403,
+                body: openai_error(
+                    "Your organization must be verified to use the model `gpt-image-1`. Please go to: https://platform.openai.com/settings/organization/general and click on Verify Organization. If you just verified, it can take up to 15 minutes for access to propagate.",
+                    json!("invalid_request_error"),
+                    Value::Null,
+                    Value::Null,
+                ),
+                headers: vec![],
+                kind: ErrorKind::AccessDenied {
+                    reason: AccessDenial::OrganizationNotVerified,
+                },
+                fails_over: true,
+                words: &["verif", "15 minutes"],
+            },
+        ),
+        // openai_403_region_not_supported
+        (
+            "403 region",
+            Case {
+                status: 403,
+                body: openai_error(
+                    "Country, region, or territory not supported",
+                    json!("request_forbidden"),
+                    Value::Null,
+                    json!("unsupported_country_region_territory"),
+                ),
+                headers: vec![],
+                kind: ErrorKind::AccessDenied {
+                    reason: AccessDenial::RegionNotSupported,
+                },
+                fails_over: true,
+                words: &["region"],
+            },
+        ),
+        // openai_400_billing_hard_limit
+        (
+            "billing",
+            Case {
+                status: 400,
+                body: openai_error(
+                    "Billing hard limit has been reached",
+                    json!("billing_limit_user_error"),
+                    Value::Null,
+                    json!("billing_hard_limit_reached"),
+                ),
+                headers: vec![],
+                kind: ErrorKind::AccessDenied {
+                    reason: AccessDenial::BillingHardLimit,
+                },
+                fails_over: true,
+                words: &["hard limit", "billing"],
+            },
+        ),
+        // openai_400_moderation_blocked_is_returned_not_failed_over
+        (
+            "moderation",
+            Case {
+                status: 400,
+                body: openai_error(
+                    "Your request was rejected by the safety system. If you believe this is an error, contact us at help.openai.com and include the request ID req_123. safety_violations=[sexual].",
+                    json!("image_generation_user_error"),
+                    Value::Null,
+                    json!("moderation_blocked"),
+                ),
+                headers: vec![],
+                kind: ErrorKind::ContentPolicy {
+                    reason: Some("Your request was rejected by the safety system. If you believe this is an error, contact us at help.openai.com and include the request ID req_123. safety_violations=[sexual].".into()),
+                },
+                fails_over: false,
+                words: &["safety", "safety_violations=[sexual]", "rephrase"],
+            },
+        ),
+        // dall_e_content_policy_violation_is_content_policy
+        (
+            "dall-e content policy",
+            Case {
+                status: 400,
+                body: openai_error(
+                    "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.",
+                    json!("invalid_request_error"),
+                    Value::Null,
+                    json!("content_policy_violation"),
+                ),
+                headers: vec![],
+                kind: ErrorKind::ContentPolicy {
+                    reason: Some("Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.".into()),
+                },
+                fails_over: false,
+                words: &["safety"],
+            },
+        ),
+        // openai_400_invalid_request_is_returned_at_once
+        (
+            "invalid",
+            Case {
+                status: 400,
+                body: openai_error(
+                    "Invalid value: 'ultra'. Supported values are: 'low', 'medium', 'high', and 'auto'.",
+                    json!("invalid_request_error"),
+                    json!("quality"),
+                    json!("invalid_value"),
+                ),
+                headers: vec![],
+                kind: ErrorKind::InvalidRequest,
+                fails_over: false,
+                words: &["quality"],
+            },
+        ),
+        // openai_401_fails_over_and_cools_down
+        (
+            "401",
+            Case {
+                status: 401,
+                body: openai_error(
+                    "Incorrect API key provided: sk-proj-********************abcd. You can find your API key at https://platform.openai.com/account/api-keys.",
+                    json!("invalid_request_error"),
+                    Value::Null,
+                    json!("invalid_api_key"),
+                ),
+                headers: vec![],
+                kind: ErrorKind::Authentication,
+                fails_over: true,
+                words: &["key", "401"],
+            },
+        ),
+        // openai_404_model_not_found
+        (
+            "404 model",
+            Case {
+                status: 404,
+                body: openai_error(
+                    "The model `gpt-image-1` does not exist or you do not have access to it.",
+                    json!("invalid_request_error"),
+                    Value::Null,
+                    json!("model_not_found"),
+                ),
+                headers: vec![],
+                kind: ErrorKind::NotFound {
+                    what: NotFoundKind::Model,
+                },
+                fails_over: true,
+                words: &["model"],
+            },
+        ),
+    ];
+    for (name, case) in cases {
+        run_case(name, case).await;
+    }
 }
 
 #[tokio::test]
@@ -147,98 +300,6 @@ async fn openai_429_insufficient_quota_fails_over_and_cools_down() {
 }
 
 #[tokio::test]
-async fn openai_403_organization_not_verified() {
-    run_case(
-        "403 verify",
-        Case {
-            status: 403,
-            body: openai_error(
-                "Your organization must be verified to use the model `gpt-image-1`. Please go to: https://platform.openai.com/settings/organization/general and click on Verify Organization. If you just verified, it can take up to 15 minutes for access to propagate.",
-                json!("invalid_request_error"),
-                Value::Null,
-                Value::Null,
-            ),
-            headers: vec![],
-            kind: ErrorKind::AccessDenied {
-                reason: AccessDenial::OrganizationNotVerified,
-            },
-            fails_over: true,
-            words: &["verif", "15 minutes"],
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn openai_403_region_not_supported() {
-    run_case(
-        "403 region",
-        Case {
-            status: 403,
-            body: openai_error(
-                "Country, region, or territory not supported",
-                json!("request_forbidden"),
-                Value::Null,
-                json!("unsupported_country_region_territory"),
-            ),
-            headers: vec![],
-            kind: ErrorKind::AccessDenied {
-                reason: AccessDenial::RegionNotSupported,
-            },
-            fails_over: true,
-            words: &["region"],
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn openai_400_billing_hard_limit() {
-    run_case(
-        "billing",
-        Case {
-            status: 400,
-            body: openai_error(
-                "Billing hard limit has been reached",
-                json!("billing_limit_user_error"),
-                Value::Null,
-                json!("billing_hard_limit_reached"),
-            ),
-            headers: vec![],
-            kind: ErrorKind::AccessDenied {
-                reason: AccessDenial::BillingHardLimit,
-            },
-            fails_over: true,
-            words: &["hard limit", "billing"],
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn openai_400_moderation_blocked_is_returned_not_failed_over() {
-    run_case(
-        "moderation",
-        Case {
-            status: 400,
-            body: openai_error(
-                "Your request was rejected by the safety system. If you believe this is an error, contact us at help.openai.com and include the request ID req_123. safety_violations=[sexual].",
-                json!("image_generation_user_error"),
-                Value::Null,
-                json!("moderation_blocked"),
-            ),
-            headers: vec![],
-            kind: ErrorKind::ContentPolicy {
-                reason: Some("Your request was rejected by the safety system. If you believe this is an error, contact us at help.openai.com and include the request ID req_123. safety_violations=[sexual].".into()),
-            },
-            fails_over: false,
-            words: &["safety", "safety_violations=[sexual]", "rephrase"],
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn content_policy_fails_over_when_configured() {
     let primary = MockServer::start().await;
     let secondary = MockServer::start().await;
@@ -264,94 +325,6 @@ async fn content_policy_fails_over_when_configured() {
     let res = router.generate(gen()).await.unwrap();
     assert_eq!(res.provider, "secondary");
     assert_eq!(res.attempts[0].outcome, Outcome::ContentPolicy);
-}
-
-#[tokio::test]
-async fn dall_e_content_policy_violation_is_content_policy() {
-    run_case(
-        "dall-e content policy",
-        Case {
-            status: 400,
-            body: openai_error(
-                "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.",
-                json!("invalid_request_error"),
-                Value::Null,
-                json!("content_policy_violation"),
-            ),
-            headers: vec![],
-            kind: ErrorKind::ContentPolicy {
-                reason: Some("Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.".into()),
-            },
-            fails_over: false,
-            words: &["safety"],
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn openai_400_invalid_request_is_returned_at_once() {
-    run_case(
-        "invalid",
-        Case {
-            status: 400,
-            body: openai_error(
-                "Invalid value: 'ultra'. Supported values are: 'low', 'medium', 'high', and 'auto'.",
-                json!("invalid_request_error"),
-                json!("quality"),
-                json!("invalid_value"),
-            ),
-            headers: vec![],
-            kind: ErrorKind::InvalidRequest,
-            fails_over: false,
-            words: &["quality"],
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn openai_401_fails_over_and_cools_down() {
-    run_case(
-        "401",
-        Case {
-            status: 401,
-            body: openai_error(
-                "Incorrect API key provided: sk-proj-********************abcd. You can find your API key at https://platform.openai.com/account/api-keys.",
-                json!("invalid_request_error"),
-                Value::Null,
-                json!("invalid_api_key"),
-            ),
-            headers: vec![],
-            kind: ErrorKind::Authentication,
-            fails_over: true,
-            words: &["key", "401"],
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn openai_404_model_not_found() {
-    run_case(
-        "404 model",
-        Case {
-            status: 404,
-            body: openai_error(
-                "The model `gpt-image-1` does not exist or you do not have access to it.",
-                json!("invalid_request_error"),
-                Value::Null,
-                json!("model_not_found"),
-            ),
-            headers: vec![],
-            kind: ErrorKind::NotFound {
-                what: NotFoundKind::Model,
-            },
-            fails_over: true,
-            words: &["model"],
-        },
-    )
-    .await;
 }
 
 async fn server_error_case(status: u16) {
