@@ -157,119 +157,142 @@ async fn azure_never_receives_webp() {
 // ---------------------------------------------------------------------------------------------
 // Azure error shapes
 
+/// One Azure error shape: what `azure_case` sends and expects, then the row's own checks.
+struct AzureCase {
+    name: &'static str,
+    args: (
+        u16,
+        Value,
+        &'static [(&'static str, &'static str)],
+        ErrorKind,
+        bool,
+    ),
+    then: fn(&str, &image_router::ProviderError),
+}
+
+/// Azure's error shapes: each is classified and fails over (or is returned at once) as the
+/// policy says. One row per former test, named in every assertion.
 #[tokio::test]
-async fn azure_429_numeric_code_retry_after_from_message() {
-    let e = azure_case(
-        429,
-        json!({"error": {"code": "429", "message": "Requests to the ImageGenerations_Create Operation under Azure OpenAI API version 2025-04-01-preview have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after 2 seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit."}}),
-        &[],
-        ErrorKind::RateLimited {
-            scope: RateLimitScope::Unknown,
+async fn azure_error_shapes_are_classified() {
+    let cases = vec![
+        AzureCase {
+            name: "azure_429_numeric_code_retry_after_from_message",
+            args: (
+            429,
+            json!({"error": {"code": "429", "message": "Requests to the ImageGenerations_Create Operation under Azure OpenAI API version 2025-04-01-preview have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after 2 seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit."}}),
+            &[],
+            ErrorKind::RateLimited {
+                scope: RateLimitScope::Unknown,
+            },
+            true,
+            ),
+            then: |name, e| {
+                assert_eq!(e.retry_after, Some(Duration::from_secs(2)), "{name}");
+                assert_eq!(e.code.as_deref(), Some("429"), "{name}");
+            },
         },
-        true,
-    )
-    .await;
-    assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
-    assert_eq!(e.code.as_deref(), Some("429"));
-}
-
-#[tokio::test]
-async fn azure_429_rate_limit_reached_with_ms_headers() {
-    let e = azure_case(
-        429,
-        json!({"error": {"code": "RateLimitReached", "message": "Your requests to gpt-image-1 for gpt-image-1 in East US have exceeded the call rate limit for your current AIServices S0 pricing tier. Please retry after 5 seconds."}}),
-        &[("retry-after", "5"), ("retry-after-ms", "4500"), ("x-ms-retry-after-ms", "4500")],
-        ErrorKind::RateLimited {
-            scope: RateLimitScope::Unknown,
+        AzureCase {
+            name: "azure_429_rate_limit_reached_with_ms_headers",
+            args: (
+            429,
+            json!({"error": {"code": "RateLimitReached", "message": "Your requests to gpt-image-1 for gpt-image-1 in East US have exceeded the call rate limit for your current AIServices S0 pricing tier. Please retry after 5 seconds."}}),
+            &[("retry-after", "5"), ("retry-after-ms", "4500"), ("x-ms-retry-after-ms", "4500")],
+            ErrorKind::RateLimited {
+                scope: RateLimitScope::Unknown,
+            },
+            true,
+            ),
+            then: |name, e| {
+                assert_eq!(e.retry_after, Some(Duration::from_millis(4500)), "{name}");
+            },
         },
-        true,
-    )
-    .await;
-    assert_eq!(e.retry_after, Some(Duration::from_millis(4500)));
-}
-
-#[tokio::test]
-async fn azure_401_invalid_subscription_key() {
-    let e = azure_case(
-        401,
-        json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}),
-        &[],
-        ErrorKind::Authentication,
-        true,
-    )
-    .await;
-    let ex = e.explain();
-    assert!(ex.action.contains("endpoint"), "{}", ex.action);
-}
-
-#[tokio::test]
-async fn azure_404_deployment_not_found() {
-    azure_case(
-        404,
-        json!({"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."}}),
-        &[],
-        ErrorKind::NotFound {
-            what: NotFoundKind::Deployment,
+        AzureCase {
+            name: "azure_401_invalid_subscription_key",
+            args: (
+            401,
+            json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}),
+            &[],
+            ErrorKind::Authentication,
+            true,
+            ),
+            then: |name, e| {
+                let ex = e.explain();
+                assert!(ex.action.contains("endpoint"), "{name}: {}", ex.action);
+            },
         },
-        true,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn azure_content_filter_inner_error() {
-    let e = azure_case(
-        400,
-        json!({"error": {
-            "code": "content_policy_violation",
-            "message": "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.",
-            "param": "prompt",
-            "type": null,
-            "inner_error": {
-                "code": "ResponsibleAIPolicyViolation",
-                "content_filter_results": {
-                    "sexual": {"filtered": false, "severity": "safe"},
-                    "violence": {"filtered": true, "severity": "high"},
-                    "hate": {"filtered": false, "severity": "safe"},
-                    "self_harm": {"filtered": false, "severity": "safe"},
-                    "jailbreak": {"filtered": false, "detected": false}
+        AzureCase {
+            name: "azure_404_deployment_not_found",
+            args: (
+            404,
+            json!({"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."}}),
+            &[],
+            ErrorKind::NotFound {
+                what: NotFoundKind::Deployment,
+            },
+            true,
+            ),
+            then: |_, _| {},
+        },
+        AzureCase {
+            name: "azure_content_filter_inner_error",
+            args: (
+            400,
+            json!({"error": {
+                "code": "content_policy_violation",
+                "message": "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.",
+                "param": "prompt",
+                "type": null,
+                "inner_error": {
+                    "code": "ResponsibleAIPolicyViolation",
+                    "content_filter_results": {
+                        "sexual": {"filtered": false, "severity": "safe"},
+                        "violence": {"filtered": true, "severity": "high"},
+                        "hate": {"filtered": false, "severity": "safe"},
+                        "self_harm": {"filtered": false, "severity": "safe"},
+                        "jailbreak": {"filtered": false, "detected": false}
+                    }
                 }
-            }
-        }}),
-        &[],
-        ErrorKind::ContentPolicy {
-            reason: Some("Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system. [filtered: violence (high)]".into()),
+            }}),
+            &[],
+            ErrorKind::ContentPolicy {
+                reason: Some("Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system. [filtered: violence (high)]".into()),
+            },
+            false,
+            ),
+            then: |name, e| {
+                assert!(e.explain().cause.contains("violence"), "{name}");
+            },
         },
-        false,
-    )
-    .await;
-    assert!(e.explain().cause.contains("violence"));
-}
-
-#[tokio::test]
-async fn azure_content_filter_code() {
-    azure_case(
-        400,
-        json!({"error": {"code": "contentFilter", "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy."}}),
-        &[],
-        ErrorKind::ContentPolicy {
-            reason: Some("The response was filtered due to the prompt triggering Azure OpenAI's content management policy.".into()),
+        AzureCase {
+            name: "azure_content_filter_code",
+            args: (
+            400,
+            json!({"error": {"code": "contentFilter", "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy."}}),
+            &[],
+            ErrorKind::ContentPolicy {
+                reason: Some("The response was filtered due to the prompt triggering Azure OpenAI's content management policy.".into()),
+            },
+            false,
+            ),
+            then: |_, _| {},
         },
-        false,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn azure_403_resource_blocked() {
-    azure_case(
-        403,
-        json!({"error": {"code": "403", "message": "Your resource has been temporarily blocked because we detected behavior that may violate our content policy."}}),
-        &[],
-        ErrorKind::AccessDenied {
-            reason: AccessDenial::ResourceBlocked,
+        AzureCase {
+            name: "azure_403_resource_blocked",
+            args: (
+            403,
+            json!({"error": {"code": "403", "message": "Your resource has been temporarily blocked because we detected behavior that may violate our content policy."}}),
+            &[],
+            ErrorKind::AccessDenied {
+                reason: AccessDenial::ResourceBlocked,
+            },
+            true,
+            ),
+            then: |_, _| {},
         },
-        true,
-    )
-    .await;
+    ];
+    for c in cases {
+        let (status, body, headers, kind, fails_over) = c.args;
+        let e = azure_case(c.name, status, body, headers, kind, fails_over).await;
+        (c.then)(c.name, &e);
+    }
 }

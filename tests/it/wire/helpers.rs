@@ -191,6 +191,7 @@ pub fn azure(server: &MockServer) -> image_router::providers::AzureBuilder {
 }
 
 pub async fn azure_case(
+    name: &str,
     status: u16,
     body: Value,
     headers: &[(&str, &str)],
@@ -210,19 +211,19 @@ pub async fn azure_case(
     let router = azure_router(&az, &fallback);
     let result = router.generate(gen()).await;
     let e = if fails_over {
-        let res = result.unwrap();
-        assert_eq!(res.provider, "secondary");
+        let res = result.unwrap_or_else(|e| panic!("{name}: expected failover, got {e}"));
+        assert_eq!(res.provider, "secondary", "{name}");
         res.attempts[0].error.clone().unwrap()
     } else {
-        let err = result.unwrap_err();
-        assert!(matches!(err, Error::Rejected { .. }), "{err:?}");
-        assert_eq!(count(&fallback).await, 0);
+        let err = result.expect_err(name);
+        assert!(matches!(err, Error::Rejected { .. }), "{name}: {err:?}");
+        assert_eq!(count(&fallback).await, 0, "{name}: no failover");
         err.cause().unwrap().clone()
     };
-    assert_eq!(count(&az).await, 1);
-    assert_eq!(e.kind, kind);
-    assert_eq!(e.provider, "azure");
-    assert_eq!(e.request_id.as_deref(), Some("apim-err"));
+    assert_eq!(count(&az).await, 1, "{name}: no retry");
+    assert_eq!(e.kind, kind, "{name}");
+    assert_eq!(e.provider, "azure", "{name}");
+    assert_eq!(e.request_id.as_deref(), Some("apim-err"), "{name}");
     e
 }
 

@@ -103,6 +103,7 @@ async fn openai_bare_host_base_url_gets_v1() {
 async fn azure_content_filter_singular_result_key() {
     // Azure also spells it `innererror` / `content_filter_result`.
     azure_case(
+        "content_filter with innererror",
         400,
         json!({"error": {
             "code": "content_filter",
@@ -164,6 +165,7 @@ async fn attempt_model_is_the_wire_model_for_failures_too() {
 #[tokio::test]
 async fn azure_operation_not_supported_fails_over() {
     azure_case(
+        "OperationNotSupported",
         400,
         json!({"error": {"code": "OperationNotSupported", "message": "The imagesGenerate operation does not work with the specified model, gpt-4o. Please choose different model and try again. You can learn more about which models can be used with each operation here: https://go.microsoft.com/fwlink/?linkid=2197993."}}),
         &[],
@@ -178,6 +180,7 @@ async fn azure_operation_not_supported_fails_over() {
 #[tokio::test]
 async fn azure_unsupported_api_version_fails_over() {
     let e = azure_case(
+        "unsupported api-version",
         400,
         json!({"error": {"code": "BadRequest", "message": "API version not supported"}}),
         &[],
