@@ -1,4 +1,5 @@
-//! Metrics, status and tracing: every documented metric with its labels, every status field (never a key) and the spans per request and attempt — what operators watch.
+//! Metrics, status and tracing: every documented metric with its labels, every status field (never
+//! a key) and the spans per request and attempt — what operators watch.
 
 use crate::support::scoring::*;
 use crate::support::{Fake, Step};
@@ -8,10 +9,6 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-
-// ---------------------------------------------------------------------------------------
-// 7. Metrics, status, tracing
-// ---------------------------------------------------------------------------------------
 
 mod rec {
     use super::*;
@@ -272,7 +269,7 @@ async fn status_serializes_every_documented_field_and_never_a_key() {
         "{p0}"
     );
     assert!(p0["cooldown"].is_object(), "401 cool-down shown: {p0}");
-    // The last error comes with its explanation (issue 4: "last error with its explanation").
+    // The last error comes with its explanation.
     let expl = &p0["last_error"]["explanation"];
     assert!(
         expl["cause"].as_str().is_some_and(|c| !c.is_empty())

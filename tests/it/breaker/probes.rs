@@ -1,4 +1,5 @@
-//! Breaker probes under load: a flapping provider, concurrent requests after the cool-down and the long access-denial cool-down each let exactly one probe through.
+//! Breaker probes under load: a flapping provider, concurrent requests after the cool-down and the
+//! long access-denial cool-down each let exactly one probe through.
 
 use crate::support::scoring::*;
 use crate::support::{Fake, Step};
@@ -6,10 +7,7 @@ use image_router::breaker::BreakerState;
 use image_router::{AccessDenial, ErrorKind};
 use std::time::Duration;
 
-// ---------------------------------------------------------------------------------------
 // Flap: outage of 30 s, one request per second for 60 s
-// ---------------------------------------------------------------------------------------
-
 #[tokio::test(start_paused = true)]
 async fn flap_every_request_served_one_probe_per_cool_down_traffic_returns() {
     let primary = Fake::new("primary").arc();
@@ -66,10 +64,6 @@ async fn flap_every_request_served_one_probe_per_cool_down_traffic_returns() {
     let res = router.generate(req()).await.unwrap();
     assert_eq!(res.provider, "primary");
 }
-
-// ---------------------------------------------------------------------------------------
-// More: concurrency, weighted split, reload of limits, bad settings
-// ---------------------------------------------------------------------------------------
 
 /// After the cool-down, twenty concurrent requests: exactly one reaches the recovering
 /// provider (the probe); nobody is lost.

@@ -1,4 +1,5 @@
-//! Circuit-breaker states on a manual clock: opening on runs and ratios, one probe, the ramp, growing cool-downs and access denials.
+//! Circuit-breaker states on a manual clock: opening on runs and ratios, one probe, the ramp,
+//! growing cool-downs and access denials.
 
 use crate::support::scoring::*;
 use crate::support::{Fake, Step};
@@ -6,10 +7,6 @@ use image_router::breaker::{BreakerConfig, BreakerState, CircuitBreaker, DenyRea
 use image_router::clock::ManualClock;
 use image_router::{AccessDenial, ErrorKind, NotFoundKind, Outcome};
 use std::time::Duration;
-
-// ---------------------------------------------------------------------------------------
-// 2. Circuit breaker
-// ---------------------------------------------------------------------------------------
 
 /// The cool-downs and ramp these breaker tests were written against (10 s doubling up to
 /// 5 min, 30 s ramp); the defaults are shorter since recovery must be noticed in seconds.

@@ -1,14 +1,11 @@
-//! Budgets over periods (day, month, UTC boundaries), several budgets reserved together, and refunds: spend must never pass a cap, even under concurrency.
+//! Budgets over periods (day, month, UTC boundaries), several budgets reserved together, and
+//! refunds: spend must never pass a cap, even under concurrency.
 
 use crate::support::quota::*;
 use image_router::budget::{try_reserve_all, BudgetError};
 use image_router::clock::Clock;
 use image_router::{Budget, BudgetLedger, BudgetPeriod};
 use std::time::Duration;
-
-// ---------------------------------------------------------------------------------------------
-// 5. Budgets
-// ---------------------------------------------------------------------------------------------
 
 #[test]
 fn day_budgets_reset_at_utc_midnight() {

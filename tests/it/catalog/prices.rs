@@ -1,4 +1,5 @@
-//! Tiers and prices as data: the catalog is the single place limits and prices come from, and overrides replace its rows.
+//! Tiers and prices as data: the catalog is the single place limits and prices come from, and
+//! overrides replace its rows.
 
 use crate::support::quota::*;
 use image_router::catalog::{Catalog, Price};
@@ -7,10 +8,6 @@ use image_router::limiter::{Denied, RateLimiter};
 use image_router::limits::Limits;
 use image_router::tokens::estimate;
 use image_router::{EditRequest, GenerateRequest, ImageRequest, InputImage, Quality, Size, Usage};
-
-// ---------------------------------------------------------------------------------------------
-// 4. Tiers and prices as data
-// ---------------------------------------------------------------------------------------------
 
 #[test]
 fn tier_presets_match_the_tier_table() {

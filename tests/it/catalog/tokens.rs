@@ -1,13 +1,10 @@
-//! Token estimates per quality, size, count and input images: limiters and budgets reserve from them before a call, so a wrong estimate over- or under-admits.
+//! Token estimates per quality, size, count and input images: limiters and budgets reserve from
+//! them before a call, so a wrong estimate over- or under-admits.
 
 use crate::support::quota::*;
 use image_router::catalog::Catalog;
 use image_router::tokens::{estimate, input_image_tokens, text_tokens};
 use image_router::{EditRequest, ImageRequest, InputImage, Quality, Size};
-
-// ---------------------------------------------------------------------------------------------
-// 1. Token estimates
-// ---------------------------------------------------------------------------------------------
 
 #[test]
 fn estimate_matches_the_issue_table_for_every_size_and_quality() {

@@ -1,10 +1,9 @@
-//! The `image-router` command line end to end on the simulator: help, generate, batch, doctor and status as a user runs them, with every output checked for keys.
+//! The `image-router` command line end to end on the simulator: help, generate, batch, doctor and
+//! status as a user runs them, with every output checked for keys.
 
 use crate::support::cli::*;
 use image_router::sim::{Fault, SimAccount, Simulator, Times};
 use serde_json::Value;
-
-// ---- the command line, end to end on the simulator -------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn help_is_complete_with_examples() {

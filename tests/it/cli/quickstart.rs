@@ -1,4 +1,5 @@
-//! The quickstart and the command line's remaining paths (out folders, JSON errors, budgets, doctor bounds, catalog overrides): the first things a new user runs.
+//! The quickstart and the command line's remaining paths (out folders, JSON errors, budgets, doctor
+//! bounds, catalog overrides): the first things a new user runs.
 
 use crate::support::cli::*;
 use image_router::config::{build_provider, RouterConfig};
@@ -9,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-// ---- the quickstart ----------------------------------------------------------------------------
-
 fn quickstart_binary() -> PathBuf {
     // tests run from target/<profile>/deps; examples live in target/<profile>/examples.
     let exe = std::env::current_exe().unwrap();
@@ -18,7 +17,7 @@ fn quickstart_binary() -> PathBuf {
     let bin = profile_dir
         .join("examples")
         .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
-    // `cargo test --test audit_cli` does not build examples: build it (a no-op when fresh).
+    // `cargo test` does not build examples: build it (a no-op when fresh).
     let mut cmd = std::process::Command::new(env!("CARGO"));
     cmd.args(["build", "--quiet", "--example", "quickstart"])
         .current_dir(env!("CARGO_MANIFEST_DIR"));

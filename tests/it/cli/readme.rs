@@ -1,11 +1,10 @@
-//! The README's and the config module docs' examples parse, build and run as written: a user copies them first, so they must not rot.
+//! The README's and the config module docs' examples parse, build and run as written: a user copies
+//! them first, so they must not rot.
 
 use crate::support::cli::*;
 use image_router::config::{build_provider, RouterConfig};
 use image_router::Strategy;
 use std::time::Duration;
-
-// ---- README and docs examples ----------------------------------------------------------------
 
 #[test]
 fn readme_config_example_parses_and_builds() {
@@ -47,7 +46,7 @@ fn config_module_doc_and_issue_examples_parse_and_build() {
     let doc = module_doc(include_str!("../../../src/config/mod.rs"));
     let tomls = blocks(&doc, "toml");
     assert!(!tomls.is_empty());
-    // The issue's own example, verbatim.
+    // The first published example of the config file, verbatim.
     let issue = r#"
 [router]
 strategy = "ordered"          # or "scored", "weighted"

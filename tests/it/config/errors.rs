@@ -1,9 +1,8 @@
-//! Config errors name the key and the line, and bad text never panics: the user must be able to fix the file from the message alone.
+//! Config errors name the key and the line, and bad text never panics: the user must be able to fix
+//! the file from the message alone.
 
 use crate::support::cli::*;
 use image_router::config::{build_provider, RouterConfig};
-
-// ---- config errors name the key and the line -----------------------------------------------
 
 #[test]
 fn config_errors_name_key_and_line() {

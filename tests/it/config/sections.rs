@@ -1,12 +1,11 @@
-//! `[router.breaker]`, `[router.score]` and `[router.health]` in a config file reach the router: a table that parses but is ignored would be a silent misconfiguration.
+//! `[router.breaker]`, `[router.score]` and `[router.health]` in a config file reach the router: a
+//! table that parses but is ignored would be a silent misconfiguration.
 
 use crate::support::cli::*;
 use image_router::config::{build_provider, RouterConfig};
 use image_router::sim::{Fault, Times};
 use image_router::{BreakerState, GenerateRequest};
 use std::time::Duration;
-
-// ---- [router.breaker] / [router.score] / [router.health] reach the router --------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_score_and_health_tables_drive_the_router() {

@@ -1,4 +1,5 @@
-//! Nonsense breaker and health settings are typed errors naming the field, never a panic or a silently clamped value.
+//! Nonsense breaker and health settings are typed errors naming the field, never a panic or a
+//! silently clamped value.
 
 use crate::support::scoring::*;
 use crate::support::Fake;

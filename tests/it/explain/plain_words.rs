@@ -1,4 +1,5 @@
-//! `explain()` covers every error class in plain words, also on the simulator's deadline and all-failed answers: the CLI shows these texts to users who do not read traces.
+//! `explain()` covers every error class in plain words, also on the simulator's deadline and all-
+//! failed answers: the CLI shows these texts to users who do not read traces.
 
 use crate::support::cli::*;
 use image_router::config::{build_provider, RouterConfig};
@@ -7,8 +8,6 @@ use image_router::{
     AccessDenial, Error, ErrorKind, GenerateRequest, NotFoundKind, ProviderError, RateLimitScope,
 };
 use std::time::Duration;
-
-// ---- explain() -------------------------------------------------------------------------------
 
 #[test]
 fn explain_covers_every_error_class_in_plain_words() {

@@ -1,4 +1,5 @@
-//! Health: availability counts only the provider's own faults, the peak EWMA of latency and the in-flight penalty; these feed the score, so a wrong input moves traffic.
+//! Health: availability counts only the provider's own faults, the peak EWMA of latency and the in-
+//! flight penalty; these feed the score, so a wrong input moves traffic.
 
 use crate::support::scoring::*;
 use crate::support::{Fake, Step};
@@ -6,10 +7,6 @@ use image_router::breaker::BreakerState;
 use image_router::health::{availability_verdict, Health, HealthConfig};
 use image_router::{ErrorKind, Outcome};
 use std::time::Duration;
-
-// ---------------------------------------------------------------------------------------
-// 1. Health
-// ---------------------------------------------------------------------------------------
 
 #[test]
 fn availability_counts_only_the_providers_faults() {

@@ -1,14 +1,11 @@
-//! Live `x-ratelimit-*` headers and `retry-after`: the provider's own view of the window overrides the local estimate.
+//! Live `x-ratelimit-*` headers and `retry-after`: the provider's own view of the window overrides
+//! the local estimate.
 
 use crate::support::quota::*;
 use image_router::headers::{parse_go_duration, retry_after};
 use image_router::limiter::Denied;
 use image_router::RateLimitHeaders;
 use std::time::{Duration, SystemTime};
-
-// ---------------------------------------------------------------------------------------------
-// 3. Live headers
-// ---------------------------------------------------------------------------------------------
 
 #[test]
 fn go_durations_parse_as_openai_sends_them() {

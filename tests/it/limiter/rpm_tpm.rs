@@ -1,4 +1,5 @@
-//! The limiter: RPM and TPM together, the safety margin, requests that never fit, the sliding window and reconciling the estimate with the answer's usage.
+//! The limiter: RPM and TPM together, the safety margin, requests that never fit, the sliding
+//! window and reconciling the estimate with the answer's usage.
 
 use crate::support::quota::*;
 use image_router::catalog::Catalog;
@@ -8,10 +9,6 @@ use image_router::limits::Limits;
 use image_router::Usage;
 use std::sync::Arc;
 use std::time::Duration;
-
-// ---------------------------------------------------------------------------------------------
-// 2. Limiter: RPM + TPM, margin, never-fits, sliding window, reconcile
-// ---------------------------------------------------------------------------------------------
 
 #[test]
 fn rpm_and_tpm_are_enforced_together() {

@@ -6,10 +6,6 @@ use image_router::class::{ClassPolicy, RequestClass};
 use image_router::{Provider, ProviderOptions, Router, SkipReason};
 use std::sync::Arc;
 
-// ---------------------------------------------------------------------------------------
-// 5. Request classes
-// ---------------------------------------------------------------------------------------
-
 #[tokio::test(start_paused = true)]
 async fn reserved_and_preferred_classes() {
     let direct = Fake::new("direct").arc();

@@ -1,4 +1,4 @@
-//! Black-box audit of faults and rate-limit windows on real time: hangs past the per-attempt
+//! Black-box tests of faults and rate-limit windows on real time: hangs past the per-attempt
 //! timeout, the overall deadline, connection refused, max attempts, RPM windows and
 //! `retry-after`. Only generous upper bounds on time ("returned before deadline + slack").
 

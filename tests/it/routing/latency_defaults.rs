@@ -1,4 +1,4 @@
-//! Issue 4's latency scenario with every setting at its default: one provider at 50 ms, one
+//! The latency scenario with every setting at its default: one provider at 50 ms, one
 //! at 500 ms, in either configured order; most traffic goes to the fast one, and it moves
 //! when their speeds swap.
 //!

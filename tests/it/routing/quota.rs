@@ -1,4 +1,4 @@
-//! Issue 3 end to end: the router's limiters, live headers, tiers and budgets against the
+//! Quota end to end: the router's limiters, live headers, tiers and budgets against the
 //! simulator (real HTTP on loopback) and wiremock, with an injected clock.
 
 use crate::support;

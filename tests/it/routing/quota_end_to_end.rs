@@ -1,4 +1,5 @@
-//! Quota end to end: the router with limiters and budgets on the simulator and on wiremock, where the pieces meet real answers.
+//! Quota end to end: the router with limiters and budgets on the simulator and on wiremock, where
+//! the pieces meet real answers.
 
 use crate::support::quota::*;
 use image_router::catalog::{Catalog, Price};
@@ -9,10 +10,6 @@ use image_router::{
 };
 use std::sync::Arc;
 use std::time::Duration;
-
-// ---------------------------------------------------------------------------------------------
-// 6. End to end: the router on the simulator and on wiremock
-// ---------------------------------------------------------------------------------------------
 
 mod router_level {
     use super::*;

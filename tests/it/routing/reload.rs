@@ -7,10 +7,6 @@ use image_router::{ErrorKind, Provider, ProviderOptions, Router, SkipReason, Str
 use std::sync::Arc;
 use std::time::Duration;
 
-// ---------------------------------------------------------------------------------------
-// 6. Hot reload
-// ---------------------------------------------------------------------------------------
-
 #[tokio::test(start_paused = true)]
 async fn reload_under_200_in_flight_loses_nothing_and_keeps_state() {
     let a = Fake::new("a").arc();

@@ -1,4 +1,5 @@
-//! The routing rules of issue 2, against scripted providers on tokio's paused clock.
+//! The routing rules (failover, retry, cool-down, skips), against scripted providers on
+//! tokio's paused clock.
 
 use crate::support;
 

@@ -1,4 +1,4 @@
-//! Issue 2's routing rules end to end: real providers over real HTTP against the embedded
+//! The routing rules end to end: real providers over real HTTP against the embedded
 //! simulator, asserting the attempt trace and what each simulated account received.
 
 use std::time::Duration;

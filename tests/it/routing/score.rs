@@ -1,4 +1,5 @@
-//! Score and rank: every component (latency, health, headroom, budget, in-flight) is explained by `rank` and never NaN or negative.
+//! Score and rank: every component (latency, health, headroom, budget, in-flight) is explained by
+//! `rank` and never NaN or negative.
 
 use crate::support::scoring::*;
 use crate::support::{Fake, Step};
@@ -9,10 +10,6 @@ use image_router::{
 };
 use std::sync::Arc;
 use std::time::Duration;
-
-// ---------------------------------------------------------------------------------------
-// 3. Score and rank
-// ---------------------------------------------------------------------------------------
 
 #[test]
 fn region_formula_is_expressible() {

@@ -1,4 +1,5 @@
-//! Scored routing over latency at any traffic rate: comparable providers keep their order, a slow primary is re-measured and wins back.
+//! Scored routing over latency at any traffic rate: comparable providers keep their order, a slow
+//! primary is re-measured and wins back.
 
 use crate::support::scoring::*;
 use crate::support::Fake;

@@ -1,4 +1,5 @@
-//! Issue 4 end to end on the simulator: breaker through an outage, latency-aware scoring,
+//! Health and scoring end to end on the simulator: breaker through an outage, latency-aware
+//! scoring,
 //! hot reload under load, status snapshot.
 
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Every strategy keeps the failover rules (rate limit, access denied, server errors, invalid requests, deadline), and weighted splits by weight.
+//! Every strategy keeps the failover rules (rate limit, access denied, server errors, invalid
+//! requests, deadline), and weighted splits by weight.
 
 use crate::support::scoring::*;
 use crate::support::{Fake, Script, Step};
@@ -7,10 +8,6 @@ use image_router::{ErrorKind, Outcome, Provider, ProviderOptions, Router, Strate
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-// ---------------------------------------------------------------------------------------
-// 4. Strategies keep issue 2's failover rules
-// ---------------------------------------------------------------------------------------
 
 /// A scorer that prefers the *last* provider: the configured order is reversed.
 struct Reverse;

@@ -11,9 +11,7 @@ use std::time::Duration;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer};
 
-// ---------------------------------------------------------------------------------------------
 // Azure
-
 #[tokio::test]
 async fn azure_deployment_url_api_key_and_body() {
     let server = MockServer::start().await;
@@ -154,9 +152,7 @@ async fn azure_never_receives_webp() {
     assert_eq!(res.provider, "azure");
 }
 
-// ---------------------------------------------------------------------------------------------
 // Azure error shapes
-
 /// One Azure error shape: what `azure_case` sends and expects, then the row's own checks.
 struct AzureCase {
     name: &'static str,

@@ -7,9 +7,6 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-// ---------------------------------------------------------------------------------------------
-// Compatible proxy: base URL joining
-
 #[tokio::test]
 async fn compatible_base_url_joining() {
     let server = MockServer::start().await;

@@ -10,9 +10,6 @@ use std::time::Duration;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-// ---------------------------------------------------------------------------------------------
-// Real error bodies through a two-provider router
-
 #[tokio::test]
 async fn openai_429_rate_limit_fails_over_with_retry_after() {
     let primary = MockServer::start().await;

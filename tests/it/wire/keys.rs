@@ -11,9 +11,7 @@ use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-// ---------------------------------------------------------------------------------------------
 // Keys never shown
-
 #[tokio::test]
 async fn no_key_in_debug_or_display() {
     let k = key();

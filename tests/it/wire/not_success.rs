@@ -1,13 +1,11 @@
-//! HTTP 200 answers that are not successes (no images, bad base64, HTML) are errors, not empty results.
+//! HTTP 200 answers that are not successes (no images, bad base64, HTML) are errors, not empty
+//! results.
 
 use super::helpers::*;
 use image_router::{GenerateRequest, Outcome, Router};
 use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-// ---------------------------------------------------------------------------------------------
-// 200s that are not successes
 
 async fn broken_200(name: &str, template: ResponseTemplate) {
     let primary = MockServer::start().await;

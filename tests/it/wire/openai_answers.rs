@@ -10,9 +10,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-// ---------------------------------------------------------------------------------------------
 // OpenAI generate
-
 #[tokio::test]
 async fn openai_generate_sends_every_field_exactly() {
     let server = MockServer::start().await;
@@ -227,9 +225,7 @@ async fn validation_errors_name_the_field_and_send_nothing() {
     assert_eq!(count(&server).await, 0);
 }
 
-// ---------------------------------------------------------------------------------------------
 // OpenAI edit (multipart)
-
 #[tokio::test]
 async fn openai_edit_multipart_parts_are_exact() {
     let server = MockServer::start().await;
