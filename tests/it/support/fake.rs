@@ -49,6 +49,8 @@ impl Step {
 }
 
 /// What the cheap check ([`Provider::probe`]) answers.
+// A few instances per test: the size of the error variant does not matter here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Probe {
     /// The trait's default: not probed.
