@@ -1,6 +1,6 @@
 //! Error classification from the real error bodies in `/work/shared/api-facts.md`.
 
-use crate::wire;
+use crate::support::wire;
 
 use std::time::{Duration, SystemTime};
 

@@ -1,40 +1,17 @@
 //! The integration tests, one binary (one link step) with one module per concept.
 
-mod audit_cli;
-mod audit_faults;
-mod audit_quota;
-mod audit_scoring;
-mod audit_wire;
-mod batch_resume;
-mod breaker;
-mod breaker_dynamics;
-mod budget;
-mod cheap_probe;
-mod classify;
-mod cli;
-mod config;
-mod config_input;
-mod config_rules;
-mod connect_timeout;
-mod doctor;
-mod explain;
-mod health;
-mod hostile;
-mod latency_defaults;
-mod limiter;
-mod quota_props;
-mod quota_routing;
-mod router_core;
-mod router_rules;
-mod scenarios;
-mod scored_routing;
-mod sim;
-mod sim_window;
-mod status_followups;
-mod strategy;
-mod support;
-mod timeout_policy_file;
-mod wire;
-mod wire_azure;
-mod wire_compatible;
-mod wire_openai;
+mod breaker; // circuit breaker states, probes and the cheap probe
+mod budget; // budget caps per period and scope
+mod catalog; // token estimates, tiers and prices
+mod classify; // provider answers classified into error kinds
+mod cli; // the command line, batch, doctor, quickstart and README examples
+mod config; // the config file: parsing, errors naming key and line, rules
+mod explain; // explain(): every error in plain words
+mod health; // availability and latency estimates
+mod hostile; // hostile provider answers and inputs never panic
+mod limiter; // RPM/TPM limiter, its properties and live headers
+mod routing; // rules, strategies, scoring, quota routing, scenarios, faults, reload
+mod sim; // the embedded simulator
+mod status_metrics; // metrics, status and tracing
+mod support; // the one scripted fake provider and shared helpers
+mod wire; // providers on the wire against wiremock

@@ -1,0 +1,5 @@
+//! The catalog: token estimates, tiers and prices as data, the numbers limiters and budgets
+//! reserve against.
+
+mod prices;
+mod tokens;

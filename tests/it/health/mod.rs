@@ -1,0 +1,4 @@
+//! Health: availability and latency estimates that feed the score.
+
+mod basics;
+mod ewma;
