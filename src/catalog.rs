@@ -16,8 +16,8 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::capabilities::Capabilities;
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
+use crate::request::Capabilities;
 use crate::request::{Background, OutputFormat, Quality, Size};
 
 /// The embedded catalog sources, in merge order.

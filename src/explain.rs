@@ -30,12 +30,13 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::attempt::{Skip, SkipReason};
 use crate::catalog::Catalog;
+use crate::config_error::ConfigError;
 use crate::error::{
-    AccessDenial, ConfigError, Error, ErrorKind, NotFoundKind, Outcome, ProviderError,
-    RateLimitScope, ValidationError,
+    AccessDenial, Error, ErrorKind, NotFoundKind, Outcome, ProviderError, RateLimitScope,
 };
+use crate::error::{Skip, SkipReason};
+use crate::request::ValidationError;
 
 /// The page where an OpenAI organization is verified.
 pub const VERIFY_ORGANIZATION_URL: &str =

@@ -2,72 +2,85 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod attempt;
+//! # Public API: one rule
+//!
+//! A type is public when an application would name it: to build a router, send a request,
+//! read a response or an error, implement its own [`Provider`], configure a building block
+//! or test against the simulator. Everything else is `pub(crate)`. Each public type has
+//! exactly one path: the types every application names are re-exported at the root; the
+//! building blocks an application configures or tests live in a few public modules:
+//! [`providers`], [`config`], [`budget`], [`score`], [`quota`] (limits, limiter, headers,
+//! tokens, cost), [`breaker`], [`health`], [`clock`], [`catalog`], [`metrics`], [`doctor`],
+//! [`policy`], [`store`] and `sim` (feature `sim`).
+//!
+//! # Module layers
+//!
+//! Sibling modules form a DAG (a module may use its own children); `tests::module_dag` checks
+//! it. From the bottom: `clock`, `redact`, `serde_ms`, `config_error` → `request` →
+//! `catalog` → `quota` → `error`, `response`, `provider` → `providers` → the rest (`health`,
+//! `breaker`, `score`, `strategy`, `router`, `config`, `explain`, `doctor`, `cli`, `sim`).
+
 pub mod breaker;
-pub mod budget;
-pub mod capabilities;
 pub mod catalog;
-pub mod class;
 pub mod clock;
 pub mod config;
-pub mod cost;
+mod config_error;
 pub mod doctor;
-pub mod error;
-pub mod explain;
+mod error;
+mod explain;
 #[cfg(test)]
 mod fuzz;
-pub mod headers;
 pub mod health;
-pub mod limiter;
-pub mod limits;
 pub mod metrics;
-pub mod provider;
+mod provider;
 pub mod providers;
+pub mod quota;
 mod redact;
-pub mod request;
-pub mod response;
-pub mod router;
+mod request;
+mod response;
+mod router;
 pub mod score;
 mod serde_ms;
-pub mod strategy;
-pub mod tokens;
+mod strategy;
 
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use attempt::{Attempt, Skip, SkipReason};
-pub use breaker::{
-    BreakerConfig, BreakerPass, BreakerSnapshot, BreakerState, CircuitBreaker, DenyReason,
-    OpenReason, Rejection, Transition,
-};
-pub use budget::{
-    Budget, BudgetError, BudgetExhausted, BudgetLedger, BudgetPeriod, BudgetReservation, WallClock,
-};
-pub use capabilities::{Capabilities, Unsupported};
-pub use catalog::Catalog;
-pub use class::{ClassFit, ClassPolicy, RequestClass};
-pub use cost::{Cost, CostEstimator, PriceUnknown};
+pub mod budget {
+    //! Spend budgets: a limit in USD over a UTC day, a UTC calendar month, or a custom window,
+    //! per provider and for the whole router. The code lives in `src/quota/budget*` (budgets
+    //! are admitted together with the rate limits); this module is its one public path.
+    pub use crate::quota::budget::*;
+}
+
+pub use config_error::ConfigError;
 pub use error::{
-    AccessDenial, ConfigError, Error, ErrorKind, NotFoundKind, Outcome, ProviderError,
-    RateLimitScope, ValidationError,
+    truncate_text, AccessDenial, Attempt, Error, ErrorKind, NotFoundKind, Outcome, ProviderError,
+    RateLimitScope, Skip, SkipReason, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES,
 };
 pub use explain::Explanation;
-pub use headers::RateLimitHeaders;
-pub use health::{Health, HealthConfig, HealthSnapshot, InFlight};
-pub use limiter::{Denied, Headroom, LimiterConfig, Permit, RateLimiter};
-pub use limits::Limits;
 pub use provider::{CallContext, ProbeReport, Provider, ProviderKind};
-pub use providers::{
-    Azure, AzureAuth, AzureBuilder, Compatible, CompatibleBuilder, CompatibleMode, OpenAi,
-    OpenAiBuilder,
-};
 pub use request::{
-    Background, EditRequest, GenerateRequest, ImageRequest, InputFidelity, InputImage, Moderation,
-    OutputFormat, Quality, ResponseFormat, Size, Style,
+    apply_classes, Background, Capabilities, ClassFit, ClassPolicy, EditRequest, GenerateRequest,
+    ImageRequest, InputFidelity, InputImage, Moderation, OutputFormat, ParseEnumError,
+    ParseSizeError, Quality, RequestClass, ResponseFormat, Size, Style, Unsupported,
+    ValidationError, MAX_EDIT_IMAGES, MAX_INPUT_IMAGE_BYTES, MAX_N,
 };
 pub use response::{
     Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse, TokenDetails, Usage,
 };
-pub use router::{ProviderOptions, Ranked, Router, RouterBuilder, RouterStatus};
-pub use score::{DefaultScorer, ScoreBreakdown, ScoreInputs, ScoreWeights, Scorer};
+pub use router::{
+    policy, store, CooldownStatus, LastError, ProviderOptions, ProviderStatus, Ranked, Router,
+    RouterBuilder, RouterStatus, TimeoutPolicy, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN,
+    DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,
+};
 pub use strategy::{Candidate, Ranking, Strategy};
+
+// The router is shared across tasks and its errors cross task boundaries.
+const _: fn() = || {
+    fn assert<T: Send + Sync + 'static>() {}
+    assert::<Router>();
+    assert::<Error>();
+    assert::<ProviderError>();
+    assert::<ImageResponse>();
+};

@@ -52,9 +52,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::capabilities::{Capabilities, Unsupported};
 use crate::error::ProviderError;
-use crate::headers::RateLimitHeaders;
+use crate::quota::headers::RateLimitHeaders;
+use crate::request::{Capabilities, Unsupported};
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ProviderResponse;
 

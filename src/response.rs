@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::attempt::{Attempt, Skip};
-use crate::headers::RateLimitHeaders;
+use crate::error::{Attempt, Skip};
+use crate::quota::headers::RateLimitHeaders;
 use crate::request::OutputFormat;
 
 /// `ImagesResponse` exactly as OpenAI and Azure send it. Only `created` is required by the

@@ -9,7 +9,7 @@
 //!   failover rule waits out `retry-after` only when no other provider can take the request,
 //!   so the router still needs to know about it.
 //! * Within those groups, candidates **preferred by the request's class** (see
-//!   [`crate::class`]) come before the others.
+//!   [`crate::request`]) come before the others.
 //! * Inside each group the strategy decides:
 //!   - [`Strategy::Ordered`]: strict configured priority (`ScoreInputs::priority`).
 //!   - [`Strategy::Scored`] (default): best score first, the rest by score as fallbacks.

@@ -15,11 +15,11 @@ use toml::Spanned;
 use super::env::{env_name, Credential};
 use super::locate::Locator;
 use super::router::{budgets, non_empty, RawBudget, S};
-use crate::budget::Budget;
 use crate::catalog::Catalog;
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::provider::{Provider, ProviderKind};
 use crate::providers::CompatibleMode;
+use crate::quota::budget::Budget;
 use crate::router::ProviderOptions;
 
 /// One `[[provider]]` table, checked.
@@ -154,7 +154,7 @@ impl ProviderConfig {
         for b in &self.budgets {
             o = o.budget(*b);
         }
-        o.classes(crate::class::ClassPolicy {
+        o.classes(crate::request::ClassPolicy {
             reserved_for: self.reserved_for.iter().cloned().map(Into::into).collect(),
             preferred_by: self.preferred_by.iter().cloned().map(Into::into).collect(),
         })

@@ -17,11 +17,11 @@ use toml::Spanned;
 use super::locate::Locator;
 use super::validate::RequestSettings;
 use crate::breaker::BreakerConfig;
-use crate::budget::{Budget, BudgetPeriod};
 use crate::catalog::Catalog;
-use crate::error::ConfigError;
-use crate::headers::parse_go_duration;
+use crate::config_error::ConfigError;
 use crate::health::HealthConfig;
+use crate::quota::budget::{Budget, BudgetPeriod};
+use crate::quota::headers::parse_go_duration;
 use crate::router::{self as rt, Router, RouterBuilder};
 use crate::score::ScoreWeights;
 use crate::strategy::Strategy;
@@ -77,7 +77,7 @@ pub struct RouterSettings {
 
 fn ser_opt_dur<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
-        Some(d) => s.serialize_str(&crate::headers::format_go_duration(*d)),
+        Some(d) => s.serialize_str(&crate::quota::headers::format_go_duration(*d)),
         None => s.serialize_none(),
     }
 }

@@ -32,9 +32,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
-use crate::error::{ConfigError, ErrorKind, NotFoundKind, ProviderError};
-use crate::headers::{self, RateLimitHeaders};
+use crate::config_error::ConfigError;
+use crate::error::{ErrorKind, NotFoundKind, ProviderError};
 use crate::providers::classify::{classify, classify_transport};
+use crate::quota::headers::{self, RateLimitHeaders};
 
 /// Connect-phase timeout of the shared client: a connect that takes this long is reported as
 /// `Timeout { sent: false }` (the request never left).

@@ -65,13 +65,12 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
-use crate::capabilities::Capabilities;
 use crate::catalog::Catalog;
-use crate::error::{
-    redact, truncate_text, ConfigError, ProviderError, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES,
-};
-use crate::headers::RateLimitHeaders;
+use crate::config_error::ConfigError;
+use crate::error::{redact, truncate_text, ProviderError, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES};
 use crate::provider::{CallContext, ProbeReport};
+use crate::quota::headers::RateLimitHeaders;
+use crate::request::Capabilities;
 use crate::request::{EditRequest, GenerateRequest, OutputFormat, Size};
 use crate::response::{ProviderResponse, Usage};
 
@@ -417,8 +416,8 @@ macro_rules! common_builder_methods {
             self.common.client = Some(client);
             self
         }
-        /// Model catalog (default: [`Catalog::builtin`](crate::Catalog::builtin)).
-        pub fn catalog(mut self, catalog: std::sync::Arc<crate::Catalog>) -> Self {
+        /// Model catalog (default: [`Catalog::builtin`](crate::catalog::Catalog::builtin)).
+        pub fn catalog(mut self, catalog: std::sync::Arc<crate::catalog::Catalog>) -> Self {
             self.common.catalog = Some(catalog);
             self
         }

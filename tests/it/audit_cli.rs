@@ -13,8 +13,8 @@ use std::time::Duration;
 use image_router::config::{build_provider, RouterConfig};
 use image_router::sim::{Fault, SimAccount, Simulator, Times};
 use image_router::{
-    AccessDenial, BreakerState, ConfigError, Error, ErrorKind, GenerateRequest, NotFoundKind,
-    ProviderError, RateLimitScope, Strategy,
+    breaker::BreakerState, AccessDenial, ConfigError, Error, ErrorKind, GenerateRequest,
+    NotFoundKind, ProviderError, RateLimitScope, Strategy,
 };
 use serde_json::Value;
 

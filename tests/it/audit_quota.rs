@@ -7,14 +7,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use image_router::budget::{try_reserve_all, BudgetError, WallClock};
 use image_router::catalog::{Catalog, Price};
 use image_router::clock::{Clock, ManualClock, SharedClock};
-use image_router::cost::{tokens_usd, CostBasis, CostEstimator};
-use image_router::headers::{parse_go_duration, retry_after};
-use image_router::limiter::{Denied, LimiterConfig, RateLimiter};
-use image_router::limits::Limits;
-use image_router::tokens::{estimate, input_image_tokens, text_tokens};
+use image_router::quota::cost::{tokens_usd, CostBasis, CostEstimator};
+use image_router::quota::headers::{parse_go_duration, retry_after};
+use image_router::quota::limiter::{Denied, LimiterConfig, RateLimiter};
+use image_router::quota::limits::Limits;
+use image_router::quota::tokens::{estimate, input_image_tokens, text_tokens};
 use image_router::{
-    Budget, BudgetLedger, BudgetPeriod, EditRequest, GenerateRequest, ImageRequest, InputImage,
-    Quality, RateLimitHeaders, Size, Usage,
+    budget::Budget, budget::BudgetLedger, budget::BudgetPeriod, quota::headers::RateLimitHeaders,
+    EditRequest, GenerateRequest, ImageRequest, InputImage, Quality, Size, Usage,
 };
 use reqwest::header::{HeaderMap, HeaderValue};
 
@@ -233,7 +233,7 @@ fn rpm_and_tpm_are_enforced_together() {
         Denied::NoRoom {
             limit, limit_value, ..
         } => {
-            assert_eq!(limit, image_router::limiter::LimitKind::Requests);
+            assert_eq!(limit, image_router::quota::limiter::LimitKind::Requests);
             assert_eq!(limit_value, 3);
         }
         other => panic!("{other:?}"),
@@ -247,7 +247,7 @@ fn rpm_and_tpm_are_enforced_together() {
         matches!(
             err,
             Denied::NoRoom {
-                limit: image_router::limiter::LimitKind::Tokens,
+                limit: image_router::quota::limiter::LimitKind::Tokens,
                 ..
             }
         ),
@@ -1256,9 +1256,9 @@ fn _clock_is_object_safe(c: &dyn Clock) -> Duration {
 
 mod router_level {
     use super::*;
-    use image_router::router::ProviderOptions;
     use image_router::sim::{SimAccount, Simulator};
-    use image_router::{Error, OpenAi, Router, SkipReason};
+    use image_router::ProviderOptions;
+    use image_router::{providers::OpenAi, Error, Router, SkipReason};
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -1773,7 +1773,7 @@ mod router_level {
             .start()
             .await
             .unwrap();
-        let azure = image_router::Azure::builder()
+        let azure = image_router::providers::Azure::builder()
             .endpoint(sim.azure_endpoint("az"))
             .api_key(key())
             .deployment("gpt-image-1", "img")

@@ -13,7 +13,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use image_router::breaker::{BreakerConfig, BreakerState, CircuitBreaker, DenyReason, OpenReason};
-use image_router::class::{ClassPolicy, RequestClass};
 use image_router::clock::{ManualClock, SharedClock};
 use image_router::health::{availability_verdict, Health, HealthConfig};
 use image_router::score::{ScoreBreakdown, ScoreInputs, ScoreWeights, Scorer};
@@ -22,6 +21,7 @@ use image_router::{
     NotFoundKind, Outcome, OutputFormat, Provider, ProviderError, ProviderOptions,
     ProviderResponse, RateLimitScope, Router, SkipReason, Strategy,
 };
+use image_router::{ClassPolicy, RequestClass};
 use parking_lot::Mutex;
 
 // ---------------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ struct Mock {
     latency: Mutex<Duration>,
     calls: AtomicUsize,
     retries: Mutex<Vec<u32>>,
-    headers: Mutex<image_router::RateLimitHeaders>,
+    headers: Mutex<image_router::quota::headers::RateLimitHeaders>,
 }
 
 impl Mock {
@@ -64,7 +64,7 @@ impl Mock {
             latency: Mutex::new(Duration::ZERO),
             calls: AtomicUsize::new(0),
             retries: Mutex::new(Vec::new()),
-            headers: Mutex::new(image_router::RateLimitHeaders::default()),
+            headers: Mutex::new(image_router::quota::headers::RateLimitHeaders::default()),
         })
     }
     fn set_default(&self, act: Act) {
@@ -571,7 +571,7 @@ async fn per_request_not_found_does_not_open_the_providers_breaker() {
 
 #[test]
 fn region_formula_is_expressible() {
-    let s = image_router::DefaultScorer::new(ScoreWeights::REGION).score(&ScoreInputs {
+    let s = image_router::score::DefaultScorer::new(ScoreWeights::REGION).score(&ScoreInputs {
         availability: 0.8,
         latency_ms: 400.0,
         headroom: 0.01,
@@ -584,7 +584,7 @@ fn region_formula_is_expressible() {
 
 #[test]
 fn scorer_never_returns_nan_or_negative_on_bad_inputs() {
-    let sc = image_router::DefaultScorer::default();
+    let sc = image_router::score::DefaultScorer::default();
     for inputs in [
         ScoreInputs {
             availability: f64::NAN,
@@ -1295,7 +1295,7 @@ async fn status_serializes_every_documented_field_and_never_a_key() {
         })))
         .mount(&server)
         .await;
-    let openai = image_router::OpenAi::builder()
+    let openai = image_router::providers::OpenAi::builder()
         .name("openai")
         .base_url(format!("{}/v1", server.uri()))
         .api_key(key.clone())
@@ -1733,7 +1733,7 @@ async fn live_headers_feed_the_headroom_component() {
     for strategy in [Strategy::Scored, Strategy::Ordered] {
         let a = Mock::new("a");
         let b = Mock::new("b");
-        *a.headers.lock() = image_router::RateLimitHeaders {
+        *a.headers.lock() = image_router::quota::headers::RateLimitHeaders {
             limit_requests: Some(5),
             remaining_requests: Some(0),
             reset_requests: Some(Duration::from_secs(20)),
@@ -1748,7 +1748,7 @@ async fn live_headers_feed_the_headroom_component() {
         let res = router.generate(req()).await.unwrap();
         assert_eq!(res.provider, "b", "{strategy:?}");
         assert_eq!(a.calls(), 1, "{strategy:?}: no 429 paid for");
-        *a.headers.lock() = image_router::RateLimitHeaders::default();
+        *a.headers.lock() = image_router::quota::headers::RateLimitHeaders::default();
         tokio::time::sleep(Duration::from_secs(21)).await;
         assert_eq!(
             router.generate(req()).await.unwrap().provider,
@@ -1763,7 +1763,8 @@ async fn live_headers_feed_the_headroom_component() {
 #[tokio::test(start_paused = true)]
 async fn budget_left_is_a_score_component() {
     let a = Mock::new("a");
-    let budget = image_router::Budget::new(1.0, image_router::BudgetPeriod::Day).unwrap();
+    let budget =
+        image_router::budget::Budget::new(1.0, image_router::budget::BudgetPeriod::Day).unwrap();
     let router = Router::builder()
         .provider_arc(
             Arc::clone(&a) as Arc<dyn Provider>,

@@ -8,10 +8,10 @@ use image_router::budget::{
 };
 use image_router::catalog::Catalog;
 use image_router::clock::ManualClock;
-use image_router::cost::{self, CostBasis, CostEstimator, PriceUnknown};
-use image_router::response::{TokenDetails, Usage};
-use image_router::tokens;
+use image_router::quota::cost::{self, CostBasis, CostEstimator, PriceUnknown};
+use image_router::quota::tokens;
 use image_router::{GenerateRequest, ImageRequest, Quality, Size};
+use image_router::{TokenDetails, Usage};
 
 /// 2026-01-31T23:59:00Z
 const JAN_31_2359: u64 = 1_769_903_940;

@@ -959,8 +959,8 @@ async fn an_edit_redirected_with_307_does_not_resend_the_upload_elsewhere() {
 #[test]
 fn the_limiter_survives_u64_max_usage_and_headers() {
     use image_router::clock::ManualClock;
-    use image_router::limiter::RateLimiter;
-    use image_router::limits::Limits;
+    use image_router::quota::limiter::RateLimiter;
+    use image_router::quota::limits::Limits;
 
     let clock = ManualClock::new();
     let lim = RateLimiter::new(Limits::new(None, None).unwrap(), Arc::new(clock.clone())).unwrap();

@@ -79,9 +79,9 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::clock::SharedClock;
-use crate::error::ConfigError;
-use crate::headers::RateLimitHeaders;
-use crate::limits::{Limits, NoAccess};
+use crate::config_error::ConfigError;
+use crate::quota::headers::RateLimitHeaders;
+use crate::quota::limits::{Limits, NoAccess};
 use crate::response::Usage;
 
 /// The window every limit is defined over.

@@ -25,15 +25,15 @@
 //! [`estimate_usd`] / [`usage_usd`] return `None`. So that budgets still hold, a
 //! [`CostEstimator`] can be given `fallback_usd_per_image`, charged per image; without a
 //! fallback it reports [`PriceUnknown`], and a ledger with budgets refuses such a request with
-//! an error that says the price is unknown (see [`crate::budget`]).
+//! an error that says the price is unknown (see [`crate::quota::budget`]).
 
 use serde::Serialize;
 
 use crate::catalog::{ModelSpec, Price};
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
+use crate::quota::tokens::TokenEstimate;
 use crate::request::ImageRequest;
 use crate::response::Usage;
-use crate::tokens::TokenEstimate;
 
 /// How a cost was computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -46,8 +46,8 @@ use parking_lot::Mutex;
 use serde::{Serialize, Serializer};
 
 use crate::clock::SharedClock;
-use crate::cost::{Cost, PriceUnknown};
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
+use crate::quota::cost::{Cost, PriceUnknown};
 
 const NANO_USD: f64 = 1e9;
 const DAY_SECS: u64 = 86_400;
@@ -77,7 +77,9 @@ impl fmt::Display for BudgetPeriod {
         match self {
             BudgetPeriod::Day => f.write_str("day"),
             BudgetPeriod::Month => f.write_str("month"),
-            BudgetPeriod::Custom(d) => write!(f, "{}", crate::headers::format_go_duration(*d)),
+            BudgetPeriod::Custom(d) => {
+                write!(f, "{}", crate::quota::headers::format_go_duration(*d))
+            }
         }
     }
 }
@@ -351,7 +353,7 @@ impl fmt::Display for BudgetExhausted {
             self.reserved_usd,
             self.requested_usd,
             httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.resets_at_unix)),
-            crate::headers::format_go_duration(self.resets_in),
+            crate::quota::headers::format_go_duration(self.resets_in),
         )
     }
 }
