@@ -31,6 +31,8 @@ mod explain;
 #[cfg(test)]
 mod fuzz;
 pub mod health;
+#[cfg(test)]
+mod layout_check;
 pub mod metrics;
 mod provider;
 pub mod providers;
@@ -60,15 +62,14 @@ pub use error::{
 };
 pub use explain::Explanation;
 pub use provider::{CallContext, ProbeReport, Provider, ProviderKind};
+pub use quota::usage::{TokenDetails, Usage};
 pub use request::{
     apply_classes, Background, Capabilities, ClassFit, ClassPolicy, EditRequest, GenerateRequest,
     ImageRequest, InputFidelity, InputImage, Moderation, OutputFormat, ParseEnumError,
     ParseSizeError, Quality, RequestClass, ResponseFormat, Size, Style, Unsupported,
     ValidationError, MAX_EDIT_IMAGES, MAX_INPUT_IMAGE_BYTES, MAX_N,
 };
-pub use response::{
-    Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse, TokenDetails, Usage,
-};
+pub use response::{Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse};
 pub use router::{
     policy, store, CooldownStatus, LastError, ProviderOptions, ProviderStatus, Ranked, Router,
     RouterBuilder, RouterStatus, TimeoutPolicy, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN,

@@ -18,9 +18,10 @@ use super::{
 use crate::config_error::ConfigError;
 use crate::error::{ErrorKind, ProviderError};
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
+use crate::quota::usage::Usage;
 use crate::request::Capabilities;
 use crate::request::{EditRequest, GenerateRequest};
-use crate::response::{ProviderResponse, Usage};
+use crate::response::ProviderResponse;
 
 /// Which endpoint a proxy serves images on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -70,9 +70,10 @@ use crate::config_error::ConfigError;
 use crate::error::{redact, truncate_text, ProviderError, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES};
 use crate::provider::{CallContext, ProbeReport};
 use crate::quota::headers::RateLimitHeaders;
+use crate::quota::usage::Usage;
 use crate::request::Capabilities;
 use crate::request::{EditRequest, GenerateRequest, OutputFormat, Size};
-use crate::response::{ProviderResponse, Usage};
+use crate::response::ProviderResponse;
 
 mod azure;
 pub mod classify;
@@ -876,7 +877,7 @@ fn generate_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::response::TokenDetails;
+    use crate::quota::usage::TokenDetails;
 
     fn common(max_hint: Option<Duration>) -> Common {
         CommonOptions {

@@ -32,8 +32,8 @@ use serde::Serialize;
 use crate::catalog::{ModelSpec, Price};
 use crate::config_error::ConfigError;
 use crate::quota::tokens::TokenEstimate;
+use crate::quota::usage::Usage;
 use crate::request::ImageRequest;
-use crate::response::Usage;
 
 /// How a cost was computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

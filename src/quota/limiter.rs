@@ -82,7 +82,7 @@ use crate::clock::SharedClock;
 use crate::config_error::ConfigError;
 use crate::quota::headers::RateLimitHeaders;
 use crate::quota::limits::{Limits, NoAccess};
-use crate::response::Usage;
+use crate::quota::usage::Usage;
 
 /// The window every limit is defined over.
 pub const WINDOW: Duration = Duration::from_secs(60);

@@ -20,3 +20,4 @@ pub mod headers;
 pub mod limiter;
 pub mod limits;
 pub mod tokens;
+pub(crate) mod usage;

@@ -64,7 +64,7 @@ use crate::quota::cost::{Cost, PriceUnknown};
 use crate::quota::headers::RateLimitHeaders;
 use crate::quota::limiter::{Denied, Headroom, Permit, RateLimiter};
 use crate::quota::limits::Limits;
-use crate::response::Usage;
+use crate::quota::usage::Usage;
 
 /// A store call that failed (a shared store's network or server error, or a time-out).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
