@@ -23,13 +23,13 @@
 //! # What a provider's answer is trusted with
 //!
 //! Nothing it says is trusted blindly (see the README's "Security" section): bodies are read
-//! against limits the request implies ([`CommonOptions`]' `max_response_bytes`), redirects to
+//! against limits the request implies (`CommonOptions`' `max_response_bytes`), redirects to
 //! another origin are refused, downloads go only to public hosts (or the provider's own, or
 //! an allow-list), at most `n` images are kept and each must be a real image of the requested
 //! format, retry hints are capped (`max_retry_hint`), reported usage is clamped to what the
 //! request can produce, and every string from the answer (message, code, type, param, request
 //! id, URLs, revised prompt) is scrubbed of the key and truncated before it leaves the
-//! provider ([`Sanitize`]).
+//! provider (`Sanitize`).
 //!
 //! ```
 //! use image_router::providers::{Azure, Compatible, CompatibleMode, OpenAi};

@@ -25,7 +25,7 @@
 //! [`estimate_usd`] / [`usage_usd`] return `None`. So that budgets still hold, a
 //! [`CostEstimator`] can be given `fallback_usd_per_image`, charged per image; without a
 //! fallback it reports [`PriceUnknown`], and a ledger with budgets refuses such a request with
-//! an error that says the price is unknown (see [`crate::quota::budget`]).
+//! an error that says the price is unknown (see [`crate::budget`]).
 
 use serde::Serialize;
 

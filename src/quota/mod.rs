@@ -8,7 +8,7 @@
 //! - [`headers`]: the `x-ratelimit-*` and retry headers a provider answers with.
 //! - [`tokens`]: a request's token estimate, which weighs it in the limiter and prices it.
 //! - [`cost`]: what a request costs in USD, estimated and actual.
-//! - budgets ([`crate::quota::budget`]): spend limits that reserve a request's estimated cost and
+//! - budgets ([`crate::budget`]): spend limits that reserve a request's estimated cost and
 //!   settle its actual cost.
 //!
 //! They sit together because the router admits a request through all of them at once, and

@@ -103,7 +103,7 @@ impl Denied {
     }
 }
 
-/// Tuning of a [`RateLimiter`].
+/// Tuning of a [`RateLimiter`](super::RateLimiter).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct LimiterConfig {
