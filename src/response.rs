@@ -15,6 +15,7 @@ use crate::request::OutputFormat;
 /// `ImagesResponse` exactly as OpenAI and Azure send it. Only `created` is required by the
 /// schema; everything else may be absent (and `created` defaults to 0 when a proxy omits it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ImagesResponse {
     /// Unix time of creation.
     #[serde(default)]
@@ -41,6 +42,7 @@ pub struct ImagesResponse {
 
 /// One element of `data`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ImageData {
     /// Base64 image.
     #[serde(default, skip_serializing_if = "Option::is_none")]

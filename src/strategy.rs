@@ -39,6 +39,7 @@ use crate::score::{ScoreInputs, Scorer};
 /// How to order the candidates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Strategy {
     /// Strict priority.
     Ordered,

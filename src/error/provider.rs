@@ -17,6 +17,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Which limit a 429 refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RateLimitScope {
     /// Requests per minute.
     Requests,

@@ -38,6 +38,7 @@ use crate::request::ImageRequest;
 /// How a cost was computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CostBasis {
     /// Per-token prices applied to the response's `usage`.
     Usage,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Token usage as reported by GPT image models.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Usage {
     /// Input tokens (text + image).
     #[serde(default)]
@@ -26,6 +27,35 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// A usage of `input_tokens` in and `output_tokens` out, without details and with a
+    /// `total_tokens` of 0 (set it with [`with_total_tokens`](Self::with_total_tokens)).
+    /// Outside this crate the struct is built this way: it may gain fields.
+    pub fn new(input_tokens: u64, output_tokens: u64) -> Self {
+        Self {
+            input_tokens,
+            output_tokens,
+            ..Self::default()
+        }
+    }
+
+    /// Sets `total_tokens`.
+    pub fn with_total_tokens(mut self, total_tokens: u64) -> Self {
+        self.total_tokens = total_tokens;
+        self
+    }
+
+    /// Sets `input_tokens_details`.
+    pub fn with_input_tokens_details(mut self, details: TokenDetails) -> Self {
+        self.input_tokens_details = details;
+        self
+    }
+
+    /// Sets `output_tokens_details`.
+    pub fn with_output_tokens_details(mut self, details: Option<TokenDetails>) -> Self {
+        self.output_tokens_details = details;
+        self
+    }
+
     /// Output image tokens: from the details when present, else all output tokens.
     pub fn output_image_tokens(&self) -> u64 {
         self.output_tokens_details
@@ -61,6 +91,7 @@ impl Usage {
 
 /// Text / image token split.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TokenDetails {
     /// Text tokens.
     #[serde(default)]
@@ -68,4 +99,14 @@ pub struct TokenDetails {
     /// Image tokens.
     #[serde(default)]
     pub image_tokens: u64,
+}
+
+impl TokenDetails {
+    /// A split of `text_tokens` and `image_tokens`.
+    pub fn new(text_tokens: u64, image_tokens: u64) -> Self {
+        Self {
+            text_tokens,
+            image_tokens,
+        }
+    }
 }

@@ -100,6 +100,7 @@ impl From<String> for RequestClass {
 /// How a request's class relates to a provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ClassFit {
     /// Reserved for other classes: not a candidate.
     Excluded,

@@ -61,6 +61,7 @@ pub struct ProviderStatus {
 
 /// A cool-down in force.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct CooldownStatus {
     /// What started it.
     pub cause: crate::error::Outcome,

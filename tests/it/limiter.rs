@@ -549,12 +549,7 @@ fn reconcile_with_usage_and_serializable_status() {
     let clock = ManualClock::new();
     let lim = limiter(10, 10_000, 1.0, &clock);
     let p = lim.try_acquire(4160).unwrap();
-    p.reconcile_usage(&Usage {
-        input_tokens: 40,
-        output_tokens: 1000,
-        total_tokens: 1040,
-        ..Default::default()
-    });
+    p.reconcile_usage(&Usage::new(40, 1000).with_total_tokens(1040));
     assert_eq!(lim.headroom().tokens, Some(10_000 - 1040));
     // No usage reported: the estimate stays charged.
     let p = lim.try_acquire(2000).unwrap();

@@ -130,6 +130,7 @@ pub struct BudgetLedger {
 
 /// A budget that cannot cover a reservation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct BudgetExhausted {
     /// The ledger (provider name, or the router's).
     pub ledger: String,
@@ -208,6 +209,7 @@ pub enum BudgetError {
 
 /// One budget's state.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct BudgetSnapshot {
     /// The period.
     pub period: BudgetPeriod,
@@ -230,6 +232,7 @@ pub struct BudgetSnapshot {
 
 /// A ledger's running totals.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct LedgerSnapshot {
     /// The ledger's name.
     pub name: String,

@@ -26,6 +26,7 @@ pub(super) fn to_usd(n: u64) -> f64 {
 
 /// The period a budget covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BudgetPeriod {
     /// A UTC calendar day.
     Day,

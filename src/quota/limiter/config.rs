@@ -12,6 +12,7 @@ use crate::quota::limits::{Limits, NoAccess};
 /// Which limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum LimitKind {
     /// Requests per minute.
     Requests,
@@ -31,6 +32,7 @@ impl fmt::Display for LimitKind {
 /// Why the limiter is blocked regardless of its log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum BlockReason {
     /// The provider reported `x-ratelimit-remaining-requests: 0`.
     RemainingRequestsZero,
@@ -201,6 +203,7 @@ impl LimiterConfig {
 
 /// How much a limiter can admit right now (for scoring providers and status pages).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Headroom {
     /// Requests admissible now (`None`: unlimited).
     pub requests: Option<u64>,
