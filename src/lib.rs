@@ -15,10 +15,13 @@
 //!
 //! # Module layers
 //!
-//! Sibling modules form a DAG (a module may use its own children); `tests::module_dag` checks
-//! it. From the bottom: `clock`, `redact`, `serde_ms`, `config_error` → `request` →
-//! `catalog` → `quota` → `error`, `response`, `provider` → `providers` → the rest (`health`,
-//! `breaker`, `score`, `strategy`, `router`, `config`, `explain`, `doctor`, `cli`, `sim`).
+//! Sibling modules form a DAG (a module may use its own children), checked by the unit test
+//! in `layout_check.rs`, which also lists the three known exceptions (`router` ↔ `config`, and
+//! one circle each inside `config/` and `sim/`). From the bottom up:
+//! `clock`, `serde_ms`, `redact`, `metrics`, `config_error`, `score` → `strategy` → `request`
+//! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `provider`
+//! → `providers`; `explain`; then `router` and `config`, `doctor`, `sim`, and the binary's
+//! `cli` (a separate crate that uses only the public API).
 
 pub mod breaker;
 pub mod catalog;
@@ -72,8 +75,8 @@ pub use request::{
 pub use response::{Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse};
 pub use router::{
     policy, store, CooldownStatus, LastError, ProviderOptions, ProviderStatus, Ranked, Router,
-    RouterBuilder, RouterStatus, TimeoutPolicy, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN,
-    DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,
+    RouterBuilder, RouterStatus, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,
 };
 pub use strategy::{Candidate, Ranking, Strategy};
 

@@ -408,7 +408,7 @@ pub const MAX_FIELD_BYTES: usize = 256;
 ///
 /// ```
 /// let mut s = "x".repeat(100);
-/// image_router::error::truncate_text(&mut s, 10);
+/// image_router::truncate_text(&mut s, 10);
 /// assert!(s.starts_with("xxxxxxxxxx…"));
 /// assert!(s.ends_with("[truncated 90 bytes]"));
 /// ```

@@ -20,7 +20,7 @@ use crate::config_error::ConfigError;
 /// Requests-per-minute and tokens-per-minute limits of one provider (`None`: unlimited).
 ///
 /// ```
-/// use image_router::{catalog::Catalog, limits::Limits};
+/// use image_router::{catalog::Catalog, quota::limits::Limits};
 /// let cat = Catalog::builtin();
 /// let l = Limits::from_tier(cat, "tier-2").unwrap();
 /// assert_eq!((l.rpm, l.tpm), (Some(15), Some(500_000)));

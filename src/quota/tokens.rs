@@ -40,7 +40,7 @@ impl TokenEstimate {
 /// Estimated text tokens of `text` (at least 1 for a non-empty text).
 ///
 /// ```
-/// assert_eq!(image_router::tokens::text_tokens("a red fox"), 3);
+/// assert_eq!(image_router::quota::tokens::text_tokens("a red fox"), 3);
 /// ```
 pub fn text_tokens(text: &str) -> u64 {
     let chars = text.chars().count() as u64;
@@ -51,7 +51,7 @@ pub fn text_tokens(text: &str) -> u64 {
 ///
 /// ```
 /// // 1024×1024 → scaled to 768×768 → 4 tiles.
-/// assert_eq!(image_router::tokens::input_image_tokens(1024, 1024), 65 + 4 * 129);
+/// assert_eq!(image_router::quota::tokens::input_image_tokens(1024, 1024), 65 + 4 * 129);
 /// ```
 pub fn input_image_tokens(width: u32, height: u32) -> u64 {
     let (mut w, mut h) = (f64::from(width.max(1)), f64::from(height.max(1)));

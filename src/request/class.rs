@@ -14,13 +14,13 @@
 //! Reservation protects capacity (a high-tier account kept free for user-facing work);
 //! preference steers traffic without giving up failover. Most deployments need both.
 //!
-//! # Deployment pattern (from the source material)
+//! # Deployment pattern
 //!
 //! Priority work to a direct high-tier account, overflow to proxies, enterprise workloads to
 //! Azure:
 //!
 //! ```
-//! use image_router::class::{ClassFit, ClassPolicy, RequestClass};
+//! use image_router::{ClassFit, ClassPolicy, RequestClass};
 //!
 //! let interactive = RequestClass::INTERACTIVE;
 //! let batch = RequestClass::BATCH;
@@ -169,9 +169,9 @@ impl ClassPolicy {
 /// (`None` = open to all).
 ///
 /// ```
-/// use image_router::class::{apply_classes, ClassPolicy, RequestClass};
+/// use image_router::{apply_classes, ClassPolicy, RequestClass};
 /// use image_router::score::ScoreInputs;
-/// use image_router::strategy::Candidate;
+/// use image_router::Candidate;
 ///
 /// let policies = [ClassPolicy::reserved([RequestClass::INTERACTIVE]), ClassPolicy::open()];
 /// let mut candidates = vec![

@@ -11,9 +11,9 @@ use image_router::breaker::{BreakerConfig, BreakerState, DenyReason, OpenReason}
 use image_router::budget::{Budget, BudgetPeriod};
 use image_router::health::HealthConfig;
 use image_router::policy;
+use image_router::policy::TimeoutPolicy;
 use image_router::providers::OpenAi;
 use image_router::sim::{Fault, SimAccount, Simulator, Times};
-use image_router::TimeoutPolicy;
 use image_router::{
     AccessDenial, Error, ErrorKind, GenerateRequest, Outcome, ProviderOptions, Quality, Router,
     RouterBuilder, Size, SkipReason,

@@ -18,8 +18,8 @@
 //! tokens, a low one 272). A bucket of capacity `L` that refills at `L` per minute lets a full
 //! bucket be spent and then the refill too, so a 60-second window can see up to `2L`: the
 //! provider answers 429. Making it safe means a capacity well below `L`, which wastes the
-//! paid-for capacity. The issue asks for both "no 60-second window ever admits more than the
-//! limit" and ≥ 97 % utilisation with zero upstream 429s; only the log gives both, because it
+//! paid-for capacity. The limiter has to give both "no 60-second window ever admits more than
+//! the limit" and ≥ 97 % utilisation with zero upstream 429s; only the log gives both, because it
 //! *is* the window the provider checks.
 //!
 //! The log is also safe against an upstream that enforces the same limit `L` per minute as a
@@ -101,8 +101,8 @@ struct Inner {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use image_router::clock::ManualClock;
-/// use image_router::limiter::{Denied, RateLimiter, LimiterConfig};
-/// use image_router::limits::Limits;
+/// use image_router::quota::limiter::{Denied, RateLimiter, LimiterConfig};
+/// use image_router::quota::limits::Limits;
 ///
 /// let clock = ManualClock::new();
 /// let limits = Limits::new(Some(2), Some(10_000)).unwrap();
