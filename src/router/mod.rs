@@ -38,7 +38,6 @@ pub use builder::{
     RouterBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,
 };
-pub use policy::TimeoutPolicy;
 pub use slot::ProviderOptions;
 use slot::Slot;
 use snapshot::Snapshot;
