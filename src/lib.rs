@@ -52,9 +52,48 @@ mod strategy;
 pub mod sim;
 
 pub mod budget {
-    //! Spend budgets: a limit in USD over a UTC day, a UTC calendar month, or a custom window,
-    //! per provider and for the whole router. The code lives in `src/quota/budget*` (budgets
-    //! are admitted together with the rate limits); this module is its one public path.
+    //! Spend budgets: a limit in USD over a UTC day, a UTC calendar month, or a custom window, per
+    //! provider and for the whole router.
+    //!
+    //! # Reserve, then reconcile
+    //!
+    //! Each request reserves its *estimated* cost before it is sent
+    //! ([`BudgetLedger::try_reserve`]) and, when the response arrives, commits the *actual* cost
+    //! ([`BudgetReservation::commit`]); a failed request releases its reservation
+    //! ([`BudgetReservation::release`], also what dropping it does). A reservation is admitted only
+    //! if, for every budget of the ledger, `spent + reserved + held + amount ≤ limit`, checked and applied
+    //! under one lock, so the budget is never exceeded, also not by a thousand concurrent requests.
+    //! (A commit larger than its reservation charges the real amount: the money was spent. The
+    //! catalog's token tables are upper bounds for the image output, so this is rare.)
+    //!
+    //! # Holding what may have been billed
+    //!
+    //! A request that was sent and then got no answer (a timeout after sending, or a caller that
+    //! dropped the future) may have been generated and billed by the provider, and nothing will
+    //! tell the router. Its reservation is *held* ([`BudgetReservation::hold`]): it stops being
+    //! "in flight" but keeps counting against every budget of the ledger until that budget's
+    //! period ends, so such requests can never let spend pass a budget. It is not added to the
+    //! lifetime total (that counts known costs only). Releasing it instead would let a run of
+    //! timeouts spend past the budget unseen.
+    //!
+    //! Amounts are kept in integer nano-dollars, so totals add up exactly: the ledger's total is the
+    //! sum of the committed costs.
+    //!
+    //! # Time
+    //!
+    //! Day and month budgets follow UTC calendar periods, so they need wall time; a [`WallClock`]
+    //! is a wall-time anchor plus the injected monotonic [`Clock`](crate::clock::Clock), so tests
+    //! can run a month in milliseconds with a `ManualClock`. A custom window starts when the ledger
+    //! is created and repeats back to back. At a period change the period's spending starts at
+    //! zero; reservations in flight carry over (they will be spent in the new period).
+    //!
+    //! # Two scopes
+    //!
+    //! A request is paid by its provider's ledger *and* the router's: [`try_reserve_all`] reserves
+    //! on several ledgers and releases what it already took if a later one refuses.
+    //!
+    //! The code lives in `src/quota/budget/` (budgets are admitted together with the rate
+    //! limits); this module is its one public path.
     pub use crate::quota::budget::*;
 }
 
