@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use image_router::clock::ManualClock;
-use image_router::limiter::{LimiterConfig, RateLimiter};
-use image_router::limits::Limits;
+use image_router::quota::limiter::{LimiterConfig, RateLimiter};
+use image_router::quota::limits::Limits;
 
 fn limiter(clock: &ManualClock) -> RateLimiter {
     let limits = Limits::new(Some(1_000_000_000), Some(u64::MAX / 4)).unwrap();

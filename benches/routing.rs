@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use image_router::score::{DefaultScorer, ScoreInputs};
-use image_router::strategy::{Candidate, Ranking, Strategy};
+use image_router::{Candidate, Ranking, Strategy};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 

@@ -42,10 +42,11 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::config::{Credential, ProviderConfig, RouterConfig};
-use crate::error::{AccessDenial, ConfigError, ErrorKind, NotFoundKind, ProviderError};
+use crate::config_error::ConfigError;
+use crate::error::{AccessDenial, ErrorKind, NotFoundKind, ProviderError};
 use crate::explain::Explanation;
-use crate::headers::RateLimitHeaders;
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
+use crate::quota::headers::RateLimitHeaders;
 
 /// How a provider came out of the check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

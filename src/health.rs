@@ -538,6 +538,7 @@ impl Drop for InFlight {
 
 /// Serializable health view.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct HealthSnapshot {
     /// Success ratio in the window (1.0 when not enough samples).
     pub availability: f64,

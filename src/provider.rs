@@ -1,50 +1,6 @@
-//! The [`Provider`] trait: one image-generation backend the router can send requests to.
-//!
-//! The trait is object safe (the router holds `Arc<dyn Provider>`) and async through
-//! `async-trait`. The three built-in implementations are [`OpenAi`](crate::providers::OpenAi),
-//! [`Azure`](crate::providers::Azure) and [`Compatible`](crate::providers::Compatible).
-//!
-//! # Implementing it for your own backend
-//!
-//! A provider must:
-//! 1. give a stable [`name`](Provider::name) (unique within a router);
-//! 2. say in [`supports`](Provider::supports) whether it can serve a request *without* a network
-//!    call (the default asks [`capabilities`](Provider::capabilities) for the model);
-//! 3. in [`generate`](Provider::generate) / [`edit`](Provider::edit), finish within
-//!    [`CallContext::timeout`] and classify every failure into a
-//!    [`ProviderError`] with the right [`ErrorKind`](crate::ErrorKind): the router's
-//!    decisions (fail over, retry, wait, give up) follow from the kind alone.
-//!    A success must carry at least one image.
-//!
-//! ```
-//! use async_trait::async_trait;
-//! use bytes::Bytes;
-//! use image_router::{
-//!     CallContext, Capabilities, EditRequest, ErrorKind, GenerateRequest, Image,
-//!     OutputFormat, Provider, ProviderError, ProviderResponse,
-//! };
-//!
-//! #[derive(Debug)]
-//! struct Solid;
-//!
-//! #[async_trait]
-//! impl Provider for Solid {
-//!     fn name(&self) -> &str { "solid" }
-//!     fn capabilities(&self, model: &str) -> Option<Capabilities> {
-//!         Some(Capabilities::permissive(model))
-//!     }
-//!     async fn generate(&self, req: &GenerateRequest, _ctx: &CallContext)
-//!         -> Result<ProviderResponse, ProviderError> {
-//!         let png = Bytes::from_static(b"\x89PNG\r\n\x1a\n");
-//!         let model = req.model.clone().unwrap_or_default();
-//!         Ok(ProviderResponse::new(vec![Image::new(png, OutputFormat::Png)], model))
-//!     }
-//!     async fn edit(&self, _req: &EditRequest, _ctx: &CallContext)
-//!         -> Result<ProviderResponse, ProviderError> {
-//!         Err(ProviderError::new("solid", ErrorKind::InvalidRequest, "no edits"))
-//!     }
-//! }
-//! ```
+//! The [`Provider`] trait, what a call gets ([`CallContext`]) and what a probe reports
+//! ([`ProbeReport`]). The trait's own docs say how to implement it: this module is private
+//! and its items are re-exported at the crate root.
 
 use std::fmt;
 use std::time::Duration;
@@ -52,9 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::capabilities::{Capabilities, Unsupported};
 use crate::error::ProviderError;
-use crate::headers::RateLimitHeaders;
+use crate::quota::headers::RateLimitHeaders;
+use crate::request::{Capabilities, Unsupported};
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ProviderResponse;
 
@@ -145,7 +101,53 @@ impl ProbeReport {
     }
 }
 
-/// An image-generation backend. See the [module docs](self) for how to implement one.
+/// An image-generation backend the router can send requests to.
+///
+/// The trait is object safe (the router holds `Arc<dyn Provider>`) and async through
+/// `async-trait`. The three built-in implementations are [`OpenAi`](crate::providers::OpenAi),
+/// [`Azure`](crate::providers::Azure) and [`Compatible`](crate::providers::Compatible).
+///
+/// # Implementing it for your own backend
+///
+/// A provider must:
+/// 1. give a stable [`name`](Provider::name) (unique within a router);
+/// 2. say in [`supports`](Provider::supports) whether it can serve a request *without* a network
+///    call (the default asks [`capabilities`](Provider::capabilities) for the model);
+/// 3. in [`generate`](Provider::generate) / [`edit`](Provider::edit), finish within
+///    [`CallContext::timeout`] and classify every failure into a
+///    [`ProviderError`] with the right [`ErrorKind`](crate::ErrorKind): the router's
+///    decisions (fail over, retry, wait, give up) follow from the kind alone.
+///    A success must carry at least one image.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use bytes::Bytes;
+/// use image_router::{
+///     CallContext, Capabilities, EditRequest, ErrorKind, GenerateRequest, Image,
+///     OutputFormat, Provider, ProviderError, ProviderResponse,
+/// };
+///
+/// #[derive(Debug)]
+/// struct Solid;
+///
+/// #[async_trait]
+/// impl Provider for Solid {
+///     fn name(&self) -> &str { "solid" }
+///     fn capabilities(&self, model: &str) -> Option<Capabilities> {
+///         Some(Capabilities::permissive(model))
+///     }
+///     async fn generate(&self, req: &GenerateRequest, _ctx: &CallContext)
+///         -> Result<ProviderResponse, ProviderError> {
+///         let png = Bytes::from_static(b"\x89PNG\r\n\x1a\n");
+///         let model = req.model.clone().unwrap_or_default();
+///         Ok(ProviderResponse::new(vec![Image::new(png, OutputFormat::Png)], model))
+///     }
+///     async fn edit(&self, _req: &EditRequest, _ctx: &CallContext)
+///         -> Result<ProviderResponse, ProviderError> {
+///         Err(ProviderError::new("solid", ErrorKind::InvalidRequest, "no edits"))
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait Provider: Send + Sync + fmt::Debug {
     /// Unique name within a router (used in traces, errors, metrics).

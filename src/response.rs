@@ -7,13 +7,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::attempt::{Attempt, Skip};
-use crate::headers::RateLimitHeaders;
+use crate::error::{Attempt, Skip};
+use crate::quota::headers::RateLimitHeaders;
+use crate::quota::usage::Usage;
 use crate::request::OutputFormat;
 
 /// `ImagesResponse` exactly as OpenAI and Azure send it. Only `created` is required by the
 /// schema; everything else may be absent (and `created` defaults to 0 when a proxy omits it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ImagesResponse {
     /// Unix time of creation.
     #[serde(default)]
@@ -40,6 +42,7 @@ pub struct ImagesResponse {
 
 /// One element of `data`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ImageData {
     /// Base64 image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,71 +53,6 @@ pub struct ImageData {
     /// The prompt the model actually used (dall-e-3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revised_prompt: Option<String>,
-}
-
-/// Token usage as reported by GPT image models.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    /// Input tokens (text + image).
-    #[serde(default)]
-    pub input_tokens: u64,
-    /// Split of the input tokens.
-    #[serde(default)]
-    pub input_tokens_details: TokenDetails,
-    /// Output tokens.
-    #[serde(default)]
-    pub output_tokens: u64,
-    /// Split of the output tokens (absent on older responses).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_tokens_details: Option<TokenDetails>,
-    /// Total tokens.
-    #[serde(default)]
-    pub total_tokens: u64,
-}
-
-impl Usage {
-    /// Output image tokens: from the details when present, else all output tokens.
-    pub fn output_image_tokens(&self) -> u64 {
-        self.output_tokens_details
-            .map(|d| d.image_tokens)
-            .unwrap_or(self.output_tokens)
-    }
-
-    /// Adds another usage (for totals). Saturating: the numbers come from providers.
-    pub fn add(&mut self, other: &Usage) {
-        fn sum(a: &mut u64, b: u64) {
-            *a = a.saturating_add(b);
-        }
-        sum(&mut self.input_tokens, other.input_tokens);
-        sum(
-            &mut self.input_tokens_details.text_tokens,
-            other.input_tokens_details.text_tokens,
-        );
-        sum(
-            &mut self.input_tokens_details.image_tokens,
-            other.input_tokens_details.image_tokens,
-        );
-        sum(&mut self.output_tokens, other.output_tokens);
-        if let Some(o) = other.output_tokens_details {
-            let d = self
-                .output_tokens_details
-                .get_or_insert_with(TokenDetails::default);
-            sum(&mut d.text_tokens, o.text_tokens);
-            sum(&mut d.image_tokens, o.image_tokens);
-        }
-        sum(&mut self.total_tokens, other.total_tokens);
-    }
-}
-
-/// Text / image token split.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenDetails {
-    /// Text tokens.
-    #[serde(default)]
-    pub text_tokens: u64,
-    /// Image tokens.
-    #[serde(default)]
-    pub image_tokens: u64,
 }
 
 /// A generated image, decoded to bytes.

@@ -14,7 +14,8 @@
 //! * Exponents are the weights: 0 switches a factor off (`x^0 = 1`), 1 takes it as is, 2
 //!   makes it count double (in log space the score *is* a weighted sum, so the exponents
 //!   compose like ordinary weights).
-//! * The source material's region formula `availability × 1000 / latency_ms` is exactly
+//! * The region-routing formula `availability × 1000 / latency_ms` (a provider's availability
+//!   per millisecond of latency) is exactly
 //!   [`ScoreWeights::REGION`] (`a = 1, l = 1`, everything else 0, no slack, knee 1) with the
 //!   user weight 1.
 //! * Every factor is kept in a [`ScoreBreakdown`] so a ranking can be explained
@@ -22,8 +23,8 @@
 //!
 //! # Why the defaults keep the configured order unless another provider is clearly better
 //!
-//! `Scored` is the router's default strategy, so its defaults must keep what the foundation
-//! promises: providers are tried in the order they were configured while they are comparably
+//! `Scored` is the router's default strategy, so its defaults must keep the router's
+//! promise: providers are tried in the order they were configured while they are comparably
 //! good. Three choices make that hold without a special case:
 //!
 //! * **Priority counts fully** (`p = 1`): the second provider's score is halved, the third's
@@ -133,7 +134,7 @@ impl ScoreWeights {
         headroom_knee: 0.05,
     };
 
-    /// The source material's region formula: `availability × 1000 / latency_ms`.
+    /// The region-routing formula: `availability × 1000 / latency_ms`.
     pub const REGION: ScoreWeights = ScoreWeights {
         availability: 1.0,
         latency: 1.0,

@@ -5,11 +5,11 @@
 //! * A candidate whose **breaker is open** (refusing: in its cool-down, or its probe is out) is
 //!   **dropped** from the order and listed in [`Ranking::skipped`]: the breaker would refuse
 //!   the call anyway, and the router records a skip for the attempt trace.
-//! * A candidate **without headroom** is **moved last** (not dropped): the foundation's
+//! * A candidate **without headroom** is **moved last** (not dropped): the router's
 //!   failover rule waits out `retry-after` only when no other provider can take the request,
 //!   so the router still needs to know about it.
 //! * Within those groups, candidates **preferred by the request's class** (see
-//!   [`crate::class`]) come before the others.
+//!   [`crate::request`]) come before the others.
 //! * Inside each group the strategy decides:
 //!   - [`Strategy::Ordered`]: strict configured priority (`ScoreInputs::priority`).
 //!   - [`Strategy::Scored`] (default): best score first, the rest by score as fallbacks.
@@ -39,6 +39,7 @@ use crate::score::{ScoreInputs, Scorer};
 /// How to order the candidates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Strategy {
     /// Strict priority.
     Ordered,
@@ -130,7 +131,7 @@ impl Strategy {
     ///
     /// ```
     /// use image_router::score::{DefaultScorer, ScoreInputs};
-    /// use image_router::strategy::{Candidate, Strategy};
+    /// use image_router::{Candidate, Strategy};
     /// use rand::{rngs::SmallRng, SeedableRng};
     ///
     /// let slow = Candidate::new(0, ScoreInputs { latency_ms: 500.0, ..Default::default() });

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::capabilities::Capabilities;
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
+use crate::request::Capabilities;
 use crate::request::{OutputFormat, Quality, Size};
 
 use super::raw::{RawFile, RawModel, RawPrice};

@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 pub use model::{ModelSpec, Price};
 pub use tier::{KindDefaults, Tier};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::capabilities::Capabilities;
+use crate::request::Capabilities;
 use crate::request::{Quality, Size};
 
 /// One model: capabilities, output-token table, prices.

@@ -2,7 +2,7 @@
 //! the line: the typed parser's messages are located in the source text, and misspelt price
 //! keys are caught before the typed parse reads them as per-image rows.
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 use super::raw::RawFile;
 

@@ -37,7 +37,7 @@ pub struct DoctorArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    image_router::headers::parse_go_duration(s)
+    image_router::quota::headers::parse_go_duration(s)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("{s:?} is not a duration; write e.g. \"10s\" or \"1500ms\""))
 }

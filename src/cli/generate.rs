@@ -137,11 +137,7 @@ pub async fn run(a: GenerateArgs) -> ExitCode {
         );
     }
     let model = req.model.clone().unwrap_or_default();
-    let class = a
-        .opts
-        .class
-        .clone()
-        .map(image_router::class::RequestClass::from);
+    let class = a.opts.class.clone().map(image_router::RequestClass::from);
     match router.send_as(req.clone().into(), class.as_ref()).await {
         Ok(res) => saved(&a, &catalog, &model, &req, res),
         Err(e) => failed(json, &e),

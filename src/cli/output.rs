@@ -1,7 +1,9 @@
 //! Shared output helpers: JSON printing, error objects, cost, attempt lines.
 
 use image_router::catalog::Catalog;
-use image_router::{Attempt, CostEstimator, Error, GenerateRequest, ImageRequest, Skip, Usage};
+use image_router::{
+    quota::cost::CostEstimator, Attempt, Error, GenerateRequest, ImageRequest, Skip, Usage,
+};
 
 use super::redact;
 use serde_json::{json, Value};
@@ -75,7 +77,7 @@ pub fn cost_usd(
     req.n = u8::try_from(images.max(1)).ok().or(req.n);
     let req = ImageRequest::from(req);
     let spec = catalog.model(model);
-    let est = image_router::tokens::estimate(&req, spec, 0);
+    let est = image_router::quota::tokens::estimate(&req, spec, 0);
     CostEstimator::new()
         .actual(model, spec, &req, usage, &est)
         .ok()

@@ -17,10 +17,12 @@ use image_router::catalog::Catalog;
 use image_router::config::{
     build_provider, mode_name, process_env, Credential, ProviderConfig, RouterSettings,
 };
-use image_router::headers::format_go_duration;
-use image_router::provider::ProviderKind;
-use image_router::router as rt;
-use image_router::{Headroom, Provider, RouterStatus};
+use image_router::quota::headers::format_go_duration;
+use image_router::ProviderKind;
+use image_router::{quota::limiter::Headroom, Provider, RouterStatus};
+use image_router::{
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS,
+};
 use serde_json::{json, Value};
 
 use super::output::print_json;
@@ -166,13 +168,13 @@ impl View {
         let fmt = |d: Option<Duration>, def: Duration| format_go_duration(d.unwrap_or(def));
         json!({
             "strategy": self.live.strategy,
-            "timeout": fmt(r.timeout, rt::DEFAULT_ATTEMPT_TIMEOUT),
-            "deadline": fmt(r.deadline, rt::DEFAULT_DEADLINE),
-            "max_attempts": r.max_attempts.unwrap_or(rt::DEFAULT_MAX_ATTEMPTS),
+            "timeout": fmt(r.timeout, DEFAULT_ATTEMPT_TIMEOUT),
+            "deadline": fmt(r.deadline, DEFAULT_DEADLINE),
+            "max_attempts": r.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
             // One duration for a denial: `cooldown`, else `[router.breaker] long_cool_down`.
             "cooldown": fmt(
                 r.cooldown.or(r.breaker.as_ref().map(|b| b.long_cool_down)),
-                rt::DEFAULT_COOLDOWN
+                DEFAULT_COOLDOWN
             ),
             "default_model": self.default_model,
             "failover_on_content_policy": r.failover_on_content_policy.unwrap_or(false),

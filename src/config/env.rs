@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use super::locate::Locator;
 use super::provider::ProviderConfig;
 use super::router::S;
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::redact;
 
 /// A key or token read from the environment.

@@ -9,7 +9,7 @@
 
 use toml::Spanned;
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Line and table index of one configuration text.
 pub(super) struct Locator<'a> {

@@ -121,7 +121,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::catalog::Catalog;
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::provider::{Provider, ProviderKind};
 use crate::redact;
 use crate::router::{Router, RouterBuilder};
@@ -129,8 +129,6 @@ use crate::router::{Router, RouterBuilder};
 pub use self::env::{process_env, Credential};
 pub use self::provider::{build_provider, mode_name, ProviderConfig};
 pub use self::router::RouterSettings;
-pub use crate::providers::CompatibleMode;
-pub use crate::strategy::Strategy;
 
 use self::locate::Locator;
 

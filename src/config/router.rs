@@ -17,11 +17,11 @@ use toml::Spanned;
 use super::locate::Locator;
 use super::validate::RequestSettings;
 use crate::breaker::BreakerConfig;
-use crate::budget::{Budget, BudgetPeriod};
 use crate::catalog::Catalog;
-use crate::error::ConfigError;
-use crate::headers::parse_go_duration;
+use crate::config_error::ConfigError;
 use crate::health::HealthConfig;
+use crate::quota::budget::{Budget, BudgetPeriod};
+use crate::quota::headers::parse_go_duration;
 use crate::router::{self as rt, Router, RouterBuilder};
 use crate::score::ScoreWeights;
 use crate::strategy::Strategy;
@@ -45,7 +45,7 @@ pub struct RouterSettings {
     /// Whether content-policy refusals fail over.
     pub failover_on_content_policy: Option<bool>,
     /// What a timeout after the request was sent does (`"failover"` or `"fail"`).
-    pub on_timeout_after_send: Option<rt::TimeoutPolicy>,
+    pub on_timeout_after_send: Option<crate::policy::TimeoutPolicy>,
     /// Cool-down after denials.
     #[serde(serialize_with = "ser_opt_dur")]
     pub cooldown: Option<Duration>,
@@ -79,7 +79,7 @@ pub struct RouterSettings {
 
 fn ser_opt_dur<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
-        Some(d) => s.serialize_str(&crate::headers::format_go_duration(*d)),
+        Some(d) => s.serialize_str(&crate::quota::headers::format_go_duration(*d)),
         None => s.serialize_none(),
     }
 }
@@ -403,8 +403,8 @@ pub(super) fn parse(cx: &Locator<'_>, r: &RawRouter) -> Result<RouterSettings, C
     s.failover_on_content_policy = r.failover_on_content_policy.as_ref().map(|b| *b.get_ref());
     if let Some(v) = &r.on_timeout_after_send {
         s.on_timeout_after_send = Some(match v.get_ref().as_str() {
-            "failover" => rt::TimeoutPolicy::Failover,
-            "fail" => rt::TimeoutPolicy::Fail,
+            "failover" => crate::policy::TimeoutPolicy::Failover,
+            "fail" => crate::policy::TimeoutPolicy::Fail,
             other => {
                 return Err(cx.err(
                     "router.on_timeout_after_send".into(),

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use crate::breaker::BreakerConfig;
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::health::HealthConfig;
 use crate::router::ProviderOptions;
 use crate::score::ScoreWeights;

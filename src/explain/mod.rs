@@ -9,8 +9,8 @@
 //! the library, `image-router doctor` and `--json` output all say the same thing.
 //!
 //! Every error type has an `explain()` method: [`ProviderError`],
-//! [`Error`](crate::error::Error), [`ConfigError`](crate::error::ConfigError),
-//! [`ValidationError`](crate::error::ValidationError), [`Skip`](crate::attempt::Skip). Tier advice comes from the catalog (`providers/openai.toml`), so
+//! [`Error`](crate::error::Error), [`ConfigError`](crate::config_error::ConfigError),
+//! [`ValidationError`](crate::request::ValidationError), [`Skip`](crate::error::Skip). Tier advice comes from the catalog (`providers/openai.toml`), so
 //! it follows the data when the tier table changes; use
 //! [`ProviderError::explain_with`] to explain against your own catalog and configured tier.
 //!

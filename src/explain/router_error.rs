@@ -3,9 +3,11 @@
 //! defers to the provider texts for the failures it carries.
 
 use super::{secs, tier_advice, Explanation};
-use crate::attempt::{Skip, SkipReason};
 use crate::catalog::Catalog;
-use crate::error::{ConfigError, Error, Outcome, ValidationError};
+use crate::config_error::ConfigError;
+use crate::error::{Error, Outcome};
+use crate::error::{Skip, SkipReason};
+use crate::request::ValidationError;
 
 impl ConfigError {
     /// The cause and the action in plain words.

@@ -43,12 +43,13 @@ use serde_json::{json, Value};
 
 use crate::config::RouterConfig;
 use crate::error::ErrorKind;
-use crate::headers::{self, RateLimitHeaders};
 use crate::provider::{CallContext, Provider};
 use crate::providers::classify::{classify_at, retry_after_from_message};
 use crate::providers::{Compatible, CompatibleMode, OpenAi};
+use crate::quota::headers::{self, RateLimitHeaders};
+use crate::quota::usage::Usage;
 use crate::request::{GenerateRequest, OutputFormat};
-use crate::response::{ImagesResponse, Usage};
+use crate::response::ImagesResponse;
 
 /// Cases per direct parser when `FUZZ_CASES` is not set: a few seconds each on a loaded
 /// 2-core machine.

@@ -15,9 +15,10 @@ use super::{
     check_header_safe, common_builder_methods, edit_form, generate_body, join, parse_base_url,
     sanitized, secret_header, send_images, Call, Common, CommonOptions, Shape,
 };
-use crate::capabilities::Capabilities;
-use crate::error::{ConfigError, ErrorKind, NotFoundKind, ProviderError};
+use crate::config_error::ConfigError;
+use crate::error::{ErrorKind, NotFoundKind, ProviderError};
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
+use crate::request::Capabilities;
 use crate::request::{EditRequest, GenerateRequest};
 use crate::response::ProviderResponse;
 

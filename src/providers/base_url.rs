@@ -2,7 +2,7 @@
 //! fragment) and appending path segments to it. Apart so every provider reads its URLs the
 //! same way.
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Parses and checks an http(s) base URL.
 pub(super) fn parse_base_url(raw: &str, field: &str) -> Result<url::Url, ConfigError> {

@@ -17,8 +17,8 @@ macro_rules! common_builder_methods {
             self.common.client = Some(client);
             self
         }
-        /// Model catalog (default: [`Catalog::builtin`](crate::Catalog::builtin)).
-        pub fn catalog(mut self, catalog: std::sync::Arc<crate::Catalog>) -> Self {
+        /// Model catalog (default: [`Catalog::builtin`](crate::catalog::Catalog::builtin)).
+        pub fn catalog(mut self, catalog: std::sync::Arc<crate::catalog::Catalog>) -> Self {
             self.common.catalog = Some(catalog);
             self
         }

@@ -16,7 +16,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::error::{AccessDenial, ErrorKind, NotFoundKind, ProviderError, RateLimitScope};
-use crate::headers::{self, RateLimitHeaders};
+use crate::quota::headers::{self, RateLimitHeaders};
 
 /// Longest body snippet kept as a message when the body is not a JSON error.
 const SNIPPET_CHARS: usize = 200;

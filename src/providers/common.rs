@@ -10,10 +10,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{builtin_catalog, http, shared_client, DEFAULT_MAX_RETRY_HINT};
-use crate::capabilities::Capabilities;
 use crate::catalog::Catalog;
-use crate::error::{ConfigError, ProviderError};
+use crate::config_error::ConfigError;
+use crate::error::ProviderError;
 use crate::provider::CallContext;
+use crate::request::Capabilities;
 
 /// Settings every built-in provider has.
 #[derive(Clone, Default)]

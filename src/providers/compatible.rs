@@ -15,11 +15,13 @@ use super::{
     check_header_safe, check_usage, common_builder_methods, edit_form, generate_body, join,
     parse_api_base_url, sanitized, secret_header, send_images, Call, Common, CommonOptions, Shape,
 };
-use crate::capabilities::Capabilities;
-use crate::error::{ConfigError, ErrorKind, ProviderError};
+use crate::config_error::ConfigError;
+use crate::error::{ErrorKind, ProviderError};
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
+use crate::quota::usage::Usage;
+use crate::request::Capabilities;
 use crate::request::{EditRequest, GenerateRequest};
-use crate::response::{ProviderResponse, Usage};
+use crate::response::ProviderResponse;
 
 /// Which endpoint a proxy serves images on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

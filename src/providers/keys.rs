@@ -4,7 +4,8 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::error::{ConfigError, ProviderError};
+use crate::config_error::ConfigError;
+use crate::error::ProviderError;
 
 /// Checks a key is set and not blank.
 pub(super) fn check_key(

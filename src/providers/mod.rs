@@ -14,7 +14,7 @@
 //! * What a provider serves is data: the [`Catalog`]'s capabilities narrowed
 //!   by the provider kind (Azure: no webp; chat-mode proxies: no edits, one image a call),
 //!   optionally restricted by an allow-list (`.models([..])`).
-//! * Builders validate everything up front (`build()` returns a [`ConfigError`](crate::error::ConfigError) naming the
+//! * Builders validate everything up front (`build()` returns a [`ConfigError`](crate::config_error::ConfigError) naming the
 //!   field) so a running router never fails on configuration.
 //! * Keys are [`secrecy::SecretString`]s and every `Debug` impl here redacts them.
 //! * Each provider builds its URLs and its auth headers in one place (`url` / `headers`),

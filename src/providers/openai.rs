@@ -13,9 +13,10 @@ use super::{
     generate_body, join, parse_api_base_url, sanitized, secret_header, send_images, Call, Common,
     CommonOptions, Shape,
 };
-use crate::capabilities::Capabilities;
-use crate::error::{ConfigError, ProviderError};
+use crate::config_error::ConfigError;
+use crate::error::ProviderError;
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
+use crate::request::Capabilities;
 use crate::request::{EditRequest, GenerateRequest};
 use crate::response::ProviderResponse;
 

@@ -9,9 +9,10 @@ use super::limits::Limits;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{redact, truncate_text, ProviderError, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES};
-use crate::headers::RateLimitHeaders;
 use crate::provider::ProbeReport;
-use crate::response::{ProviderResponse, Usage};
+use crate::quota::headers::RateLimitHeaders;
+use crate::quota::usage::Usage;
+use crate::response::ProviderResponse;
 
 /// Shortest credential that is scrubbed from error text: shorter strings are too likely to
 /// occur in ordinary words, and no real key or token is that short.

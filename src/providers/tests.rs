@@ -7,9 +7,9 @@ use super::limits::{BODY_HEADROOM, FALLBACK_PIXELS, IMAGE_HEADROOM};
 use super::sanitize::clamp_usage;
 use super::*;
 use crate::error::{MAX_FIELD_BYTES, MAX_MESSAGE_BYTES};
-use crate::headers::RateLimitHeaders;
+use crate::quota::headers::RateLimitHeaders;
+use crate::quota::usage::{TokenDetails, Usage};
 use crate::request::Size;
-use crate::response::{TokenDetails, Usage};
 
 fn common(max_hint: Option<Duration>) -> Common {
     CommonOptions {

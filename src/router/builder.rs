@@ -15,15 +15,15 @@ use super::snapshot::{Settings, Snapshot};
 use super::store::{InProcessStore, StoreConfig};
 use super::{Router, RouterInner};
 use crate::breaker::{BreakerConfig, CircuitBreaker};
-use crate::budget::{Budget, BudgetLedger, WallClock};
 use crate::catalog::Catalog;
 use crate::clock::{SharedClock, SystemClock};
-use crate::cost::CostEstimator;
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::health::{Health, HealthConfig};
-use crate::limiter::{LimiterConfig, RateLimiter};
-use crate::limits::Limits;
 use crate::provider::Provider;
+use crate::quota::budget::{Budget, BudgetLedger, WallClock};
+use crate::quota::cost::CostEstimator;
+use crate::quota::limiter::{LimiterConfig, RateLimiter};
+use crate::quota::limits::Limits;
 use crate::score::{DefaultScorer, Scorer};
 use crate::strategy::Strategy;
 
@@ -45,7 +45,7 @@ pub const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 ///
 /// ```
 /// # use std::time::Duration;
-/// use image_router::{Router, Catalog};
+/// use image_router::{Router, catalog::Catalog};
 /// # #[derive(Debug)] struct Mine;
 /// # #[async_trait::async_trait]
 /// # impl image_router::Provider for Mine {
@@ -140,7 +140,7 @@ impl RouterBuilder {
     /// Adds a provider with its limits, tier and weight.
     ///
     /// ```
-    /// # use image_router::{Router, router::ProviderOptions};
+    /// # use image_router::{Router, ProviderOptions};
     /// # fn p() -> impl image_router::Provider { image_router::providers::OpenAi::builder().api_key("k").build().unwrap() }
     /// let router = Router::builder()
     ///     .provider_with(p(), ProviderOptions::new().tier("tier-2").rpm(12))

@@ -38,19 +38,18 @@ pub use builder::{
     RouterBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,
 };
-pub use policy::TimeoutPolicy;
 pub use slot::ProviderOptions;
 use slot::Slot;
 use snapshot::Snapshot;
 pub use status::{CooldownStatus, LastError, ProviderStatus, RouterStatus};
 
-use crate::attempt::Skip;
-use crate::budget::LedgerSnapshot;
-use crate::class::RequestClass;
 use crate::clock::SharedClock;
 use crate::error::Error;
-use crate::limiter::Headroom;
+use crate::error::Skip;
 use crate::metrics as m;
+use crate::quota::budget::LedgerSnapshot;
+use crate::quota::limiter::Headroom;
+use crate::request::RequestClass;
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ImageResponse;
 use crate::score::ScoreBreakdown;
@@ -141,7 +140,7 @@ impl Router {
     ///     .unwrap();
     /// assert_eq!(router.provider_names(), vec!["a", "b"]);
     /// ```
-    pub fn reload(&self, builder: RouterBuilder) -> Result<(), crate::error::ConfigError> {
+    pub fn reload(&self, builder: RouterBuilder) -> Result<(), crate::config_error::ConfigError> {
         let current = self.inner.snapshot.load_full();
         let next = builder.into_snapshot(self.inner.clock.clone(), Some(&current))?;
         self.inner.snapshot.store(Arc::new(next));
@@ -166,7 +165,7 @@ impl Router {
         &self,
         request: &ImageRequest,
         class: Option<&RequestClass>,
-    ) -> Result<Ranked, crate::error::ValidationError> {
+    ) -> Result<Ranked, crate::request::ValidationError> {
         let snap = self.inner.snapshot.load();
         let mut req = request.clone();
         let model = plan::resolve_model(&snap, &req);

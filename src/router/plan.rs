@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use super::slot::Slot;
 use super::snapshot::Snapshot;
-use crate::attempt::{Skip, SkipReason};
 use crate::breaker::BreakerState;
-use crate::class::RequestClass;
+use crate::error::{Skip, SkipReason};
 use crate::request::ImageRequest;
+use crate::request::RequestClass;
 use crate::score::{ScoreBreakdown, ScoreInputs};
 use crate::strategy::Candidate;
 

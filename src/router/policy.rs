@@ -54,6 +54,7 @@ pub enum BreakerRule {
 /// What a timeout after the request was sent does (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TimeoutPolicy {
     /// Fail over to the next provider (the default); the attempt is marked possibly billed.
     #[default]

@@ -15,17 +15,17 @@ use super::plan::{plan, resolve_model, Plan};
 use super::policy::{self, Decision, Rule};
 use super::slot::{SettleArgs, Slot};
 use super::snapshot::{Settings, Snapshot};
-use crate::attempt::{Attempt, Skip, SkipReason};
-use crate::class::RequestClass;
 use crate::clock::SharedClock;
+use crate::error::{Attempt, Skip, SkipReason};
 use crate::error::{Error, ErrorKind, ProviderError};
-use crate::limiter::Denied;
 use crate::metrics as m;
 use crate::provider::CallContext;
+use crate::quota::limiter::Denied;
+use crate::quota::tokens;
 use crate::request::ImageRequest;
+use crate::request::RequestClass;
 use crate::response::{ImageResponse, ProviderResponse};
 use crate::score::ScoreBreakdown;
-use crate::tokens;
 
 /// Routes one request on `snap` (see the module docs).
 pub(crate) async fn route(

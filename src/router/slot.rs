@@ -20,12 +20,13 @@ use parking_lot::Mutex;
 use super::policy::{BreakerRule, Decision, Rule};
 use super::store::{Admission, BudgetSettlement, Refusal, Settlement, StateStore, StoreConfig};
 use crate::breaker::{BreakerEffect, BreakerPass, BreakerState};
-use crate::budget::Budget;
-use crate::class::ClassPolicy;
-use crate::cost::{Cost, PriceUnknown};
-use crate::error::{ConfigError, ProviderError};
+use crate::config_error::ConfigError;
+use crate::error::ProviderError;
 use crate::health::{Health, HealthConfig, HealthEffect, InFlight};
 use crate::provider::Provider;
+use crate::quota::budget::Budget;
+use crate::quota::cost::{Cost, PriceUnknown};
+use crate::request::ClassPolicy;
 use crate::response::ProviderResponse;
 
 /// Per-provider routing settings: usage tier, explicit limits, safety margin and weight.
@@ -356,11 +357,11 @@ mod tests {
 
     use super::*;
     use crate::breaker::{BreakerConfig, CircuitBreaker};
-    use crate::budget::{BudgetLedger, BudgetPeriod, WallClock};
     use crate::clock::{ManualClock, SharedClock};
-    use crate::cost::{Cost, CostBasis};
-    use crate::limiter::RateLimiter;
-    use crate::limits::Limits;
+    use crate::quota::budget::{BudgetLedger, BudgetPeriod, WallClock};
+    use crate::quota::cost::{Cost, CostBasis};
+    use crate::quota::limiter::RateLimiter;
+    use crate::quota::limits::Limits;
     use crate::router::store::InProcessStore;
 
     fn store() -> (InProcessStore, BudgetLedger) {

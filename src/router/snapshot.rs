@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use super::policy::{PolicySettings, TimeoutPolicy};
 use super::slot::Slot;
-use crate::budget::BudgetLedger;
 use crate::catalog::Catalog;
-use crate::cost::CostEstimator;
+use crate::quota::budget::BudgetLedger;
+use crate::quota::cost::CostEstimator;
 use crate::score::Scorer;
 use crate::strategy::Strategy;
 

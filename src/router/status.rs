@@ -9,12 +9,12 @@ use serde::Serialize;
 use super::slot::Slot;
 use super::snapshot::Snapshot;
 use crate::breaker::{BreakerSnapshot, BreakerState, OpenReason};
-use crate::budget::LedgerSnapshot;
 use crate::error::ProviderError;
 use crate::explain::Explanation;
 use crate::health::HealthSnapshot;
-use crate::limiter::Headroom;
 use crate::provider::ProviderKind;
+use crate::quota::budget::LedgerSnapshot;
+use crate::quota::limiter::Headroom;
 use crate::score::ScoreBreakdown;
 use crate::strategy::Strategy;
 
@@ -61,6 +61,7 @@ pub struct ProviderStatus {
 
 /// A cool-down in force.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct CooldownStatus {
     /// What started it.
     pub cause: crate::error::Outcome,

@@ -56,14 +56,15 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 
 use crate::breaker::{BreakerConfig, BreakerState, CircuitBreaker, DenyReason, OpenReason};
-use crate::budget::LedgerSnapshot;
-use crate::budget::{reserve_cost, Budget, BudgetError, BudgetLedger, BudgetReservation};
-use crate::cost::{Cost, PriceUnknown};
-use crate::error::{ConfigError, Outcome};
-use crate::headers::RateLimitHeaders;
-use crate::limiter::{Denied, Headroom, Permit, RateLimiter};
-use crate::limits::Limits;
-use crate::response::Usage;
+use crate::config_error::ConfigError;
+use crate::error::Outcome;
+use crate::quota::budget::LedgerSnapshot;
+use crate::quota::budget::{reserve_cost, Budget, BudgetError, BudgetLedger, BudgetReservation};
+use crate::quota::cost::{Cost, PriceUnknown};
+use crate::quota::headers::RateLimitHeaders;
+use crate::quota::limiter::{Denied, Headroom, Permit, RateLimiter};
+use crate::quota::limits::Limits;
+use crate::quota::usage::Usage;
 
 /// A store call that failed (a shared store's network or server error, or a time-out).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

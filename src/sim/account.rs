@@ -83,7 +83,7 @@ impl SimAccount {
     }
 
     /// Tokens-per-minute limit (sliding 60 s window), each request weighted by
-    /// [`tokens::estimate`](crate::tokens::estimate).
+    /// [`tokens::estimate`](crate::quota::tokens::estimate).
     #[must_use]
     pub fn tpm(mut self, tpm: u64) -> Self {
         self.tpm = Some(tpm);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::window::LimitKind;
-use crate::headers::format_go_duration;
+use crate::quota::headers::format_go_duration;
 
 /// `{"error": {"message", "type", "param", "code"}}`.
 pub(crate) fn openai(

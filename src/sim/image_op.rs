@@ -20,8 +20,8 @@ use super::rate_headers::{rate_headers, window_429};
 use super::routing::{auth_ok, unauthorized, Op, Surface};
 use super::server::{unix_now, Ctx, Outcome, Reply};
 use crate::catalog::{Catalog, ModelSpec};
+use crate::quota::tokens::{self, TokenEstimate};
 use crate::request::{Background, ImageRequest, OutputFormat, Quality, ResponseFormat, Size};
-use crate::tokens::{self, TokenEstimate};
 
 /// A step's early answer: the request ends here with this outcome.
 type Step<T> = Result<T, Outcome>;

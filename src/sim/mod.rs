@@ -19,7 +19,7 @@
 //! | downloads | `GET /acct/files/{id}.png` (images handed out as URLs) |
 //!
 //! Answers reproduce the real wire format: the `ImagesResponse` shape with echo fields and
-//! `usage` from the catalog's token table ([`crate::tokens::estimate`]), the real error bodies
+//! `usage` from the catalog's token table ([`crate::quota::tokens::estimate`]), the real error bodies
 //! (OpenAI's `{"error":{message,type,param,code}}`, Azure's `{"error":{code,message}}`), and
 //! the headers: `x-request-id` (Azure: `apim-request-id`), `openai-processing-ms`, and when the
 //! account has limits the `x-ratelimit-*` headers (Azure: only the `remaining-*` pair).

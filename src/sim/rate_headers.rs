@@ -14,7 +14,7 @@ use super::bodies;
 use super::routing::{Op, Surface};
 use super::server::Reply;
 use super::window::Rejection;
-use crate::headers::format_go_duration;
+use crate::quota::headers::format_go_duration;
 
 /// `x-ratelimit-*` headers describing the window after this request.
 pub(super) fn rate_headers(

@@ -207,7 +207,7 @@ async fn status_serializes_every_documented_field_and_never_a_key() {
         })))
         .mount(&server)
         .await;
-    let openai = image_router::OpenAi::builder()
+    let openai = image_router::providers::OpenAi::builder()
         .name("openai")
         .base_url(format!("{}/v1", server.uri()))
         .api_key(key.clone())

@@ -127,10 +127,7 @@ pub async fn run(a: BatchArgs) -> ExitCode {
         let router = p.router.clone();
         let dir = dir.clone();
         async move {
-            let class = job
-                .class
-                .clone()
-                .map(image_router::class::RequestClass::from);
+            let class = job.class.clone().map(image_router::RequestClass::from);
             let res = router
                 .send_as(job.request.clone().into(), class.as_ref())
                 .await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::ProviderConfig;
 use crate::catalog::Catalog;
 use crate::config::env::Credential;
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::provider::{Provider, ProviderKind};
 
 /// Builds the built-in provider for a `[[provider]]` table with its credential.

@@ -122,7 +122,7 @@ impl ProviderConfig {
         for b in &self.budgets {
             o = o.budget(*b);
         }
-        o.classes(crate::class::ClassPolicy {
+        o.classes(crate::request::ClassPolicy {
             reserved_for: self.reserved_for.iter().cloned().map(Into::into).collect(),
             preferred_by: self.preferred_by.iter().cloned().map(Into::into).collect(),
         })

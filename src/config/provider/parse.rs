@@ -11,7 +11,7 @@ use super::ProviderConfig;
 use crate::config::env::env_name;
 use crate::config::locate::Locator;
 use crate::config::router::{budgets, non_empty, S};
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::provider::ProviderKind;
 use crate::providers::CompatibleMode;
 

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Connect-phase timeout of the shared client: a connect that takes this long is reported as
 /// `Timeout { sent: false }` (the request never left).

@@ -17,7 +17,8 @@ use super::client::{client_builder, host_of, same_origin, without_query};
 use super::deadline_error;
 use crate::providers::classify::classify_transport;
 
-use crate::error::{ConfigError, ErrorKind, ProviderError};
+use crate::config_error::ConfigError;
+use crate::error::{ErrorKind, ProviderError};
 
 /// Where image downloads may go, for one provider.
 ///

@@ -30,8 +30,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::error::{ErrorKind, NotFoundKind, ProviderError};
-use crate::headers::{self, RateLimitHeaders};
 use crate::providers::classify::{classify, classify_transport};
+use crate::quota::headers::{self, RateLimitHeaders};
 
 mod body;
 mod client;

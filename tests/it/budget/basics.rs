@@ -8,10 +8,10 @@ use image_router::budget::{
 };
 use image_router::catalog::Catalog;
 use image_router::clock::ManualClock;
-use image_router::cost::{self, CostBasis, CostEstimator, PriceUnknown};
-use image_router::response::{TokenDetails, Usage};
-use image_router::tokens;
+use image_router::quota::cost::{self, CostBasis, CostEstimator, PriceUnknown};
+use image_router::quota::tokens;
 use image_router::{GenerateRequest, ImageRequest, Quality, Size};
+use image_router::{TokenDetails, Usage};
 
 /// 2026-01-31T23:59:00Z
 const JAN_31_2359: u64 = 1_769_903_940;
@@ -322,16 +322,10 @@ fn usage_reconciles_the_cost() {
     let m = cat.model("gpt-image-1").unwrap();
     let r = req("gpt-image-1", Quality::High, Size::SQUARE, 1);
     let est = tokens::estimate(&r, Some(m), 4160);
-    let usage = Usage {
-        input_tokens: 50,
-        input_tokens_details: TokenDetails {
-            text_tokens: 50,
-            image_tokens: 0,
-        },
-        output_tokens: 4160,
-        output_tokens_details: None,
-        total_tokens: 4210,
-    };
+    let usage = Usage::new(50, 4160)
+        .with_input_tokens_details(TokenDetails::new(50, 0))
+        .with_output_tokens_details(None)
+        .with_total_tokens(4210);
     let usd = cost::usage_usd(m, &r, Some(&usage), &est).unwrap();
     assert!((usd - (50.0 * 5e-6 + 4160.0 * 40e-6)).abs() < 1e-12);
     // Without usage: the estimate.

@@ -4,7 +4,7 @@
 use crate::support::quota::*;
 use image_router::budget::{try_reserve_all, BudgetError};
 use image_router::clock::Clock;
-use image_router::{Budget, BudgetLedger, BudgetPeriod};
+use image_router::{budget::Budget, budget::BudgetLedger, budget::BudgetPeriod};
 use std::time::Duration;
 
 #[test]

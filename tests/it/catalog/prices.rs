@@ -3,10 +3,10 @@
 
 use crate::support::quota::*;
 use image_router::catalog::{Catalog, Price};
-use image_router::cost::{tokens_usd, CostBasis, CostEstimator};
-use image_router::limiter::{Denied, RateLimiter};
-use image_router::limits::Limits;
-use image_router::tokens::estimate;
+use image_router::quota::cost::{tokens_usd, CostBasis, CostEstimator};
+use image_router::quota::limiter::{Denied, RateLimiter};
+use image_router::quota::limits::Limits;
+use image_router::quota::tokens::estimate;
 use image_router::{EditRequest, GenerateRequest, ImageRequest, InputImage, Quality, Size, Usage};
 
 #[test]

@@ -3,7 +3,7 @@
 
 use crate::support::quota::*;
 use image_router::catalog::Catalog;
-use image_router::tokens::{estimate, input_image_tokens, text_tokens};
+use image_router::quota::tokens::{estimate, input_image_tokens, text_tokens};
 use image_router::{EditRequest, ImageRequest, InputImage, Quality, Size};
 
 #[test]

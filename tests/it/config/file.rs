@@ -1,8 +1,10 @@
 //! Config file parsing: every error names the key and its line; a valid file maps onto the
 //! router's settings.
 
-use image_router::config::{CompatibleMode, RouterConfig, Strategy};
+use image_router::config::RouterConfig;
+use image_router::providers::CompatibleMode;
 use image_router::ProviderKind;
+use image_router::Strategy;
 use std::time::Duration;
 
 const EXAMPLE: &str = r#"
@@ -417,7 +419,7 @@ fn classes_and_strategy_map_onto_the_router() {
     let o = cfg.providers[0].options();
     assert_eq!(
         o.classes.reserved_for,
-        vec![image_router::class::RequestClass::new("interactive")]
+        vec![image_router::RequestClass::new("interactive")]
     );
     assert_eq!(o.classes.preferred_by.len(), 1);
     let e = err(&text.replace("[\"interactive\"]", "[\"\"]"));

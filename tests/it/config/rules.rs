@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use image_router::config::RouterConfig;
 use image_router::providers::OpenAi;
-use image_router::{BreakerConfig, ConfigError, HealthConfig, ProviderOptions, Router};
+use image_router::{
+    breaker::BreakerConfig, health::HealthConfig, ConfigError, ProviderOptions, Router,
+};
 
 fn openai() -> OpenAi {
     OpenAi::builder().api_key("k").build().unwrap()

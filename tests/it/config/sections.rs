@@ -4,7 +4,7 @@
 use crate::support::cli::*;
 use image_router::config::{build_provider, RouterConfig};
 use image_router::sim::{Fault, Times};
-use image_router::{BreakerState, GenerateRequest};
+use image_router::{breaker::BreakerState, GenerateRequest};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

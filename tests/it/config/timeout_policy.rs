@@ -45,7 +45,7 @@ async fn the_file_chooses_what_a_timeout_after_sending_does() {
         .unwrap();
     assert_eq!(
         cfg.router.on_timeout_after_send,
-        Some(image_router::router::TimeoutPolicy::Fail)
+        Some(image_router::policy::TimeoutPolicy::Fail)
     );
     let router = cfg.build_with(&env, build_provider).unwrap();
     let err = router.generate(req()).await.unwrap_err();

@@ -5,8 +5,8 @@ use super::*;
 #[test]
 fn the_limiter_survives_u64_max_usage_and_headers() {
     use image_router::clock::ManualClock;
-    use image_router::limiter::RateLimiter;
-    use image_router::limits::Limits;
+    use image_router::quota::limiter::RateLimiter;
+    use image_router::quota::limits::Limits;
 
     let clock = ManualClock::new();
     let lim = RateLimiter::new(Limits::new(None, None).unwrap(), Arc::new(clock.clone())).unwrap();
@@ -14,11 +14,7 @@ fn the_limiter_survives_u64_max_usage_and_headers() {
     lim.try_acquire(1000).unwrap().reconcile(u64::MAX);
     lim.try_acquire(1000).unwrap().reconcile(u64::MAX);
     let p = lim.try_acquire(u64::MAX).unwrap();
-    p.reconcile_usage(&image_router::Usage {
-        input_tokens: u64::MAX,
-        output_tokens: u64::MAX,
-        ..Default::default()
-    });
+    p.reconcile_usage(&image_router::Usage::new(u64::MAX, u64::MAX));
     clock.advance(Duration::from_secs(61));
     assert!(lim.try_acquire(1).is_ok());
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use image_router::catalog::Catalog;
 use image_router::clock::{Clock, ManualClock, SystemClock};
-use image_router::headers::RateLimitHeaders;
-use image_router::limiter::{BlockReason, Denied, LimitKind, LimiterConfig, RateLimiter};
-use image_router::limits::Limits;
+use image_router::quota::headers::RateLimitHeaders;
+use image_router::quota::limiter::{BlockReason, Denied, LimitKind, LimiterConfig, RateLimiter};
+use image_router::quota::limits::Limits;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -530,7 +530,7 @@ async fn acquire_waits_exactly_until_room_and_never_past_max_wait() {
 fn limiter_is_send_sync_and_shared() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<RateLimiter>();
-    assert_send_sync::<image_router::limiter::Permit>();
+    assert_send_sync::<image_router::quota::limiter::Permit>();
     let clock = ManualClock::new();
     let lim = Arc::new(limiter(1000, 100_000_000, 1.0, &clock));
     let handles: Vec<_> = (0..4)
@@ -545,16 +545,11 @@ fn limiter_is_send_sync_and_shared() {
 
 #[test]
 fn reconcile_with_usage_and_serializable_status() {
-    use image_router::response::Usage;
+    use image_router::Usage;
     let clock = ManualClock::new();
     let lim = limiter(10, 10_000, 1.0, &clock);
     let p = lim.try_acquire(4160).unwrap();
-    p.reconcile_usage(&Usage {
-        input_tokens: 40,
-        output_tokens: 1000,
-        total_tokens: 1040,
-        ..Default::default()
-    });
+    p.reconcile_usage(&Usage::new(40, 1000).with_total_tokens(1040));
     assert_eq!(lim.headroom().tokens, Some(10_000 - 1040));
     // No usage reported: the estimate stays charged.
     let p = lim.try_acquire(2000).unwrap();

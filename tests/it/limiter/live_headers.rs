@@ -2,9 +2,9 @@
 //! the local estimate.
 
 use crate::support::quota::*;
-use image_router::headers::{parse_go_duration, retry_after};
-use image_router::limiter::Denied;
-use image_router::RateLimitHeaders;
+use image_router::quota::headers::RateLimitHeaders;
+use image_router::quota::headers::{parse_go_duration, retry_after};
+use image_router::quota::limiter::Denied;
 use std::time::{Duration, SystemTime};
 
 #[test]

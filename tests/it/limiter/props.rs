@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use image_router::clock::{Clock, ManualClock};
-use image_router::limiter::{Denied, LimiterConfig, RateLimiter};
-use image_router::limits::Limits;
+use image_router::quota::limiter::{Denied, LimiterConfig, RateLimiter};
+use image_router::quota::limits::Limits;
 use proptest::prelude::*;
 
 const WINDOW: Duration = Duration::from_secs(60);

@@ -4,8 +4,8 @@
 use crate::support::quota::*;
 use image_router::catalog::Catalog;
 use image_router::clock::SharedClock;
-use image_router::limiter::{Denied, LimiterConfig, RateLimiter};
-use image_router::limits::Limits;
+use image_router::quota::limiter::{Denied, LimiterConfig, RateLimiter};
+use image_router::quota::limits::Limits;
 use image_router::Usage;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn rpm_and_tpm_are_enforced_together() {
         Denied::NoRoom {
             limit, limit_value, ..
         } => {
-            assert_eq!(limit, image_router::limiter::LimitKind::Requests);
+            assert_eq!(limit, image_router::quota::limiter::LimitKind::Requests);
             assert_eq!(limit_value, 3);
         }
         other => panic!("{other:?}"),
@@ -33,7 +33,7 @@ fn rpm_and_tpm_are_enforced_together() {
         matches!(
             err,
             Denied::NoRoom {
-                limit: image_router::limiter::LimitKind::Tokens,
+                limit: image_router::quota::limiter::LimitKind::Tokens,
                 ..
             }
         ),

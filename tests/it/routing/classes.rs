@@ -2,7 +2,7 @@
 
 use crate::support::scoring::*;
 use crate::support::{Fake, Step};
-use image_router::class::{ClassPolicy, RequestClass};
+use image_router::{ClassPolicy, RequestClass};
 use image_router::{Provider, ProviderOptions, Router, SkipReason};
 use std::sync::Arc;
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use image_router::providers::OpenAi;
-use image_router::router::ProviderOptions;
-use image_router::strategy::Strategy;
+use image_router::ProviderOptions;
+use image_router::Strategy;
 use image_router::{
     AccessDenial, Error, ErrorKind, GenerateRequest, Outcome, Quality, RateLimitScope, Router,
     Size, SkipReason,

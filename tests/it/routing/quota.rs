@@ -9,8 +9,8 @@ use std::time::Duration;
 use image_router::budget::{Budget, BudgetPeriod};
 use image_router::clock::{ManualClock, SharedClock};
 use image_router::providers::OpenAi;
-use image_router::router::ProviderOptions;
 use image_router::sim::{SimAccount, Simulator};
+use image_router::ProviderOptions;
 use image_router::{GenerateRequest, Quality, Router, Size, SkipReason};
 use support::{shared, Fake};
 

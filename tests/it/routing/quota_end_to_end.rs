@@ -5,17 +5,17 @@ use crate::support::quota::*;
 use image_router::catalog::{Catalog, Price};
 use image_router::clock::{ManualClock, SharedClock};
 use image_router::{
-    Budget, BudgetPeriod, EditRequest, GenerateRequest, ImageRequest, InputImage, Quality,
-    RateLimitHeaders, Size,
+    budget::Budget, budget::BudgetPeriod, quota::headers::RateLimitHeaders, EditRequest,
+    GenerateRequest, ImageRequest, InputImage, Quality, Size,
 };
 use std::sync::Arc;
 use std::time::Duration;
 
 mod router_level {
     use super::*;
-    use image_router::router::ProviderOptions;
     use image_router::sim::{SimAccount, Simulator};
-    use image_router::{Error, OpenAi, Router, SkipReason};
+    use image_router::ProviderOptions;
+    use image_router::{providers::OpenAi, Error, Router, SkipReason};
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -530,7 +530,7 @@ mod router_level {
             .start()
             .await
             .unwrap();
-        let azure = image_router::Azure::builder()
+        let azure = image_router::providers::Azure::builder()
             .endpoint(sim.azure_endpoint("az"))
             .api_key(key())
             .deployment("gpt-image-1", "img")

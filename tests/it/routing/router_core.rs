@@ -10,9 +10,9 @@ use std::time::Duration;
 use image_router::breaker::{BreakerConfig, BreakerState, DenyReason, OpenReason};
 use image_router::budget::{Budget, BudgetPeriod};
 use image_router::health::HealthConfig;
+use image_router::policy;
+use image_router::policy::TimeoutPolicy;
 use image_router::providers::OpenAi;
-use image_router::router::policy;
-use image_router::router::TimeoutPolicy;
 use image_router::sim::{Fault, SimAccount, Simulator, Times};
 use image_router::{
     AccessDenial, Error, ErrorKind, GenerateRequest, Outcome, ProviderOptions, Quality, Router,

@@ -446,8 +446,8 @@ fn build_reports_bad_settings_by_field() {
 
 #[tokio::test(start_paused = true)]
 async fn request_classes_reserve_and_prefer_providers() {
-    use image_router::class::{ClassPolicy, RequestClass};
     use image_router::ProviderOptions;
+    use image_router::{ClassPolicy, RequestClass};
     let (direct, direct_h) = shared(Fake::new("direct"));
     let (proxy, _) = shared(Fake::new("proxy"));
     let (azure, _) = shared(Fake::new("azure"));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 #[test]
 fn region_formula_is_expressible() {
-    let s = image_router::DefaultScorer::new(ScoreWeights::REGION).score(&ScoreInputs {
+    let s = image_router::score::DefaultScorer::new(ScoreWeights::REGION).score(&ScoreInputs {
         availability: 0.8,
         latency_ms: 400.0,
         headroom: 0.01,
@@ -26,7 +26,7 @@ fn region_formula_is_expressible() {
 
 #[test]
 fn scorer_never_returns_nan_or_negative_on_bad_inputs() {
-    let sc = image_router::DefaultScorer::default();
+    let sc = image_router::score::DefaultScorer::default();
     for inputs in [
         ScoreInputs {
             availability: f64::NAN,
@@ -126,7 +126,7 @@ async fn live_headers_feed_the_headroom_component() {
     for strategy in [Strategy::Scored, Strategy::Ordered] {
         let a = Fake::new("a").arc();
         let b = Fake::new("b").arc();
-        a.set_headers(image_router::RateLimitHeaders {
+        a.set_headers(image_router::quota::headers::RateLimitHeaders {
             limit_requests: Some(5),
             remaining_requests: Some(0),
             reset_requests: Some(Duration::from_secs(20)),
@@ -141,7 +141,7 @@ async fn live_headers_feed_the_headroom_component() {
         let res = router.generate(req()).await.unwrap();
         assert_eq!(res.provider, "b", "{strategy:?}");
         assert_eq!(a.calls(), 1, "{strategy:?}: no 429 paid for");
-        a.set_headers(image_router::RateLimitHeaders::default());
+        a.set_headers(image_router::quota::headers::RateLimitHeaders::default());
         tokio::time::sleep(Duration::from_secs(21)).await;
         assert_eq!(
             router.generate(req()).await.unwrap().provider,
@@ -156,7 +156,8 @@ async fn live_headers_feed_the_headroom_component() {
 #[tokio::test(start_paused = true)]
 async fn budget_left_is_a_score_component() {
     let a = Fake::new("a").arc();
-    let budget = image_router::Budget::new(1.0, image_router::BudgetPeriod::Day).unwrap();
+    let budget =
+        image_router::budget::Budget::new(1.0, image_router::budget::BudgetPeriod::Day).unwrap();
     let router = Router::builder()
         .provider_arc(
             Arc::clone(&a) as Arc<dyn Provider>,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use image_router::clock::{ManualClock, SharedClock};
 use image_router::providers::OpenAi;
 use image_router::sim::{Fault, SimAccount, Simulator, Times};
-use image_router::{GenerateRequest, HealthConfig, Quality, Router};
+use image_router::{health::HealthConfig, GenerateRequest, Quality, Router};
 
 fn openai(name: &str, base: String) -> OpenAi {
     OpenAi::builder()
@@ -74,7 +74,7 @@ async fn flap_primary_503_for_30s_then_recovers() {
     let status = router.status();
     assert_eq!(
         status.strategy,
-        image_router::strategy::Strategy::Scored,
+        image_router::Strategy::Scored,
         "the default strategy"
     );
     assert_eq!(status.providers[0].name, "primary");

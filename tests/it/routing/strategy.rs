@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use image_router::class::{apply_classes, ClassPolicy, RequestClass};
 use image_router::clock::{ManualClock, SharedClock};
 use image_router::health::{Health, HealthConfig};
 use image_router::score::{DefaultScorer, ScoreInputs, ScoreWeights, Scorer};
-use image_router::strategy::{Candidate, Ranking, Strategy};
 use image_router::Outcome;
+use image_router::{apply_classes, ClassPolicy, RequestClass};
+use image_router::{Candidate, Ranking, Strategy};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -354,8 +354,8 @@ fn classes_filter_reserved_providers_and_rank_preferred_ones_first() {
 fn scorer_is_object_safe_and_custom_scorers_plug_in() {
     struct Slowest;
     impl Scorer for Slowest {
-        fn score(&self, i: &ScoreInputs) -> image_router::ScoreBreakdown {
-            image_router::ScoreBreakdown {
+        fn score(&self, i: &ScoreInputs) -> image_router::score::ScoreBreakdown {
+            image_router::score::ScoreBreakdown {
                 inputs: *i,
                 total: i.latency_ms,
                 ..Default::default()
@@ -399,7 +399,7 @@ mod invariants {
             raw in proptest::collection::vec(candidate(), 0..24),
             seed in any::<u64>(),
         ) {
-            use image_router::strategy::Strategy as Routing;
+            use image_router::Strategy as Routing;
             let cands: Vec<Candidate> = raw
                 .iter()
                 .enumerate()

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use image_router::clock::{Clock, ManualClock};
-use image_router::headers::{format_go_duration, parse_go_duration};
+use image_router::quota::headers::{format_go_duration, parse_go_duration};
+use image_router::quota::tokens::{input_image_tokens, text_tokens};
 use image_router::sim::{ChatImageStyle, Fault, SimAccount, Simulator, Times};
-use image_router::tokens::{input_image_tokens, text_tokens};
 use image_router::RateLimitScope;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};

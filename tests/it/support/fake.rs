@@ -16,8 +16,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use image_router::{
-    CallContext, Capabilities, EditRequest, ErrorKind, GenerateRequest, Image, OutputFormat,
-    ProbeReport, Provider, ProviderError, ProviderResponse, RateLimitHeaders,
+    quota::headers::RateLimitHeaders, CallContext, Capabilities, EditRequest, ErrorKind,
+    GenerateRequest, Image, OutputFormat, ProbeReport, Provider, ProviderError, ProviderResponse,
 };
 use parking_lot::Mutex;
 

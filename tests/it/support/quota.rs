@@ -4,8 +4,8 @@
 
 use image_router::budget::WallClock;
 use image_router::clock::{ManualClock, SharedClock};
-use image_router::limiter::{LimiterConfig, RateLimiter};
-use image_router::limits::Limits;
+use image_router::quota::limiter::{LimiterConfig, RateLimiter};
+use image_router::quota::limits::Limits;
 use image_router::{GenerateRequest, ImageRequest, Quality, Size};
 use reqwest::header::{HeaderMap, HeaderValue};
 use std::sync::Arc;

@@ -78,7 +78,7 @@ async fn compatible_chat_mode_markdown_and_data_url() {
     let p = Compatible::builder()
         .base_url(format!("{}/v1", server.uri()))
         .api_key(key())
-        .mode(image_router::CompatibleMode::Chat)
+        .mode(image_router::providers::CompatibleMode::Chat)
         .build()
         .unwrap();
     let router = Router::builder().provider(p).build().unwrap();

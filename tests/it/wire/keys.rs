@@ -287,15 +287,12 @@ fn bad_configuration_is_a_typed_error_naming_the_field() {
         .unwrap_err();
     assert_eq!(e.field, "max_attempts");
     let e = Router::builder()
-        .provider_with(ok(), image_router::router::ProviderOptions::new().rpm(0))
+        .provider_with(ok(), image_router::ProviderOptions::new().rpm(0))
         .build()
         .unwrap_err();
     assert!(e.field.contains("rpm"), "{e}");
     let e = Router::builder()
-        .provider_with(
-            ok(),
-            image_router::router::ProviderOptions::new().tier("tier-9"),
-        )
+        .provider_with(ok(), image_router::ProviderOptions::new().tier("tier-9"))
         .build()
         .unwrap_err();
     assert!(e.field.contains("tier"), "{e}");
@@ -367,7 +364,7 @@ async fn compatible_chat_mode_url_link_and_no_image() {
             .name(name)
             .base_url(format!("{}/v1", s.uri()))
             .api_key(key())
-            .mode(image_router::CompatibleMode::Chat)
+            .mode(image_router::providers::CompatibleMode::Chat)
             .build()
             .unwrap()
     };

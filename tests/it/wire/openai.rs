@@ -90,7 +90,7 @@ async fn generate_without_model_uses_catalog_default_and_no_optional_headers() {
         .await
         .unwrap();
     let got = &server.received_requests().await.unwrap()[0];
-    let default = image_router::Catalog::builtin().default_model();
+    let default = image_router::catalog::Catalog::builtin().default_model();
     assert_eq!(json_of(got), json!({"prompt": "x", "model": default}));
     assert!(got.headers.get("openai-organization").is_none());
     assert!(got.headers.get("openai-project").is_none());

@@ -5,7 +5,7 @@
 //! account's real limits are whatever its dashboard (or the live `x-ratelimit-*` headers) say,
 //! and Azure quota is per deployment. So a tier sets both numbers, an explicit `rpm` / `tpm`
 //! overrides the tier's, and the limiter later lowers them further when the server reports
-//! less (see [`crate::limiter`]).
+//! less (see [`crate::quota::limiter`]).
 //!
 //! A tier without access (`free`: rpm 0) does not become "a limit of zero" (which would be a
 //! configuration error); it becomes [`Limits::no_access`], so the limiter refuses every request
@@ -15,12 +15,12 @@
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Tier};
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Requests-per-minute and tokens-per-minute limits of one provider (`None`: unlimited).
 ///
 /// ```
-/// use image_router::{catalog::Catalog, limits::Limits};
+/// use image_router::{catalog::Catalog, quota::limits::Limits};
 /// let cat = Catalog::builtin();
 /// let l = Limits::from_tier(cat, "tier-2").unwrap();
 /// assert_eq!((l.rpm, l.tpm), (Some(15), Some(500_000)));

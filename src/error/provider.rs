@@ -1,7 +1,5 @@
-//! Errors: what went wrong with one provider ([`ProviderError`], classified into an
-//! [`ErrorKind`] the router acts on), with a request ([`ValidationError`]), with the
-//! configuration ([`ConfigError`]), and with the whole routed request ([`Error`], which lists
-//! every attempt).
+//! What went wrong with one provider: a [`ProviderError`], classified into an [`ErrorKind`]
+//! the router acts on, with the attempt's [`Outcome`].
 //!
 //! Display wording is for people and may change; match on the kinds and use the `is_*`
 //! predicates instead. No error ever contains an API key: providers build messages from the
@@ -10,82 +8,16 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::headers::RateLimitHeaders;
+use crate::quota::headers::RateLimitHeaders;
 
 use serde::Serialize;
 
-use crate::attempt::{Attempt, Skip};
-
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// A request that is wrong before any provider sees it. Names the offending field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("invalid request: `{field}`: {message}")]
-pub struct ValidationError {
-    /// The request field at fault (wire name, e.g. `"output_compression"`).
-    pub field: &'static str,
-    /// What is wrong, in plain words.
-    pub message: String,
-}
-
-impl ValidationError {
-    /// A validation error for `field`.
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<crate::capabilities::Unsupported> for ValidationError {
-    fn from(u: crate::capabilities::Unsupported) -> Self {
-        ValidationError::new(u.field(), u.to_string())
-    }
-}
-
-/// A bad setting, reported by a builder's `build()` or by a catalog/config loader.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("invalid configuration: `{field}`{}: {message}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
-pub struct ConfigError {
-    /// The setting at fault, e.g. `"providers[1].deployment"` or `"api_key"`.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-    /// Line in the file, when the setting came from a file.
-    pub line: Option<usize>,
-}
-
-impl ConfigError {
-    /// A configuration error for `field`.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-            line: None,
-        }
-    }
-
-    /// The same error at `line` of a file.
-    pub fn at_line(mut self, line: usize) -> Self {
-        self.line = Some(line);
-        self
-    }
-
-    /// Prefixes the field with `scope` (`"openai"` + `"api_key"` → `"openai.api_key"`).
-    pub fn scoped(mut self, scope: &str) -> Self {
-        self.field = if self.field.is_empty() {
-            scope.to_string()
-        } else {
-            format!("{scope}.{}", self.field)
-        };
-        self
-    }
-}
 
 /// Which limit a 429 refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RateLimitScope {
     /// Requests per minute.
     Requests,
@@ -476,7 +408,7 @@ pub const MAX_FIELD_BYTES: usize = 256;
 ///
 /// ```
 /// let mut s = "x".repeat(100);
-/// image_router::error::truncate_text(&mut s, 10);
+/// image_router::truncate_text(&mut s, 10);
 /// assert!(s.starts_with("xxxxxxxxxx…"));
 /// assert!(s.ends_with("[truncated 90 bytes]"));
 /// ```
@@ -497,152 +429,5 @@ pub fn truncate_text(text: &mut String, max: usize) {
 pub(crate) fn redact(text: &mut String, secret: &str) {
     if !secret.is_empty() && text.contains(secret) {
         *text = text.replace(secret, "[redacted]");
-    }
-}
-
-/// The error of a routed request.
-///
-/// Every variant that involved providers lists every attempt (and every provider skipped
-/// without a call) so nothing is lost; [`Error::cause`] picks the most telling provider error.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A setting is wrong (from a builder's `build()`).
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The request is wrong before any provider saw it.
-    #[error(transparent)]
-    Invalid(#[from] ValidationError),
-    /// A provider refused the request itself (invalid request, or content policy when content
-    /// policy does not fail over): returned at once, no retry, no failover.
-    #[error("{error}")]
-    Rejected {
-        /// The refusal.
-        error: ProviderError,
-        /// All attempts, the refusal last.
-        attempts: Vec<Attempt>,
-        /// Providers skipped without a call.
-        skipped: Vec<Skip>,
-    },
-    /// Every provider that could be tried failed, was skipped, or the deadline passed.
-    #[error("{}", summarize(attempts, skipped, *deadline_exceeded))]
-    Exhausted {
-        /// All attempts in order.
-        attempts: Vec<Attempt>,
-        /// Providers skipped without a call, with the reason.
-        skipped: Vec<Skip>,
-        /// Whether the request's deadline ended it.
-        deadline_exceeded: bool,
-    },
-}
-
-fn summarize(attempts: &[Attempt], skipped: &[Skip], deadline: bool) -> String {
-    let mut s = String::new();
-    if deadline {
-        s.push_str("deadline exceeded");
-    } else if attempts.is_empty() {
-        s.push_str("no provider can serve this request");
-    } else {
-        s.push_str("all providers failed");
-    }
-    if let Some(cause) = most_telling(attempts) {
-        s.push_str(&format!("; most telling: {cause}"));
-    }
-    if !attempts.is_empty() {
-        s.push_str(&format!(" ({} attempt(s)", attempts.len()));
-        if !skipped.is_empty() {
-            s.push_str(&format!(", {} skipped", skipped.len()));
-        }
-        s.push(')');
-    } else {
-        for sk in skipped {
-            s.push_str(&format!("; {sk}"));
-        }
-    }
-    s
-}
-
-fn most_telling(attempts: &[Attempt]) -> Option<&ProviderError> {
-    attempts
-        .iter()
-        .filter_map(|a| a.error.as_ref())
-        .enumerate()
-        // Highest severity wins; among equals the latest attempt.
-        .max_by_key(|(i, e)| (e.kind.severity(), *i))
-        .map(|(_, e)| e)
-}
-
-impl Error {
-    /// Every attempt made (empty for configuration and validation errors).
-    pub fn attempts(&self) -> &[Attempt] {
-        match self {
-            Error::Rejected { attempts, .. } | Error::Exhausted { attempts, .. } => attempts,
-            _ => &[],
-        }
-    }
-
-    /// Every provider skipped without a call, with the reason.
-    pub fn skipped(&self) -> &[Skip] {
-        match self {
-            Error::Rejected { skipped, .. } | Error::Exhausted { skipped, .. } => skipped,
-            _ => &[],
-        }
-    }
-
-    /// The most telling provider error: a refusal, else the most severe failure
-    /// (access denied > authentication > not found > rate limit > server > timeout > connect).
-    pub fn cause(&self) -> Option<&ProviderError> {
-        match self {
-            Error::Rejected { error, .. } => Some(error),
-            Error::Exhausted { attempts, .. } => most_telling(attempts),
-            _ => None,
-        }
-    }
-
-    fn cause_is(&self, f: impl Fn(&ProviderError) -> bool) -> bool {
-        self.cause().is_some_and(f)
-    }
-
-    /// A configuration error.
-    pub fn is_config(&self) -> bool {
-        matches!(self, Error::Config(_))
-    }
-    /// A request validation error.
-    pub fn is_invalid(&self) -> bool {
-        matches!(self, Error::Invalid(_)) || self.cause_is(|e| e.is_invalid_request())
-    }
-    /// The deadline ended the request.
-    pub fn is_deadline_exceeded(&self) -> bool {
-        matches!(
-            self,
-            Error::Exhausted {
-                deadline_exceeded: true,
-                ..
-            }
-        )
-    }
-    /// No provider could serve the request (all skipped, none called).
-    pub fn is_no_provider(&self) -> bool {
-        matches!(self, Error::Exhausted { attempts, .. } if attempts.is_empty())
-    }
-    /// The most telling cause is a rate limit.
-    pub fn is_rate_limited(&self) -> bool {
-        self.cause_is(|e| e.is_rate_limited())
-    }
-    /// The most telling cause is an access denial.
-    pub fn is_access_denied(&self) -> bool {
-        self.cause_is(|e| e.is_access_denied())
-    }
-    /// The most telling cause is an authentication failure.
-    pub fn is_authentication(&self) -> bool {
-        self.cause_is(|e| e.is_authentication())
-    }
-    /// The most telling cause is a content-policy refusal.
-    pub fn is_content_policy(&self) -> bool {
-        self.cause_is(|e| e.is_content_policy())
-    }
-    /// The most telling cause is a not-found.
-    pub fn is_not_found(&self) -> bool {
-        self.cause_is(|e| e.is_not_found())
     }
 }

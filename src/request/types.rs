@@ -1,24 +1,20 @@
 //! Request types for `POST /v1/images/generations` (JSON) and `POST /v1/images/edits`
-//! (multipart), with the exact OpenAI field names and enum values.
+//! (multipart), with the exact OpenAI field names.
 //!
 //! Every optional field is `None` by default and is then not sent at all: the provider's own
 //! default applies. The model is a plain string because image models are released and retired
 //! every few months; what a known model accepts lives in the catalog (`providers/*.toml`).
-//!
-//! Validation happens before any network call: [`ImageRequest::validate`] checks what is wrong
-//! whatever the model (empty prompt, `n` out of range, `output_compression` with png,
-//! `transparent` with jpeg) and, given the model's [`Capabilities`], what that model refuses.
+//! Validation is in [`super::validate`].
 
-use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use bytes::Bytes;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use crate::capabilities::Capabilities;
-use crate::error::ValidationError;
+use super::params::{
+    Background, InputFidelity, Moderation, OutputFormat, Quality, ResponseFormat, Size, Style,
+};
 
 /// Most images an edit request may carry (`image[]` parts).
 pub const MAX_EDIT_IMAGES: usize = 16;
@@ -26,275 +22,6 @@ pub const MAX_EDIT_IMAGES: usize = 16;
 pub const MAX_INPUT_IMAGE_BYTES: usize = 50 * 1024 * 1024;
 /// Largest `n` any model accepts.
 pub const MAX_N: u8 = 10;
-
-/// Image size: `auto` or `WIDTHxHEIGHT`.
-///
-/// ```
-/// use image_router::Size;
-/// assert_eq!("1536x1024".parse::<Size>().unwrap(), Size::LANDSCAPE);
-/// assert_eq!(Size::SQUARE.to_string(), "1024x1024");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Size {
-    /// Let the model choose (`"auto"`).
-    Auto,
-    /// An explicit size.
-    Dims {
-        /// Width in pixels.
-        width: u32,
-        /// Height in pixels.
-        height: u32,
-    },
-}
-
-impl Size {
-    /// `1024x1024`.
-    pub const SQUARE: Size = Size::Dims {
-        width: 1024,
-        height: 1024,
-    };
-    /// `1536x1024`.
-    pub const LANDSCAPE: Size = Size::Dims {
-        width: 1536,
-        height: 1024,
-    };
-    /// `1024x1536`.
-    pub const PORTRAIT: Size = Size::Dims {
-        width: 1024,
-        height: 1536,
-    };
-
-    /// An explicit size.
-    pub const fn new(width: u32, height: u32) -> Size {
-        Size::Dims { width, height }
-    }
-
-    /// Width and height, `None` for `auto`.
-    pub fn dims(&self) -> Option<(u32, u32)> {
-        match self {
-            Size::Auto => None,
-            Size::Dims { width, height } => Some((*width, *height)),
-        }
-    }
-}
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Size::Auto => f.write_str("auto"),
-            Size::Dims { width, height } => write!(f, "{width}x{height}"),
-        }
-    }
-}
-
-/// A size string that is neither `auto` nor `WIDTHxHEIGHT`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid size {0:?}: expected \"auto\" or WIDTHxHEIGHT such as \"1024x1024\"")]
-pub struct ParseSizeError(pub String);
-
-impl FromStr for Size {
-    type Err = ParseSizeError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        if t.eq_ignore_ascii_case("auto") {
-            return Ok(Size::Auto);
-        }
-        let (w, h) = t
-            .split_once(['x', 'X'])
-            .ok_or_else(|| ParseSizeError(s.to_string()))?;
-        let width: u32 = w
-            .trim()
-            .parse()
-            .map_err(|_| ParseSizeError(s.to_string()))?;
-        let height: u32 = h
-            .trim()
-            .parse()
-            .map_err(|_| ParseSizeError(s.to_string()))?;
-        if width == 0 || height == 0 {
-            return Err(ParseSizeError(s.to_string()));
-        }
-        Ok(Size::Dims { width, height })
-    }
-}
-
-impl Serialize for Size {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = Cow::<str>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-macro_rules! wire_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vm])* #[serde(rename = $wire)] $variant),+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The value exactly as sent on the wire.
-            pub const fn as_str(&self) -> &'static str {
-                match self { $($name::$variant => $wire),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = ParseEnumError;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let t = s.trim();
-                $(if t.eq_ignore_ascii_case($wire) { return Ok($name::$variant); })+
-                Err(ParseEnumError {
-                    kind: stringify!($name),
-                    value: s.to_string(),
-                    expected: &[$($wire),+],
-                })
-            }
-        }
-    };
-}
-
-/// A string that is not one of an enum's wire values.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind} {value:?}; expected one of {expected:?}")]
-pub struct ParseEnumError {
-    /// The type being parsed.
-    pub kind: &'static str,
-    /// What was given.
-    pub value: String,
-    /// The accepted values.
-    pub expected: &'static [&'static str],
-}
-
-wire_enum! {
-    /// `quality`: `low | medium | high | auto` for GPT image models, `standard | hd` for dall-e-3.
-    Quality {
-        /// `auto`: the model's default (high for gpt-image-1).
-        Auto = "auto",
-        /// `low`.
-        Low = "low",
-        /// `medium`.
-        Medium = "medium",
-        /// `high`.
-        High = "high",
-        /// `standard` (dall-e).
-        Standard = "standard",
-        /// `hd` (dall-e-3).
-        Hd = "hd",
-    }
-}
-
-wire_enum! {
-    /// `output_format`.
-    OutputFormat {
-        /// `png` (the API's default).
-        Png = "png",
-        /// `jpeg`.
-        Jpeg = "jpeg",
-        /// `webp`.
-        Webp = "webp",
-    }
-}
-
-impl OutputFormat {
-    /// The MIME type of images in this format.
-    pub const fn mime(&self) -> &'static str {
-        match self {
-            OutputFormat::Png => "image/png",
-            OutputFormat::Jpeg => "image/jpeg",
-            OutputFormat::Webp => "image/webp",
-        }
-    }
-
-    /// The usual file extension.
-    pub const fn extension(&self) -> &'static str {
-        match self {
-            OutputFormat::Png => "png",
-            OutputFormat::Jpeg => "jpg",
-            OutputFormat::Webp => "webp",
-        }
-    }
-
-    /// Recognises a format from an image's first bytes.
-    pub fn sniff(bytes: &[u8]) -> Option<OutputFormat> {
-        if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-            Some(OutputFormat::Png)
-        } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            Some(OutputFormat::Jpeg)
-        } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-            Some(OutputFormat::Webp)
-        } else {
-            None
-        }
-    }
-}
-
-wire_enum! {
-    /// `background`: transparency of the generated image (GPT image models).
-    Background {
-        /// `auto`.
-        Auto = "auto",
-        /// `opaque`.
-        Opaque = "opaque",
-        /// `transparent` (needs png or webp output).
-        Transparent = "transparent",
-    }
-}
-
-wire_enum! {
-    /// `moderation` (generations only, GPT image models).
-    Moderation {
-        /// `auto`: standard filtering.
-        Auto = "auto",
-        /// `low`: less restrictive filtering.
-        Low = "low",
-    }
-}
-
-wire_enum! {
-    /// `input_fidelity` (edits; not on gpt-image-1-mini).
-    InputFidelity {
-        /// `high`: preserve faces and details of the input images.
-        High = "high",
-        /// `low`.
-        Low = "low",
-    }
-}
-
-wire_enum! {
-    /// `style` (dall-e-3 only).
-    Style {
-        /// `vivid`.
-        Vivid = "vivid",
-        /// `natural`.
-        Natural = "natural",
-    }
-}
-
-wire_enum! {
-    /// `response_format` (dall-e only; GPT image models always return base64).
-    ResponseFormat {
-        /// `url`: the provider returns a short-lived URL (the router downloads it).
-        Url = "url",
-        /// `b64_json`: the image inline as base64.
-        B64Json = "b64_json",
-    }
-}
 
 /// A `POST /images/generations` request body.
 ///
@@ -462,7 +189,7 @@ impl InputImage {
         if OutputFormat::sniff(&self.data) != Some(OutputFormat::Png) {
             return None;
         }
-        crate::tokens::image_dimensions(&self.data)
+        image_dimensions(&self.data)
     }
 }
 
@@ -681,109 +408,26 @@ impl ImageRequest {
             "generations"
         }
     }
+}
 
-    /// Checks the request before any network call.
-    ///
-    /// Without `caps`, only what is wrong for every model is checked; with the model's
-    /// [`Capabilities`], also the prompt length, `n`, size, quality, format, background and
-    /// edit-specific limits of that model. Each failure names the offending field.
-    pub fn validate(&self, caps: Option<&Capabilities>) -> Result<(), ValidationError> {
-        let prompt = self.prompt();
-        if prompt.trim().is_empty() {
-            return Err(ValidationError::new("prompt", "the prompt is empty"));
-        }
-        if let Some(m) = self.model() {
-            if m.trim().is_empty() {
-                return Err(ValidationError::new("model", "the model name is empty"));
-            }
-        }
-        let n = self.n();
-        if n == 0 || n > MAX_N {
-            return Err(ValidationError::new(
-                "n",
-                format!("n must be between 1 and {MAX_N}, got {n}"),
-            ));
-        }
-        let format = self.output_format().unwrap_or(OutputFormat::Png);
-        if let Some(c) = self.output_compression() {
-            if c > 100 {
-                return Err(ValidationError::new(
-                    "output_compression",
-                    format!("output_compression must be 0-100, got {c}"),
-                ));
-            }
-            if format == OutputFormat::Png {
-                return Err(ValidationError::new(
-                    "output_compression",
-                    "output_compression applies only to jpeg or webp output, not png",
-                ));
-            }
-        }
-        if self.background() == Some(Background::Transparent) && format == OutputFormat::Jpeg {
-            return Err(ValidationError::new(
-                "background",
-                "a transparent background needs png or webp output, not jpeg",
-            ));
-        }
-        if let ImageRequest::Edit(e) = self {
-            if e.images.is_empty() {
-                return Err(ValidationError::new(
-                    "image",
-                    "an edit needs at least one image",
-                ));
-            }
-            if e.images.len() > MAX_EDIT_IMAGES {
-                return Err(ValidationError::new(
-                    "image",
-                    format!(
-                        "at most {MAX_EDIT_IMAGES} images per edit, got {}",
-                        e.images.len()
-                    ),
-                ));
-            }
-            for (i, img) in e.images.iter().enumerate() {
-                if img.data.is_empty() {
-                    return Err(ValidationError::new(
-                        "image",
-                        format!("image {i} ({}) is empty", img.filename),
-                    ));
-                }
-                if img.data.len() > MAX_INPUT_IMAGE_BYTES {
-                    return Err(ValidationError::new(
-                        "image",
-                        format!("image {i} ({}) is larger than 50 MB", img.filename),
-                    ));
-                }
-            }
-            if let Some(mask) = &e.mask {
-                if mask.data.is_empty() {
-                    return Err(ValidationError::new("mask", "the mask is empty"));
-                }
-                if OutputFormat::sniff(&mask.data).is_some_and(|f| f != OutputFormat::Png) {
-                    return Err(ValidationError::new("mask", "the mask must be a png"));
-                }
-                // The API wants the mask the same size as the first image; when both are PNGs
-                // (sizes readable from the header) a mismatch is caught before sending.
-                if let (Some(m), Some(first)) = (
-                    mask.png_dimensions(),
-                    e.images.first().and_then(InputImage::png_dimensions),
-                ) {
-                    if m != first {
-                        return Err(ValidationError::new(
-                            "mask",
-                            format!(
-                                "the mask is {}x{} but the first image is {}x{}: they must be \
-                                 the same size",
-                                m.0, m.1, first.0, first.1
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        if let Some(caps) = caps {
-            caps.check(self).map_err(ValidationError::from)?;
-        }
-        Ok(())
-    }
+/// Width and height of a PNG, JPEG or WebP image from its header; `None` for anything else or
+/// a truncated header. Reads only the header bytes, never decodes (the `imagesize` crate: one
+/// maintained reader for the token estimate and the edit mask check).
+///
+/// ```
+/// let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+/// png.extend_from_slice(&640u32.to_be_bytes());
+/// png.extend_from_slice(&480u32.to_be_bytes());
+/// assert_eq!(image_router::quota::tokens::image_dimensions(&png), Some((640, 480)));
+/// assert_eq!(image_router::quota::tokens::image_dimensions(b"GIF89a"), None);
+/// ```
+pub fn image_dimensions(data: &[u8]) -> Option<(u32, u32)> {
+    // Only the three formats the API takes: `imagesize` knows many more, which the API does
+    // not accept as input images.
+    OutputFormat::sniff(data)?;
+    let size = imagesize::blob_size(data).ok()?;
+    Some((
+        u32::try_from(size.width).ok()?,
+        u32::try_from(size.height).ok()?,
+    ))
 }

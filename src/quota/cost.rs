@@ -30,14 +30,15 @@
 use serde::Serialize;
 
 use crate::catalog::{ModelSpec, Price};
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
+use crate::quota::tokens::TokenEstimate;
+use crate::quota::usage::Usage;
 use crate::request::ImageRequest;
-use crate::response::Usage;
-use crate::tokens::TokenEstimate;
 
 /// How a cost was computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CostBasis {
     /// Per-token prices applied to the response's `usage`.
     Usage,
@@ -69,7 +70,7 @@ pub struct PriceUnknown {
 /// USD for the given token counts at a per-token price; `None` for a per-image price.
 ///
 /// ```
-/// use image_router::{catalog::Catalog, cost::tokens_usd};
+/// use image_router::{catalog::Catalog, quota::cost::tokens_usd};
 /// let price = Catalog::builtin().model("gpt-image-1").unwrap().price.clone().unwrap();
 /// // One high-quality 1024x1024 image (4160 output tokens) and a 50-token prompt.
 /// let usd = tokens_usd(&price, 50, 0, 4160).unwrap();
@@ -156,7 +157,7 @@ fn split_input(req: &ImageRequest, u: &Usage) -> (u64, u64) {
 /// Prices requests, with an optional per-image fallback for models without a known price.
 ///
 /// ```
-/// use image_router::{catalog::Catalog, cost::{CostEstimator, CostBasis}, tokens, GenerateRequest, ImageRequest, Quality, Size};
+/// use image_router::{catalog::Catalog, quota::cost::{CostEstimator, CostBasis}, quota::tokens, GenerateRequest, ImageRequest, Quality, Size};
 /// let cat = Catalog::builtin();
 /// let req: ImageRequest = GenerateRequest::new("a cat").model("gpt-image-1")
 ///     .quality(Quality::High).size(Size::SQUARE).into();

@@ -69,7 +69,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// instead of retrying a rate-limited provider in a tight loop.
 ///
 /// ```
-/// use image_router::headers::retry_after;
+/// use image_router::quota::headers::retry_after;
 /// use reqwest::header::{HeaderMap, HeaderValue};
 /// use std::time::{Duration, SystemTime};
 /// let mut h = HeaderMap::new();
@@ -114,7 +114,7 @@ pub fn request_id(h: &HeaderMap) -> Option<String> {
 /// Parses a Go duration string (`1s`, `6m0s`, `20ms`, `1m30.5s`, `1h2m`, `500us`, `0`).
 ///
 /// ```
-/// use image_router::headers::parse_go_duration;
+/// use image_router::quota::headers::parse_go_duration;
 /// use std::time::Duration;
 /// assert_eq!(parse_go_duration("1m30.5s"), Some(Duration::from_millis(90_500)));
 /// assert_eq!(parse_go_duration("20ms"), Some(Duration::from_millis(20)));

@@ -14,13 +14,13 @@
 //! Reservation protects capacity (a high-tier account kept free for user-facing work);
 //! preference steers traffic without giving up failover. Most deployments need both.
 //!
-//! # Deployment pattern (from the source material)
+//! # Deployment pattern
 //!
 //! Priority work to a direct high-tier account, overflow to proxies, enterprise workloads to
 //! Azure:
 //!
 //! ```
-//! use image_router::class::{ClassFit, ClassPolicy, RequestClass};
+//! use image_router::{ClassFit, ClassPolicy, RequestClass};
 //!
 //! let interactive = RequestClass::INTERACTIVE;
 //! let batch = RequestClass::BATCH;
@@ -100,6 +100,7 @@ impl From<String> for RequestClass {
 /// How a request's class relates to a provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ClassFit {
     /// Reserved for other classes: not a candidate.
     Excluded,
@@ -168,9 +169,9 @@ impl ClassPolicy {
 /// (`None` = open to all).
 ///
 /// ```
-/// use image_router::class::{apply_classes, ClassPolicy, RequestClass};
+/// use image_router::{apply_classes, ClassPolicy, RequestClass};
 /// use image_router::score::ScoreInputs;
-/// use image_router::strategy::Candidate;
+/// use image_router::Candidate;
 ///
 /// let policies = [ClassPolicy::reserved([RequestClass::INTERACTIVE]), ClassPolicy::open()];
 /// let mut candidates = vec![

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::serde_ms::{ser_ms, ser_opt_ms};
 
-use crate::capabilities::Unsupported;
-use crate::error::{Outcome, ProviderError};
+use super::provider::{Outcome, ProviderError};
+use crate::request::Unsupported;
 use crate::score::ScoreBreakdown;
 
 /// One call to one provider.

@@ -14,7 +14,8 @@
 use serde::Serialize;
 
 use crate::catalog::ModelSpec;
-use crate::request::{ImageRequest, OutputFormat};
+pub use crate::request::image_dimensions;
+use crate::request::ImageRequest;
 
 /// Tokens a request is expected to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -39,7 +40,7 @@ impl TokenEstimate {
 /// Estimated text tokens of `text` (at least 1 for a non-empty text).
 ///
 /// ```
-/// assert_eq!(image_router::tokens::text_tokens("a red fox"), 3);
+/// assert_eq!(image_router::quota::tokens::text_tokens("a red fox"), 3);
 /// ```
 pub fn text_tokens(text: &str) -> u64 {
     let chars = text.chars().count() as u64;
@@ -50,7 +51,7 @@ pub fn text_tokens(text: &str) -> u64 {
 ///
 /// ```
 /// // 1024×1024 → scaled to 768×768 → 4 tiles.
-/// assert_eq!(image_router::tokens::input_image_tokens(1024, 1024), 65 + 4 * 129);
+/// assert_eq!(image_router::quota::tokens::input_image_tokens(1024, 1024), 65 + 4 * 129);
 /// ```
 pub fn input_image_tokens(width: u32, height: u32) -> u64 {
     let (mut w, mut h) = (f64::from(width.max(1)), f64::from(height.max(1)));
@@ -67,28 +68,6 @@ pub fn input_image_tokens(width: u32, height: u32) -> u64 {
 /// The most tokens one input image can cost: 768×2048 after scaling, 2×4 tiles. Used for an
 /// image whose dimensions cannot be read, so the estimate stays an upper bound.
 pub const MAX_INPUT_IMAGE_TOKENS: u64 = 65 + 129 * 8;
-
-/// Width and height of a PNG, JPEG or WebP image from its header; `None` for anything else or
-/// a truncated header. Reads only the header bytes, never decodes (the `imagesize` crate: one
-/// maintained reader for the token estimate and the edit mask check).
-///
-/// ```
-/// let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
-/// png.extend_from_slice(&640u32.to_be_bytes());
-/// png.extend_from_slice(&480u32.to_be_bytes());
-/// assert_eq!(image_router::tokens::image_dimensions(&png), Some((640, 480)));
-/// assert_eq!(image_router::tokens::image_dimensions(b"GIF89a"), None);
-/// ```
-pub fn image_dimensions(data: &[u8]) -> Option<(u32, u32)> {
-    // Only the three formats the API takes: `imagesize` knows many more, which the API does
-    // not accept as input images.
-    OutputFormat::sniff(data)?;
-    let size = imagesize::blob_size(data).ok()?;
-    Some((
-        u32::try_from(size.width).ok()?,
-        u32::try_from(size.height).ok()?,
-    ))
-}
 
 /// Estimates the tokens `req` will use on `model` (`None`: an unknown model, estimated with
 /// `fallback_output_tokens` per image).
