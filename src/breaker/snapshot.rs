@@ -14,6 +14,7 @@ use crate::serde_ms::{ser_ms, ser_opt_ms};
 /// The breaker's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum BreakerState {
     /// Normal operation.
     Closed,
@@ -46,6 +47,7 @@ impl fmt::Display for BreakerState {
 /// An account or configuration problem that opens the breaker for the long cool-down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DenyReason {
     /// Access denied (tier, quota, verification, region, …).
     AccessDenied(AccessDenial),
@@ -70,6 +72,7 @@ impl From<NotFoundKind> for DenyReason {
 /// Why the breaker is (or was last) open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum OpenReason {
     /// This many consecutive provider faults.
     ConsecutiveFailures(u32),
@@ -130,6 +133,7 @@ impl fmt::Display for Rejection {
 
 /// Serializable breaker view.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct BreakerSnapshot {
     /// Current state (open → half-open is reported as soon as the cool-down is over).
     pub state: BreakerState,

@@ -46,6 +46,7 @@ pub const API_KEYS_URL: &str = "https://platform.openai.com/api-keys";
 
 /// A failure in plain words: the cause and the action that fixes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Explanation {
     /// What happened and why, in plain words.
     pub cause: String,
