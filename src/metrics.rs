@@ -254,3 +254,100 @@ pub fn describe() {
         "Lifetime spend in USD of a ledger (router or a provider)"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use metrics::{Counter, Gauge, Histogram, KeyName, Recorder, Unit};
+
+    use super::*;
+
+    /// Records what is registered: kind and key (name and labels in order). Metadata from
+    /// this module's functions is checked on the spot: the macros called in this test module
+    /// carry the test module's path, so it cannot be compared with theirs.
+    #[derive(Default)]
+    struct Registered(Mutex<Vec<String>>);
+
+    impl Registered {
+        fn push(&self, kind: &str, key: &Key, meta: &Metadata<'_>) {
+            if meta.module_path() != Some(module_path!()) {
+                assert_eq!(meta.target(), "image_router::metrics");
+                assert_eq!(meta.module_path(), Some("image_router::metrics"));
+                assert_eq!(*meta.level(), Level::INFO);
+            }
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let line = format!("{kind} {} {labels:?}", key.name());
+            self.0.lock().unwrap().push(line);
+        }
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    impl Recorder for Registered {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, meta: &Metadata<'_>) -> Counter {
+            self.push("counter", key, meta);
+            Counter::noop()
+        }
+        fn register_gauge(&self, key: &Key, meta: &Metadata<'_>) -> Gauge {
+            self.push("gauge", key, meta);
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &Key, meta: &Metadata<'_>) -> Histogram {
+            self.push("histogram", key, meta);
+            Histogram::noop()
+        }
+    }
+
+    /// The prebuilt keys register exactly what the macros register (names, labels, label
+    /// order), with the macros' metadata for this module.
+    #[test]
+    fn prebuilt_keys_match_the_macros() {
+        let rec = Registered::default();
+        let keys = ProviderKeys::new("azure-east");
+        let took = Duration::from_millis(5);
+        metrics::with_local_recorder(&rec, || {
+            attempt("azure-east", "success", took);
+            let by_macro = rec.take();
+            attempt_keyed(&keys, "success", took);
+            assert_eq!(rec.take(), by_macro);
+            attempt("azure-east", "rate_limited", took);
+            let by_macro = rec.take();
+            attempt_keyed(&keys, "rate_limited", took);
+            assert_eq!(rec.take(), by_macro);
+
+            let _ = metrics::counter!(FAILOVERS_TOTAL, "provider" => "azure-east".to_string());
+            let by_macro = rec.take();
+            failover_keyed(&keys);
+            assert_eq!(rec.take(), by_macro);
+
+            let _ = metrics::gauge!(BREAKER_STATE, "provider" => "azure-east".to_string());
+            let _ = metrics::gauge!(HEADROOM_RATIO, "provider" => "azure-east".to_string());
+            let _ = metrics::gauge!(SPEND_USD_TOTAL, "ledger" => "azure-east".to_string());
+            let by_macro = rec.take();
+            provider_gauges(&keys, 0.0, 1.0, 2.0);
+            assert_eq!(rec.take(), by_macro);
+
+            let _ = metrics::gauge!(SPEND_USD_TOTAL, "ledger" => "router");
+            let by_macro = rec.take();
+            router_spend(1.0);
+            assert_eq!(rec.take(), by_macro);
+
+            for outcome in ["success", "no_provider"] {
+                let _ = metrics::counter!(REQUESTS_TOTAL, "outcome" => outcome);
+                let _ = metrics::histogram!(REQUEST_DURATION, "outcome" => outcome);
+                let by_macro = rec.take();
+                assert_eq!(by_macro.len(), 2);
+                request_finished(outcome, took);
+                assert_eq!(rec.take(), by_macro);
+            }
+        });
+    }
+}
