@@ -22,6 +22,8 @@
 
 use std::time::Duration;
 
+use metrics::{Key, Label, Level, Metadata, SharedString};
+
 /// `image_router_requests_total`.
 pub const REQUESTS_TOTAL: &str = "image_router_requests_total";
 /// `image_router_request_duration_seconds`.
@@ -45,6 +47,18 @@ pub(crate) fn possibly_billed(provider: &str) {
 }
 
 pub(crate) fn request_finished(outcome: &'static str, took: Duration) {
+    if outcome == "success" {
+        // The common case from keys made at compile time (their hash is computed once).
+        static LABELS: [Label; 1] = [Label::from_static_parts("outcome", "success")];
+        static COUNTER: Key = Key::from_static_parts(REQUESTS_TOTAL, &LABELS);
+        static HISTOGRAM: Key = Key::from_static_parts(REQUEST_DURATION, &LABELS);
+        metrics::with_recorder(|r| {
+            r.register_counter(&COUNTER, &METADATA).increment(1);
+            r.register_histogram(&HISTOGRAM, &METADATA)
+                .record(took.as_secs_f64());
+        });
+        return;
+    }
     metrics::counter!(REQUESTS_TOTAL, "outcome" => outcome).increment(1);
     metrics::histogram!(REQUEST_DURATION, "outcome" => outcome).record(took.as_secs_f64());
 }
@@ -56,8 +70,31 @@ pub(crate) fn attempt(provider: &str, outcome: &'static str, took: Duration) {
         .record(took.as_secs_f64());
 }
 
-pub(crate) fn failover(provider: &str) {
-    metrics::counter!(FAILOVERS_TOTAL, "provider" => provider.to_string()).increment(1);
+/// [`attempt`] for a provider whose keys are built: the same metrics, labels and values.
+pub(crate) fn attempt_keyed(keys: &ProviderKeys, outcome: &'static str, took: Duration) {
+    let built;
+    let counter = if outcome == "success" {
+        &keys.attempt_success
+    } else {
+        built = Key::from_parts(
+            ATTEMPTS_TOTAL,
+            vec![
+                Label::new("provider", keys.label.clone()),
+                Label::from_static_parts("outcome", outcome),
+            ],
+        );
+        &built
+    };
+    metrics::with_recorder(|r| {
+        r.register_counter(counter, &METADATA).increment(1);
+        r.register_histogram(&keys.attempt_duration, &METADATA)
+            .record(took.as_secs_f64());
+    });
+}
+
+/// Counts a failover (`image_router_failovers_total`) for a provider whose keys are built.
+pub(crate) fn failover_keyed(keys: &ProviderKeys) {
+    metrics::with_recorder(|r| r.register_counter(&keys.failovers, &METADATA).increment(1));
 }
 
 /// `image_router_probes_total`.
@@ -91,14 +128,71 @@ pub(crate) fn breaker_transition(provider: &str, from: &'static str, to: &'stati
     .increment(1);
 }
 
-pub(crate) fn provider_gauges(provider: &str, breaker_state: f64, headroom: f64, spend: f64) {
-    metrics::gauge!(BREAKER_STATE, "provider" => provider.to_string()).set(breaker_state);
-    metrics::gauge!(HEADROOM_RATIO, "provider" => provider.to_string()).set(headroom);
-    metrics::gauge!(SPEND_USD_TOTAL, "ledger" => provider.to_string()).set(spend);
+pub(crate) fn provider_gauges(keys: &ProviderKeys, breaker_state: f64, headroom: f64, spend: f64) {
+    metrics::with_recorder(|r| {
+        r.register_gauge(&keys.breaker_state, &METADATA)
+            .set(breaker_state);
+        r.register_gauge(&keys.headroom, &METADATA).set(headroom);
+        r.register_gauge(&keys.spend, &METADATA).set(spend);
+    });
+}
+
+/// What the metrics macros attach to each metric from this module: target and module path
+/// `image_router::metrics`, level INFO (the macros' defaults, so a recorder that filters on
+/// them sees the same values whichever path recorded).
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// The keys of one provider's per-request metrics, built once when its slot is made.
+///
+/// Why: the `metrics` macros build a metric's key on every call, before they know whether a
+/// recorder is installed (the crate offers no way to ask): a `String` for the provider label,
+/// a `Vec` of labels and a hash, for each metric. A routed request records five or six
+/// provider-labelled metrics, so without a recorder most of their cost was building keys
+/// nobody reads. Built once here, a request only passes references; the label is an `Arc`
+/// shared by every key that needs it at run time.
+#[derive(Clone, Debug)]
+pub(crate) struct ProviderKeys {
+    label: SharedString,
+    attempt_success: Key,
+    attempt_duration: Key,
+    failovers: Key,
+    breaker_state: Key,
+    headroom: Key,
+    spend: Key,
+}
+
+impl ProviderKeys {
+    /// The keys for provider `name` (label `provider`, and `ledger` for the spend gauge, as
+    /// the module table says).
+    pub(crate) fn new(name: &str) -> Self {
+        let label = SharedString::from(std::sync::Arc::<str>::from(name));
+        let key = |metric: &'static str, label_key: &'static str| {
+            Key::from_parts(metric, vec![Label::new(label_key, label.clone())])
+        };
+        let attempt_success = Key::from_parts(
+            ATTEMPTS_TOTAL,
+            vec![
+                Label::new("provider", label.clone()),
+                Label::from_static_parts("outcome", "success"),
+            ],
+        );
+        Self {
+            attempt_success,
+            attempt_duration: key(ATTEMPT_DURATION, "provider"),
+            failovers: key(FAILOVERS_TOTAL, "provider"),
+            breaker_state: key(BREAKER_STATE, "provider"),
+            headroom: key(HEADROOM_RATIO, "provider"),
+            spend: key(SPEND_USD_TOTAL, "ledger"),
+            label,
+        }
+    }
 }
 
 pub(crate) fn router_spend(spend: f64) {
-    metrics::gauge!(SPEND_USD_TOTAL, "ledger" => "router").set(spend);
+    static LABELS: [Label; 1] = [Label::from_static_parts("ledger", "router")];
+    static KEY: Key = Key::from_static_parts(SPEND_USD_TOTAL, &LABELS);
+    metrics::with_recorder(|r| r.register_gauge(&KEY, &METADATA).set(spend));
 }
 
 /// Describes every metric above (help text and unit) to the installed recorder. Optional:
@@ -167,4 +261,101 @@ pub fn describe() {
         SPEND_USD_TOTAL,
         "Lifetime spend in USD of a ledger (router or a provider)"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use metrics::{Counter, Gauge, Histogram, KeyName, Recorder, Unit};
+
+    use super::*;
+
+    /// Records what is registered: kind and key (name and labels in order). Metadata from
+    /// this module's functions is checked on the spot: the macros called in this test module
+    /// carry the test module's path, so it cannot be compared with theirs.
+    #[derive(Default)]
+    struct Registered(Mutex<Vec<String>>);
+
+    impl Registered {
+        fn push(&self, kind: &str, key: &Key, meta: &Metadata<'_>) {
+            if meta.module_path() != Some(module_path!()) {
+                assert_eq!(meta.target(), "image_router::metrics");
+                assert_eq!(meta.module_path(), Some("image_router::metrics"));
+                assert_eq!(*meta.level(), Level::INFO);
+            }
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let line = format!("{kind} {} {labels:?}", key.name());
+            self.0.lock().unwrap().push(line);
+        }
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    impl Recorder for Registered {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, meta: &Metadata<'_>) -> Counter {
+            self.push("counter", key, meta);
+            Counter::noop()
+        }
+        fn register_gauge(&self, key: &Key, meta: &Metadata<'_>) -> Gauge {
+            self.push("gauge", key, meta);
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &Key, meta: &Metadata<'_>) -> Histogram {
+            self.push("histogram", key, meta);
+            Histogram::noop()
+        }
+    }
+
+    /// The prebuilt keys register exactly what the macros register (names, labels, label
+    /// order), with the macros' metadata for this module.
+    #[test]
+    fn prebuilt_keys_match_the_macros() {
+        let rec = Registered::default();
+        let keys = ProviderKeys::new("azure-east");
+        let took = Duration::from_millis(5);
+        metrics::with_local_recorder(&rec, || {
+            attempt("azure-east", "success", took);
+            let by_macro = rec.take();
+            attempt_keyed(&keys, "success", took);
+            assert_eq!(rec.take(), by_macro);
+            attempt("azure-east", "rate_limited", took);
+            let by_macro = rec.take();
+            attempt_keyed(&keys, "rate_limited", took);
+            assert_eq!(rec.take(), by_macro);
+
+            let _ = metrics::counter!(FAILOVERS_TOTAL, "provider" => "azure-east".to_string());
+            let by_macro = rec.take();
+            failover_keyed(&keys);
+            assert_eq!(rec.take(), by_macro);
+
+            let _ = metrics::gauge!(BREAKER_STATE, "provider" => "azure-east".to_string());
+            let _ = metrics::gauge!(HEADROOM_RATIO, "provider" => "azure-east".to_string());
+            let _ = metrics::gauge!(SPEND_USD_TOTAL, "ledger" => "azure-east".to_string());
+            let by_macro = rec.take();
+            provider_gauges(&keys, 0.0, 1.0, 2.0);
+            assert_eq!(rec.take(), by_macro);
+
+            let _ = metrics::gauge!(SPEND_USD_TOTAL, "ledger" => "router");
+            let by_macro = rec.take();
+            router_spend(1.0);
+            assert_eq!(rec.take(), by_macro);
+
+            for outcome in ["success", "no_provider"] {
+                let _ = metrics::counter!(REQUESTS_TOTAL, "outcome" => outcome);
+                let _ = metrics::histogram!(REQUEST_DURATION, "outcome" => outcome);
+                let by_macro = rec.take();
+                assert_eq!(by_macro.len(), 2);
+                request_finished(outcome, took);
+                assert_eq!(rec.take(), by_macro);
+            }
+        });
+    }
 }

@@ -282,7 +282,7 @@ fn breaker_level(state: crate::breaker::BreakerState) -> f64 {
 
 fn publish_gauges(snap: &Snapshot, slot: &Slot) {
     m::provider_gauges(
-        slot.name(),
+        &slot.metric_keys,
         breaker_level(slot.store.breaker().state()),
         slot.store.headroom().fraction,
         slot.store.spent_usd(),

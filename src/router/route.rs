@@ -351,10 +351,10 @@ impl<'s> Run<'s> {
         let mut attempt = Attempt::success(slot.name(), &a.model, resp.status, a.took, a.retry);
         attempt.score = a.score;
         self.attempts.push(attempt);
-        m::attempt(slot.name(), "success", a.took);
+        m::attempt_keyed(&slot.metric_keys, "success", a.took);
         tracing::Span::current().record("provider", slot.name());
         if self.attempts.len() > 1 {
-            m::failover(slot.name());
+            m::failover_keyed(&slot.metric_keys);
         }
         ImageResponse {
             images: resp.images,

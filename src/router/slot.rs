@@ -111,6 +111,8 @@ pub(crate) struct Slot {
     pub health: Arc<Health>,
     /// The latest failure and when (for status pages); per instance.
     last_error: Arc<Mutex<Option<(ProviderError, SystemTime)>>>,
+    /// This provider's metric keys, built once (see [`crate::metrics::ProviderKeys`]).
+    pub metric_keys: Arc<crate::metrics::ProviderKeys>,
 }
 
 /// What [`Slot::settle`] needs besides the call's result.
@@ -139,12 +141,14 @@ impl Slot {
         store: Arc<dyn StateStore>,
         health: Health,
     ) -> Self {
+        let metric_keys = Arc::new(crate::metrics::ProviderKeys::new(provider.name()));
         Self {
             provider,
             options,
             store,
             health: Arc::new(health),
             last_error: Arc::new(Mutex::new(None)),
+            metric_keys,
         }
     }
 
@@ -177,7 +181,9 @@ impl Slot {
         health: &HealthConfig,
     ) -> Result<Self, ConfigError> {
         self.store.reconfigure(store)?;
+        let metric_keys = Arc::new(crate::metrics::ProviderKeys::new(provider.name()));
         Ok(Self {
+            metric_keys,
             provider,
             options,
             store: Arc::clone(&self.store),
