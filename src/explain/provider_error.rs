@@ -216,10 +216,12 @@ impl ProviderError {
         } else {
             Explanation::new(
                 format!(
-                    "{name} answered with success but the body is not a usable image response: {}",
+                    "{name} answered with success but the body is not a usable image response \
+                     (it may still have generated and billed the image, so the router did not \
+                     send the request to it again): {}",
                     self.message
                 ),
-                "Usually transient (retry). If it persists the endpoint may not be \
+                "Usually transient. If it persists the endpoint may not be \
                  OpenAI-compatible: for a proxy that serves images through chat completions, \
                  set `mode = \"chat\"`."
                     .to_string(),

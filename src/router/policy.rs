@@ -14,7 +14,9 @@
 //! is set, and a timeout after the request was sent fails over (default) or returns
 //! ([`TimeoutPolicy`]). A timeout after sending is never retried on the same provider: the
 //! provider may have generated and billed the image, so the attempt is marked *possibly
-//! billed* and its budget reservation is held until the budget's period ends.
+//! billed* and its budget reservation is held until the budget's period ends. A broken 200
+//! (`Decode`) is treated the same way, except that it always fails over: the provider
+//! answered, so it may have generated and billed the image.
 
 use std::fmt;
 
@@ -153,14 +155,26 @@ pub fn rule(kind: &ErrorKind, settings: PolicySettings) -> Rule {
                 false,
             ),
         },
-        // A 5xx or a broken 200 used the provider's capacity: the room stays used.
-        ErrorKind::Server | ErrorKind::Decode => row(
+        // A 5xx used the provider's capacity (the room stays used) and produced nothing.
+        ErrorKind::Server => row(
             Decision::Retry,
             record(Failure),
             Some(false),
             false,
             false,
             false,
+        ),
+        // A broken 200 (unreadable, empty, over its size limit, no image): the provider
+        // answered, so it may have generated and billed the image. Like a timeout after
+        // sending it is never sent to the same provider again: the request fails over, the
+        // attempt is possibly billed and its budget reservation is held.
+        ErrorKind::Decode => row(
+            Decision::Failover,
+            record(Failure),
+            Some(false),
+            false,
+            false,
+            true,
         ),
         ErrorKind::Connect | ErrorKind::Timeout { sent: false } => row(
             Decision::Retry,
@@ -443,10 +457,12 @@ mod tests {
             ErrorKind::Server,
             ErrorKind::Timeout { sent: false },
             ErrorKind::Connect,
-            ErrorKind::Decode,
         ] {
             assert_eq!(d(k), Decision::Retry);
         }
+        // A broken 200 may have been billed: never re-sent to the same provider.
+        assert_eq!(d(ErrorKind::Decode), Decision::Failover);
+        assert!(rule(&ErrorKind::Decode, PolicySettings::default()).possibly_billed());
         assert_eq!(d(ErrorKind::Timeout { sent: true }), Decision::Failover);
         let fail = PolicySettings {
             timeout_after_send: TimeoutPolicy::Fail,

@@ -146,10 +146,11 @@ async fn stalls_under_load_leave_both_healthy_providers_closed() {
     let router = Router::builder()
         .provider(openai("a", sim.openai_base_url("a")))
         .provider(openai("b", sim.openai_base_url("b")))
-        // Slow answers must end as timeouts within the test; everything else is default.
-        // The timeout plus the default retry back-off (0.5 s) is much longer than a stall,
-        // even on a loaded machine, so a retry finds the provider answering again.
-        .attempt_timeout(Duration::from_secs(1))
+        // Slow answers (5 s) must end as timeouts within the test; everything else is
+        // default. A timeout after sending fails over to the other provider, which is not
+        // stalling; 2 s leaves a healthy 2 ms answer room even on a heavily loaded 2-core
+        // machine (with 1 s, a compile running beside the test once timed out healthy calls).
+        .attempt_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     let total = 2_000usize;

@@ -259,18 +259,23 @@ async fn server_error_once_is_retried_on_the_same_provider() {
 
 #[tokio::test]
 async fn broken_bodies_are_errors_never_successes() {
-    let w = world(|b| b).await;
-    w.sim.fail("openai", Fault::TruncatedJson, Times::Once);
-    w.sim.fail("openai", Fault::EmptyData, Times::Once);
-    let res = w.router.generate(req()).await.unwrap();
-    assert_eq!(
-        trace(&res.attempts),
-        vec![
-            ("openai", Outcome::Decode, Some(200)),
-            ("openai", Outcome::Decode, Some(200)),
-            ("azure", Outcome::Success, Some(200))
-        ]
-    );
+    // A broken 200 may have been billed: it is not sent to the same provider again (before,
+    // both faults were served to openai in a row by a retry), the attempt is marked.
+    for fault in [Fault::TruncatedJson, Fault::EmptyData] {
+        let w = world(|b| b).await;
+        w.sim.fail("openai", fault.clone(), Times::Once);
+        let res = w.router.generate(req()).await.unwrap();
+        assert_eq!(
+            trace(&res.attempts),
+            vec![
+                ("openai", Outcome::Decode, Some(200)),
+                ("azure", Outcome::Success, Some(200))
+            ],
+            "{fault:?}"
+        );
+        assert!(res.attempts[0].possibly_billed, "{fault:?}");
+        assert_eq!(w.sim.stats("openai").requests, 1, "{fault:?}: not re-sent");
+    }
 }
 
 #[tokio::test]
