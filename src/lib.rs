@@ -16,11 +16,11 @@
 //! # Module layers
 //!
 //! Sibling modules form a DAG (a module may use its own children), checked by the unit test
-//! in `layout_check.rs`, which also lists the three known exceptions (`router` ↔ `config`, and
-//! one circle each inside `config/` and `sim/`). From the bottom up:
+//! in `layout_check.rs` (no exception). From the bottom up:
 //! `clock`, `serde_ms`, `redact`, `metrics`, `config_error`, `score` → `strategy` → `request`
 //! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `provider`
-//! → `providers`; `explain`; then `router` and `config`, `doctor`, `sim`, and the binary's
+//! → `providers`; `explain`; then `router`, `config` (which builds a router), `doctor`, `sim`,
+//! and the binary's
 //! `cli` (a separate crate that uses only the public API).
 
 pub mod breaker;

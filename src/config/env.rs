@@ -10,7 +10,6 @@
 use secrecy::SecretString;
 
 use super::locate::Locator;
-use super::provider::ProviderConfig;
 use super::router::S;
 use crate::config_error::ConfigError;
 use crate::redact;
@@ -32,7 +31,7 @@ pub fn process_env(var: &str) -> Option<String> {
 }
 
 /// The message for a value that is not a variable name; never contains the value.
-fn not_a_name(field: &str, looks_like_key: bool) -> String {
+pub(in crate::config) fn not_a_name(field: &str, looks_like_key: bool) -> String {
     let key = field.rsplit('.').next().unwrap_or(field);
     if looks_like_key {
         format!(
@@ -63,46 +62,4 @@ pub(super) fn env_name(
         return Err(cx.err(field, s, msg));
     }
     Ok(Some(name.to_string()))
-}
-
-impl ProviderConfig {
-    /// Reads the key (or Azure bearer token) from the environment through `env`. `Ok(None)`
-    /// when the provider names no variable; an error naming the key and line when the
-    /// variable is not set or empty, or when the name is not a variable name (never echoed
-    /// then: it is probably the key).
-    pub fn credential(
-        &self,
-        index: usize,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<Credential>, ConfigError> {
-        for (key, var, bearer) in [
-            ("api_key_env", &self.api_key_env, false),
-            ("bearer_token_env", &self.bearer_token_env, true),
-        ] {
-            let Some(var) = var else { continue };
-            let field = format!("provider[{index}].{key}");
-            if !redact::is_env_var_name(var) {
-                let msg = not_a_name(&field, redact::looks_like_key(var));
-                return Err(ConfigError::new(field, msg).at_line(self.line_of(key)));
-            }
-            return match env(var) {
-                Some(v) if !v.trim().is_empty() => Ok(Some(Credential {
-                    secret: SecretString::from(v.trim().to_string()),
-                    bearer,
-                    var: var.clone(),
-                })),
-                _ => Err(ConfigError::new(
-                    field,
-                    format!(
-                        "environment variable {var} is not set (or empty); export it with \
-                         the {} for provider {:?}",
-                        if bearer { "bearer token" } else { "API key" },
-                        self.name
-                    ),
-                )
-                .at_line(self.line_of(key))),
-            };
-        }
-        Ok(None)
-    }
 }

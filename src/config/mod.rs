@@ -103,14 +103,14 @@
 //!
 //! `mod.rs` ([`RouterConfig`]: loading, catalog, building), `router.rs` (`[router]` and its
 //! sub-tables), `provider.rs` (`[[provider]]`, [`build_provider`]), `env.rs` (keys from the
-//! environment), `locate.rs` (lines and keys of errors), `validate.rs` (the rules shared with
-//! the builder).
+//! environment), `locate.rs` (lines and keys of errors). The rules of the settings' values,
+//! shared with the builder, are the settings types' own `validate()` in
+//! `src/router/validate.rs` (the builder's side, so the router never depends on the config).
 
 mod env;
 mod locate;
 mod provider;
 mod router;
-pub(crate) mod validate;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //!
 //! Parsing turns text into typed values (durations, counts) and reports type problems; the
 //! rules on the values themselves are the settings types' own `validate()` (see
-//! [`super::validate`]), shared with the builder.
+//! [`crate::router::validate`]), shared with the builder.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,13 +15,13 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::locate::Locator;
-use super::validate::RequestSettings;
 use crate::breaker::BreakerConfig;
 use crate::catalog::Catalog;
 use crate::config_error::ConfigError;
 use crate::health::HealthConfig;
 use crate::quota::budget::{Budget, BudgetPeriod};
 use crate::quota::headers::parse_go_duration;
+use crate::router::validate::RequestSettings;
 use crate::router::{self as rt, Router, RouterBuilder};
 use crate::score::ScoreWeights;
 use crate::strategy::Strategy;
@@ -393,7 +393,7 @@ pub(super) fn parse(cx: &Locator<'_>, r: &RawRouter) -> Result<RouterSettings, C
     // Zero is documented: never wait for rate-limit room.
     s.max_wait = duration(cx, "router.max_wait", &r.max_wait, true)?;
     s.budgets = budgets(cx, "router.budgets", &r.budgets)?;
-    let most = i64::from(super::validate::MAX_ATTEMPTS);
+    let most = i64::from(crate::router::validate::MAX_ATTEMPTS);
     s.max_attempts = count(cx, "router.max_attempts".into(), &r.max_attempts, 1, most)?;
     s.fallback_usd_per_image = r.fallback_usd_per_image.as_ref().map(|v| *v.get_ref());
     s.default_model = r

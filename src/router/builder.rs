@@ -373,7 +373,7 @@ impl RouterBuilder {
                 ));
             }
         }
-        crate::config::validate::RequestSettings {
+        super::validate::RequestSettings {
             attempt_timeout: s.attempt_timeout,
             deadline: s.deadline,
             max_attempts: s.max_attempts,

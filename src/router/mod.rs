@@ -28,6 +28,7 @@ mod slot;
 mod snapshot;
 mod status;
 pub mod store;
+pub(crate) mod validate;
 
 use std::sync::Arc;
 

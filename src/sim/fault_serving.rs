@@ -14,12 +14,12 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 
 use super::bodies;
+use super::exchange::{unix_now, Ctx, Outcome, Reply};
+use super::exchange::{Op, Surface};
 use super::faults::Fault;
 use super::parse::peek_model;
 use super::png::solid_png;
 use super::rate_headers::retry_headers;
-use super::routing::{Op, Surface};
-use super::server::{unix_now, Ctx, Outcome, Reply};
 use super::window::LimitKind;
 use crate::catalog::Catalog;
 use crate::error::RateLimitScope;

@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 
 use super::account::ChatImageStyle;
 use super::bodies;
+use super::exchange::{auth_ok, unauthorized, Op, Surface};
+use super::exchange::{unix_now, Ctx, Outcome, Reply};
 use super::fault_serving::{serve_fault, take_fault};
 use super::parse::{parse_chat, parse_edit, parse_generate};
 use super::png::{colour_for, solid_png, Encoded};
 use super::rate_headers::{rate_headers, window_429};
-use super::routing::{auth_ok, unauthorized, Op, Surface};
-use super::server::{unix_now, Ctx, Outcome, Reply};
 use crate::catalog::{Catalog, ModelSpec};
 use crate::quota::tokens::{self, TokenEstimate};
 use crate::request::{Background, ImageRequest, OutputFormat, Quality, ResponseFormat, Size};

@@ -79,6 +79,7 @@
 
 mod account;
 mod bodies;
+mod exchange;
 mod fault_serving;
 mod faults;
 mod image_op;

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::account::AccountState;
 use super::bodies;
-use super::routing::{Op, Surface};
-use super::server::Reply;
+use super::exchange::Reply;
+use super::exchange::{Op, Surface};
 use super::window::Rejection;
 use crate::quota::headers::format_go_duration;
 

@@ -11,35 +11,10 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::bodies;
+use super::exchange::{auth_ok, unauthorized, Ctx, Op, Outcome, Reply, Surface};
 use super::fault_serving::scripted;
 use super::image_op::image_op;
-use super::server::{Ctx, Outcome, Reply};
 use crate::catalog::Catalog;
-
-/// Which API surface a request came in on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Surface {
-    OpenAi,
-    /// Azure; `deployment` is `None` on the v1 surface (deployment name in the body).
-    Azure {
-        deployment: Option<String>,
-        api_version: String,
-    },
-}
-
-impl Surface {
-    pub(super) fn is_azure(&self) -> bool {
-        matches!(self, Surface::Azure { .. })
-    }
-}
-
-/// Which image operation a request asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Op {
-    Generate,
-    Edit,
-    Chat,
-}
 
 /// Picks the endpoint for `rest` (the path after the account segment).
 pub(super) async fn route(
@@ -123,27 +98,6 @@ pub(super) async fn route(
             ctx.reject(&surface, 404, &body)
         }
     }
-}
-
-/// Whether the request carries the account's key (Azure: `api-key` or a bearer token).
-pub(super) fn auth_ok(ctx: &Ctx<'_>, surface: &Surface) -> bool {
-    let st = ctx.state.lock();
-    if surface.is_azure() {
-        st.config.key_ok(ctx.api_key.as_deref()) || st.config.key_ok(ctx.bearer.as_deref())
-    } else {
-        st.config.key_ok(ctx.bearer.as_deref())
-    }
-}
-
-/// The 401 for a missing or wrong key, in the surface's wording.
-pub(super) fn unauthorized(ctx: &Ctx<'_>, surface: &Surface) -> Outcome {
-    ctx.state.lock().stats.unauthorized += 1;
-    let body = if surface.is_azure() {
-        bodies::azure_unauthorized()
-    } else {
-        bodies::invalid_api_key(ctx.bearer.as_deref())
-    };
-    Outcome::Reply(ctx.id_header(surface, Reply::json(401, &body)))
 }
 
 /// Azure `GET /openai/deployments/{name}`: the deployment and the model it serves, or

@@ -12,25 +12,26 @@
 //! [`parse`](super::parse) (the JSON or multipart body), [`image_op`](super::image_op)
 //! (model, validation, image, window, answer body) and
 //! [`rate_headers`](super::rate_headers) (the `x-ratelimit-*` headers and window 429s).
-//! [`Reply`], [`Outcome`] and [`Ctx`] are the types they share.
+//! The types they share ([`Reply`], [`Outcome`], [`Ctx`], the surface and operation) are in
+//! [`exchange`](super::exchange).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::header::CONTENT_TYPE;
 use hyper::http::request::Parts;
-use hyper::{Request, Response, StatusCode};
-use serde_json::Value;
+use hyper::{Request, Response};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use super::account::{AccountState, ReceivedRequest};
 use super::bodies;
-use super::routing::{route, Surface};
+use super::exchange::{Ctx, Outcome, Reply};
+use super::routing::route;
 use super::Shared;
 
 /// Largest request body the simulator reads.
@@ -78,56 +79,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// An answer before it becomes a hyper response.
-pub(super) struct Reply {
-    pub(super) status: StatusCode,
-    pub(super) content_type: &'static str,
-    pub(super) headers: Vec<(&'static str, String)>,
-    pub(super) body: Bytes,
-}
-
-impl Reply {
-    pub(super) fn json(status: u16, body: &Value) -> Self {
-        Self {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            content_type: "application/json",
-            headers: Vec::new(),
-            body: Bytes::from(body.to_string()),
-        }
-    }
-
-    pub(super) fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let mut resp = Response::new(Full::new(self.body));
-        *resp.status_mut() = self.status;
-        let h = resp.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
-        for (name, value) in self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.append(HeaderName::from_static(name), v);
-            }
-        }
-        resp
-    }
-}
-
-/// What a request turned into: an answer, or a dropped connection.
-pub(super) enum Outcome {
-    Reply(Reply),
-    Reset,
-}
-
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
-
-pub(super) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 async fn handle(
     shared: Arc<Shared>,
@@ -276,49 +228,5 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let mut st = self.0.lock();
         st.stats.in_flight = st.stats.in_flight.saturating_sub(1);
-    }
-}
-
-/// One request on its way through the steps: the account, the body and the credentials.
-pub(super) struct Ctx<'a> {
-    pub(super) shared: &'a Shared,
-    pub(super) state: &'a parking_lot::Mutex<AccountState>,
-    pub(super) account: &'a str,
-    pub(super) seq: u64,
-    pub(super) body: Bytes,
-    pub(super) content_type: String,
-    pub(super) bearer: Option<String>,
-    pub(super) api_key: Option<String>,
-}
-
-impl Ctx<'_> {
-    pub(super) fn request_id(&self) -> String {
-        format!("req_sim_{:016x}", self.seq)
-    }
-
-    pub(super) fn apim_id(&self) -> String {
-        format!(
-            "00000000-0000-4000-8000-{:012x}",
-            self.seq & 0xffff_ffff_ffff
-        )
-    }
-
-    /// The id header for the surface.
-    pub(super) fn id_header(&self, surface: &Surface, reply: Reply) -> Reply {
-        if surface.is_azure() {
-            reply.header("apim-request-id", self.apim_id())
-        } else {
-            reply.header("x-request-id", self.request_id())
-        }
-    }
-
-    /// A counted error answer.
-    pub(super) fn reject(&self, surface: &Surface, status: u16, body: &Value) -> Outcome {
-        self.state.lock().stats.rejected += 1;
-        Outcome::Reply(self.id_header(surface, Reply::json(status, body)))
-    }
-
-    pub(super) fn file_url(&self, id: &str) -> String {
-        format!("{}/{}/files/{id}.png", self.shared.base_url, self.account)
     }
 }

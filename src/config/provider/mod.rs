@@ -98,6 +98,7 @@ fn ser_mode<S: serde::Serializer>(m: &Option<CompatibleMode>, s: S) -> Result<S:
 }
 
 mod build;
+mod credential;
 mod parse;
 mod raw;
 

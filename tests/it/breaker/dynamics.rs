@@ -147,34 +147,47 @@ async fn stalls_under_load_leave_both_healthy_providers_closed() {
         .provider(openai("a", sim.openai_base_url("a")))
         .provider(openai("b", sim.openai_base_url("b")))
         // Slow answers (5 s) must end as timeouts within the test; everything else is
-        // default. A timeout after sending fails over to the other provider, which is not
-        // stalling; 2 s leaves a healthy 2 ms answer room even on a heavily loaded 2-core
-        // machine (with 1 s, a compile running beside the test once timed out healthy calls).
-        .attempt_timeout(Duration::from_secs(2))
+        // default. A timeout after sending fails over to the other provider (it is not sent
+        // to the stalled one again), so stalls are spaced by more than this timeout: the
+        // other provider is never stalling when the failed-over request reaches it.
+        .attempt_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    let total = 2_000usize;
+    // At least this many requests, and at least three stalls each followed by a quiet time.
+    let min_total = 2_000usize;
     let stall_every = 480usize;
+    let quiet = Duration::from_millis(1_500);
     let started = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
 
-    // The stall injector: after every `stall_every` finished requests, one provider answers
-    // slowly for 50 ms.
+    // The stall injector: after every `stall_every` finished requests, and no sooner than
+    // `quiet` after the previous stall, one provider answers slowly for 50 ms (each in turn:
+    // a, then b, ...). After the third stall has had its quiet time, and once `min_total`
+    // requests are done, it stops the workers.
     let injector = {
         let sim = Arc::clone(&sim);
         let done = Arc::clone(&done);
+        let stop = Arc::clone(&stop);
         tokio::spawn(async move {
             let mut next = stall_every;
             let mut stalls = 0u32;
-            while next < total - stall_every / 2 && done.load(Ordering::SeqCst) < total {
-                if done.load(Ordering::SeqCst) >= next {
-                    // Each provider hiccups on its own schedule: a, then b, then a, ...
+            let mut last: Option<std::time::Instant> = None;
+            loop {
+                let settled = last.is_none_or(|t| t.elapsed() >= quiet);
+                let finished = done.load(Ordering::SeqCst);
+                if stalls >= 3 && settled && finished >= min_total {
+                    stop.store(true, Ordering::SeqCst);
+                    break;
+                }
+                if stalls < 3 && settled && finished >= next {
                     let acct = ["a", "b"][stalls as usize % 2];
                     sim.set_latency(acct, Duration::from_secs(5));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     sim.set_latency(acct, fast);
+                    last = Some(std::time::Instant::now());
                     stalls += 1;
-                    next += stall_every;
+                    next = finished + stall_every;
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
@@ -186,11 +199,13 @@ async fn stalls_under_load_leave_both_healthy_providers_closed() {
     for _ in 0..16 {
         let router = router.clone();
         let started = Arc::clone(&started);
+        let stop = Arc::clone(&stop);
         let done = Arc::clone(&done);
         workers.push(tokio::spawn(async move {
             // (served, attempts, timed-out attempts, circuit-open skips, errors)
             let mut tally = (0usize, 0usize, 0usize, 0usize, Vec::<String>::new());
-            while started.fetch_add(1, Ordering::SeqCst) < total {
+            while !stop.load(Ordering::SeqCst) {
+                started.fetch_add(1, Ordering::SeqCst);
                 let result = tokio::time::timeout(Duration::from_secs(30), router.generate(req()))
                     .await
                     .expect("bounded");
@@ -262,6 +277,8 @@ async fn stalls_under_load_leave_both_healthy_providers_closed() {
         "{summary}"
     );
     // And no breaker opened: every request served, none skipped a provider as open.
+    let total = started.load(Ordering::SeqCst);
+    assert!(total >= min_total, "{summary}");
     assert_eq!(served, total, "{summary}");
     assert_eq!(open_skips, 0, "{summary}");
     for p in &status.providers {

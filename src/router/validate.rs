@@ -17,10 +17,10 @@
 
 use std::time::Duration;
 
+use super::ProviderOptions;
 use crate::breaker::BreakerConfig;
 use crate::config_error::ConfigError;
 use crate::health::HealthConfig;
-use crate::router::ProviderOptions;
 use crate::score::ScoreWeights;
 
 /// Most attempts a request may be given: more only multiplies the bill of a request that
