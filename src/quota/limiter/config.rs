@@ -58,7 +58,7 @@ impl fmt::Display for BlockReason {
 #[non_exhaustive]
 pub enum Denied {
     /// The window is full; room appears after `retry_in`.
-    #[error("rate limiter full on {limit} (effective limit {limit_value}); room in {retry_in:?}")]
+    #[error("rate limiter full on {limit} (effective limit {limit_value}); room in {} ms", .retry_in.as_millis())]
     NoRoom {
         /// The limit that is full (the first that blocks).
         limit: LimitKind,
@@ -76,7 +76,7 @@ pub enum Denied {
         effective_tpm: u64,
     },
     /// Blocked by headers or a 429 until a moment.
-    #[error("blocked: {reason}; retry in {retry_in:?}")]
+    #[error("blocked: {reason}; retry in {} ms", .retry_in.as_millis())]
     Blocked {
         /// Why.
         reason: BlockReason,

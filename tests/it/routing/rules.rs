@@ -611,6 +611,10 @@ async fn default_strategy_fills_the_primarys_tier_before_overflowing() {
             }
             other => panic!("unexpected reason {other:?}"),
         }
+        // The wait is said once, in whole milliseconds.
+        let shown = skip.reason.to_string();
+        assert_eq!(shown.matches("room in").count(), 1, "{shown}");
+        assert!(shown.ends_with(" ms)"), "{shown}");
         assert_eq!(primary_h.calls(), rpm as usize);
         assert_eq!(fallback_h.calls(), 1);
     }
