@@ -279,6 +279,14 @@ impl ProviderError {
         }
     }
 
+    /// This error with any URL credentials in its message masked (`https://user:pw@host`
+    /// becomes `https://***@host`). The router applies it to every provider error, built-in
+    /// or the application's own, before the error is recorded or shown anywhere.
+    pub(crate) fn with_masked_urls(mut self) -> Self {
+        self.message = crate::redact::text(&self.message);
+        self
+    }
+
     /// Sets the HTTP status.
     #[must_use]
     pub fn with_status(mut self, status: u16) -> Self {

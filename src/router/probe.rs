@@ -74,7 +74,7 @@ async fn cheap_probe(slot: &Slot, model: &str, timeout: Duration) -> ProbeVerdic
             }
             ProbeVerdict::Healthy
         }
-        Ok(Err(e)) => ProbeVerdict::Failed(Box::new(e)),
+        Ok(Err(e)) => ProbeVerdict::Failed(Box::new(e.with_masked_urls())),
         Err(_) => ProbeVerdict::Failed(Box::new(ProviderError::new(
             slot.name(),
             ErrorKind::Timeout { sent: true },

@@ -458,7 +458,11 @@ async fn call(
             "the provider answered without any image",
         )
         .with_status(resp.status)),
-        Ok(r) => r,
+        Ok(Ok(resp)) => Ok(resp),
+        // Every provider's error, built-in or the application's own, passes here: a URL with
+        // credentials in its message (a proxy echoing its own address) is masked once, before
+        // the message reaches the trace, `Error`'s Display, `explain()`, `status()` or a log.
+        Ok(Err(e)) => Err(e.with_masked_urls()),
         Err(_) => Err(ProviderError::new(
             slot.name(),
             ErrorKind::Timeout { sent: true },

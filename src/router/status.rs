@@ -123,7 +123,7 @@ fn provider(
     let cooldown = match (breaker.state, breaker.reason) {
         (BreakerState::Open, Some(OpenReason::Denied(reason))) => Some(CooldownStatus {
             cause: super::policy::deny_outcome(reason),
-            message: crate::redact::text(&breaker.message.clone().unwrap_or_default()),
+            message: breaker.message.clone().unwrap_or_default(),
             remaining_ms: breaker
                 .retry_in
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -140,15 +140,10 @@ fn provider(
         headroom,
         spend: slot.store.spend(),
         cooldown,
-        last_error: slot.last_error().map(|(mut error, at)| {
-            // A provider's message can carry a URL with credentials (a proxy echoing its own
-            // address): status output is for dashboards and logs, so they are masked here.
-            error.message = crate::redact::text(&error.message);
-            LastError {
-                explanation: error.explain_with(&snap.catalog, slot.options.tier.as_deref()),
-                error,
-                at_unix: at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
-            }
+        last_error: slot.last_error().map(|(error, at)| LastError {
+            explanation: error.explain_with(&snap.catalog, slot.options.tier.as_deref()),
+            error,
+            at_unix: at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
         }),
     }
 }

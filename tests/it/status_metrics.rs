@@ -386,10 +386,19 @@ mod status_output {
             .retry_backoff(std::time::Duration::from_millis(1))
             .build()
             .unwrap();
-        assert!(router
+        let err = router
             .generate(GenerateRequest::new("a fox"))
             .await
-            .is_err());
+            .unwrap_err();
+        // Masked where every error passes (the router), so the returned error is clean too.
+        for shown in [
+            err.to_string(),
+            format!("{err:?}"),
+            err.explain().to_string(),
+        ] {
+            assert!(shown.contains("proxy.internal"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
         let status = serde_json::to_string(&router.status()).unwrap();
         assert!(status.contains("proxy.internal"), "{status}");
         assert!(!status.contains("hunter2"), "{status}");
