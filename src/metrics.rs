@@ -42,6 +42,12 @@ pub const POSSIBLY_BILLED_TOTAL: &str = "image_router_possibly_billed_total";
 /// `image_router_suspicious_usage_total` (recorded by the built-in providers).
 pub const SUSPICIOUS_USAGE_TOTAL: &str = "image_router_suspicious_usage_total";
 
+/// A provider reported usage beyond what the request could produce (rare: an error path, so
+/// the label is built per call).
+pub(crate) fn suspicious_usage(provider: &str) {
+    metrics::counter!(SUSPICIOUS_USAGE_TOTAL, "provider" => provider.to_string()).increment(1);
+}
+
 pub(crate) fn possibly_billed(provider: &str) {
     metrics::counter!(POSSIBLY_BILLED_TOTAL, "provider" => provider.to_string()).increment(1);
 }

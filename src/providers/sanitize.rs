@@ -199,11 +199,7 @@ pub(super) fn check_usage(resp: &mut ProviderResponse, limits: &Limits, provider
                 max_output_tokens = limits.output_tokens,
                 "reported usage exceeds what the request can produce; clamped"
             );
-            metrics::counter!(
-                "image_router_suspicious_usage_total",
-                "provider" => provider.to_string()
-            )
-            .increment(1);
+            crate::metrics::suspicious_usage(provider);
         }
     }
 }

@@ -126,7 +126,12 @@ pub fn rule(kind: &ErrorKind, settings: PolicySettings) -> Rule {
             false,
             false,
         ),
-        ErrorKind::AccessDenied { .. } | ErrorKind::Authentication => row(
+        // An account or configuration problem: the provider is unavailable to every request.
+        ErrorKind::AccessDenied { .. }
+        | ErrorKind::Authentication
+        | ErrorKind::NotFound {
+            what: NotFoundKind::Endpoint,
+        } => row(
             Decision::Failover,
             BreakerRule::Deny,
             None,
@@ -134,27 +139,19 @@ pub fn rule(kind: &ErrorKind, settings: PolicySettings) -> Rule {
             false,
             false,
         ),
-        ErrorKind::NotFound { what } => match what {
-            NotFoundKind::Model | NotFoundKind::Deployment => {
-                row(Decision::Failover, record(Neutral), None, true, true, false)
-            }
-            NotFoundKind::Endpoint => row(
-                Decision::Failover,
-                BreakerRule::Deny,
-                None,
-                true,
-                false,
-                false,
-            ),
-            NotFoundKind::UnsupportedParameter => row(
-                Decision::Failover,
-                record(Neutral),
-                None,
-                true,
-                false,
-                false,
-            ),
-        },
+        ErrorKind::NotFound {
+            what: NotFoundKind::Model | NotFoundKind::Deployment,
+        } => row(Decision::Failover, record(Neutral), None, true, true, false),
+        ErrorKind::NotFound {
+            what: NotFoundKind::UnsupportedParameter,
+        } => row(
+            Decision::Failover,
+            record(Neutral),
+            None,
+            true,
+            false,
+            false,
+        ),
         // A 5xx used the provider's capacity (the room stays used) and produced nothing.
         ErrorKind::Server => row(
             Decision::Retry,

@@ -425,13 +425,7 @@ fn skip_reason(denied: &Denied) -> SkipReason {
         other => SkipReason::NoHeadroom {
             retry_in: other.retry_in(),
             // The wait is the skip's own field, shown once by its Display.
-            message: match other {
-                Denied::NoRoom {
-                    limit, limit_value, ..
-                } => format!("rate limiter full on {limit} (effective limit {limit_value})"),
-                Denied::Blocked { reason, .. } => format!("blocked: {reason}"),
-                _ => other.to_string(),
-            },
+            message: other.reason(),
         },
     }
 }

@@ -108,6 +108,16 @@ impl Ctx<'_> {
     pub(super) fn file_url(&self, id: &str) -> String {
         format!("{}/{}/files/{id}.png", self.shared.base_url, self.account)
     }
+
+    /// The organization the account's 429 messages name (default `org-sim`).
+    pub(super) fn organization(&self) -> String {
+        self.state
+            .lock()
+            .config
+            .organization
+            .clone()
+            .unwrap_or_else(|| "org-sim".to_string())
+    }
 }
 
 /// Which API surface a request came in on.

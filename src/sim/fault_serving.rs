@@ -68,13 +68,7 @@ fn fault_subject(ctx: &Ctx<'_>, surface: &Surface) -> (String, String) {
             peek_model(&ctx.body).unwrap_or_else(|| Catalog::builtin().default_model().to_string())
         }
     };
-    let org = ctx
-        .state
-        .lock()
-        .config
-        .organization
-        .clone()
-        .unwrap_or_else(|| "org-sim".to_string());
+    let org = ctx.organization();
     (model, org)
 }
 

@@ -219,13 +219,7 @@ fn admit(
     let Err(rej) = admitted else {
         return Ok(window_headers);
     };
-    let org = ctx
-        .state
-        .lock()
-        .config
-        .organization
-        .clone()
-        .unwrap_or_else(|| "org-sim".to_string());
+    let org = ctx.organization();
     let mut reply = window_429(surface, op, model, &org, &rej);
     reply.headers.extend(window_headers);
     Err(Outcome::Reply(ctx.id_header(surface, reply)))

@@ -53,12 +53,11 @@ impl fmt::Display for BlockReason {
 }
 
 /// Why a request was not admitted.
-#[derive(Clone, Debug, PartialEq, Serialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Denied {
     /// The window is full; room appears after `retry_in`.
-    #[error("rate limiter full on {limit} (effective limit {limit_value}); room in {} ms", .retry_in.as_millis())]
     NoRoom {
         /// The limit that is full (the first that blocks).
         limit: LimitKind,
@@ -68,7 +67,6 @@ pub enum Denied {
         retry_in: Duration,
     },
     /// The estimate is larger than the effective TPM: it can never be admitted.
-    #[error("request of {tokens} estimated tokens can never fit: the effective limit is {effective_tpm} tokens per minute")]
     NeverFits {
         /// The request's estimate.
         tokens: u64,
@@ -76,7 +74,6 @@ pub enum Denied {
         effective_tpm: u64,
     },
     /// Blocked by headers or a 429 until a moment.
-    #[error("blocked: {reason}; retry in {} ms", .retry_in.as_millis())]
     Blocked {
         /// Why.
         reason: BlockReason,
@@ -86,7 +83,6 @@ pub enum Denied {
         retry_in: Duration,
     },
     /// The provider's tier gives no access: never send it anything.
-    #[error("no access: {0}")]
     NoAccess(Box<NoAccess>),
 }
 
@@ -103,7 +99,41 @@ impl Denied {
     pub fn is_permanent(&self) -> bool {
         self.retry_in().is_none()
     }
+
+    /// Why, without the wait: what a skip shows beside its own `retry_in` (Display adds the
+    /// wait in milliseconds).
+    pub fn reason(&self) -> String {
+        match self {
+            Denied::NoRoom {
+                limit, limit_value, ..
+            } => format!("rate limiter full on {limit} (effective limit {limit_value})"),
+            Denied::NeverFits {
+                tokens,
+                effective_tpm,
+            } => format!(
+                "request of {tokens} estimated tokens can never fit: the effective limit is \
+                 {effective_tpm} tokens per minute"
+            ),
+            Denied::Blocked { reason, .. } => format!("blocked: {reason}"),
+            Denied::NoAccess(na) => format!("no access: {na}"),
+        }
+    }
 }
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason())?;
+        match self {
+            Denied::NoRoom { retry_in, .. } => write!(f, "; room in {} ms", retry_in.as_millis()),
+            Denied::Blocked { retry_in, .. } => {
+                write!(f, "; retry in {} ms", retry_in.as_millis())
+            }
+            Denied::NeverFits { .. } | Denied::NoAccess(_) => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Denied {}
 
 /// Tuning of a [`RateLimiter`](super::RateLimiter).
 #[derive(Clone, Debug, PartialEq)]
