@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::config_error::ConfigError;
 
 pub use model::{ModelSpec, Price};
-pub use tier::{KindDefaults, Tier};
+pub use tier::{KindDefaults, ModelTierLimits, Tier};
 
 use build::build;
 use parse::{locate_in_source, parse_source};
@@ -145,6 +145,14 @@ impl Catalog {
         let mut v: Vec<&Tier> = self.tiers.values().collect();
         v.sort_by(|a, b| (a.rpm, a.tpm, &a.name).cmp(&(b.rpm, b.tpm, &b.name)));
         v
+    }
+
+    /// The published limits of `model` at usage tier `tier`, when the catalog has figures for
+    /// that pair (`None`: use the tier's own figures, [`Catalog::tier`]).
+    pub fn model_limits(&self, tier: &str, model: &str) -> Option<ModelTierLimits> {
+        // Filled from the per-model tier tables of `providers/openai.toml` (issue 11).
+        let _ = (tier, model);
+        None
     }
 
     /// Provider-kind defaults.

@@ -31,6 +31,26 @@ impl Tier {
     }
 }
 
+/// One model's published rate limits at one usage tier (`None`: the dimension is not limited
+/// or not published). Looked up with [`Catalog::model_limits`](super::Catalog::model_limits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ModelTierLimits {
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
+    /// Images per minute (a request weighs its `n`).
+    pub ipm: Option<u32>,
+}
+
+impl ModelTierLimits {
+    /// Limits with these figures.
+    pub fn new(rpm: Option<u32>, tpm: Option<u64>, ipm: Option<u32>) -> Self {
+        Self { rpm, tpm, ipm }
+    }
+}
+
 /// Defaults per provider kind.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
