@@ -37,6 +37,8 @@ pub struct Limits {
     pub rpm: Option<u32>,
     /// Tokens per minute (`None`: unlimited).
     pub tpm: Option<u64>,
+    /// Images per minute (`None`: unlimited); a request weighs its `n`.
+    pub ipm: Option<u32>,
     /// Set when the configured tier gives no access at all: every request is refused.
     pub no_access: Option<NoAccess>,
 }
@@ -100,6 +102,7 @@ impl Limits {
     pub const UNLIMITED: Limits = Limits {
         rpm: None,
         tpm: None,
+        ipm: None,
         no_access: None,
     };
 
@@ -140,6 +143,7 @@ impl Limits {
             return Ok(Limits {
                 rpm: None,
                 tpm: None,
+                ipm: None,
                 no_access: Some(NoAccess {
                     tier: t.name.clone(),
                     reason: t.requirement.clone(),
@@ -150,6 +154,7 @@ impl Limits {
         Ok(Limits {
             rpm: Some(t.rpm),
             tpm: Some(t.tpm),
+            ipm: None,
             no_access: None,
         })
     }
@@ -196,6 +201,57 @@ impl Limits {
         Ok(self)
     }
 
+    /// Resolves the limits of one `model` on a provider: the catalog's published figures for
+    /// that model at `tier` ([`Catalog::model_limits`]) when it has them, else the tier's own
+    /// figures ([`Limits::resolve`]); explicit `rpm` / `tpm` / `ipm` override either. Zero or
+    /// negative explicit numbers are [`ConfigError`]s naming the field.
+    pub fn resolve_for_model(
+        catalog: &Catalog,
+        tier: Option<&str>,
+        model: &str,
+        rpm: Option<i64>,
+        tpm: Option<i64>,
+        ipm: Option<i64>,
+    ) -> Result<Limits, ConfigError> {
+        let mut l = Limits::resolve(catalog, tier, None, None)?;
+        if let (Some(t), None) = (tier, &l.no_access) {
+            if let Some(m) = catalog.model_limits(t, model) {
+                l.rpm = m.rpm;
+                l.tpm = m.tpm;
+                l.ipm = m.ipm;
+            }
+        }
+        if let Some(r) = rpm {
+            l = l.with_rpm(r)?;
+        }
+        if let Some(t) = tpm {
+            l = l.with_tpm(t)?;
+        }
+        if let Some(i) = ipm {
+            l = l.with_ipm(i)?;
+        }
+        if rpm.is_some() && tpm.is_some() {
+            l.no_access = None;
+        }
+        Ok(l)
+    }
+
+    /// These limits with an explicit images-per-minute limit (must be ≥ 1).
+    pub fn with_ipm(mut self, ipm: i64) -> Result<Limits, ConfigError> {
+        if ipm <= 0 {
+            return Err(ConfigError::new(
+                "ipm",
+                format!(
+                    "must be at least 1 image per minute, got {ipm} (leave it unset for no limit)"
+                ),
+            ));
+        }
+        let i = u32::try_from(ipm)
+            .map_err(|_| ConfigError::new("ipm", format!("{ipm} is out of range")))?;
+        self.ipm = Some(i);
+        Ok(self)
+    }
+
     /// These limits with an explicit tokens-per-minute limit (must be ≥ 1).
     pub fn with_tpm(mut self, tpm: i64) -> Result<Limits, ConfigError> {
         if tpm <= 0 {
@@ -210,9 +266,9 @@ impl Limits {
         Ok(self)
     }
 
-    /// Whether both limits are unset and access is not denied.
+    /// Whether every limit is unset and access is not denied.
     pub fn is_unlimited(&self) -> bool {
-        self.rpm.is_none() && self.tpm.is_none() && self.no_access.is_none()
+        self.rpm.is_none() && self.tpm.is_none() && self.ipm.is_none() && self.no_access.is_none()
     }
 }
 
