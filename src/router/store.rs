@@ -188,10 +188,7 @@ impl LimitSettings {
             .margin(self.margin())
             .shared(self.shared);
         // Validated by building a limiter on a throw-away clock: the one place the rules are.
-        RateLimiter::with_config(
-            config.clone(),
-            Arc::new(crate::clock::ManualClock::new()),
-        )?;
+        RateLimiter::with_config(config.clone(), Arc::new(crate::clock::ManualClock::new()))?;
         Ok(config)
     }
 }
@@ -535,7 +532,9 @@ impl StateStore for InProcessStore {
         let mut windows = self.windows.write();
         // Every window's new settings first, then apply them all: an error changes nothing.
         let mut new = Vec::with_capacity(windows.by_model.len());
-        config.limits.limiter_config(config.limits.catalog.default_model())?;
+        config
+            .limits
+            .limiter_config(config.limits.catalog.default_model())?;
         for (model, limiter) in &windows.by_model {
             new.push((limiter.clone(), config.limits.limiter_config(model)?));
         }

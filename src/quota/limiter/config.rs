@@ -103,9 +103,7 @@ impl Denied {
     pub fn retry_in(&self) -> Option<Duration> {
         match self {
             Denied::NoRoom { retry_in, .. } | Denied::Blocked { retry_in, .. } => Some(*retry_in),
-            Denied::NeverFits { .. } | Denied::NeverFitsImages { .. } | Denied::NoAccess(_) => {
-                None
-            }
+            Denied::NeverFits { .. } | Denied::NeverFitsImages { .. } | Denied::NoAccess(_) => None,
         }
     }
 

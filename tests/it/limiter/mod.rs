@@ -2,6 +2,8 @@
 //! headers and the simulator's window; admitting one request too many costs a 429.
 
 mod basics;
+mod full_limit;
+mod images;
 mod live_headers;
 mod props;
 mod rpm_tpm;
