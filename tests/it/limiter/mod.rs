@@ -5,6 +5,7 @@ mod basics;
 mod full_limit;
 mod images;
 mod live_headers;
+mod per_model;
 mod props;
 mod rpm_tpm;
 mod sim_window;
