@@ -516,10 +516,10 @@ impl StateStore for InProcessStore {
     }
 
     fn rate_limit_check(&self, demand: Demand<'_>) -> Result<(), Denied> {
-        match self.windows.read().by_model.get(demand.model) {
-            Some(l) => l.check(demand.images, demand.tokens),
-            // No window yet: nothing was admitted for the model, so only the limits decide.
-            None => Ok(()),
+        match self.window(demand.model) {
+            Ok(l) => l.check(demand.images, demand.tokens),
+            // No window can be made (every one busy): nothing to explain with.
+            Err(_) => Ok(()),
         }
     }
 

@@ -43,7 +43,11 @@
 //!
 //! The effective limit is `max(1, floor(limit × margin × factor))` where
 //! - `limit` is the configured limit, lowered to a server-reported `x-ratelimit-limit-*` when
-//!   that is lower (requests and tokens; no provider reports images);
+//!   that is lower (requests and tokens). Images are not read from headers: the documented
+//!   headers (api-facts, openai-python) cover requests and tokens only. Unsure: a contract
+//!   change proposed in openai/openai-java (PR #1039, 2026-09, not merged) lists
+//!   `x-ratelimit-{limit,remaining,reset}-images` on image 429s; once confirmed, they belong in
+//!   [`RateLimitHeaders`] and would be held like the others;
 //! - `margin` is the safety margin, **1 by default** (below);
 //! - `factor` is the 429 back-off: a real 429 ([`RateLimiter::on_rate_limited`]) multiplies it
 //!   by 0.5 (floor 0.1), and it recovers linearly by +0.1 per minute back to 1.
