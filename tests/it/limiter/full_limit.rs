@@ -245,3 +245,77 @@ async fn a_hidden_client_on_the_same_key_leaves_the_router_what_is_left() {
     assert_eq!(stats.succeeded, 10 + 20 + 30);
     sim.shutdown().await;
 }
+
+/// The worst case for a router that measures others by its answers: the other client takes
+/// the last room *between* two of the router's requests, so the router's next request meets a
+/// full window it could not see. Each such 429 needs a request of the other client that no
+/// answer showed yet, so there are at most as many as the other client's requests that came
+/// in between; after each the router backs off (and blocks for `retry-after`), and once the
+/// other client stops the back-off recovers and the whole limit is used again.
+#[tokio::test]
+async fn a_hidden_client_that_sneaks_in_between_costs_at_most_one_429_each() {
+    let (sim, clock, shared_clock) = sim_at(6).await;
+    let router = Router::builder()
+        .provider_with(
+            openai(sim.openai_base_url("openai")),
+            ProviderOptions::new().rpm(6).tpm(250_000),
+        )
+        .clock(shared_clock)
+        .max_wait(Duration::ZERO)
+        .build()
+        .unwrap();
+    let url = format!("{}/images/generations", sim.openai_base_url("openai"));
+    let mut router_per_minute = [0u32; 10];
+    let mut router_429s = 0u32;
+    let mut sneaked = 0u32;
+    for second in 0..600usize {
+        let minute = second / 60;
+        // Minutes 0 to 2: once the router has 4 of this minute, the other client sends 2.
+        let mut hidden_due = second % 60 == 0 && minute < 3;
+        loop {
+            if hidden_due && router_per_minute[minute] == 4 {
+                hidden_due = false;
+                for _ in 0..2 {
+                    if hidden_request(&url).await == 200 {
+                        sneaked += 1;
+                    }
+                }
+            }
+            match router.generate(req(1)).await {
+                Ok(_) => router_per_minute[minute] += 1,
+                Err(e) => {
+                    router_429s += e
+                        .attempts()
+                        .iter()
+                        .filter(|a| a.error.as_ref().is_some_and(|x| x.status == Some(429)))
+                        .count() as u32;
+                    assert!(
+                        e.attempts()
+                            .iter()
+                            .all(|a| a.error.as_ref().is_some_and(|x| x.status == Some(429))),
+                        "only 429s may fail: {e}"
+                    );
+                    break;
+                }
+            }
+        }
+        clock.advance(Duration::from_secs(1));
+    }
+    assert!(sneaked > 0, "the other client got in");
+    assert!(
+        router_429s >= 1,
+        "the scenario does make the router meet a full window"
+    );
+    assert!(
+        router_429s <= sneaked,
+        "{router_429s} router 429s for {sneaked} requests of the other client"
+    );
+    // Once the other client stopped and the back-off recovered: the whole limit.
+    assert_eq!(&router_per_minute[8..], &[6, 6], "{router_per_minute:?}");
+    let stats = sim.stats("openai");
+    assert_eq!(
+        stats.succeeded,
+        u64::from(router_per_minute.iter().sum::<u32>() + sneaked)
+    );
+    sim.shutdown().await;
+}
