@@ -140,7 +140,15 @@ impl View {
             "tier": p.tier,
             "rpm": p.rpm.or(tier.map(|t| t.rpm)),
             "tpm": p.tpm.or(tier.map(|t| t.tpm)),
-            "safety_margin": p.safety_margin.unwrap_or(0.9),
+            "ipm": p.ipm,
+            "shared": p.shared.unwrap_or(false),
+            // The default is the whole limit; a shared key keeps 0.9 while the provider sends
+            // no remaining-* figures (see `quota::limiter`).
+            "safety_margin": p.safety_margin.unwrap_or(if p.shared == Some(true) {
+                image_router::quota::limiter::SHARED_KEY_MARGIN
+            } else {
+                1.0
+            }),
             "weight": p.weight.unwrap_or(1.0),
             "key_env": key_var.map(redact::env_var_name),
             "key_set": key_set,

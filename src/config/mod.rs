@@ -81,8 +81,10 @@
 //! Budgets (router-wide or per provider) are a list of `{ usd, per }` with `per` = `"day"`,
 //! `"month"` or a duration: `budgets = [{ usd = 5.0, per = "day" }, { usd = 100, per = "month" }]`.
 //!
-//! `[[provider]]`: `name`, `kind`, `api_key_env`, `tier`, `rpm`, `tpm`, `safety_margin`,
-//! `weight`, `budgets`, `models` (only serve these models), `allow_unknown_models` (serve models the
+//! `[[provider]]`: `name`, `kind`, `api_key_env`, `tier`, `rpm`, `tpm`, `ipm` (images per
+//! minute; `rpm` / `tpm` / `ipm` apply to each model's window), `safety_margin` (default 1:
+//! the whole limit), `shared` (the key has other clients: the margin, default 0.9, applies
+//! while the provider sends no `x-ratelimit-remaining-*` figures), `weight`, `budgets`, `models` (only serve these models), `allow_unknown_models` (serve models the
 //! catalog does not know), `max_response_bytes` (the largest answer body read; by default
 //! derived from each request), `max_retry_hint` (a duration: the longest `retry-after` or reset
 //! believed, default 10 minutes), `allow_download_hosts` (private or loopback hosts image

@@ -48,7 +48,7 @@ const HEALTH_KEYS: [(&str, &str); 6] = [
     ("idle_decay", "\"off\""),
     ("default_latency", "\"2s\""),
 ];
-const PROVIDER_KEYS: [(&str, &str); 25] = [
+const PROVIDER_KEYS: [(&str, &str); 27] = [
     ("name", "\"p\""),
     ("kind", "\"openai\""),
     ("base_url", "\"https://api.openai.com/v1\""),
@@ -64,6 +64,8 @@ const PROVIDER_KEYS: [(&str, &str); 25] = [
     ("rpm", "15"),
     ("tpm", "500000"),
     ("safety_margin", "0.9"),
+    ("ipm", "5"),
+    ("shared", "true"),
     ("weight", "1.0"),
     ("budgets", "[{ usd = 20.0, per = \"day\" }]"),
     ("reserved_for", "[\"interactive\"]"),

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use super::policy::TimeoutPolicy;
 use super::slot::{ProviderOptions, Slot};
 use super::snapshot::{Settings, Snapshot};
-use super::store::{InProcessStore, StoreConfig};
+use super::store::{InProcessStore, LimitSettings, StoreConfig};
 use super::{Router, RouterInner};
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::catalog::Catalog;
@@ -22,8 +22,6 @@ use crate::health::{Health, HealthConfig};
 use crate::provider::Provider;
 use crate::quota::budget::{Budget, BudgetLedger, WallClock};
 use crate::quota::cost::CostEstimator;
-use crate::quota::limiter::{LimiterConfig, RateLimiter};
-use crate::quota::limits::Limits;
 use crate::score::{DefaultScorer, Scorer};
 use crate::strategy::Strategy;
 
@@ -419,21 +417,21 @@ impl RouterBuilder {
         for (i, (p, o)) in self.providers.into_iter().enumerate() {
             let scope = format!("providers[{i}]");
             o.validate().map_err(|e| e.scoped(&scope))?;
-            let limits = Limits::resolve(
-                &catalog,
-                o.tier.as_deref(),
-                o.rpm.map(i64::from),
-                o.tpm.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
-            )
-            .map_err(|e| e.scoped(&scope))?;
-            let mut config = LimiterConfig::new(limits.clone());
-            if let Some(m) = o.safety_margin {
-                config = config.margin(m);
-            }
-            let margin = config.margin;
-            // Checked for every provider, also those that stay.
-            let limiter =
-                RateLimiter::with_config(config, clock.clone()).map_err(|e| e.scoped(&scope))?;
+            // Each model's window takes its limits from these (see `store::LimitSettings`).
+            let limits = LimitSettings {
+                catalog: Arc::clone(&catalog),
+                tier: o.tier.clone(),
+                rpm: o.rpm,
+                tpm: o.tpm,
+                ipm: o.ipm,
+                margin: o.safety_margin,
+                shared: o.shared,
+            };
+            // Checked for every provider, also those that stay (the tier against the
+            // catalog, the numbers, the margin).
+            limits
+                .limiter_config(catalog.default_model())
+                .map_err(|e| e.scoped(&scope))?;
             let ledger = BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
                 .map_err(|e| e.scoped(&scope))?;
             let old =
@@ -441,7 +439,6 @@ impl RouterBuilder {
             if let Some(old) = old {
                 let store = StoreConfig {
                     limits,
-                    margin,
                     budgets: o.budgets.clone(),
                     breaker: breaker_config.clone(),
                 };
@@ -455,7 +452,14 @@ impl RouterBuilder {
             breaker.set_listener(Arc::new(move |t| {
                 crate::metrics::breaker_transition(&name, t.from.as_str(), t.to.as_str())
             }));
-            let store = InProcessStore::new(limiter, ledger, router_budget.clone(), breaker);
+            let store = InProcessStore::new(
+                limits,
+                clock.clone(),
+                ledger,
+                router_budget.clone(),
+                breaker,
+            )
+            .map_err(|e| e.scoped(&scope))?;
             providers.push(Some(Slot::new(p, o, Arc::new(store), health)));
         }
         let mut costs = CostEstimator::new();

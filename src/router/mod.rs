@@ -42,7 +42,7 @@ pub use builder::{
 pub use slot::ProviderOptions;
 use slot::Slot;
 use snapshot::Snapshot;
-pub use status::{CooldownStatus, LastError, ProviderStatus, RouterStatus};
+pub use status::{CooldownStatus, LastError, ModelWindow, ProviderStatus, RouterStatus};
 
 use crate::clock::SharedClock;
 use crate::error::Error;
@@ -194,12 +194,27 @@ impl Router {
             .collect()
     }
 
-    /// Rate-limit headroom of each provider, in priority order.
+    /// Rate-limit headroom of each provider for the router's default model (each model has
+    /// its own window: see [`Router::headroom_for`]), in priority order.
     pub fn headroom(&self) -> Vec<(String, Headroom)> {
+        let snap = self.inner.snapshot.load();
+        let model = snap
+            .settings
+            .default_model
+            .clone()
+            .unwrap_or_else(|| snap.catalog.default_model().to_string());
+        snap.providers
+            .iter()
+            .map(|s| (s.name().to_string(), s.store.headroom(&model)))
+            .collect()
+    }
+
+    /// Rate-limit headroom of each provider's window for `model`, in priority order.
+    pub fn headroom_for(&self, model: &str) -> Vec<(String, Headroom)> {
         let snap = self.inner.snapshot.load();
         snap.providers
             .iter()
-            .map(|s| (s.name().to_string(), s.store.headroom()))
+            .map(|s| (s.name().to_string(), s.store.headroom(model)))
             .collect()
     }
 
@@ -281,11 +296,11 @@ fn breaker_level(state: crate::breaker::BreakerState) -> f64 {
     }
 }
 
-fn publish_gauges(snap: &Snapshot, slot: &Slot) {
+fn publish_gauges(snap: &Snapshot, slot: &Slot, model: &str) {
     m::provider_gauges(
         &slot.metric_keys,
         breaker_level(slot.store.breaker().state()),
-        slot.store.headroom().fraction,
+        slot.store.headroom(model).fraction,
         slot.store.spent_usd(),
     );
     m::router_spend(snap.budget.lifetime_spent_usd());

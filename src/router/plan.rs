@@ -108,7 +108,7 @@ pub(crate) fn plan(
         let breaker = slot.store.breaker();
         admitted.push((
             i,
-            slot.store.headroom().fraction,
+            slot.store.headroom(model).fraction,
             breaker.is_blocking(),
             breaker.state() == BreakerState::HalfOpen,
         ));

@@ -43,7 +43,7 @@ pub(crate) async fn breaker_pass(
             slot.apply_breaker_rule(pass, rule.breaker, &err, snap.settings.cooldown)
                 .await;
             slot.set_last_error(&err);
-            super::publish_gauges(snap, slot);
+            super::publish_gauges(snap, slot, model);
             Err(format!("probe after the cool-down failed: {}", err.message))
         }
     }
@@ -69,7 +69,7 @@ async fn cheap_probe(slot: &Slot, model: &str, timeout: Duration) -> ProbeVerdic
     {
         Ok(Ok(report)) if !report.probed => ProbeVerdict::Unsupported,
         Ok(Ok(report)) => {
-            if let Err(e) = slot.store.observe(&report.rate_limits).await {
+            if let Err(e) = slot.store.observe(model, &report.rate_limits).await {
                 tracing::warn!(provider = slot.name(), error = %e, "probe headers not stored");
             }
             ProbeVerdict::Healthy

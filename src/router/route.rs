@@ -15,6 +15,7 @@ use super::plan::{plan, resolve_model, Plan};
 use super::policy::{self, Decision, Rule};
 use super::slot::{SettleArgs, Slot};
 use super::snapshot::{Settings, Snapshot};
+use super::store::Demand;
 use crate::clock::SharedClock;
 use crate::error::{Attempt, Skip, SkipReason};
 use crate::error::{Error, ErrorKind, ProviderError};
@@ -46,6 +47,9 @@ pub(crate) async fn route(
     let estimate = tokens::estimate(&req, spec, snap.catalog.default_output_tokens_per_image());
     let est_tokens = estimate.total();
     let est_cost = snap.costs.estimate(&model, spec, &req, &estimate);
+    // What the request weighs in its model's rate-limit window: one request, `n` images, the
+    // estimated tokens.
+    let demand = Demand::new(&model, u32::from(req.n()), est_tokens);
 
     // Plan: filter and rank.
     let plan = plan(snap, &req, &model, class, clock.now());
@@ -56,7 +60,7 @@ pub(crate) async fn route(
         let slot = &snap.providers[idx];
         // Admit: rate-limit room and budget in one step; the guard gives them back if the
         // request is never sent.
-        let mut admitted = match slot.admit(est_tokens, est_cost.clone()).await {
+        let mut admitted = match slot.admit(demand, est_cost.clone()).await {
             Ok(a) => a,
             Err(refusal) => {
                 run.refused(slot, idx, refusal);
@@ -104,7 +108,7 @@ pub(crate) async fn route(
             best_latency: &|| super::plan::latency_floor(snap.providers.iter()),
         };
         slot.settle(admitted, pass, in_flight, &result, args).await;
-        super::publish_gauges(snap, slot);
+        super::publish_gauges(snap, slot, &model);
 
         // Decide.
         let attempt = Attempted {
@@ -116,7 +120,8 @@ pub(crate) async fn route(
         match result {
             Ok(resp) => {
                 let cost_usd = cost.map(|c| c.usd);
-                return Ok(run.served(snap, slot, resp, model, cost_usd, attempt, est_tokens));
+                let (images, tokens) = (demand.images, demand.tokens);
+                return Ok(run.served(snap, slot, resp, model, cost_usd, attempt, images, tokens));
             }
             Err(err) => {
                 // `rule` is `Some` for every error (computed above from the same result).
@@ -326,6 +331,7 @@ impl<'s> Run<'s> {
         model: String,
         cost_usd: Option<f64>,
         a: Attempted,
+        images: u32,
         est_tokens: u64,
     ) -> ImageResponse {
         // Ranked last for lack of room and not reached: the response still says why.
@@ -344,7 +350,10 @@ impl<'s> Run<'s> {
                 continue;
             }
             // Room that came back meanwhile was simply not needed.
-            if let Err(denied) = other.store.rate_limit_check(est_tokens) {
+            if let Err(denied) = other
+                .store
+                .rate_limit_check(Demand::new(&model, images, est_tokens))
+            {
                 self.skip(other, skip_reason(&denied));
             }
         }

@@ -18,7 +18,9 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 
 use super::policy::{BreakerRule, Decision, Rule};
-use super::store::{Admission, BudgetSettlement, Refusal, Settlement, StateStore, StoreConfig};
+use super::store::{
+    Admission, BudgetSettlement, Demand, Refusal, Settlement, StateStore, StoreConfig,
+};
 use crate::breaker::{BreakerEffect, BreakerPass, BreakerState};
 use crate::config_error::ConfigError;
 use crate::error::ProviderError;
@@ -31,9 +33,12 @@ use crate::response::ProviderResponse;
 
 /// Per-provider routing settings: usage tier, explicit limits, safety margin and weight.
 ///
-/// `tier` takes RPM / TPM from the catalog's tier table (`providers/openai.toml`); explicit
-/// `rpm` / `tpm` override it (Azure deployments give their own, since their quota is per
-/// deployment).
+/// `tier` takes each model's limits from the catalog (`providers/openai.toml`: the model's
+/// published figures for the tier, else the tier's own); explicit `rpm` / `tpm` / `ipm`
+/// override them and apply to each model the provider serves (one window per model; Azure
+/// deployments give their own, since their quota is per deployment). By default the router
+/// uses the whole limit; a key `shared` with other clients keeps a margin while the provider
+/// sends no `x-ratelimit-remaining-*` figures (see [`crate::quota::limiter`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct ProviderOptions {
@@ -43,8 +48,12 @@ pub struct ProviderOptions {
     pub rpm: Option<u32>,
     /// Tokens per minute.
     pub tpm: Option<u64>,
-    /// Fraction of the limits to use (default 0.9).
+    /// Images per minute (a request weighs its `n`).
+    pub ipm: Option<u32>,
+    /// Fraction of the limits to use (default 1; 0.9 for a shared key without headers).
     pub safety_margin: Option<f64>,
+    /// The key is shared with other clients (default `false`).
+    pub shared: bool,
     /// Relative weight for scoring and weighted routing (default 1.0).
     pub weight: Option<f64>,
     /// Spend budgets of this provider (each request reserves its estimated cost first).
@@ -74,6 +83,19 @@ impl ProviderOptions {
     #[must_use]
     pub fn tpm(mut self, tpm: u64) -> Self {
         self.tpm = Some(tpm);
+        self
+    }
+    /// Sets images per minute.
+    #[must_use]
+    pub fn ipm(mut self, ipm: u32) -> Self {
+        self.ipm = Some(ipm);
+        self
+    }
+    /// Declares the key shared with other clients: when the provider sends no
+    /// `x-ratelimit-remaining-*` figures, the safety margin (default 0.9) applies.
+    #[must_use]
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
         self
     }
     /// Sets the safety margin (0 < margin ≤ 1).
@@ -119,7 +141,7 @@ pub(crate) struct Slot {
 pub(crate) struct SettleArgs<'a> {
     /// The policy row of the error (`None` on success).
     pub rule: Option<Rule>,
-    /// The model, for a per-model cool-down.
+    /// The model, for a per-model cool-down and its rate-limit window.
     pub model: &'a str,
     /// The actual cost of a success, USD.
     pub cost_usd: Option<f64>,
@@ -192,13 +214,14 @@ impl Slot {
         })
     }
 
-    /// Admits a request: rate-limit room and budget, atomically on the store.
+    /// Admits a request: rate-limit room in its model's window and budget, atomically on
+    /// the store.
     pub async fn admit(
         &self,
-        tokens: u64,
+        demand: Demand<'_>,
         cost: Result<Cost, PriceUnknown>,
     ) -> Result<Admitted<'_>, Refusal> {
-        let admission = self.store.admit(tokens, cost).await?;
+        let admission = self.store.admit(demand, cost).await?;
         Ok(Admitted {
             store: self.store.as_ref(),
             admission: Some(admission),
@@ -230,6 +253,7 @@ impl Slot {
                     refund_rate_limit: false,
                     usage: resp.usage.as_ref(),
                     budget: BudgetSettlement::Commit(args.cost_usd.unwrap_or(0.0)),
+                    model: args.model,
                     headers: Some(&resp.rate_limits),
                     rate_limited: None,
                 };
@@ -256,6 +280,7 @@ impl Slot {
                     } else {
                         BudgetSettlement::Release
                     },
+                    model: args.model,
                     headers: if rule.read_headers {
                         err.rate_limits.as_deref()
                     } else {
@@ -366,9 +391,7 @@ mod tests {
     use crate::clock::{ManualClock, SharedClock};
     use crate::quota::budget::{BudgetLedger, BudgetPeriod, WallClock};
     use crate::quota::cost::{Cost, CostBasis};
-    use crate::quota::limiter::RateLimiter;
-    use crate::quota::limits::Limits;
-    use crate::router::store::InProcessStore;
+    use crate::router::store::{InProcessStore, LimitSettings};
 
     fn store() -> (InProcessStore, BudgetLedger) {
         let clock: SharedClock = Arc::new(ManualClock::new());
@@ -376,17 +399,17 @@ mod tests {
         let day = Budget::new(1.0, BudgetPeriod::Day).unwrap();
         let ledger = BudgetLedger::new("p", vec![day], wall.clone()).unwrap();
         let router = BudgetLedger::new("router", vec![], wall).unwrap();
-        let limits = Limits {
-            rpm: Some(10),
-            ..Limits::default()
-        };
-        let limiter = RateLimiter::new(limits, clock.clone()).unwrap();
-        let breaker = CircuitBreaker::new(BreakerConfig::default(), clock);
+        // 10 RPM at a 0.9 margin: 9 requests a minute (the numbers below count on it).
+        let mut limits = LimitSettings::new(None, Some(10), None);
+        limits.margin = Some(0.9);
+        let breaker = CircuitBreaker::new(BreakerConfig::default(), clock.clone());
         (
-            InProcessStore::new(limiter, ledger.clone(), router, breaker),
+            InProcessStore::new(limits, clock, ledger.clone(), router, breaker).unwrap(),
             ledger,
         )
     }
+
+    const MODEL: &str = "gpt-image-1";
 
     fn cost(usd: f64) -> Result<Cost, PriceUnknown> {
         Ok(Cost {
@@ -396,7 +419,8 @@ mod tests {
     }
 
     async fn admitted(store: &InProcessStore) -> Admitted<'_> {
-        let admission = store.admit(100, cost(0.25)).await.unwrap();
+        let demand = Demand::new(MODEL, 1, 100);
+        let admission = store.admit(demand, cost(0.25)).await.unwrap();
         Admitted {
             store,
             admission: Some(admission),
@@ -408,10 +432,10 @@ mod tests {
     async fn a_guard_dropped_before_sending_gives_everything_back() {
         let (store, ledger) = store();
         let guard = admitted(&store).await;
-        assert_eq!(store.headroom().requests, Some(8));
+        assert_eq!(store.headroom(MODEL).requests, Some(8));
         assert!((ledger.snapshot().reserved_usd - 0.25).abs() < 1e-9);
         drop(guard);
-        assert_eq!(store.headroom().requests, Some(9));
+        assert_eq!(store.headroom(MODEL).requests, Some(9));
         let snap = ledger.snapshot();
         assert_eq!(snap.reserved_usd, 0.0);
         assert_eq!(snap.budgets[0].held_usd, 0.0);
@@ -423,7 +447,7 @@ mod tests {
         let mut guard = admitted(&store).await;
         guard.mark_sent();
         drop(guard);
-        assert_eq!(store.headroom().requests, Some(8));
+        assert_eq!(store.headroom(MODEL).requests, Some(8));
         let snap = ledger.snapshot();
         assert_eq!(snap.reserved_usd, 0.0);
         assert!((snap.budgets[0].held_usd - 0.25).abs() < 1e-9);

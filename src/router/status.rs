@@ -48,8 +48,10 @@ pub struct ProviderStatus {
     pub health: HealthSnapshot,
     /// The score and each of its components now.
     pub score: ScoreBreakdown,
-    /// Rate-limit headroom and effective limits.
+    /// Rate-limit headroom and effective limits of the window of the router's default model.
     pub headroom: Headroom,
+    /// Every rate-limit window in use (one per model the provider was asked for), by model.
+    pub windows: Vec<ModelWindow>,
     /// Spend totals and budgets.
     pub spend: LedgerSnapshot,
     /// A provider-wide denial in force (access denied, authentication, a missing endpoint):
@@ -57,6 +59,16 @@ pub struct ProviderStatus {
     pub cooldown: Option<CooldownStatus>,
     /// The latest failure.
     pub last_error: Option<LastError>,
+}
+
+/// One model's rate-limit window of a provider.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ModelWindow {
+    /// The model.
+    pub model: String,
+    /// Its headroom and effective limits.
+    pub headroom: Headroom,
 }
 
 /// A cool-down in force.
@@ -116,7 +128,18 @@ fn provider(
     priority: usize,
     floor: Option<Duration>,
 ) -> ProviderStatus {
-    let headroom = slot.store.headroom();
+    let model = snap
+        .settings
+        .default_model
+        .as_deref()
+        .unwrap_or_else(|| snap.catalog.default_model());
+    let headroom = slot.store.headroom(model);
+    let windows = slot
+        .store
+        .windows()
+        .into_iter()
+        .map(|(model, headroom)| ModelWindow { model, headroom })
+        .collect();
     let breaker = slot.store.breaker().snapshot();
     let half_open = breaker.state == BreakerState::HalfOpen;
     let inputs = super::plan::score_inputs(slot, priority, headroom.fraction, floor, half_open);
@@ -138,6 +161,7 @@ fn provider(
         health: slot.health.snapshot(),
         score: snap.scorer.score(&inputs),
         headroom,
+        windows,
         spend: slot.store.spend(),
         cooldown,
         last_error: slot.last_error().map(|(error, at)| LastError {

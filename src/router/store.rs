@@ -5,12 +5,23 @@
 //!
 //! # Contract
 //!
-//! * **Admission is one atomic step.** [`StateStore::admit`] checks the request against every
-//!   rate-limit dimension of the provider (requests and tokens per minute, and any dimension a
-//!   store adds) *and* reserves its estimated cost on the provider's and the router's budgets,
-//!   all or nothing: a refusal leaves no partial reservation behind. A shared store does this in
-//!   one server-side step (a Lua script or a transaction), or two instances could both see the
-//!   last unit of room.
+//! * **Admission is one atomic step.** [`StateStore::admit`] checks the request's [`Demand`]
+//!   (its model, `n` images and estimated tokens) against every rate-limit dimension of the
+//!   provider's window *for that model* (requests, images and tokens per minute, and any
+//!   dimension a store adds) *and* reserves its estimated cost on the provider's and the
+//!   router's budgets, all or nothing: a refusal leaves no partial reservation behind. A
+//!   shared store does this in one server-side step (a Lua script or a transaction), or two
+//!   instances could both see the last unit of room.
+//! * **One window per model.** OpenAI counts image limits per model (a provider serving
+//!   gpt-image-1 and gpt-image-1-mini has two independent minute windows), and an Azure
+//!   deployment serves one model, so a store keeps one sliding window per model the provider
+//!   has been asked for, with the limits [`LimitSettings::limits_for`] gives that model (the
+//!   catalog's published figures for the provider's tier, explicit `rpm` / `tpm` / `ipm`
+//!   applying to each model). Windows are created on first use and bounded in number
+//!   ([`MAX_MODEL_WINDOWS`]): the router checks a request's model before admission, but a
+//!   store must not grow without bound on model names anyway. Budgets, the breaker and
+//!   denials stay provider-wide. Headers and 429s apply to the window of the model the answer
+//!   was for ([`Settlement::model`], [`StateStore::observe`]).
 //! * **Budgets reserve before sending and settle after**, atomically: [`StateStore::settle`]
 //!   replaces the estimate with the actual tokens and cost, or releases it, or holds it.
 //! * **Every admission ends exactly once**: settled, released ([`StateStore::release`]: the
@@ -30,7 +41,8 @@
 //!   unavailability: the in-process store opens it for a denial (so one record, one duration,
 //!   one state in `status()`); a shared store keeps a local breaker for fault counting and adds
 //!   the shared denial on top.
-//! * **Ranking reads are synchronous and cheap** ([`headroom`](StateStore::headroom),
+//! * **Ranking reads are synchronous and cheap** ([`headroom`](StateStore::headroom) of the
+//!   request's model, [`windows`](StateStore::windows) for status pages,
 //!   [`budget_left`](StateStore::budget_left), [`unavailable`](StateStore::unavailable)): they
 //!   order providers and may be slightly stale (a shared store answers them from a local cache
 //!   it refreshes); admission, which is authoritative, is async.
@@ -50,19 +62,24 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 
 use crate::breaker::{BreakerConfig, BreakerState, CircuitBreaker, DenyReason, OpenReason};
+use crate::catalog::Catalog;
+use crate::clock::SharedClock;
 use crate::config_error::ConfigError;
 use crate::error::Outcome;
 use crate::quota::budget::LedgerSnapshot;
 use crate::quota::budget::{reserve_cost, Budget, BudgetError, BudgetLedger, BudgetReservation};
 use crate::quota::cost::{Cost, PriceUnknown};
 use crate::quota::headers::RateLimitHeaders;
-use crate::quota::limiter::{Denied, Headroom, Permit, RateLimiter};
+use crate::quota::limiter::{
+    Denied, Headroom, LimiterConfig, Permit, RateLimiter, SHARED_KEY_MARGIN,
+};
 use crate::quota::limits::Limits;
 use crate::quota::usage::Usage;
 
@@ -80,6 +97,99 @@ impl StoreError {
         Self {
             message: message.into(),
         }
+    }
+}
+
+/// Most model windows one in-process store keeps. Past it, windows with nothing in them are
+/// forgotten first; if every window is busy, a request for yet another model is refused
+/// (a [`Refusal::Store`]) rather than growing the map.
+pub const MAX_MODEL_WINDOWS: usize = 64;
+
+/// What a request asks of a provider's rate limits: one request of `images` images (its `n`)
+/// and `tokens` estimated tokens, counted in the window of `model`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Demand<'a> {
+    /// The model the request is for (the router's name, not a deployment's).
+    pub model: &'a str,
+    /// Images asked for (`n`).
+    pub images: u32,
+    /// Estimated tokens.
+    pub tokens: u64,
+}
+
+impl<'a> Demand<'a> {
+    /// A demand of `images` images and `tokens` tokens on `model`'s window.
+    pub fn new(model: &'a str, images: u32, tokens: u64) -> Self {
+        Self {
+            model,
+            images,
+            tokens,
+        }
+    }
+}
+
+/// How a provider's rate limits are set: the catalog and tier to read each model's published
+/// figures from, explicit numbers that apply to every model of the provider, and the margin.
+#[derive(Clone, Debug)]
+pub struct LimitSettings {
+    /// The catalog the tier and per-model figures come from.
+    pub catalog: Arc<Catalog>,
+    /// The provider's usage tier.
+    pub tier: Option<String>,
+    /// Explicit requests per minute (each model).
+    pub rpm: Option<u32>,
+    /// Explicit tokens per minute (each model).
+    pub tpm: Option<u64>,
+    /// Explicit images per minute (each model).
+    pub ipm: Option<u32>,
+    /// Explicit safety margin; `None`: the whole limit, or [`SHARED_KEY_MARGIN`] for a
+    /// shared key.
+    pub margin: Option<f64>,
+    /// The key is shared with other clients (see [`crate::quota::limiter`]).
+    pub shared: bool,
+}
+
+impl LimitSettings {
+    /// Limits from a tier and explicit numbers alone, on the built-in catalog.
+    pub fn new(tier: Option<&str>, rpm: Option<u32>, tpm: Option<u64>) -> Self {
+        Self {
+            catalog: Arc::new(Catalog::builtin().clone()),
+            tier: tier.map(str::to_string),
+            rpm,
+            tpm,
+            ipm: None,
+            margin: None,
+            shared: false,
+        }
+    }
+
+    /// The limits of `model`'s window ([`Limits::resolve_for_model`]); errors name the field.
+    pub fn limits_for(&self, model: &str) -> Result<Limits, ConfigError> {
+        Limits::resolve_for_model(
+            &self.catalog,
+            self.tier.as_deref(),
+            model,
+            self.rpm.map(i64::from),
+            self.tpm.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            self.ipm.map(i64::from),
+        )
+    }
+
+    /// The margin that applies: the explicit one, else 1 (the whole limit), or
+    /// [`SHARED_KEY_MARGIN`] for a shared key.
+    pub fn margin(&self) -> f64 {
+        self.margin
+            .unwrap_or(if self.shared { SHARED_KEY_MARGIN } else { 1.0 })
+    }
+
+    /// The limiter settings of `model`'s window; out-of-range values are errors naming them.
+    pub fn limiter_config(&self, model: &str) -> Result<LimiterConfig, ConfigError> {
+        let config = LimiterConfig::new(self.limits_for(model)?)
+            .margin(self.margin())
+            .shared(self.shared);
+        // Validated by building a limiter on a throw-away clock: the one place the rules are.
+        RateLimiter::with_config(config.clone(), Arc::new(crate::clock::ManualClock::new()))?;
+        Ok(config)
     }
 }
 
@@ -138,6 +248,8 @@ pub struct Settlement<'a> {
     pub usage: Option<&'a Usage>,
     /// What happens to the budget reservation.
     pub budget: BudgetSettlement,
+    /// The model the request was for: headers and a 429 apply to its window.
+    pub model: &'a str,
     /// Rate-limit headers of the answer, to apply to the limiter.
     pub headers: Option<&'a RateLimitHeaders>,
     /// A real 429: back off, and block admissions for this long.
@@ -160,10 +272,8 @@ pub struct Unavailable {
 /// Settings a store applies on reload ([`StateStore::reconfigure`]).
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
-    /// Rate limits.
-    pub limits: Limits,
-    /// Safety margin of the limits.
-    pub margin: f64,
+    /// Rate limits of each model's window, and the margin.
+    pub limits: LimitSettings,
     /// The provider's budgets.
     pub budgets: Vec<Budget>,
     /// Breaker settings (the long cool-down is the router's cool-down).
@@ -173,8 +283,10 @@ pub struct StoreConfig {
 /// The state of one provider that decides admission (see the module docs for the contract).
 #[async_trait]
 pub trait StateStore: Send + Sync + fmt::Debug {
-    /// Rate-limit headroom now (ranking read).
-    fn headroom(&self) -> Headroom;
+    /// Rate-limit headroom of `model`'s window now (ranking read).
+    fn headroom(&self, model: &str) -> Headroom;
+    /// Every model window in use and its headroom, by model name (status read).
+    fn windows(&self) -> Vec<(String, Headroom)>;
     /// Free share of the tightest budget, `None` without budgets (ranking read).
     fn budget_left(&self) -> Option<f64>;
     /// Why the provider cannot take a request for `model` at `now`, if it cannot (ranking
@@ -186,18 +298,18 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     fn spend(&self) -> LedgerSnapshot;
     /// Everything the provider's ledger committed since it was created, USD (for gauges).
     fn spent_usd(&self) -> f64;
-    /// Whether the rate limits would admit `tokens` now, without admitting them (a read:
+    /// Whether the rate limits would admit `demand` now, without admitting it (a read:
     /// used to explain, after a request was served, why a provider without room was not
     /// tried).
-    fn rate_limit_check(&self, tokens: u64) -> Result<(), Denied>;
+    fn rate_limit_check(&self, demand: Demand<'_>) -> Result<(), Denied>;
     /// Applies new settings (hot reload), keeping the state; on error nothing changes.
     fn reconfigure(&self, config: &StoreConfig) -> Result<(), ConfigError>;
 
-    /// Admits a request of `tokens` estimated tokens and `cost` estimated cost against every
+    /// Admits `demand` (in its model's window) and `cost` estimated cost against every
     /// rate-limit dimension and every budget, atomically.
     async fn admit(
         &self,
-        tokens: u64,
+        demand: Demand<'_>,
         cost: Result<Cost, PriceUnknown>,
     ) -> Result<Admission, Refusal>;
     /// Applies a sent request's outcome to its admission.
@@ -227,8 +339,9 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         message: &str,
         until: Duration,
     ) -> Result<(), StoreError>;
-    /// Applies rate-limit headers from an answer outside a settlement (a cheap probe).
-    async fn observe(&self, headers: &RateLimitHeaders) -> Result<(), StoreError>;
+    /// Applies rate-limit headers from an answer outside a settlement (a cheap probe about
+    /// `model`) to `model`'s window.
+    async fn observe(&self, model: &str, headers: &RateLimitHeaders) -> Result<(), StoreError>;
 }
 
 #[derive(Debug)]
@@ -238,10 +351,19 @@ struct ModelCooldown {
     message: String,
 }
 
-/// The default store: the crate's limiter, budget ledgers and breaker, in this process.
+/// The model windows of an in-process store and the settings new ones are made with.
+#[derive(Debug)]
+struct Windows {
+    settings: LimitSettings,
+    by_model: HashMap<String, RateLimiter>,
+}
+
+/// The default store: the crate's limiters (one per model), budget ledgers and breaker, in
+/// this process.
 #[derive(Debug)]
 pub struct InProcessStore {
-    limiter: RateLimiter,
+    windows: RwLock<Windows>,
+    clock: SharedClock,
     budget: BudgetLedger,
     router_budget: BudgetLedger,
     breaker: RwLock<CircuitBreaker>,
@@ -249,33 +371,102 @@ pub struct InProcessStore {
 }
 
 impl InProcessStore {
-    /// A store over these components; `router_budget` is the router-wide ledger every
-    /// provider's requests also reserve on.
+    /// A store over these components: model windows made from `limits` on `clock` as
+    /// models are asked for; `router_budget` is the router-wide ledger every provider's
+    /// requests also reserve on. The settings are checked (for the catalog's default model)
+    /// before anything is made; errors name the field.
     pub fn new(
-        limiter: RateLimiter,
+        limits: LimitSettings,
+        clock: SharedClock,
         budget: BudgetLedger,
         router_budget: BudgetLedger,
         breaker: CircuitBreaker,
-    ) -> Self {
-        Self {
-            limiter,
+    ) -> Result<Self, ConfigError> {
+        limits.limiter_config(limits.catalog.default_model())?;
+        Ok(Self {
+            windows: RwLock::new(Windows {
+                settings: limits,
+                by_model: HashMap::new(),
+            }),
+            clock,
             budget,
             router_budget,
             breaker: RwLock::new(breaker),
             models: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
-    /// The rate limiter.
-    pub fn limiter(&self) -> &RateLimiter {
-        &self.limiter
+    /// The limiter of `model`'s window, if one is in use.
+    pub fn limiter(&self, model: &str) -> Option<RateLimiter> {
+        self.windows.read().by_model.get(model).cloned()
+    }
+
+    /// The window of `model`, made on first use (see the module docs for the bound).
+    fn window(&self, model: &str) -> Result<RateLimiter, StoreError> {
+        if let Some(l) = self.windows.read().by_model.get(model) {
+            return Ok(l.clone());
+        }
+        let mut w = self.windows.write();
+        if let Some(l) = w.by_model.get(model) {
+            return Ok(l.clone());
+        }
+        if w.by_model.len() >= MAX_MODEL_WINDOWS {
+            w.by_model.retain(|_, l| !l.is_idle());
+        }
+        if w.by_model.len() >= MAX_MODEL_WINDOWS {
+            return Err(StoreError::new(format!(
+                "{MAX_MODEL_WINDOWS} model windows are in use; no window for model {model:?}"
+            )));
+        }
+        let config = w
+            .settings
+            .limiter_config(model)
+            .map_err(|e| StoreError::new(format!("limits of model {model:?}: {e}")))?;
+        let limiter = RateLimiter::with_config(config, self.clock.clone())
+            .map_err(|e| StoreError::new(format!("limits of model {model:?}: {e}")))?;
+        w.by_model.insert(model.to_string(), limiter.clone());
+        Ok(limiter)
+    }
+
+    /// The headroom of a window that cannot be made (every window busy): none.
+    fn no_window_headroom(&self, model: &str) -> Headroom {
+        let settings = &self.windows.read().settings;
+        let limits = settings.limits_for(model).unwrap_or_default();
+        Headroom {
+            requests: Some(0),
+            tokens: Some(0),
+            images: Some(0),
+            fraction: 0.0,
+            blocked_until: None,
+            retry_in: None,
+            effective_rpm: limits.rpm.map(u64::from),
+            effective_tpm: limits.tpm,
+            effective_ipm: limits.ipm.map(u64::from),
+            margin: settings.margin(),
+            backoff_factor: 1.0,
+            no_access: limits.no_access.is_some(),
+        }
     }
 }
 
 #[async_trait]
 impl StateStore for InProcessStore {
-    fn headroom(&self) -> Headroom {
-        self.limiter.headroom()
+    fn headroom(&self, model: &str) -> Headroom {
+        match self.window(model) {
+            Ok(l) => l.headroom(),
+            Err(_) => self.no_window_headroom(model),
+        }
+    }
+
+    fn windows(&self) -> Vec<(String, Headroom)> {
+        let w = self.windows.read();
+        let mut v: Vec<(String, Headroom)> = w
+            .by_model
+            .iter()
+            .map(|(m, l)| (m.clone(), l.headroom()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     fn budget_left(&self) -> Option<f64> {
@@ -324,8 +515,12 @@ impl StateStore for InProcessStore {
         self.budget.lifetime_spent_usd()
     }
 
-    fn rate_limit_check(&self, tokens: u64) -> Result<(), Denied> {
-        self.limiter.try_acquire(tokens).map(Permit::cancel)
+    fn rate_limit_check(&self, demand: Demand<'_>) -> Result<(), Denied> {
+        match self.window(demand.model) {
+            Ok(l) => l.check(demand.images, demand.tokens),
+            // No window can be made (every one busy): nothing to explain with.
+            Err(_) => Ok(()),
+        }
     }
 
     fn reconfigure(&self, config: &StoreConfig) -> Result<(), ConfigError> {
@@ -334,9 +529,21 @@ impl StateStore for InProcessStore {
         for (i, b) in config.budgets.iter().enumerate() {
             Budget::new(b.limit_usd, b.period).map_err(|e| e.scoped(&format!("budgets[{i}]")))?;
         }
-        self.limiter
-            .set_limits_and_margin(config.limits.clone(), config.margin)?;
+        let mut windows = self.windows.write();
+        // Every window's new settings first, then apply them all: an error changes nothing.
+        let mut new = Vec::with_capacity(windows.by_model.len());
+        config
+            .limits
+            .limiter_config(config.limits.catalog.default_model())?;
+        for (model, limiter) in &windows.by_model {
+            new.push((limiter.clone(), config.limits.limiter_config(model)?));
+        }
         self.budget.set_budgets(config.budgets.clone())?;
+        for (limiter, c) in new {
+            limiter.set_limits_margin_shared(c.limits, c.margin, c.shared)?;
+        }
+        windows.settings = config.limits.clone();
+        drop(windows);
         let mut breaker = self.breaker.write();
         if breaker.config() != &config.breaker {
             *breaker = breaker.reconfigured(config.breaker.clone());
@@ -346,16 +553,17 @@ impl StateStore for InProcessStore {
 
     async fn admit(
         &self,
-        tokens: u64,
+        demand: Demand<'_>,
         cost: Result<Cost, PriceUnknown>,
     ) -> Result<Admission, Refusal> {
         let permit = self
-            .limiter
-            .try_acquire(tokens)
+            .window(demand.model)
+            .map_err(Refusal::Store)?
+            .try_acquire_images(demand.images, demand.tokens)
             .map_err(Refusal::RateLimit)?;
         match reserve_cost(&[&self.budget, &self.router_budget], cost) {
             Ok(reservation) => Ok(Admission {
-                tokens,
+                tokens: demand.tokens,
                 id: 0,
                 local: Some((permit, reservation)),
             }),
@@ -371,20 +579,35 @@ impl StateStore for InProcessStore {
         admission: Admission,
         settlement: Settlement<'_>,
     ) -> Result<(), StoreError> {
-        if let Some(h) = settlement.headers {
-            self.limiter.observe_headers(h);
-        }
-        if let Some(wait) = settlement.rate_limited {
-            self.limiter.on_rate_limited(Some(wait));
-        }
         let Some((permit, reservation)) = admission.local else {
+            // Not this store's admission: the headers and the 429 still describe the model.
+            if let Ok(limiter) = self.window(settlement.model) {
+                if let Some(h) = settlement.headers {
+                    limiter.observe_headers(h);
+                }
+                if let Some(wait) = settlement.rate_limited {
+                    limiter.on_rate_limited(Some(wait));
+                }
+            }
             return Ok(());
         };
+        // The window the request was admitted in (its model's).
+        let limiter = permit.limiter();
+        let id = permit.id();
+        // The answer's figures describe the provider's count up to this request (see the
+        // limiter's docs): a refunded request is removed first, since the provider did not
+        // count it either.
         match (settlement.refund_rate_limit, settlement.usage) {
             (true, _) => permit.cancel(),
             (false, Some(u)) => permit.reconcile_usage(u),
             // Dropping a permit keeps the estimate charged.
             (false, None) => drop(permit),
+        }
+        if let Some(h) = settlement.headers {
+            limiter.observe_headers_after(id, h);
+        }
+        if let Some(wait) = settlement.rate_limited {
+            limiter.on_rate_limited(Some(wait));
         }
         match settlement.budget {
             BudgetSettlement::Commit(usd) => reservation.commit(usd),
@@ -438,8 +661,8 @@ impl StateStore for InProcessStore {
         Ok(())
     }
 
-    async fn observe(&self, headers: &RateLimitHeaders) -> Result<(), StoreError> {
-        self.limiter.observe_headers(headers);
+    async fn observe(&self, model: &str, headers: &RateLimitHeaders) -> Result<(), StoreError> {
+        self.window(model)?.observe_headers(headers);
         Ok(())
     }
 }

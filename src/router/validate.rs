@@ -137,7 +137,7 @@ impl ScoreWeights {
 }
 
 impl ProviderOptions {
-    /// Rejects a zero `rpm` or `tpm`, a safety margin outside (0, 1] and a weight that is not
+    /// Rejects a zero `rpm`, `tpm` or `ipm`, a safety margin outside (0, 1] and a weight that is not
     /// a positive number. Budgets are checked when they are made ([`crate::Budget::new`]);
     /// the tier name against the catalog when the limits are resolved.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
@@ -151,6 +151,12 @@ impl ProviderOptions {
             return Err(ConfigError::new(
                 "tpm",
                 "must be a positive number of tokens per minute, got 0 (leave it unset for no limit)",
+            ));
+        }
+        if self.ipm == Some(0) {
+            return Err(ConfigError::new(
+                "ipm",
+                "must be a positive number of images per minute, got 0 (leave it unset for no limit)",
             ));
         }
         if let Some(m) = self.safety_margin {

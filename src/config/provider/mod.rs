@@ -1,7 +1,7 @@
 //! One `[[provider]]` table: the raw file schema, its parsing into [`ProviderConfig`], the
 //! routing options it maps to, and the built-in providers built from it.
 //!
-//! The numeric rules (`rpm`, `tpm`, `safety_margin`, `weight`) are
+//! The numeric rules (`rpm`, `tpm`, `ipm`, `safety_margin`, `weight`) are
 //! [`ProviderOptions::validate`](crate::router::ProviderOptions), shared with the builder;
 //! what is checked here is what only a file can get wrong: a key that does not belong to the
 //! kind, a required key left out, a key pasted where a variable name belongs.
@@ -47,8 +47,12 @@ pub struct ProviderConfig {
     pub rpm: Option<u32>,
     /// Tokens per minute.
     pub tpm: Option<u64>,
+    /// Images per minute (each model).
+    pub ipm: Option<u32>,
     /// Fraction of the limits to use.
     pub safety_margin: Option<f64>,
+    /// The key is shared with other clients.
+    pub shared: Option<bool>,
     /// Relative weight.
     pub weight: Option<f64>,
     /// Spend budgets of this provider.
@@ -118,7 +122,9 @@ impl ProviderConfig {
         o.tier = self.tier.clone();
         o.rpm = self.rpm;
         o.tpm = self.tpm;
+        o.ipm = self.ipm;
         o.safety_margin = self.safety_margin;
+        o.shared = self.shared.unwrap_or(false);
         o.weight = self.weight;
         for b in &self.budgets {
             o = o.budget(*b);

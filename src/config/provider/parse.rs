@@ -119,7 +119,9 @@ pub(super) fn record_lines(cx: &Locator<'_>, p: &RawProvider) -> HashMap<&'stati
         tier,
         rpm,
         tpm,
+        ipm,
         safety_margin,
+        shared,
         weight,
         budgets,
         reserved_for,
@@ -237,7 +239,8 @@ pub(super) fn check_required(
     }
 }
 
-/// `rpm`, `tpm`, `safety_margin`, `weight`: types here, rules in `ProviderOptions::validate`.
+/// `rpm`, `tpm`, `ipm`, `safety_margin`, `weight`: types here, rules in
+/// `ProviderOptions::validate`.
 pub(super) fn parse_numbers(
     t: &Table<'_, '_>,
     p: &RawProvider,
@@ -262,6 +265,18 @@ pub(super) fn parse_numbers(
                 v,
                 format!(
                     "must be a positive number of tokens per minute, got {}",
+                    v.get_ref()
+                ),
+            )
+        })?);
+    }
+    if let Some(v) = &p.ipm {
+        c.ipm = Some(u32::try_from(*v.get_ref()).map_err(|_| {
+            t.cx.err(
+                t.f("ipm"),
+                v,
+                format!(
+                    "must be a positive number of images per minute, got {}",
                     v.get_ref()
                 ),
             )
@@ -352,7 +367,9 @@ pub(in crate::config) fn parse(
         tier: t.non_empty("tier", &p.tier)?,
         rpm: None,
         tpm: None,
+        ipm: None,
         safety_margin: None,
+        shared: p.shared.as_ref().map(|b| *b.get_ref()),
         weight: None,
         budgets: budgets(cx, &t.f("budgets"), &p.budgets)?,
         reserved_for: t.list("reserved_for", &p.reserved_for, "class")?,

@@ -18,6 +18,8 @@ pub enum LimitKind {
     Requests,
     /// Tokens per minute.
     Tokens,
+    /// Images per minute (a request weighs its `n`).
+    Images,
 }
 
 impl fmt::Display for LimitKind {
@@ -25,6 +27,7 @@ impl fmt::Display for LimitKind {
         f.write_str(match self {
             LimitKind::Requests => "requests per minute",
             LimitKind::Tokens => "tokens per minute",
+            LimitKind::Images => "images per minute",
         })
     }
 }
@@ -73,6 +76,14 @@ pub enum Denied {
         /// The largest effective TPM (configured × margin, without back-off).
         effective_tpm: u64,
     },
+    /// The request asks for more images (`n`) than the effective images-per-minute limit:
+    /// it can never be admitted.
+    NeverFitsImages {
+        /// The request's `n`.
+        images: u32,
+        /// The largest effective IPM (configured × margin, without back-off).
+        effective_ipm: u64,
+    },
     /// Blocked by headers or a 429 until a moment.
     Blocked {
         /// Why.
@@ -87,11 +98,12 @@ pub enum Denied {
 }
 
 impl Denied {
-    /// When a retry can succeed; `None` for [`Denied::NeverFits`] and [`Denied::NoAccess`].
+    /// When a retry can succeed; `None` for [`Denied::NeverFits`],
+    /// [`Denied::NeverFitsImages`] and [`Denied::NoAccess`].
     pub fn retry_in(&self) -> Option<Duration> {
         match self {
             Denied::NoRoom { retry_in, .. } | Denied::Blocked { retry_in, .. } => Some(*retry_in),
-            Denied::NeverFits { .. } | Denied::NoAccess(_) => None,
+            Denied::NeverFits { .. } | Denied::NeverFitsImages { .. } | Denied::NoAccess(_) => None,
         }
     }
 
@@ -114,6 +126,13 @@ impl Denied {
                 "request of {tokens} estimated tokens can never fit: the effective limit is \
                  {effective_tpm} tokens per minute"
             ),
+            Denied::NeverFitsImages {
+                images,
+                effective_ipm,
+            } => format!(
+                "request of {images} images can never fit: the effective limit is \
+                 {effective_ipm} images per minute"
+            ),
             Denied::Blocked { reason, .. } => format!("blocked: {reason}"),
             Denied::NoAccess(na) => format!("no access: {na}"),
         }
@@ -128,12 +147,18 @@ impl fmt::Display for Denied {
             Denied::Blocked { retry_in, .. } => {
                 write!(f, "; retry in {} ms", retry_in.as_millis())
             }
-            Denied::NeverFits { .. } | Denied::NoAccess(_) => Ok(()),
+            Denied::NeverFits { .. } | Denied::NeverFitsImages { .. } | Denied::NoAccess(_) => {
+                Ok(())
+            }
         }
     }
 }
 
 impl std::error::Error for Denied {}
+
+/// The safety margin of a key declared shared when none is configured: 90 % of each limit
+/// while the provider sends no `remaining-*` figures to measure the other clients by.
+pub const SHARED_KEY_MARGIN: f64 = 0.9;
 
 /// Tuning of a [`RateLimiter`](super::RateLimiter).
 #[derive(Clone, Debug, PartialEq)]
@@ -141,8 +166,14 @@ impl std::error::Error for Denied {}
 pub struct LimiterConfig {
     /// The configured limits.
     pub limits: Limits,
-    /// Fraction of each limit to use, in `(0, 1]` (default 0.9).
+    /// Fraction of each limit to use, in `(0, 1]` (default 1: the whole limit; see the
+    /// module docs of [`crate::quota::limiter`] for why that is safe).
     pub margin: f64,
+    /// The key is shared with other clients: `margin` applies only while the provider sends
+    /// no `x-ratelimit-remaining-*` figures (default `false`: `margin` always applies). With
+    /// fresh figures (within the last 60 s) the other clients' use is measured and held, and
+    /// the whole limit is the ceiling.
+    pub shared: bool,
     /// Factor applied to the rate on a real 429, in `(0, 1)` (default 0.5).
     pub decrease: f64,
     /// Lowest back-off factor, in `(0, 1]` (default 0.1).
@@ -156,7 +187,8 @@ impl LimiterConfig {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            margin: 0.9,
+            margin: 1.0,
+            shared: false,
             decrease: 0.5,
             min_factor: 0.1,
             recovery_per_minute: 0.1,
@@ -166,6 +198,13 @@ impl LimiterConfig {
     /// Sets the safety margin.
     pub fn margin(mut self, margin: f64) -> Self {
         self.margin = margin;
+        self
+    }
+
+    /// Declares the key shared with other clients (see [`LimiterConfig::shared`]); with no
+    /// explicit margin a shared key's is [`SHARED_KEY_MARGIN`].
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
         self
     }
 
@@ -221,6 +260,12 @@ impl LimiterConfig {
                 "must be at least 1 (None: unlimited)",
             ));
         }
+        if self.limits.ipm == Some(0) {
+            return Err(ConfigError::new(
+                "ipm",
+                "must be at least 1 (None: unlimited)",
+            ));
+        }
         if self.limits.tpm == Some(0) {
             return Err(ConfigError::new(
                 "tpm",
@@ -239,6 +284,8 @@ pub struct Headroom {
     pub requests: Option<u64>,
     /// Tokens admissible now (`None`: unlimited).
     pub tokens: Option<u64>,
+    /// Images admissible now (`None`: unlimited).
+    pub images: Option<u64>,
     /// The smaller of the available fractions of the effective limits, 0..=1 (1 when unlimited;
     /// 0 when blocked or without access).
     pub fraction: f64,
@@ -250,6 +297,10 @@ pub struct Headroom {
     pub effective_rpm: Option<u64>,
     /// Effective tokens per minute now.
     pub effective_tpm: Option<u64>,
+    /// Effective images per minute now.
+    pub effective_ipm: Option<u64>,
+    /// The safety margin in force now (1: the whole limit).
+    pub margin: f64,
     /// The current 429 back-off factor (1: none).
     pub backoff_factor: f64,
     /// Whether the tier gives no access.

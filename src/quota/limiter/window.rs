@@ -1,6 +1,6 @@
-//! The sliding-window log behind the limiter: the entries admitted in the last 60 s, the
-//! capacity held from server headers and blocks, and the arithmetic that admits a request or
-//! computes its exact retry time. Kept apart from [`RateLimiter`](super::RateLimiter), which
+//! The sliding-window log behind the limiter: the entries admitted in the last 60 s (each
+//! with its requests, images and tokens), the capacity held from server headers and blocks,
+//! and the arithmetic that admits a request or computes its exact retry time. Kept apart from [`RateLimiter`](super::RateLimiter), which
 //! owns the lock and the clock and turns this state into permits.
 
 use std::collections::VecDeque;
@@ -19,7 +19,17 @@ pub(super) const DEFAULT_ZERO_REMAINING_BLOCK: Duration = Duration::from_secs(1)
 pub(super) struct Entry {
     pub(super) at: u64,
     pub(super) tokens: u64,
+    /// The request's `n`: how many images it asks for.
+    pub(super) images: u32,
     pub(super) id: u64,
+}
+
+/// The effective limits at one moment (`None`: unlimited).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Effective {
+    pub(super) rpm: Option<u64>,
+    pub(super) ipm: Option<u64>,
+    pub(super) tpm: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -33,6 +43,7 @@ pub(super) struct State {
     pub(super) config: LimiterConfig,
     pub(super) log: VecDeque<Entry>,
     pub(super) log_tokens: u64,
+    pub(super) log_images: u64,
     pub(super) next_id: u64,
     pub(super) server_rpm: Option<u64>,
     pub(super) server_tpm: Option<u64>,
@@ -41,6 +52,8 @@ pub(super) struct State {
     pub(super) blocks: [(BlockReason, u64); 3],
     pub(super) factor_at: f64,
     pub(super) decreased_at: u64,
+    /// When the provider last reported a `remaining-*` figure (router clock, ns).
+    pub(super) remaining_seen_at: Option<u64>,
 }
 
 pub(super) fn nanos(d: Duration) -> u64 {
@@ -79,18 +92,46 @@ impl State {
         }
     }
 
-    pub(super) fn effective(&self, now: u64) -> (Option<u64>, Option<u64>) {
-        let f = self.config.margin * self.factor(now);
-        (
-            self.base_rpm().map(|l| scaled(l, f)),
-            self.base_tpm().map(|l| scaled(l, f)),
-        )
+    pub(super) fn base_ipm(&self) -> Option<u64> {
+        self.config.limits.ipm.map(u64::from)
+    }
+
+    /// The margin in force: the configured one, except for a shared key whose provider has
+    /// reported its `remaining-*` figures within the last window (then those figures measure
+    /// the other clients directly, as held capacity, and the whole limit is used).
+    pub(super) fn margin(&self, now: u64) -> f64 {
+        let headers_fresh = self
+            .remaining_seen_at
+            .is_some_and(|at| now < at.saturating_add(WINDOW_NS));
+        if self.config.shared && headers_fresh {
+            1.0
+        } else {
+            self.config.margin
+        }
+    }
+
+    /// The limits without the 429 back-off: what a request must fit in ever to be admitted.
+    pub(super) fn ceiling(&self, now: u64) -> Effective {
+        self.scaled_by(self.margin(now))
+    }
+
+    pub(super) fn effective(&self, now: u64) -> Effective {
+        self.scaled_by(self.margin(now) * self.factor(now))
+    }
+
+    fn scaled_by(&self, f: f64) -> Effective {
+        Effective {
+            rpm: self.base_rpm().map(|l| scaled(l, f)),
+            ipm: self.base_ipm().map(|l| scaled(l, f)),
+            tpm: self.base_tpm().map(|l| scaled(l, f)),
+        }
     }
 
     pub(super) fn prune(&mut self, now: u64) {
         while let Some(e) = self.log.front() {
             if e.at.saturating_add(WINDOW_NS) <= now {
                 self.log_tokens = self.log_tokens.saturating_sub(e.tokens);
+                self.log_images = self.log_images.saturating_sub(u64::from(e.images));
                 self.log.pop_front();
             } else {
                 break;
@@ -120,12 +161,27 @@ impl State {
         self.log_tokens.saturating_add(self.held_tokens.amount)
     }
 
-    /// Admission check at `now` (after pruning). `Ok` means room now.
-    pub(super) fn check(&self, now: u64, tokens: u64) -> Result<(), Denied> {
+    /// Images in the window. No provider reports images in its headers, so nothing is held.
+    pub(super) fn used_images(&self) -> u64 {
+        self.log_images
+    }
+
+    /// Admission check at `now` (after pruning) of a request of `images` images and `tokens`
+    /// tokens. `Ok` means room now.
+    pub(super) fn check(&self, now: u64, images: u32, tokens: u64) -> Result<(), Denied> {
         if let Some(na) = &self.config.limits.no_access {
             return Err(Denied::NoAccess(Box::new(na.clone())));
         }
-        if let Some(max_tpm) = self.base_tpm().map(|l| scaled(l, self.config.margin)) {
+        let ceiling = self.ceiling(now);
+        if let Some(max_ipm) = ceiling.ipm {
+            if u64::from(images) > max_ipm {
+                return Err(Denied::NeverFitsImages {
+                    images,
+                    effective_ipm: max_ipm,
+                });
+            }
+        }
+        if let Some(max_tpm) = ceiling.tpm {
             if tokens > max_tpm {
                 return Err(Denied::NeverFits {
                     tokens,
@@ -140,18 +196,23 @@ impl State {
                 retry_in: Duration::from_nanos(until - now),
             });
         }
-        let (rpm, tpm) = self.effective(now);
-        let req_full = rpm.is_some_and(|r| self.used_requests().saturating_add(1) > r);
-        let tok_full = tpm.is_some_and(|t| self.used_tokens().saturating_add(tokens) > t);
-        if !req_full && !tok_full {
-            return Ok(());
-        }
-        let (limit, limit_value) = if req_full {
-            (LimitKind::Requests, rpm.unwrap_or(0))
-        } else {
-            (LimitKind::Tokens, tpm.unwrap_or(0))
+        let eff = self.effective(now);
+        let req_full = eff
+            .rpm
+            .is_some_and(|r| self.used_requests().saturating_add(1) > r);
+        let img_full = eff
+            .ipm
+            .is_some_and(|i| self.used_images().saturating_add(u64::from(images)) > i);
+        let tok_full = eff
+            .tpm
+            .is_some_and(|t| self.used_tokens().saturating_add(tokens) > t);
+        let (limit, limit_value) = match (req_full, img_full, tok_full) {
+            (false, false, false) => return Ok(()),
+            (true, _, _) => (LimitKind::Requests, eff.rpm.unwrap_or(0)),
+            (false, true, _) => (LimitKind::Images, eff.ipm.unwrap_or(0)),
+            (false, false, true) => (LimitKind::Tokens, eff.tpm.unwrap_or(0)),
         };
-        let at = self.room_at(now, tokens, rpm, tpm);
+        let at = self.room_at(now, images, tokens, eff);
         Err(Denied::NoRoom {
             limit,
             limit_value,
@@ -159,13 +220,18 @@ impl State {
         })
     }
 
-    /// The earliest time at which `tokens` fits, at the given effective limits: walks the
-    /// expiry events (log entries leave at `at + 60 s`, held capacity at its `until`).
-    pub(super) fn room_at(&self, now: u64, tokens: u64, rpm: Option<u64>, tpm: Option<u64>) -> u64 {
+    /// The earliest time at which a request of `images` and `tokens` fits, at the given
+    /// effective limits: walks the expiry events (log entries leave at `at + 60 s`, held
+    /// capacity at its `until`). No allocation: the held events are at most two.
+    pub(super) fn room_at(&self, now: u64, images: u32, tokens: u64, eff: Effective) -> u64 {
         let mut reqs = self.used_requests();
+        let mut imgs = self.used_images();
         let mut toks = self.used_tokens();
-        let fits = |reqs: u64, toks: u64| {
-            rpm.is_none_or(|r| reqs < r) && tpm.is_none_or(|t| toks.saturating_add(tokens) <= t)
+        let images = u64::from(images);
+        let fits = |reqs: u64, imgs: u64, toks: u64| {
+            eff.rpm.is_none_or(|r| reqs < r)
+                && eff.ipm.is_none_or(|i| imgs.saturating_add(images) <= i)
+                && eff.tpm.is_none_or(|t| toks.saturating_add(tokens) <= t)
         };
         // Held capacity events (at most two), in time order.
         let mut held: [(u64, u64, u64); 2] = [(u64::MAX, 0, 0); 2];
@@ -187,46 +253,64 @@ impl State {
         loop {
             let next_log = log.peek().map(|e| e.at.saturating_add(WINDOW_NS));
             let next_held = (hi < n_held).then(|| held[hi].0);
-            let t = match (next_log, next_held) {
-                (Some(a), Some(b)) if a < b => {
-                    if let Some(e) = log.next() {
-                        reqs = reqs.saturating_sub(1);
-                        toks = toks.saturating_sub(e.tokens);
-                    }
-                    a
-                }
-                (_, Some(b)) => {
-                    reqs = reqs.saturating_sub(held[hi].1);
-                    toks = toks.saturating_sub(held[hi].2);
-                    hi += 1;
-                    b
-                }
-                (Some(a), None) => {
-                    if let Some(e) = log.next() {
-                        reqs = reqs.saturating_sub(1);
-                        toks = toks.saturating_sub(e.tokens);
-                    }
-                    a
-                }
+            let take_log = match (next_log, next_held) {
+                (Some(a), Some(b)) => a < b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
                 // Everything has expired: anything that can fit fits (checked before).
                 (None, None) => return now,
             };
-            if fits(reqs, toks) {
+            let t = if take_log {
+                match log.next() {
+                    Some(e) => {
+                        reqs = reqs.saturating_sub(1);
+                        imgs = imgs.saturating_sub(u64::from(e.images));
+                        toks = toks.saturating_sub(e.tokens);
+                        e.at.saturating_add(WINDOW_NS)
+                    }
+                    None => return now,
+                }
+            } else {
+                reqs = reqs.saturating_sub(held[hi].1);
+                toks = toks.saturating_sub(held[hi].2);
+                hi += 1;
+                held[hi - 1].0
+            };
+            if fits(reqs, imgs, toks) {
                 return t.max(now);
             }
         }
     }
 
-    pub(super) fn admit(&mut self, now: u64, tokens: u64) -> u64 {
+    pub(super) fn admit(&mut self, now: u64, images: u32, tokens: u64) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         self.log.push_back(Entry {
             at: now,
             tokens,
+            images,
             id,
         });
         self.log_tokens = self.log_tokens.saturating_add(tokens);
+        self.log_images = self.log_images.saturating_add(u64::from(images));
         id
+    }
+
+    /// Requests and tokens of the log entries admitted no later than entry `id` (all of them
+    /// for `None`): what the provider can have counted when it answered that request.
+    pub(super) fn ours_up_to(&self, id: Option<u64>) -> (u64, u64) {
+        match id {
+            None => (self.log.len() as u64, self.log_tokens),
+            Some(id) => {
+                let n = self.log.partition_point(|e| e.id <= id);
+                let tokens = self
+                    .log
+                    .iter()
+                    .take(n)
+                    .fold(0u64, |acc, e| acc.saturating_add(e.tokens));
+                (n as u64, tokens)
+            }
+        }
     }
 
     pub(super) fn find(&self, id: u64) -> Option<usize> {

@@ -167,6 +167,8 @@ tier = "tier-1"
 rpm = 4
 tpm = 100000
 safety_margin = 0.8
+ipm = 3
+shared = true
 weight = 2.5
 budgets = [{ usd = 3, per = "day" }]
 models = ["gpt-image-1", "gpt-image-1-mini"]
@@ -234,6 +236,8 @@ rename = { "gpt-image-1" = "openai/gpt-image-1" }
     let st = router.status();
     assert_eq!(st.strategy, Strategy::Weighted);
     assert!(st.providers[0].headroom.effective_rpm.unwrap() <= 4);
+    assert!(st.providers[0].headroom.effective_ipm.unwrap() <= 3);
+    assert_eq!(cfg.providers[0].shared, Some(true));
     assert_eq!(st.providers[0].breaker.cool_down, Duration::from_secs(3));
     assert_eq!(st.spend.budgets.len(), 3);
     assert_eq!(st.providers[0].health.window_ms, 120_000);

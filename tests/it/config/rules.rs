@@ -268,6 +268,7 @@ fn provider_limit_rules_agree() {
     let cases: Vec<(ProviderOptions, &str, &str)> = vec![
         (ProviderOptions::new().rpm(0), "rpm", "rpm = 0"),
         (ProviderOptions::new().tpm(0), "tpm", "tpm = 0"),
+        (ProviderOptions::new().ipm(0), "ipm", "ipm = 0"),
         (
             ProviderOptions::new().safety_margin(1.5),
             "safety_margin",

@@ -8,7 +8,9 @@ use std::time::Duration;
 use image_router::catalog::Catalog;
 use image_router::clock::{Clock, ManualClock, SystemClock};
 use image_router::quota::headers::RateLimitHeaders;
-use image_router::quota::limiter::{BlockReason, Denied, LimitKind, LimiterConfig, RateLimiter};
+use image_router::quota::limiter::{
+    BlockReason, Denied, LimitKind, LimiterConfig, RateLimiter, SHARED_KEY_MARGIN,
+};
 use image_router::quota::limits::Limits;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -413,8 +415,21 @@ fn tier_presets() {
     // Explicit override.
     let l = Limits::resolve(cat, Some("tier-2"), Some(20), None).unwrap();
     assert_eq!((l.rpm, l.tpm), (Some(20), Some(500_000)));
-    // Default margin 0.9: floor(15 × 0.9) = 13.
-    let t2 = RateLimiter::new(Limits::from_tier(cat, "tier-2").unwrap(), Arc::new(clock)).unwrap();
+    // Default margin 1: the whole limit.
+    let t2 = RateLimiter::new(
+        Limits::from_tier(cat, "tier-2").unwrap(),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    assert_eq!(t2.headroom().effective_rpm, Some(15));
+    // A shared key without headers keeps the 0.9 margin: floor(15 × 0.9) = 13.
+    let t2 = RateLimiter::with_config(
+        LimiterConfig::new(Limits::from_tier(cat, "tier-2").unwrap())
+            .shared(true)
+            .margin(SHARED_KEY_MARGIN),
+        Arc::new(clock),
+    )
+    .unwrap();
     assert_eq!(t2.headroom().effective_rpm, Some(13));
     // Unknown tier: names it and lists the known ones.
     let e = Limits::from_tier(cat, "tier-9").unwrap_err();

@@ -155,6 +155,111 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Images per minute beside requests and tokens: with any margin, no 60-second window holds
+    /// more than the effective limit of any dimension, whatever the arrivals, `n`s,
+    /// reconciliations and cancellations (images are never reconciled: the provider counts
+    /// the `n` it was asked for).
+    #[test]
+    fn no_window_exceeds_any_of_the_three_limits(
+        rpm in 1u32..40,
+        ipm in 1u32..60,
+        tpm in 1_000u64..200_000,
+        margin_pct in 50u32..=100,
+        ops in proptest::collection::vec((op(), 1u32..=10), 1..300),
+    ) {
+        let clock = ManualClock::new();
+        let margin = f64::from(margin_pct) / 100.0;
+        let limits = Limits::new(Some(rpm), Some(tpm)).unwrap().with_ipm(i64::from(ipm)).unwrap();
+        let lim = RateLimiter::with_config(
+            LimiterConfig::new(limits).margin(margin),
+            Arc::new(clock.clone()),
+        ).unwrap();
+        let eff = |l: u64| ((l as f64 * margin).floor() as u64).max(1);
+        let (eff_rpm, eff_ipm, eff_tpm) = (eff(u64::from(rpm)), eff(u64::from(ipm)), eff(tpm));
+        // (time, images, tokens) of what the provider counts.
+        let mut admitted: Vec<(Duration, u64, u64)> = Vec::new();
+        for (Op::Try { gap_ms, weight, after }, n) in ops {
+            clock.advance(Duration::from_millis(gap_ms));
+            match lim.try_acquire_images(n, weight) {
+                Ok(p) => match after {
+                    After::Keep => { drop(p); admitted.push((clock.now(), u64::from(n), weight)); }
+                    After::ReconcileDown(pct) => {
+                        let actual = weight * u64::from(pct) / 100;
+                        p.reconcile(actual);
+                        admitted.push((clock.now(), u64::from(n), actual));
+                    }
+                    After::Cancel => p.cancel(),
+                },
+                Err(Denied::NeverFitsImages { images, effective_ipm }) => {
+                    prop_assert_eq!(images, n);
+                    prop_assert_eq!(effective_ipm, eff_ipm);
+                    prop_assert!(u64::from(n) > eff_ipm);
+                }
+                Err(Denied::NeverFits { effective_tpm, .. }) => {
+                    prop_assert_eq!(effective_tpm, eff_tpm);
+                    prop_assert!(weight > eff_tpm);
+                }
+                Err(Denied::NoRoom { retry_in, .. }) => {
+                    prop_assert!(retry_in > Duration::ZERO && retry_in <= WINDOW);
+                }
+                Err(other) => prop_assert!(false, "unexpected denial {other:?}"),
+            }
+        }
+        for &(t, _, _) in &admitted {
+            let live = admitted.iter().filter(|(s, _, _)| *s <= t && *s + WINDOW > t);
+            let (c, i, w) = live.fold((0u64, 0u64, 0u64), |(c, i, w), (_, n, tok)| (c + 1, i + n, w + tok));
+            prop_assert!(c <= eff_rpm, "window had {} requests > {}", c, eff_rpm);
+            prop_assert!(i <= eff_ipm, "window had {} images > {}", i, eff_ipm);
+            prop_assert!(w <= eff_tpm, "window had {} tokens > {}", w, eff_tpm);
+        }
+    }
+
+    /// With the whole limit (the default) the limiter admits exactly what an upstream counting
+    /// requests, images and tokens over a sliding minute admits (no 429, no unused room), and
+    /// a refusal's `retry_in` is exactly when the request would fit.
+    #[test]
+    fn agrees_with_the_upstream_window_on_images_too(
+        rpm in 1u32..20,
+        ipm in 1u32..30,
+        tpm in 1_000u64..50_000,
+        arrivals in proptest::collection::vec((0u64..20_000, 1u32..=10, 1u64..10_000), 1..200),
+    ) {
+        let clock = ManualClock::new();
+        let limits = Limits::new(Some(rpm), Some(tpm)).unwrap().with_ipm(i64::from(ipm)).unwrap();
+        let lim = RateLimiter::with_config(LimiterConfig::new(limits), Arc::new(clock.clone())).unwrap();
+        let mut log: Vec<(Duration, u64, u64)> = Vec::new();
+        let upstream_admits = |log: &[(Duration, u64, u64)], t: Duration, n: u64, w: u64| {
+            let live: Vec<_> = log.iter().filter(|(s, _, _)| *s + WINDOW > t).collect();
+            (live.len() as u64) < u64::from(rpm)
+                && live.iter().map(|(_, n, _)| n).sum::<u64>() + n <= u64::from(ipm)
+                && live.iter().map(|(_, _, w)| w).sum::<u64>() + w <= tpm
+        };
+        for (gap_ms, n, w) in arrivals {
+            clock.advance(Duration::from_millis(gap_ms));
+            let t = clock.now();
+            let expect = upstream_admits(&log, t, u64::from(n), w);
+            match lim.try_acquire_images(n, w) {
+                Ok(p) => {
+                    prop_assert!(expect, "limiter admitted what the upstream refuses");
+                    drop(p);
+                    log.push((t, u64::from(n), w));
+                }
+                Err(Denied::NeverFits { .. }) => prop_assert!(w > tpm),
+                Err(Denied::NeverFitsImages { .. }) => prop_assert!(n > ipm),
+                Err(d) => {
+                    prop_assert!(!expect, "limiter refused what the upstream admits: {d:?}");
+                    let r = d.retry_in().unwrap();
+                    prop_assert!(upstream_admits(&log, t + r, u64::from(n), w));
+                    prop_assert!(!upstream_admits(&log, t + r - Duration::from_nanos(1), u64::from(n), w));
+                }
+            }
+        }
+    }
+}
+
 /// Many tokio tasks waiting in `acquire` at once (tokio's paused clock): every admission lands
 /// inside the limits, every task that could be served within its `max_wait` was, and nobody
 /// waited past `max_wait`.

@@ -4,7 +4,7 @@
 use crate::support::quota::*;
 use image_router::catalog::Catalog;
 use image_router::clock::SharedClock;
-use image_router::quota::limiter::{Denied, LimiterConfig, RateLimiter};
+use image_router::quota::limiter::{Denied, LimiterConfig, RateLimiter, SHARED_KEY_MARGIN};
 use image_router::quota::limits::Limits;
 use image_router::Usage;
 use std::sync::Arc;
@@ -50,9 +50,27 @@ fn rpm_and_tpm_are_enforced_together() {
 }
 
 #[test]
-fn safety_margin_defaults_to_90_percent() {
+fn safety_margin_defaults_to_the_whole_limit_and_to_90_percent_for_a_shared_key() {
     let (_c, shared) = clock();
-    let l = RateLimiter::new(Limits::new(Some(10), Some(100_000)).unwrap(), shared).unwrap();
+    let l = RateLimiter::new(
+        Limits::new(Some(10), Some(100_000)).unwrap(),
+        shared.clone(),
+    )
+    .unwrap();
+    let h = l.headroom();
+    assert_eq!(h.effective_rpm, Some(10));
+    assert_eq!(h.effective_tpm, Some(100_000));
+    let _p: Vec<_> = (0..10).map(|_| l.try_acquire(1).unwrap()).collect();
+    assert!(l.try_acquire(1).is_err());
+
+    // A shared key (no headers seen): 90 %.
+    let l = RateLimiter::with_config(
+        LimiterConfig::new(Limits::new(Some(10), Some(100_000)).unwrap())
+            .shared(true)
+            .margin(SHARED_KEY_MARGIN),
+        shared,
+    )
+    .unwrap();
     let h = l.headroom();
     assert_eq!(h.effective_rpm, Some(9));
     assert_eq!(h.effective_tpm, Some(90_000));

@@ -465,7 +465,8 @@ mod router_level {
         let head = router.headroom();
         let free = &head.iter().find(|(n, _)| n == "free").unwrap().1;
         assert_eq!(free.backoff_factor, 1.0, "{free:?}");
-        assert_eq!(free.effective_rpm, Some(9), "{free:?}");
+        // The whole limit (10), not halved: the denial was no rate signal.
+        assert_eq!(free.effective_rpm, Some(10), "{free:?}");
         // tight's headers said "limit 1, remaining 0, reset 60s": the next request is not sent
         // to it at all (no upstream 429).
         let err = bounded(router.generate(low())).await.unwrap_err();
@@ -615,10 +616,11 @@ mod router_level {
             .build()
             .unwrap();
         let h = router.headroom();
-        assert_eq!(h[0].1.effective_rpm, Some(13)); // 15 × 0.9
-        assert_eq!(h[0].1.effective_tpm, Some(450_000));
-        assert_eq!(h[1].1.effective_rpm, Some(36));
-        assert_eq!(h[1].1.effective_tpm, Some(450_000));
+        // The whole limit by default (the margin no longer lowers it).
+        assert_eq!(h[0].1.effective_rpm, Some(15));
+        assert_eq!(h[0].1.effective_tpm, Some(500_000));
+        assert_eq!(h[1].1.effective_rpm, Some(40));
+        assert_eq!(h[1].1.effective_tpm, Some(500_000));
         assert_eq!(h[2].1.effective_rpm, Some(6));
         assert_eq!(h[2].1.effective_tpm, Some(60_000));
     }

@@ -190,8 +190,8 @@ async fn a_request_cancelled_after_sending_keeps_its_budget_until_the_period_end
         (ledger.budgets[0].held_usd - reserved).abs() < 1e-9,
         "{ledger:?}"
     );
-    // The rate-limit room stays used too (9 effective, 1 used).
-    assert_eq!(router.headroom()[0].1.requests, Some(8));
+    // The rate-limit room stays used too (10 effective: the whole limit; 1 used).
+    assert_eq!(router.headroom()[0].1.requests, Some(9));
     // With the held money, a budget of 1.5 requests has room for no second request: spend
     // can never pass the budget through cancelled requests.
     router
@@ -302,9 +302,10 @@ async fn reload_applies_every_setting_and_keeps_the_state() {
         .build()
         .unwrap();
     router.generate(req()).await.unwrap();
+    // The default: the whole limit.
     let h = &router.headroom()[0].1;
-    assert_eq!(h.effective_rpm, Some(90));
-    assert_eq!(h.requests, Some(89));
+    assert_eq!(h.effective_rpm, Some(100));
+    assert_eq!(h.requests, Some(99));
     router
         .reload(
             Router::builder()
@@ -374,8 +375,9 @@ async fn a_timeout_before_sending_is_retried_and_refunded() {
         .collect();
     assert_eq!(trace, [("a", 0, false), ("a", 1, false)]);
     assert_eq!((a_h.calls(), b_h.calls()), (2, 0));
-    // The request that never left gave its room and money back: one request counted.
-    assert_eq!(router.headroom()[0].1.requests, Some(8));
+    // The request that never left gave its room and money back: one request counted (of
+    // 10: the whole limit).
+    assert_eq!(router.headroom()[0].1.requests, Some(9));
     let ledger = &router.spend()[1];
     assert_eq!(ledger.budgets[0].held_usd, 0.0);
     assert_eq!(ledger.committed, 1);

@@ -83,6 +83,22 @@ pub struct Fake {
     probe_calls: AtomicUsize,
     /// `Some(reason)`: an image call is a test failure (a doctor must never generate).
     forbid_images: Option<&'static str>,
+    /// An images-per-minute account limit to check every image call against.
+    ipm_guard: Mutex<Option<IpmGuard>>,
+}
+
+/// An images-per-60-s check on a clock, as the provider would count: every image call adds
+/// its `n` at its arrival, and any 60-second window holding more than `limit` images is a
+/// violation (the test fails on it).
+#[derive(Debug)]
+struct IpmGuard {
+    limit: u64,
+    clock: image_router::clock::SharedClock,
+    /// (arrival, n) of the calls of the last 60 s.
+    log: VecDeque<(Duration, u64)>,
+    images: u64,
+    served: u64,
+    violations: Vec<String>,
 }
 
 impl Fake {
@@ -106,6 +122,7 @@ impl Fake {
             probe: Mutex::new(Probe::NotProbed),
             probe_calls: AtomicUsize::new(0),
             forbid_images: None,
+            ipm_guard: Mutex::new(None),
         }
     }
 
@@ -161,6 +178,34 @@ impl Fake {
     pub fn probe_answers(self, probe: Probe) -> Self {
         self.set_probe(probe);
         self
+    }
+
+    /// Counts every image call's `n` against `ipm` images per 60 s on `clock`, as the
+    /// provider's per-minute window would (see [`Fake::ipm_violations`]).
+    pub fn ipm_guard(self, ipm: u32, clock: image_router::clock::SharedClock) -> Self {
+        *self.ipm_guard.lock() = Some(IpmGuard {
+            limit: u64::from(ipm),
+            clock,
+            log: VecDeque::new(),
+            images: 0,
+            served: 0,
+            violations: Vec::new(),
+        });
+        self
+    }
+
+    /// Every 60-second window that held more images than the guard's limit (empty: none).
+    pub fn ipm_violations(&self) -> Vec<String> {
+        self.ipm_guard
+            .lock()
+            .as_ref()
+            .map(|g| g.violations.clone())
+            .unwrap_or_default()
+    }
+
+    /// Images the calls asked for in total, as the guard counted them.
+    pub fn images_requested(&self) -> u64 {
+        self.ipm_guard.lock().as_ref().map_or(0, |g| g.served)
     }
 
     /// Image calls panic with `reason`: for code that must only probe.
@@ -240,10 +285,31 @@ impl Fake {
     async fn answer(
         &self,
         model: &str,
+        n: u8,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
         if let Some(reason) = self.forbid_images {
             panic!("{}: {reason}", self.name);
+        }
+        if let Some(g) = self.ipm_guard.lock().as_mut() {
+            let now = g.clock.now();
+            while let Some(&(at, images)) = g.log.front() {
+                if at + Duration::from_secs(60) <= now {
+                    g.images -= images;
+                    g.log.pop_front();
+                } else {
+                    break;
+                }
+            }
+            g.log.push_back((now, u64::from(n)));
+            g.images += u64::from(n);
+            g.served += u64::from(n);
+            if g.images > g.limit {
+                g.violations.push(format!(
+                    "{} images in the 60 s up to {now:?} (limit {})",
+                    g.images, g.limit
+                ));
+            }
         }
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.retries.lock().push(ctx.retry);
@@ -286,16 +352,24 @@ impl Provider for Fake {
         req: &GenerateRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
-        self.answer(req.model.as_deref().unwrap_or_default(), ctx)
-            .await
+        self.answer(
+            req.model.as_deref().unwrap_or_default(),
+            req.n.unwrap_or(1),
+            ctx,
+        )
+        .await
     }
     async fn edit(
         &self,
         req: &EditRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
-        self.answer(req.model.as_deref().unwrap_or_default(), ctx)
-            .await
+        self.answer(
+            req.model.as_deref().unwrap_or_default(),
+            req.n.unwrap_or(1),
+            ctx,
+        )
+        .await
     }
     async fn probe(&self, model: &str, _ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
         self.probe_calls.fetch_add(1, Ordering::SeqCst);
