@@ -400,27 +400,45 @@ fn tier_presets() {
     assert!(d.is_permanent());
     let msg = d.to_string();
     assert!(msg.contains("free") && msg.contains("tier-1"), "{msg}");
-    assert!(msg.contains("$5 or more of lifetime spend"), "{msg}");
+    assert!(msg.contains("$5 paid to the API"), "{msg}");
     assert_eq!(free.headroom().fraction, 0.0);
     assert!(free.headroom().no_access);
-    // tier-2 → 15 / 500000.
-    let l = Limits::from_tier(cat, "tier-2").unwrap();
+    // guide-tier-2 → 15 / 500000.
+    let l = Limits::from_tier(cat, "guide-tier-2").unwrap();
     assert_eq!((l.rpm, l.tpm), (Some(15), Some(500_000)));
     let t2 = RateLimiter::with_config(LimiterConfig::new(l).margin(1.0), Arc::new(clock.clone()))
         .unwrap();
     assert_eq!(t2.headroom().effective_rpm, Some(15));
     assert_eq!(t2.headroom().effective_tpm, Some(500_000));
     // Explicit override.
-    let l = Limits::resolve(cat, Some("tier-2"), Some(20), None).unwrap();
+    let l = Limits::resolve(cat, Some("guide-tier-2"), Some(20), None).unwrap();
     assert_eq!((l.rpm, l.tpm), (Some(20), Some(500_000)));
+    // OpenAI's usage tier 2 (gpt-image-1 by default): 250k tokens, 20 images, no RPM.
+    let l = Limits::from_tier(cat, "tier-2").unwrap();
+    assert_eq!((l.rpm, l.tpm, l.ipm), (None, Some(250_000), Some(20)));
     // Default margin 0.9: floor(15 × 0.9) = 13.
-    let t2 = RateLimiter::new(Limits::from_tier(cat, "tier-2").unwrap(), Arc::new(clock)).unwrap();
+    let t2 = RateLimiter::new(
+        Limits::from_tier(cat, "guide-tier-2").unwrap(),
+        Arc::new(clock),
+    )
+    .unwrap();
     assert_eq!(t2.headroom().effective_rpm, Some(13));
     // Unknown tier: names it and lists the known ones.
     let e = Limits::from_tier(cat, "tier-9").unwrap_err();
     assert_eq!(e.field, "tier");
     assert!(e.message.contains("tier-9"));
-    for known in ["free", "tier-1", "tier-2", "tier-3", "enterprise"] {
+    for known in [
+        "free",
+        "tier-1",
+        "tier-2",
+        "tier-3",
+        "tier-4",
+        "tier-5",
+        "guide-tier-1",
+        "guide-tier-2",
+        "guide-tier-3",
+        "guide-enterprise",
+    ] {
         assert!(e.message.contains(known), "{e}");
     }
     // Zero / negative explicit limits.
