@@ -8,6 +8,16 @@
 //! to another resource. Keeping the interpretation here, next to the catalog's tier table, means
 //! the library, `image-router doctor` and `--json` output all say the same thing.
 //!
+//! Rate limits: an images-per-minute 429 is explained with the model's published figure at
+//! the configured tier and what the next tier needs and gives (from the catalog); an Azure
+//! 429 as the deployment's quota, raised in the Azure AI Foundry portal (the deployment's
+//! rate limit, within the quota free for the model and region on the Quota page; more quota
+//! through <https://aka.ms/oai/quotaincrease>), with the provider's `rpm` to be set to match.
+//! Checked against Microsoft's "Manage Azure OpenAI quota" and "quotas and limits" pages
+//! (quota is assigned per subscription, region and model, then to each deployment; default
+//! for gpt-image-1: 2 capacity units, 6 requests per minute). The portal's menu names change
+//! between the classic and new Foundry portals, so the text names the pages, not click paths.
+//!
 //! Every error type has an `explain()` method: [`ProviderError`],
 //! [`Error`](crate::error::Error), [`ConfigError`](crate::config_error::ConfigError),
 //! [`ValidationError`](crate::request::ValidationError), [`Skip`](crate::error::Skip). Tier advice comes from the catalog (`providers/openai.toml`), so

@@ -142,14 +142,16 @@ impl ProviderError {
         )
     }
 
-    /// Whether the answer has Azure's error shape: a numeric-string `code` (`"429"`), the
-    /// newer `RateLimitReached`, or Azure's own wording. The provider's name is the user's, so
-    /// the answer is what tells.
+    /// Whether the answer has Azure's error shape: the newer `RateLimitReached` code, Azure's
+    /// own wording ("… under Azure OpenAI API version …"), or a numeric-string `code`
+    /// (`"429"`) with Azure's "retry after N seconds". The provider's name is the user's, so
+    /// the answer is what tells; a proxy that copies Azure's body is explained as Azure.
     fn is_azure_answer(&self) -> bool {
         let code = self.code.as_deref().unwrap_or("");
+        let numeric = !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit());
         code.eq_ignore_ascii_case("RateLimitReached")
-            || (!code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()))
             || self.message.contains("Azure OpenAI")
+            || (numeric && self.message.to_ascii_lowercase().contains("retry after"))
     }
 
     /// The model a 429 message names ("Rate limit reached for gpt-image-1 in organization …",

@@ -9,6 +9,16 @@
 //! Classification looks at the *code* first (it is stable), then the status, then the
 //! message wording (least stable, only used where no code exists). A non-JSON body (an HTML
 //! page from a proxy) still classifies by status, with a short snippet as the message.
+//!
+//! Which limit a 429 names ([`RateLimitScope`]) comes from the message before the `type`,
+//! because an images-per-minute 429 may say `type: "requests"`: a message naming "images
+//! per min" (the issue-11 wording "… on images per min (IPM): Limit 5, Used 5, Requested 1 …",
+//! the 2023 "Rate limit exceeded for images per minute … Limit: 5/1min", the 2026 edits'
+//! "… on input-images per min …", all seen in public reports; OpenAI documents none of them)
+//! is [`RateLimitScope::Images`]. The images 429 without any limit named ("You've exceeded
+//! the rate limit, please slow down and try again after 51.84 seconds.") stays `Unknown`:
+//! nothing in it says which limit. A stated limit of zero with no wait ("Limit: 0/1min") is
+//! a tier without access, like the "try again after 0.0 seconds" 429.
 
 use std::time::{Duration, SystemTime};
 

@@ -156,7 +156,7 @@ impl std::fmt::Display for NoAccess {
                 if let Some(s) = n.min_spend_usd {
                     parts.push(format!("lifetime spend ≥ ${s}"));
                 }
-                if let Some(d) = n.min_account_age_days {
+                if let Some(d) = n.min_account_age_days.filter(|d| *d > 0) {
                     parts.push(format!("account age ≥ {d} days"));
                 }
                 if !parts.is_empty() {

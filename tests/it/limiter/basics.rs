@@ -92,7 +92,7 @@ fn saturate(
 
 #[test]
 fn ten_minutes_saturating_load_zero_429s_and_full_utilisation() {
-    // tier-2 requests per minute with a TPM that exactly matches high 1024x1024 images: both
+    // guide-tier-2 requests per minute with a TPM that exactly matches high 1024x1024 images: both
     // limits bind at once.
     let clock = ManualClock::new();
     let lim = limiter(15, 15 * 4160, 1.0, &clock);
@@ -115,7 +115,7 @@ fn ten_minutes_saturating_load_zero_429s_and_full_utilisation() {
 
 #[test]
 fn mixed_weights_saturate_the_binding_limit() {
-    // Mixed qualities (low/medium/high) against tier-1-like limits where TPM binds.
+    // Mixed qualities (low/medium/high) against guide-tier-1-like limits where TPM binds.
     let clock = ManualClock::new();
     let (rpm, tpm) = (60u32, 100_000u64);
     let lim = limiter(rpm, tpm, 1.0, &clock);
