@@ -126,8 +126,14 @@ pub(crate) fn tier_gives(catalog: &Catalog, tier: &str, model: &str) -> String {
     match Limits::resolve_for_model(catalog, Some(tier), model, None, None, None) {
         Ok(l) if l.no_access.is_some() => "no access".to_string(),
         Ok(l) => match catalog.tier(tier).map(|t| t.kind) {
+            // A model without figures at that tier gets the default model's: say whose.
             Some(TierKind::Usage) => {
-                format!("{model}: {}", ModelTierLimits::new(l.rpm, l.tpm, l.ipm))
+                let shown = if catalog.model_limits(tier, model).is_some() {
+                    model
+                } else {
+                    catalog.default_model()
+                };
+                format!("{shown}: {}", ModelTierLimits::new(l.rpm, l.tpm, l.ipm))
             }
             _ => format!(
                 "{} RPM, {} TPM",
@@ -186,5 +192,10 @@ mod tests {
         assert!(a.contains("$500"), "{a}");
         let a = tier_advice(Catalog::builtin(), None);
         assert!(a.contains("tier-1"), "{a}");
+        // A model the catalog has no figures for is described with the figures it gets, the
+        // default model's, under that model's name.
+        let a = tier_advice_for(Catalog::builtin(), Some("tier-1"), Some("gpt-image-9"));
+        assert!(a.contains("gpt-image-1: 5 images per minute"), "{a}");
+        assert!(!a.contains("gpt-image-9:"), "{a}");
     }
 }
