@@ -138,7 +138,25 @@ pub struct ProviderCheck {
 
 impl ProviderCheck {
     fn new(p: &ProviderConfig, model: &str, catalog: &Catalog) -> Self {
-        let tier = p.tier.as_deref().and_then(|t| catalog.tier(t));
+        // The tier's figures for the checked model (a usage tier's are per model); a tier
+        // without access shows as 0 / 0, as the check below reads it.
+        let tier = p.tier.as_deref().and_then(|t| {
+            crate::quota::limits::Limits::resolve_for_model(
+                catalog,
+                Some(t),
+                model,
+                None,
+                None,
+                None,
+            )
+            .ok()
+            .map(|mut l| {
+                if l.no_access.is_some() {
+                    (l.rpm, l.tpm) = (Some(0), Some(0));
+                }
+                l
+            })
+        });
         Self {
             name: p.name.clone(),
             kind: p.kind,
@@ -149,8 +167,8 @@ impl ProviderCheck {
             error: None,
             explanation: None,
             tier: p.tier.clone(),
-            rpm: p.rpm.or(tier.map(|t| t.rpm)),
-            tpm: p.tpm.or(tier.map(|t| t.tpm)),
+            rpm: p.rpm.or(tier.as_ref().and_then(|t| t.rpm)),
+            tpm: p.tpm.or(tier.as_ref().and_then(|t| t.tpm)),
             notes: Vec::new(),
             ms: 0,
         }

@@ -8,8 +8,8 @@ use crate::config_error::ConfigError;
 use crate::request::Capabilities;
 use crate::request::{OutputFormat, Quality, Size};
 
-use super::raw::{RawFile, RawModel, RawPrice};
-use super::{Catalog, KindDefaults, ModelSpec, Price, Tier};
+use super::raw::{RawFile, RawModel, RawModelLimits, RawPrice};
+use super::{Catalog, KindDefaults, ModelSpec, ModelTierLimits, Price, Tier, TierKind};
 
 pub(super) fn resolve_model(
     raw: &RawFile,
@@ -102,12 +102,53 @@ pub(super) fn build_model(
         None => None,
         Some(p) => Some(build_price(name, p.get_ref())?),
     };
+    let mut limits = BTreeMap::new();
+    for (tier, l) in m.limits.iter().flatten() {
+        limits.insert(tier.clone(), build_limits(name, tier, l)?);
+    }
     Ok(ModelSpec {
         capabilities: caps,
         output_tokens: m.output_tokens.clone().unwrap_or_default(),
         price,
         fallback_output_tokens: m.default_output_tokens_per_image.unwrap_or(default_tokens),
+        limits,
     })
+}
+
+/// One model's figures at one tier: each at least 1 (a tier without access is the tier's
+/// business, `access = false`, not a zero limit) and in range.
+fn build_limits(
+    name: &str,
+    tier: &str,
+    l: &RawModelLimits,
+) -> Result<ModelTierLimits, ConfigError> {
+    let field = |f: &str| format!("models.{name}.limits.{tier}.{f}");
+    let positive = |f: &str, v: &Option<toml::Spanned<i64>>| -> Result<Option<u64>, ConfigError> {
+        match v.as_ref().map(|v| *v.get_ref()) {
+            None => Ok(None),
+            Some(x) if x <= 0 => Err(ConfigError::new(
+                field(f),
+                format!("must be at least 1, got {x} (leave it out when no figure is published)"),
+            )),
+            Some(x) => Ok(Some(x.unsigned_abs())),
+        }
+    };
+    let small = |f: &str, v: Option<u64>| -> Result<Option<u32>, ConfigError> {
+        v.map(|x| u32::try_from(x).map_err(|_| ConfigError::new(field(f), "out of range")))
+            .transpose()
+    };
+    let l = ModelTierLimits::new(
+        small("rpm", positive("rpm", &l.rpm)?)?,
+        positive("tpm", &l.tpm)?,
+        small("ipm", positive("ipm", &l.ipm)?)?,
+    );
+    if l == ModelTierLimits::default() {
+        return Err(ConfigError::new(
+            field("ipm"),
+            "no figure given: a tier's limits need at least one of ipm, tpm, rpm",
+        ));
+    }
+    Ok(l)
 }
 
 pub(super) fn build_price(name: &str, p: &RawPrice) -> Result<Price, ConfigError> {
@@ -177,9 +218,54 @@ pub(super) fn build(raw: RawFile) -> Result<Catalog, ConfigError> {
     let mut models = BTreeMap::new();
     for name in raw.models.keys() {
         let m = resolve_model(&raw, name, 0)?;
+        // Per-model limits are only for OpenAI's usage tiers: a preset's figures are the same
+        // for every model, and a misspelt tier name would silently never apply.
+        for tier in m.limits.iter().flat_map(|l| l.keys()) {
+            if !raw.usage_tiers.contains_key(tier) {
+                let known: Vec<&str> = raw.usage_tiers.keys().map(String::as_str).collect();
+                return Err(ConfigError::new(
+                    format!("models.{name}.limits.{tier}"),
+                    format!(
+                        "unknown usage tier {tier:?}; usage tiers: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
         models.insert(name.clone(), build_model(name, &m, default_tokens)?);
     }
     let mut tiers = BTreeMap::new();
+    for (name, t) in &raw.usage_tiers {
+        if raw.tiers.contains_key(name) {
+            return Err(ConfigError::new(
+                format!("tiers.{name}"),
+                format!(
+                    "`{name}` is already a usage tier (`usage_tiers.{name}`, limits per model); \
+                     give a preset another name, or change the models' `limits.{name}`"
+                ),
+            ));
+        }
+        let level = t.level.ok_or_else(|| {
+            ConfigError::new(
+                format!("usage_tiers.{name}.level"),
+                "missing (the tier's order: free = 0, tier-1 = 1, …)",
+            )
+        })?;
+        tiers.insert(
+            name.clone(),
+            Tier {
+                name: name.clone(),
+                kind: TierKind::Usage,
+                level: Some(level),
+                rpm: None,
+                tpm: None,
+                access: t.access.unwrap_or(true),
+                min_spend_usd: t.min_spend_usd,
+                min_account_age_days: t.min_account_age_days,
+                requirement: t.requirement.clone().unwrap_or_default(),
+            },
+        );
+    }
     for (name, t) in &raw.tiers {
         let rpm = t
             .rpm
@@ -195,10 +281,19 @@ pub(super) fn build(raw: RawFile) -> Result<Catalog, ConfigError> {
             name.clone(),
             Tier {
                 name: name.clone(),
-                rpm: u32::try_from(rpm)
-                    .map_err(|_| ConfigError::new(format!("tiers.{name}.rpm"), "out of range"))?,
-                tpm: u64::try_from(tpm)
-                    .map_err(|_| ConfigError::new(format!("tiers.{name}.tpm"), "out of range"))?,
+                kind: TierKind::Preset,
+                level: None,
+                rpm: Some(
+                    u32::try_from(rpm).map_err(|_| {
+                        ConfigError::new(format!("tiers.{name}.rpm"), "out of range")
+                    })?,
+                ),
+                tpm: Some(
+                    u64::try_from(tpm).map_err(|_| {
+                        ConfigError::new(format!("tiers.{name}.tpm"), "out of range")
+                    })?,
+                ),
+                access: true,
                 min_spend_usd: t.min_spend_usd,
                 min_account_age_days: t.min_account_age_days,
                 requirement: t.requirement.clone().unwrap_or_default(),

@@ -1,5 +1,14 @@
-//! The provider catalog: models, their capabilities, output-token tables and prices, the
-//! OpenAI usage tiers, and each provider kind's defaults (base URL, Azure `api-version`).
+//! The provider catalog: models, their capabilities, output-token tables, prices and
+//! published rate limits per usage tier, the OpenAI usage tiers (and RPM / TPM presets), and
+//! each provider kind's defaults (base URL, Azure `api-version`).
+//!
+//! Tiers: `tier-1` … `tier-5` are OpenAI's usage tiers (`[usage_tiers.*]` in
+//! `providers/openai.toml`, with what each needs); their limits are per model
+//! (`[models."gpt-image-1".limits."tier-1"] ipm = 5, tpm = 100000`, read with
+//! [`Catalog::model_limits`]), as OpenAI publishes them on its model pages. `free` is a usage
+//! tier without access. `guide-tier-1` … `guide-tier-3` and `guide-enterprise` are presets
+//! (`[tiers.*]`: one RPM / TPM pair for any model) holding a third-party guide's table (May
+//! 2025). Each figure in the data files cites its source.
 //!
 //! The data lives in `providers/*.toml`, embedded at compile time ([`Catalog::builtin`]), and
 //! can be overridden or extended at runtime from a user's TOML file with the same schema
@@ -24,7 +33,7 @@ use serde::Serialize;
 use crate::config_error::ConfigError;
 
 pub use model::{ModelSpec, Price};
-pub use tier::{KindDefaults, ModelTierLimits, Tier};
+pub use tier::{KindDefaults, ModelTierLimits, Tier, TierKind};
 
 use build::build;
 use parse::{locate_in_source, parse_source};
@@ -57,7 +66,11 @@ const BUILTIN_SOURCES: &[(&str, &str)] = &[
 /// let cat = Catalog::builtin();
 /// let m = cat.model("gpt-image-1").unwrap();
 /// assert_eq!(m.output_image_tokens(Some(Quality::High), Some(Size::SQUARE)), 4160);
-/// assert_eq!(cat.tier("tier-2").unwrap().rpm, 15);
+/// // OpenAI's usage tiers: limits per model, as published.
+/// let l = cat.model_limits("tier-2", "gpt-image-1").unwrap();
+/// assert_eq!((l.ipm, l.tpm), (Some(20), Some(250_000)));
+/// // The third-party guide's table, under its own name.
+/// assert_eq!(cat.tier("guide-tier-2").unwrap().rpm, Some(15));
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Catalog {
@@ -99,11 +112,18 @@ impl Catalog {
     ///     [models."my-model"]
     ///     like = "gpt-image-1"
     ///     max_n = 4
-    ///     [tiers."tier-2"]
+    ///     [models."gpt-image-1".limits."tier-2"]
+    ///     ipm = 30
+    ///     [tiers."guide-tier-2"]
     ///     rpm = 20
     /// "#, "override.toml").unwrap();
     /// assert_eq!(cat.model("my-model").unwrap().capabilities.max_n, 4);
-    /// assert_eq!(cat.tier("tier-2").unwrap().rpm, 20);
+    /// // A field overrides one figure; the others stay as published.
+    /// let l = cat.model_limits("tier-2", "gpt-image-1").unwrap();
+    /// assert_eq!((l.ipm, l.tpm), (Some(30), Some(250_000)));
+    /// // `like` carries limits: my-model has gpt-image-1's (overridden) figures.
+    /// assert_eq!(cat.model_limits("tier-2", "my-model").unwrap().ipm, Some(30));
+    /// assert_eq!(cat.tier("guide-tier-2").unwrap().rpm, Some(20));
     /// ```
     pub fn with_overrides(&self, text: &str, source: &str) -> Result<Catalog, ConfigError> {
         let mut merged = self.raw.clone();
@@ -140,19 +160,60 @@ impl Catalog {
         self.tiers.get(name)
     }
 
-    /// All tiers, ordered by RPM then name.
+    /// All tiers: the usage tiers by level, then the presets by RPM, TPM and name.
     pub fn tiers(&self) -> Vec<&Tier> {
         let mut v: Vec<&Tier> = self.tiers.values().collect();
-        v.sort_by(|a, b| (a.rpm, a.tpm, &a.name).cmp(&(b.rpm, b.tpm, &b.name)));
+        v.sort_by(|a, b| {
+            let key = |t: &Tier| (t.kind != TierKind::Usage, t.level, t.rpm, t.tpm);
+            key(a).cmp(&key(b)).then_with(|| a.name.cmp(&b.name))
+        });
         v
     }
 
+    /// The tier an account moves to next, for explanations: after a usage tier, the next
+    /// usage tier (by level) with access; after a preset, the preset with access and the
+    /// next higher RPM; with no tier (or an unknown one), the lowest usage tier with access
+    /// (or, in a catalog without usage tiers, the lowest preset with access).
+    ///
+    /// ```
+    /// use image_router::catalog::Catalog;
+    /// let cat = Catalog::builtin();
+    /// assert_eq!(cat.next_tier(Some("free")).unwrap().name, "tier-1");
+    /// assert_eq!(cat.next_tier(Some("tier-4")).unwrap().name, "tier-5");
+    /// assert!(cat.next_tier(Some("tier-5")).is_none());
+    /// assert_eq!(cat.next_tier(Some("guide-tier-1")).unwrap().name, "guide-tier-2");
+    /// ```
+    pub fn next_tier(&self, tier: Option<&str>) -> Option<&Tier> {
+        let all = self.tiers();
+        let lowest = |kind: TierKind| {
+            all.iter()
+                .copied()
+                .find(|t| t.kind == kind && t.has_access())
+        };
+        match tier.and_then(|t| self.tier(t)) {
+            Some(cur) if cur.kind == TierKind::Usage => all
+                .iter()
+                .copied()
+                .find(|t| t.kind == TierKind::Usage && t.has_access() && t.level > cur.level),
+            Some(cur) => all.iter().copied().find(|t| {
+                t.kind == TierKind::Preset
+                    && t.has_access()
+                    && t.name != cur.name
+                    && t.rpm > cur.rpm
+            }),
+            None => lowest(TierKind::Usage).or_else(|| lowest(TierKind::Preset)),
+        }
+    }
+
     /// The published limits of `model` at usage tier `tier`, when the catalog has figures for
-    /// that pair (`None`: use the tier's own figures, [`Catalog::tier`]).
+    /// that pair (through `like`, a successor model carries its parent's). `None` for a
+    /// preset (its own RPM / TPM apply to every model: [`Catalog::tier`]), a tier without
+    /// access, or a model without figures at that tier: [`Limits::resolve_for_model`] then
+    /// uses the catalog's default model's figures at that tier.
+    ///
+    /// [`Limits::resolve_for_model`]: crate::quota::limits::Limits::resolve_for_model
     pub fn model_limits(&self, tier: &str, model: &str) -> Option<ModelTierLimits> {
-        // Filled from the per-model tier tables of `providers/openai.toml` (issue 11).
-        let _ = (tier, model);
-        None
+        self.models.get(model)?.limits.get(tier).copied()
     }
 
     /// Provider-kind defaults.
@@ -216,7 +277,15 @@ mod tests {
         );
         assert!(c.model("gpt-image-2").unwrap().price.is_none());
         assert!(!c.tier("free").unwrap().has_access());
-        assert_eq!(c.tier("tier-3").unwrap().tpm, 1_000_000);
+        assert_eq!(c.tier("guide-tier-3").unwrap().tpm, Some(1_000_000));
+        // The usage tiers are OpenAI's, with the rate-limits guide's requirements.
+        let t3 = c.tier("tier-3").unwrap();
+        assert_eq!(t3.kind, TierKind::Usage);
+        assert_eq!(
+            (t3.min_spend_usd, t3.min_account_age_days),
+            (Some(100.0), Some(7))
+        );
+        assert_eq!(t3.rpm, None, "a usage tier's limits are per model");
         assert_eq!(c.kinds().azure_api_version, "2025-04-01-preview");
         assert!(!c.kinds().azure_output_formats.contains(&OutputFormat::Webp));
     }

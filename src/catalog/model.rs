@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::ModelTierLimits;
 use crate::request::Capabilities;
 use crate::request::{Quality, Size};
 
@@ -20,6 +21,8 @@ pub struct ModelSpec {
     pub price: Option<Price>,
     /// Estimate per image when the table has no entry.
     pub fallback_output_tokens: u32,
+    /// Published rate limits by usage tier name (`"tier-1"`); empty when none are known.
+    pub limits: BTreeMap<String, ModelTierLimits>,
 }
 
 impl ModelSpec {

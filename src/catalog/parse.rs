@@ -86,6 +86,24 @@ pub(super) fn parse_source(source: &str, text: &str) -> Result<RawFile, ConfigEr
             }
         }
     }
+    for (name, m) in &raw.models {
+        for (tier, l) in m.limits.iter().flatten() {
+            for (key, v) in [("rpm", &l.rpm), ("tpm", &l.tpm), ("ipm", &l.ipm)] {
+                if let Some(v) = v {
+                    if *v.get_ref() <= 0 {
+                        return Err(ConfigError::new(
+                            format!("{source}: models.{name}.limits.{tier}.{key}"),
+                            format!(
+                                "must be at least 1, got {} (leave it out when no figure is published)",
+                                v.get_ref()
+                            ),
+                        )
+                        .at_line(line_of(text, v.span().start)));
+                    }
+                }
+            }
+        }
+    }
     for (name, t) in &raw.tiers {
         for (key, v) in [("rpm", &t.rpm), ("tpm", &t.tpm)] {
             if let Some(v) = v {

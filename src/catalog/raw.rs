@@ -19,6 +19,8 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub(super) tiers: BTreeMap<String, RawTier>,
     #[serde(default)]
+    pub(super) usage_tiers: BTreeMap<String, RawUsageTier>,
+    #[serde(default)]
     pub(super) kinds: RawKinds,
     #[serde(skip)]
     pub(super) source: String,
@@ -48,6 +50,28 @@ pub(super) struct RawModel {
     pub(super) output_tokens: Option<BTreeMap<Quality, BTreeMap<Size, u32>>>,
     pub(super) default_output_tokens_per_image: Option<u32>,
     pub(super) price: Option<Spanned<RawPrice>>,
+    /// Published rate limits per usage tier (`"tier-1"` → figures).
+    pub(super) limits: Option<BTreeMap<String, RawModelLimits>>,
+}
+
+/// One model's published limits at one usage tier; every figure optional (unpublished).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModelLimits {
+    pub(super) rpm: Option<Spanned<i64>>,
+    pub(super) tpm: Option<Spanned<i64>>,
+    pub(super) ipm: Option<Spanned<i64>>,
+}
+
+/// One of OpenAI's usage tiers: its order and what it needs (its limits are per model).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUsageTier {
+    pub(super) level: Option<u32>,
+    pub(super) access: Option<bool>,
+    pub(super) min_spend_usd: Option<f64>,
+    pub(super) min_account_age_days: Option<u32>,
+    pub(super) requirement: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -115,6 +139,14 @@ impl RawFile {
                 default_quality, default_size, output_formats, backgrounds, edits, max_edit_images,
                 input_fidelity, moderation, style, response_format, output_tokens,
                 default_output_tokens_per_image);
+            if let Some(limits) = &m.limits {
+                // Field by field per tier: an override of `ipm` keeps the published `tpm`.
+                let base_limits = base.limits.get_or_insert_with(BTreeMap::new);
+                for (tier, l) in limits {
+                    let b = base_limits.entry(tier.clone()).or_default();
+                    overlay!(b, l; rpm, tpm, ipm);
+                }
+            }
             if let Some(p) = &m.price {
                 // A price table in a later source replaces the earlier one field by field only
                 // when the unit matches; a different unit replaces it whole.
@@ -133,6 +165,10 @@ impl RawFile {
         for (name, t) in &over.tiers {
             let base = self.tiers.entry(name.clone()).or_default();
             overlay!(base, t; rpm, tpm, min_spend_usd, min_account_age_days, requirement);
+        }
+        for (name, t) in &over.usage_tiers {
+            let base = self.usage_tiers.entry(name.clone()).or_default();
+            overlay!(base, t; level, access, min_spend_usd, min_account_age_days, requirement);
         }
         if let Some(o) = &over.kinds.openai {
             let b = self.kinds.openai.get_or_insert_with(Default::default);

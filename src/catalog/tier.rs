@@ -1,21 +1,46 @@
 //! OpenAI usage tiers and the per-provider-kind defaults, as the catalog serves them: small
 //! data types kept apart from models because they are looked up on their own (status pages,
 //! provider builders).
+//!
+//! Two kinds of tier, because the two sources describe limits differently: OpenAI's own
+//! usage tiers ([`TierKind::Usage`], `tier-1` … `tier-5`, `free`) state what each tier needs,
+//! and publish the *limits per model* (images and tokens per minute, kept on the model as
+//! [`ModelTierLimits`]); a preset ([`TierKind::Preset`], e.g. the third-party guide's
+//! `guide-tier-2`) is one fixed RPM / TPM pair for whatever model is sent.
 
 use serde::Serialize;
 
 use crate::request::OutputFormat;
 
-/// An OpenAI usage tier.
+/// What a tier's limits are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TierKind {
+    /// One of OpenAI's usage tiers (`[usage_tiers.*]`): ordered by [`Tier::level`], limits
+    /// per model ([`Catalog::model_limits`](super::Catalog::model_limits)).
+    Usage,
+    /// A fixed RPM / TPM pair for every model (`[tiers.*]`).
+    Preset,
+}
+
+/// A tier: one of OpenAI's usage tiers, or an RPM / TPM preset.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Tier {
-    /// Tier name (`"tier-2"`).
+    /// Tier name (`"tier-2"`, `"guide-tier-2"`).
     pub name: String,
-    /// Requests per minute (0: no access).
-    pub rpm: u32,
-    /// Tokens per minute.
-    pub tpm: u64,
+    /// Usage tier or preset.
+    pub kind: TierKind,
+    /// A usage tier's order (`free` 0, `tier-1` 1, …); `None` for presets.
+    pub level: Option<u32>,
+    /// A preset's requests per minute (0: no access); `None` for usage tiers, whose limits
+    /// are per model.
+    pub rpm: Option<u32>,
+    /// A preset's tokens per minute (0: no access); `None` for usage tiers.
+    pub tpm: Option<u64>,
+    /// Whether the tier gives any access to image models (`free` does not).
+    pub access: bool,
     /// Lifetime spend needed, USD.
     pub min_spend_usd: Option<f64>,
     /// Account age needed, days.
@@ -27,7 +52,7 @@ pub struct Tier {
 impl Tier {
     /// Whether the tier gives any access.
     pub fn has_access(&self) -> bool {
-        self.rpm > 0 && self.tpm > 0
+        self.access && self.rpm != Some(0) && self.tpm != Some(0)
     }
 }
 
@@ -42,6 +67,28 @@ pub struct ModelTierLimits {
     pub tpm: Option<u64>,
     /// Images per minute (a request weighs its `n`).
     pub ipm: Option<u32>,
+}
+
+impl std::fmt::Display for ModelTierLimits {
+    /// `5 images per minute (IPM), 100000 tokens per minute (TPM)`; `no published limit`
+    /// when every figure is unset.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(i) = self.ipm {
+            parts.push(format!("{i} images per minute (IPM)"));
+        }
+        if let Some(r) = self.rpm {
+            parts.push(format!("{r} requests per minute (RPM)"));
+        }
+        if let Some(t) = self.tpm {
+            parts.push(format!("{t} tokens per minute (TPM)"));
+        }
+        if parts.is_empty() {
+            f.write_str("no published limit")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
 }
 
 impl ModelTierLimits {

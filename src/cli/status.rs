@@ -138,8 +138,8 @@ impl View {
             "deployment": p.deployment,
             "mode": p.mode.map(mode_name),
             "tier": p.tier,
-            "rpm": p.rpm.or(tier.map(|t| t.rpm)),
-            "tpm": p.tpm.or(tier.map(|t| t.tpm)),
+            "rpm": p.rpm.or(tier.and_then(|t| t.rpm)),
+            "tpm": p.tpm.or(tier.and_then(|t| t.tpm)),
             "ipm": p.ipm,
             "shared": p.shared.unwrap_or(false),
             // The default is the whole limit; a shared key keeps 0.9 while the provider sends

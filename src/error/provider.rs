@@ -23,6 +23,10 @@ pub enum RateLimitScope {
     Requests,
     /// Tokens per minute.
     Tokens,
+    /// Images per minute (IPM): OpenAI's per-model limit on image models, where a request
+    /// weighs its `n`. Its 429 may still say `type: "requests"`; the message names the
+    /// images limit ("… on images per min (IPM): Limit 5, Used 5, Requested 1 …").
+    Images,
     /// Not stated.
     Unknown,
 }

@@ -4,11 +4,12 @@
 //! largest set of texts and the one that follows the providers' error formats.
 
 use super::{
-    provider_quote, secs, tier_advice, Explanation, API_KEYS_URL, BILLING_URL, LIMITS_URL,
-    VERIFY_ORGANIZATION_URL,
+    provider_quote, secs, tier_advice_for, tier_gives, Explanation, API_KEYS_URL, BILLING_URL,
+    LIMITS_URL, VERIFY_ORGANIZATION_URL,
 };
 use crate::catalog::Catalog;
 use crate::error::{AccessDenial, ErrorKind, NotFoundKind, ProviderError, RateLimitScope};
+use crate::quota::limits::NextTier;
 
 impl ProviderError {
     /// The cause and the action in plain words, using the embedded catalog's tier table.
@@ -33,6 +34,12 @@ impl ProviderError {
         let quote = provider_quote(self);
         let name = &self.provider;
         match &self.kind {
+            ErrorKind::RateLimited { .. } if self.is_azure_answer() => {
+                self.explain_azure_rate_limit(&quote)
+            }
+            ErrorKind::RateLimited {
+                scope: RateLimitScope::Images,
+            } => self.explain_images_limit(&quote, catalog, tier),
             ErrorKind::RateLimited { scope } => self.explain_rate_limit(scope, &quote),
             ErrorKind::AccessDenied { reason } => {
                 self.explain_denial(*reason, &quote, catalog, tier)
@@ -117,7 +124,8 @@ impl ProviderError {
         let what = match scope {
             RateLimitScope::Requests => "requests per minute (RPM)",
             RateLimitScope::Tokens => "tokens per minute (TPM)",
-            RateLimitScope::Unknown => "requests or tokens per minute",
+            RateLimitScope::Images => "images per minute (IPM)",
+            _ => "requests or tokens per minute",
         };
         let when = match self.retry_after {
             Some(d) => format!("It asked to retry after {}.", secs(d)),
@@ -130,6 +138,109 @@ impl ProviderError {
                  another provider). If it happens often, lower `rpm` / `tpm` for {name} in \
                  the config so the router paces requests, add another provider, or raise \
                  the account's limits (a higher tier: {LIMITS_URL})."
+            ),
+        )
+    }
+
+    /// Whether the answer has Azure's error shape: the newer `RateLimitReached` code, Azure's
+    /// own wording ("… under Azure OpenAI API version …"), or a numeric-string `code`
+    /// (`"429"`) with Azure's "retry after N seconds". The provider's name is the user's, so
+    /// the answer is what tells; a proxy that copies Azure's body is explained as Azure.
+    fn is_azure_answer(&self) -> bool {
+        let code = self.code.as_deref().unwrap_or("");
+        let numeric = !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit());
+        code.eq_ignore_ascii_case("RateLimitReached")
+            || self.message.contains("Azure OpenAI")
+            || (numeric && self.message.to_ascii_lowercase().contains("retry after"))
+    }
+
+    /// The model a 429 message names ("Rate limit reached for gpt-image-1 in organization …",
+    /// "… for gpt-image-2-codex (for limit gpt-image) …").
+    fn model_in_message(&self) -> Option<String> {
+        let lower = self.message.to_ascii_lowercase();
+        let at = ["rate limit reached for ", "request too large for "]
+            .iter()
+            .find_map(|m| lower.find(m).map(|i| i + m.len()))?;
+        let model: String = self.message[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'))
+            .collect();
+        (!model.is_empty()).then_some(model)
+    }
+
+    /// An images-per-minute 429: the account's IPM limit for the model, what the configured
+    /// tier allows and what the next tier gives.
+    fn explain_images_limit(
+        &self,
+        quote: &str,
+        catalog: &Catalog,
+        tier: Option<&str>,
+    ) -> Explanation {
+        let name = &self.provider;
+        let model = self.model_in_message();
+        let shown = model.as_deref().unwrap_or("this model");
+        let when = match self.retry_after {
+            Some(d) => format!("It asked to retry after {}.", secs(d)),
+            None => "It did not say when to retry.".to_string(),
+        };
+        let lookup = model.as_deref().unwrap_or(catalog.default_model());
+        let mut action = String::new();
+        match tier.and_then(|t| catalog.tier(t)) {
+            Some(t) => action.push_str(&format!(
+                "The configuration says this account is on {} ({}). ",
+                t.name,
+                tier_gives(catalog, &t.name, lookup)
+            )),
+            None => action.push_str(&format!(
+                "The account's images-per-minute limit depends on its usage tier (see {LIMITS_URL}). "
+            )),
+        }
+        if let Some(n) = NextTier::of(catalog, tier, lookup) {
+            action.push_str(&format!(
+                "The next tier, {}, needs {} and gives {}. ",
+                n.name,
+                n.requirement,
+                n.gives()
+            ));
+        }
+        action.push_str(&format!(
+            "Meanwhile: each request counts its `n` images, so ask for fewer images per \
+             request or set `ipm` for {name} in the config to the account's figure so the \
+             router paces images; the router fails over to other providers and waits out \
+             `retry-after` only when none can take the request."
+        ));
+        Explanation::new(
+            format!(
+                "{name} refused the request because the account's images-per-minute limit (IPM) \
+                 for {shown} is reached: every image counts, and a request with `n = 4` counts \
+                 4. {when} {quote}"
+            ),
+            action,
+        )
+    }
+
+    /// An Azure 429: the deployment's quota, where to raise it, and the router's `rpm`.
+    fn explain_azure_rate_limit(&self, quote: &str) -> Explanation {
+        let name = &self.provider;
+        let when = match self.retry_after {
+            Some(d) => format!("It asked to retry after {}.", secs(d)),
+            None => "It did not say when to retry.".to_string(),
+        };
+        Explanation::new(
+            format!(
+                "{name}: the Azure deployment reached its quota. Azure limits each deployment \
+                 to the requests per minute (and tokens per minute) of the quota assigned to \
+                 it; image models default to a small quota (gpt-image-1: 2 capacity units, 6 \
+                 requests per minute). {when} {quote}"
+            ),
+            format!(
+                "Raise the deployment's quota: in the Azure AI Foundry portal open the \
+                 deployment (Deployments, then Edit) and raise its rate limit, up to the quota \
+                 free for that model and region on the Quota page; ask for more quota there \
+                 (https://aka.ms/oai/quotaincrease) if none is free. Then set `rpm` (and \
+                 `tpm`) for {name} in the router config to the deployment's figure, so the \
+                 router paces requests under it instead of collecting 429s; another \
+                 deployment in another region adds its own quota."
             ),
         )
     }
@@ -245,7 +356,7 @@ impl ProviderError {
                      without access (the account has not met the tier's spend and account-age \
                      requirements, or the organization needs verification). {quote}"
                 ),
-                tier_advice(catalog, tier),
+                tier_advice_for(catalog, tier, self.model_in_message().as_deref()),
             ),
             AccessDenial::InsufficientQuota => Explanation::new(
                 format!(

@@ -9,6 +9,16 @@
 //! Classification looks at the *code* first (it is stable), then the status, then the
 //! message wording (least stable, only used where no code exists). A non-JSON body (an HTML
 //! page from a proxy) still classifies by status, with a short snippet as the message.
+//!
+//! Which limit a 429 names ([`RateLimitScope`]) comes from the message before the `type`,
+//! because an images-per-minute 429 may say `type: "requests"`: a message naming "images
+//! per min" (the issue-11 wording "… on images per min (IPM): Limit 5, Used 5, Requested 1 …",
+//! the 2023 "Rate limit exceeded for images per minute … Limit: 5/1min", the 2026 edits'
+//! "… on input-images per min …", all seen in public reports; OpenAI documents none of them)
+//! is [`RateLimitScope::Images`]. The images 429 without any limit named ("You've exceeded
+//! the rate limit, please slow down and try again after 51.84 seconds.") stays `Unknown`:
+//! nothing in it says which limit. A stated limit of zero with no wait ("Limit: 0/1min") is
+//! a tier without access, like the "try again after 0.0 seconds" 429.
 
 use std::time::{Duration, SystemTime};
 
@@ -293,12 +303,18 @@ fn kind_for(status: u16, b: &Body, lower: &str, message_retry: Option<Duration>)
         408 => ErrorKind::Timeout { sent: true },
         409 => ErrorKind::Server,
         429 => {
-            if message_retry == Some(Duration::ZERO)
-                && (zero_seconds_in_words(lower) || zero_limit(lower))
+            // A stated limit of zero with no wait ("Limit: 0/1min", the older images wording)
+            // is no access too.
+            if (message_retry == Some(Duration::ZERO)
+                && (zero_seconds_in_words(lower) || zero_limit(lower)))
+                || (message_retry.is_none() && zero_limit(lower))
             {
                 return denied(AccessDenial::TierAccess);
             }
-            let scope = if has(etype, "requests")
+            // Images first: an images-per-minute 429 may still say `type: "requests"`.
+            let scope = if lower.contains("(ipm)") || images_per_min(lower) {
+                RateLimitScope::Images
+            } else if has(etype, "requests")
                 || lower.contains("(rpm)")
                 || lower.contains("requests per min")
             {
@@ -343,6 +359,13 @@ fn zero_seconds_in_words(lower: &str) -> bool {
         .any(|w| w[1].starts_with("second") && w[0].parse::<f64>().is_ok_and(|n| n == 0.0))
 }
 
+/// Whether a 429 message names an images-per-minute limit: "images per min (IPM)", "images
+/// per minute", or "input-images per min" (the input-image limit of edits is an images limit
+/// too).
+fn images_per_min(lower: &str) -> bool {
+    lower.contains("images per min")
+}
+
 /// Whether an RPM/TPM message states a limit of zero ("Limit 0, Used 0, Requested 1"): the
 /// account's tier has no access at all.
 fn zero_limit(lower: &str) -> bool {
@@ -351,6 +374,10 @@ fn zero_limit(lower: &str) -> bool {
         w[0].trim_end_matches(':') == "limit"
             && w[1]
                 .trim_end_matches([',', '.', ';'])
+                // "Limit: 0/1min" (older wording): the number before the period.
+                .split('/')
+                .next()
+                .unwrap_or("")
                 .parse::<f64>()
                 .is_ok_and(|n| n == 0.0)
     })
@@ -471,6 +498,10 @@ mod tests {
         assert!(!zero_limit(
             "on requests per min (rpm): limit 5, used 5, requested 1."
         ));
+        assert!(zero_limit(
+            "rate limit exceeded for images per minute in organization org-x. limit: 0/1min. current: 1/1min."
+        ));
+        assert!(!zero_limit("limit: 5/1min. current: 6/1min."));
     }
 
     #[test]

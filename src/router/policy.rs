@@ -341,7 +341,7 @@ fn class_label(kind: &ErrorKind) -> &'static str {
 }
 
 const CLASS_LABELS: [&str; 12] = [
-    "rate limited (429 `rate_limit_exceeded`, Azure 429 / `RateLimitReached`)",
+    "rate limited (429 `rate_limit_exceeded` on requests, tokens or images per minute, Azure 429 / `RateLimitReached`)",
     "access denied (`insufficient_quota`, `billing_hard_limit_reached`, organization not verified, region not supported, the 429 that says *try again after 0.0 seconds* = no tier access)",
     "authentication (401)",
     "endpoint not found (another 404: wrong base URL or path)",
@@ -425,6 +425,21 @@ mod tests {
             scope: RateLimitScope::Requests,
         };
         assert_eq!(d(rl), Decision::FailoverRateLimited);
+        // An images-per-minute 429 is a rate limit like the others: fail over, and the
+        // provider is held back for the wait.
+        let ipm = ErrorKind::RateLimited {
+            scope: RateLimitScope::Images,
+        };
+        assert_eq!(d(ipm.clone()), Decision::FailoverRateLimited);
+        assert_eq!(
+            rule(&ipm, PolicySettings::default()),
+            rule(
+                &ErrorKind::RateLimited {
+                    scope: RateLimitScope::Requests
+                },
+                PolicySettings::default()
+            )
+        );
         let tier = ErrorKind::AccessDenied {
             reason: AccessDenial::TierAccess,
         };
@@ -498,6 +513,9 @@ mod tests {
             },
             ErrorKind::RateLimited {
                 scope: Scope::Tokens,
+            },
+            ErrorKind::RateLimited {
+                scope: Scope::Images,
             },
             ErrorKind::Authentication,
             ErrorKind::Server,

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::faults::FaultQueue;
 use super::window::RateWindow;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ModelTierLimits, TierKind};
 
 /// How a chat-completions answer carries the image in `choices[0].message.content`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub enum ChatImageStyle {
 pub struct SimAccount {
     pub(crate) rpm: Option<u32>,
     pub(crate) tpm: Option<u64>,
+    pub(crate) ipm: Option<u32>,
+    pub(crate) model_limits: BTreeMap<String, ModelTierLimits>,
     pub(crate) api_key: Option<SecretString>,
     pub(crate) deployments: BTreeMap<String, String>,
     pub(crate) chat_image: ChatImageStyle,
@@ -58,6 +60,8 @@ impl fmt::Debug for SimAccount {
         f.debug_struct("SimAccount")
             .field("rpm", &self.rpm)
             .field("tpm", &self.tpm)
+            .field("ipm", &self.ipm)
+            .field("model_limits", &self.model_limits)
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("deployments", &self.deployments)
             .field("chat_image", &self.chat_image)
@@ -90,15 +94,56 @@ impl SimAccount {
         self
     }
 
-    /// Sets RPM and TPM from a tier of [`Catalog::builtin`] (`"tier-1"` ...). An unknown tier
-    /// makes [`SimulatorBuilder::start`](super::SimulatorBuilder::start) fail with
-    /// `InvalidInput` naming it.
+    /// Images-per-minute limit for the whole account (sliding 60 s window); a request weighs
+    /// its `n` (a chat-mode call one image).
+    #[must_use]
+    pub fn ipm(mut self, ipm: u32) -> Self {
+        self.ipm = Some(ipm);
+        self
+    }
+
+    /// Limits of one model on this account, as OpenAI applies its published per-model
+    /// limits: the model gets its own sliding window (RPM / TPM / IPM, each optional) on top
+    /// of the account's.
+    ///
+    /// ```
+    /// use image_router::catalog::ModelTierLimits;
+    /// use image_router::sim::SimAccount;
+    /// let acct = SimAccount::new()
+    ///     .model_limits("gpt-image-1", ModelTierLimits::new(None, Some(100_000), Some(5)));
+    /// # let _ = acct;
+    /// ```
+    #[must_use]
+    pub fn model_limits(mut self, model: impl Into<String>, limits: ModelTierLimits) -> Self {
+        self.model_limits.insert(model.into(), limits);
+        self
+    }
+
+    /// Sets the limits of a tier of [`Catalog::builtin`]: a preset's (`"guide-tier-1"`) RPM
+    /// and TPM for the account; a usage tier's (`"tier-1"` … `"tier-5"`) published figures
+    /// per model (each catalog model's, or the default model's for a model without figures,
+    /// as the router assumes); a tier without access (`"free"`) answers every request with
+    /// the tier denial. An unknown tier makes
+    /// [`SimulatorBuilder::start`](super::SimulatorBuilder::start) fail with `InvalidInput`
+    /// naming it.
     #[must_use]
     pub fn tier(mut self, name: &str) -> Self {
-        match Catalog::builtin().tier(name) {
+        let cat = Catalog::builtin();
+        match cat.tier(name) {
+            Some(t) if !t.has_access() => {
+                self.rpm = Some(0);
+            }
+            Some(t) if t.kind == TierKind::Usage => {
+                let fallback = cat.model_limits(name, cat.default_model());
+                for m in cat.models() {
+                    if let Some(l) = cat.model_limits(name, m.name()).or(fallback) {
+                        self.model_limits.insert(m.name().to_string(), l);
+                    }
+                }
+            }
             Some(t) => {
-                self.rpm = Some(t.rpm);
-                self.tpm = Some(t.tpm);
+                self.rpm = t.rpm;
+                self.tpm = t.tpm;
             }
             None => {
                 let known: Vec<&str> = Catalog::builtin()
@@ -197,7 +242,7 @@ pub struct SimStats {
     pub succeeded: u64,
     /// Images handed out.
     pub images: u64,
-    /// 429s from the RPM / TPM window (not scripted faults).
+    /// 429s from the RPM / TPM / IPM windows (not scripted faults).
     pub rate_limited: u64,
     /// Scripted faults served.
     pub faults_served: u64,
@@ -274,6 +319,8 @@ impl fmt::Debug for ReceivedRequest {
 pub(crate) struct AccountState {
     pub(crate) config: SimAccount,
     pub(crate) window: RateWindow,
+    /// One window per model with its own limits ([`SimAccount::model_limits`]).
+    pub(crate) model_windows: HashMap<String, RateWindow>,
     pub(crate) faults: FaultQueue,
     pub(crate) stats: SimStats,
     pub(crate) received: Vec<ReceivedRequest>,
@@ -283,8 +330,14 @@ pub(crate) struct AccountState {
 
 impl AccountState {
     pub(crate) fn new(config: SimAccount) -> Self {
+        let model_windows = config
+            .model_limits
+            .iter()
+            .map(|(m, l)| (m.clone(), RateWindow::new(l.rpm, l.tpm).with_ipm(l.ipm)))
+            .collect();
         Self {
-            window: RateWindow::new(config.rpm, config.tpm),
+            window: RateWindow::new(config.rpm, config.tpm).with_ipm(config.ipm),
+            model_windows,
             config,
             faults: FaultQueue::default(),
             stats: SimStats::default(),

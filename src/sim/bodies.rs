@@ -124,7 +124,21 @@ fn per_min(kind: LimitKind) -> &'static str {
     match kind {
         LimitKind::Requests => "requests per min (RPM)",
         LimitKind::Tokens => "tokens per min (TPM)",
+        LimitKind::Images => "images per min (IPM)",
     }
+}
+
+/// 429 for a request with more images (`n`) than the IPM limit: it can never be admitted.
+/// Worded like "Request too large" for tokens; the real text for this case was not found.
+pub(crate) fn images_too_many(model: &str, org: &str, limit: u64, requested: u64) -> Value {
+    openai(
+        &format!(
+            "Request too large for {model} in organization {org} on images per min (IPM): Limit {limit}, Requested {requested}. Ask for fewer images (`n`) per request. Visit https://platform.openai.com/account/rate-limits to learn more."
+        ),
+        Some(LimitKind::Images.as_str()),
+        None,
+        Some("rate_limit_exceeded"),
+    )
 }
 
 /// 429 from the RPM / TPM window (OpenAI wording).
@@ -175,6 +189,7 @@ pub(crate) fn scripted_rate_limit(
             let (requested, placeholder) = match kind {
                 LimitKind::Requests => (1, 5),
                 LimitKind::Tokens => (4160, 250_000),
+                LimitKind::Images => (1, 5),
             };
             let limit = limit.unwrap_or(placeholder);
             rate_limited(model, org, kind, limit, limit, requested, retry)
@@ -224,7 +239,7 @@ pub(crate) fn azure_rate_limited(
     retry: Option<Duration>,
 ) -> Value {
     let what = match kind {
-        LimitKind::Requests => "call rate limit",
+        LimitKind::Requests | LimitKind::Images => "call rate limit",
         LimitKind::Tokens => "token rate limit",
     };
     match retry {

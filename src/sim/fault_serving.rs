@@ -20,7 +20,7 @@ use super::faults::Fault;
 use super::parse::peek_model;
 use super::png::solid_png;
 use super::rate_headers::retry_headers;
-use super::window::LimitKind;
+use super::window::{LimitKind, RateWindow};
 use crate::catalog::Catalog;
 use crate::error::RateLimitScope;
 
@@ -151,6 +151,7 @@ fn rate_limited(
     let kind = match scope {
         RateLimitScope::Requests => Some(LimitKind::Requests),
         RateLimitScope::Tokens => Some(LimitKind::Tokens),
+        RateLimitScope::Images => Some(LimitKind::Images),
         _ => None,
     };
     let body = match surface {
@@ -166,6 +167,11 @@ fn rate_limited(
                 match kind {
                     Some(LimitKind::Requests) => st.window.rpm().map(u64::from),
                     Some(LimitKind::Tokens) => st.window.tpm(),
+                    Some(LimitKind::Images) => st
+                        .window
+                        .ipm()
+                        .or_else(|| st.model_windows.get(model).and_then(RateWindow::ipm))
+                        .map(u64::from),
                     None => None,
                 }
             };

@@ -15,8 +15,9 @@ use crate::error::RateLimitScope;
 pub enum Fault {
     /// 429 `rate_limit_exceeded`. With `retry_after`, the `retry-after` (whole seconds,
     /// rounded up) and `retry-after-ms` headers are sent and the message names the delay;
-    /// without, neither is. `scope` picks the error `type` (`requests` / `tokens`; `Unknown`
-    /// sends the images-endpoint wording with no type).
+    /// without, neither is. `scope` picks the limit the message names and the error `type`
+    /// (`requests` / `tokens`; `Images` names "images per min (IPM)" with type `requests`;
+    /// `Unknown` sends the images-endpoint wording with no type).
     RateLimited {
         /// The delay to announce, if any.
         retry_after: Option<Duration>,

@@ -1,7 +1,8 @@
 //! The image operation (generation, edit, chat-mode generation), step by step: serve a
 //! scripted fault, check the key, parse the body, resolve the model (from the body on
 //! OpenAI, from the deployment on Azure), validate the request against the model's catalog
-//! entry, render the PNG, pass the account's RPM / TPM window, and answer with the images,
+//! entry, render the PNG, pass the account's RPM / TPM / IPM window (and the model's, when it
+//! has its own limits), and answer with the images,
 //! the echo fields and `usage` from the token table.
 //!
 //! Why this order: it is the order in which the real APIs refuse a request (a fault or a bad
@@ -51,7 +52,12 @@ async fn image_steps(ctx: &Ctx<'_>, surface: &Surface, op: Op) -> Step<Outcome> 
     req.set_model(model.clone());
     let estimate = tokens::estimate(&req, spec, catalog.default_output_tokens_per_image());
     let image = render(ctx, surface, &req, spec)?;
-    let window_headers = admit(ctx, surface, op, &model, estimate.total())?;
+    let images = if op == Op::Chat {
+        1
+    } else {
+        usize::from(req.n()) as u64
+    };
+    let window_headers = admit(ctx, surface, op, &model, estimate.total(), images)?;
 
     let body = if op == Op::Chat {
         chat_body(ctx, &model, &image.png, estimate)
@@ -190,27 +196,48 @@ fn render(
     })
 }
 
-/// Passes the request through the account's window: the `x-ratelimit-*` headers to send
-/// with the answer, or the 429 (with those headers) when the window refuses it.
+/// Passes the request (`total` tokens, `images` images) through the account's window and,
+/// when the model has its own limits, the model's: the `x-ratelimit-*` headers to send with
+/// the answer, or the 429 (with those headers) when a window refuses it. It is recorded in
+/// both or in neither.
 fn admit(
     ctx: &Ctx<'_>,
     surface: &Surface,
     op: Op,
     model: &str,
     total: u64,
+    images: u64,
 ) -> Step<Vec<(&'static str, String)>> {
     let (admitted, window_headers) = {
-        let mut st = ctx.state.lock();
+        let mut guard = ctx.state.lock();
+        let st = &mut *guard;
         let now = ctx.shared.clock.now();
-        let limited = st.window.is_limited();
-        let res = st.window.check(now, total);
-        if res.is_ok() {
-            st.stats.tokens += total;
-        } else {
-            st.stats.rate_limited += 1;
-        }
+        let limited =
+            st.window.is_limited() || st.model_windows.get(model).is_some_and(|w| w.is_limited());
+        let res = st.window.fits(now, total, images).and_then(|t_acct| {
+            match st.model_windows.get_mut(model) {
+                Some(w) => w
+                    .fits(now, total, images)
+                    .map(|t_model| (t_acct, Some(t_model))),
+                None => Ok((t_acct, None)),
+            }
+        });
+        let res = match res {
+            Ok((t_acct, t_model)) => {
+                st.window.record(t_acct, total, images);
+                if let (Some(t), Some(w)) = (t_model, st.model_windows.get_mut(model)) {
+                    w.record(t, total, images);
+                }
+                st.stats.tokens += total;
+                Ok(())
+            }
+            Err(rej) => {
+                st.stats.rate_limited += 1;
+                Err(rej)
+            }
+        };
         let hdrs = if limited {
-            rate_headers(&mut st, now, surface)
+            rate_headers(st, now, surface, model)
         } else {
             Vec::new()
         };

@@ -34,16 +34,29 @@
 //!
 //! # Rate limits
 //!
-//! Each account may have an RPM and a TPM limit, enforced by an exact sliding 60-second
-//! window ([`RateWindow`]) on the simulator's [`Clock`]: a request at `t` is admitted iff the
-//! requests admitted in `(t - 60 s, t]` plus one stay within RPM and their tokens plus its own
-//! estimate stay within TPM. Refused requests get a 429 `rate_limit_exceeded` (type `requests`
-//! or `tokens`) with `retry-after` (seconds, rounded up) and `retry-after-ms` set to the time
-//! until the window has room, and they do not count. The `remaining-*` headers describe the
-//! window after the request; the `reset-*` headers give the time until the oldest request in
-//! the window leaves it (when capacity next grows). A limit of 0 (the `free` tier) answers
-//! every request with the "try again after 0.0 seconds" tier denial; a request with more
-//! tokens than the TPM limit gets "Request too large" and no retry headers.
+//! Each account may have an RPM, a TPM and an IPM (images per minute) limit, and each model
+//! on it its own ([`SimAccount::model_limits`]; [`SimAccount::tier`] with a usage tier such
+//! as `"tier-1"` sets every model's published figures), enforced by exact sliding 60-second
+//! windows ([`RateWindow`]) on the simulator's [`Clock`]: a request at `t` is admitted iff,
+//! in the account's window and in its model's, the requests admitted in `(t - 60 s, t]` plus
+//! one stay within RPM, their tokens plus its own estimate within TPM, and their images plus
+//! its `n` within IPM (a chat-mode call is one image). Refused requests get a 429
+//! `rate_limit_exceeded` with `retry-after` (seconds, rounded up) and `retry-after-ms` set to
+//! the time until the window has room, and they do not count. The message names the limit as
+//! OpenAI does ("… on requests per min (RPM): Limit 5, Used 5, Requested 1. Please try again
+//! in 12s. …", `type` `requests` / `tokens`); for images "… on images per min (IPM): Limit 5,
+//! Used 4, Requested 2. …" with `type` `requests`. That images wording follows the RPM / TPM
+//! messages and the one the project's issue 11 quotes ("images per min (IPM)", `type` may be
+//! `requests`); OpenAI does not document it, and older reports show other texts ("Rate limit
+//! exceeded for images per minute in organization … Limit: 0/1min", 2023; "… on input-images
+//! per min: Limit 4000 …", 2026), so treat it as the likely shape, not a copy. The
+//! `remaining-*` headers describe the window after the request (the account's requests /
+//! tokens limits, else the model's); the `reset-*` headers give the time until the oldest
+//! request in the window leaves it. No images header is sent (none is documented). A limit of
+//! 0 (the `free` tier) answers every request with the "try again after 0.0 seconds" tier
+//! denial; a request with more tokens than the TPM limit gets "Request too large" and no retry
+//! headers, and one with more images than the IPM limit the same wording for images (its real
+//! text is not known).
 //!
 //! # Faults
 //!

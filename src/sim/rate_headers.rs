@@ -13,19 +13,39 @@ use super::account::AccountState;
 use super::bodies;
 use super::exchange::Reply;
 use super::exchange::{Op, Surface};
-use super::window::Rejection;
+use super::window::{LimitKind, Rejection};
 use crate::quota::headers::format_go_duration;
 
-/// `x-ratelimit-*` headers describing the window after this request.
+/// `x-ratelimit-*` headers describing the window after this request: the account's requests
+/// and tokens limits, or, where the account has none, `model`'s own (OpenAI's published
+/// limits are per model, and so are its headers). There is no images header: none is
+/// documented, so none is invented (an IPM limit shows only in its 429).
 pub(super) fn rate_headers(
     st: &mut AccountState,
     now: Duration,
     surface: &Surface,
+    model: &str,
 ) -> Vec<(&'static str, String)> {
-    let state = st.window.state(now);
+    let account = st.window.state(now);
+    let model_window = st.model_windows.get_mut(model);
+    let (m_rpm, m_tpm, m_state) = match model_window {
+        Some(w) => (w.rpm(), w.tpm(), Some(w.state(now))),
+        None => (None, None, None),
+    };
+    let (rpm, req_state) = match (st.window.rpm(), m_rpm) {
+        (Some(r), _) => (Some(r), account),
+        (None, Some(r)) => (Some(r), m_state.unwrap_or(account)),
+        _ => (None, account),
+    };
+    let (tpm, tok_state) = match (st.window.tpm(), m_tpm) {
+        (Some(t), _) => (Some(t), account),
+        (None, Some(t)) => (Some(t), m_state.unwrap_or(account)),
+        _ => (None, account),
+    };
     let mut out = Vec::new();
     let azure = surface.is_azure();
-    if let Some(rpm) = st.window.rpm() {
+    let state = req_state;
+    if let Some(rpm) = rpm {
         let rpm = u64::from(rpm);
         if !azure {
             out.push(("x-ratelimit-limit-requests", rpm.to_string()));
@@ -41,7 +61,8 @@ pub(super) fn rate_headers(
             ));
         }
     }
-    if let Some(tpm) = st.window.tpm() {
+    let state = tok_state;
+    if let Some(tpm) = tpm {
         if !azure {
             out.push(("x-ratelimit-limit-tokens", tpm.to_string()));
         }
@@ -79,6 +100,12 @@ pub(super) fn window_429(
         // "Request too large".
         if rej.limit == 0 {
             return Reply::json(429, &bodies::tier_denied());
+        }
+        if rej.kind == LimitKind::Images {
+            return Reply::json(
+                429,
+                &bodies::images_too_many(model, org, rej.limit, rej.requested),
+            );
         }
         return Reply::json(
             429,

@@ -1,10 +1,12 @@
-//! The RPM / TPM sliding window the simulator enforces per account.
+//! The RPM / TPM / IPM sliding window the simulator enforces per account (and per model, for
+//! an account with per-model limits).
 //!
 //! Why an exact sliding window and not a token bucket: the simulator is the referee the router's
 //! limiter is tested against, so its rule has to be simple to state and check by hand. A request
 //! at time `t` is admitted iff the requests admitted in `(t - 60 s, t]` plus one stay within the
-//! RPM limit and the tokens admitted in that interval plus its own stay within the TPM limit.
-//! Rejected requests are not recorded. Any limiter that never produces a 429 here never puts
+//! RPM limit, the tokens admitted in that interval plus its own stay within the TPM limit,
+//! and the images admitted in it plus its own `n` stay within the IPM limit (a request
+//! weighs its `n` images, as OpenAI counts them). Rejected requests are not recorded. Any limiter that never produces a 429 here never puts
 //! more than the limit into any 60-second window.
 //!
 //! The struct is plain data (no server, no clock): pass the time in, so it can also be used in
@@ -23,13 +25,17 @@ pub enum LimitKind {
     Requests,
     /// Tokens per minute.
     Tokens,
+    /// Images per minute.
+    Images,
 }
 
 impl LimitKind {
-    /// The OpenAI error `type` for this limit (`"requests"` / `"tokens"`).
+    /// The OpenAI error `type` for this limit (`"requests"` / `"tokens"`). An images-per-minute
+    /// 429 says `"requests"` too: the reports of it (issue 11) give no `type` of its own, and
+    /// the message is what names the images limit.
     pub const fn as_str(&self) -> &'static str {
         match self {
-            LimitKind::Requests => "requests",
+            LimitKind::Requests | LimitKind::Images => "requests",
             LimitKind::Tokens => "tokens",
         }
     }
@@ -44,10 +50,10 @@ pub struct Rejection {
     pub limit: u64,
     /// How much of it the window holds now.
     pub used: u64,
-    /// What the request asked for (1 request, or its tokens).
+    /// What the request asked for (1 request, its tokens, or its images).
     pub requested: u64,
     /// Time until the window has room for the request; `None` when it never will (a limit of
-    /// zero, or more tokens than the TPM limit).
+    /// zero, or more tokens or images than the TPM / IPM limit).
     pub retry_in: Option<Duration>,
 }
 
@@ -58,6 +64,8 @@ pub struct WindowState {
     pub requests: u64,
     /// Tokens admitted in the last 60 s.
     pub tokens: u64,
+    /// Images admitted in the last 60 s.
+    pub images: u64,
     /// Time until the oldest admitted request leaves the window, i.e. until request capacity
     /// next grows (zero when the window is empty).
     pub reset_requests: Duration,
@@ -65,7 +73,7 @@ pub struct WindowState {
     pub reset_tokens: Duration,
 }
 
-/// A sliding 60-second RPM / TPM window. `None` limits are unlimited.
+/// A sliding 60-second RPM / TPM / IPM window. `None` limits are unlimited.
 ///
 /// ```
 /// use image_router::sim::RateWindow;
@@ -77,14 +85,23 @@ pub struct WindowState {
 /// // A third request within the minute must wait until the first one leaves the window.
 /// assert_eq!(w.try_admit(t0 + Duration::from_secs(20), 100), Err(Duration::from_secs(40)));
 /// assert!(w.try_admit(t0 + Duration::from_secs(60), 100).is_ok());
+///
+/// // Images per minute: a request weighs its `n`.
+/// let mut w = RateWindow::new(None, None).with_ipm(Some(5));
+/// assert!(w.check_images(t0, 0, 4).is_ok());
+/// let r = w.check_images(t0, 0, 2).unwrap_err();
+/// assert_eq!((r.limit, r.used, r.requested), (5, 4, 2));
+/// assert!(w.check_images(t0, 0, 1).is_ok());
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct RateWindow {
     rpm: Option<u32>,
     tpm: Option<u64>,
-    /// Admitted requests, oldest first: (time, tokens).
-    admitted: VecDeque<(Duration, u64)>,
+    ipm: Option<u32>,
+    /// Admitted requests, oldest first: (time, tokens, images).
+    admitted: VecDeque<(Duration, u64, u64)>,
     tokens_in_window: u64,
+    images_in_window: u64,
 }
 
 impl RateWindow {
@@ -93,9 +110,28 @@ impl RateWindow {
         Self {
             rpm,
             tpm,
+            ipm: None,
             admitted: VecDeque::new(),
             tokens_in_window: 0,
+            images_in_window: 0,
         }
+    }
+
+    /// This window with an images-per-minute limit.
+    #[must_use]
+    pub fn with_ipm(mut self, ipm: Option<u32>) -> Self {
+        self.ipm = ipm;
+        self
+    }
+
+    /// The images-per-minute limit.
+    pub fn ipm(&self) -> Option<u32> {
+        self.ipm
+    }
+
+    /// Changes the images-per-minute limit; what was admitted stays in the window.
+    pub fn set_ipm(&mut self, ipm: Option<u32>) {
+        self.ipm = ipm;
     }
 
     /// The requests-per-minute limit.
@@ -116,15 +152,16 @@ impl RateWindow {
 
     /// Whether any limit is set.
     pub fn is_limited(&self) -> bool {
-        self.rpm.is_some() || self.tpm.is_some()
+        self.rpm.is_some() || self.tpm.is_some() || self.ipm.is_some()
     }
 
     /// Drops entries that are no longer in `(now - 60 s, now]`.
     fn expire(&mut self, now: Duration) {
-        while let Some(&(at, tokens)) = self.admitted.front() {
+        while let Some(&(at, tokens, images)) = self.admitted.front() {
             if at + WINDOW <= now {
                 self.admitted.pop_front();
                 self.tokens_in_window -= tokens;
+                self.images_in_window -= images;
             } else {
                 break;
             }
@@ -142,7 +179,35 @@ impl RateWindow {
     /// not recorded. Time must not go backwards between calls (an earlier `now` is treated as
     /// the latest time seen).
     pub fn check(&mut self, now: Duration, tokens: u64) -> Result<(), Rejection> {
-        let now = self.admitted.back().map_or(now, |&(last, _)| now.max(last));
+        self.check_images(now, tokens, 1)
+    }
+
+    /// [`check`](Self::check) for a request of `images` images (its `n`; a chat-mode call
+    /// makes one). Requests are checked first, then tokens, then images.
+    pub fn check_images(
+        &mut self,
+        now: Duration,
+        tokens: u64,
+        images: u64,
+    ) -> Result<(), Rejection> {
+        let now = self.fits(now, tokens, images)?;
+        self.record(now, tokens, images);
+        Ok(())
+    }
+
+    /// Whether a request would be admitted at `now`, without recording it (so a request can
+    /// be checked against an account's window and a model's before either records it).
+    /// Returns the time to record it at (`now`, or the latest time seen).
+    pub(crate) fn fits(
+        &mut self,
+        now: Duration,
+        tokens: u64,
+        images: u64,
+    ) -> Result<Duration, Rejection> {
+        let now = self
+            .admitted
+            .back()
+            .map_or(now, |&(last, _, _)| now.max(last));
         self.expire(now);
         let count = self.admitted.len() as u64;
         if let Some(rpm) = self.rpm {
@@ -155,7 +220,7 @@ impl RateWindow {
                     let idx = usize::try_from(count - rpm).unwrap_or(usize::MAX);
                     self.admitted
                         .get(idx)
-                        .map(|&(at, _)| (at + WINDOW).saturating_sub(now))
+                        .map(|&(at, _, _)| (at + WINDOW).saturating_sub(now))
                 };
                 return Err(Rejection {
                     kind: LimitKind::Requests,
@@ -176,7 +241,7 @@ impl RateWindow {
                     let need = used + tokens - tpm;
                     let mut freed = 0u64;
                     let mut at_time = None;
-                    for &(at, t) in &self.admitted {
+                    for &(at, t, _) in &self.admitted {
                         freed += t;
                         if freed >= need {
                             at_time = Some(at);
@@ -194,27 +259,66 @@ impl RateWindow {
                 });
             }
         }
-        self.admitted.push_back((now, tokens));
+        if let Some(ipm) = self.ipm {
+            let ipm = u64::from(ipm);
+            let used = self.images_in_window;
+            if used.saturating_add(images) > ipm {
+                let retry_in = if images > ipm {
+                    None
+                } else {
+                    // Free the oldest entries until enough images have left.
+                    let need = used + images - ipm;
+                    let mut freed = 0u64;
+                    let mut at_time = None;
+                    for &(at, _, i) in &self.admitted {
+                        freed += i;
+                        if freed >= need {
+                            at_time = Some(at);
+                            break;
+                        }
+                    }
+                    at_time.map(|at| (at + WINDOW).saturating_sub(now))
+                };
+                return Err(Rejection {
+                    kind: LimitKind::Images,
+                    limit: ipm,
+                    used,
+                    requested: images,
+                    retry_in,
+                });
+            }
+        }
+        Ok(now)
+    }
+
+    /// Records a request that [`fits`](Self::fits) said is admitted at `now`.
+    pub(crate) fn record(&mut self, now: Duration, tokens: u64, images: u64) {
+        self.admitted.push_back((now, tokens, images));
         self.tokens_in_window += tokens;
-        Ok(())
+        self.images_in_window += images;
     }
 
     /// What the window holds at `now`.
     pub fn state(&mut self, now: Duration) -> WindowState {
-        let now = self.admitted.back().map_or(now, |&(last, _)| now.max(last));
-        self.expire(now);
-        let reset = self
+        let now = self
             .admitted
-            .front()
-            .map_or(Duration::ZERO, |&(at, _)| (at + WINDOW).saturating_sub(now));
+            .back()
+            .map_or(now, |&(last, _, _)| now.max(last));
+        self.expire(now);
+        let reset = self.admitted.front().map_or(Duration::ZERO, |&(at, _, _)| {
+            (at + WINDOW).saturating_sub(now)
+        });
         let reset_tokens = self
             .admitted
             .iter()
-            .find(|&&(_, t)| t > 0)
-            .map_or(Duration::ZERO, |&(at, _)| (at + WINDOW).saturating_sub(now));
+            .find(|&&(_, t, _)| t > 0)
+            .map_or(Duration::ZERO, |&(at, _, _)| {
+                (at + WINDOW).saturating_sub(now)
+            });
         WindowState {
             requests: self.admitted.len() as u64,
             tokens: self.tokens_in_window,
+            images: self.images_in_window,
             reset_requests: reset,
             reset_tokens,
         }
@@ -253,6 +357,23 @@ mod tests {
         // Never fits.
         assert_eq!(w.check(S(20), 1001).unwrap_err().retry_in, None);
         assert_eq!(w.try_admit(S(20), 1001), Err(Duration::MAX));
+    }
+
+    #[test]
+    fn images_limit_weighs_n_and_retries_when_enough_leave() {
+        let mut w = RateWindow::new(None, None).with_ipm(Some(5));
+        assert!(w.check_images(S(0), 10, 3).is_ok());
+        assert!(w.check_images(S(10), 10, 2).is_ok());
+        // 5 used: a request of 2 needs the first 3 gone (t = 60); of 6 never fits.
+        let r = w.check_images(S(20), 10, 2).unwrap_err();
+        assert_eq!(r.kind, LimitKind::Images);
+        assert_eq!((r.limit, r.used, r.requested), (5, 5, 2));
+        assert_eq!(r.retry_in, Some(S(40)));
+        assert_eq!(w.check_images(S(20), 10, 6).unwrap_err().retry_in, None);
+        // A refused request is not recorded.
+        assert_eq!(w.state(S(20)).images, 5);
+        assert!(w.check_images(S(60), 10, 3).is_ok());
+        assert_eq!(w.state(S(60)).images, 5);
     }
 
     #[test]

@@ -490,3 +490,82 @@ async fn classification_through_the_wire_keeps_headers() {
     );
     assert_eq!(e.provider, "openai");
 }
+
+/// The images-per-minute 429 (issue 11's wording): its `type` says `requests`, yet it is an
+/// image limit, not a requests-per-minute one; the wait comes from the message.
+const IPM: &str = "Rate limit reached for gpt-image-1 in organization org-abc on images per min (IPM): Limit 5, Used 5, Requested 1. Please try again in 12s. Visit https://platform.openai.com/account/rate-limits to learn more.";
+
+#[test]
+fn images_per_minute_429_is_an_image_limit_even_with_type_requests() {
+    let images = ErrorKind::RateLimited {
+        scope: RateLimitScope::Images,
+    };
+    let e = run(
+        429,
+        openai_err(IPM, json!("requests"), json!("rate_limit_exceeded")),
+        &[],
+    );
+    assert_eq!(e.kind, images);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(12)));
+    assert_eq!(e.error_type.as_deref(), Some("requests"));
+    // Other wordings seen for images limits: "images per minute" (2023) and the edits'
+    // "input-images per min" (2026).
+    for msg in [
+        "Rate limit exceeded for images per minute in organization org-abc. Limit: 5/1min. Current: 6/1min. Please visit https://platform.openai.com/docs/guides/rate-limits to learn how to increase your rate limit.",
+        "Rate limit reached for gpt-image-2-codex (for limit gpt-image) in organization org-abc on input-images per min: Limit 4000, Used 4000, Requested 1. Please try again in 15ms.",
+    ] {
+        let e = run(429, openai_err(msg, json!("requests"), json!("rate_limit_exceeded")), &[]);
+        assert_eq!(e.kind, images, "{msg}");
+    }
+    // The requests and tokens wordings keep their own scopes.
+    let e = run(
+        429,
+        openai_err(RPM, json!("requests"), json!("rate_limit_exceeded")),
+        &[],
+    );
+    assert_eq!(
+        e.kind,
+        ErrorKind::RateLimited {
+            scope: RateLimitScope::Requests
+        }
+    );
+    // An images limit of 0 with no wait is a tier without access (dall-e-3 on a $5 account).
+    let e = run(
+        429,
+        openai_err(
+            "Rate limit exceeded for images per minute in organization org-abc. Limit: 0/1min. Current: 1/1min. Please visit https://platform.openai.com/docs/guides/rate-limits to learn how to increase your rate limit.",
+            json!("requests"),
+            json!("rate_limit_exceeded"),
+        ),
+        &[],
+    );
+    assert_eq!(
+        e.kind,
+        ErrorKind::AccessDenied {
+            reason: AccessDenial::TierAccess
+        }
+    );
+}
+
+#[test]
+fn azure_429_is_a_rate_limit_with_the_wait_from_the_message() {
+    let body = json!({"error": {"code": "429", "message": "Requests to the ImageGenerations_Create Operation under Azure OpenAI API version 2025-04-01-preview have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after 2 seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit."}});
+    let e = classify(
+        "azure-east",
+        429,
+        &headers(&[]),
+        body.to_string().as_bytes(),
+    );
+    assert!(e.is_rate_limited(), "{e:?}");
+    assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
+    assert_eq!(e.code.as_deref(), Some("429"));
+    let body = json!({"error": {"code": "RateLimitReached", "message": "Requests to the ImageGenerations_Create Operation under Azure OpenAI API version 2025-04-01-preview have exceeded call rate limit of your current OpenAI S0 pricing tier. Please try again later."}});
+    let e = classify(
+        "azure-east",
+        429,
+        &headers(&[("retry-after-ms", "1500")]),
+        body.to_string().as_bytes(),
+    );
+    assert!(e.is_rate_limited(), "{e:?}");
+    assert_eq!(e.retry_after, Some(Duration::from_millis(1500)));
+}

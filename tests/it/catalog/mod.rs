@@ -2,4 +2,5 @@
 //! reserve against.
 
 mod prices;
+mod published;
 mod tokens;

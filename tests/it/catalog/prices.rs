@@ -2,7 +2,7 @@
 //! overrides replace its rows.
 
 use crate::support::quota::*;
-use image_router::catalog::{Catalog, Price};
+use image_router::catalog::{Catalog, Price, TierKind};
 use image_router::quota::cost::{tokens_usd, CostBasis, CostEstimator};
 use image_router::quota::limiter::{Denied, RateLimiter};
 use image_router::quota::limits::Limits;
@@ -11,23 +11,34 @@ use image_router::{EditRequest, GenerateRequest, ImageRequest, InputImage, Quali
 
 #[test]
 fn tier_presets_match_the_tier_table() {
+    // The third-party guide's table (May 2025), under its own names.
     let cat = Catalog::builtin();
     for (name, rpm, tpm) in [
-        ("tier-1", 6, 250_000),
-        ("tier-2", 15, 500_000),
-        ("tier-3", 25, 1_000_000),
+        ("guide-tier-1", 6, 250_000),
+        ("guide-tier-2", 15, 500_000),
+        ("guide-tier-3", 25, 1_000_000),
     ] {
         let t = cat.tier(name).unwrap();
-        assert_eq!((t.rpm, t.tpm), (rpm, tpm), "{name}");
+        assert_eq!((t.rpm, t.tpm), (Some(rpm), Some(tpm)), "{name}");
+        assert_eq!(t.kind, TierKind::Preset);
         let l = Limits::from_tier(cat, name).unwrap();
         assert_eq!((l.rpm, l.tpm), (Some(rpm), Some(tpm)));
+        // A preset holds for every model.
+        let l = Limits::resolve_for_model(cat, Some(name), "dall-e-3", None, None, None).unwrap();
+        assert_eq!((l.rpm, l.tpm, l.ipm), (Some(rpm), Some(tpm), None));
     }
-    assert_eq!(cat.tier("tier-1").unwrap().min_spend_usd, Some(5.0));
-    assert_eq!(cat.tier("tier-2").unwrap().min_spend_usd, Some(50.0));
-    assert_eq!(cat.tier("tier-2").unwrap().min_account_age_days, Some(7));
-    assert_eq!(cat.tier("tier-3").unwrap().min_spend_usd, Some(500.0));
-    assert_eq!(cat.tier("tier-3").unwrap().min_account_age_days, Some(30));
-    assert!(cat.tier("enterprise").unwrap().rpm >= 60);
+    assert_eq!(cat.tier("guide-tier-1").unwrap().min_spend_usd, Some(5.0));
+    assert_eq!(cat.tier("guide-tier-2").unwrap().min_spend_usd, Some(50.0));
+    assert_eq!(
+        cat.tier("guide-tier-2").unwrap().min_account_age_days,
+        Some(7)
+    );
+    assert_eq!(cat.tier("guide-tier-3").unwrap().min_spend_usd, Some(500.0));
+    assert_eq!(
+        cat.tier("guide-tier-3").unwrap().min_account_age_days,
+        Some(30)
+    );
+    assert!(cat.tier("guide-enterprise").unwrap().rpm >= Some(60));
     let free = cat.tier("free").unwrap();
     assert!(!free.has_access());
     let l = Limits::from_tier(cat, "free").unwrap();
@@ -44,12 +55,12 @@ fn tier_presets_match_the_tier_table() {
     assert!(matches!(err, Denied::NoAccess(_)) && err.is_permanent());
     assert!(err.to_string().contains("tier-1"), "{err}");
     // Explicit rpm / tpm override the tier's.
-    let l = Limits::resolve(cat, Some("tier-2"), Some(40), None).unwrap();
+    let l = Limits::resolve(cat, Some("guide-tier-2"), Some(40), None).unwrap();
     assert_eq!((l.rpm, l.tpm), (Some(40), Some(500_000)));
-    let l = Limits::resolve(cat, Some("tier-2"), None, Some(7)).unwrap();
+    let l = Limits::resolve(cat, Some("guide-tier-2"), None, Some(7)).unwrap();
     assert_eq!((l.rpm, l.tpm), (Some(15), Some(7)));
     assert_eq!(
-        Limits::resolve(cat, Some("tier-2"), Some(0), None)
+        Limits::resolve(cat, Some("guide-tier-2"), Some(0), None)
             .unwrap_err()
             .field,
         "rpm"
@@ -221,15 +232,18 @@ image_output = 3.0
 unit = "usd_per_1m_tokens"
 image_output = 30.0
 
-[tiers."tier-5"]
+[tiers."house-tier"]
 rpm = 250
 tpm = 8000000
 min_spend_usd = 1000
 min_account_age_days = 30
 requirement = "$1000 spend"
 
-[tiers."tier-2"]
+[tiers."guide-tier-2"]
 rpm = 20
+
+[models."gpt-image-1".limits."tier-2"]
+ipm = 30
 "#;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("over.toml");
@@ -256,13 +270,31 @@ rpm = 20
         } => assert_eq!((text_input, image_output), (5.0, 30.0)),
         other => panic!("{other:?}"),
     }
-    assert_eq!(cat.tier("tier-5").unwrap().rpm, 250);
-    assert_eq!(cat.tier("tier-2").unwrap().rpm, 20);
-    assert_eq!(cat.tier("tier-2").unwrap().tpm, 500_000);
-    let l = Limits::from_tier(&cat, "tier-5").unwrap();
+    assert_eq!(cat.tier("house-tier").unwrap().rpm, Some(250));
+    assert_eq!(cat.tier("guide-tier-2").unwrap().rpm, Some(20));
+    assert_eq!(cat.tier("guide-tier-2").unwrap().tpm, Some(500_000));
+    let l = Limits::from_tier(&cat, "house-tier").unwrap();
     assert_eq!(l.tpm, Some(8_000_000));
+    // A published figure overridden field by field; house-model inherits it through `like`.
+    let l =
+        Limits::resolve_for_model(&cat, Some("tier-2"), "gpt-image-1", None, None, None).unwrap();
+    assert_eq!((l.ipm, l.tpm), (Some(30), Some(250_000)));
+    assert_eq!(
+        cat.model_limits("tier-2", "house-model").unwrap().ipm,
+        Some(30)
+    );
     // The builtin catalog is untouched.
-    assert_eq!(Catalog::builtin().tier("tier-2").unwrap().rpm, 15);
+    assert_eq!(
+        Catalog::builtin().tier("guide-tier-2").unwrap().rpm,
+        Some(15)
+    );
+    assert_eq!(
+        Catalog::builtin()
+            .model_limits("tier-2", "gpt-image-1")
+            .unwrap()
+            .ipm,
+        Some(20)
+    );
 }
 
 fn override_err(text: &str) -> image_router::ConfigError {

@@ -81,7 +81,7 @@ fn status_shows_providers_limits_and_key_presence() {
     let cfg = write(
         &dir,
         "r.toml",
-        "[router]\ntimeout = \"30s\"\n[[provider]]\nname = \"direct\"\nkind = \"openai\"\napi_key_env = \"IR_TEST_KEY_SET\"\ntier = \"tier-2\"\n[[provider]]\nname = \"proxy\"\nkind = \"compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"IR_TEST_KEY_UNSET\"\nrpm = 3\n",
+        "[router]\ntimeout = \"30s\"\n[[provider]]\nname = \"direct\"\nkind = \"openai\"\napi_key_env = \"IR_TEST_KEY_SET\"\ntier = \"guide-tier-2\"\n[[provider]]\nname = \"proxy\"\nkind = \"compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"IR_TEST_KEY_UNSET\"\nrpm = 3\n",
     );
     let out = bin()
         .args(["status", "--json", "--config"])
@@ -97,7 +97,7 @@ fn status_shows_providers_limits_and_key_presence() {
     assert_eq!(v["router"]["timeout"], "30s");
     assert_eq!(
         v["providers"][0]["rpm"], 15,
-        "tier-2's RPM from the catalog"
+        "guide-tier-2's RPM from the catalog"
     );
     assert_eq!(v["providers"][0]["key_set"], true);
     assert_eq!(v["providers"][1]["rpm"], 3);

@@ -175,7 +175,11 @@ async fn every_access_problem_is_classified_and_explained() {
     let fine = &report.providers[8];
     assert_eq!(fine.health, Health::Ok);
     assert_eq!(fine.problem, None);
-    assert_eq!(fine.rpm, Some(6), "tier-1 gives 6 RPM");
+    assert_eq!(
+        (fine.rpm, fine.tpm),
+        (None, Some(100_000)),
+        "tier-1 gives gpt-image-1 100k TPM (and 5 images, no RPM, per minute)"
+    );
     let nokey = &report.providers[9];
     assert_eq!(nokey.problem, Some(Problem::NoKey));
     assert_eq!(nokey.health, Health::Unusable);
@@ -351,7 +355,7 @@ mod probes {
             .mount(&server)
             .await;
         let cfg: RouterConfig = format!(
-            "[[provider]]\nname = \"direct\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"K\"\ntier = \"tier-1\"\n",
+            "[[provider]]\nname = \"direct\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"K\"\ntier = \"guide-tier-1\"\n",
             server.uri()
         )
         .parse()

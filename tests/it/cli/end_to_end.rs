@@ -456,7 +456,11 @@ async fn doctor_explains_each_access_problem() {
     let env = vec![(PRIMARY_VAR.to_string(), secret("primary"))];
 
     // All fine: exit 0; live limits that differ from the configured tier are noted.
-    let o = run(openai("ok", PRIMARY_VAR, "tier = \"tier-2\""), env.clone()).await;
+    let o = run(
+        openai("ok", PRIMARY_VAR, "tier = \"guide-tier-2\""),
+        env.clone(),
+    )
+    .await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let j = &json_lines(&o)[0];
     assert_eq!(j["ok"], true);

@@ -234,7 +234,7 @@ fn catalog_override_is_relative_to_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("cat.toml"),
-        "[tiers.\"tier-2\"]\nrpm = 20\n[tiers.custom]\nrpm = 3\ntpm = 1000\nrequirement = \"x\"\n",
+        "[tiers.\"guide-tier-2\"]\nrpm = 20\n[tiers.custom]\nrpm = 3\ntpm = 1000\nrequirement = \"x\"\n",
     )
     .unwrap();
     let path = dir.path().join("router.toml");
@@ -245,7 +245,7 @@ fn catalog_override_is_relative_to_the_config_file() {
     .unwrap();
     let cfg = RouterConfig::from_file(&path).unwrap();
     let cat = cfg.catalog().unwrap();
-    assert_eq!(cat.tier("tier-2").unwrap().rpm, 20);
+    assert_eq!(cat.tier("guide-tier-2").unwrap().rpm, Some(20));
 
     std::fs::write(&path, "[router]\ncatalog = \"nope.toml\"\n[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n").unwrap();
     let e = RouterConfig::from_file(&path)

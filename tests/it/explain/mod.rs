@@ -1,4 +1,5 @@
 //! `explain()`: every error in plain words, since users read these rather than traces.
 
+mod limits;
 mod plain_words;
 mod router;

@@ -24,6 +24,17 @@ fn tier_access_names_the_next_tier_from_the_catalog() {
     let x = e.explain_with(Catalog::builtin(), Some("tier-2"));
     assert!(x.cause.contains("not a real rate limit"), "{}", x.cause);
     assert!(x.action.contains("tier-3"), "{}", x.action);
+    assert!(x.action.contains("$100 paid"), "{}", x.action);
+    assert!(x.action.contains("7 or more days"), "{}", x.action);
+    // And what it gives: the model's images per minute.
+    assert!(
+        x.action.contains("50 images per minute (IPM)"),
+        "{}",
+        x.action
+    );
+    // The guide's presets: the next preset, with the guide's requirement.
+    let x = e.explain_with(Catalog::builtin(), Some("guide-tier-2"));
+    assert!(x.action.contains("guide-tier-3"), "{}", x.action);
     assert!(x.action.contains("$500"), "{}", x.action);
     assert!(x.action.contains("30 days"), "{}", x.action);
     // Without a configured tier: the first tier with access.
@@ -36,7 +47,7 @@ fn tier_access_names_the_next_tier_from_the_catalog() {
     // The tier text follows the catalog data.
     let cat = Catalog::builtin()
         .with_overrides(
-            "[tiers.\"tier-1\"]\nrequirement = \"a signed form\"\n",
+            "[usage_tiers.\"tier-1\"]\nrequirement = \"a signed form\"\n",
             "o.toml",
         )
         .unwrap();

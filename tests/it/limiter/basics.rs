@@ -94,7 +94,7 @@ fn saturate(
 
 #[test]
 fn ten_minutes_saturating_load_zero_429s_and_full_utilisation() {
-    // tier-2 requests per minute with a TPM that exactly matches high 1024x1024 images: both
+    // guide-tier-2 requests per minute with a TPM that exactly matches high 1024x1024 images: both
     // limits bind at once.
     let clock = ManualClock::new();
     let lim = limiter(15, 15 * 4160, 1.0, &clock);
@@ -117,7 +117,7 @@ fn ten_minutes_saturating_load_zero_429s_and_full_utilisation() {
 
 #[test]
 fn mixed_weights_saturate_the_binding_limit() {
-    // Mixed qualities (low/medium/high) against tier-1-like limits where TPM binds.
+    // Mixed qualities (low/medium/high) against guide-tier-1-like limits where TPM binds.
     let clock = ManualClock::new();
     let (rpm, tpm) = (60u32, 100_000u64);
     let lim = limiter(rpm, tpm, 1.0, &clock);
@@ -402,29 +402,32 @@ fn tier_presets() {
     assert!(d.is_permanent());
     let msg = d.to_string();
     assert!(msg.contains("free") && msg.contains("tier-1"), "{msg}");
-    assert!(msg.contains("$5 or more of lifetime spend"), "{msg}");
+    assert!(msg.contains("$5 paid to the API"), "{msg}");
     assert_eq!(free.headroom().fraction, 0.0);
     assert!(free.headroom().no_access);
-    // tier-2 → 15 / 500000.
-    let l = Limits::from_tier(cat, "tier-2").unwrap();
+    // guide-tier-2 → 15 / 500000.
+    let l = Limits::from_tier(cat, "guide-tier-2").unwrap();
     assert_eq!((l.rpm, l.tpm), (Some(15), Some(500_000)));
     let t2 = RateLimiter::with_config(LimiterConfig::new(l).margin(1.0), Arc::new(clock.clone()))
         .unwrap();
     assert_eq!(t2.headroom().effective_rpm, Some(15));
     assert_eq!(t2.headroom().effective_tpm, Some(500_000));
     // Explicit override.
-    let l = Limits::resolve(cat, Some("tier-2"), Some(20), None).unwrap();
+    let l = Limits::resolve(cat, Some("guide-tier-2"), Some(20), None).unwrap();
     assert_eq!((l.rpm, l.tpm), (Some(20), Some(500_000)));
+    // OpenAI's usage tier 2 (gpt-image-1 by default): 250k tokens, 20 images, no RPM.
+    let l = Limits::from_tier(cat, "tier-2").unwrap();
+    assert_eq!((l.rpm, l.tpm, l.ipm), (None, Some(250_000), Some(20)));
     // Default margin 1: the whole limit.
     let t2 = RateLimiter::new(
-        Limits::from_tier(cat, "tier-2").unwrap(),
+        Limits::from_tier(cat, "guide-tier-2").unwrap(),
         Arc::new(clock.clone()),
     )
     .unwrap();
     assert_eq!(t2.headroom().effective_rpm, Some(15));
     // A shared key without headers keeps the 0.9 margin: floor(15 × 0.9) = 13.
     let t2 = RateLimiter::with_config(
-        LimiterConfig::new(Limits::from_tier(cat, "tier-2").unwrap())
+        LimiterConfig::new(Limits::from_tier(cat, "guide-tier-2").unwrap())
             .shared(true)
             .margin(SHARED_KEY_MARGIN),
         Arc::new(clock),
@@ -435,7 +438,18 @@ fn tier_presets() {
     let e = Limits::from_tier(cat, "tier-9").unwrap_err();
     assert_eq!(e.field, "tier");
     assert!(e.message.contains("tier-9"));
-    for known in ["free", "tier-1", "tier-2", "tier-3", "enterprise"] {
+    for known in [
+        "free",
+        "tier-1",
+        "tier-2",
+        "tier-3",
+        "tier-4",
+        "tier-5",
+        "guide-tier-1",
+        "guide-tier-2",
+        "guide-tier-3",
+        "guide-enterprise",
+    ] {
         assert!(e.message.contains(known), "{e}");
     }
     // Zero / negative explicit limits.

@@ -69,7 +69,9 @@ async fn ten_simulated_minutes_at_the_rpm_limit_see_zero_429s() {
     let router = Router::builder()
         .provider_with(
             openai("openai", sim.openai_base_url("openai")),
-            ProviderOptions::new().tier("tier-1").safety_margin(1.0),
+            ProviderOptions::new()
+                .tier("guide-tier-1")
+                .safety_margin(1.0),
         )
         .clock(shared_clock)
         .max_wait(Duration::ZERO)

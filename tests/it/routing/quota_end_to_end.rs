@@ -353,7 +353,7 @@ mod router_level {
         let shared: SharedClock = Arc::new(manual.clone());
         let sim = Simulator::builder()
             .clock(shared.clone())
-            .account("a", SimAccount::new().tier("tier-1"))
+            .account("a", SimAccount::new().tier("guide-tier-1"))
             .account("b", SimAccount::new())
             .start()
             .await
@@ -361,7 +361,9 @@ mod router_level {
         let router = Router::builder()
             .provider_with(
                 openai(sim.openai_base_url("a"), "a"),
-                ProviderOptions::new().tier("tier-1").safety_margin(1.0),
+                ProviderOptions::new()
+                    .tier("guide-tier-1")
+                    .safety_margin(1.0),
             )
             .provider(openai(sim.openai_base_url("b"), "b"))
             .strategy(image_router::Strategy::Ordered)
@@ -603,11 +605,11 @@ mod router_level {
         let router = Router::builder()
             .provider_with(
                 openai("http://127.0.0.1:9/v1".into(), "t2"),
-                ProviderOptions::new().tier("tier-2"),
+                ProviderOptions::new().tier("guide-tier-2"),
             )
             .provider_with(
                 openai("http://127.0.0.1:9/v1".into(), "t2-rpm"),
-                ProviderOptions::new().tier("tier-2").rpm(40),
+                ProviderOptions::new().tier("guide-tier-2").rpm(40),
             )
             .provider_with(
                 openai("http://127.0.0.1:9/v1".into(), "azure-like"),

@@ -4,6 +4,7 @@
 mod azure;
 mod chat;
 mod faults;
+mod ipm;
 mod lifecycle;
 mod openai;
 mod windows;

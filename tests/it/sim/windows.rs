@@ -152,7 +152,8 @@ async fn limits_change_at_runtime_and_tiers() {
 
     // Tier presets come from the catalog.
     let sim = Simulator::builder()
-        .account("t2", SimAccount::new().tier("tier-2"))
+        .account("t2", SimAccount::new().tier("guide-tier-2"))
+        .account("u2", SimAccount::new().tier("tier-2"))
         .account("free", SimAccount::new().tier("free"))
         .start()
         .await
@@ -160,6 +161,12 @@ async fn limits_change_at_runtime_and_tiers() {
     let a = post(&gen_url(&sim, "t2"), None, low()).await;
     assert_eq!(a.h("x-ratelimit-limit-requests"), Some("15"));
     assert_eq!(a.h("x-ratelimit-limit-tokens"), Some("500000"));
+    // A usage tier: the model's published figures (gpt-image-1 at tier 2: 250k TPM, 20 IPM,
+    // no RPM), so its headers say tokens and nothing about requests.
+    let a = post(&gen_url(&sim, "u2"), None, low()).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.h("x-ratelimit-limit-tokens"), Some("250000"));
+    assert_eq!(a.h("x-ratelimit-limit-requests"), None);
     let a = post(&gen_url(&sim, "free"), None, low()).await;
     assert_eq!(a.status, 429);
     assert!(error_of(&a)["message"]
