@@ -46,6 +46,49 @@ pub(in crate::config) fn not_a_name(field: &str, looks_like_key: bool) -> String
     }
 }
 
+/// `api_key_env`: one variable name or a list of them (several keys), each checked as
+/// [`env_name`]; a list must not be empty nor name a variable twice. Errors name the list's
+/// element (`api_key_env[1]`), never its value when it looks like a key.
+pub(super) fn env_names(
+    cx: &Locator<'_>,
+    field: String,
+    v: &S<super::provider::KeyEnvs>,
+) -> Result<Vec<String>, ConfigError> {
+    use super::provider::KeyEnvs;
+    let Some(s) = v else { return Ok(Vec::new()) };
+    let list = match s.get_ref() {
+        KeyEnvs::One(name) => {
+            let one = Some(toml::Spanned::new(s.span(), name.clone()));
+            return Ok(env_name(cx, field, &one)?.into_iter().collect());
+        }
+        KeyEnvs::Many(list) => list,
+    };
+    if list.is_empty() {
+        return Err(cx.err(
+            field,
+            s,
+            "an empty list names no key; list at least one variable name",
+        ));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(list.len());
+    for (i, name) in list.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let one = Some(toml::Spanned::new(s.span(), name.clone()));
+        let Some(name) = env_name(cx, f.clone(), &one)? else {
+            continue;
+        };
+        if let Some(j) = names.iter().position(|n| *n == name) {
+            return Err(cx.err(
+                f,
+                s,
+                format!("{name} is listed twice (also at index {j}); each key once"),
+            ));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
 /// An `api_key_env` / `bearer_token_env` value: a variable name, trimmed.
 pub(super) fn env_name(
     cx: &Locator<'_>,

@@ -365,15 +365,27 @@ impl RouterConfig {
         let catalog = self.catalog()?;
         let mut b = self.router.builder(catalog.clone());
         for (i, p) in self.providers.iter().enumerate() {
-            let cred = p.credential(i, env)?;
-            let provider = make(p, cred, &catalog).map_err(|e| {
-                let line = e.line.unwrap_or_else(|| p.line_of(&e.field));
-                let mut e = e.scoped(&format!("provider[{i}]"));
-                e.line = Some(line);
-                e.message = redact::text(&e.message);
-                e
-            })?;
-            b = b.provider_arc(provider, p.options());
+            let mut build = |p: &ProviderConfig| -> Result<Arc<dyn Provider>, ConfigError> {
+                let cred = p.credential(i, env)?;
+                make(p, cred, &catalog).map_err(|e| {
+                    let line = e.line.unwrap_or_else(|| p.line_of(&e.field));
+                    let mut e = e.scoped(&format!("provider[{i}]"));
+                    e.line = Some(line);
+                    e.message = redact::text(&e.message);
+                    e
+                })
+            };
+            let keys = p.keys();
+            if keys.is_empty() {
+                b = b.provider_arc(build(p)?, p.options());
+                continue;
+            }
+            // Several keys: one provider per key, labelled by its variable's name.
+            let mut set = crate::providers::ProviderKeys::new(&p.name);
+            for (member, var) in keys.iter().zip(&p.api_key_envs) {
+                set = set.key_arc(var.clone(), build(member)?);
+            }
+            b = b.provider_keys(set, p.options());
         }
         b.build()
     }

@@ -8,6 +8,36 @@ use serde::Deserialize;
 
 use crate::config::router::{RawBudget, S};
 
+/// `api_key_env`: one variable name, or a list of them (several keys behind one provider).
+#[derive(Debug)]
+pub(in crate::config) enum KeyEnvs {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for KeyEnvs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KeyEnvs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a variable name or a list of variable names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyEnvs, E> {
+                Ok(KeyEnvs::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<KeyEnvs, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = a.next_element::<String>()? {
+                    names.push(n);
+                }
+                Ok(KeyEnvs::Many(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(in crate::config) struct RawProvider {
@@ -20,7 +50,7 @@ pub(in crate::config) struct RawProvider {
     pub(super) default_deployment: S<String>,
     pub(super) api_version: S<String>,
     pub(super) v1_surface: S<bool>,
-    pub(super) api_key_env: S<String>,
+    pub(super) api_key_env: S<KeyEnvs>,
     pub(super) bearer_token_env: S<String>,
     pub(super) tier: S<String>,
     pub(super) rpm: S<i64>,
