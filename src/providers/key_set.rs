@@ -112,7 +112,9 @@ impl ProviderKeys {
             if let Some(j) = self.members[..i].iter().position(|(l, _)| l == label) {
                 return Err(ConfigError::new(
                     format!("keys[{i}]"),
-                    format!("duplicate key label {label:?} (also keys[{j}]): labels must be unique"),
+                    format!(
+                        "duplicate key label {label:?} (also keys[{j}]): labels must be unique"
+                    ),
                 ));
             }
         }

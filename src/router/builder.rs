@@ -516,9 +516,7 @@ impl RouterBuilder {
                 crate::metrics::breaker_transition(&name, t.from.as_str(), t.to.as_str())
             }));
             let store = InProcessStore::new(limiter, ledger, router_budget.clone(), breaker);
-            providers.push(Some(
-                Slot::new(p, o, Arc::new(store), health).with_key(key),
-            ));
+            providers.push(Some(Slot::new(p, o, Arc::new(store), health).with_key(key)));
         }
         let mut costs = CostEstimator::new();
         if let Some(usd) = self.fallback_usd_per_image {
@@ -531,10 +529,7 @@ impl RouterBuilder {
             router_budget.set_budgets(self.budgets)?;
         }
         for (pos, old, p, o, store, key) in pending {
-            providers[pos] = Some(
-                old.carry_over(p, o, &store, &self.health)?
-                    .with_key(key),
-            );
+            providers[pos] = Some(old.carry_over(p, o, &store, &self.health)?.with_key(key));
         }
         // Every position was filled: new providers above, providers that stay just now.
         let providers: Vec<Slot> = providers.into_iter().flatten().collect();

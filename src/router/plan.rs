@@ -190,9 +190,11 @@ pub(crate) fn keys_by_room(snap: &Snapshot, mut order: Vec<usize>) -> Vec<usize>
             })
             .collect();
         members.sort_by(|a, b| {
-            b.1 .0
-                .cmp(&a.1 .0)
-                .then(b.1 .1.partial_cmp(&a.1 .1).unwrap_or(std::cmp::Ordering::Equal))
+            b.1 .0.cmp(&a.1 .0).then(
+                b.1 .1
+                    .partial_cmp(&a.1 .1)
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            )
         });
         for (&place, (index, _)) in places.iter().zip(members) {
             order[place] = index;

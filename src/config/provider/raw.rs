@@ -26,7 +26,10 @@ impl<'de> Deserialize<'de> for KeyEnvs {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyEnvs, E> {
                 Ok(KeyEnvs::One(v.to_string()))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<KeyEnvs, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<KeyEnvs, A::Error> {
                 let mut names = Vec::new();
                 while let Some(n) = a.next_element::<String>()? {
                     names.push(n);
