@@ -81,7 +81,10 @@
 //! Budgets (router-wide or per provider) are a list of `{ usd, per }` with `per` = `"day"`,
 //! `"month"` or a duration: `budgets = [{ usd = 5.0, per = "day" }, { usd = 100, per = "month" }]`.
 //!
-//! `[[provider]]`: `name`, `kind`, `api_key_env`, `tier`, `rpm`, `tpm`, `safety_margin`,
+//! `[[provider]]`: `name`, `kind`, `api_key_env` (a variable's name, or a list of names for
+//! several keys behind the provider: `api_key_env = ["OPENAI_KEY_A", "OPENAI_KEY_B"]`, each
+//! key then with its own limits, budgets and access state, named `{name}/{VARIABLE}`; see
+//! [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)), `tier`, `rpm`, `tpm`, `safety_margin`,
 //! `weight`, `budgets`, `models` (only serve these models), `allow_unknown_models` (serve models the
 //! catalog does not know), `max_response_bytes` (the largest answer body read; by default
 //! derived from each request), `max_retry_hint` (a duration: the longest `retry-after` or reset

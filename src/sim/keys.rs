@@ -12,7 +12,7 @@
 //! `invalid_api_key` body a revoked OpenAI key gets (`Incorrect API key provided: sk-abc…`,
 //! the key masked as the API masks it).
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::account::SimAccount;
 use super::Shared;
@@ -61,19 +61,24 @@ pub(super) fn member_name(name: &str, index: usize) -> String {
 }
 
 /// The account that answers a request to `account` carrying `sent` keys (bearer, Azure
-/// `api-key`): for a key set, the member whose key matches, else its first member; any
+/// `api-key`): for a key set, the member given that key (also once it is revoked: the
+/// member then refuses it), else its first member (which refuses the unknown key); any
 /// other account answers for itself.
 pub(super) fn resolve(shared: &Shared, account: String, sent: &[Option<&str>]) -> String {
     let Some(members) = shared.keyed.get(&account) else {
         return account;
     };
-    let matching = members.iter().find(|m| {
-        shared.accounts.get(m.as_str()).is_some_and(|st| {
-            let st = st.lock();
-            st.config.api_key.is_some() && sent.iter().any(|s| st.config.key_ok(*s))
-        })
-    });
-    matching.or(members.first()).cloned().unwrap_or(account)
+    let given = |k: &SecretString| {
+        sent.iter()
+            .flatten()
+            .any(|s| s.as_bytes() == k.expose_secret().as_bytes())
+    };
+    members
+        .iter()
+        .find(|(_, k)| given(k))
+        .or(members.first())
+        .map(|(m, _)| m.clone())
+        .unwrap_or(account)
 }
 
 /// A key nobody holds: what a revoked key's account expects from now on.

@@ -117,8 +117,9 @@ pub const DEFAULT_HANG_LIMIT: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) accounts: HashMap<String, Mutex<AccountState>>,
-    /// Accounts with several keys: the name in the URL → its members' account names.
-    pub(crate) keyed: HashMap<String, Vec<String>>,
+    /// Accounts with several keys: the name in the URL → each member's account name and the
+    /// key it was given (kept after a revocation, so the key still reaches its account).
+    pub(crate) keyed: HashMap<String, Vec<(String, secrecy::SecretString)>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) base_url: String,
     pub(crate) hang_limit: Duration,
@@ -203,8 +204,9 @@ impl SimulatorBuilder {
                 if let Some(e) = &acct.config_error {
                     return Err(invalid(format!("simulator account {member:?}: {e}")));
                 }
+                let given = acct.api_key.clone().unwrap_or_else(keys::revoked_key);
                 accounts.insert(member.clone(), Mutex::new(AccountState::new(acct)));
-                members.push(member);
+                members.push((member, given));
             }
             keyed.insert(name, members);
         }
@@ -308,7 +310,7 @@ impl Simulator {
     /// The account name of the `index`-th key (0-based) of an account with several keys
     /// (`{name}.key{index + 1}`), for the per-account calls; `None` when there is no such key.
     pub fn key_account(&self, name: &str, index: usize) -> Option<String> {
-        self.shared.keyed.get(name)?.get(index).cloned()
+        self.shared.keyed.get(name)?.get(index).map(|(m, _)| m.clone())
     }
 
     /// Revokes the `index`-th key (0-based) of an account with several keys: from now on a

@@ -5,6 +5,7 @@
 mod config;
 mod outputs;
 mod routing;
+mod sim;
 
 use image_router::providers::{OpenAi, ProviderKeys};
 use image_router::sim::{SimAccount, SimKeys, Simulator};
