@@ -310,7 +310,11 @@ impl Simulator {
     /// The account name of the `index`-th key (0-based) of an account with several keys
     /// (`{name}.key{index + 1}`), for the per-account calls; `None` when there is no such key.
     pub fn key_account(&self, name: &str, index: usize) -> Option<String> {
-        self.shared.keyed.get(name)?.get(index).map(|(m, _)| m.clone())
+        self.shared
+            .keyed
+            .get(name)?
+            .get(index)
+            .map(|(m, _)| m.clone())
     }
 
     /// Revokes the `index`-th key (0-based) of an account with several keys: from now on a

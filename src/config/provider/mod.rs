@@ -114,7 +114,7 @@ mod raw;
 
 pub use build::build_provider;
 pub(super) use parse::parse;
-pub(super) use raw::{KeyEnvs, RawProvider};
+pub(super) use raw::RawProvider;
 
 impl ProviderConfig {
     /// The line of `key` in this provider's table (the table's line when the key is absent).

@@ -6,40 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::config::env::KeyEnvs;
 use crate::config::router::{RawBudget, S};
-
-/// `api_key_env`: one variable name, or a list of them (several keys behind one provider).
-#[derive(Debug)]
-pub(in crate::config) enum KeyEnvs {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl<'de> Deserialize<'de> for KeyEnvs {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = KeyEnvs;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a variable name or a list of variable names")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyEnvs, E> {
-                Ok(KeyEnvs::One(v.to_string()))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<KeyEnvs, A::Error> {
-                let mut names = Vec::new();
-                while let Some(n) = a.next_element::<String>()? {
-                    names.push(n);
-                }
-                Ok(KeyEnvs::Many(names))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

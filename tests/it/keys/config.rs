@@ -121,8 +121,7 @@ fn an_unset_variable_in_the_list_is_an_error_naming_the_element() {
 
 #[test]
 fn azure_and_compatible_take_a_list_too() {
-    let text = format!(
-        r#"
+    let text = r#"
 [[provider]]
 name = "azure"
 kind = "azure"
@@ -135,15 +134,14 @@ name = "proxy"
 kind = "compatible"
 base_url = "http://127.0.0.1:9/v1"
 api_key_env = ["PROXY_KEY_A", "PROXY_KEY_B"]
-"#
-    );
+"#;
     let vars = [
         ("AZ_KEY_A", key("a")),
         ("AZ_KEY_B", key("b")),
         ("PROXY_KEY_A", key("a")),
         ("PROXY_KEY_B", key("b")),
     ];
-    let router = build(&text, &vars).unwrap();
+    let router = build(text, &vars).unwrap();
     assert_eq!(
         router.provider_names(),
         vec![

@@ -50,7 +50,10 @@ async fn each_key_has_its_own_window_and_a_revoked_key_gets_the_real_401() {
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "invalid_api_key");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.starts_with("Incorrect API key provided: "), "{message}");
+    assert!(
+        message.starts_with("Incorrect API key provided: "),
+        "{message}"
+    );
     assert_eq!(sim.stats(&b).unauthorized, 1);
     sim.shutdown().await;
 }
