@@ -7,6 +7,21 @@
 //! `{name}/{label}` (see `RouterBuilder::provider_keys`), so the attempt trace, errors,
 //! metrics and `status()` name the key by its label.
 //!
+//! Why sibling slots rather than several members inside one slot: a slot already is "one
+//! signer with its own store, health and breaker", and the request path (validate, filter,
+//! rank, admit, call, settle, decide) works on slots. Expanding a key set into sibling slots
+//! that share a group keeps that path unchanged; the two things a key set adds are local:
+//! the plan orders a group's members by room among the places the strategy gave them (so
+//! requests go to the key with the most room), and the status lists each group's keys under
+//! it. A denial (401, `insufficient_quota`, a tier without access, an unverified
+//! organization) opens that key's breaker only, so the key is set aside with its reason while
+//! the request fails over to a sibling like to any other provider.
+//!
+//! Budgets: each key gets the configured budgets, like its limits. Keys of separate
+//! projects or organizations are billed separately, each against its own billing limit, and
+//! the issue asks for each key "with its own ... budget"; a shared cap over all keys is what
+//! the router-wide budget (`RouterBuilder::budget`) already is.
+//!
 //! Why labels are checked so closely: a label is printed everywhere (traces, status, doctor,
 //! metrics). It must be shaped like an environment variable's name (`OPENAI_KEY_A`; the
 //! config file uses the variable's name) and is refused when it looks like a key, equals one

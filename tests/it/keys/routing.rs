@@ -273,3 +273,32 @@ async fn an_insufficient_quota_key_is_set_aside_and_the_other_carries_on() {
     assert!(keys[1].usable);
     sim.shutdown().await;
 }
+
+/// A key without tier access (the 429 "try again after 0.0 seconds") or of an unverified
+/// organization (403) is set aside the same way: one attempt, then only the other key.
+#[tokio::test]
+async fn a_key_without_access_is_set_aside_whatever_the_denial() {
+    for fault in [Fault::TierDenied, Fault::OrgNotVerified] {
+        let sim = two_keys(None, SimAccount::new(), SimAccount::new()).await;
+        let a_acct = sim.key_account("openai", 0).unwrap();
+        sim.fail(&a_acct, fault.clone(), Times::Always);
+        let router = Router::builder()
+            .provider_keys(provider_keys(&sim), ProviderOptions::new())
+            .strategy(Strategy::Ordered)
+            .build()
+            .unwrap();
+        for i in 0..4 {
+            let resp = bounded(router.generate(low())).await.unwrap();
+            assert_eq!(resp.provider, member(LABEL_B), "{fault:?}");
+            assert_eq!(resp.attempts.len(), if i == 0 { 2 } else { 1 }, "{fault:?}");
+        }
+        assert_eq!(sim.stats(&a_acct).faults_served, 1, "{fault:?}");
+        let status = router.status();
+        let aside = status.key_groups[0].keys[0]
+            .set_aside
+            .clone()
+            .unwrap_or_else(|| panic!("{fault:?}: key A not set aside"));
+        assert_eq!(aside.cause, Outcome::AccessDenied, "{fault:?}");
+        sim.shutdown().await;
+    }
+}
