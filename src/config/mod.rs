@@ -84,8 +84,8 @@
 //! `[[provider]]`: `name`, `kind`, `api_key_env` (a variable's name, or a list of names for
 //! several keys behind the provider: `api_key_env = ["OPENAI_KEY_A", "OPENAI_KEY_B"]`, each
 //! key then with its own limits, budgets and access state, named `{name}/{VARIABLE}`; see
-//! [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)), `tier`, `rpm`, `tpm`, `safety_margin`,
-//! `weight`, `budgets`, `models` (only serve these models), `allow_unknown_models` (serve models the
+//! [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)), `tier`, `rpm`,
+//! `tpm`, `safety_margin`, `weight`, `budgets`, `models` (only serve these models), `allow_unknown_models` (serve models the
 //! catalog does not know), `max_response_bytes` (the largest answer body read; by default
 //! derived from each request), `max_retry_hint` (a duration: the longest `retry-after` or reset
 //! believed, default 10 minutes), `allow_download_hosts` (private or loopback hosts image
@@ -354,8 +354,11 @@ impl RouterConfig {
 
     /// Builds the router with your own provider constructor: `make` gets each provider's
     /// checked table, its credential (read from the environment through `env`) and the
-    /// configuration's catalog, and returns the provider. Errors from `make` are scoped to
-    /// the provider (`provider[1].…`) and given the provider's line when they have none.
+    /// configuration's catalog, and returns the provider. A provider listing several keys
+    /// (`api_key_env = [..]`) gets one call per key, with that key's table
+    /// ([`ProviderConfig::keys`]: named `{name}/{VARIABLE}`), and is added as a key set. Errors
+    /// from `make` are scoped to the provider (`provider[1].…`) and given the provider's line
+    /// when they have none.
     pub fn build_with(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
