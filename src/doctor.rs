@@ -371,7 +371,18 @@ pub async fn check_config_with(
     };
     let mut pending = Vec::new();
     let mut checks: Vec<Option<ProviderCheck>> = Vec::new();
-    for (i, p) in config.providers.iter().enumerate() {
+    // A provider with several keys is checked key by key (each named `{name}/{VARIABLE}`),
+    // so one run shows which key is missing, revoked or out of quota.
+    let tables = config.providers.iter().enumerate().flat_map(|(i, p)| {
+        let keys = p.keys();
+        if keys.is_empty() {
+            vec![(i, p.clone())]
+        } else {
+            keys.into_iter().map(|k| (i, k)).collect()
+        }
+    });
+    for (i, p) in tables {
+        let p = &p;
         let mut check = ProviderCheck::new(p, &model_for(config, p, model, &catalog), &catalog);
         let built = p
             .credential(i, env)

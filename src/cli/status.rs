@@ -54,10 +54,13 @@ pub async fn run(a: StatusArgs) -> ExitCode {
     // whose key is missing is built with a placeholder so its limits still show.
     let env = |v: &str| Some(process_env(v).unwrap_or_else(|| "placeholder-not-set".into()));
     // The providers as built, for the name each gives the default model on the wire.
-    let mut built: Vec<Arc<dyn Provider>> = Vec::with_capacity(cfg.providers.len());
+    // A provider with several keys is built once per key; its first key stands for it.
+    let mut built: HashMap<String, Arc<dyn Provider>> = HashMap::new();
     let keep = |p: &ProviderConfig, c: Option<Credential>, cat: &Arc<Catalog>| {
         let provider = build_provider(p, c, cat)?;
-        built.push(provider.clone());
+        built
+            .entry(p.group_name().to_string())
+            .or_insert_with(|| provider.clone());
         Ok(provider)
     };
     let router = match cfg.build_with(&env, keep) {
@@ -103,7 +106,7 @@ struct View {
     headroom: HashMap<String, Headroom>,
     spend: Vec<LedgerSnapshot>,
     catalog: Arc<Catalog>,
-    built: Vec<Arc<dyn Provider>>,
+    built: HashMap<String, Arc<dyn Provider>>,
 }
 
 impl View {
@@ -111,6 +114,7 @@ impl View {
     /// when it does not look like a key itself.
     fn row(&self, i: usize, p: &ProviderConfig) -> Value {
         let tier = p.tier.as_deref().and_then(|t| self.catalog.tier(t));
+        let keys = self.keys(p);
         let key_var = p.api_key_env.as_deref().or(p.bearer_token_env.as_deref());
         let key_set = key_var.map(|v| {
             std::env::var(v)
@@ -132,7 +136,7 @@ impl View {
             "name": p.name,
             "kind": p.kind.as_str(),
             "url": url,
-            "default_model_as_sent": self.built.get(i).map(|b| b.wire_model(&self.default_model)),
+            "default_model_as_sent": self.built.get(&p.name).map(|b| b.wire_model(&self.default_model)),
             "models": p.models,
             "deployments": p.deployments,
             "deployment": p.deployment,
@@ -152,10 +156,41 @@ impl View {
             "weight": p.weight.unwrap_or(1.0),
             "key_env": key_var.map(redact::env_var_name),
             "key_set": key_set,
-            "state": self.state(&p.name, key_set),
+            "state": if keys.is_empty() {
+                self.state(&p.name, key_set)
+            } else if keys.iter().any(|k| k["state"] == "ready") {
+                "ready"
+            } else {
+                keys.first().and_then(|k| k["state"].as_str()).unwrap_or("-")
+            },
             "headroom": self.headroom.get(&p.name),
             "spend": self.spend.iter().find(|l| l.name == p.name),
+            "keys": keys,
         })
+    }
+
+    /// A provider with several keys: each key by label (the variable's name), whether it
+    /// is set, and its state and headroom under the name `{provider}/{label}`. Empty for a
+    /// provider with one key.
+    fn keys(&self, p: &ProviderConfig) -> Vec<Value> {
+        if p.api_key_envs.len() < 2 {
+            return Vec::new();
+        }
+        p.api_key_envs
+            .iter()
+            .map(|var| {
+                let member = format!("{}/{var}", p.name);
+                let set = std::env::var(var).is_ok_and(|s| !s.trim().is_empty());
+                json!({
+                    "label": redact::env_var_name(var),
+                    "provider": member,
+                    "key_set": set,
+                    "state": self.state(&member, Some(set)),
+                    "headroom": self.headroom.get(&member),
+                    "spend": self.spend.iter().find(|l| l.name == member),
+                })
+            })
+            .collect()
     }
 
     fn state(&self, name: &str, key_set: Option<bool>) -> &'static str {
@@ -211,7 +246,9 @@ fn print_text(settings: &Value, rows: &[Value], view: &View) {
             Value::String(s) => s.clone(),
             v => v.to_string(),
         };
+        let n_keys = row["keys"].as_array().map_or(0, Vec::len);
         let key = match (&row["key_env"], &row["key_set"]) {
+            _ if n_keys > 1 => format!("{n_keys} keys"),
             (Value::String(v), Value::Bool(true)) => format!("{v} (set)"),
             (Value::String(v), _) => format!("{v} (MISSING)"),
             _ => "-".into(),
@@ -228,6 +265,19 @@ fn print_text(settings: &Value, rows: &[Value], view: &View) {
             s("state"),
             s("url")
         );
+        for k in row["keys"].as_array().into_iter().flatten() {
+            let set = if k["key_set"] == Value::Bool(true) {
+                "set"
+            } else {
+                "MISSING"
+            };
+            println!(
+                "    key {:<24} {:<8} {}",
+                k["label"].as_str().unwrap_or("-"),
+                set,
+                k["state"].as_str().unwrap_or("-")
+            );
+        }
     }
     for l in &view.spend {
         for b in &l.budgets {

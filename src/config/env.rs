@@ -46,6 +46,81 @@ pub(in crate::config) fn not_a_name(field: &str, looks_like_key: bool) -> String
     }
 }
 
+/// `api_key_env`: one variable name, or a list of them (several keys behind one provider).
+#[derive(Debug)]
+pub(in crate::config) enum KeyEnvs {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl<'de> serde::Deserialize<'de> for KeyEnvs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KeyEnvs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a variable name or a list of variable names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyEnvs, E> {
+                Ok(KeyEnvs::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<KeyEnvs, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = a.next_element::<String>()? {
+                    names.push(n);
+                }
+                Ok(KeyEnvs::Many(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `api_key_env`: one variable name or a list of them (several keys), each checked as
+/// [`env_name`]; a list must not be empty nor name a variable twice. Errors name the list's
+/// element (`api_key_env[1]`), never its value when it looks like a key.
+pub(super) fn env_names(
+    cx: &Locator<'_>,
+    field: String,
+    v: &S<KeyEnvs>,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(s) = v else { return Ok(Vec::new()) };
+    let list = match s.get_ref() {
+        KeyEnvs::One(name) => {
+            let one = Some(toml::Spanned::new(s.span(), name.clone()));
+            return Ok(env_name(cx, field, &one)?.into_iter().collect());
+        }
+        KeyEnvs::Many(list) => list,
+    };
+    if list.is_empty() {
+        return Err(cx.err(
+            field,
+            s,
+            "an empty list names no key; list at least one variable name",
+        ));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(list.len());
+    for (i, name) in list.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let one = Some(toml::Spanned::new(s.span(), name.clone()));
+        let Some(name) = env_name(cx, f.clone(), &one)? else {
+            continue;
+        };
+        if let Some(j) = names.iter().position(|n| *n == name) {
+            return Err(cx.err(
+                f,
+                s,
+                format!("{name} is listed twice (also at index {j}); each key once"),
+            ));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
 /// An `api_key_env` / `bearer_token_env` value: a variable name, trimmed.
 pub(super) fn env_name(
     cx: &Locator<'_>,

@@ -81,10 +81,14 @@
 //! Budgets (router-wide or per provider) are a list of `{ usd, per }` with `per` = `"day"`,
 //! `"month"` or a duration: `budgets = [{ usd = 5.0, per = "day" }, { usd = 100, per = "month" }]`.
 //!
-//! `[[provider]]`: `name`, `kind`, `api_key_env`, `tier`, `rpm`, `tpm`, `ipm` (images per
-//! minute; `rpm` / `tpm` / `ipm` apply to each model's window), `safety_margin` (default 1:
-//! the whole limit), `shared` (the key has other clients: the margin, default 0.9, applies
-//! while the provider sends no `x-ratelimit-remaining-*` figures), `weight`, `budgets`, `models` (only serve these models), `allow_unknown_models` (serve models the
+//! `[[provider]]`: `name`, `kind`, `api_key_env` (a variable's name, or a list of names for
+//! several keys behind the provider: `api_key_env = ["OPENAI_KEY_A", "OPENAI_KEY_B"]`, each
+//! key then with its own limits, budgets and access state, named `{name}/{VARIABLE}`; see
+//! [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)), `tier`, `rpm`,
+//! `tpm`, `ipm` (images per minute; `rpm` / `tpm` / `ipm` apply to each model's window),
+//! `safety_margin` (default 1: the whole limit), `shared` (the key has other clients: the
+//! margin, default 0.9, applies while the provider sends no `x-ratelimit-remaining-*`
+//! figures), `weight`, `budgets`, `models` (only serve these models), `allow_unknown_models` (serve models the
 //! catalog does not know), `max_response_bytes` (the largest answer body read; by default
 //! derived from each request), `max_retry_hint` (a duration: the longest `retry-after` or reset
 //! believed, default 10 minutes), `allow_download_hosts` (private or loopback hosts image
@@ -353,8 +357,11 @@ impl RouterConfig {
 
     /// Builds the router with your own provider constructor: `make` gets each provider's
     /// checked table, its credential (read from the environment through `env`) and the
-    /// configuration's catalog, and returns the provider. Errors from `make` are scoped to
-    /// the provider (`provider[1].…`) and given the provider's line when they have none.
+    /// configuration's catalog, and returns the provider. A provider listing several keys
+    /// (`api_key_env = [..]`) gets one call per key, with that key's table
+    /// ([`ProviderConfig::keys`]: named `{name}/{VARIABLE}`), and is added as a key set. Errors
+    /// from `make` are scoped to the provider (`provider[1].…`) and given the provider's line
+    /// when they have none.
     pub fn build_with(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
@@ -367,15 +374,27 @@ impl RouterConfig {
         let catalog = self.catalog()?;
         let mut b = self.router.builder(catalog.clone());
         for (i, p) in self.providers.iter().enumerate() {
-            let cred = p.credential(i, env)?;
-            let provider = make(p, cred, &catalog).map_err(|e| {
-                let line = e.line.unwrap_or_else(|| p.line_of(&e.field));
-                let mut e = e.scoped(&format!("provider[{i}]"));
-                e.line = Some(line);
-                e.message = redact::text(&e.message);
-                e
-            })?;
-            b = b.provider_arc(provider, p.options());
+            let mut build = |p: &ProviderConfig| -> Result<Arc<dyn Provider>, ConfigError> {
+                let cred = p.credential(i, env)?;
+                make(p, cred, &catalog).map_err(|e| {
+                    let line = e.line.unwrap_or_else(|| p.line_of(&e.field));
+                    let mut e = e.scoped(&format!("provider[{i}]"));
+                    e.line = Some(line);
+                    e.message = redact::text(&e.message);
+                    e
+                })
+            };
+            let keys = p.keys();
+            if keys.is_empty() {
+                b = b.provider_arc(build(p)?, p.options());
+                continue;
+            }
+            // Several keys: one provider per key, labelled by its variable's name.
+            let mut set = crate::providers::ProviderKeys::new(&p.name);
+            for (member, var) in keys.iter().zip(&p.api_key_envs) {
+                set = set.key_arc(var.clone(), build(member)?);
+            }
+            b = b.provider_keys(set, p.options());
         }
         b.build()
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::policy::TimeoutPolicy;
-use super::slot::{ProviderOptions, Slot};
+use super::slot::{KeyOf, ProviderOptions, Slot};
 use super::snapshot::{Settings, Snapshot};
 use super::store::{InProcessStore, LimitSettings, StoreConfig};
 use super::{Router, RouterInner};
@@ -20,6 +20,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config_error::ConfigError;
 use crate::health::{Health, HealthConfig};
 use crate::provider::Provider;
+use crate::providers::ProviderKeys;
 use crate::quota::budget::{Budget, BudgetLedger, WallClock};
 use crate::quota::cost::CostEstimator;
 use crate::score::{DefaultScorer, Scorer};
@@ -68,7 +69,11 @@ pub const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 #[must_use = "a builder does nothing until build() is called"]
 #[derive(Debug)]
 pub struct RouterBuilder {
-    providers: Vec<(Arc<dyn Provider>, ProviderOptions)>,
+    /// Each provider with its options and, for a member of a key set, its group and label.
+    providers: Vec<(Arc<dyn Provider>, ProviderOptions, Option<KeyOf>)>,
+    /// The first invalid key set handed to [`provider_keys`](Self::provider_keys), reported
+    /// by `build()`.
+    invalid_keys: Option<ConfigError>,
     settings: Settings,
     catalog: Option<Arc<Catalog>>,
     clock: Option<SharedClock>,
@@ -100,6 +105,7 @@ impl RouterBuilder {
     pub fn new() -> Self {
         Self {
             providers: Vec::new(),
+            invalid_keys: None,
             settings: Settings {
                 attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
                 deadline: DEFAULT_DEADLINE,
@@ -131,7 +137,7 @@ impl RouterBuilder {
     /// [`Strategy::Scored`].
     pub fn provider(mut self, provider: impl Provider + 'static) -> Self {
         self.providers
-            .push((Arc::new(provider), ProviderOptions::default()));
+            .push((Arc::new(provider), ProviderOptions::default(), None));
         self
     }
 
@@ -150,13 +156,64 @@ impl RouterBuilder {
         provider: impl Provider + 'static,
         options: ProviderOptions,
     ) -> Self {
-        self.providers.push((Arc::new(provider), options));
+        self.providers.push((Arc::new(provider), options, None));
         self
     }
 
     /// Adds a shared provider with options.
     pub fn provider_arc(mut self, provider: Arc<dyn Provider>, options: ProviderOptions) -> Self {
-        self.providers.push((provider, options));
+        self.providers.push((provider, options, None));
+        self
+    }
+
+    /// Adds a provider with several keys (accounts or projects), each with its own limits,
+    /// budget and access state: every key becomes a provider of the router named by its
+    /// member (`{name}/{label}` from the built-in builders' `build_keys`), all with these
+    /// `options` — so each key gets the configured `rpm` / `tpm` / tier **and** the
+    /// configured budgets (the keys are billed separately; use [`budget`](Self::budget) for a
+    /// cap on everything together).
+    ///
+    /// Requests go to the key with the most rate-limit room: wherever the strategy ranks a
+    /// provider's keys, they are tried in the order of their room (requests left now, then
+    /// the free share of the limits). A key that is denied (401, `insufficient_quota`, a tier
+    /// without access, an unverified organization) is set aside for the cool-down with its
+    /// reason, while the others carry on. [`Router::status`] lists each key under its
+    /// provider in [`RouterStatus::key_groups`](crate::RouterStatus::key_groups), by label.
+    ///
+    /// An invalid set (no key, a duplicate label, a label shaped like a key) makes `build()`
+    /// fail, naming `providers[i].keys[j]`.
+    ///
+    /// ```
+    /// use image_router::{providers::OpenAi, ProviderOptions, Router};
+    /// let keys = OpenAi::builder()
+    ///     .name("openai")
+    ///     .build_keys([("OPENAI_KEY_A", "sk-a-0123456789abcdef"), ("OPENAI_KEY_B", "sk-b-0123456789abcdef")])
+    ///     .unwrap();
+    /// let router = Router::builder()
+    ///     .provider_keys(keys, ProviderOptions::new().rpm(6))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(router.provider_names(), vec!["openai/OPENAI_KEY_A", "openai/OPENAI_KEY_B"]);
+    /// ```
+    ///
+    /// [`Router::status`]: crate::Router::status
+    pub fn provider_keys(mut self, keys: ProviderKeys, options: ProviderOptions) -> Self {
+        let index = self.providers.len();
+        if let Err(e) = keys.validate() {
+            if self.invalid_keys.is_none() {
+                self.invalid_keys = Some(e.scoped(&format!("providers[{index}]")));
+            }
+            return self;
+        }
+        let group: Arc<str> = Arc::from(keys.name());
+        for (label, provider) in keys.members() {
+            let key = KeyOf {
+                group: group.clone(),
+                label: Arc::from(label.as_str()),
+            };
+            self.providers
+                .push((provider.clone(), options.clone(), Some(key)));
+        }
         self
     }
 
@@ -352,11 +409,14 @@ impl RouterBuilder {
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
         let s = &self.settings;
+        if let Some(e) = self.invalid_keys {
+            return Err(e);
+        }
         if self.providers.is_empty() {
             return Err(ConfigError::new("providers", "add at least one provider"));
         }
         let mut names = HashSet::new();
-        for (i, (p, _)) in self.providers.iter().enumerate() {
+        for (i, (p, ..)) in self.providers.iter().enumerate() {
             let name = p.name();
             if name.trim().is_empty() {
                 return Err(ConfigError::new(
@@ -414,7 +474,7 @@ impl RouterBuilder {
         let mut providers = Vec::with_capacity(self.providers.len());
         // Providers that stay: applied once the whole configuration is known to be valid.
         let mut pending = Vec::new();
-        for (i, (p, o)) in self.providers.into_iter().enumerate() {
+        for (i, (p, o, key)) in self.providers.into_iter().enumerate() {
             let scope = format!("providers[{i}]");
             o.validate().map_err(|e| e.scoped(&scope))?;
             // Each model's window takes its limits from these (see `store::LimitSettings`).
@@ -442,7 +502,7 @@ impl RouterBuilder {
                     budgets: o.budgets.clone(),
                     breaker: breaker_config.clone(),
                 };
-                pending.push((providers.len(), old.clone(), p, o, store));
+                pending.push((providers.len(), old.clone(), p, o, store, key));
                 providers.push(None);
                 continue;
             }
@@ -460,7 +520,7 @@ impl RouterBuilder {
                 breaker,
             )
             .map_err(|e| e.scoped(&scope))?;
-            providers.push(Some(Slot::new(p, o, Arc::new(store), health)));
+            providers.push(Some(Slot::new(p, o, Arc::new(store), health).with_key(key)));
         }
         let mut costs = CostEstimator::new();
         if let Some(usd) = self.fallback_usd_per_image {
@@ -472,8 +532,8 @@ impl RouterBuilder {
         if previous.is_some() {
             router_budget.set_budgets(self.budgets)?;
         }
-        for (pos, old, p, o, store) in pending {
-            providers[pos] = Some(old.carry_over(p, o, &store, &self.health)?);
+        for (pos, old, p, o, store, key) in pending {
+            providers[pos] = Some(old.carry_over(p, o, &store, &self.health)?.with_key(key));
         }
         // Every position was filled: new providers above, providers that stay just now.
         let providers: Vec<Slot> = providers.into_iter().flatten().collect();

@@ -42,7 +42,9 @@ pub use builder::{
 pub use slot::ProviderOptions;
 use slot::Slot;
 use snapshot::Snapshot;
-pub use status::{CooldownStatus, LastError, ModelWindow, ProviderStatus, RouterStatus};
+pub use status::{
+    CooldownStatus, KeyGroupStatus, KeyStatus, LastError, ModelWindow, ProviderStatus, RouterStatus,
+};
 
 use crate::clock::SharedClock;
 use crate::error::Error;

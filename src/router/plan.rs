@@ -4,6 +4,11 @@
 //! request (capabilities), is reserved for other request classes, or is unavailable (a denial
 //! held by its breaker, or a cool-down of this model); the rest are scored and ranked by the
 //! strategy (providers without headroom last, open breakers left out).
+//!
+//! The keys of one provider (see `RouterBuilder::provider_keys`) are ranked by the strategy
+//! like any provider, and then, among the places the strategy gave them, ordered by their
+//! rate-limit room ([`keys_by_room`]): requests go to the key with the most room, while the
+//! strategy still decides where the provider as a whole stands against the others.
 
 use std::time::Duration;
 
@@ -146,10 +151,62 @@ pub(crate) fn plan(
         skip(&mut skipped, slot, SkipReason::CircuitOpen { message });
     }
     Plan {
-        order: ranking.order().to_vec(),
+        order: keys_by_room(snap, model, ranking.order().to_vec()),
         candidates,
         skipped,
     }
+}
+
+/// Reorders the members of each key set among their own places in `order`, most room first
+/// in the window of `model` (requests or images admissible now, whichever is fewer, unlimited counting as the most; then the free share of the
+/// limits); providers of their own stay where they are. Stable: keys with equal room keep
+/// the strategy's order.
+pub(crate) fn keys_by_room(snap: &Snapshot, model: &str, mut order: Vec<usize>) -> Vec<usize> {
+    let mut done: Vec<&str> = Vec::new();
+    for pos in 0..order.len() {
+        let Some(key) = &snap.providers[order[pos]].key else {
+            continue;
+        };
+        if done.contains(&&*key.group) {
+            continue;
+        }
+        done.push(&key.group);
+        let places: Vec<usize> = (pos..order.len())
+            .filter(|&p| {
+                snap.providers[order[p]]
+                    .key
+                    .as_ref()
+                    .is_some_and(|k| k.group == key.group)
+            })
+            .collect();
+        if places.len() < 2 {
+            continue;
+        }
+        let mut members: Vec<(usize, (u64, f64))> = places
+            .iter()
+            .map(|&p| {
+                // The window of the request's model; room counts requests or images,
+                // whichever is fewer (a tier may limit only images).
+                let h = snap.providers[order[p]].store.headroom(model);
+                let room = h
+                    .requests
+                    .unwrap_or(u64::MAX)
+                    .min(h.images.unwrap_or(u64::MAX));
+                (order[p], (room, h.fraction))
+            })
+            .collect();
+        members.sort_by(|a, b| {
+            b.1 .0.cmp(&a.1 .0).then(
+                b.1 .1
+                    .partial_cmp(&a.1 .1)
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            )
+        });
+        for (&place, (index, _)) in places.iter().zip(members) {
+            order[place] = index;
+        }
+    }
+    order
 }
 
 /// The request's model, or the router's default.

@@ -124,10 +124,26 @@ impl ProviderOptions {
     }
 }
 
+/// Which key set a slot's provider belongs to, and the key's label (see
+/// [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)). Each key is a slot
+/// of its own — its own store (limits, budgets, breaker), health and provider object (the
+/// key signs the request) — so the request path stays the same for one key or several;
+/// what a key set adds is the ordering among its members ([`super::plan`]) and the grouped
+/// status view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyOf {
+    /// The provider's name (the group).
+    pub group: Arc<str>,
+    /// The key's non-secret label.
+    pub label: Arc<str>,
+}
+
 /// One provider and everything the router keeps about it.
 #[derive(Debug, Clone)]
 pub(crate) struct Slot {
     pub provider: Arc<dyn Provider>,
+    /// The key set this slot is a member of (`None`: a provider with one key).
+    pub key: Option<KeyOf>,
     pub options: ProviderOptions,
     pub store: Arc<dyn StateStore>,
     pub health: Arc<Health>,
@@ -166,6 +182,7 @@ impl Slot {
         let metric_keys = Arc::new(crate::metrics::ProviderKeys::new(provider.name()));
         Self {
             provider,
+            key: None,
             options,
             store,
             health: Arc::new(health),
@@ -176,6 +193,12 @@ impl Slot {
 
     pub fn name(&self) -> &str {
         self.provider.name()
+    }
+
+    /// This slot as a member of a key set (or as a provider of its own with `None`).
+    pub fn with_key(mut self, key: Option<KeyOf>) -> Self {
+        self.key = key;
+        self
     }
 
     /// Fraction of the tightest budget still free (`None` without budgets).
@@ -206,6 +229,7 @@ impl Slot {
         let metric_keys = Arc::new(crate::metrics::ProviderKeys::new(provider.name()));
         Ok(Self {
             metric_keys,
+            key: self.key.clone(),
             provider,
             options,
             store: Arc::clone(&self.store),

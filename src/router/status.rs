@@ -1,6 +1,11 @@
 //! [`RouterStatus`]: a serializable snapshot of what the router knows about each provider —
 //! breaker state, health, score components, rate-limit headroom, spend, cool-downs and the last
 //! error — for status pages, the `status` command and debugging a routing decision.
+//!
+//! A provider with several keys is several entries of `providers` (one per key, each named
+//! `{name}/{label}` with `group` and `key` set) and one entry of `key_groups`, which lists
+//! the provider's keys under it by label: which carry traffic, which are set aside and why.
+//! Labels are never keys (see `providers::ProviderKeys`).
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -28,16 +33,53 @@ pub struct RouterStatus {
     pub default_model: String,
     /// The router-wide spend ledger.
     pub spend: LedgerSnapshot,
-    /// Each provider, in configured order.
+    /// Each provider, in configured order (a provider with several keys: one entry per key).
     pub providers: Vec<ProviderStatus>,
+    /// Each provider with several keys, its keys listed under it by label (empty when no
+    /// provider has several keys).
+    pub key_groups: Vec<KeyGroupStatus>,
+}
+
+/// A provider with several keys (see
+/// [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)).
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct KeyGroupStatus {
+    /// The provider's name.
+    pub name: String,
+    /// Its keys, in configured order.
+    pub keys: Vec<KeyStatus>,
+}
+
+/// One key of a provider with several keys.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct KeyStatus {
+    /// The key's non-secret label (the environment variable's name in a config file).
+    pub label: String,
+    /// The entry of [`RouterStatus::providers`] this key is (`{name}/{label}`).
+    pub provider: String,
+    /// Whether the key can take requests now (not set aside, breaker not refusing).
+    pub usable: bool,
+    /// Why the key is set aside (a denial: invalid key, insufficient quota, no tier access,
+    /// organization not verified), and for how long.
+    pub set_aside: Option<CooldownStatus>,
+    /// The key's circuit-breaker state.
+    pub breaker: BreakerState,
+    /// The key's rate-limit headroom.
+    pub headroom: Headroom,
 }
 
 /// One provider's state.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct ProviderStatus {
-    /// Name.
+    /// Name (`{provider}/{label}` for one key of a provider with several).
     pub name: String,
+    /// For one key of a provider with several: the provider's name.
+    pub group: Option<String>,
+    /// For one key of a provider with several: the key's non-secret label.
+    pub key: Option<String>,
     /// Kind.
     pub kind: ProviderKind,
     /// Position in the configured order.
@@ -97,7 +139,22 @@ pub struct LastError {
 }
 
 pub(crate) fn build(snap: &Snapshot) -> RouterStatus {
+    let providers: Vec<ProviderStatus> = {
+        // The same idle-decay floor the router ranks with (over providers whose breaker
+        // lets traffic through), so the status shows the scores routing uses.
+        let floor = super::plan::latency_floor(
+            snap.providers
+                .iter()
+                .filter(|s| !s.store.breaker().is_blocking()),
+        );
+        snap.providers
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| provider(snap, slot, i, floor))
+            .collect()
+    };
     RouterStatus {
+        key_groups: key_groups(snap, &providers),
         strategy: snap.settings.strategy,
         default_model: snap
             .settings
@@ -105,21 +162,32 @@ pub(crate) fn build(snap: &Snapshot) -> RouterStatus {
             .clone()
             .unwrap_or_else(|| snap.catalog.default_model().to_string()),
         spend: snap.budget.snapshot(),
-        providers: {
-            // The same idle-decay floor the router ranks with (over providers whose breaker
-            // lets traffic through), so the status shows the scores routing uses.
-            let floor = super::plan::latency_floor(
-                snap.providers
-                    .iter()
-                    .filter(|s| !s.store.breaker().is_blocking()),
-            );
-            snap.providers
-                .iter()
-                .enumerate()
-                .map(|(i, slot)| provider(snap, slot, i, floor))
-                .collect()
-        },
+        providers,
     }
+}
+
+/// Each key set with its members' state, in the order the providers were configured.
+fn key_groups(snap: &Snapshot, providers: &[ProviderStatus]) -> Vec<KeyGroupStatus> {
+    let mut groups: Vec<KeyGroupStatus> = Vec::new();
+    for (slot, status) in snap.providers.iter().zip(providers) {
+        let Some(key) = &slot.key else { continue };
+        let entry = KeyStatus {
+            label: key.label.to_string(),
+            provider: status.name.clone(),
+            usable: status.cooldown.is_none() && !slot.store.breaker().is_blocking(),
+            set_aside: status.cooldown.clone(),
+            breaker: status.breaker.state,
+            headroom: status.headroom.clone(),
+        };
+        match groups.iter_mut().find(|g| *g.name == *key.group) {
+            Some(g) => g.keys.push(entry),
+            None => groups.push(KeyGroupStatus {
+                name: key.group.to_string(),
+                keys: vec![entry],
+            }),
+        }
+    }
+    groups
 }
 
 fn provider(
@@ -155,6 +223,8 @@ fn provider(
     };
     ProviderStatus {
         name: slot.name().to_string(),
+        group: slot.key.as_ref().map(|k| k.group.to_string()),
+        key: slot.key.as_ref().map(|k| k.label.to_string()),
         kind: slot.provider.kind(),
         priority,
         breaker,

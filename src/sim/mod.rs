@@ -96,6 +96,7 @@ mod exchange;
 mod fault_serving;
 mod faults;
 mod image_op;
+mod keys;
 mod parse;
 mod png;
 mod rate_headers;
@@ -115,6 +116,7 @@ use tokio::task::JoinHandle;
 
 pub use account::{ChatImageStyle, ReceivedRequest, SimAccount, SimStats};
 pub use faults::{Fault, Times};
+pub use keys::SimKeys;
 pub use window::{LimitKind, RateWindow, Rejection, WindowState, WINDOW};
 
 use crate::clock::{Clock, SystemClock};
@@ -128,6 +130,9 @@ pub const DEFAULT_HANG_LIMIT: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) accounts: HashMap<String, Mutex<AccountState>>,
+    /// Accounts with several keys: the name in the URL → each member's account name and the
+    /// key it was given (kept after a revocation, so the key still reaches its account).
+    pub(crate) keyed: HashMap<String, Vec<(String, secrecy::SecretString)>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) base_url: String,
     pub(crate) hang_limit: Duration,
@@ -138,6 +143,7 @@ pub(crate) struct Shared {
 #[must_use]
 pub struct SimulatorBuilder {
     accounts: Vec<(String, SimAccount)>,
+    keyed: Vec<(String, SimKeys)>,
     clock: Option<Arc<dyn Clock>>,
     hang_limit: Option<Duration>,
 }
@@ -149,6 +155,17 @@ impl SimulatorBuilder {
         let name = name.into();
         self.accounts.retain(|(n, _)| *n != name);
         self.accounts.push((name, account));
+        self
+    }
+
+    /// Adds an account served under `/{name}/...` with several keys, each with its own
+    /// limits, faults, counters and log (see [`SimKeys`]); the key a request carries picks
+    /// the key's account, named `{name}.key1`, `{name}.key2`, ... for [`Simulator::stats`],
+    /// [`Simulator::fail`] and the other per-account calls ([`Simulator::key_account`]).
+    pub fn account_keys(mut self, name: impl Into<String>, keys: SimKeys) -> Self {
+        let name = name.into();
+        self.keyed.retain(|(n, _)| *n != name);
+        self.keyed.push((name, keys));
         self
     }
 
@@ -182,10 +199,35 @@ impl SimulatorBuilder {
             }
             accounts.insert(name, Mutex::new(AccountState::new(acct)));
         }
+        let mut keyed = HashMap::new();
+        for (name, keys) in self.keyed {
+            if keys.keys.is_empty() || name.is_empty() || name.contains(['/', '?', '#', '%', ' ']) {
+                return Err(invalid(format!(
+                    "simulator account {name:?} needs a path-segment name and at least one key"
+                )));
+            }
+            let mut members = Vec::with_capacity(keys.keys.len());
+            for (i, acct) in keys.keys.into_iter().enumerate() {
+                let member = keys::member_name(&name, i);
+                if accounts.contains_key(&member) || accounts.contains_key(&name) {
+                    return Err(invalid(format!(
+                        "simulator account {member:?} (a key of {name:?}) is also an account"
+                    )));
+                }
+                if let Some(e) = &acct.config_error {
+                    return Err(invalid(format!("simulator account {member:?}: {e}")));
+                }
+                let given = acct.api_key.clone().unwrap_or_else(keys::revoked_key);
+                accounts.insert(member.clone(), Mutex::new(AccountState::new(acct)));
+                members.push((member, given));
+            }
+            keyed.insert(name, members);
+        }
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             accounts,
+            keyed,
             clock: self
                 .clock
                 .unwrap_or_else(|| Arc::new(SystemClock::new()) as Arc<dyn Clock>),
@@ -276,6 +318,27 @@ impl Simulator {
 
     fn with_account<R>(&self, account: &str, f: impl FnOnce(&mut AccountState) -> R) -> Option<R> {
         self.shared.accounts.get(account).map(|m| f(&mut m.lock()))
+    }
+
+    /// The account name of the `index`-th key (0-based) of an account with several keys
+    /// (`{name}.key{index + 1}`), for the per-account calls; `None` when there is no such key.
+    pub fn key_account(&self, name: &str, index: usize) -> Option<String> {
+        self.shared
+            .keyed
+            .get(name)?
+            .get(index)
+            .map(|(m, _)| m.clone())
+    }
+
+    /// Revokes the `index`-th key (0-based) of an account with several keys: from now on a
+    /// request with it gets the real 401 `invalid_api_key` answer. Returns whether the key
+    /// exists.
+    pub fn revoke_key(&self, name: &str, index: usize) -> bool {
+        let Some(member) = self.key_account(name, index) else {
+            return false;
+        };
+        self.with_account(&member, |a| a.config.api_key = Some(keys::revoked_key()))
+            .is_some()
     }
 
     /// Queues `fault` for the next request(s) of `account`.

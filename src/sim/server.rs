@@ -108,6 +108,12 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Outcome {
         Some((a, r)) => (a.to_string(), format!("/{r}")),
         None => (trimmed.to_string(), String::from("/")),
     };
+    let wire = WireHeaders::of(&parts);
+    let account = super::keys::resolve(
+        &shared,
+        account,
+        &[wire.bearer.as_deref(), wire.api_key.as_deref()],
+    );
     let Some(state) = shared.accounts.get(&account) else {
         let reply = Reply::json(404, &bodies::unknown_url(method.as_str(), &path))
             .header("x-request-id", format!("req_sim_{seq:016x}"));
@@ -117,7 +123,6 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Outcome {
         Ok(b) => b,
         Err(outcome) => return outcome,
     };
-    let wire = WireHeaders::of(&parts);
 
     let _in_flight = InFlight::enter(state);
     {

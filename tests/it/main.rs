@@ -9,6 +9,7 @@ mod config; // the config file: parsing, errors naming key and line, rules
 mod explain; // explain(): every error in plain words
 mod health; // availability and latency estimates
 mod hostile; // hostile provider answers and inputs never panic
+mod keys; // several keys behind one provider: combined limit, room, denial, outputs
 mod limiter; // RPM/TPM limiter, its properties and live headers
 mod routing; // rules, strategies, scoring, quota routing, scenarios, faults, reload
 mod sim; // the embedded simulator

@@ -25,7 +25,10 @@ impl ProviderConfig {
             ("bearer_token_env", &self.bearer_token_env, true),
         ] {
             let Some(var) = var else { continue };
-            let field = format!("provider[{index}].{key}");
+            let field = match (bearer, self.key_index) {
+                (false, Some(k)) => format!("provider[{index}].{key}[{k}]"),
+                _ => format!("provider[{index}].{key}"),
+            };
             if !redact::is_env_var_name(var) {
                 let msg = not_a_name(&field, redact::looks_like_key(var));
                 return Err(ConfigError::new(field, msg).at_line(self.line_of(key)));
@@ -49,5 +52,37 @@ impl ProviderConfig {
             };
         }
         Ok(None)
+    }
+}
+
+impl ProviderConfig {
+    /// For a provider whose `api_key_env` lists several variables: one table per key, each
+    /// this table with that one variable and the name `{name}/{VARIABLE}` (the key's label is
+    /// the variable's name, never its value). Empty for a provider with one key.
+    pub fn keys(&self) -> Vec<ProviderConfig> {
+        if self.api_key_envs.len() < 2 {
+            return Vec::new();
+        }
+        self.api_key_envs
+            .iter()
+            .enumerate()
+            .map(|(i, var)| {
+                let mut member = self.clone();
+                member.name = format!("{}/{var}", self.name);
+                member.api_key_env = Some(var.clone());
+                member.api_key_envs = vec![var.clone()];
+                member.key_index = Some(i);
+                member
+            })
+            .collect()
+    }
+
+    /// The name of the provider this table is one key of (its own name for a provider with
+    /// one key).
+    pub fn group_name(&self) -> &str {
+        match self.key_index {
+            Some(_) => self.name.rsplit_once('/').map_or(&self.name, |(g, _)| g),
+            None => &self.name,
+        }
     }
 }

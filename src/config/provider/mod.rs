@@ -37,8 +37,14 @@ pub struct ProviderConfig {
     pub api_version: Option<String>,
     /// Azure: use the v1 surface.
     pub v1_surface: Option<bool>,
-    /// Name of the environment variable holding the API key.
+    /// Name of the environment variable holding the API key (the first of
+    /// [`api_key_envs`](Self::api_key_envs) when the file lists several).
     pub api_key_env: Option<String>,
+    /// Every variable `api_key_env` names, in order: one for the single-string form, several
+    /// for a list (`api_key_env = ["OPENAI_KEY_A", "OPENAI_KEY_B"]`: several keys behind this
+    /// provider, each with its own limits, budget and access state, labelled by the
+    /// variable's name; see [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)).
+    pub api_key_envs: Vec<String>,
     /// Azure: name of the environment variable holding an Entra ID bearer token.
     pub bearer_token_env: Option<String>,
     /// Usage tier.
@@ -84,6 +90,10 @@ pub struct ProviderConfig {
     pub line: usize,
     #[serde(skip)]
     key_lines: HashMap<&'static str, usize>,
+    /// For one key of a provider listing several ([`ProviderConfig::keys`]): its index in
+    /// the list, so errors name `api_key_env[i]`.
+    #[serde(skip)]
+    key_index: Option<usize>,
 }
 
 /// The file's name of a proxy mode.

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::raw::RawProvider;
 use super::ProviderConfig;
-use crate::config::env::env_name;
+use crate::config::env::{env_name, env_names};
 use crate::config::locate::Locator;
 use crate::config::router::{budgets, non_empty, S};
 use crate::config_error::ConfigError;
@@ -352,6 +352,7 @@ pub(in crate::config) fn parse(
             .entry(model.to_string())
             .or_insert_with(|| d.clone());
     }
+    let key_envs = env_names(cx, t.f("api_key_env"), &p.api_key_env)?;
     let mut c = ProviderConfig {
         name,
         kind,
@@ -362,7 +363,8 @@ pub(in crate::config) fn parse(
         default_deployment: t.non_empty("default_deployment", &p.default_deployment)?,
         api_version: t.non_empty("api_version", &p.api_version)?,
         v1_surface: p.v1_surface.as_ref().map(|b| *b.get_ref()),
-        api_key_env: env_name(cx, t.f("api_key_env"), &p.api_key_env)?,
+        api_key_env: key_envs.first().cloned(),
+        api_key_envs: key_envs,
         bearer_token_env: env_name(cx, t.f("bearer_token_env"), &p.bearer_token_env)?,
         tier: t.non_empty("tier", &p.tier)?,
         rpm: None,
@@ -390,6 +392,7 @@ pub(in crate::config) fn parse(
         allow_download_hosts: t.list("allow_download_hosts", &p.allow_download_hosts, "host")?,
         line: header,
         key_lines: HashMap::new(),
+        key_index: None,
     };
     check_required(&t, p, kind, &c)?;
     parse_numbers(&t, p, &mut c)?;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::config::env::KeyEnvs;
 use crate::config::router::{RawBudget, S};
 
 #[derive(Debug, Deserialize)]
@@ -20,7 +21,7 @@ pub(in crate::config) struct RawProvider {
     pub(super) default_deployment: S<String>,
     pub(super) api_version: S<String>,
     pub(super) v1_surface: S<bool>,
-    pub(super) api_key_env: S<String>,
+    pub(super) api_key_env: S<KeyEnvs>,
     pub(super) bearer_token_env: S<String>,
     pub(super) tier: S<String>,
     pub(super) rpm: S<i64>,
