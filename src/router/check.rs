@@ -148,6 +148,9 @@ impl CheckResult {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Mark {
+    /// `None`: the whole provider is unavailable (a denial); `Some(model)`: only this model
+    /// is cooled down on it.
+    pub model: Option<String>,
     /// The answer that caused it.
     pub cause: Outcome,
     /// How long it lasts, ms (the router's cool-down).
@@ -414,7 +417,7 @@ async fn check_provider(
                     if check.denied.is_none() {
                         match slot.store.deny(reason, &err.message, cooldown).await {
                             Ok(()) => {
-                                check.denied = Some(mark(err, cooldown));
+                                check.denied = Some(mark(None, err, cooldown));
                                 slot.set_last_error(err);
                                 super::publish_gauges(snap, slot);
                             }
@@ -433,7 +436,7 @@ async fn check_provider(
                         .await
                     {
                         Ok(()) => {
-                            model.cooled_down = Some(mark(err, cooldown));
+                            model.cooled_down = Some(mark(Some(&model.model), err, cooldown));
                             slot.set_last_error(err);
                         }
                         Err(e) => tracing::warn!(
@@ -471,8 +474,9 @@ async fn check_provider(
     check
 }
 
-fn mark(err: &ProviderError, cooldown: Duration) -> Mark {
+fn mark(model: Option<&str>, err: &ProviderError, cooldown: Duration) -> Mark {
     Mark {
+        model: model.map(str::to_string),
         cause: err.outcome(),
         for_ms: millis(cooldown),
         reason: err.message.clone(),
