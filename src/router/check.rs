@@ -262,8 +262,8 @@ impl CheckReport {
 }
 
 impl Router {
-    /// Checks every provider without generating an image and marks what it cannot serve (see
-    /// the [module docs](self) of `router/check.rs`, summarised here): a rejected key or an
+    /// Checks every provider without generating an image and marks what it cannot serve (the
+    /// module docs of `src/router/check.rs` say why and how, summarised here): a rejected key or an
     /// account denial makes the provider unavailable for the cool-down, a missing model or
     /// deployment cools that model down on that provider, and a provider that could not be
     /// checked stays usable and is reported as unchecked. Providers and models are checked

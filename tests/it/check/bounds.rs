@@ -102,3 +102,53 @@ async fn a_provider_without_a_cheap_check_is_reported_unchecked_and_stays_usable
     router.generate(req("gpt-image-1")).await.unwrap();
     assert_eq!(custom.calls(), 1);
 }
+
+/// One counter per provider and result (`image_router_checks_total`), read through the
+/// Prometheus exporter as an operator would.
+#[tokio::test]
+async fn each_lookup_is_counted_by_provider_and_result() {
+    use image_router::{ErrorKind, NotFoundKind, ProviderError};
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let fail = |name: &str, kind: ErrorKind, status: u16| {
+        Fake::new(name)
+            .probe_answers(Probe::Fail(
+                ProviderError::new(name, kind, "no").with_status(status),
+            ))
+            .arc() as Arc<dyn Provider>
+    };
+    let router = ordered()
+        .provider_arc(fail("denied", ErrorKind::Authentication, 401), opts())
+        .provider_arc(
+            fail(
+                "missing",
+                ErrorKind::NotFound {
+                    what: NotFoundKind::Model,
+                },
+                404,
+            ),
+            opts(),
+        )
+        .provider_arc(fail("down", ErrorKind::Server, 502), opts())
+        .provider_arc(
+            Fake::new("fine").probe_answers(Probe::Ok).arc() as Arc<dyn Provider>,
+            opts(),
+        )
+        .build()
+        .unwrap();
+    router.check().await;
+    let text = handle.render();
+    for (provider, result) in [
+        ("denied", "denied"),
+        ("missing", "not_offered"),
+        ("down", "unchecked"),
+        ("fine", "offered"),
+    ] {
+        let line = format!(
+            "{}{{provider=\"{provider}\",result=\"{result}\"}} 1",
+            image_router::metrics::CHECKS_TOTAL
+        );
+        assert!(text.contains(&line), "{line} not in:\n{text}");
+    }
+}
