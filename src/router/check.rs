@@ -19,9 +19,21 @@
 //! | the lookup says | result | what the router does |
 //! |---|---|---|
 //! | found | [`CheckResult::Offered`] | rate-limit headers on the answer are applied to the limiter |
-//! | 401, an account denial (quota, tier, verification, region), a wrong endpoint (404 on the path) | [`CheckResult::Denied`] | the provider is made unavailable through the state store ([`StateStore::deny`](super::store::StateStore::deny)) for the router's cool-down, as a real request's answer would |
+//! | 401, an account denial (quota, tier, verification, region, a blocked resource) | [`CheckResult::Denied`] | the provider is made unavailable through the state store ([`StateStore::deny`](super::store::StateStore::deny)) for the router's cool-down, as a real request's answer would |
 //! | model or deployment not found | [`CheckResult::NotOffered`] | that model is cooled down on that provider ([`StateStore::cool_model`](super::store::StateStore::cool_model)) for the cool-down; requests for other models still go there |
-//! | no answer in time, a 5xx, a connect error, a 429, no cheap check, anything else | [`CheckResult::Unchecked`] | nothing: the provider stays usable, and the reason is reported |
+//! | no answer in time, a 5xx, a connect error, a 429, a 404 on the lookup's own path, no cheap check, anything else | [`CheckResult::Unchecked`] | nothing: the provider stays usable, and the reason is reported |
+//!
+//! One deliberate difference from a real request: a 404 on the lookup's *path* (not a model
+//! or deployment not found) would deny the provider if an image call got it, but on a lookup
+//! it only shows that the lookup is not served there. Azure retired its data-plane deployment
+//! lookup after api-version `2023-03-15-preview` (later versions answer `{"error":{"code":
+//! "404","message":"Resource not found"}}` whatever the deployment; reported in
+//! openai/openai-python#460 and Azure/azure-sdk-for-python#32170), and some proxies serve
+//! neither `/models/{model}` nor `/models`; denying on that would take a working provider out
+//! of service. So on Azure the check proves reachability and the key where the resource
+//! still answers the lookup, and a missing deployment shows only where it answers
+//! `DeploymentNotFound` (which also means "created less than 5 minutes ago": the cool-down
+//! outlasts that).
 //!
 //! A check that could not decide never takes a provider out of service: only a definite
 //! answer does. The marks are the ones a failed generation leaves, so they end the same way
@@ -51,13 +63,11 @@
 //!
 //! A model lookup proves the URL, the key, the organization / project headers and that the
 //! account can see the model. Tier access, quota and verification show on it only where the
-//! provider enforces them on that endpoint too (OpenAI's `GET /models/{model}` answers 200
-//! for an account whose tier has no image access); such problems still show on the first
-//! real request, as without a check. Checked against the published API reference: `GET
-//! /v1/models/{model}` ("Retrieves a model instance") and Azure's deployment lookup
-//! (`GET {endpoint}/openai/deployments/{deployment}?api-version=…`, which answers
-//! `DeploymentNotFound` for a missing deployment); what each 4xx means is the classifier's
-//! (`providers/classify.rs`).
+//! provider enforces them on that endpoint too; the published reference does not say whether
+//! `GET /v1/models/{model}` ("Retrieves a model instance") is refused for an account whose
+//! tier has no image access, so such problems may still show first on a real request, as
+//! without a check (not verified against a live account). What each answer means is the
+//! classifier's (`providers/classify.rs`), the same as for generations.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +80,7 @@ use super::slot::Slot;
 use super::snapshot::Snapshot;
 use super::Router;
 use crate::catalog::Catalog;
-use crate::error::{ErrorKind, Outcome, ProviderError};
+use crate::error::{ErrorKind, NotFoundKind, Outcome, ProviderError};
 use crate::explain::Explanation;
 use crate::metrics as m;
 use crate::provider::{CallContext, ProbeReport, ProviderKind};
@@ -124,11 +134,12 @@ pub enum CheckResult {
     /// The provider answered that the model (or the Azure deployment) does not exist: the
     /// model is cooled down on this provider.
     NotOffered,
-    /// The key was rejected, the account is denied, or the endpoint is wrong: the provider is
-    /// unavailable until the cool-down ends.
+    /// The key was rejected or the account is denied: the provider is unavailable until the
+    /// cool-down ends.
     Denied,
     /// The check could not tell (no answer in time, a server error, a connect error, a rate
-    /// limit, no cheap check): the provider stays usable.
+    /// limit, a lookup the provider does not serve, no cheap check): the provider stays
+    /// usable.
     Unchecked,
 }
 
@@ -411,7 +422,19 @@ async fn check_provider(
     for (mut model, err) in found {
         if let Some(err) = &err {
             let rule = policy::rule(&err.kind, snap.settings.policy());
+            let lookup_path_missing = err.kind
+                == (ErrorKind::NotFound {
+                    what: NotFoundKind::Endpoint,
+                });
             match (rule.breaker, policy::deny_reason(&err.kind)) {
+                // A 404 on the lookup's own path says nothing about the image endpoint (see
+                // the module docs: Azure retired its deployment lookup).
+                _ if lookup_path_missing => {
+                    model.unchecked = Some(format!(
+                        "the lookup itself is not served here (HTTP 404 on its path): {}",
+                        err.message
+                    ));
+                }
                 (BreakerRule::Deny, Some(reason)) => {
                     model.result = CheckResult::Denied;
                     if check.denied.is_none() {
@@ -544,8 +567,7 @@ async fn lookup(
             match &err.kind {
                 ErrorKind::Authentication => entry.key_valid = Some(false),
                 ErrorKind::NotFound { what } => {
-                    use crate::error::NotFoundKind as N;
-                    if matches!(what, N::Model | N::Deployment) {
+                    if matches!(what, NotFoundKind::Model | NotFoundKind::Deployment) {
                         entry.key_valid = Some(true);
                         entry.offered = Some(false);
                     }

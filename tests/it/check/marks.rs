@@ -252,3 +252,60 @@ async fn a_5xx_on_wiremock_marks_nothing() {
     let res = router.generate(req("gpt-image-1")).await.unwrap();
     assert_eq!(res.provider, "mock");
 }
+
+/// Azure retired its data-plane deployment lookup: newer api-versions answer a plain 404
+/// "Resource not found" on it whatever the deployment. That must not take a working Azure
+/// provider out of service: reported unchecked, and the image request still goes there.
+#[tokio::test]
+async fn a_404_on_the_lookup_path_is_unchecked_not_a_denial() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/openai/deployments/img"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(
+            serde_json::json!({"error": {"code": "404", "message": "Resource not found"}}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        crate::support::PIXEL_PNG,
+    );
+    Mock::given(method("POST"))
+        .and(path("/openai/deployments/img/images/generations"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"created": 1, "data": [{"b64_json": b64}]})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let router = ordered()
+        .provider(
+            Azure::builder()
+                .name("azure")
+                .endpoint(server.uri())
+                .api_key("azure-key")
+                .deployment("gpt-image-1", "img")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let report = router.check().await;
+    let p = &report.providers[0];
+    let m = &p.models[0];
+    assert_eq!(m.result, CheckResult::Unchecked);
+    assert!(m.answered);
+    assert!(
+        m.unchecked.as_ref().unwrap().contains("not served"),
+        "{:?}",
+        m.unchecked
+    );
+    assert!(p.denied.is_none() && m.cooled_down.is_none());
+    assert!(p.usable());
+    let res = router.generate(req("gpt-image-1")).await.unwrap();
+    assert_eq!(res.provider, "azure");
+}
