@@ -238,6 +238,7 @@ async fn a_5xx_on_wiremock_marks_nothing() {
     let router = ordered()
         .provider(
             OpenAi::builder()
+                .client(reqwest::Client::new())
                 .name("mock")
                 .api_key("k")
                 .base_url(format!("{}/v1", server.uri()))
@@ -285,6 +286,7 @@ async fn a_404_on_the_lookup_path_is_unchecked_not_a_denial() {
     let router = ordered()
         .provider(
             Azure::builder()
+                .client(reqwest::Client::new())
                 .name("azure")
                 .endpoint(server.uri())
                 .api_key("azure-key")

@@ -29,8 +29,11 @@ pub fn lookups(sim: &Simulator, account: &str) -> usize {
         .count()
 }
 
+/// Providers get their own client: the shared one's pooled connections belong to the runtime
+/// that opened them, and every test has its own runtime.
 pub fn openai(sim: &Simulator, account: &str, key: &str) -> image_router::providers::OpenAiBuilder {
     OpenAi::builder()
+        .client(reqwest::Client::new())
         .name(account)
         .base_url(sim.openai_base_url(account))
         .api_key(key.to_string())
@@ -38,6 +41,7 @@ pub fn openai(sim: &Simulator, account: &str, key: &str) -> image_router::provid
 
 pub fn azure(sim: &Simulator, account: &str, key: &str) -> image_router::providers::AzureBuilder {
     Azure::builder()
+        .client(reqwest::Client::new())
         .name(account)
         .endpoint(sim.azure_endpoint(account))
         .api_key(key.to_string())
