@@ -15,6 +15,18 @@
 //! on that endpoint too; when a check passes but generations still fail, the router's
 //! `explain()` on the generation error gives the same explanations.
 //!
+//! One check, two readers: doctor does not probe by itself. It builds a router from the
+//! providers it could build (with the file's settings) and runs the router's capability check
+//! ([`Router::check_with`], `src/router/check.rs`) on it, then reads each provider and model
+//! as doctor does: a [`Problem`] and a [`Health`] per entry, the classified error, the live
+//! limits compared with the configured ones, and what the check marked. [`check_router`] does
+//! the same on a router an application already built. Providers that could not be built (no
+//! key, a bad table) are reported from the configuration, in their place.
+//!
+//! Doctor's verdict is stricter than the router's: a provider that did not answer in time is
+//! `Unusable` to doctor (someone should look), while the router keeps it in service
+//! ([`CheckResult::Unchecked`]) because one slow lookup proves nothing about the next request.
+//!
 //! The results are plain data ([`DoctorReport`], serializable) with the same
 //! [`Explanation`] text as `explain()`; `image-router doctor` only prints them.
 //!
@@ -36,7 +48,7 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -45,8 +57,9 @@ use crate::config::{Credential, ProviderConfig, RouterConfig};
 use crate::config_error::ConfigError;
 use crate::error::{AccessDenial, ErrorKind, NotFoundKind, ProviderError};
 use crate::explain::Explanation;
-use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
+use crate::provider::{ProbeReport, Provider, ProviderKind};
 use crate::quota::headers::RateLimitHeaders;
+use crate::router::{CheckOptions, CheckResult, CheckedProvider, Mark, Router};
 
 /// How a provider came out of the check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -61,7 +74,7 @@ pub enum Health {
     Unusable,
 }
 
-/// The problem found, one per provider.
+/// The problem found, one per provider and model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -134,6 +147,9 @@ pub struct ProviderCheck {
     pub notes: Vec<String>,
     /// How long the check took, ms.
     pub ms: u64,
+    /// What the check marked in the router: the provider's denial, or this model's
+    /// cool-down.
+    pub marked: Option<Mark>,
 }
 
 impl ProviderCheck {
@@ -171,6 +187,7 @@ impl ProviderCheck {
             tpm: p.tpm.or(tier.as_ref().and_then(|t| t.tpm)),
             notes: Vec::new(),
             ms: 0,
+            marked: None,
         }
     }
 
@@ -184,7 +201,8 @@ impl ProviderCheck {
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct DoctorReport {
-    /// One entry per configured provider.
+    /// One entry per configured provider and model checked (a provider that could not be
+    /// built: one entry).
     pub providers: Vec<ProviderCheck>,
 }
 
@@ -230,8 +248,10 @@ pub fn classify(err: &ProviderError) -> (Problem, Health) {
     }
 }
 
-/// The model a provider is checked with: `model` if given, else the router's default model,
-/// else the catalog's; a provider with a `models` list that lacks it is checked with its first.
+/// The model a provider that could not be built is reported with: `model` if given, else
+/// the router's default model, else the catalog's; a provider with a `models` list that lacks
+/// it is reported with its first. (A built provider is checked for each of its configured
+/// models, see [`check_router`].)
 pub fn model_for(
     cfg: &RouterConfig,
     p: &ProviderConfig,
@@ -248,73 +268,81 @@ pub fn model_for(
     wanted
 }
 
-/// Checks one built provider: probes `model` within `timeout` and explains the outcome.
-/// `check` comes from [`ProviderCheck`] fields already set from the configuration.
-async fn probe_into(
-    mut check: ProviderCheck,
-    provider: &dyn Provider,
-    catalog: &Catalog,
-    timeout: Duration,
-) -> ProviderCheck {
-    let started = Instant::now();
-    let ctx = CallContext::new(timeout);
-    let result = match tokio::time::timeout(timeout, provider.probe(&check.model, &ctx)).await {
-        Ok(r) => r,
-        Err(_) => Err(ProviderError::new(
-            provider.name(),
-            ErrorKind::Timeout { sent: true },
-            format!("no answer within {} ms", timeout.as_millis()),
-        )),
-    };
-    check.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    // A tier without access (`free`, or rpm / tpm 0) passes a models lookup, yet the router
-    // never sends it a request: say so instead of "ok".
-    let no_access = check.rpm == Some(0) || check.tpm == Some(0);
-    if no_access && result.is_ok() {
-        check.health = Health::Unusable;
-        check.problem = Some(Problem::TierAccess);
-        check.explanation = Some(Explanation::new(
-            format!(
-                "{} is configured with no access to image models ({}): the key works, but \
-                 the router never sends this provider a request.",
-                check.name,
-                match &check.tier {
-                    Some(t) => format!("tier {t}: 0 requests per minute"),
-                    None => "a limit of 0 requests or tokens per minute".to_string(),
-                }
-            ),
-            format!(
-                "If the account has moved up, set its real `tier` (or `rpm` / `tpm`) in the \
-                 config. {}",
-                crate::explain::tier_advice(catalog, check.tier.as_deref())
-            ),
-        ));
+/// Checks every provider of a built router with [`Router::check_with`] (the same check as
+/// [`Router::check`], so the router marks what it finds: a rejected key denies the provider,
+/// a missing model is cooled down) and gives each provider and model its problem, health and
+/// explanation. `model`: look up this model on every provider instead of the configured ones.
+/// The whole check ends within `timeout`.
+pub async fn check_router(router: &Router, model: Option<&str>, timeout: Duration) -> DoctorReport {
+    let mut options = CheckOptions::new().timeout(timeout);
+    if let Some(m) = model {
+        options = options.models([m]);
     }
-    match result {
-        Ok(report) => {
-            if !report.probed && !no_access {
-                check.health = Health::Warning;
-                check.problem = Some(Problem::NotChecked);
-                check.explanation = Some(Explanation::new(
-                    format!(
-                        "{} has no way to be checked without generating an image.",
-                        check.name
-                    ),
-                    "Nothing to fix; a real request will show whether it works.",
-                ));
+    let report = router.check_with(options).await;
+    DoctorReport {
+        providers: report
+            .providers
+            .iter()
+            .flat_map(from_check)
+            .map(redacted)
+            .collect(),
+    }
+}
+
+/// One entry per model of a provider's check, read as doctor reads it.
+fn from_check(p: &CheckedProvider) -> Vec<ProviderCheck> {
+    p.models
+        .iter()
+        .map(|m| {
+            let mut check = ProviderCheck {
+                name: p.name.clone(),
+                kind: p.kind,
+                model: m.model.clone(),
+                health: Health::Ok,
+                problem: None,
+                probe: m.probe.clone(),
+                error: None,
+                explanation: None,
+                tier: p.tier.clone(),
+                rpm: p.rpm,
+                tpm: p.tpm,
+                notes: Vec::new(),
+                ms: m.ms,
+                marked: match m.result {
+                    CheckResult::Denied => p.denied.clone(),
+                    _ => m.cooled_down.clone(),
+                },
+            };
+            // A tier without access (`free`, or rpm / tpm 0) passes a models lookup, yet the
+            // router never sends it a request: say so instead of "ok".
+            if let Some(x) = &p.no_access {
+                check.health = Health::Unusable;
+                check.problem = Some(Problem::TierAccess);
+                check.explanation = Some(x.clone());
             }
-            note_limits(&mut check, &report.rate_limits);
-            check.probe = Some(report);
-        }
-        Err(err) => {
-            let (problem, health) = classify(&err);
-            check.problem = Some(problem);
-            check.health = health;
-            check.explanation = Some(err.explain_with(catalog, check.tier.as_deref()));
-            check.error = Some(err);
-        }
-    }
-    check
+            match &m.error {
+                Some(err) => {
+                    let (problem, health) = classify(err);
+                    check.problem = Some(problem);
+                    check.health = health;
+                    check.explanation = m.explanation.clone();
+                    check.error = Some(err.clone());
+                }
+                None => {
+                    if m.probe.as_ref().is_some_and(|r| !r.probed) && p.no_access.is_none() {
+                        check.health = Health::Warning;
+                        check.problem = Some(Problem::NotChecked);
+                        check.explanation = m.explanation.clone();
+                    }
+                    if let Some(r) = &m.probe {
+                        let limits = r.rate_limits;
+                        note_limits(&mut check, &limits);
+                    }
+                }
+            }
+            check
+        })
+        .collect()
 }
 
 fn note_limits(check: &mut ProviderCheck, h: &RateLimitHeaders) {
@@ -335,8 +363,10 @@ fn note_limits(check: &mut ProviderCheck, h: &RateLimitHeaders) {
 }
 
 /// Checks every provider of `config` with the providers `make` builds (see
-/// [`RouterConfig::build_with`]); keys come from `env`. Providers are checked concurrently,
-/// each within `timeout`. Never fails: every problem is a [`ProviderCheck`].
+/// [`RouterConfig::build_with`]); keys come from `env`. The providers that could be built are
+/// checked concurrently on one router ([`check_router`]), the whole check within `timeout`;
+/// one entry per provider and model, in configuration order. Never fails: every problem is a
+/// [`ProviderCheck`].
 pub async fn check_config_with(
     config: &RouterConfig,
     model: Option<&str>,
@@ -369,29 +399,36 @@ pub async fn check_config_with(
             };
         }
     };
-    let mut pending = Vec::new();
-    let mut checks: Vec<Option<ProviderCheck>> = Vec::new();
-    // A provider with several keys is checked key by key (each named `{name}/{VARIABLE}`),
-    // so one run shows which key is missing, revoked or out of quota.
-    let tables = config.providers.iter().enumerate().flat_map(|(i, p)| {
-        let keys = p.keys();
-        if keys.is_empty() {
-            vec![(i, p.clone())]
-        } else {
-            keys.into_iter().map(|k| (i, k)).collect()
-        }
-    });
-    for (i, p) in tables {
-        let p = &p;
+    // Providers that could not be built are reported from the configuration; the others are
+    // checked together, on a router built from them with the file's settings. A provider
+    // with several keys is checked key by key (each named `{name}/{VARIABLE}`), so one run
+    // shows which key is missing, revoked or out of quota.
+    let tables: Vec<(usize, ProviderConfig)> = config
+        .providers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let keys = p.keys();
+            if keys.is_empty() {
+                vec![(i, p.clone())]
+            } else {
+                keys.into_iter().map(|k| (i, k)).collect()
+            }
+        })
+        .collect();
+    let mut checks: Vec<Vec<ProviderCheck>> = Vec::with_capacity(tables.len());
+    let mut built = Vec::new();
+    for (t, (i, p)) in tables.iter().enumerate() {
+        let i = *i;
         let mut check = ProviderCheck::new(p, &model_for(config, p, model, &catalog), &catalog);
-        let built = p
+        let made = p
             .credential(i, env)
             .map_err(|e| (Problem::NoKey, e))
             .and_then(|cred| {
                 make(p, cred, &catalog)
                     .map_err(|e| (Problem::Config, e.scoped(&format!("provider[{i}]"))))
             });
-        match built {
+        match made {
             Err((problem, e)) => {
                 check.health = Health::Unusable;
                 check.problem = Some(problem);
@@ -400,23 +437,42 @@ pub async fn check_config_with(
                 } else {
                     e.explain()
                 });
-                checks.push(Some(check));
+                checks.push(vec![check]);
             }
             Ok(provider) => {
-                let idx = checks.len();
-                checks.push(None);
-                let cat = catalog.clone();
-                pending.push(async move {
-                    (
-                        idx,
-                        probe_into(check, provider.as_ref(), &cat, timeout).await,
-                    )
-                });
+                built.push((t, provider, check));
+                checks.push(Vec::new());
             }
         }
     }
-    for (idx, check) in futures_util::future::join_all(pending).await {
-        checks[idx] = Some(check);
+    if !built.is_empty() {
+        // This router is doctor's own: it checks once, here, not again at start.
+        let router = config.router_builder().and_then(|b| {
+            let mut b = b.check_on_start(false);
+            for (t, provider, _) in &built {
+                b = b.provider_arc(provider.clone(), tables[*t].1.options());
+            }
+            b.build()
+        });
+        match router {
+            Ok(router) => {
+                for c in check_router(&router, model, timeout).await.providers {
+                    if let Some(pos) = tables.iter().position(|(_, p)| p.name == c.name) {
+                        checks[pos].push(c);
+                    }
+                }
+            }
+            Err(e) => {
+                // The settings were checked when the file loaded; should the router still
+                // refuse them, every provider that was built shares the problem.
+                for (t, _, mut check) in built {
+                    check.health = Health::Unusable;
+                    check.problem = Some(Problem::Config);
+                    check.explanation = Some(e.explain());
+                    checks[t].push(check);
+                }
+            }
+        }
     }
     DoctorReport {
         providers: checks.into_iter().flatten().map(redacted).collect(),

@@ -118,6 +118,10 @@ pub use router::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,
 };
+pub use router::{
+    CheckOptions, CheckReport, CheckResult, CheckedProvider, Mark, ModelCheck,
+    DEFAULT_CHECK_TIMEOUT,
+};
 pub use strategy::{Candidate, Ranking, Strategy};
 
 // The router is shared across tasks and its errors cross task boundaries.

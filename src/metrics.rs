@@ -12,6 +12,7 @@
 //! | `image_router_possibly_billed_total` | counter | `provider` | attempts sent that got no answer (a timeout after sending): the provider may have billed them; not retried there, their budget reservation held |
 //! | `image_router_suspicious_usage_total` | counter | `provider` | answers whose reported usage was beyond what the request could produce (clamped to that maximum) |
 //! | `image_router_probes_total` | counter | `provider`, `result` | cheap half-open probes (`RouterBuilder::cheap_probe`): `healthy`, `failed`, `unsupported` |
+//! | `image_router_checks_total` | counter | `provider`, `result` | model lookups of the capability check (`Router::check`): `offered`, `not_offered`, `denied`, `unchecked` |
 //! | `image_router_breaker_transitions_total` | counter | `provider`, `from`, `to` | circuit-breaker state changes |
 //! | `image_router_breaker_state` | gauge | `provider` | 0 closed, 1 recovering, 2 half-open, 3 open |
 //! | `image_router_headroom_ratio` | gauge | `provider` | free share of the provider's effective rate limits (0–1) |
@@ -108,6 +109,14 @@ pub const PROBES_TOTAL: &str = "image_router_probes_total";
 
 pub(crate) fn probe(provider: &str, result: &'static str) {
     metrics::counter!(PROBES_TOTAL, "provider" => provider.to_string(), "result" => result)
+        .increment(1);
+}
+
+/// `image_router_checks_total`.
+pub const CHECKS_TOTAL: &str = "image_router_checks_total";
+
+pub(crate) fn check(provider: &str, result: &'static str) {
+    metrics::counter!(CHECKS_TOTAL, "provider" => provider.to_string(), "result" => result)
         .increment(1);
 }
 
@@ -249,6 +258,11 @@ pub fn describe() {
         PROBES_TOTAL,
         Unit::Count,
         "Cheap half-open probes by provider and result (healthy, failed, unsupported)"
+    );
+    metrics::describe_counter!(
+        CHECKS_TOTAL,
+        Unit::Count,
+        "Capability-check model lookups by provider and result (offered, not_offered, denied, unchecked)"
     );
     metrics::describe_counter!(
         BREAKER_TRANSITIONS_TOTAL,

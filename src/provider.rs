@@ -168,6 +168,13 @@ pub trait Provider: Send + Sync + fmt::Debug {
         model.to_string()
     }
 
+    /// The models this provider was configured to serve (an allow-list, an Azure
+    /// deployment's models), which [`Router::check`](crate::Router::check) looks up. Empty
+    /// (the default): no list, so the check looks up the router's default model.
+    fn configured_models(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Whether this provider can serve `request` (whose model the router has already
     /// resolved). `Err` means skip it without a network call.
     fn supports(&self, request: &ImageRequest) -> Result<(), Unsupported> {

@@ -12,7 +12,9 @@ use super::{Common, EXIT_FAILED};
 
 pub const AFTER_HELP: &str = "\
 For every provider in the config, doctor checks without generating an image (so without
-cost): OpenAI and proxies `GET /v1/models/{model}`, Azure the deployment. It reads any
+cost): OpenAI and proxies `GET /v1/models/{model}`, Azure the deployment, for each
+configured model (`models`, else the default model). It is the router's own start-up
+check (`check_on_start`), and shows what the router would set aside. It reads any
 rate-limit headers and explains each problem in plain words with what to do: no key,
 invalid key, tier access (a 429 saying to retry after 0.0 seconds), insufficient quota,
 billing hard limit, organization not verified, region not supported, deployment not found,
@@ -28,7 +30,8 @@ Examples:
 pub struct DoctorArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Model to check (default: the config's default model, else gpt-image-1).
+    /// Model to check on every provider (default: each provider's configured `models`, else
+    /// the config's default model, else gpt-image-1).
     #[arg(long, short = 'm')]
     pub model: Option<String>,
     /// Time each check may take ("10s", "1500ms").
@@ -103,6 +106,16 @@ pub async fn run(a: DoctorArgs) -> ExitCode {
                 }
                 println!("    cause: {}", x.cause);
                 println!("    what to do: {}", x.action);
+            }
+            if let Some(m) = &c.marked {
+                let what = match &m.model {
+                    Some(model) => format!("{model} cooled down on this provider"),
+                    None => "provider set aside".to_string(),
+                };
+                println!(
+                    "    router: {what} for {} s (requests go elsewhere)",
+                    m.for_ms / 1000
+                );
             }
             for n in &c.notes {
                 println!("    note: {n}");

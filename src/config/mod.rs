@@ -62,7 +62,9 @@
 //! `failover_on_content_policy`, `on_timeout_after_send` (`"failover"`, the default, or
 //! `"fail"`: see [`RouterBuilder::on_timeout_after_send`]), `cooldown`, `retry_backoff`, `rate_limit_wait`, `max_wait`,
 //! `budgets`, `fallback_usd_per_image`, `catalog` (a catalog override file, same schema as
-//! `providers/*.toml`, relative to the config file).
+//! `providers/*.toml`, relative to the config file), `check_on_start` (check every provider
+//! once at start without generating an image; see [`RouterBuilder::check_on_start`]) and
+//! `check_timeout` (a duration, default `"5s"`: the longest the check may take).
 //!
 //! `[router.breaker]`: `consecutive_failures`, `failure_ratio`, `window`, `min_samples`,
 //! `cool_down`, `cool_down_multiplier` (growth after a failed probe, 1 or more),
@@ -365,12 +367,27 @@ impl RouterConfig {
     pub fn build_with(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
-        mut make: impl FnMut(
+        make: impl FnMut(
             &ProviderConfig,
             Option<Credential>,
             &Arc<Catalog>,
         ) -> Result<Arc<dyn Provider>, ConfigError>,
     ) -> Result<Router, ConfigError> {
+        self.builder_with(env, make)?.build()
+    }
+
+    /// What [`build_with`](Self::build_with) builds the router from: the builder with the
+    /// `[router]` settings and every provider, to add settings (or call
+    /// [`RouterBuilder::build_checked`]) before building.
+    pub fn builder_with(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        mut make: impl FnMut(
+            &ProviderConfig,
+            Option<Credential>,
+            &Arc<Catalog>,
+        ) -> Result<Arc<dyn Provider>, ConfigError>,
+    ) -> Result<RouterBuilder, ConfigError> {
         let catalog = self.catalog()?;
         let mut b = self.router.builder(catalog.clone());
         for (i, p) in self.providers.iter().enumerate() {
@@ -396,7 +413,7 @@ impl RouterConfig {
             }
             b = b.provider_keys(set, p.options());
         }
-        b.build()
+        Ok(b)
     }
 
     /// Builds the router with the built-in providers, reading keys from the process
@@ -417,6 +434,26 @@ impl Router {
     /// ```
     pub fn from_config_file(path: impl AsRef<Path>) -> Result<Router, ConfigError> {
         RouterConfig::from_file(path)?.build()
+    }
+
+    /// Builds a router from a configuration file and runs the capability check, waiting for
+    /// it (at most the file's `check_timeout`): see [`RouterBuilder::build_checked`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), image_router::ConfigError> {
+    /// let (router, report) = image_router::Router::from_config_file_checked("image-router.toml").await?;
+    /// for p in report.providers.iter().filter(|p| !p.usable()) {
+    ///     eprintln!("{} will not be used: {:?}", p.name, p.denied);
+    /// }
+    /// # let _ = router; Ok(()) }
+    /// ```
+    pub async fn from_config_file_checked(
+        path: impl AsRef<Path>,
+    ) -> Result<(Router, crate::router::CheckReport), ConfigError> {
+        RouterConfig::from_file(path)?
+            .builder_with(&process_env, build_provider)?
+            .build_checked()
+            .await
     }
 
     /// Builds a router from TOML text (see [`Router::from_config_file`]).

@@ -70,6 +70,11 @@ pub struct RouterSettings {
     /// Probe with a call that generates no image after a breaker's cool-down
     /// (`[router.breaker] cheap_probe`), when given.
     pub cheap_probe: Option<bool>,
+    /// Run the capability check once at start (`check_on_start`), when given.
+    pub check_on_start: Option<bool>,
+    /// Time the capability check may take (`check_timeout`), when given.
+    #[serde(serialize_with = "ser_opt_dur")]
+    pub check_timeout: Option<Duration>,
     /// The default scorer's weights (`[router.score]`), when given.
     pub score: Option<ScoreWeights>,
     /// Health measurement settings (`[router.health]`), when given.
@@ -103,6 +108,8 @@ pub(super) struct RawRouter {
     max_wait: S<String>,
     budgets: S<Vec<RawBudget>>,
     fallback_usd_per_image: S<f64>,
+    check_on_start: S<bool>,
+    check_timeout: S<String>,
     breaker: Option<RawBreaker>,
     score: Option<RawScore>,
     health: Option<RawHealth>,
@@ -415,6 +422,8 @@ pub(super) fn parse(cx: &Locator<'_>, r: &RawRouter) -> Result<RouterSettings, C
         });
     }
     s.catalog = non_empty(cx, "router.catalog".into(), &r.catalog)?.map(PathBuf::from);
+    s.check_on_start = r.check_on_start.as_ref().map(|b| *b.get_ref());
+    s.check_timeout = duration(cx, "router.check_timeout", &r.check_timeout, false)?;
     if let Some(b) = &r.breaker {
         s.breaker = Some(parse_breaker(cx, b)?);
         s.cheap_probe = b.cheap_probe.as_ref().map(|v| *v.get_ref());
@@ -523,6 +532,12 @@ impl RouterSettings {
         }
         if let Some(yes) = self.cheap_probe {
             b = b.cheap_probe(yes);
+        }
+        if let Some(yes) = self.check_on_start {
+            b = b.check_on_start(yes);
+        }
+        if let Some(d) = self.check_timeout {
+            b = b.check_timeout(d);
         }
         if let Some(w) = self.score {
             b = b.scorer(Arc::new(crate::score::DefaultScorer::new(w)));

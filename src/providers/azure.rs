@@ -371,6 +371,11 @@ impl Provider for Azure {
         self.deployment_for(model).unwrap_or(model).to_string()
     }
 
+    /// The models with a deployment (each is looked up by its deployment).
+    fn configured_models(&self) -> Vec<String> {
+        self.deployments.keys().cloned().collect()
+    }
+
     fn capabilities(&self, model: &str) -> Option<Capabilities> {
         if !self.deployments.contains_key(model) {
             return None;

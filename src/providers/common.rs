@@ -168,6 +168,14 @@ impl Common {
         }
     }
 
+    /// The allow-list, sorted (empty without one).
+    pub(super) fn allow_list(&self) -> Vec<String> {
+        self.models
+            .as_ref()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The model a request resolves to (the catalog default when unset).
     pub(super) fn model_or_default(&self, model: Option<&String>) -> String {
         model

@@ -362,6 +362,10 @@ impl Provider for Compatible {
         Compatible::wire_model(self, model).to_string()
     }
 
+    fn configured_models(&self) -> Vec<String> {
+        self.common.allow_list()
+    }
+
     fn capabilities(&self, model: &str) -> Option<Capabilities> {
         let mut caps = self.common.base_capabilities(model)?;
         if self.mode == CompatibleMode::Chat {

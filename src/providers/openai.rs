@@ -228,6 +228,10 @@ impl Provider for OpenAi {
         self.common.base_capabilities(model)
     }
 
+    fn configured_models(&self) -> Vec<String> {
+        self.common.allow_list()
+    }
+
     async fn generate(
         &self,
         req: &GenerateRequest,

@@ -119,6 +119,8 @@ impl RouterBuilder {
                 strategy: Strategy::Scored,
                 default_model: None,
                 cheap_probe: false,
+                check_on_start: false,
+                check_timeout: super::check::DEFAULT_CHECK_TIMEOUT,
             },
             catalog: None,
             clock: None,
@@ -318,6 +320,30 @@ impl RouterBuilder {
         self
     }
 
+    /// Check every provider once at start, without generating an image (default `false`):
+    /// a rejected key or an account denial makes the provider unavailable for the cool-down,
+    /// a missing model or deployment cools that model down, a provider that cannot be
+    /// checked stays usable. See [`Router::check`] for what is checked and marked.
+    ///
+    /// [`build`](Self::build) stays synchronous: inside a tokio runtime it starts the check
+    /// in the background at once; requests sent before the check ends wait for it (at most
+    /// [`check_timeout`](Self::check_timeout), before their own deadline starts), so none
+    /// goes to a provider the check is about to rule out. Outside a runtime the first
+    /// request runs it. [`build_checked`](Self::build_checked) waits for it and returns its
+    /// report; [`Router::start_check`] gives the report later. The check runs once per
+    /// router (not again after a reload: call [`Router::check`] then).
+    pub fn check_on_start(mut self, yes: bool) -> Self {
+        self.settings.check_on_start = yes;
+        self
+    }
+
+    /// Time the whole capability check may take (default 5 s; providers are checked
+    /// concurrently, each lookup ends at this deadline). Must be above zero.
+    pub fn check_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.check_timeout = timeout;
+        self
+    }
+
     /// Scorer used by the `Scored` and `Weighted` strategies (default [`DefaultScorer`]).
     pub fn scorer(mut self, scorer: Arc<dyn Scorer>) -> Self {
         self.scorer = Some(scorer);
@@ -392,12 +418,42 @@ impl RouterBuilder {
             .take()
             .unwrap_or_else(|| Arc::new(SystemClock::new()) as SharedClock);
         let snapshot = self.into_snapshot(clock.clone(), None)?;
-        Ok(Router {
+        let check_on_start = snapshot.settings.check_on_start;
+        let router = Router {
             inner: Arc::new(RouterInner {
                 snapshot: ArcSwap::from_pointee(snapshot),
                 clock,
+                start_check: tokio::sync::OnceCell::new(),
             }),
-        })
+        };
+        if check_on_start {
+            super::check::spawn_start_check(&router);
+        }
+        Ok(router)
+    }
+
+    /// Builds the router and runs the capability check (whether or not
+    /// [`check_on_start`](Self::check_on_start) is set), waiting for it: at most
+    /// [`check_timeout`](Self::check_timeout). The report is the check on start's
+    /// ([`Router::start_check`]); requests do not run it again.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), image_router::ConfigError> {
+    /// # use image_router::{Router, providers::OpenAi};
+    /// let (router, report) = Router::builder()
+    ///     .provider(OpenAi::builder().api_key("sk-test").base_url("http://127.0.0.1:9/v1").build()?)
+    ///     .check_timeout(std::time::Duration::from_secs(2))
+    ///     .build_checked()
+    ///     .await?;
+    /// // Nothing listens there: not checked, and still usable.
+    /// assert_eq!(report.providers[0].models[0].result, image_router::CheckResult::Unchecked);
+    /// assert!(report.providers[0].usable());
+    /// # let _ = router; Ok(()) }
+    /// ```
+    pub async fn build_checked(self) -> Result<(Router, super::CheckReport), ConfigError> {
+        let router = self.build()?;
+        let report = router.run_start_check().await;
+        Ok((router, report))
     }
 
     /// Checks every setting and builds a snapshot; providers whose name is in `previous`
@@ -446,6 +502,9 @@ impl RouterBuilder {
             b.validate().map_err(|e| e.scoped("breaker"))?;
         }
         self.health.validate().map_err(|e| e.scoped("health"))?;
+        if s.check_timeout.is_zero() {
+            return Err(ConfigError::new("check_timeout", "must be above zero"));
+        }
         let catalog = self
             .catalog
             .unwrap_or_else(|| Arc::new(Catalog::builtin().clone()));

@@ -14,12 +14,14 @@
 //! 6. `policy.rs`: the one table of what each error kind means (decision, breaker, health,
 //!    rate-limit refund, model cool-down, budget);
 //! 7. `probe.rs`: the breaker's pass and the optional cheap probe;
-//! 8. `status.rs`, `snapshot.rs`, `builder.rs`: status, the swappable snapshot, the builder.
+//! 8. `status.rs`, `snapshot.rs`, `builder.rs`: status, the swappable snapshot, the builder;
+//! 9. `check.rs`: the capability check ([`Router::check`], also at start).
 //!
 //! Nothing is lost: every request ends as images or as an [`Error`] listing every attempt and
 //! every skipped provider, and no request waits past its deadline.
 
 mod builder;
+mod check;
 mod plan;
 pub mod policy;
 mod probe;
@@ -38,6 +40,10 @@ use tracing::Instrument;
 pub use builder::{
     RouterBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,
+};
+pub use check::{
+    CheckOptions, CheckReport, CheckResult, CheckedProvider, Mark, ModelCheck,
+    DEFAULT_CHECK_TIMEOUT,
 };
 pub use slot::ProviderOptions;
 use slot::Slot;
@@ -88,6 +94,8 @@ pub struct Router {
 struct RouterInner {
     snapshot: ArcSwap<Snapshot>,
     clock: SharedClock,
+    /// The check on start's report, once it ran (see `check.rs`).
+    start_check: tokio::sync::OnceCell<CheckReport>,
 }
 
 impl Router {
@@ -252,6 +260,12 @@ impl Router {
         class: Option<&RequestClass>,
     ) -> Result<ImageResponse, Error> {
         let snap = self.inner.snapshot.load_full();
+        if snap.settings.check_on_start && !self.inner.start_check.initialized() {
+            // Not yet checked at start: wait for the check (bounded by its timeout) so this
+            // request is not sent where the check is about to rule out (its marks live in
+            // the slots' stores, which this snapshot shares).
+            self.run_start_check().await;
+        }
         let span = tracing::info_span!(
             "image_router.request",
             op = request.endpoint(),

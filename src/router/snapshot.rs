@@ -31,6 +31,10 @@ pub(crate) struct Settings {
     pub strategy: Strategy,
     pub default_model: Option<String>,
     pub cheap_probe: bool,
+    /// Run the capability check once at start (`check.rs`).
+    pub check_on_start: bool,
+    /// Time the capability check may take.
+    pub check_timeout: Duration,
 }
 
 impl Settings {

@@ -3,6 +3,7 @@
 mod breaker; // circuit breaker states, probes and the cheap probe
 mod budget; // budget caps per period and scope
 mod catalog; // token estimates, tiers and prices
+mod check; // the capability check: Router::check, check_on_start, doctor on the same check
 mod classify; // provider answers classified into error kinds
 mod cli; // the command line, batch, doctor, quickstart and README examples
 mod config; // the config file: parsing, errors naming key and line, rules

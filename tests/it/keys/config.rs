@@ -53,7 +53,11 @@ fn a_list_gives_one_provider_per_key_labelled_by_its_variable() {
     assert_eq!(labels, vec![LABEL_A, LABEL_B]);
     // Each key has the configured limit.
     for (_, h) in router.headroom() {
-        assert_eq!(h.effective_rpm, Some(6), "the whole limit (default margin 1)");
+        assert_eq!(
+            h.effective_rpm,
+            Some(6),
+            "the whole limit (default margin 1)"
+        );
     }
 }
 
