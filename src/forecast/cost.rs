@@ -51,9 +51,12 @@ pub(crate) fn price(
     let invalid = request
         .validate(spec.map(|s| &s.capabilities))
         .err()
-        .map(|e| format!("invalid request: {e}"));
+        .map(|e| e.to_string());
     let est = tokens::estimate(&request, spec, catalog.default_output_tokens_per_image());
-    let cost_usd = costs.estimate(&model, spec, &request, &est).ok().map(|c| c.usd);
+    let cost_usd = costs
+        .estimate(&model, spec, &request, &est)
+        .ok()
+        .map(|c| c.usd);
     Priced {
         weight: [1, est.total(), u64::from(item.n)],
         model,
@@ -114,9 +117,9 @@ pub(crate) fn lower_qualities(
             let cheaper = matches!((now, then), (Some(a), Some(b)) if b < a);
             if accepts && cheaper {
                 changed = changed.saturating_add(item.count);
-                w = w.add(item.clone().quality(q));
+                w = w.with(item.clone().quality(q));
             } else {
-                w = w.add(item.clone());
+                w = w.with(item.clone());
             }
         }
         if changed > 0 {
@@ -147,19 +150,33 @@ mod tests {
         let p = price(&item, cat, &CostEstimator::new(), "gpt-image-1");
         assert_eq!(p.weight, [1, 10 + 2 * 4160, 2]);
         let usd = p.cost_usd.unwrap();
-        assert!((usd - (10.0 * 5.0 + 8320.0 * 40.0) / 1e6).abs() < 1e-9, "{usd}");
+        assert!(
+            (usd - (10.0 * 5.0 + 8320.0 * 40.0) / 1e6).abs() < 1e-9,
+            "{usd}"
+        );
         assert!(p.invalid.is_none());
         // dall-e-3 takes one image per request: invalid, with the field named.
-        let bad = price(&item.clone().model("dall-e-3").quality(Quality::Hd), cat, &CostEstimator::new(), "x");
-        assert!(bad.invalid.as_deref().is_some_and(|m| m.contains('n')), "{:?}", bad.invalid);
+        let bad = price(
+            &item.clone().model("dall-e-3").quality(Quality::Hd),
+            cat,
+            &CostEstimator::new(),
+            "x",
+        );
+        let why = bad.invalid.unwrap_or_default();
+        assert!(why.starts_with("invalid request: `n`"), "{why}");
     }
 
     #[test]
     fn lower_qualities_keep_model_size_and_n() {
         let cat = Catalog::builtin();
         let w = Workload::new()
-            .add(WorkItem::new(10).model("gpt-image-1").quality(Quality::High).n(2))
-            .add(WorkItem::new(5).model("gpt-image-1").quality(Quality::Low));
+            .with(
+                WorkItem::new(10)
+                    .model("gpt-image-1")
+                    .quality(Quality::High)
+                    .n(2),
+            )
+            .with(WorkItem::new(5).model("gpt-image-1").quality(Quality::Low));
         let alts = lower_qualities(&w, cat, "gpt-image-1");
         let qs: Vec<Quality> = alts.iter().map(|a| a.quality).collect();
         assert_eq!(qs, vec![Quality::Low, Quality::Medium]);

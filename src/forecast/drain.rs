@@ -37,42 +37,10 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+pub(crate) use super::report::Dimension;
 
 /// Nanoseconds of one rate-limit window (60 s).
 pub(crate) const WINDOW_NS: u64 = 60_000_000_000;
-
-/// One limit dimension.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Dimension {
-    /// Requests per minute.
-    Requests,
-    /// Tokens per minute.
-    Tokens,
-    /// Images per minute (a request weighs its `n`).
-    Images,
-}
-
-impl Dimension {
-    /// "requests per minute", …
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dimension::Requests => "requests per minute",
-            Dimension::Tokens => "tokens per minute",
-            Dimension::Images => "images per minute",
-        }
-    }
-    const ALL: [Dimension; 3] = [Dimension::Requests, Dimension::Tokens, Dimension::Images];
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Dimension::Requests => 0,
-            Dimension::Tokens => 1,
-            Dimension::Images => 2,
-        }
-    }
-}
 
 /// The effective limit of each dimension (`None`: unlimited), in units per 60 s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -127,10 +95,12 @@ impl Lane {
     /// The dimension in which `w` exceeds the whole limit: it can never be admitted.
     pub fn never_fits(&self, w: &Weight) -> Option<(Dimension, u64)> {
         // One request always fits an empty requests window (limits are at least 1).
-        Dimension::ALL
-            .into_iter()
-            .skip(1)
-            .find_map(|d| self.caps.get(d).filter(|&c| w[d.index()] > c).map(|c| (d, c)))
+        Dimension::ALL.into_iter().skip(1).find_map(|d| {
+            self.caps
+                .get(d)
+                .filter(|&c| w[d.index()] > c)
+                .map(|c| (d, c))
+        })
     }
 
     fn prune(&mut self, now: u64) {
@@ -284,7 +254,6 @@ struct BudgetEvent {
     /// `None`: the router's ledger.
     provider: Option<usize>,
     label: String,
-    after_images: u64,
     at: u64,
     resets_in_secs: u64,
     serial: u64,
@@ -384,14 +353,9 @@ impl Replay {
         {
             return;
         }
-        let after_images = match provider {
-            Some(p) => self.tallies[p].images,
-            None => self.served_images,
-        };
         self.budgets.push(BudgetEvent {
             provider,
             label: line.label.clone(),
-            after_images,
             at: self.now,
             resets_in_secs: line.resets_in_secs,
             serial: self.serial,
@@ -543,9 +507,11 @@ impl Replay {
                 .filter(|(i, (_, t))| t.last_serial > b.serial && Some(*i) != b.provider)
                 .map(|(_, (p, _))| p.name.clone())
                 .collect();
-            let ledger = match b.provider {
-                Some(p) => self.providers[p].name.clone(),
-                None => "router".to_string(),
+            // What the budget buys: every image paid through the ledger in the whole run
+            // (after the first refusal, a cheaper request may still fit what is left).
+            let (ledger, after_images) = match b.provider {
+                Some(p) => (self.providers[p].name.clone(), self.tallies[p].images),
+                None => ("router".to_string(), self.served_images),
             };
             out.push((
                 b.at,
@@ -553,7 +519,7 @@ impl Replay {
                 Constraint::Budget {
                     ledger,
                     budget: b.label.clone(),
-                    after_images: b.after_images,
+                    after_images,
                     at_secs: b.at as f64 / NS,
                     resets_in_secs: b.resets_in_secs,
                     then,
@@ -596,14 +562,20 @@ mod tests {
         assert!(lane.full(0, &w).is_empty());
         lane.admit(0, w);
         lane.admit(5 * S, w);
-        assert_eq!(lane.full(6 * S, &w), vec![Dimension::Requests, Dimension::Tokens]);
+        assert_eq!(
+            lane.full(6 * S, &w),
+            vec![Dimension::Requests, Dimension::Tokens]
+        );
         assert_eq!(lane.full(6 * S, &[1, 100, 1]), vec![Dimension::Requests]);
         assert_eq!(lane.room_at(6 * S, &w), 60 * S);
         // After the first entry leaves, tokens bind: 400 + 700 > 1000 until the second leaves.
         let big = [1, 700, 1];
         assert_eq!(lane.full(60 * S, &big), vec![Dimension::Tokens]);
         assert_eq!(lane.room_at(60 * S, &big), 65 * S);
-        assert_eq!(lane.never_fits(&[1, 1001, 1]), Some((Dimension::Tokens, 1000)));
+        assert_eq!(
+            lane.never_fits(&[1, 1001, 1]),
+            Some((Dimension::Tokens, 1000))
+        );
         assert_eq!(lane.never_fits(&[1, 1000, 9]), None);
     }
 

@@ -37,8 +37,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use drain::Dimension;
-pub use report::{Alternative, Constraint, Forecast, LaneLimits, ProviderShare, Unserved};
+pub use report::{
+    Alternative, Constraint, Dimension, Forecast, LaneLimits, ProviderShare, Unserved,
+};
 pub use workload::{
     WorkItem, Workload, WorkloadError, DEFAULT_PROMPT_CHARS, MAX_PROMPTS_FILE_BYTES,
 };
@@ -79,6 +80,11 @@ pub enum ForecastError {
     },
 }
 
+/// Why a provider would not take a request (of the model given second) now, if it would not.
+pub(crate) type Refusal<'a> = Box<dyn Fn(&ImageRequest, &str) -> Option<String> + 'a>;
+/// A provider's limits for a model, before the margin.
+pub(crate) type LimitsFor<'a> = Box<dyn Fn(&str) -> Result<Limits, ConfigError> + 'a>;
+
 /// What the forecast needs to know of one provider (built by the router).
 pub(crate) struct ProviderInput<'a> {
     pub name: String,
@@ -89,9 +95,9 @@ pub(crate) struct ProviderInput<'a> {
     pub budgets: Vec<BudgetSnapshot>,
     /// Why it would not take `request` (whose model is the second argument) now, if it
     /// would not.
-    pub refuses: Box<dyn Fn(&ImageRequest, &str) -> Option<String> + 'a>,
+    pub refuses: Refusal<'a>,
     /// Its limits for a model, before the margin.
-    pub limits: Box<dyn Fn(&str) -> Result<Limits, ConfigError> + 'a>,
+    pub limits: LimitsFor<'a>,
 }
 
 /// What the forecast needs to know of a router.
@@ -104,7 +110,10 @@ pub(crate) struct Inputs<'a> {
 }
 
 /// The forecast of `workload` (see the module docs).
-pub(crate) fn forecast(inputs: &Inputs<'_>, workload: &Workload) -> Result<Forecast, ForecastError> {
+pub(crate) fn forecast(
+    inputs: &Inputs<'_>,
+    workload: &Workload,
+) -> Result<Forecast, ForecastError> {
     let requests = workload.requests();
     if requests > MAX_FORECAST_REQUESTS {
         return Err(ForecastError::TooLarge {
@@ -224,7 +233,10 @@ fn replay(inputs: &Inputs<'_>, workload: &Workload) -> Result<Forecast, Forecast
                 };
                 lane_of.insert(key.clone(), entry);
             }
-            let route = match (lane_of.get(&key), (p.refuses)(&priced.request, &priced.model)) {
+            let route = match (
+                lane_of.get(&key),
+                (p.refuses)(&priced.request, &priced.model),
+            ) {
                 (_, Some(reason)) => Err(reason),
                 (Some(Ok(l)), None) => match lanes[*l].never_fits(&priced.weight) {
                     Some((d, cap)) => Err(format!(
@@ -270,7 +282,12 @@ fn replay(inputs: &Inputs<'_>, workload: &Workload) -> Result<Forecast, Forecast
             ledger: ledger(&p.budgets),
         })
         .collect();
-    let mut r = Replay::new(lanes.clone(), owners.clone(), providers, ledger(&inputs.router_budgets));
+    let mut r = Replay::new(
+        lanes.clone(),
+        owners.clone(),
+        providers,
+        ledger(&inputs.router_budgets),
+    );
     for (kind, count) in &kinds {
         r.run(kind, *count);
     }
@@ -319,4 +336,71 @@ fn replay(inputs: &Inputs<'_>, workload: &Workload) -> Result<Forecast, Forecast
         unserved: std::mem::take(&mut r.unserved),
         alternatives: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::limiter::{LimiterConfig, RateLimiter};
+    use crate::request::Quality;
+    use std::sync::Arc;
+
+    fn headroom(limits: &Limits) -> Headroom {
+        let clock: crate::clock::SharedClock = Arc::new(crate::clock::ManualClock::new());
+        RateLimiter::with_config(LimiterConfig::new(limits.clone()), clock)
+            .unwrap()
+            .headroom()
+    }
+
+    /// Images per minute weigh `n`: tier-1's 5 images a minute (4 after the margin) take two
+    /// requests of `n = 2` a minute, and the forecast names the dimension and the tier.
+    #[test]
+    fn images_per_minute_bind_and_n_weighs_n() {
+        let limits = Limits {
+            ipm: Some(5),
+            ..Limits::default()
+        };
+        let costs = CostEstimator::new();
+        let inputs = Inputs {
+            catalog: Catalog::builtin(),
+            costs: &costs,
+            default_model: "gpt-image-1",
+            providers: vec![ProviderInput {
+                name: "openai".into(),
+                tier: Some("tier-1".into()),
+                margin: 0.9,
+                headroom: headroom(&limits),
+                budgets: Vec::new(),
+                refuses: Box::new(|_, _| None),
+                limits: Box::new(move |_| Ok(limits.clone())),
+            }],
+            router_budgets: Vec::new(),
+        };
+        let w = Workload::new().with(WorkItem::new(10).quality(Quality::Low).n(2));
+        let f = forecast(&inputs, &w).unwrap();
+        assert_eq!(f.drain_secs, Some(240.0));
+        assert_eq!(f.providers[0].limits[0].ipm, Some(4));
+        let binding = f.binding().unwrap().to_string();
+        assert!(
+            binding.starts_with(
+                "images per minute of gpt-image-1 on `openai` at tier-1 (4 per minute)"
+            ),
+            "{binding}"
+        );
+        // n = 5 can never fit 4 images a minute: an answer, not a wait forever.
+        let f = forecast(&inputs, &Workload::new().with(WorkItem::new(1).n(5))).unwrap();
+        assert_eq!(f.served_requests, 0);
+        assert!(
+            f.unserved[0]
+                .reason
+                .contains("can never fit its limit of 4 images per minute"),
+            "{f}"
+        );
+        // Too large a workload is refused before any work.
+        let huge = Workload::new().with(WorkItem::new(MAX_FORECAST_REQUESTS + 1));
+        assert!(matches!(
+            forecast(&inputs, &huge),
+            Err(ForecastError::TooLarge { .. })
+        ));
+    }
 }

@@ -6,8 +6,40 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::drain::Dimension;
 use crate::request::Quality;
+
+/// One limit dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Dimension {
+    /// Requests per minute.
+    Requests,
+    /// Tokens per minute.
+    Tokens,
+    /// Images per minute (a request weighs its `n`).
+    Images,
+}
+
+impl Dimension {
+    /// "requests per minute", …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Requests => "requests per minute",
+            Dimension::Tokens => "tokens per minute",
+            Dimension::Images => "images per minute",
+        }
+    }
+    pub(crate) const ALL: [Dimension; 3] =
+        [Dimension::Requests, Dimension::Tokens, Dimension::Images];
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Dimension::Requests => 0,
+            Dimension::Tokens => 1,
+            Dimension::Images => 2,
+        }
+    }
+}
 
 /// A forecast of a workload on a router (see [`Router::forecast`](crate::Router::forecast)).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -103,9 +135,9 @@ pub enum Constraint {
         ledger: String,
         /// The budget ("$20.00/day").
         budget: String,
-        /// Images served through this ledger before it binds.
+        /// Images its budget pays for in the whole run (what the budget buys).
         after_images: u64,
-        /// Seconds from now when it binds.
+        /// Seconds from now when it first cannot pay a request.
         at_secs: f64,
         /// Seconds until its period resets (from now).
         resets_in_secs: u64,

@@ -123,8 +123,8 @@ impl WorkItem {
 /// use image_router::forecast::{Workload, WorkItem};
 /// use image_router::Quality;
 /// let w = Workload::new()
-///     .add(WorkItem::new(100).quality(Quality::High))
-///     .add(WorkItem::new(50).quality(Quality::Low).n(2));
+///     .with(WorkItem::new(100).quality(Quality::High))
+///     .with(WorkItem::new(50).quality(Quality::Low).n(2));
 /// assert_eq!((w.requests(), w.images()), (150, 200));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -182,7 +182,7 @@ impl Workload {
 
     /// Appends `item` (merged into the last item when it has the same shape).
     #[must_use]
-    pub fn add(mut self, item: WorkItem) -> Self {
+    pub fn with(mut self, item: WorkItem) -> Self {
         self.push(item);
         self
     }
@@ -310,7 +310,11 @@ mod tests {
 
         for (text, line, needle) in [
             ("ok\n{\"prompt\": 3}\n", 2, "JSON"),
-            ("ok\nok\n\n{\"prompt\": \"x\", \"quality\": \"ultra\"}", 4, "JSON"),
+            (
+                "ok\nok\n\n{\"prompt\": \"x\", \"quality\": \"ultra\"}",
+                4,
+                "JSON",
+            ),
             ("{\"n\": 2}", 1, "empty prompt"),
             ("a\n{\"prompt\": \"x\", \"n\": 0}", 2, "at least 1"),
         ] {
@@ -325,22 +329,28 @@ mod tests {
         let mut bytes = b"fine\n".to_vec();
         bytes.extend_from_slice(&[0xff, 0xfe, b'\n']);
         let e = Workload::from_prompts(&bytes, &d).unwrap_err();
-        assert_eq!(e.to_string(), "line 2: not UTF-8 text; save the prompts file as UTF-8");
+        assert_eq!(
+            e.to_string(),
+            "line 2: not UTF-8 text; save the prompts file as UTF-8"
+        );
     }
 
     #[test]
     fn identical_neighbours_merge_and_files_are_bounded() {
         let w = Workload::new()
-            .add(WorkItem::new(2))
-            .add(WorkItem::new(3))
-            .add(WorkItem::new(0).n(4))
-            .add(WorkItem::new(1).n(2));
+            .with(WorkItem::new(2))
+            .with(WorkItem::new(3))
+            .with(WorkItem::new(0).n(4))
+            .with(WorkItem::new(1).n(2));
         assert_eq!(w.items().len(), 2);
         assert_eq!((w.requests(), w.images()), (6, 7));
 
         let dir = tempfile::tempdir().unwrap();
         let missing = Workload::from_prompts_file(dir.path().join("nope.txt"), &WorkItem::new(1));
-        assert!(matches!(missing, Err(WorkloadError::Io { .. })), "{missing:?}");
+        assert!(
+            matches!(missing, Err(WorkloadError::Io { .. })),
+            "{missing:?}"
+        );
         let p = dir.path().join("p.txt");
         std::fs::write(&p, "one\ntwo\n").unwrap();
         let w = Workload::from_prompts_file(&p, &WorkItem::new(1)).unwrap();

@@ -216,7 +216,7 @@ impl Router {
     ///     .provider_with(OpenAi::builder().api_key("k").build().unwrap(), ProviderOptions::new().rpm(10))
     ///     .build()
     ///     .unwrap();
-    /// let work = Workload::new().add(WorkItem::new(100).quality(Quality::Low).size(Size::SQUARE));
+    /// let work = Workload::new().with(WorkItem::new(100).quality(Quality::Low).size(Size::SQUARE));
     /// let f = router.forecast(&work).unwrap();
     /// // 9 requests a minute (10 × the 0.9 margin): 12 full windows, the last burst at 11 minutes.
     /// assert_eq!(f.drain_secs, Some(660.0));
@@ -342,7 +342,12 @@ pub struct Ranked {
 }
 
 /// Why `slot` would take none of `req` (of `model`) now: the router's own skip rules.
-fn forecast_refusal(slot: &Slot, req: &ImageRequest, model: &str, now: std::time::Duration) -> Option<String> {
+fn forecast_refusal(
+    slot: &Slot,
+    req: &ImageRequest,
+    model: &str,
+    now: std::time::Duration,
+) -> Option<String> {
     if let Err(detail) = slot.provider.supports(req) {
         return Some(format!("cannot serve it: {detail}"));
     }
