@@ -28,6 +28,19 @@
 //! is made (its headroom) is counted as used until a full window has passed: its entries
 //! leave the window within 60 s, and assuming the latest moment errs towards a longer drain.
 //!
+//! The order is the configured one: that is what the default scorer keeps while providers
+//! are comparable (and what `Ordered` does strictly). Under a saturating load every window
+//! fills whatever the order, so the drain time holds for `Weighted` too; its shares and, when
+//! prices differ, its cost follow the weights instead.
+//!
+//! Checked before writing it (docs search): the limiter crates (`limitr`, `rate_limiters`,
+//! `volga-rate-limiter`, `throttle-net`) enforce limits on a live clock, one weight per
+//! request; none replays a log weighted in several dimensions, with budgets, on virtual time.
+//! The crate's own [`RateLimiter`](crate::quota::limiter::RateLimiter) has no images
+//! dimension and keeps its state behind the injected clock, so the replay keeps its own small
+//! window (the same arithmetic: entries leave 60 s after admission, the limit is
+//! `max(1, floor(limit × margin))`).
+//!
 //! # What the replay does not see
 //!
 //! Generation latency (the last request's image arrives that much after it was admitted),

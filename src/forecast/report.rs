@@ -189,12 +189,13 @@ impl fmt::Display for Constraint {
                     [] => write!(f, "; nothing takes the rest"),
                     names => write!(
                         f,
-                        "; then {} take(s) the rest",
+                        "; then {} {} the rest",
                         names
                             .iter()
                             .map(|n| format!("`{n}`"))
                             .collect::<Vec<_>>()
-                            .join(", ")
+                            .join(", "),
+                        if names.len() == 1 { "takes" } else { "take" }
                     ),
                 }
             }
@@ -369,7 +370,7 @@ mod tests {
         let s = c.to_string();
         assert!(
             s.contains("`primary`'s budget of $20.00/day is exhausted after ~120 image(s)")
-                && s.contains("then `backup` take(s) the rest"),
+                && s.contains("then `backup` takes the rest"),
             "{s}"
         );
         let r = Constraint::RateLimit {
