@@ -19,8 +19,8 @@
 //! in `layout_check.rs` (no exception). From the bottom up:
 //! `clock`, `serde_ms`, `redact`, `metrics`, `config_error`, `score` → `strategy` → `request`
 //! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `provider`
-//! → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); then `router`, `config` (which builds a router), `doctor`, `sim`,
-//! and the binary's
+//! → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); then `router`,
+//! `config` (which builds a router), `doctor`, `sim`, and the binary's
 //! `cli` (a separate crate that uses only the public API).
 
 pub mod breaker;

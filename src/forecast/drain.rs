@@ -167,6 +167,11 @@ impl Lane {
     }
 
     pub fn admit(&mut self, now: u64, w: Weight) {
+        // A lane without any limit never refuses: keeping its log would only grow memory by
+        // one entry per request (all admitted at the same instant, none ever pruned).
+        if self.caps.0.iter().all(Option::is_none) {
+            return;
+        }
         self.log.push_back(Entry { at: now, w });
         for (u, v) in self.used.iter_mut().zip(w) {
             *u = u.saturating_add(v);
@@ -590,6 +595,17 @@ mod tests {
             Some((Dimension::Tokens, 1000))
         );
         assert_eq!(lane.never_fits(&[1, 1000, 9]), None);
+    }
+
+    #[test]
+    fn an_unlimited_lane_keeps_no_log() {
+        let mut lane = Lane::new(Caps::default(), [0; 3], 0);
+        for _ in 0..1000 {
+            assert!(lane.full(0, &[1, 5000, 10]).is_empty());
+            lane.admit(0, [1, 5000, 10]);
+        }
+        assert!(lane.log.is_empty());
+        assert_eq!(lane.never_fits(&[1, u64::MAX, 10]), None);
     }
 
     #[test]

@@ -206,3 +206,51 @@ async fn capacity_used_now_delays_the_forecast() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_provider_denied_now_takes_none_of_the_forecast() {
+    use image_router::sim::{Fault, Times};
+    let clock = ManualClock::new();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let sim = Simulator::builder()
+        .clock(shared.clone())
+        .account("primary", SimAccount::new())
+        .account("backup", SimAccount::new())
+        .start()
+        .await
+        .unwrap();
+    let router = Router::builder()
+        .clock(shared.clone())
+        .provider_with(openai(&sim, "primary"), ProviderOptions::new().rpm(60))
+        .provider_with(openai(&sim, "backup"), ProviderOptions::new().rpm(10))
+        .max_wait(Duration::ZERO)
+        .build()
+        .unwrap();
+    let work = Workload::new().with(WorkItem::new(30).quality(Quality::Low));
+    let before = router.forecast(&work).unwrap();
+    assert_eq!(before.providers[0].requests, 30, "{before}");
+    assert_eq!(before.drain_secs, Some(0.0));
+    // The primary answers `insufficient_quota`: the request fails over, the primary is
+    // denied for the cool-down, and the forecast sends everything to the backup.
+    sim.fail("primary", Fault::InsufficientQuota, Times::Once);
+    let res = router
+        .generate(GenerateRequest::new("a fox").quality(Quality::Low))
+        .await
+        .unwrap();
+    assert_eq!(res.provider, "backup");
+    let after = router.forecast(&work).unwrap();
+    assert_eq!(
+        (after.providers[0].requests, after.providers[1].requests),
+        (0, 30),
+        "{after}"
+    );
+    assert!(
+        after.providers[0].not_serving[0].contains("unavailable now"),
+        "{:?}",
+        after.providers[0].not_serving
+    );
+    // The backup has 9 a minute after the margin, one already used: 30 requests end in the
+    // fourth window.
+    assert_eq!(after.drain_secs, Some(180.0), "{after}");
+    sim.shutdown().await;
+}
