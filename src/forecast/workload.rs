@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::request::{GenerateRequest, ImageRequest, Quality, Size};
 
-/// The largest prompts file [`Workload::from_prompts_file`] reads (64 MiB: some hundred
-/// thousand prompts). Larger files are refused rather than read into memory.
-pub const MAX_PROMPTS_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest prompts file [`Workload::from_prompts_file`] reads (16 MiB: about 100,000
+/// prompts of 150 characters). Larger files are refused rather than read into memory: each
+/// line that differs from the one before in shape becomes an item of about 100 bytes.
+pub const MAX_PROMPTS_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The prompt length assumed for requests given by count ([`WorkItem::new`]), in characters.
 /// Prompt text is a small part of an image request's tokens (about 25 tokens against 272 to
@@ -259,7 +260,9 @@ impl Workload {
             if item.n == 0 {
                 return Err(bad("\"n\" must be at least 1".into()));
             }
-            item.prompt_chars = prompt.chars().count();
+            // Rounded up to whole text tokens (one per four characters, as the router
+            // estimates them): the same estimate, and neighbours of similar length merge.
+            item.prompt_chars = prompt.chars().count().div_ceil(4) * 4;
             w.push(item);
         }
         Ok(w)
@@ -304,7 +307,7 @@ mod tests {
         assert_eq!(w.requests(), 3);
         assert_eq!(w.images(), 5);
         assert_eq!(w.items()[0].quality, Some(Quality::Low));
-        assert_eq!(w.items()[0].prompt_chars, 5);
+        assert_eq!(w.items()[0].prompt_chars, 8, "5 characters are 2 tokens");
         assert_eq!(w.items()[1].quality, Some(Quality::High));
         assert_eq!(w.items()[1].model.as_deref(), Some("gpt-image-1"));
 
@@ -355,5 +358,10 @@ mod tests {
         std::fs::write(&p, "one\ntwo\n").unwrap();
         let w = Workload::from_prompts_file(&p, &WorkItem::new(1)).unwrap();
         assert_eq!(w.requests(), 2);
+        // One byte over the bound: refused, nothing parsed.
+        let big = dir.path().join("big.txt");
+        std::fs::write(&big, vec![b'\n'; MAX_PROMPTS_FILE_BYTES as usize + 1]).unwrap();
+        let e = Workload::from_prompts_file(&big, &WorkItem::new(1)).unwrap_err();
+        assert!(matches!(e, WorkloadError::TooLarge { .. }), "{e:?}");
     }
 }
