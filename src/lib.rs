@@ -11,7 +11,7 @@
 //! building blocks an application configures or tests live in a few public modules:
 //! [`providers`], [`config`], [`budget`], [`score`], [`quota`] (limits, limiter, headers,
 //! tokens, cost), [`breaker`], [`health`], [`clock`], [`catalog`], [`metrics`], [`doctor`],
-//! [`policy`], [`store`] and `sim` (feature `sim`).
+//! [`policy`], [`store`], [`forecast`] and `sim` (feature `sim`).
 //!
 //! # Module layers
 //!
@@ -19,8 +19,8 @@
 //! in `layout_check.rs` (no exception). From the bottom up:
 //! `clock`, `serde_ms`, `redact`, `metrics`, `config_error`, `score` → `strategy` → `request`
 //! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `provider`
-//! → `providers`; `explain`; then `router`, `config` (which builds a router), `doctor`, `sim`,
-//! and the binary's
+//! → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); then `router`,
+//! `config` (which builds a router), `doctor`, `sim`, and the binary's
 //! `cli` (a separate crate that uses only the public API).
 
 pub mod breaker;
@@ -31,6 +31,7 @@ mod config_error;
 pub mod doctor;
 mod error;
 mod explain;
+pub mod forecast;
 #[cfg(test)]
 mod fuzz;
 pub mod health;

@@ -8,6 +8,7 @@ mod batch;
 mod doctor;
 mod generate;
 mod output;
+mod plan;
 // The library's redaction helpers, compiled into the binary too (they are crate-private there).
 #[allow(dead_code)]
 #[path = "../redact.rs"]
@@ -32,6 +33,7 @@ Examples:
   image-router batch --config router.toml --prompts prompts.txt --out-dir out --concurrency 4
   image-router doctor --config router.toml
   image-router status --config router.toml --json
+  image-router plan --config router.toml --prompts prompts.txt
 
 Exit codes: 0 success, 1 failure (no image / a prompt failed / a provider unusable),
 2 invalid command line (or options that make an invalid request) or configuration.
@@ -62,6 +64,9 @@ enum Command {
     /// Show the router's configuration and each provider's limits.
     #[command(after_help = status::AFTER_HELP)]
     Status(status::StatusArgs),
+    /// Forecast a prompts file before sending it: time to drain, shares, cost, what binds.
+    #[command(after_help = plan::AFTER_HELP)]
+    Plan(plan::PlanArgs),
 }
 
 /// Options every subcommand takes.
@@ -165,6 +170,7 @@ pub fn main() -> ExitCode {
             Command::Batch(a) => batch::run(a).await,
             Command::Doctor(a) => doctor::run(a).await,
             Command::Status(a) => status::run(a).await,
+            Command::Plan(a) => plan::run(a).await,
         }
     })
 }

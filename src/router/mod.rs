@@ -228,6 +228,76 @@ impl Router {
             .collect()
     }
 
+    /// How long `workload` would take and what it would cost on this router now, before
+    /// anything is sent: time to drain at the combined limits of the providers that can serve
+    /// each request (taking current headroom, blocks and denials into account), each
+    /// provider's share and cost, which limit or budget binds first, what cannot be served,
+    /// and cheaper faithful alternatives. See [`crate::forecast`].
+    ///
+    /// ```
+    /// use image_router::forecast::{WorkItem, Workload};
+    /// use image_router::{providers::OpenAi, ProviderOptions, Quality, Router, Size};
+    /// let router = Router::builder()
+    ///     .provider_with(OpenAi::builder().api_key("k").build().unwrap(), ProviderOptions::new().rpm(10))
+    ///     .build()
+    ///     .unwrap();
+    /// let work = Workload::new().with(WorkItem::new(100).quality(Quality::Low).size(Size::SQUARE));
+    /// let f = router.forecast(&work).unwrap();
+    /// // 9 requests a minute (10 × the 0.9 margin): 12 full windows, the last burst at 11 minutes.
+    /// assert_eq!(f.drain_secs, Some(660.0));
+    /// println!("{f}");
+    /// ```
+    pub fn forecast(
+        &self,
+        workload: &crate::forecast::Workload,
+    ) -> Result<crate::forecast::Forecast, crate::forecast::ForecastError> {
+        use crate::forecast::{Inputs, ProviderInput};
+        use crate::quota::limits::Limits;
+        let snap = self.inner.snapshot.load();
+        let now = self.inner.clock.now();
+        let default_model = plan::resolve_model(&snap, &GenerateRequest::new("x").into());
+        // The limiter's default margin, read from it so the two cannot drift apart.
+        let default_margin = crate::quota::limiter::LimiterConfig::new(Limits::UNLIMITED).margin;
+        let catalog = &snap.catalog;
+        let providers = snap
+            .providers
+            .iter()
+            .map(|slot| {
+                let o = &slot.options;
+                ProviderInput {
+                    name: slot.name().to_string(),
+                    tier: o.tier.clone(),
+                    margin: o.safety_margin.unwrap_or(default_margin),
+                    headroom: slot.store.headroom(),
+                    budgets: slot.store.spend().budgets,
+                    refuses: Box::new(move |req: &ImageRequest, model: &str| {
+                        forecast_refusal(slot, req, model, now)
+                    }),
+                    // No `ipm` option on providers yet: images per minute come from the
+                    // catalog's per-model tier figures.
+                    limits: Box::new(move |model: &str| {
+                        Limits::resolve_for_model(
+                            catalog,
+                            o.tier.as_deref(),
+                            model,
+                            o.rpm.map(i64::from),
+                            o.tpm.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+                            None,
+                        )
+                    }),
+                }
+            })
+            .collect();
+        let inputs = Inputs {
+            catalog,
+            costs: &snap.costs,
+            default_model: &default_model,
+            providers,
+            router_budgets: snap.budget.snapshot().budgets,
+        };
+        crate::forecast::forecast(&inputs, workload)
+    }
+
     /// Generates images (`POST /images/generations`).
     pub async fn generate(&self, request: GenerateRequest) -> Result<ImageResponse, Error> {
         self.send(ImageRequest::Generate(request)).await
@@ -300,6 +370,33 @@ pub struct Ranked {
     pub order: Vec<(String, ScoreBreakdown)>,
     /// Providers that would not be tried, and why.
     pub skipped: Vec<Skip>,
+}
+
+/// Why `slot` would take none of `req` (of `model`) now: the router's own skip rules.
+fn forecast_refusal(
+    slot: &Slot,
+    req: &ImageRequest,
+    model: &str,
+    now: std::time::Duration,
+) -> Option<String> {
+    if let Err(detail) = slot.provider.supports(req) {
+        return Some(format!("cannot serve it: {detail}"));
+    }
+    if !slot.options.classes.admits(None) {
+        return Some("reserved for request classes".to_string());
+    }
+    if let Some(u) = slot.store.unavailable(model, now) {
+        return Some(format!(
+            "unavailable now after {} for {} s more: {}",
+            u.cause,
+            u.remaining.as_secs(),
+            u.message
+        ));
+    }
+    if slot.store.breaker().is_blocking() {
+        return Some("its circuit breaker is open".to_string());
+    }
+    None
 }
 
 fn breaker_level(state: crate::breaker::BreakerState) -> f64 {

@@ -8,6 +8,7 @@ mod classify; // provider answers classified into error kinds
 mod cli; // the command line, batch, doctor, quickstart and README examples
 mod config; // the config file: parsing, errors naming key and line, rules
 mod explain; // explain(): every error in plain words
+mod forecast; // Router::forecast and `image-router plan`, checked against a simulated run
 mod health; // availability and latency estimates
 mod hostile; // hostile provider answers and inputs never panic
 mod keys; // several keys behind one provider: combined limit, room, denial, outputs
