@@ -82,6 +82,8 @@ pub enum ForecastError {
 
 /// Why a provider would not take a request (of the model given second) now, if it would not.
 pub(crate) type Refusal<'a> = Box<dyn Fn(&ImageRequest, &str) -> Option<String> + 'a>;
+/// A provider's rate-limit headroom now in the window of a model (with the margin in force).
+pub(crate) type HeadroomFor<'a> = Box<dyn Fn(&str) -> Headroom + 'a>;
 /// A provider's limits for a model, before the margin.
 pub(crate) type LimitsFor<'a> = Box<dyn Fn(&str) -> Result<Limits, ConfigError> + 'a>;
 
@@ -89,9 +91,8 @@ pub(crate) type LimitsFor<'a> = Box<dyn Fn(&str) -> Result<Limits, ConfigError> 
 pub(crate) struct ProviderInput<'a> {
     pub name: String,
     pub tier: Option<String>,
-    /// Safety margin of its limits.
-    pub margin: f64,
-    pub headroom: Headroom,
+    /// Its headroom now in a model's window (the limiter's margin in force included).
+    pub headroom: HeadroomFor<'a>,
     pub budgets: Vec<BudgetSnapshot>,
     /// Why it would not take `request` (whose model is the second argument) now, if it
     /// would not.
@@ -173,14 +174,14 @@ fn lane_for(p: &ProviderInput<'_>, model: &str) -> Result<Result<Lane, String>, 
     if let Some(na) = &limits.no_access {
         return Ok(Err(format!("no access: {na}")));
     }
-    let h = &p.headroom;
+    let h = &(p.headroom)(model);
     if h.no_access {
         return Ok(Err("no access: its tier gives none".to_string()));
     }
     // A limit the provider reported lower than the configured one is what the limiter uses
     // (its effective figure, when no 429 back-off is lowering it for a while).
     let steady = |configured: Option<u64>, live: Option<u64>| -> Option<u64> {
-        let c = configured.map(|l| scaled(l, p.margin));
+        let c = configured.map(|l| scaled(l, h.margin));
         match (c, live) {
             (Some(c), Some(l)) if h.backoff_factor >= 1.0 => Some(c.min(l)),
             (c, _) => c,
@@ -189,7 +190,7 @@ fn lane_for(p: &ProviderInput<'_>, model: &str) -> Result<Result<Lane, String>, 
     let caps = Caps([
         steady(limits.rpm.map(u64::from), h.effective_rpm),
         steady(limits.tpm, h.effective_tpm),
-        limits.ipm.map(|l| scaled(u64::from(l), p.margin)),
+        steady(limits.ipm.map(u64::from), h.effective_ipm),
     ]);
     let used = |eff: Option<u64>, avail: Option<u64>| match (eff, avail) {
         (Some(e), Some(a)) => e.saturating_sub(a),
@@ -198,7 +199,7 @@ fn lane_for(p: &ProviderInput<'_>, model: &str) -> Result<Result<Lane, String>, 
     let occupied = [
         used(h.effective_rpm, h.requests),
         used(h.effective_tpm, h.tokens),
-        0,
+        used(h.effective_ipm, h.images),
     ];
     let blocked = h
         .retry_in
@@ -347,7 +348,7 @@ mod tests {
 
     fn headroom(limits: &Limits) -> Headroom {
         let clock: crate::clock::SharedClock = Arc::new(crate::clock::ManualClock::new());
-        RateLimiter::with_config(LimiterConfig::new(limits.clone()), clock)
+        RateLimiter::with_config(LimiterConfig::new(limits.clone()).margin(0.9), clock)
             .unwrap()
             .headroom()
     }
@@ -368,8 +369,10 @@ mod tests {
             providers: vec![ProviderInput {
                 name: "openai".into(),
                 tier: Some("tier-1".into()),
-                margin: 0.9,
-                headroom: headroom(&limits),
+                headroom: {
+                    let h = headroom(&limits);
+                    Box::new(move |_| h.clone())
+                },
                 budgets: Vec::new(),
                 refuses: Box::new(|_, _| None),
                 limits: Box::new(move |_| Ok(limits.clone())),

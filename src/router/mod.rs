@@ -243,8 +243,8 @@ impl Router {
     ///     .unwrap();
     /// let work = Workload::new().with(WorkItem::new(100).quality(Quality::Low).size(Size::SQUARE));
     /// let f = router.forecast(&work).unwrap();
-    /// // 9 requests a minute (10 × the 0.9 margin): 12 full windows, the last burst at 11 minutes.
-    /// assert_eq!(f.drain_secs, Some(660.0));
+    /// // 10 requests a minute (the whole limit): 10 full windows, the last burst at 9 minutes.
+    /// assert_eq!(f.drain_secs, Some(540.0));
     /// println!("{f}");
     /// ```
     pub fn forecast(
@@ -256,8 +256,6 @@ impl Router {
         let snap = self.inner.snapshot.load();
         let now = self.inner.clock.now();
         let default_model = plan::resolve_model(&snap, &GenerateRequest::new("x").into());
-        // The limiter's default margin, read from it so the two cannot drift apart.
-        let default_margin = crate::quota::limiter::LimiterConfig::new(Limits::UNLIMITED).margin;
         let catalog = &snap.catalog;
         let providers = snap
             .providers
@@ -267,14 +265,13 @@ impl Router {
                 ProviderInput {
                     name: slot.name().to_string(),
                     tier: o.tier.clone(),
-                    margin: o.safety_margin.unwrap_or(default_margin),
-                    headroom: slot.store.headroom(),
+                    // The margin in force is the window's own (the whole limit by
+                    // default, 0.9 for a shared key without remaining-* figures).
+                    headroom: Box::new(move |model: &str| slot.store.headroom(model)),
                     budgets: slot.store.spend().budgets,
                     refuses: Box::new(move |req: &ImageRequest, model: &str| {
                         forecast_refusal(slot, req, model, now)
                     }),
-                    // No `ipm` option on providers yet: images per minute come from the
-                    // catalog's per-model tier figures.
                     limits: Box::new(move |model: &str| {
                         Limits::resolve_for_model(
                             catalog,
@@ -282,7 +279,7 @@ impl Router {
                             model,
                             o.rpm.map(i64::from),
                             o.tpm.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
-                            None,
+                            o.ipm.map(i64::from),
                         )
                     }),
                 }

@@ -80,7 +80,8 @@ fn the_binding_limit_is_named_with_the_tier_and_the_wait() {
         .provider_with(openai("openai"), ProviderOptions::new().tier("tier-1"))
         .build()
         .unwrap();
-    // tier-1: 6 requests per minute, 5 after the 0.9 margin; 20 requests take 4 windows.
+    // OpenAI's tier-1 gives gpt-image-1 5 images per minute (the whole limit is used): 20
+    // one-image requests take 4 windows.
     let f = router
         .forecast(&Workload::new().with(WorkItem::new(20).quality(Quality::Low)))
         .unwrap();
@@ -96,18 +97,23 @@ fn the_binding_limit_is_named_with_the_tier_and_the_wait() {
         }) => {
             assert_eq!(provider, "openai");
             assert_eq!(tier.as_deref(), Some("tier-1"));
-            assert_eq!((*dimension, *limit), (Dimension::Requests, 5));
+            assert_eq!((*dimension, *limit), (Dimension::Images, 5));
             assert_eq!(*waited_secs, 180.0);
         }
         other => panic!("{other:?}"),
     }
     let text = f.binding().unwrap().to_string();
     assert!(
-        text.starts_with("requests per minute of gpt-image-1 on `openai` at tier-1 (5 per minute)"),
+        text.starts_with("images per minute of gpt-image-1 on `openai` at tier-1 (5 per minute)"),
         "{text}"
     );
-    // High-quality portraits weigh 6240 tokens: tier-1's 250,000 TPM (225,000 after the
-    // margin) binds before its requests per minute when n = 10.
+    // High-quality portraits weigh 6240 tokens: the guide preset's 250,000 TPM binds before
+    // its 6 requests per minute when n = 10 (tier-1's 5 images per minute would never fit
+    // n = 10).
+    let router = Router::builder()
+        .provider_with(openai("openai"), ProviderOptions::new().tier("guide-tier-1"))
+        .build()
+        .unwrap();
     let heavy = Workload::new().with(
         WorkItem::new(8)
             .quality(Quality::High)
@@ -120,14 +126,14 @@ fn the_binding_limit_is_named_with_the_tier_and_the_wait() {
             f.binding(),
             Some(Constraint::RateLimit {
                 dimension: Dimension::Tokens,
-                limit: 225_000,
+                limit: 250_000,
                 ..
             })
         ),
         "{f}"
     );
-    // 62,400 tokens a request: 3 per window; 8 requests take 3 windows.
-    assert_eq!(f.drain_secs, Some(120.0));
+    // 62,400 tokens a request: 4 per window; 8 requests take 2 windows.
+    assert_eq!(f.drain_secs, Some(60.0));
 }
 
 #[test]
@@ -222,7 +228,7 @@ fn requests_that_can_never_fit_and_unknown_prices_are_explained() {
         .provider_with(openai("paid"), ProviderOptions::new().budget(day))
         .build()
         .unwrap();
-    // 4160 × 2 tokens never fit a 4,500-token window; gpt-image-2 has no price in the catalog.
+    // 4160 × 2 tokens never fit a 5,000-token window; gpt-image-2 has no price in the catalog.
     let work = Workload::new()
         .with(
             WorkItem::new(2)
@@ -233,7 +239,7 @@ fn requests_that_can_never_fit_and_unknown_prices_are_explained() {
         .with(WorkItem::new(1).model("gpt-image-2"));
     let f = router.forecast(&work).unwrap();
     assert!(
-        f.providers[0].not_serving[0].contains("can never fit its limit of 4500 tokens per minute"),
+        f.providers[0].not_serving[0].contains("can never fit its limit of 5000 tokens per minute"),
         "{:?}",
         f.providers[0].not_serving
     );

@@ -54,19 +54,20 @@ async fn plan_prints_the_forecast_as_json_and_as_text() {
     let f = &v["forecast"];
     assert_eq!(f["requests"], 30);
     assert_eq!(f["served_requests"], 30);
-    // primary: tier-1 (5 a minute after the margin) until its $0.20 budget is spent
-    // (about 17 low squares); backup: 3 a minute (2 after the margin).
+    // primary: tier-1 (gpt-image-1's 5 images a minute, the whole limit) until its $0.20
+    // budget is spent (about 17 low squares); backup: 3 requests a minute.
     let primary = &f["providers"][0];
     assert_eq!(primary["name"], "primary");
-    assert_eq!(primary["limits"][0]["rpm"], 5);
-    assert_eq!(f["providers"][1]["limits"][0]["rpm"], 2);
+    assert_eq!(primary["limits"][0]["ipm"], 5);
+    assert_eq!(f["providers"][1]["limits"][0]["rpm"], 3);
     let served_by_primary = primary["requests"].as_u64().unwrap();
     assert!(
         (15..=18).contains(&served_by_primary),
         "{served_by_primary}"
     );
     assert!(f["cost_usd"].as_f64().unwrap() > 0.3, "{f}");
-    assert!(f["drain_secs"].as_f64().unwrap() > 180.0, "{f}");
+    // 8 a minute together (5 + 3): windows at 0, 60, 120 and 180 s.
+    assert_eq!(f["drain_secs"].as_f64().unwrap(), 180.0, "{f}");
     let budget = f["constraints"]
         .as_array()
         .unwrap()
@@ -86,7 +87,7 @@ async fn plan_prints_the_forecast_as_json_and_as_text() {
     let t = text(&out);
     assert!(
         t.contains("Forecast: 30 request(s), 30 image(s)")
-            && t.contains("binds first: requests per minute of gpt-image-1 on `primary` at tier-1")
+            && t.contains("binds first: images per minute of gpt-image-1 on `primary` at tier-1")
             && t.contains("`primary`'s budget of $0.20/day is exhausted"),
         "{t}"
     );
