@@ -85,7 +85,7 @@ pub const ENV_VARIABLES: &[&str] = &[
 ];
 
 /// One provider made from the environment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EnvProvider {
     /// The provider's name (`openai`, `azure`).
@@ -97,6 +97,23 @@ pub struct EnvProvider {
     /// `(key, value)` pairs of its `[[provider]]` table after `name` and `kind`; values are
     /// never secrets (keys appear as their variable's name).
     settings: Vec<(&'static str, String)>,
+}
+
+/// URLs lose any credentials they carry (`https://user:pass@proxy`).
+impl fmt::Debug for EnvProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings: Vec<(&str, String)> = self
+            .settings
+            .iter()
+            .map(|(k, v)| (*k, redact::url(v)))
+            .collect();
+        f.debug_struct("EnvProvider")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("vars", &self.vars)
+            .field("settings", &settings)
+            .finish()
+    }
 }
 
 impl fmt::Display for EnvProvider {
@@ -554,6 +571,7 @@ mod tests {
         ]))
         .unwrap();
         assert!(!s.to_toml().contains("hunter2"));
+        assert!(!format!("{s:?}").contains("hunter2"));
         assert!(s.to_toml().contains("masked"));
         assert_eq!(
             s.config().unwrap().providers[0].base_url.as_deref(),
