@@ -3,21 +3,8 @@
 //!
 //! # Which variables, and why these
 //!
-//! The names and their meaning are the official clients' (checked against openai-python's
-//! `OpenAI` and `AzureOpenAI` constructors, which document that they infer each argument from
-//! its variable when not given):
-//!
-//! | variable | provider | meaning |
-//! |---|---|---|
-//! | `OPENAI_API_KEY` | `openai` | the key (the provider exists only when it is set) |
-//! | `OPENAI_BASE_URL` | `openai` | another base URL (default `https://api.openai.com/v1`) |
-//! | `OPENAI_ORG_ID` | `openai` | sent as the `OpenAI-Organization` header |
-//! | `OPENAI_PROJECT_ID` | `openai` | sent as the `OpenAI-Project` header |
-//! | `AZURE_OPENAI_ENDPOINT` | `azure` | `https://RESOURCE.openai.azure.com` |
-//! | `AZURE_OPENAI_API_KEY` | `azure` | the key (`api-key` header) |
-//! | `AZURE_OPENAI_AD_TOKEN` | `azure` | an Entra ID token instead of a key (`Authorization: Bearer`) |
-//! | `AZURE_OPENAI_DEPLOYMENT` | `azure` | the deployment serving the default model |
-//! | `OPENAI_API_VERSION` | `azure` | the `api-version` query parameter (the SDK's name for it) |
+//! The table is on [`EnvSetup`] (this module is private; its items are re-exported by
+//! `config`).
 //!
 //! `AZURE_OPENAI_DEPLOYMENT` is not read by the SDKs (they take the deployment as an argument)
 //! but is the name Microsoft's samples use; an Azure provider cannot be called without a
@@ -129,7 +116,23 @@ impl fmt::Display for EnvProvider {
 }
 
 /// What the conventional environment variables describe: the providers they make and notes
-/// on the ones they only half describe. See the [module docs](self) for the variables.
+/// on the ones they only half describe.
+///
+/// The names and their meaning are the official clients' (checked against openai-python's
+/// `OpenAI` and `AzureOpenAI` constructors, which document that they infer each argument from
+/// its variable when not given):
+///
+/// | variable | provider | meaning |
+/// |---|---|---|
+/// | `OPENAI_API_KEY` | `openai` | the key (the provider exists only when it is set) |
+/// | `OPENAI_BASE_URL` | `openai` | another base URL (default `https://api.openai.com/v1`) |
+/// | `OPENAI_ORG_ID` | `openai` | sent as the `OpenAI-Organization` header |
+/// | `OPENAI_PROJECT_ID` | `openai` | sent as the `OpenAI-Project` header |
+/// | `AZURE_OPENAI_ENDPOINT` | `azure` | `https://RESOURCE.openai.azure.com` |
+/// | `AZURE_OPENAI_API_KEY` | `azure` | the key (`api-key` header) |
+/// | `AZURE_OPENAI_AD_TOKEN` | `azure` | an Entra ID token instead of a key (`Authorization: Bearer`) |
+/// | `AZURE_OPENAI_DEPLOYMENT` | `azure` | the deployment serving the default model |
+/// | `OPENAI_API_VERSION` | `azure` | the `api-version` query parameter (the SDK's name for it) |
 ///
 /// ```
 /// use image_router::config::EnvSetup;
