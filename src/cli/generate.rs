@@ -1,11 +1,13 @@
-//! `image-router generate`: one prompt, images written to files.
+//! `image-router generate`: one prompt, images written to files; and [`execute`], the request
+//! path `generate` and `edit` share (configuration, router, default model, sending, file
+//! naming, `--json`, exit codes), so the two commands cannot drift apart.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use image_router::catalog::Catalog;
-use image_router::{GenerateRequest, Image, ImageResponse, Router};
+use image_router::{GenerateRequest, Image, ImageRequest, ImageResponse, Router};
 use serde_json::json;
 
 use super::output::{self, print_json};
@@ -13,6 +15,8 @@ use super::{Common, RequestOpts, EXIT_FAILED};
 
 pub const AFTER_HELP: &str = "\
 Examples:
+  image-router generate --prompt \"a watercolor fox\" --out fox.png     # keys from OPENAI_API_KEY
+  echo \"a long prompt\" | image-router generate --prompt - --out fox.png
   image-router generate -c router.toml --prompt \"a lighthouse at dusk\" --out lighthouse.png
   image-router generate -c router.toml --prompt \"three foxes\" -n 3 --size 1536x1024 --quality low --out foxes.png
       (writes foxes-1.png, foxes-2.png, foxes-3.png)
@@ -28,11 +32,18 @@ an invalid request, e.g. --background transparent with --output-format jpeg).";
 pub struct GenerateArgs {
     #[command(flatten)]
     pub common: Common,
-    /// The prompt.
+    /// The prompt; `-` reads it from standard input.
     #[arg(long, short = 'p')]
     pub prompt: String,
     #[command(flatten)]
     pub opts: RequestOpts,
+    #[command(flatten)]
+    pub out: OutArg,
+}
+
+/// Where the images go (`generate` and `edit`).
+#[derive(Debug, Args)]
+pub struct OutArg {
     /// Output file; numbered (NAME-1.png, NAME-2.png, ...) when several images come back.
     /// The extension follows the image's format (when the path has none, or names another
     /// image format); a folder (existing, or ending in `/`) gets FOLDER/image.png.
@@ -114,8 +125,25 @@ pub fn write_images(out: &Path, images: &[Image]) -> std::io::Result<Vec<PathBuf
 }
 
 pub async fn run(a: GenerateArgs) -> ExitCode {
-    let json = a.common.json;
-    let cfg = match super::load_config(&a.common) {
+    let prompt = match super::read_prompt(&a.prompt, a.common.json) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let req = request(&prompt, &a.opts);
+    execute(&a.common, &a.out.out, a.opts.class.clone(), req.into()).await
+}
+
+/// Sends one request through the router built from the configuration and writes its images
+/// under `out`: the path `generate` and `edit` share. The model defaults to the config's
+/// `default_model`, else the catalog's.
+pub async fn execute(
+    common: &Common,
+    out: &Path,
+    class: Option<String>,
+    mut req: ImageRequest,
+) -> ExitCode {
+    let json = common.json;
+    let cfg = match super::load_config(common) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -127,36 +155,35 @@ pub async fn run(a: GenerateArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return super::config_failure(&e, json),
     };
-    let mut req = request(&a.prompt, &a.opts);
-    if req.model.is_none() {
-        req.model = Some(
+    if req.model().is_none() {
+        req.set_model(
             cfg.router
                 .default_model
                 .clone()
                 .unwrap_or_else(|| catalog.default_model().to_string()),
         );
     }
-    let model = req.model.clone().unwrap_or_default();
-    let class = a.opts.class.clone().map(image_router::RequestClass::from);
-    match router.send_as(req.clone().into(), class.as_ref()).await {
-        Ok(res) => saved(&a, &catalog, &model, &req, res),
+    let model = req.model().unwrap_or_default().to_string();
+    let class = class.map(image_router::RequestClass::from);
+    match router.send_as(req.clone(), class.as_ref()).await {
+        Ok(res) => saved(json, out, &catalog, &model, &req, res),
         Err(e) => failed(json, &e),
     }
 }
 
 /// Writes the images and reports them (exit 0), or the write failure (exit 1).
 fn saved(
-    a: &GenerateArgs,
+    json: bool,
+    out: &Path,
     catalog: &Catalog,
     model: &str,
-    req: &GenerateRequest,
+    req: &ImageRequest,
     res: ImageResponse,
 ) -> ExitCode {
-    let json = a.common.json;
-    let paths = match write_images(&resolve_out(&a.out), &res.images) {
+    let paths = match write_images(&resolve_out(out), &res.images) {
         Ok(p) => p,
         Err(e) => {
-            let msg = format!("cannot write {}: {e}", a.out.display());
+            let msg = format!("cannot write {}: {e}", out.display());
             if json {
                 print_json(&json!({
                     "provider": res.provider,
@@ -188,6 +215,9 @@ fn saved(
     } else {
         for p in &paths {
             println!("{}", p.display());
+        }
+        if super::quiet() {
+            return ExitCode::SUCCESS;
         }
         let cost = cost.map(|c| format!(", about ${c:.4}")).unwrap_or_default();
         eprintln!(

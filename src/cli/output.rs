@@ -1,9 +1,7 @@
 //! Shared output helpers: JSON printing, error objects, cost, attempt lines.
 
 use image_router::catalog::Catalog;
-use image_router::{
-    quota::cost::CostEstimator, Attempt, Error, GenerateRequest, ImageRequest, Skip, Usage,
-};
+use image_router::{quota::cost::CostEstimator, Attempt, Error, ImageRequest, Skip, Usage};
 
 use super::redact;
 use serde_json::{json, Value};
@@ -68,14 +66,17 @@ pub fn cost_usd(
     catalog: &Catalog,
     model: &str,
     usage: Option<&Usage>,
-    req: &GenerateRequest,
+    req: &ImageRequest,
     images: usize,
 ) -> Option<f64> {
     let mut req = req.clone();
-    req.model = Some(model.to_string());
+    req.set_model(model);
     // Charge what came back (a provider may answer with more images than asked for).
-    req.n = u8::try_from(images.max(1)).ok().or(req.n);
-    let req = ImageRequest::from(req);
+    let n = u8::try_from(images.max(1)).ok();
+    match &mut req {
+        ImageRequest::Generate(g) => g.n = n.or(g.n),
+        ImageRequest::Edit(e) => e.n = n.or(e.n),
+    }
     let spec = catalog.model(model);
     let est = image_router::quota::tokens::estimate(&req, spec, 0);
     CostEstimator::new()

@@ -111,11 +111,13 @@
 //!
 //! `mod.rs` ([`RouterConfig`]: loading, catalog, building), `router.rs` (`[router]` and its
 //! sub-tables), `provider.rs` (`[[provider]]`, [`build_provider`]), `env.rs` (keys from the
-//! environment), `locate.rs` (lines and keys of errors). The rules of the settings' values,
+//! environment), `from_env.rs` (zero configuration: [`EnvSetup`] and [`Router::from_env`] from
+//! the variables the official SDKs read), `locate.rs` (lines and keys of errors). The rules of the settings' values,
 //! shared with the builder, are the settings types' own `validate()` in
 //! `src/router/validate.rs` (the builder's side, so the router never depends on the config).
 
 mod env;
+mod from_env;
 mod locate;
 mod provider;
 mod router;
@@ -135,6 +137,11 @@ use crate::redact;
 use crate::router::{Router, RouterBuilder};
 
 pub use self::env::{process_env, Credential};
+pub use self::from_env::{
+    EnvProvider, EnvSetup, AZURE_OPENAI_AD_TOKEN, AZURE_OPENAI_API_KEY, AZURE_OPENAI_DEPLOYMENT,
+    AZURE_OPENAI_ENDPOINT, ENV_VARIABLES, OPENAI_API_KEY, OPENAI_API_VERSION, OPENAI_BASE_URL,
+    OPENAI_ORG_ID, OPENAI_PROJECT_ID,
+};
 pub use self::provider::{build_provider, mode_name, ProviderConfig};
 pub use self::router::RouterSettings;
 

@@ -20,22 +20,26 @@ use std::sync::Arc;
 use clap::Args;
 use futures_util::stream::{self, StreamExt};
 use image_router::catalog::Catalog;
-use image_router::{ImageRequest, Router};
+use image_router::{ImageRequest, ImageResponse, Router};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
 use self::manifest::{Entry, Manifest};
 use self::prompts::{parse_prompts, BadLine, Job};
+use super::edit::{check_input, edit_from, read_inputs};
 use super::generate::{request, write_images};
 use super::output::{self, print_json};
-use super::{Common, RequestOpts, EXIT_CONFIG, EXIT_FAILED};
+use super::{usage_error, Common, RequestOpts, EXIT_FAILED};
 
 pub const AFTER_HELP: &str = "\
 The prompts file has one prompt per line, or one JSON object per line with per-prompt
 options (any request field, plus \"name\" for the output file's stem and \"class\"):
   a watercolor fox
   {\"prompt\": \"a lighthouse at dusk\", \"size\": \"1536x1024\", \"quality\": \"high\", \"name\": \"lighthouse\"}
+A JSON line with \"images\" is an edit of those files (relative to the prompts file's folder),
+with an optional \"mask\" and \"input_fidelity\":
+  {\"prompt\": \"give the cat a red hat\", \"images\": [\"cat.png\"], \"mask\": \"hat-mask.png\", \"name\": \"cat-hat\"}
 Empty lines and lines starting with # are ignored. Outputs are OUT_DIR/0001.png, 0002.png, ...
 (numbered by prompt; NAME-1.png, NAME-2.png when several images come back; the extension is
 the format that came back). A line that cannot run (bad JSON, not UTF-8, empty prompt, a name
@@ -51,14 +55,16 @@ With --json, stdout has one JSON line per prompt and a final {\"summary\": ...} 
 Exit code 1 when any prompt failed.
 
 Examples:
+  image-router batch --prompts prompts.txt --out-dir out          # providers from OPENAI_API_KEY
   image-router batch -c router.toml --prompts prompts.txt --out-dir out
+  cat prompts.txt | image-router batch -c router.toml --prompts - --out-dir out --quiet
   image-router batch -c router.toml --prompts prompts.jsonl --out-dir out --concurrency 8 --quality low --json";
 
 #[derive(Debug, Args)]
 pub struct BatchArgs {
     #[command(flatten)]
     pub common: Common,
-    /// The prompts file (text or JSON lines).
+    /// The prompts file (text or JSON lines); `-` reads the lines from standard input.
     #[arg(long, value_name = "FILE")]
     pub prompts: PathBuf,
     /// Folder for the images (created if missing).
@@ -128,14 +134,16 @@ pub async fn run(a: BatchArgs) -> ExitCode {
         let dir = dir.clone();
         async move {
             let class = job.class.clone().map(image_router::RequestClass::from);
-            let res = router
-                .send_as(job.request.clone().into(), class.as_ref())
-                .await;
+            let req = match image_request(&job) {
+                Ok(r) => r,
+                Err(msg) => return (job, Sent::Unreadable(msg)),
+            };
+            let res = router.send_as(req.clone(), class.as_ref()).await;
             let written = match &res {
                 Ok(r) => Some(write_images(&job_base(&dir, &job), &r.images)),
                 Err(_) => None,
             };
-            (job, res, written)
+            (job, Sent::Done(Box::new((req, res, written))))
         }
     }))
     .buffer_unordered(usize::from(a.concurrency));
@@ -147,12 +155,20 @@ pub async fn run(a: BatchArgs) -> ExitCode {
         manifest: &mut manifest,
         catalog: &p.catalog,
     };
-    while let Some((job, res, written)) = results.next().await {
+    while let Some((job, sent)) = results.next().await {
         out.pb.inc(1);
-        out.finish(job, res, written);
+        match sent {
+            Sent::Done(done) => {
+                let (req, res, written) = *done;
+                out.finish(job, &req, res, written);
+            }
+            Sent::Unreadable(msg) => out.unreadable(&job, &msg),
+        }
     }
     pb.finish_and_clear();
-    if json {
+    if super::quiet() {
+        // Only the paths (printed as each prompt finished) and the failures.
+    } else if json {
         print_json(&json!({ "summary": summary }));
     } else {
         print_summary(&summary, &dir);
@@ -185,13 +201,32 @@ async fn prepare(a: &BatchArgs) -> Result<Prepared, ExitCode> {
             &format!("the options make an invalid request: {e}"),
         ));
     }
-    let bytes = std::fs::read(&a.prompts)
+    let bytes = read_prompts_file(&a.prompts)
         .map_err(|e| usage_error(json, &format!("cannot read {}: {e}", a.prompts.display())))?;
+    // Input images of edit lines are relative to the prompts file (stdin: the working folder).
+    let base = match a.prompts.parent() {
+        Some(p) if a.prompts.as_os_str() != "-" => p.to_path_buf(),
+        _ => PathBuf::new(),
+    };
     let mut jobs = Vec::new();
     let mut bad = Vec::new();
     for r in parse_prompts(&bytes, &a.opts) {
         match r.and_then(|mut j| {
             j.request.model = j.request.model.or(Some(default_model.clone()));
+            let bad = |message: String| BadLine {
+                index: j.index,
+                line: j.line,
+                text: j.request.prompt.clone(),
+                message: format!("line {}: {message}", j.line),
+            };
+            if let Some(e) = &mut j.edit {
+                for p in e.images.iter_mut().chain(e.mask.iter_mut()) {
+                    if p.is_relative() {
+                        *p = base.join(&*p);
+                    }
+                    check_input(p).map_err(&bad)?;
+                }
+            }
             match check_request(&catalog, &j.request) {
                 Ok(()) => Ok(j),
                 Err(e) => Err(BadLine {
@@ -310,7 +345,8 @@ impl Outcomes<'_> {
     fn finish(
         &mut self,
         job: Job,
-        res: Result<image_router::ImageResponse, image_router::Error>,
+        req: &ImageRequest,
+        res: Result<ImageResponse, image_router::Error>,
         written: Written,
     ) {
         let attempts = match &res {
@@ -329,7 +365,7 @@ impl Outcomes<'_> {
                 .or_default() += 1;
         }
         match (res, written) {
-            (Ok(r), Some(Ok(paths))) => self.saved(&job, &r, paths),
+            (Ok(r), Some(Ok(paths))) => self.saved(&job, req, &r, paths),
             (Ok(r), other) => {
                 let why = match other {
                     Some(Err(e)) => e.to_string(),
@@ -345,16 +381,10 @@ impl Outcomes<'_> {
         }
     }
 
-    fn saved(&mut self, job: &Job, r: &image_router::ImageResponse, paths: Vec<PathBuf>) {
+    fn saved(&mut self, job: &Job, req: &ImageRequest, r: &ImageResponse, paths: Vec<PathBuf>) {
         let model = job.request.model.clone().unwrap_or_default();
         let cost = r.cost_usd.or_else(|| {
-            output::cost_usd(
-                self.catalog,
-                &model,
-                r.usage.as_ref(),
-                &job.request,
-                r.images.len(),
-            )
+            output::cost_usd(self.catalog, &model, r.usage.as_ref(), req, r.images.len())
         });
         let entry = Entry {
             id: job.stem.clone(),
@@ -380,6 +410,14 @@ impl Outcomes<'_> {
             .or_default();
         p.served += 1;
         p.images += paths.len();
+        if super::quiet() && !self.json {
+            // `suspend`, not `println`: a hidden bar (not a terminal) drops `println` lines.
+            self.pb.suspend(|| {
+                for path in &paths {
+                    println!("{}", path.display());
+                }
+            });
+        }
         if self.json {
             print_json(&json!({
                 "index": job.index, "line": job.line, "prompt": job.request.prompt,
@@ -390,7 +428,20 @@ impl Outcomes<'_> {
         }
     }
 
-    fn io_failure(&mut self, job: &Job, r: &image_router::ImageResponse, msg: &str) {
+    /// A job whose input images could not be read when it was due (nothing was sent).
+    fn unreadable(&mut self, job: &Job, msg: &str) {
+        self.summary.failed += 1;
+        let msg = format!("line {}: {msg}", job.line);
+        let entry = json!({
+            "index": job.index, "line": job.line, "prompt": job.request.prompt,
+            "status": "failed",
+            "error": {"kind": "invalid_prompt", "message": msg,
+                      "explanation": {"cause": msg, "action": "Check the line's input files (they must exist, be readable, and be png, jpeg or webp under 50 MB), then re-run the same command: done prompts are skipped."}},
+        });
+        report_failure(self.json, self.pb, job, &msg, entry, self.summary);
+    }
+
+    fn io_failure(&mut self, job: &Job, r: &ImageResponse, msg: &str) {
         self.summary.failed += 1;
         let entry = json!({
             "index": job.index, "line": job.line, "prompt": job.request.prompt,
@@ -430,10 +481,9 @@ fn report_failure(
     if json {
         print_json(&entry);
     } else {
-        pb.println(format!(
-            "failed: prompt {} (line {}): {msg}",
-            job.index, job.line
-        ));
+        // `suspend`, not `println`: a hidden bar (not a terminal) drops `println` lines, and
+        // a failure must be seen as it happens (with --quiet it is all there is).
+        pb.suspend(|| eprintln!("failed: prompt {} (line {}): {msg}", job.index, job.line));
     }
     summary.failures.push(entry);
 }
@@ -480,11 +530,42 @@ fn print_summary(s: &Summary, dir: &Path) {
     }
 }
 
-fn usage_error(json: bool, msg: &str) -> ExitCode {
-    if json {
-        print_json(&json!({"error": {"kind": "usage", "message": msg}}));
+/// The prompts file's bytes; `-` is standard input.
+fn read_prompts_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        Ok(buf)
     } else {
-        eprintln!("error: {msg}");
+        std::fs::read(path)
     }
-    ExitCode::from(EXIT_CONFIG)
+}
+
+/// A job's request: a generation, or an edit with its input files read now (just before it
+/// is sent, so a large batch does not hold every input in memory).
+fn image_request(job: &Job) -> Result<ImageRequest, String> {
+    match &job.edit {
+        None => Ok(job.request.clone().into()),
+        Some(e) => {
+            let (images, mask) = read_inputs(&e.images, e.mask.as_deref())?;
+            let mut r = edit_from(&job.request, images, mask);
+            r.input_fidelity = e.input_fidelity;
+            Ok(r.into())
+        }
+    }
+}
+
+/// What became of a job that was due.
+enum Sent {
+    /// Sent: the request, the router's answer and the writing of its images (boxed: the
+    /// answer is large next to the other variant).
+    Done(
+        Box<(
+            ImageRequest,
+            Result<ImageResponse, image_router::Error>,
+            Written,
+        )>,
+    ),
+    /// Its input files could not be read (nothing was sent).
+    Unreadable(String),
 }

@@ -4,10 +4,18 @@
 //! is billed): bad JSON, a misspelt field, an empty prompt, bytes that are not UTF-8, an
 //! output name that cannot be a file name, or one whose files would collide with another
 //! prompt's. Such a line fails alone; the others still run.
+//!
+//! A JSON line may name input images, which makes it an edit instead of a generation:
+//! `{"prompt": "add a hat", "images": ["cat.png"], "mask": "mask.png", "input_fidelity":
+//! "high"}` (paths relative to the prompts file's folder). Plain-text lines and JSON lines
+//! without `images` are generations, as before. An edit line may not carry the fields only
+//! generations have (`moderation`, `style`, `response_format`), nor `mask` or
+//! `input_fidelity` without `images`.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
-use image_router::GenerateRequest;
+use image_router::{GenerateRequest, InputFidelity, MAX_EDIT_IMAGES};
 use serde::Deserialize;
 
 use super::super::generate::request;
@@ -23,8 +31,29 @@ struct JsonLine {
     name: Option<String>,
     #[serde(default)]
     class: Option<String>,
+    #[serde(default)]
+    images: Option<Vec<PathBuf>>,
+    #[serde(default)]
+    mask: Option<PathBuf>,
+    #[serde(default)]
+    input_fidelity: Option<InputFidelity>,
     #[serde(flatten)]
     request: GenerateRequest,
+}
+
+/// The fields of a JSON line besides the request's own.
+const EXTRA_FIELDS: &[&str] = &["name", "class", "images", "mask", "input_fidelity"];
+
+/// The input files of an edit line, as the line spells them (relative paths are resolved
+/// against the prompts file's folder by the caller).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EditInputs {
+    /// The images to edit (1 to 16).
+    pub images: Vec<PathBuf>,
+    /// The mask.
+    pub mask: Option<PathBuf>,
+    /// `input_fidelity`.
+    pub input_fidelity: Option<InputFidelity>,
 }
 
 /// One prompt to run.
@@ -38,8 +67,10 @@ pub struct Job {
     pub stem: String,
     /// Request class.
     pub class: Option<String>,
-    /// The request.
+    /// The request (for an edit: its prompt and options; the inputs are in `edit`).
     pub request: GenerateRequest,
+    /// The input images when the line is an edit.
+    pub edit: Option<EditInputs>,
 }
 
 /// A line of the prompts file that cannot run. It is reported as a failed prompt; the other
@@ -159,7 +190,7 @@ fn check_known_fields(t: &str, j: &JsonLine) -> Result<(), String> {
     let unknown: Vec<&str> = input
         .iter()
         .filter(|(k, v)| {
-            !v.is_null() && k.as_str() != "name" && k.as_str() != "class" && !known.contains_key(*k)
+            !v.is_null() && !EXTRA_FIELDS.contains(&k.as_str()) && !known.contains_key(*k)
         })
         .map(|(k, _)| k.as_str())
         .collect();
@@ -169,7 +200,8 @@ fn check_known_fields(t: &str, j: &JsonLine) -> Result<(), String> {
         Err(format!(
             "unknown field(s) {unknown:?}; a JSON prompt takes the request fields (prompt, \
              model, n, size, quality, background, output_format, output_compression, \
-             moderation, user, style) plus \"name\" and \"class\""
+             moderation, user, style) plus \"name\", \"class\", and for an edit \
+             \"images\", \"mask\" and \"input_fidelity\""
         ))
     }
 }
@@ -182,10 +214,11 @@ fn parse_line(
     names: &mut Names,
 ) -> Result<Job, String> {
     let default_req = request("", defaults);
-    let (name, class, req) = if t.starts_with('{') {
+    let (name, class, req, edit) = if t.starts_with('{') {
         let j: JsonLine =
             serde_json::from_str(t).map_err(|e| format!("not a valid JSON prompt: {e}"))?;
         check_known_fields(t, &j)?;
+        let edit = edit_inputs(&j)?;
         let mut r = j.request;
         r.model = r.model.or(default_req.model);
         r.size = r.size.or(default_req.size);
@@ -193,11 +226,11 @@ fn parse_line(
         r.n = r.n.or(default_req.n);
         r.output_format = r.output_format.or(default_req.output_format);
         r.background = r.background.or(default_req.background);
-        (j.name, j.class.or(defaults.class.clone()), r)
+        (j.name, j.class.or(defaults.class.clone()), r, edit)
     } else {
         let mut r = default_req;
         r.prompt = t.to_string();
-        (None, defaults.class.clone(), r)
+        (None, defaults.class.clone(), r, None)
     };
     let stem = match name {
         Some(n) => {
@@ -217,7 +250,56 @@ fn parse_line(
         stem,
         class,
         request: req,
+        edit,
     })
+}
+
+/// The edit part of a JSON line, if it names images; the fields an edit cannot carry, or
+/// edit fields without images, are refused with the field's name.
+fn edit_inputs(j: &JsonLine) -> Result<Option<EditInputs>, String> {
+    let Some(images) = &j.images else {
+        for (field, present) in [
+            ("mask", j.mask.is_some()),
+            ("input_fidelity", j.input_fidelity.is_some()),
+        ] {
+            if present {
+                return Err(format!(
+                    "\"{field}\" applies to edits only: add \"images\": [\"FILE\", ...]"
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    if images.is_empty() || images.len() > MAX_EDIT_IMAGES {
+        return Err(format!(
+            "\"images\" must list 1 to {MAX_EDIT_IMAGES} files, got {}",
+            images.len()
+        ));
+    }
+    if let Some(p) = images
+        .iter()
+        .chain(j.mask.iter())
+        .find(|p| p.as_os_str().is_empty())
+    {
+        return Err(format!("an input file name is empty ({p:?})"));
+    }
+    let r = &j.request;
+    for (field, present) in [
+        ("moderation", r.moderation.is_some()),
+        ("style", r.style.is_some()),
+        ("response_format", r.response_format.is_some()),
+    ] {
+        if present {
+            return Err(format!(
+                "\"{field}\" applies to generations only, and this line is an edit (it has \"images\")"
+            ));
+        }
+    }
+    Ok(Some(EditInputs {
+        images: images.clone(),
+        mask: j.mask.clone(),
+        input_fidelity: j.input_fidelity,
+    }))
 }
 
 #[cfg(test)]
@@ -251,6 +333,40 @@ mod tests {
         );
         assert!(known[0].is_ok(), "{known:?}");
         assert!(parse("{\"prompt\": \"x\", \"name\": \"../x\"}")[0].is_err());
+    }
+
+    #[test]
+    fn json_lines_with_images_are_edits() {
+        let r = parse(concat!(
+            "{\"prompt\": \"add a hat\", \"images\": [\"cat.png\", \"dog.png\"], \"mask\": \"m.png\", \"input_fidelity\": \"high\"}\n",
+            "plain prompt\n",
+            "{\"prompt\": \"x\", \"mask\": \"m.png\"}\n",
+            "{\"prompt\": \"x\", \"images\": []}\n",
+            "{\"prompt\": \"x\", \"images\": [\"a.png\"], \"moderation\": \"low\"}\n",
+            "{\"prompt\": \"x\", \"images\": [\"a.png\"], \"imgs\": 1}\n",
+        ));
+        let e = r[0].as_ref().unwrap().edit.clone().unwrap();
+        assert_eq!(
+            e.images,
+            [PathBuf::from("cat.png"), PathBuf::from("dog.png")]
+        );
+        assert_eq!(e.mask, Some(PathBuf::from("m.png")));
+        assert_eq!(e.input_fidelity, Some(InputFidelity::High));
+        assert_eq!(r[0].as_ref().unwrap().request.prompt, "add a hat");
+        assert!(r[1].as_ref().unwrap().edit.is_none());
+        assert!(
+            r[2].as_ref().unwrap_err().message.contains("\"mask\""),
+            "{r:?}"
+        );
+        assert!(
+            r[3].as_ref().unwrap_err().message.contains("1 to 16"),
+            "{r:?}"
+        );
+        assert!(
+            r[4].as_ref().unwrap_err().message.contains("moderation"),
+            "{r:?}"
+        );
+        assert!(r[5].as_ref().unwrap_err().message.contains("imgs"), "{r:?}");
     }
 
     #[test]

@@ -629,7 +629,26 @@ async fn readme_commands_run_as_written() {
             if !cur.is_empty() {
                 words.push(cur);
             }
-            let o = cli(words.clone(), three_env(), Some(dir.path().to_path_buf())).await;
+            // As a new user runs them: `OPENAI_API_KEY` (and here `OPENAI_BASE_URL`, the
+            // simulator) exported for the commands without `--config`, and no config file
+            // of the developer's in reach.
+            let mut env = three_env();
+            env.extend([
+                ("OPENAI_API_KEY".to_string(), secret("primary")),
+                (
+                    "OPENAI_BASE_URL".to_string(),
+                    sim.openai_base_url("primary"),
+                ),
+                (
+                    "HOME".to_string(),
+                    dir.path().join("home").display().to_string(),
+                ),
+                (
+                    "XDG_CONFIG_HOME".to_string(),
+                    dir.path().join("xdg").display().to_string(),
+                ),
+            ]);
+            let o = cli(words.clone(), env, Some(dir.path().to_path_buf())).await;
             assert!(
                 o.status.success(),
                 "README command `{line}` failed: {}",
@@ -639,7 +658,12 @@ async fn readme_commands_run_as_written() {
             ran += 1;
         }
     }
-    assert!(ran >= 4, "the README shows the four subcommands");
+    assert!(ran >= 6, "the README shows the six commands");
     assert_png(&dir.path().join("fox.png"));
+    assert_png(&dir.path().join("scarf.png"));
+    assert!(
+        dir.path().join("image-router.toml").is_file(),
+        "config init wrote the file"
+    );
     assert_png(&dir.path().join("out").join("0001.png"));
 }

@@ -111,7 +111,10 @@ fn the_binding_limit_is_named_with_the_tier_and_the_wait() {
     // its 6 requests per minute when n = 10 (tier-1's 5 images per minute would never fit
     // n = 10).
     let router = Router::builder()
-        .provider_with(openai("openai"), ProviderOptions::new().tier("guide-tier-1"))
+        .provider_with(
+            openai("openai"),
+            ProviderOptions::new().tier("guide-tier-1"),
+        )
         .build()
         .unwrap();
     let heavy = Workload::new().with(
