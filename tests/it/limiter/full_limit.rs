@@ -1,5 +1,6 @@
 //! The whole paid limit, end to end: saturating loads at the smallest limits (6 requests per
-//! minute on the simulator, 5 images per minute with mixed `n` on the fake provider) use every
+//! minute on the simulator, 5 images per minute with mixed `n` on the fake provider and on the
+//! simulator at OpenAI's published tier-1) use every
 //! slot with no upstream 429, and a hidden second client on the same simulated account makes
 //! the router back off to what is left, then take the whole limit back once it stops.
 
@@ -103,22 +104,33 @@ async fn five_ipm_with_mixed_n_uses_every_image_and_never_more() {
         .max_wait(Duration::ZERO)
         .build()
         .unwrap();
-    // A saturating load: a queue of requests of 1, 2, 4, 1, 2, 4, … images; the head goes as
-    // soon as it fits, and while it waits a smaller request takes the room that is free.
+    let images_by_n = mixed_n_load(&router, &clock, 600).await;
+    assert_eq!(handle.ipm_violations(), Vec::<String>::new());
+    let total: u64 = images_by_n.iter().sum();
+    assert_eq!(total, handle.images_requested());
+    // 5 a minute for 10 minutes, every one of them used.
+    assert_eq!(total, 50, "{images_by_n:?}");
+    assert!(images_by_n.iter().all(|&x| x > 0), "{images_by_n:?}");
+}
+
+/// A saturating load for `seconds` simulated seconds: a queue of requests of 1, 2, 4, 1, 2,
+/// 4, … images; the head goes as soon as it fits, and while it waits a smaller request takes
+/// the room that is free. Returns the images served, by `n` (1, 2, 4).
+async fn mixed_n_load(router: &Router, clock: &ManualClock, seconds: usize) -> [u64; 3] {
     let ns = [1u8, 2, 4];
     let mut images_by_n = [0u64; 3];
     let mut head = 0usize;
-    for _second in 0..600usize {
+    for _second in 0..seconds {
         loop {
             let i = head % ns.len();
-            if send(&router, ns[i]).await {
+            if send(router, ns[i]).await {
                 images_by_n[i] += u64::from(ns[i]);
                 head += 1;
                 continue;
             }
             let mut filled = false;
             for j in (0..i).rev() {
-                if send(&router, ns[j]).await {
+                if send(router, ns[j]).await {
                     images_by_n[j] += u64::from(ns[j]);
                     filled = true;
                     break;
@@ -130,12 +142,43 @@ async fn five_ipm_with_mixed_n_uses_every_image_and_never_more() {
         }
         clock.advance(Duration::from_secs(1));
     }
-    assert_eq!(handle.ipm_violations(), Vec::<String>::new());
+    images_by_n
+}
+
+/// The same load against the simulator's account at OpenAI's published tier-1 (gpt-image-1: 5
+/// images and 100,000 tokens a minute), with the router told only `tier = "tier-1"`: the
+/// router's windows are the simulator's, every paid image is used and none is refused.
+#[tokio::test]
+async fn tier_1_on_the_simulator_uses_all_five_images_a_minute_with_zero_429s() {
+    let clock = ManualClock::new();
+    let shared_clock: SharedClock = Arc::new(clock.clone());
+    let sim = Simulator::builder()
+        .account("openai", SimAccount::new().tier("tier-1").api_key(KEY))
+        .clock(shared_clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let router = Router::builder()
+        .provider_with(
+            openai(sim.openai_base_url("openai")),
+            ProviderOptions::new().tier("tier-1"),
+        )
+        .clock(shared_clock)
+        .max_wait(Duration::ZERO)
+        .build()
+        .unwrap();
+    let images_by_n = mixed_n_load(&router, &clock, 600).await;
+    let stats = sim.stats("openai");
+    assert_eq!(stats.rate_limited, 0, "no upstream 429");
     let total: u64 = images_by_n.iter().sum();
-    assert_eq!(total, handle.images_requested());
-    // 5 a minute for 10 minutes, every one of them used.
+    assert_eq!(
+        stats.images, total,
+        "the simulator made what the router counted"
+    );
+    // 5 a minute for 10 minutes, every one of them used (not 4: the whole limit).
     assert_eq!(total, 50, "{images_by_n:?}");
     assert!(images_by_n.iter().all(|&x| x > 0), "{images_by_n:?}");
+    sim.shutdown().await;
 }
 
 /// One request of `n` images: whether it was served (a refusal must be "no room now").
