@@ -169,10 +169,11 @@ pub struct LimiterConfig {
     /// Fraction of each limit to use, in `(0, 1]` (default 1: the whole limit; see the
     /// module docs of [`crate::quota::limiter`] for why that is safe).
     pub margin: f64,
-    /// The key is shared with other clients: `margin` applies only while the provider sends
-    /// no `x-ratelimit-remaining-*` figures (default `false`: `margin` always applies). With
-    /// fresh figures (within the last 60 s) the other clients' use is measured and held, and
-    /// the whole limit is the ceiling.
+    /// The key is shared with other clients: `margin` applies to requests and tokens only
+    /// while the provider sends no `x-ratelimit-remaining-*` figures (default `false`:
+    /// `margin` always applies). With fresh figures (within the last 60 s) the other clients'
+    /// use is measured and held, and the whole limit is the ceiling. Images per minute keep
+    /// `margin` always: no header reports remaining images.
     pub shared: bool,
     /// Factor applied to the rate on a real 429, in `(0, 1)` (default 0.5).
     pub decrease: f64,
@@ -201,8 +202,9 @@ impl LimiterConfig {
         self
     }
 
-    /// Declares the key shared with other clients (see [`LimiterConfig::shared`]); with no
-    /// explicit margin a shared key's is [`SHARED_KEY_MARGIN`].
+    /// Declares the key shared with other clients (see [`LimiterConfig::shared`]). The margin
+    /// is set apart ([`LimiterConfig::margin`]): the router gives a shared key without an
+    /// explicit one [`SHARED_KEY_MARGIN`].
     pub fn shared(mut self, shared: bool) -> Self {
         self.shared = shared;
         self

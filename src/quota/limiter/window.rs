@@ -96,9 +96,11 @@ impl State {
         self.config.limits.ipm.map(u64::from)
     }
 
-    /// The margin in force: the configured one, except for a shared key whose provider has
-    /// reported its `remaining-*` figures within the last window (then those figures measure
-    /// the other clients directly, as held capacity, and the whole limit is used).
+    /// The margin in force on requests and tokens: the configured one, except for a shared key
+    /// whose provider has reported its `remaining-*` figures within the last window (then
+    /// those figures measure the other clients directly, as held capacity, and the whole limit
+    /// is used). Images per minute always keep the configured margin: no provider reports
+    /// remaining images, so nothing measures the other clients' images.
     pub(super) fn margin(&self, now: u64) -> f64 {
         let headers_fresh = self
             .remaining_seen_at
@@ -112,17 +114,20 @@ impl State {
 
     /// The limits without the 429 back-off: what a request must fit in ever to be admitted.
     pub(super) fn ceiling(&self, now: u64) -> Effective {
-        self.scaled_by(self.margin(now))
+        self.scaled_by(self.margin(now), self.config.margin)
     }
 
     pub(super) fn effective(&self, now: u64) -> Effective {
-        self.scaled_by(self.margin(now) * self.factor(now))
+        let factor = self.factor(now);
+        self.scaled_by(self.margin(now) * factor, self.config.margin * factor)
     }
 
-    fn scaled_by(&self, f: f64) -> Effective {
+    /// The limits scaled by `f` (requests and tokens) and `images_f` (images: see
+    /// [`State::margin`]).
+    fn scaled_by(&self, f: f64, images_f: f64) -> Effective {
         Effective {
             rpm: self.base_rpm().map(|l| scaled(l, f)),
-            ipm: self.base_ipm().map(|l| scaled(l, f)),
+            ipm: self.base_ipm().map(|l| scaled(l, images_f)),
             tpm: self.base_tpm().map(|l| scaled(l, f)),
         }
     }

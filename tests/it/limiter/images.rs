@@ -436,6 +436,34 @@ fn a_shared_key_keeps_its_margin_only_without_remaining_headers() {
     // Figures older than a window no longer count: the margin is back.
     c.advance(Duration::from_secs(60));
     assert_eq!(l.headroom().effective_rpm, Some(9));
+    // No header reports images: on a shared key the images per minute keep the margin even
+    // while the requests' figures are fresh.
+    let l = RateLimiter::with_config(
+        LimiterConfig::new(
+            Limits::new(Some(10), Some(100_000))
+                .unwrap()
+                .with_ipm(20)
+                .unwrap(),
+        )
+        .margin(0.9)
+        .shared(true),
+        Arc::new(c.clone()),
+    )
+    .unwrap();
+    l.observe_headers(&RateLimitHeaders {
+        limit_requests: Some(10),
+        remaining_requests: Some(10),
+        limit_tokens: Some(100_000),
+        remaining_tokens: Some(100_000),
+        ..Default::default()
+    });
+    let h = l.headroom();
+    assert_eq!(
+        (h.effective_rpm, h.effective_tpm, h.effective_ipm),
+        (Some(10), Some(100_000), Some(18))
+    );
+    assert_eq!(l.try_acquire_images(18, 100).map(|p| p.cancel()), Ok(()));
+    assert!(l.try_acquire_images(19, 100).is_err());
     // A key not declared shared keeps an explicit margin whatever the headers say.
     let l = RateLimiter::with_config(
         LimiterConfig::new(Limits::new(Some(10), None).unwrap()).margin(0.9),
