@@ -303,6 +303,18 @@ impl Limits {
     /// let l = Limits::resolve_for_model(cat, Some("tier-1"), "gpt-image-1-mini", None, None, Some(8)).unwrap();
     /// assert_eq!((l.ipm, l.tpm), (Some(8), Some(100_000)));
     /// ```
+    ///
+    /// A tier without access stays without access unless `tpm` and a count (`rpm` or `ipm`)
+    /// are given explicitly.
+    ///
+    /// ```
+    /// # use image_router::{catalog::Catalog, quota::limits::Limits};
+    /// # let cat = Catalog::builtin();
+    /// let free = Limits::resolve_for_model(cat, Some("free"), "gpt-image-1", None, None, Some(5)).unwrap();
+    /// assert!(free.no_access.is_some());
+    /// let mine = Limits::resolve_for_model(cat, Some("free"), "gpt-image-1", None, Some(100_000), Some(5)).unwrap();
+    /// assert!(mine.no_access.is_none());
+    /// ```
     pub fn resolve_for_model(
         catalog: &Catalog,
         tier: Option<&str>,
@@ -324,7 +336,9 @@ impl Limits {
         if let Some(i) = ipm {
             l = l.with_ipm(i)?;
         }
-        if rpm.is_some() && tpm.is_some() {
+        // Explicit figures for a whole account (a count — requests or images — and tokens)
+        // say the caller knows its real limits better than the tier's preset.
+        if (rpm.is_some() || ipm.is_some()) && tpm.is_some() {
             l.no_access = None;
         }
         Ok(l)
