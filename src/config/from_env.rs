@@ -382,12 +382,12 @@ impl EnvSetup {
             }
             match p.kind {
                 ProviderKind::OpenAi => t.push_str(
-                    "# tier = \"tier-1\"   # your usage tier (free, tier-1 ... tier-3, enterprise): its rpm / tpm\n\
-                     # rpm = 6            # explicit limits override the tier's\n\
-                     # tpm = 250000\n",
+                    "# tier = \"tier-1\"   # your OpenAI usage tier (tier-1 ... tier-5): each model's published limits\n\
+                     # ipm = 5            # explicit limits override the tier's: images per minute,\n\
+                     # tpm = 100000       # tokens per minute (and rpm, requests per minute)\n",
                 ),
                 _ => t.push_str(
-                    "# rpm = 6            # your deployment's quota\n# tpm = 250000\n",
+                    "# rpm = 6            # your deployment's quota (requests per minute)\n# tpm = 100000\n",
                 ),
             }
         }
@@ -608,6 +608,53 @@ mod tests {
         assert_eq!(cfg.router.max_attempts, Some(DEFAULT_MAX_ATTEMPTS));
         assert_eq!(cfg.router.timeout, Some(DEFAULT_ATTEMPT_TIMEOUT));
         assert_eq!(cfg.router.deadline, Some(DEFAULT_DEADLINE));
+    }
+
+    /// The commented limits of each provider are settings the file accepts as they are.
+    #[test]
+    fn commented_provider_limits_are_valid_settings() {
+        let s = EnvSetup::detect(&env(&[
+            (OPENAI_API_KEY, "sk-secret-value-123"),
+            (AZURE_OPENAI_ENDPOINT, "https://res.openai.azure.com"),
+            (AZURE_OPENAI_API_KEY, "0123456789abcdef0123456789abcdef"),
+            (AZURE_OPENAI_DEPLOYMENT, "img"),
+        ]))
+        .unwrap();
+        let text = s.to_toml();
+        let limit_keys = ["tier = ", "ipm = ", "tpm = ", "rpm = "];
+        let mut uncommented = 0;
+        let mut out = String::new();
+        let mut in_provider = false;
+        for line in text.lines() {
+            if line.starts_with("[[provider]]") {
+                in_provider = true;
+            } else if line.trim().is_empty() || line.starts_with('[') {
+                in_provider = false;
+            }
+            match line.strip_prefix("# ") {
+                Some(l) if in_provider && limit_keys.iter().any(|k| l.starts_with(k)) => {
+                    out.push_str(l);
+                    uncommented += 1;
+                }
+                _ => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        assert_eq!(uncommented, 5, "{text}");
+        let cfg: RouterConfig = out.parse().unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert_eq!(cfg.providers[0].tier.as_deref(), Some("tier-1"));
+        assert_eq!(cfg.providers[0].ipm, Some(5));
+        assert_eq!(cfg.providers[1].rpm, Some(6));
+        let router = cfg
+            .build_with(
+                &env(&[
+                    (OPENAI_API_KEY, "sk-secret-value-123"),
+                    (AZURE_OPENAI_API_KEY, "0123456789abcdef0123456789abcdef"),
+                ]),
+                crate::config::build_provider,
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert_eq!(router.provider_names().len(), 2);
     }
 
     #[test]
