@@ -3,7 +3,8 @@
 //! A fresh process has no runtime state yet (cool-downs, observed limits live in a running
 //! router), so status shows what the router starts with: settings, providers in priority
 //! order, where their keys come from (set or missing, never the value), and the limits the
-//! router will use (explicit `rpm` / `tpm`, else the tier's from the catalog).
+//! router will use in the default model's window (explicit `rpm` / `tpm` / `ipm`, else the
+//! tier's figures for that model from the catalog).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -113,7 +114,16 @@ impl View {
     /// One provider's row. URLs are shown without credentials; a key's variable name only
     /// when it does not look like a key itself.
     fn row(&self, i: usize, p: &ProviderConfig) -> Value {
-        let tier = p.tier.as_deref().and_then(|t| self.catalog.tier(t));
+        // The limits of the default model's window: a usage tier's figures are per model.
+        let limits = image_router::quota::limits::Limits::resolve_for_model(
+            &self.catalog,
+            p.tier.as_deref(),
+            &self.default_model,
+            p.rpm.map(i64::from),
+            p.tpm.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            p.ipm.map(i64::from),
+        )
+        .ok();
         let keys = self.keys(p);
         let key_var = p.api_key_env.as_deref().or(p.bearer_token_env.as_deref());
         let key_set = key_var.map(|v| {
@@ -142,9 +152,9 @@ impl View {
             "deployment": p.deployment,
             "mode": p.mode.map(mode_name),
             "tier": p.tier,
-            "rpm": p.rpm.or(tier.and_then(|t| t.rpm)),
-            "tpm": p.tpm.or(tier.and_then(|t| t.tpm)),
-            "ipm": p.ipm,
+            "rpm": limits.as_ref().and_then(|l| l.rpm),
+            "tpm": limits.as_ref().and_then(|l| l.tpm),
+            "ipm": limits.as_ref().and_then(|l| l.ipm),
             "shared": p.shared.unwrap_or(false),
             // The default is the whole limit; a shared key keeps 0.9 while the provider sends
             // no remaining-* figures (see `quota::limiter`).
@@ -237,8 +247,8 @@ fn print_text(settings: &Value, rows: &[Value], view: &View) {
         view.default_model
     );
     println!(
-        "{:<3} {:<20} {:<10} {:<8} {:>6} {:>9} {:<24} {:<10} url",
-        "#", "provider", "kind", "tier", "rpm", "tpm", "key", "state"
+        "{:<3} {:<20} {:<10} {:<8} {:>6} {:>6} {:>9} {:<24} {:<10} url",
+        "#", "provider", "kind", "tier", "rpm", "ipm", "tpm", "key", "state"
     );
     for row in rows {
         let s = |k: &str| match &row[k] {
@@ -254,12 +264,13 @@ fn print_text(settings: &Value, rows: &[Value], view: &View) {
             _ => "-".into(),
         };
         println!(
-            "{:<3} {:<20} {:<10} {:<8} {:>6} {:>9} {:<24} {:<10} {}",
+            "{:<3} {:<20} {:<10} {:<8} {:>6} {:>6} {:>9} {:<24} {:<10} {}",
             s("priority"),
             s("name"),
             s("kind"),
             s("tier"),
             s("rpm"),
+            s("ipm"),
             s("tpm"),
             key,
             s("state"),

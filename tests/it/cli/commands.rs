@@ -81,7 +81,7 @@ fn status_shows_providers_limits_and_key_presence() {
     let cfg = write(
         &dir,
         "r.toml",
-        "[router]\ntimeout = \"30s\"\n[[provider]]\nname = \"direct\"\nkind = \"openai\"\napi_key_env = \"IR_TEST_KEY_SET\"\ntier = \"guide-tier-2\"\n[[provider]]\nname = \"proxy\"\nkind = \"compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"IR_TEST_KEY_UNSET\"\nrpm = 3\n",
+        "[router]\ntimeout = \"30s\"\n[[provider]]\nname = \"direct\"\nkind = \"openai\"\napi_key_env = \"IR_TEST_KEY_SET\"\ntier = \"guide-tier-2\"\n[[provider]]\nname = \"proxy\"\nkind = \"compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"IR_TEST_KEY_UNSET\"\nrpm = 3\n[[provider]]\nname = \"tiered\"\nkind = \"openai\"\napi_key_env = \"IR_TEST_KEY_SET\"\ntier = \"tier-1\"\n",
     );
     let out = bin()
         .args(["status", "--json", "--config"])
@@ -103,6 +103,13 @@ fn status_shows_providers_limits_and_key_presence() {
     assert_eq!(v["providers"][1]["rpm"], 3);
     assert_eq!(v["providers"][1]["key_set"], false);
     assert_eq!(v["providers"][1]["state"], "no key");
+    // OpenAI's usage tier-1: the default model's published figures (5 images and 100,000
+    // tokens a minute for gpt-image-1), no requests-per-minute figure.
+    let tiered = &v["providers"][2];
+    assert_eq!(
+        (&tiered["rpm"], &tiered["ipm"], &tiered["tpm"]),
+        (&Value::Null, &Value::from(5), &Value::from(100_000))
+    );
     assert!(
         v["providers"][0]["headroom"]["effective_rpm"]
             .as_u64()
@@ -118,7 +125,8 @@ fn status_shows_providers_limits_and_key_presence() {
         .assert()
         .success()
         .stdout(predicate::str::contains("direct"))
-        .stdout(predicate::str::contains("IR_TEST_KEY_UNSET (MISSING)"));
+        .stdout(predicate::str::contains("IR_TEST_KEY_UNSET (MISSING)"))
+        .stdout(predicate::str::is_match(r"tiered\s+openai\s+tier-1\s+-\s+5\s+100000").unwrap());
 }
 
 #[test]
