@@ -143,6 +143,9 @@ pub struct ProviderCheck {
     pub rpm: Option<u32>,
     /// Tokens per minute the router will use.
     pub tpm: Option<u64>,
+    /// Images per minute the router will use (explicit, else the tier's figure for this
+    /// model).
+    pub ipm: Option<u32>,
     /// Notes (e.g. live limits differ from the configured ones).
     pub notes: Vec<String>,
     /// How long the check took, ms.
@@ -185,6 +188,7 @@ impl ProviderCheck {
             tier: p.tier.clone(),
             rpm: p.rpm.or(tier.as_ref().and_then(|t| t.rpm)),
             tpm: p.tpm.or(tier.as_ref().and_then(|t| t.tpm)),
+            ipm: p.ipm.or(tier.as_ref().and_then(|t| t.ipm)),
             notes: Vec::new(),
             ms: 0,
             marked: None,
@@ -304,8 +308,10 @@ fn from_check(p: &CheckedProvider) -> Vec<ProviderCheck> {
                 error: None,
                 explanation: None,
                 tier: p.tier.clone(),
-                rpm: p.rpm,
-                tpm: p.tpm,
+                // This model's window (a usage tier's figures are per model).
+                rpm: m.limits.as_ref().map_or(p.rpm, |l| l.rpm),
+                tpm: m.limits.as_ref().map_or(p.tpm, |l| l.tpm),
+                ipm: m.limits.as_ref().map_or(p.ipm, |l| l.ipm),
                 notes: Vec::new(),
                 ms: m.ms,
                 marked: match m.result {

@@ -62,10 +62,18 @@ pub async fn run(a: DoctorArgs) -> ExitCode {
                 Health::Warning => "warning",
                 Health::Unusable => "UNUSABLE",
             };
-            let limits = match (c.rpm, c.tpm) {
-                (Some(r), Some(t)) => format!(", limits {r} RPM / {t} TPM"),
-                (Some(r), None) => format!(", limit {r} RPM"),
-                _ => String::new(),
+            let figures: Vec<String> = [
+                c.rpm.map(|r| format!("{r} RPM")),
+                c.ipm.map(|i| format!("{i} IPM")),
+                c.tpm.map(|t| format!("{t} TPM")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let limits = match figures.len() {
+                0 => String::new(),
+                1 => format!(", limit {}", figures[0]),
+                _ => format!(", limits {}", figures.join(" / ")),
             };
             println!(
                 "[{mark}] {} ({}, model {}{limits}) in {} ms",

@@ -69,6 +69,7 @@
 //! without a check (not verified against a live account). What each answer means is the
 //! classifier's (`providers/classify.rs`), the same as for generations.
 
+use crate::quota::limits::Limits;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -196,6 +197,9 @@ pub struct ModelCheck {
     pub cooled_down: Option<Mark>,
     /// How long the lookup took, ms.
     pub ms: u64,
+    /// The limits of this model's window on the provider (explicit figures, else the tier's
+    /// published figures for this model); `None` when they cannot be resolved.
+    pub limits: Option<Limits>,
 }
 
 /// One provider's check.
@@ -212,6 +216,9 @@ pub struct CheckedProvider {
     pub rpm: Option<u32>,
     /// Tokens per minute the router uses (explicit, else the tier's).
     pub tpm: Option<u64>,
+    /// Images per minute the router uses (explicit, else the tier's figure for the first
+    /// model looked up; each model's own are in [`ModelCheck::limits`]).
+    pub ipm: Option<u32>,
     /// Whether any lookup got an HTTP answer.
     pub answered: bool,
     /// Whether the key was accepted: `Some(false)` when any lookup was refused for the key,
@@ -401,20 +408,24 @@ async fn check_provider(
     let found = futures_util::future::join_all(lookups).await;
 
     let o = &slot.options;
-    // The limits of the first model looked up (the tier's figures are per model).
+    // Each model's window has its own limits (a usage tier's figures are per model).
+    let limits_of = |model: &str| {
+        Limits::resolve_for_model(
+            &snap.catalog,
+            o.tier.as_deref(),
+            model,
+            o.rpm.map(i64::from),
+            o.tpm.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            o.ipm.map(i64::from),
+        )
+        .ok()
+    };
     let first = models
         .first()
         .map_or_else(|| snap.catalog.default_model(), String::as_str);
-    let limits = crate::quota::limits::Limits::resolve_for_model(
-        &snap.catalog,
-        o.tier.as_deref(),
-        first,
-        o.rpm.map(i64::from),
-        o.tpm.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
-        o.ipm.map(i64::from),
-    )
-    .ok();
+    let limits = limits_of(first);
     let rpm = limits.as_ref().and_then(|l| l.rpm);
+    let ipm = limits.as_ref().and_then(|l| l.ipm);
     let tpm = limits.as_ref().and_then(|l| l.tpm);
     let without_access = limits.as_ref().is_some_and(|l| l.no_access.is_some());
     let mut check = CheckedProvider {
@@ -423,6 +434,7 @@ async fn check_provider(
         tier: o.tier.clone(),
         rpm,
         tpm,
+        ipm,
         answered: false,
         key_valid: None,
         denied: None,
@@ -432,6 +444,7 @@ async fn check_provider(
     };
     let cooldown = snap.settings.cooldown;
     for (mut model, err) in found {
+        model.limits = limits_of(&model.model);
         if let Some(err) = &err {
             let rule = policy::rule(&err.kind, snap.settings.policy());
             let lookup_path_missing = err.kind
@@ -551,6 +564,7 @@ async fn lookup(
         explanation: None,
         cooled_down: None,
         ms: millis(started.elapsed()),
+        limits: None,
     };
     match answer {
         Ok(report) if report.probed => {

@@ -141,3 +141,53 @@ api_key_env = "IR_GOOD"
     );
     assert!(t.contains("rejected the API key"), "{t}");
 }
+
+/// The limits doctor and the check show are each model's window: at a usage tier, the
+/// published figures of that model (gpt-image-1 and dall-e-3 differ), images per minute
+/// included.
+#[tokio::test]
+async fn each_checked_model_shows_its_own_published_limits() {
+    let sim = Simulator::builder()
+        .account("tiered", SimAccount::new().api_key(secret("good")))
+        .start()
+        .await
+        .unwrap();
+    let router = ordered()
+        .provider_with(
+            openai(&sim, "tiered", &secret("good"))
+                .models(["gpt-image-1", "dall-e-3"])
+                .build()
+                .unwrap(),
+            image_router::ProviderOptions::new().tier("tier-1"),
+        )
+        .build()
+        .unwrap();
+    let report = router.check().await;
+    let p = &report.providers[0];
+    let mut limits: Vec<(String, Option<u32>, Option<u64>)> = p
+        .models
+        .iter()
+        .map(|m| {
+            let l = m.limits.as_ref().unwrap();
+            (m.model.clone(), l.ipm, l.tpm)
+        })
+        .collect();
+    // The provider's own figures are those of the first model looked up.
+    assert_eq!((p.rpm, p.ipm, p.tpm), (None, limits[0].1, limits[0].2));
+    limits.sort();
+    assert_eq!(
+        limits,
+        vec![
+            ("dall-e-3".to_string(), Some(500), None),
+            ("gpt-image-1".to_string(), Some(5), Some(100_000)),
+        ]
+    );
+    let report = doctor::check_router(&router, None, Duration::from_secs(5)).await;
+    let mut shown: Vec<(String, Option<u32>, Option<u64>)> = report
+        .providers
+        .iter()
+        .map(|c| (c.model.clone(), c.ipm, c.tpm))
+        .collect();
+    shown.sort();
+    assert_eq!(shown, limits);
+}
