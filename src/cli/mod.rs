@@ -204,11 +204,24 @@ pub fn read_prompt(prompt: &str, json: bool) -> Result<String, ExitCode> {
     if prompt != "-" {
         return Ok(prompt.to_string());
     }
+    // A prompt is at most tens of thousands of characters (the longest model limit is 32,000);
+    // reading stops one byte past 1 MiB so a stream piped by mistake cannot fill the memory.
+    const MAX_PROMPT_BYTES: u64 = 1 << 20;
     let mut text = String::new();
-    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+    let read = std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::io::stdin(), MAX_PROMPT_BYTES + 1),
+        &mut text,
+    );
+    if let Err(e) = read {
         return Err(usage_error(
             json,
             &format!("cannot read the prompt from standard input: {e}"),
+        ));
+    }
+    if text.len() as u64 > MAX_PROMPT_BYTES {
+        return Err(usage_error(
+            json,
+            "--prompt - read more than 1 MiB from standard input: that is not a prompt",
         ));
     }
     let text = text.trim_end_matches(['\n', '\r']).to_string();

@@ -789,6 +789,18 @@ async fn prompt_from_standard_input() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
     assert_eq!(sim.stats("primary").requests, before);
+    // More than 1 MiB is not a prompt: refused without reading on, nothing is sent.
+    let flood = "a".repeat((1 << 20) + 10);
+    let o = run(
+        &["generate", "--prompt", "-"],
+        &env,
+        dir.path(),
+        Some(&flood),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("more than 1 MiB"), "{}", stderr(&o));
+    assert_eq!(sim.stats("primary").requests, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
