@@ -13,7 +13,7 @@
 //! kind = "openai"               # "openai" | "azure" | "compatible"
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"  # the variable's name; keys are never written in the file
-//! tier = "tier-2"               # optional; rpm / tpm override it
+//! tier = "tier-2"               # optional; rpm / tpm / ipm override it
 //! rpm = 15
 //! tpm = 500000
 //!

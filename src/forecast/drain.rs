@@ -21,23 +21,24 @@
 //!
 //! Each `(provider, model)` pair is a lane with its own window in each dimension — requests,
 //! tokens, images per minute — at the effective limits the limiter uses
-//! (`max(1, floor(limit × margin))`). The per-model windows follow the per-model limits of the
-//! catalog (`Limits::resolve_for_model`); where a provider's limiter still counts all models in
-//! one window, a workload of one model is forecast exactly and a workload mixing models on one
-//! provider somewhat optimistically. Capacity the provider has already used when the forecast
+//! (`max(1, floor(limit × margin))`). The per-model windows are the state store's (one window per
+//! model, each at `Limits::resolve_for_model`'s figures, the margin in force read from that
+//! window's headroom). Capacity the provider has already used when the forecast
 //! is made (its headroom) is counted as used until a full window has passed: its entries
 //! leave the window within 60 s, and assuming the latest moment errs towards a longer drain.
 //!
 //! The order is the configured one: that is what the default scorer keeps while providers
 //! are comparable (and what `Ordered` does strictly). Under a saturating load every window
 //! fills whatever the order, so the drain time holds for `Weighted` too; its shares and, when
-//! prices differ, its cost follow the weights instead.
+//! prices differ, its cost follow the weights instead. Likewise the keys of one provider
+//! (which the router tries by room left) are replayed in their configured order: the drain
+//! time and cost hold, the split between the keys may differ.
 //!
 //! Checked before writing it (docs search): the limiter crates (`limitr`, `rate_limiters`,
 //! `volga-rate-limiter`, `throttle-net`) enforce limits on a live clock, one weight per
 //! request; none replays a log weighted in several dimensions, with budgets, on virtual time.
-//! The crate's own [`RateLimiter`](crate::quota::limiter::RateLimiter) has no images
-//! dimension and keeps its state behind the injected clock, so the replay keeps its own small
+//! The crate's own [`RateLimiter`](crate::quota::limiter::RateLimiter) keeps its state
+//! behind the injected clock and admits on the live clock, so the replay keeps its own small
 //! window (the same arithmetic: entries leave 60 s after admission, the limit is
 //! `max(1, floor(limit × margin))`).
 //!

@@ -25,8 +25,9 @@
 //! What was checked: token and price figures come from the catalog (the API facts the rest of
 //! the crate uses); the limit arithmetic is the limiter's (`max(1, floor(limit × margin))`,
 //! 60-second sliding windows). What is unsure: accounts shared with other clients (their use
-//! shows only in the headroom now, not later), and images per minute, which the router learns
-//! from the catalog's per-model figures and the provider's `ipm` setting as they land.
+//! shows only in the headroom now, not later), and images per minute, whose
+//! remaining figures no provider reports (the replay uses the catalog's per-model figures and
+//! the provider's `ipm` setting, as the router does).
 
 mod cost;
 mod drain;

@@ -33,8 +33,9 @@ use crate::response::ProviderResponse;
 
 /// Per-provider routing settings: usage tier, explicit limits, safety margin and weight.
 ///
-/// `tier` takes each model's limits from the catalog (`providers/openai.toml`: the model's
-/// published figures for the tier, else the tier's own); explicit `rpm` / `tpm` / `ipm`
+/// `tier` takes each model's limits from the catalog (the model's published figures for a
+/// usage tier in `providers/models.toml`, or a preset's own figures from
+/// `providers/openai.toml`); explicit `rpm` / `tpm` / `ipm`
 /// override them and apply to each model the provider serves (one window per model; Azure
 /// deployments give their own, since their quota is per deployment). By default the router
 /// uses the whole limit; a key `shared` with other clients keeps a margin while the provider
