@@ -15,6 +15,12 @@ use image_router::config::{process_env, EnvSetup, RouterConfig};
 use super::setup::{user_config_dir, FILE_NAME};
 use super::{usage_error, EXIT_FAILED};
 
+/// `config --help`'s examples.
+pub const CONFIG_HELP: &str = "\
+Examples:
+  image-router config init                      # ./image-router.toml from the environment
+  image-router config init --user --force       # the user's config directory, replacing it";
+
 const INIT_HELP: &str = "\
 The file names the environment variables that hold the keys (api_key_env), never the keys.
 Providers come from OPENAI_API_KEY (with OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_PROJECT_ID)

@@ -116,7 +116,7 @@ enum Command {
     #[command(after_help = edit::AFTER_HELP)]
     Edit(edit::EditArgs),
     /// Configuration files: `config init` writes a commented one from the environment.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = config_cmd::CONFIG_HELP)]
     Config(config_cmd::ConfigCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = completions::COMPLETIONS_HELP)]

@@ -856,6 +856,8 @@ async fn every_subcommand_help_shows_an_example() {
         vec!["batch"],
         vec!["doctor"],
         vec!["status"],
+        vec!["plan"],
+        vec!["config"],
         vec!["config", "init"],
         vec!["completions"],
         vec!["man"],
