@@ -26,8 +26,8 @@ use super::Shared;
 ///     .account_keys(
 ///         "openai",
 ///         SimKeys::new()
-///             .key("sk-sim-project-a-0123456789", SimAccount::new().rpm(6))
-///             .key("sk-sim-project-b-0123456789", SimAccount::new().rpm(6)),
+///             .key("sk-sim-project-a", SimAccount::new().rpm(6))
+///             .key("sk-sim-project-b", SimAccount::new().rpm(6)),
 ///     )
 ///     .start()
 ///     .await?;
