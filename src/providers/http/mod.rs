@@ -134,13 +134,15 @@ pub(crate) async fn execute(
     *request.timeout_mut() = Some(remaining);
     let origin = request.url().clone();
     let call = async {
-        let response = client
+        let mut response = client
             .execute(request)
             .await
             .map_err(|e| classify_transport(provider, &e))?;
         let status = response.status().as_u16();
         check_origin(provider, &origin, &response)?;
-        let headers = response.headers().clone();
+        // Taken, not copied: nothing reads the response's headers after this (the body's
+        // length comes from the body itself).
+        let headers = std::mem::take(response.headers_mut());
         let body = if (200..300).contains(&status) {
             read_limited(response, limit).await.map_err(|e| match e {
                 ReadError::TooLarge => {
