@@ -117,7 +117,7 @@ impl Azure {
 }
 
 impl AzureBuilder {
-    common_builder_methods!();
+    common_builder_methods!("azure");
 
     /// The resource endpoint, e.g. `https://my-resource.openai.azure.com` (required). A
     /// trailing `/openai` is dropped, and the v1 base URL `…/openai/v1/` selects the
@@ -158,31 +158,6 @@ impl AzureBuilder {
     pub fn v1_surface(mut self, v1: bool) -> Self {
         self.v1 = v1;
         self
-    }
-
-    /// One provider per key, for several keys (accounts or projects) behind this provider:
-    /// each member is this builder with the key set as its `api-key`, named `{name}/{label}`, and
-    /// keeps its own limits, budget and access state in the router (see
-    /// [`ProviderKeys`](super::ProviderKeys) and
-    /// [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)). A label must
-    /// be shaped like a variable name and never be (the start of) a key; errors name
-    /// `keys[i]` and never print a key or a label that may be one.
-    pub fn build_keys<L, K>(
-        self,
-        keys: impl IntoIterator<Item = (L, K)>,
-    ) -> Result<super::ProviderKeys, ConfigError>
-    where
-        L: Into<String>,
-        K: Into<SecretString>,
-    {
-        let name = self
-            .common
-            .name
-            .clone()
-            .unwrap_or_else(|| "azure".to_string());
-        super::key_set::build_members(&name, keys, |member, key| {
-            self.clone().name(member).api_key(key).build()
-        })
     }
 
     /// Validates the settings.

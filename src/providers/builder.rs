@@ -1,9 +1,9 @@
 //! The builder methods every built-in provider has (name, client, catalog, models,
-//! timeouts, caps, download hosts), written once as a macro that each builder expands, so
+//! timeouts, caps, download hosts, several keys), written once as a macro that each builder expands, so
 //! the three builders cannot drift apart in what they accept or how they document it.
 
 macro_rules! common_builder_methods {
-    () => {
+    ($default_name:literal) => {
         /// Provider name (unique within a router).
         pub fn name(mut self, name: impl Into<String>) -> Self {
             self.common.name = Some(name.into());
@@ -67,6 +67,30 @@ macro_rules! common_builder_methods {
                 .download_hosts
                 .extend(hosts.into_iter().map(Into::into));
             self
+        }
+        /// One provider per key, for several keys (accounts or projects) behind this
+        /// provider: each member is this builder with the key set, named `{name}/{label}`,
+        /// and keeps its own limits, budget and access state in the router (see
+        /// [`ProviderKeys`](crate::providers::ProviderKeys) and
+        /// [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)). A label
+        /// must be shaped like a variable name and never be (the start of) a key; errors name
+        /// `keys[i]` and never print a key or a label that may be one.
+        pub fn build_keys<L, K>(
+            self,
+            keys: impl IntoIterator<Item = (L, K)>,
+        ) -> Result<crate::providers::ProviderKeys, crate::config_error::ConfigError>
+        where
+            L: Into<String>,
+            K: Into<secrecy::SecretString>,
+        {
+            let name = self
+                .common
+                .name
+                .clone()
+                .unwrap_or_else(|| $default_name.to_string());
+            crate::providers::key_set::build_members(&name, keys, |member, key| {
+                self.clone().name(member).api_key(key).build()
+            })
         }
     };
 }

@@ -110,7 +110,7 @@ impl Compatible {
 }
 
 impl CompatibleBuilder {
-    common_builder_methods!();
+    common_builder_methods!("compatible");
 
     /// Base URL, e.g. `https://proxy.example.com/v1` (required). Paths are appended to it
     /// (`{base}/images/generations`, `{base}/chat/completions`); a bare host such as
@@ -134,31 +134,6 @@ impl CompatibleBuilder {
     pub fn rename_model(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
         self.renames.push((from.into(), to.into()));
         self
-    }
-
-    /// One provider per key, for several keys (accounts or projects) behind this provider:
-    /// each member is this builder with the key set, named `{name}/{label}`, and
-    /// keeps its own limits, budget and access state in the router (see
-    /// [`ProviderKeys`](super::ProviderKeys) and
-    /// [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)). A label must
-    /// be shaped like a variable name and never be (the start of) a key; errors name
-    /// `keys[i]` and never print a key or a label that may be one.
-    pub fn build_keys<L, K>(
-        self,
-        keys: impl IntoIterator<Item = (L, K)>,
-    ) -> Result<super::ProviderKeys, ConfigError>
-    where
-        L: Into<String>,
-        K: Into<SecretString>,
-    {
-        let name = self
-            .common
-            .name
-            .clone()
-            .unwrap_or_else(|| "compatible".to_string());
-        super::key_set::build_members(&name, keys, |member, key| {
-            self.clone().name(member).api_key(key).build()
-        })
     }
 
     /// Validates the settings.

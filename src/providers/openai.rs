@@ -87,7 +87,7 @@ impl OpenAi {
 }
 
 impl OpenAiBuilder {
-    common_builder_methods!();
+    common_builder_methods!("openai");
 
     /// The API key (required).
     pub fn api_key(mut self, key: impl Into<SecretString>) -> Self {
@@ -111,31 +111,6 @@ impl OpenAiBuilder {
     pub fn project(mut self, project: impl Into<String>) -> Self {
         self.project = Some(project.into());
         self
-    }
-
-    /// One provider per key, for several keys (accounts or projects) behind this provider:
-    /// each member is this builder with the key set, named `{name}/{label}`, and
-    /// keeps its own limits, budget and access state in the router (see
-    /// [`ProviderKeys`](super::ProviderKeys) and
-    /// [`RouterBuilder::provider_keys`](crate::RouterBuilder::provider_keys)). A label must
-    /// be shaped like a variable name and never be (the start of) a key; errors name
-    /// `keys[i]` and never print a key or a label that may be one.
-    pub fn build_keys<L, K>(
-        self,
-        keys: impl IntoIterator<Item = (L, K)>,
-    ) -> Result<super::ProviderKeys, ConfigError>
-    where
-        L: Into<String>,
-        K: Into<SecretString>,
-    {
-        let name = self
-            .common
-            .name
-            .clone()
-            .unwrap_or_else(|| "openai".to_string());
-        super::key_set::build_members(&name, keys, |member, key| {
-            self.clone().name(member).api_key(key).build()
-        })
     }
 
     /// Validates the settings.
