@@ -90,6 +90,31 @@ fn provider_names(status_json: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A simulator with one OpenAI-style account (`primary`) whose key is `secret(tag)`, a
+/// working directory, and the SDK variables that point the command line at it (no config
+/// file anywhere).
+async fn env_only(
+    tag: &str,
+) -> (
+    String,
+    Simulator,
+    tempfile::TempDir,
+    Vec<(&'static str, String)>,
+) {
+    let key = secret(tag);
+    let sim = Simulator::builder()
+        .account("primary", SimAccount::new().api_key(key.clone()))
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("OPENAI_API_KEY", key.clone()),
+        ("OPENAI_BASE_URL", sim.openai_base_url("primary")),
+    ];
+    (key, sim, dir, env)
+}
+
 fn openai_toml(name: &str, base: &str, var: &str) -> String {
     format!("[[provider]]\nname = \"{name}\"\nkind = \"openai\"\nbase_url = \"{base}\"\napi_key_env = \"{var}\"\n")
 }
@@ -389,13 +414,7 @@ async fn config_init_writes_variable_names_and_refuses_to_overwrite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edit_sends_images_and_mask_with_generates_naming_json_and_exit_codes() {
-    let key = secret("edit");
-    let sim = Simulator::builder()
-        .account("primary", SimAccount::new().api_key(key.clone()))
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (key, sim, dir, env) = env_only("edit").await;
     let (a, b, m, small) = (
         dir.path().join("a.png"),
         dir.path().join("b.png"),
@@ -406,10 +425,6 @@ async fn edit_sends_images_and_mask_with_generates_naming_json_and_exit_codes() 
     png_file(&b, 16, 16);
     png_file(&m, 16, 16);
     png_file(&small, 8, 8);
-    let env = vec![
-        ("OPENAI_API_KEY", key.clone()),
-        ("OPENAI_BASE_URL", sim.openai_base_url("primary")),
-    ];
     let out = dir.path().join("edited.png");
     let o = run(
         &[
@@ -530,13 +545,7 @@ async fn edit_sends_images_and_mask_with_generates_naming_json_and_exit_codes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_lines_may_name_input_images() {
-    let key = secret("batch-edit");
-    let sim = Simulator::builder()
-        .account("primary", SimAccount::new().api_key(key.clone()))
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (_key, sim, dir, env) = env_only("batch-edit").await;
     let inputs = dir.path().join("prompts");
     std::fs::create_dir_all(&inputs).unwrap();
     png_file(&inputs.join("cat.png"), 16, 16);
@@ -550,10 +559,6 @@ async fn batch_lines_may_name_input_images() {
         ),
     )
     .unwrap();
-    let env = vec![
-        ("OPENAI_API_KEY", key.clone()),
-        ("OPENAI_BASE_URL", sim.openai_base_url("primary")),
-    ];
     let o = run(
         &[
             "batch",
@@ -682,17 +687,7 @@ async fn verbose_shows_the_routers_spans_and_never_a_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_prints_only_paths() {
-    let key = secret("quiet");
-    let sim = Simulator::builder()
-        .account("primary", SimAccount::new().api_key(key.clone()))
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let env = vec![
-        ("OPENAI_API_KEY", key.clone()),
-        ("OPENAI_BASE_URL", sim.openai_base_url("primary")),
-    ];
+    let (_key, _sim, dir, env) = env_only("quiet").await;
     let o = run(
         &[
             "generate",
@@ -748,17 +743,7 @@ async fn quiet_prints_only_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_from_standard_input() {
-    let key = secret("stdin");
-    let sim = Simulator::builder()
-        .account("primary", SimAccount::new().api_key(key.clone()))
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let env = vec![
-        ("OPENAI_API_KEY", key.clone()),
-        ("OPENAI_BASE_URL", sim.openai_base_url("primary")),
-    ];
+    let (_key, sim, dir, env) = env_only("stdin").await;
     let o = run(
         &["generate", "--prompt", "-", "--out", "f.png"],
         &env,
