@@ -60,19 +60,25 @@ async fn sim_at(rpm: u32) -> (Simulator, ManualClock, SharedClock) {
     (sim, clock, shared_clock)
 }
 
-#[tokio::test]
-async fn six_rpm_uses_all_six_slots_every_minute_with_zero_429s() {
-    let (sim, clock, shared_clock) = sim_at(6).await;
-    // No margin configured: the default uses the whole limit.
-    let router = Router::builder()
+/// A router on the simulator's account at 6 requests per minute, with no margin configured
+/// (the default uses the whole limit) and no waiting for room.
+fn router_at_6(sim: &Simulator, clock: SharedClock) -> Router {
+    Router::builder()
         .provider_with(
             openai(sim.openai_base_url("openai")),
             ProviderOptions::new().rpm(6).tpm(250_000),
         )
-        .clock(shared_clock)
+        .clock(clock)
         .max_wait(Duration::ZERO)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn six_rpm_uses_all_six_slots_every_minute_with_zero_429s() {
+    let (sim, clock, shared_clock) = sim_at(6).await;
+    // No margin configured: the default uses the whole limit.
+    let router = router_at_6(&sim, shared_clock);
     let mut per_minute = [0u32; 10];
     for second in 0..600usize {
         loop {
@@ -233,15 +239,7 @@ async fn hidden_request(url: &str) -> u16 {
 #[tokio::test]
 async fn a_hidden_client_on_the_same_key_leaves_the_router_what_is_left() {
     let (sim, clock, shared_clock) = sim_at(6).await;
-    let router = Router::builder()
-        .provider_with(
-            openai(sim.openai_base_url("openai")),
-            ProviderOptions::new().rpm(6).tpm(250_000),
-        )
-        .clock(shared_clock)
-        .max_wait(Duration::ZERO)
-        .build()
-        .unwrap();
+    let router = router_at_6(&sim, shared_clock);
     let url = format!("{}/images/generations", sim.openai_base_url("openai"));
     let mut router_per_minute = [0u32; 10];
     let mut router_429s = 0u32;
@@ -298,15 +296,7 @@ async fn a_hidden_client_on_the_same_key_leaves_the_router_what_is_left() {
 #[tokio::test]
 async fn a_hidden_client_that_sneaks_in_between_costs_at_most_one_429_each() {
     let (sim, clock, shared_clock) = sim_at(6).await;
-    let router = Router::builder()
-        .provider_with(
-            openai(sim.openai_base_url("openai")),
-            ProviderOptions::new().rpm(6).tpm(250_000),
-        )
-        .clock(shared_clock)
-        .max_wait(Duration::ZERO)
-        .build()
-        .unwrap();
+    let router = router_at_6(&sim, shared_clock);
     let url = format!("{}/images/generations", sim.openai_base_url("openai"));
     let mut router_per_minute = [0u32; 10];
     let mut router_429s = 0u32;
