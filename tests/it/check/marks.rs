@@ -222,16 +222,9 @@ async fn a_5xx_on_wiremock_marks_nothing() {
         .expect(1)
         .mount(&server)
         .await;
-    let b64 = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        crate::support::PIXEL_PNG,
-    );
     Mock::given(method("POST"))
         .and(path("/v1/images/generations"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({"created": 1, "data": [{"b64_json": b64}]})),
-        )
+        .respond_with(crate::support::wire::ok())
         .expect(1)
         .mount(&server)
         .await;
@@ -270,16 +263,9 @@ async fn a_404_on_the_lookup_path_is_unchecked_not_a_denial() {
         .expect(1)
         .mount(&server)
         .await;
-    let b64 = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        crate::support::PIXEL_PNG,
-    );
     Mock::given(method("POST"))
         .and(path("/openai/deployments/img/images/generations"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({"created": 1, "data": [{"b64_json": b64}]})),
-        )
+        .respond_with(crate::support::wire::ok())
         .expect(1)
         .mount(&server)
         .await;
