@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use super::policy::TimeoutPolicy;
 use super::slot::{KeyOf, ProviderOptions, Slot};
 use super::snapshot::{Settings, Snapshot};
-use super::store::{InProcessStore, LimitSettings, StoreConfig};
+use super::store::{InProcessFactory, LimitSettings, StoreConfig, StoreContext, StoreFactory};
 use super::{Router, RouterInner};
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::catalog::Catalog;
@@ -86,6 +86,8 @@ pub struct RouterBuilder {
     /// default.
     cooldown: Option<Duration>,
     scorer: Option<Arc<dyn Scorer>>,
+    /// Makes each slot's state store (default: in process).
+    store: Option<Arc<dyn StoreFactory>>,
 }
 
 impl std::fmt::Debug for dyn Scorer {
@@ -131,6 +133,7 @@ impl RouterBuilder {
             breaker: None,
             cooldown: None,
             scorer: None,
+            store: None,
         }
     }
 
@@ -350,6 +353,16 @@ impl RouterBuilder {
         self
     }
 
+    /// Sets how each provider's state store is made: in this process (the default,
+    /// [`InProcessFactory`]) or shared by several router instances (a Redis store, feature
+    /// `redis`). Nothing else in the application changes with the store; see
+    /// [`crate::store`]. A reload keeps the stores of the providers that stay.
+    #[must_use]
+    pub fn store(mut self, factory: Arc<dyn StoreFactory>) -> Self {
+        self.store = Some(factory);
+        self
+    }
+
     /// Health tracking settings (availability window, latency decay). `build()` rejects a
     /// zero `window` (error field `health.window`).
     pub fn health(mut self, config: HealthConfig) -> Self {
@@ -530,6 +543,10 @@ impl RouterBuilder {
             }
             None => BudgetLedger::new("router", self.budgets.clone(), wall.clone())?,
         };
+        let store_factory: Arc<dyn StoreFactory> = self
+            .store
+            .clone()
+            .unwrap_or_else(|| Arc::new(InProcessFactory));
         let mut providers = Vec::with_capacity(self.providers.len());
         // Providers that stay: applied once the whole configuration is known to be valid.
         let mut pending = Vec::new();
@@ -551,7 +568,8 @@ impl RouterBuilder {
             limits
                 .limiter_config(catalog.default_model())
                 .map_err(|e| e.scoped(&scope))?;
-            let ledger = BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
+            // Checked for every provider, also those that stay (a bad budget).
+            BudgetLedger::new(p.name(), o.budgets.clone(), wall.clone())
                 .map_err(|e| e.scoped(&scope))?;
             let old =
                 previous.and_then(|prev| prev.providers.iter().find(|o| o.name() == p.name()));
@@ -571,15 +589,20 @@ impl RouterBuilder {
             breaker.set_listener(Arc::new(move |t| {
                 crate::metrics::breaker_transition(&name, t.from.as_str(), t.to.as_str())
             }));
-            let store = InProcessStore::new(
-                limits,
-                clock.clone(),
-                ledger,
-                router_budget.clone(),
-                breaker,
-            )
-            .map_err(|e| e.scoped(&scope))?;
-            providers.push(Some(Slot::new(p, o, Arc::new(store), health).with_key(key)));
+            let store = store_factory
+                .make(StoreContext {
+                    provider: p.name(),
+                    account: o.account.as_deref().unwrap_or(p.name()),
+                    limits,
+                    budgets: &o.budgets,
+                    router_budgets: &self.budgets,
+                    router_ledger: &router_budget,
+                    wall: &wall,
+                    clock: &clock,
+                    breaker,
+                })
+                .map_err(|e| e.scoped(&scope))?;
+            providers.push(Some(Slot::new(p, o, store, health).with_key(key)));
         }
         let mut costs = CostEstimator::new();
         if let Some(usd) = self.fallback_usd_per_image {

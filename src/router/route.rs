@@ -239,6 +239,14 @@ impl<'s> Run<'s> {
                     message: e.to_string(),
                 },
             ),
+            Refusal::Unavailable(u) => self.skip(
+                slot,
+                SkipReason::CoolingDown {
+                    cause: u.cause,
+                    message: u.message,
+                    remaining: u.remaining,
+                },
+            ),
         }
     }
 

@@ -61,6 +61,10 @@ pub struct ProviderOptions {
     pub budgets: Vec<Budget>,
     /// Which request classes this provider is reserved for or preferred by.
     pub classes: ClassPolicy,
+    /// The provider account its limits and budgets belong to (default: the provider's
+    /// name). Providers naming the same account share one set of windows and budgets in a
+    /// shared store (the same OpenAI organization behind two providers).
+    pub account: Option<String>,
 }
 
 impl ProviderOptions {
@@ -115,6 +119,12 @@ impl ProviderOptions {
     #[must_use]
     pub fn budget(mut self, budget: Budget) -> Self {
         self.budgets.push(budget);
+        self
+    }
+    /// Names the provider account (see [`ProviderOptions::account`]).
+    #[must_use]
+    pub fn account(mut self, account: impl Into<String>) -> Self {
+        self.account = Some(account.into());
         self
     }
     /// Sets the request-class policy (reserved for / preferred by).
