@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod fake;
 pub mod quota;
+pub mod redis;
 pub mod scoring;
 pub mod wire;
 
