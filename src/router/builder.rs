@@ -357,7 +357,6 @@ impl RouterBuilder {
     /// [`InProcessFactory`]) or shared by several router instances (a Redis store, feature
     /// `redis`). Nothing else in the application changes with the store; see
     /// [`crate::store`]. A reload keeps the stores of the providers that stay.
-    #[must_use]
     pub fn store(mut self, factory: Arc<dyn StoreFactory>) -> Self {
         self.store = Some(factory);
         self
