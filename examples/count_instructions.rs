@@ -6,7 +6,7 @@
 //! ```sh
 //! cargo build --release --example count_instructions
 //! valgrind --tool=callgrind --toggle-collect='count_instructions::measured' \
-//!     target/release/examples/count_instructions router 200
+//!     target/release/examples/count_instructions router 200 tiny   # payload: tiny, realistic
 //! ```
 //!
 //! Modes: `router`, `direct` (the same request without the router), `rank` (one `Scored`
@@ -15,37 +15,36 @@
 //! set-up, warm-up (first connection, lazy statics) and shutdown are not counted, so the total
 //! divided by N is the cost of one operation.
 //!
-//! Why a fixed loopback server here and not the simulator: the simulator is part of the crate and
-//! changes with it, so its work would be counted as the router's. This server is a few lines of
-//! hyper (already a dependency of the `sim` feature) that answer every generation with the same
-//! bytes, so both versions under comparison talk to an identical peer. Everything runs on one
-//! current-thread tokio runtime: the client, the server and the router share the thread callgrind
-//! collects on, and the count does not depend on which worker picked up which task.
+//! The peer is the fixed loopback server of `benches/support/loopback.rs` (why not the
+//! simulator: see there), answering with the tiny (about 1 KB) or the realistic (1024×1024,
+//! about 1.5 MB) PNG. Everything runs on one current-thread tokio runtime: the client, the
+//! server and the router share the thread callgrind collects on, and the count does not depend
+//! on which worker picked up which task. The server's own work is in both counts alike.
+//!
+//! ```sh
+//! valgrind --tool=callgrind --toggle-collect='*count_instructions::measured*' \
+//!     target/release/examples/count_instructions direct 200 realistic
+//! ```
 
-use std::convert::Infallible;
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, StatusCode};
 use image_router::clock::ManualClock;
-use image_router::providers::OpenAi;
 use image_router::quota::limiter::{LimiterConfig, RateLimiter};
 use image_router::quota::limits::Limits;
 use image_router::score::{DefaultScorer, ScoreInputs};
 use image_router::{Candidate, Ranking, Strategy};
-use image_router::{GenerateRequest, ImagesResponse, Quality, Router, Size};
+use image_router::{GenerateRequest, Router};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+#[path = "../benches/support/loopback.rs"]
+mod loopback;
+use loopback::{Answer, BoxError, Payload};
+
 /// Requests made before collection starts: opens the pooled connection, fills lazy statics.
 const WARM_UP: usize = 5;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
@@ -54,15 +53,16 @@ fn main() -> Result<(), BoxError> {
         Some(s) => s.parse()?,
         None => 100,
     };
+    let payload = Payload::parse(args.next().as_deref().unwrap_or("tiny"))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut op = rt.block_on(setup(&mode))?;
+    let mut op = rt.block_on(setup(&mode, payload))?;
     for _ in 0..WARM_UP {
         rt.block_on(op.once())?;
     }
     measured(&rt, &mut op, n)?;
-    eprintln!("{mode}: {n} operations measured");
+    eprintln!("{mode} ({payload:?}): {n} operations measured");
     Ok(())
 }
 
@@ -92,15 +92,7 @@ impl Op {
                 black_box(router.generate(request.clone()).await?);
             }
             Op::Direct(client, url, request) => {
-                let res = client
-                    .post(url.as_str())
-                    .bearer_auth("sk-bench")
-                    .json(request)
-                    .send()
-                    .await?;
-                let body: ImagesResponse = res.json().await?;
-                let b64 = body.data[0].b64_json.as_deref().ok_or("no b64_json")?;
-                black_box(base64::engine::general_purpose::STANDARD.decode(b64)?);
+                black_box(loopback::direct(client, url, request).await?);
             }
             Op::Rank(cands, scorer, rng, ranking) => {
                 Strategy::Scored.rank_into(black_box(cands), scorer, rng, ranking);
@@ -116,30 +108,17 @@ impl Op {
     }
 }
 
-async fn setup(mode: &str) -> Result<Op, BoxError> {
-    let request = GenerateRequest::new("a small test image")
-        .model("gpt-image-1")
-        .quality(Quality::Low)
-        .size(Size::SQUARE);
+async fn setup(mode: &str, payload: Payload) -> Result<Op, BoxError> {
+    let request = loopback::request();
     Ok(match mode {
         "router" => {
-            let base = serve().await?;
-            let router = Router::builder()
-                .provider(
-                    OpenAi::builder()
-                        .base_url(base)
-                        .api_key("sk-bench")
-                        .build()?,
-                )
-                .build()?;
-            Op::Router(router, request)
+            let base = loopback::serve(Answer::ok(payload)).await?;
+            Op::Router(loopback::router(&base)?, request)
         }
         "direct" => {
-            let base = serve().await?;
-            // Bounded like the router's own calls: a stuck server ends the run with an error.
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()?;
+            let base = loopback::serve(Answer::ok(payload)).await?;
+            // The client a new user makes: reqwest's defaults.
+            let client = reqwest::Client::new();
             Op::Direct(client, format!("{base}/images/generations"), request)
         }
         "rank" => Op::Rank(
@@ -187,76 +166,4 @@ fn candidates(n: usize) -> Vec<Candidate> {
             c
         })
         .collect()
-}
-
-/// A 256×256 grey PNG, made with the `png` crate so the body is the same on every run.
-fn png_bytes() -> Result<Vec<u8>, BoxError> {
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, 256, 256);
-        enc.set_color(png::ColorType::Grayscale);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header()?;
-        w.write_image_data(&vec![128u8; 256 * 256])?;
-    }
-    Ok(out)
-}
-
-/// Starts the fixed loopback server; returns its `…/v1` base URL. A POST to
-/// `/v1/images/generations` gets one image in OpenAI's JSON shape, anything else a 404.
-async fn serve() -> Result<String, BoxError> {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(png_bytes()?);
-    let body = serde_json::json!({
-        "created": 1_700_000_000u64,
-        "data": [{"b64_json": b64}],
-        "background": "opaque",
-        "output_format": "png",
-        "size": "1024x1024",
-        "quality": "low",
-        "usage": {
-            "input_tokens": 10,
-            "input_tokens_details": {"text_tokens": 10, "image_tokens": 0},
-            "output_tokens": 272,
-            "output_tokens_details": {"image_tokens": 272, "text_tokens": 0},
-            "total_tokens": 282
-        }
-    });
-    let body = Bytes::from(serde_json::to_vec(&body)?);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let body = body.clone();
-                    async move {
-                        let generation = req.method() == hyper::Method::POST
-                            && req.uri().path() == "/v1/images/generations";
-                        // The request body is read whole, as a real server would.
-                        let _ = req.into_body().collect().await;
-                        let resp = if generation {
-                            let mut r = Response::new(Full::new(body));
-                            r.headers_mut().insert(
-                                hyper::header::CONTENT_TYPE,
-                                hyper::header::HeaderValue::from_static("application/json"),
-                            );
-                            r
-                        } else {
-                            let mut r = Response::new(Full::new(Bytes::from_static(
-                                br#"{"error":{"message":"not found","type":"invalid_request_error"}}"#,
-                            )));
-                            *r.status_mut() = StatusCode::NOT_FOUND;
-                            r
-                        };
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Ok(format!("http://{addr}/v1"))
 }

@@ -188,5 +188,40 @@ fn generate_body(
     Ok(body)
 }
 
+/// The JSON body of a generation with `model` (as [`generate_body`]), serialized. When the
+/// request already names `model` (always the case through the router, which resolves the
+/// model first) it is serialized straight from the request, as a direct call would, instead of
+/// through an intermediate `serde_json::Value` tree (one allocation per field; issue 16).
+/// The same JSON object either way (the key order may differ; JSON objects are unordered).
+fn generate_json(
+    req: &GenerateRequest,
+    model: Option<&str>,
+    provider: &str,
+) -> Result<Vec<u8>, ProviderError> {
+    let encoded = if req.model.as_deref() == model {
+        serde_json::to_vec(req)
+    } else {
+        serde_json::to_vec(&generate_body(req, model, provider)?)
+    };
+    encoded.map_err(|e| {
+        ProviderError::new(
+            provider,
+            crate::ErrorKind::InvalidRequest,
+            format!("cannot encode request: {e}"),
+        )
+    })
+}
+
+/// `request` with a JSON `body` (what `RequestBuilder::json` does with a value already
+/// serialized).
+fn json_body(request: reqwest::RequestBuilder, body: Vec<u8>) -> reqwest::RequestBuilder {
+    request
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        )
+        .body(body)
+}
+
 #[cfg(test)]
 mod tests;

@@ -6,11 +6,11 @@ use std::fmt;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
     builtin_catalog, check_header_safe, check_key, common_builder_methods, edit_form,
-    generate_body, join, parse_api_base_url, sanitized, secret_header, send_images, Call, Common,
+    generate_json, join, json_body, parse_api_base_url, sanitized, send_images, Call, Common,
     CommonOptions, Shape,
 };
 use crate::config_error::ConfigError;
@@ -42,6 +42,12 @@ pub struct OpenAi {
     base: url::Url,
     organization: Option<String>,
     project: Option<String>,
+    /// The auth headers (bearer key marked sensitive, organization, project), made once by
+    /// `build` instead of on every call: formatting the key, copying it into a header value and
+    /// building a header map per request was part of the router's overhead (issue 16). The
+    /// values are cheap to clone (shared bytes). Never printed: `Debug` below leaves them out
+    /// and a sensitive `HeaderValue` prints as `Sensitive`.
+    auth: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl fmt::Debug for OpenAi {
@@ -130,12 +136,17 @@ impl OpenAiBuilder {
                 check_header_safe(&SecretString::from(v.clone()), field)?;
             }
         }
+        let auth = auth_headers(&key, self.organization.as_deref(), self.project.as_deref())
+            .map_err(|field| {
+                ConfigError::new(field, "contains characters not allowed in an HTTP header")
+            })?;
         Ok(OpenAi {
             common,
             key,
             base,
             organization: self.organization,
             project: self.project,
+            auth,
         })
     }
 }
@@ -146,42 +157,18 @@ impl OpenAi {
         join(&self.base, segments)
     }
 
-    /// The bearer key and the organization / project headers: the one place this provider's
-    /// auth headers are made (generations, edits and probes).
+    /// The bearer key and the organization / project headers (made once, by `build`), as a
+    /// map for the probe.
     fn headers(&self) -> Result<HeaderMap, ProviderError> {
-        let mut h = HeaderMap::new();
-        h.insert(
-            reqwest::header::AUTHORIZATION,
-            secret_header(
-                format!("Bearer {}", self.key.expose_secret()),
-                &self.common.name,
-            )?,
-        );
-        for (name, value) in [
-            ("openai-organization", &self.organization),
-            ("openai-project", &self.project),
-        ] {
-            if let Some(v) = value {
-                // Checked header-safe by `build`.
-                let v = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
-                    ProviderError::new(
-                        &self.common.name,
-                        crate::ErrorKind::InvalidRequest,
-                        format!("`{name}` is not a valid header value"),
-                    )
-                })?;
-                h.insert(name, v);
-            }
-        }
-        Ok(h)
+        Ok(self.auth.iter().cloned().collect())
     }
 
     fn post(&self, path: &str) -> Result<reqwest::RequestBuilder, ProviderError> {
-        Ok(self
-            .common
-            .client
-            .post(self.url(&["images", path]))
-            .headers(self.headers()?))
+        let mut rb = self.common.client.post(self.url(&["images", path]));
+        for (name, value) in &self.auth {
+            rb = rb.header(name.clone(), value.clone());
+        }
+        Ok(rb)
     }
 
     fn finish<T: super::Sanitize>(&self, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
@@ -215,8 +202,9 @@ impl Provider for OpenAi {
         let r = async {
             let model = self.common.model_or_default(req.model.as_ref());
             let call = Call::new(&self.common, ctx, &Shape::generate(req, &model));
-            let body = generate_body(req, Some(&model), &self.common.name)?;
-            send_images(&call, self.post("generations")?.json(&body), &model).await
+            let body = generate_json(req, Some(&model), &self.common.name)?;
+            let rb = self.post("generations")?;
+            send_images(&call, json_body(rb, body), &model).await
         };
         self.finish(r.await)
     }
@@ -244,4 +232,28 @@ impl Provider for OpenAi {
         };
         self.finish(r.await)
     }
+}
+
+/// The auth headers: the bearer key (sensitive: never printed by reqwest or http) and the
+/// organization / project headers. `Err` names the field that is no valid header value
+/// (`build` checked them all already, so this is not expected).
+fn auth_headers(
+    key: &SecretString,
+    organization: Option<&str>,
+    project: Option<&str>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, &'static str> {
+    let mut bearer =
+        HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| "api_key")?;
+    bearer.set_sensitive(true);
+    let mut h = vec![(reqwest::header::AUTHORIZATION, bearer)];
+    for (name, field, value) in [
+        ("openai-organization", "organization", organization),
+        ("openai-project", "project", project),
+    ] {
+        if let Some(v) = value {
+            let v = HeaderValue::from_str(v).map_err(|_| field)?;
+            h.push((HeaderName::from_static(name), v));
+        }
+    }
+    Ok(h)
 }

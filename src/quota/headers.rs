@@ -8,8 +8,21 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName};
 use serde::Serialize;
+
+// The names as `HeaderName` constants: a lookup by constant skips parsing and lower-casing the
+// name on every response (eleven lookups per answer; issue 16).
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+const MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-after-ms");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const APIM_REQUEST_ID: HeaderName = HeaderName::from_static("apim-request-id");
 
 /// Rate-limit state a provider reported on one response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -33,21 +46,30 @@ pub struct RateLimitHeaders {
 impl RateLimitHeaders {
     /// Reads the headers (missing or malformed values are `None`).
     pub fn from_headers(h: &HeaderMap) -> Self {
-        Self::from_headers_at(h, SystemTime::now())
+        // The clock is read only for an HTTP-date `retry-after` (rare), not on every answer.
+        Self::read(h, SystemTime::now)
     }
 
     /// As [`from_headers`](Self::from_headers) with `now` for HTTP-date `retry-after` values.
     pub fn from_headers_at(h: &HeaderMap, now: SystemTime) -> Self {
-        let num = |name: &str| header_str(h, name).and_then(|v| v.trim().parse::<u64>().ok());
-        let dur = |name: &str| header_str(h, name).and_then(parse_go_duration);
+        Self::read(h, || now)
+    }
+
+    fn read(h: &HeaderMap, now: impl FnOnce() -> SystemTime) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let num =
+            |name: &HeaderName| header_str(h, name).and_then(|v| v.trim().parse::<u64>().ok());
+        let dur = |name: &HeaderName| header_str(h, name).and_then(parse_go_duration);
         Self {
-            limit_requests: num("x-ratelimit-limit-requests"),
-            limit_tokens: num("x-ratelimit-limit-tokens"),
-            remaining_requests: num("x-ratelimit-remaining-requests"),
-            remaining_tokens: num("x-ratelimit-remaining-tokens"),
-            reset_requests: dur("x-ratelimit-reset-requests"),
-            reset_tokens: dur("x-ratelimit-reset-tokens"),
-            retry_after: retry_after(h, now),
+            limit_requests: num(&LIMIT_REQUESTS),
+            limit_tokens: num(&LIMIT_TOKENS),
+            remaining_requests: num(&REMAINING_REQUESTS),
+            remaining_tokens: num(&REMAINING_TOKENS),
+            reset_requests: dur(&RESET_REQUESTS),
+            reset_tokens: dur(&RESET_TOKENS),
+            retry_after: retry_after_with(h, now),
         }
     }
 
@@ -57,7 +79,7 @@ impl RateLimitHeaders {
     }
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -79,7 +101,12 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// assert_eq!(retry_after(&h, SystemTime::now()), None);
 /// ```
 pub fn retry_after(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
+    retry_after_with(h, || now)
+}
+
+/// [`retry_after`] reading the clock only for an HTTP date.
+fn retry_after_with(h: &HeaderMap, now: impl FnOnce() -> SystemTime) -> Option<Duration> {
+    for name in [&RETRY_AFTER_MS, &MS_RETRY_AFTER_MS] {
         if let Some(ms) = header_str(h, name).and_then(|v| v.trim().parse::<f64>().ok()) {
             if ms.is_finite() && ms > 0.0 && ms < 1e12 {
                 // A positive value below a nanosecond rounds to zero: no delay at all.
@@ -91,7 +118,7 @@ pub fn retry_after(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
             }
         }
     }
-    let v = header_str(h, "retry-after")?.trim();
+    let v = header_str(h, &reqwest::header::RETRY_AFTER)?.trim();
     if let Ok(secs) = v.parse::<f64>() {
         if secs.is_finite() && secs > 0.0 && secs < 1e9 {
             return Duration::try_from_secs_f64(secs)
@@ -101,13 +128,13 @@ pub fn retry_after(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
         return None;
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    at.duration_since(now).ok().filter(|d| !d.is_zero())
+    at.duration_since(now()).ok().filter(|d| !d.is_zero())
 }
 
 /// The request id: `x-request-id`, else Azure's `apim-request-id`.
 pub fn request_id(h: &HeaderMap) -> Option<String> {
-    header_str(h, "x-request-id")
-        .or_else(|| header_str(h, "apim-request-id"))
+    header_str(h, &X_REQUEST_ID)
+        .or_else(|| header_str(h, &APIM_REQUEST_ID))
         .map(str::to_string)
 }
 

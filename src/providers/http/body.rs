@@ -29,20 +29,32 @@ pub(super) async fn read_limited(
     if response.content_length().is_some_and(|len| len > limit) {
         return Err(ReadError::TooLarge);
     }
-    // Pre-size from a believable length only: the header is the provider's word.
-    let hint = response
-        .content_length()
-        .unwrap_or(0)
-        .min(limit)
-        .min(1 << 20);
-    let mut buf = BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0));
+    // The chunks are kept as they arrive and joined once at the end into a buffer of the
+    // exact size (one copy of the body, as a direct `reqwest` call makes; a body of one chunk
+    // is not copied at all). Growing one buffer instead copied a 2 MB body up to three times
+    // (issue 16), and pre-sizing it from `Content-Length` would trust the provider's word.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len: u64 = 0;
     while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
-        if (buf.len() as u64).saturating_add(chunk.len() as u64) > limit {
+        len = len.saturating_add(chunk.len() as u64);
+        if len > limit {
             return Err(ReadError::TooLarge);
         }
-        buf.extend_from_slice(&chunk);
+        chunks.push(chunk);
     }
-    Ok(buf.freeze())
+    Ok(join(chunks, len))
+}
+
+/// The chunks as one buffer of `len` bytes (the first chunk itself when there is one).
+fn join(mut chunks: Vec<Bytes>, len: u64) -> Bytes {
+    if chunks.len() <= 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let mut buf = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+    for chunk in &chunks {
+        buf.extend_from_slice(chunk);
+    }
+    buf.freeze()
 }
 
 /// Reads at most `limit` bytes of `response`'s body and drops the rest unread.
