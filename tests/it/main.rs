@@ -15,6 +15,7 @@ mod keys; // several keys behind one provider: combined limit, room, denial, out
 mod limiter; // RPM/TPM limiter, its properties and live headers
 mod routing; // rules, strategies, scoring, quota routing, scenarios, faults, reload
 mod sim; // the embedded simulator
-mod status_metrics; // metrics, status and tracing
+mod status_metrics;
+mod store; // the Redis state store shared by several instances // metrics, status and tracing
 mod support; // the one scripted fake provider and shared helpers
 mod wire; // providers on the wire against wiremock
