@@ -126,13 +126,15 @@
 
 mod config;
 mod factory;
+mod link;
 mod scripts;
 mod store;
 #[cfg(test)]
 mod tests;
 
 pub use config::{RedisConfig, DEFAULT_HEARTBEAT, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
-pub use factory::{RedisStoreFactory, DEFAULT_RESERVATION_TTL, QUEUE_BOUND};
+pub use factory::{RedisStoreFactory, DEFAULT_RESERVATION_TTL};
+pub use link::QUEUE_BOUND;
 pub use store::RedisStore;
 #[allow(unused_imports)] // for the degraded mode
 pub(crate) use store::ReplayEntry;

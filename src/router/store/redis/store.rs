@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use redis::aio::ConnectionManager;
 use redis::{ScriptInvocation, Value};
 
-use super::factory::Link;
+use super::link::Link;
 use super::scripts::{ints, Answer, ADMIT, BUDGET, MARK, REPLAY, SETTLE};
 use crate::breaker::{CircuitBreaker, DenyReason};
 use crate::clock::SharedClock;
