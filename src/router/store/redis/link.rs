@@ -3,7 +3,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -16,6 +18,17 @@ use crate::router::store::StoreError;
 /// a release or hold is not queued (a warning is logged): its reservation then ends by its
 /// time-to-live, as held (the conservative end), and a refresh is simply skipped.
 pub const QUEUE_BOUND: usize = 4096;
+/// How often the background task refreshes the cache of every store (real time).
+pub(super) const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// A store whose cache the background task refreshes periodically.
+pub(super) trait Refresh: Send + Sync {
+    /// Queues a refresh of (some of) the store's cached windows; never waits.
+    fn refresh(self: Arc<Self>);
+}
+
+type Registry = Arc<Mutex<Vec<Weak<dyn Refresh>>>>;
+
 pub(super) type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The connection and queue every store of one factory shares.
@@ -24,6 +37,7 @@ pub(crate) struct Link {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     queue: OnceLock<mpsc::Sender<Job>>,
+    stores: Registry,
 }
 
 impl Link {
@@ -55,13 +69,40 @@ impl Link {
         }
     }
 
-    /// Starts the background task (on the current tokio runtime) if it is not running.
+    /// Registers a store for the periodic refresh (the registry holds it weakly).
+    pub(super) fn register(&self, store: Weak<dyn Refresh>) {
+        self.stores.lock().push(store);
+    }
+
+    /// Starts the background task (on the current tokio runtime) if it is not running: it
+    /// runs queued jobs one after the other and, every [`REFRESH_EVERY`], asks each live
+    /// store to refresh its cache. It ends when the link (every store and the factory) is
+    /// dropped.
     pub(super) fn start_queue(&self) {
         self.queue.get_or_init(|| {
             let (tx, mut rx) = mpsc::channel::<Job>(QUEUE_BOUND);
+            let stores = Arc::clone(&self.stores);
             tokio::spawn(async move {
-                while let Some(job) = rx.recv().await {
-                    job.await;
+                let first = tokio::time::Instant::now() + REFRESH_EVERY;
+                let mut tick = tokio::time::interval_at(first, REFRESH_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tokio::select! {
+                        job = rx.recv() => match job {
+                            Some(job) => job.await,
+                            None => break,
+                        },
+                        _ = tick.tick() => {
+                            let live: Vec<Arc<dyn Refresh>> = {
+                                let mut s = stores.lock();
+                                s.retain(|w| w.strong_count() > 0);
+                                s.iter().filter_map(Weak::upgrade).collect()
+                            };
+                            for store in live {
+                                store.refresh();
+                            }
+                        }
+                    }
                 }
             });
             tx
@@ -90,6 +131,7 @@ impl Link {
             client,
             conn: OnceCell::new(),
             queue: OnceLock::new(),
+            stores: Arc::new(Mutex::new(Vec::new())),
         }
     }
 }

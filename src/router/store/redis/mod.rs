@@ -103,8 +103,10 @@
 //! Ranking reads (`headroom`, `windows`, `budget_left`, `unavailable`, `spend`,
 //! `spent_usd`, `breaker`, `rate_limit_check`) never wait on the network: they answer from
 //! a cache of the last answer about each model, refreshed by every admission and
-//! settlement, and by a background dry admission when a read finds the cache older than
-//! one second of router time (at most one refresh in flight per store: bounded). Before
+//! settlement, by a background dry admission when a read finds the cache older than one
+//! second of router time, and every second (real time) by the background task, which
+//! refreshes each store's least recently answered window (at most one refresh in flight
+//! per store: one script call per store per second at most, bounded). Before
 //! any answer the configured limits are shown. `release` and `hold` run in `Drop`, so they
 //! are queued to one background task per factory (a channel of [`QUEUE_BOUND`] jobs);
 //! when it is full the job is dropped with a warning and the reservation's time-to-live
