@@ -260,3 +260,40 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn ranking_reads_answer_from_a_cache_that_refreshes_in_the_background() {
+    let Some(b) = Bench::new("store_cache") else {
+        return;
+    };
+    let reader = b.store("p1", "acct", limits(Some(3), None, None), &[]);
+    let writer = b.store("p2", "acct", limits(Some(3), None, None), &[]);
+    admit(&reader, 1, 1).await.unwrap();
+    assert_eq!(
+        reader.headroom(MODEL).requests,
+        Some(2),
+        "from its own answer"
+    );
+    admit(&writer, 1, 1).await.unwrap();
+    admit(&writer, 1, 1).await.unwrap();
+    // A ranking read makes no call: it answers from the cache (the background task's
+    // periodic refresh may already have updated it, on real time, so not asserted here).
+    // Past a second the read asks the background task for a fresh look.
+    b.clock.advance(Duration::from_secs(1));
+    let _ = reader.headroom(MODEL);
+    reader.flush().await;
+    let h = reader.headroom(MODEL);
+    assert_eq!(h.requests, Some(0), "the other instance's admissions show");
+    assert_eq!(h.fraction, 0.0);
+    match reader.rate_limit_check(Demand::new(MODEL, 1, 1)) {
+        Err(Denied::NoRoom {
+            limit: LimitKind::Requests,
+            retry_in,
+            ..
+        }) => {
+            assert_eq!(retry_in, Duration::from_secs(59))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(reader.windows().len(), 1);
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use redis::aio::ConnectionManager;
 use redis::{ScriptInvocation, Value};
 
-use super::factory::Link;
+use super::link::{Link, Refresh};
 use super::scripts::{ints, Answer, ADMIT, BUDGET, MARK, REPLAY, SETTLE};
 use crate::breaker::{CircuitBreaker, DenyReason};
 use crate::clock::SharedClock;
@@ -265,7 +265,7 @@ impl RedisStore {
     pub(super) fn new(p: Parts) -> Result<Self, ConfigError> {
         p.limits.limiter_config(p.limits.catalog.default_model())?;
         let prefix = p.link.config.prefix_str().to_string();
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 tag: format!("{{{prefix}:{}}}", p.account),
                 router_tag: format!("{{{prefix}:router}}"),
@@ -287,7 +287,10 @@ impl RedisStore {
                 pending: Mutex::new(HashMap::new()),
                 refreshing: AtomicBool::new(false),
             }),
-        })
+        };
+        let weak: Weak<dyn Refresh> = Arc::downgrade(&store.inner) as Weak<Inner>;
+        store.inner.link.register(weak);
+        Ok(store)
     }
 
     /// Waits until the releases, holds and refreshes queued so far (by any store of this
@@ -758,6 +761,23 @@ impl Inner {
     }
 }
 
+impl Refresh for Inner {
+    /// Refreshes the window answered longest ago (one script call per store and tick:
+    /// bounded), which also brings the account's denial and that model's cool-down.
+    fn refresh(self: Arc<Self>) {
+        let oldest = self
+            .cache
+            .lock()
+            .windows
+            .iter()
+            .min_by_key(|(_, w)| w.at)
+            .map(|(m, _)| m.clone());
+        if let Some(model) = oldest {
+            self.ask_refresh(&model);
+        }
+    }
+}
+
 /// How an admission ends on the server.
 struct Finish<'a> {
     refund: bool,
@@ -932,14 +952,14 @@ impl StateStore for RedisStore {
             }
         }
         let h = self.inner.cached_headroom(demand.model);
+        let cached = self.inner.cache.lock().windows.get(demand.model).cloned();
         if let (Some(until), Some(retry_in)) = (h.blocked_until, h.retry_in) {
             return Err(Denied::Blocked {
-                reason: BlockReason::RateLimited,
+                reason: block_reason(cached.as_ref().map_or(3, |w| w.answer.block_reason)),
                 until,
                 retry_in,
             });
         }
-        let cached = self.inner.cache.lock().windows.get(demand.model).cloned();
         let retry_in = cached.map_or(Duration::ZERO, |w| {
             let left = after(&w.answer, w.answer.oldest_expiry);
             left.saturating_sub(self.inner.clock.now().saturating_sub(w.at))
