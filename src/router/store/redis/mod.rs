@@ -4,5 +4,9 @@
 //! the store itself follows.
 
 mod config;
+mod degraded;
+mod heartbeat;
 
 pub use config::{RedisConfig, DEFAULT_HEARTBEAT, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
+pub use degraded::{Degraded, DegradedParts, LocalEntry, SharedStore};
+pub use heartbeat::{Heartbeat, HeartbeatClock, InstanceCount, HEARTBEAT_LIVES};
