@@ -16,5 +16,6 @@ mod limiter; // RPM/TPM limiter, its properties and live headers
 mod routing; // rules, strategies, scoring, quota routing, scenarios, faults, reload
 mod sim; // the embedded simulator
 mod status_metrics; // metrics, status and tracing
+mod store_degraded; // the shared store when Redis is slow or gone: heartbeats, outages
 mod support; // the one scripted fake provider and shared helpers
 mod wire; // providers on the wire against wiremock
