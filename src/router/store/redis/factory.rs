@@ -1,0 +1,204 @@
+//! [`RedisStoreFactory`]: the one connection every slot's store shares, the background queue
+//! of releases and holds, and the making of each slot's [`RedisStore`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{mpsc, OnceCell};
+
+use super::store::{Parts, RedisStore};
+use super::RedisConfig;
+use crate::config_error::ConfigError;
+use crate::router::store::{StateStore, StoreContext, StoreError, StoreFactory};
+
+/// How many releases, holds and cache refreshes may wait for the background task. Past it
+/// a release or hold is not queued (a warning is logged): its reservation then ends by its
+/// time-to-live, as held (the conservative end), and a refresh is simply skipped.
+pub const QUEUE_BOUND: usize = 4096;
+/// Default time-to-live of a reservation nobody ended (an instance that crashed): after it
+/// the next admission on the account holds its budget share until the period ends.
+pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(600);
+
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The connection and queue every store of one factory shares.
+pub(crate) struct Link {
+    pub(super) config: RedisConfig,
+    client: redis::Client,
+    conn: OnceCell<ConnectionManager>,
+    queue: OnceLock<mpsc::Sender<Job>>,
+}
+
+impl Link {
+    pub(super) fn timeout(&self) -> Duration {
+        self.config.timeout_duration()
+    }
+
+    /// The connection, made on first use within the time-out (a failed attempt is retried
+    /// by the next call).
+    pub(super) async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let timeout = self.timeout();
+        let make = || async {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1);
+            ConnectionManager::new_with_config(self.client.clone(), config).await
+        };
+        match tokio::time::timeout(timeout, self.conn.get_or_try_init(make)).await {
+            Ok(Ok(c)) => Ok(c.clone()),
+            Ok(Err(e)) => Err(StoreError::new(format!(
+                "redis: cannot connect: {}",
+                crate::redact::text(&e.to_string())
+            ))),
+            Err(_) => Err(StoreError::new(format!(
+                "redis: no connection within {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Starts the background task (on the current tokio runtime) if it is not running.
+    pub(super) fn start_queue(&self) {
+        self.queue.get_or_init(|| {
+            let (tx, mut rx) = mpsc::channel::<Job>(QUEUE_BOUND);
+            tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    job.await;
+                }
+            });
+            tx
+        });
+    }
+
+    /// Queues `job`; `false` when the queue is full or was never started.
+    pub(super) fn enqueue(&self, job: Job) -> bool {
+        match self.queue.get() {
+            Some(tx) => tx.try_send(job).is_ok(),
+            None => match tokio::runtime::Handle::try_current() {
+                Ok(_) => {
+                    self.start_queue();
+                    self.queue.get().is_some_and(|tx| tx.try_send(job).is_ok())
+                }
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+/// Makes each provider slot's [`RedisStore`], all on one connection to the server (see
+/// the module docs of [`crate::store::redis`]).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use image_router::store::redis::{RedisConfig, RedisStoreFactory};
+/// # fn main() -> Result<(), image_router::ConfigError> {
+/// let factory = RedisStoreFactory::new(RedisConfig::from_env("REDIS_URL")?.prefix("shop"))?;
+/// let builder = image_router::Router::builder().store(Arc::new(factory));
+/// # let _ = builder; Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct RedisStoreFactory {
+    link: Arc<Link>,
+    router_clock: bool,
+    reservation_ttl: Duration,
+}
+
+impl fmt::Debug for RedisStoreFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreFactory")
+            .field("config", &self.link.config)
+            .field("router_clock", &self.router_clock)
+            .field("reservation_ttl", &self.reservation_ttl)
+            .finish()
+    }
+}
+
+impl RedisStoreFactory {
+    /// A factory for the server `config` names. No connection is made here: the first
+    /// store call makes it (within the time-out), so building a router never waits on the
+    /// server. Bad settings are [`ConfigError`]s naming the field.
+    pub fn new(config: RedisConfig) -> Result<Self, ConfigError> {
+        let client = config.client()?;
+        Ok(Self {
+            link: Arc::new(Link {
+                config,
+                client,
+                conn: OnceCell::new(),
+                queue: OnceLock::new(),
+            }),
+            router_clock: false,
+            reservation_ttl: DEFAULT_RESERVATION_TTL,
+        })
+    }
+
+    /// Decides windows, blocks and cool-downs on the router's injected clock (passed to
+    /// the scripts) instead of the Redis server's: for tests with a
+    /// [`ManualClock`](crate::clock::ManualClock) shared by several routers. Every instance
+    /// of one account must then share that clock; in production keep the server's clock,
+    /// since instances' clocks drift.
+    pub fn router_clock(mut self) -> Self {
+        self.router_clock = true;
+        self
+    }
+
+    /// Sets how long a reservation nobody ended lives (default
+    /// [`DEFAULT_RESERVATION_TTL`]); it must be longer than any request's deadline.
+    pub fn reservation_ttl(mut self, ttl: Duration) -> Self {
+        self.reservation_ttl = ttl;
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RedisConfig {
+        &self.link.config
+    }
+
+    /// The store of one slot as its concrete type (for wrapping it).
+    pub fn make_store(&self, ctx: StoreContext<'_>) -> Result<RedisStore, ConfigError> {
+        if ctx.account.is_empty() || ctx.account.contains(['{', '}']) || ctx.account == "router" {
+            return Err(ConfigError::new(
+                "account",
+                format!(
+                    "{:?} cannot name a shared account: it must be non-empty, hold no '{{' or '}}' and not be \"router\" (the router-wide budgets' keys)",
+                    ctx.account
+                ),
+            ));
+        }
+        if self.reservation_ttl.is_zero() {
+            return Err(ConfigError::new(
+                "store.reservation_ttl",
+                "must be above zero",
+            ));
+        }
+        RedisStore::new(Parts {
+            link: Arc::clone(&self.link),
+            provider: ctx.provider.to_string(),
+            account: ctx.account.to_string(),
+            router_ledger_name: ctx.router_ledger.name().to_string(),
+            limits: ctx.limits,
+            budgets: ctx.budgets.to_vec(),
+            router_budgets: ctx.router_budgets.to_vec(),
+            clock: ctx.clock.clone(),
+            wall: ctx.wall.clone(),
+            breaker: ctx.breaker,
+            router_clock: self.router_clock,
+            reservation_ttl: self.reservation_ttl,
+        })
+    }
+}
+
+impl StoreFactory for RedisStoreFactory {
+    fn make(&self, ctx: StoreContext<'_>) -> Result<Arc<dyn StateStore>, ConfigError> {
+        Ok(Arc::new(self.make_store(ctx)?))
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
