@@ -71,7 +71,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 
-use super::heartbeat::{Heartbeat, InstanceCount};
+use super::heartbeat::{Heartbeat, HeartbeatClock, InstanceCount};
+use super::{RedisStore, ReplayEntry};
 use crate::breaker::{CircuitBreaker, DenyReason};
 use crate::clock::SharedClock;
 use crate::config_error::ConfigError;
@@ -82,7 +83,7 @@ use crate::quota::headers::RateLimitHeaders;
 use crate::quota::limiter::{Denied, Headroom, WINDOW};
 use crate::router::store::{
     Admission, BudgetSettlement, Demand, InProcessStore, LimitSettings, Refusal, Settlement,
-    StateStore, StoreConfig, StoreError, StoreState, Unavailable,
+    StateStore, StoreConfig, StoreContext, StoreError, StoreState, Unavailable,
 };
 
 /// Most recent shared admissions remembered for seeding a local window (older ones are
@@ -109,8 +110,9 @@ pub struct LocalEntry {
 pub trait SharedStore: StateStore {
     /// Adds admissions made locally to `model`'s shared window at their ages.
     async fn replay(&self, model: &str, entries: &[LocalEntry]) -> Result<(), StoreError>;
-    /// Charges `usd` spent locally to the account's shared budgets.
-    async fn charge(&self, usd: f64) -> Result<(), StoreError>;
+    /// Charges `usd` spent locally to the account's shared budgets (`model`: a model the
+    /// provider serves, for stores that charge through an admission).
+    async fn charge(&self, model: &str, usd: f64) -> Result<(), StoreError>;
     /// A cheap call that succeeds when the server answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -191,7 +193,9 @@ struct Inner {
     last_local: RwLock<Arc<InProcessStore>>,
     recent: Mutex<VecDeque<Unsynced>>,
     unsynced: Mutex<Vec<Unsynced>>,
-    pending_usd: Mutex<f64>,
+    /// Spend made locally not yet charged to the shared budgets, and the model of the last
+    /// local admission (what [`SharedStore::charge`] is told).
+    pending_usd: Mutex<(f64, String)>,
     queued: Mutex<Vec<Queued>>,
     probing: AtomicBool,
 }
@@ -229,7 +233,7 @@ impl Degraded {
                 last_local: RwLock::new(Arc::new(local)),
                 recent: Mutex::new(VecDeque::new()),
                 unsynced: Mutex::new(Vec::new()),
-                pending_usd: Mutex::new(0.0),
+                pending_usd: Mutex::new((0.0, String::new())),
                 queued: Mutex::new(Vec::new()),
                 probing: AtomicBool::new(false),
             }),
@@ -433,10 +437,14 @@ impl Inner {
         });
     }
 
-    /// Budget spent locally, to charge to the shared budgets.
-    fn spent_locally(&self, usd: f64) {
+    /// Budget spent locally (on `model` when known), to charge to the shared budgets.
+    fn spent_locally(&self, model: Option<&str>, usd: f64) {
         if usd.is_finite() && usd > 0.0 {
-            *self.pending_usd.lock() += usd;
+            let mut p = self.pending_usd.lock();
+            p.0 += usd;
+            if let Some(m) = model.filter(|m| *m != p.1) {
+                p.1 = m.to_string();
+            }
         }
     }
 
@@ -576,13 +584,19 @@ impl Inner {
     }
 
     async fn flush_spend(&self) {
-        let usd = std::mem::take(&mut *self.pending_usd.lock());
+        let (usd, model) = {
+            let mut p = self.pending_usd.lock();
+            (std::mem::take(&mut p.0), p.1.clone())
+        };
         if usd <= 0.0 {
             return;
         }
-        if let Err(e) = self.bounded("charge", self.primary.charge(usd)).await {
+        if let Err(e) = self
+            .bounded("charge", self.primary.charge(&model, usd))
+            .await
+        {
             tracing::debug!(account = %self.parts.account, error = %e, "charging local spend failed; kept");
-            *self.pending_usd.lock() += usd;
+            self.pending_usd.lock().0 += usd;
         }
     }
 
@@ -598,6 +612,12 @@ impl Inner {
         }
         let a = local.admit(demand, cost).await?;
         crate::metrics::store_degraded_admission(&self.parts.account);
+        {
+            let mut p = self.pending_usd.lock();
+            if p.1 != demand.model {
+                p.1 = demand.model.to_string();
+            }
+        }
         Ok(a)
     }
 }
@@ -687,6 +707,10 @@ impl StateStore for Degraded {
         cost: Result<Cost, PriceUnknown>,
     ) -> Result<Admission, Refusal> {
         let inner = &self.inner;
+        if let Some(hb) = &inner.parts.heartbeat {
+            // Made outside a runtime (a router built in sync code): starts on first use.
+            hb.start();
+        }
         if let Some(local) = inner.local_if_degraded() {
             return inner.admit_local(&local, demand, cost).await;
         }
@@ -717,13 +741,16 @@ impl StateStore for Degraded {
         if let Some((_, reservation)) = admission.local.as_ref() {
             match settlement.budget {
                 BudgetSettlement::Commit(usd) => {
-                    inner.spent_locally(if usd.is_finite() && usd >= 0.0 {
+                    let usd = if usd.is_finite() && usd >= 0.0 {
                         usd
                     } else {
                         reservation.reserved_usd()
-                    })
+                    };
+                    inner.spent_locally(Some(settlement.model), usd);
                 }
-                BudgetSettlement::Hold => inner.spent_locally(reservation.reserved_usd()),
+                BudgetSettlement::Hold => {
+                    inner.spent_locally(Some(settlement.model), reservation.reserved_usd());
+                }
                 BudgetSettlement::Release => {}
             }
             let local = Arc::clone(&inner.last_local.read());
@@ -768,7 +795,7 @@ impl StateStore for Degraded {
 
     fn hold(&self, admission: Admission) {
         if let Some((_, reservation)) = admission.local.as_ref() {
-            self.inner.spent_locally(reservation.reserved_usd());
+            self.inner.spent_locally(None, reservation.reserved_usd());
             self.inner.last_local.read().hold(admission);
         } else {
             self.inner.primary.hold(admission);
@@ -846,6 +873,113 @@ impl StateStore for Degraded {
         };
         // Applied locally only (see the module docs: stale by the time the server answers).
         local.observe(model, headers).await
+    }
+}
+
+/// The parts of a slot's wrapper from its store context: the factory's heartbeat (made on
+/// first use, one per factory, kept alive by the stores: `slot` holds it weakly so the
+/// heartbeat ends with the router), the account's live count, the time-out and interval.
+pub(super) fn parts_for(
+    config: &super::RedisConfig,
+    ctx: &StoreContext<'_>,
+    router_clock: bool,
+    slot: &Mutex<std::sync::Weak<Heartbeat>>,
+) -> Result<DegradedParts, ConfigError> {
+    let heartbeat = {
+        let mut weak = slot.lock();
+        match weak.upgrade() {
+            Some(h) => h,
+            None => {
+                let clock = if router_clock {
+                    HeartbeatClock::Router(ctx.clock.clone())
+                } else {
+                    HeartbeatClock::Server
+                };
+                let h = Heartbeat::new(config, clock)?;
+                *weak = Arc::downgrade(&h);
+                h
+            }
+        }
+    };
+    let instances = heartbeat.join(ctx.account);
+    heartbeat.start();
+    Ok(DegradedParts {
+        account: ctx.account.to_string(),
+        limits: ctx.limits.clone(),
+        budgets: ctx.budgets.to_vec(),
+        router_budgets: ctx.router_budgets.to_vec(),
+        clock: ctx.clock.clone(),
+        wall: ctx.wall.clone(),
+        breaker: ctx.breaker.clone(),
+        timeout: config.timeout_duration(),
+        retry_every: config.heartbeat_interval(),
+        instances,
+        heartbeat: Some(heartbeat),
+    })
+}
+
+/// The Redis store as the degraded mode's primary.
+#[async_trait]
+impl SharedStore for RedisStore {
+    async fn replay(&self, model: &str, entries: &[LocalEntry]) -> Result<(), StoreError> {
+        let entries: Vec<ReplayEntry> = entries
+            .iter()
+            .map(|e| ReplayEntry {
+                age: e.age,
+                images: e.images,
+                tokens: e.tokens,
+            })
+            .collect();
+        RedisStore::replay(self, model, &entries).await
+    }
+
+    /// The Redis store has no bare "add spend" step, so the spend is charged as an
+    /// admission of no image and no token at that cost, settled at once as committed with
+    /// its rate-limit room refunded: the windows end as they were, the budgets carry the
+    /// spend. A refusal for rate limit or a denial keeps it for the next try; a refusal for
+    /// budget means the shared budget is already spent to its limit by the others — then
+    /// the amount is dropped with a warning (no admission can pass it until the period
+    /// ends anyway).
+    async fn charge(&self, model: &str, usd: f64) -> Result<(), StoreError> {
+        let cost = Ok(Cost {
+            usd,
+            basis: crate::quota::cost::CostBasis::Estimate,
+        });
+        match StateStore::admit(self, Demand::new(model, 0, 0), cost).await {
+            Ok(a) => {
+                let settlement = Settlement {
+                    refund_rate_limit: true,
+                    usage: None,
+                    budget: BudgetSettlement::Commit(usd),
+                    model,
+                    headers: None,
+                    rate_limited: None,
+                };
+                StateStore::settle(self, a, settlement).await
+            }
+            Err(Refusal::Store(e)) => Err(e),
+            Err(Refusal::Budget(e)) => {
+                tracing::warn!(
+                    account = %self.account(),
+                    usd,
+                    error = %e,
+                    "spend made while the shared store was unreachable is not recorded on the shared budget: it is already spent"
+                );
+                Ok(())
+            }
+            Err(other) => Err(StoreError::new(format!(
+                "charging spend made while degraded: {other:?}"
+            ))),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::new(format!("redis: {:?}", e.kind())))
     }
 }
 
@@ -998,7 +1132,7 @@ mod tests {
             }
             Ok(())
         }
-        async fn charge(&self, usd: f64) -> Result<(), StoreError> {
+        async fn charge(&self, _: &str, usd: f64) -> Result<(), StoreError> {
             self.gate().await?;
             *self.charged.lock() += usd;
             Ok(())

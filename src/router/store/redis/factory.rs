@@ -105,6 +105,8 @@ impl Link {
 #[must_use]
 pub struct RedisStoreFactory {
     link: Arc<Link>,
+    /// The degraded mode's heartbeat, held weakly: the stores keep it alive.
+    heartbeat: Arc<parking_lot::Mutex<std::sync::Weak<super::Heartbeat>>>,
     router_clock: bool,
     reservation_ttl: Duration,
 }
@@ -132,6 +134,7 @@ impl RedisStoreFactory {
                 conn: OnceCell::new(),
                 queue: OnceLock::new(),
             }),
+            heartbeat: Arc::default(),
             router_clock: false,
             reservation_ttl: DEFAULT_RESERVATION_TTL,
         })
@@ -195,7 +198,15 @@ impl RedisStoreFactory {
 
 impl StoreFactory for RedisStoreFactory {
     fn make(&self, ctx: StoreContext<'_>) -> Result<Arc<dyn StateStore>, ConfigError> {
-        Ok(Arc::new(self.make_store(ctx)?))
+        // Wrapped in the degraded mode (local share when the server is slow or gone).
+        let parts = super::degraded::parts_for(
+            &self.link.config,
+            &ctx,
+            self.router_clock,
+            &self.heartbeat,
+        )?;
+        let store = Arc::new(self.make_store(ctx)?);
+        Ok(Arc::new(super::Degraded::new(store, parts)?))
     }
 
     fn kind(&self) -> &'static str {

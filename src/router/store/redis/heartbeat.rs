@@ -36,7 +36,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -115,6 +115,7 @@ pub struct Heartbeat {
     clock: HeartbeatClock,
     accounts: Mutex<BTreeMap<String, InstanceCount>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    started: AtomicBool,
 }
 
 impl fmt::Debug for Heartbeat {
@@ -145,6 +146,7 @@ impl Heartbeat {
             clock,
             accounts: Mutex::new(BTreeMap::new()),
             task: Mutex::new(None),
+            started: AtomicBool::new(false),
         }))
     }
 
@@ -174,15 +176,23 @@ impl Heartbeat {
     }
 
     /// Spawns the background task that beats every interval (see the module docs); a second
-    /// call does nothing. Needs a tokio runtime.
+    /// call does nothing, and so does a call outside a tokio runtime (the store calls it
+    /// again on its first admission).
     pub fn start(self: &Arc<Self>) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let mut task = self.task.lock();
         if task.is_some() {
             return;
         }
+        self.started.store(true, Ordering::Release);
         let weak: Weak<Self> = Arc::downgrade(self);
         let every = self.interval;
-        *task = Some(tokio::spawn(async move {
+        *task = Some(rt.spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
