@@ -144,3 +144,181 @@ async fn heartbeats_survive_a_killed_server_and_announce_again_after_restart() {
         "the restarted server has both instances again"
     );
 }
+
+/// Three instances on one account of 60 RPM, through the real store. The server is killed
+/// with SIGKILL mid-minute: every instance keeps serving from its share (20, minus its own
+/// admissions of the minute), no request fails because of the store; the server restarts
+/// empty; the instances re-join and replay the minute's admissions, so the restarted
+/// server's window holds exactly what was admitted (60) and admits nothing more.
+#[tokio::test]
+async fn a_killed_server_degrades_to_the_share_and_rejoins_with_consistent_windows() {
+    use std::time::SystemTime;
+
+    use image_router::breaker::{BreakerConfig, CircuitBreaker};
+    use image_router::budget::{BudgetLedger, WallClock};
+    use image_router::clock::{ManualClock, SharedClock};
+    use image_router::quota::cost::{Cost, CostBasis};
+    use image_router::store::redis::{Degraded, DegradedParts, RedisStoreFactory};
+    use image_router::store::{Demand, LimitSettings, Refusal, StateStore, StoreContext};
+
+    let test = "a_killed_server_degrades_to_the_share_and_rejoins_with_consistent_windows";
+    if url(test).is_none() {
+        return;
+    }
+    let Some(bin) = redis_server(test) else {
+        return;
+    };
+    let _serial = super::SERVER.lock().await;
+    let mut server = Server::start(&bin);
+    let prefix = unique_prefix("outage-store");
+    let clock = ManualClock::new();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let wall = WallClock::new(SystemTime::now(), shared.clone());
+    let config = RedisConfig::new(Server::url())
+        .prefix(&prefix)
+        .heartbeat(Duration::from_secs(1))
+        .timeout(Duration::from_millis(500));
+    let factory = RedisStoreFactory::new(config.clone())
+        .unwrap()
+        .router_clock();
+    let limits = || LimitSettings::new(None, Some(60), Some(100_000_000));
+    let free = || {
+        Ok(Cost {
+            usd: 0.0,
+            basis: CostBasis::Fallback,
+        })
+    };
+    const MODEL: &str = "gpt-image-1";
+
+    let mut beats = Vec::new();
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        let hb = Heartbeat::new(&config, HeartbeatClock::Router(shared.clone())).unwrap();
+        let instances = hb.join("acct");
+        let ledger = BudgetLedger::new("router", vec![], wall.clone()).unwrap();
+        let breaker = CircuitBreaker::new(BreakerConfig::default(), shared.clone());
+        let store = factory
+            .make_store(StoreContext::new(
+                "p",
+                "acct",
+                limits(),
+                &[],
+                &[],
+                &ledger,
+                &wall,
+                &shared,
+                breaker.clone(),
+            ))
+            .unwrap();
+        let parts = DegradedParts {
+            account: "acct".to_string(),
+            limits: limits(),
+            budgets: vec![],
+            router_budgets: vec![],
+            clock: shared.clone(),
+            wall: wall.clone(),
+            breaker,
+            timeout: Duration::from_millis(500),
+            retry_every: Duration::from_secs(1),
+            instances,
+            heartbeat: Some(Arc::clone(&hb)),
+        };
+        beats.push(hb);
+        stores.push(Degraded::new(Arc::new(store), parts).unwrap());
+    }
+    for _ in 0..2 {
+        for b in &beats {
+            b.beat().await.unwrap();
+        }
+    }
+    for s in &stores {
+        assert_eq!(s.state().instances, Some(3));
+        assert_eq!(s.state().degraded, None);
+    }
+    // Ten requests each through the shared window (sent: their room stays used).
+    for s in &stores {
+        for _ in 0..10 {
+            let a = s.admit(Demand::new(MODEL, 1, 100), free()).await.unwrap();
+            assert_eq!(s.state().degraded, None);
+            s.hold(a);
+        }
+    }
+    // Each instance has learned the server's identity (a bounded background ping).
+    for s in &stores {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while s.server_identity().is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the server's identity is learned");
+    }
+    clock.advance(Duration::from_secs(5));
+
+    server.kill();
+    let mut local = Vec::new();
+    for s in &stores {
+        let mut n = 0;
+        loop {
+            match s.admit(Demand::new(MODEL, 1, 100), free()).await {
+                Ok(a) => {
+                    assert!(a.id == 0, "admitted locally");
+                    s.hold(a);
+                    n += 1;
+                }
+                Err(Refusal::RateLimit(_)) => break,
+                Err(other) => panic!("a request refused because of the store: {other:?}"),
+            }
+            assert!(n <= 60);
+        }
+        local.push(n);
+        assert_eq!(s.state().instances, Some(3), "the last known count");
+        assert!(s.state().degraded.is_some());
+    }
+    assert_eq!(
+        local,
+        vec![10, 10, 10],
+        "share 20 each, 10 of it used before the outage"
+    );
+    // A heartbeat against the dead server fails; its count stays.
+    assert!(beats[0].beat().await.is_err());
+
+    server.restart();
+    clock.advance(Duration::from_secs(2));
+    for s in &stores {
+        let mut joined = false;
+        for _ in 0..100 {
+            if s.try_rejoin().await {
+                joined = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(joined, "re-joined the restarted server");
+        assert_eq!(s.state().degraded, None);
+    }
+    // The restarted server's window holds the minute's 60 admissions again.
+    let mut conn = redis::Client::open(Server::url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let n: u64 = redis::cmd("ZCARD")
+        .arg(format!("{{{prefix}:acct}}:w:{MODEL}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 60);
+    match stores[1].admit(Demand::new(MODEL, 1, 100), free()).await {
+        Err(Refusal::RateLimit(_)) => {}
+        other => panic!("the shared window is full again: {other:?}"),
+    }
+    // A minute later the window frees and the shared store admits again.
+    clock.advance(Duration::from_secs(60));
+    let a = stores[2]
+        .admit(Demand::new(MODEL, 1, 100), free())
+        .await
+        .unwrap();
+    assert_ne!(a.id, 0, "through the shared store");
+    stores[2].release(a);
+}

@@ -42,7 +42,10 @@
 //!   consistent with what was sent;
 //! * **charges** the budget spent locally (commits, and holds at their estimate) to the shared
 //!   budgets ([`SharedStore::charge`]);
-//! * re-sends the denials and model cool-downs recorded locally that have not ended yet.
+//! * re-sends the denials and model cool-downs recorded locally that have not ended yet;
+//! * when the server restarted meanwhile (its identity, Redis's `run_id`, changed: without
+//!   persistence it forgot the windows), also replays what this instance admitted through
+//!   it in the last 60 s, so the restarted server's windows hold the minute's traffic again.
 //!
 //! A step that fails is kept and retried at the next re-join (or, for spend, at the next
 //! settlement); nothing is dropped silently. Rate-limit headers observed while degraded
@@ -113,8 +116,10 @@ pub trait SharedStore: StateStore {
     /// Charges `usd` spent locally to the account's shared budgets (`model`: a model the
     /// provider serves, for stores that charge through an admission).
     async fn charge(&self, model: &str, usd: f64) -> Result<(), StoreError>;
-    /// A cheap call that succeeds when the server answers.
-    async fn ping(&self) -> Result<(), StoreError>;
+    /// A cheap call that succeeds when the server answers, with the server's identity: a
+    /// string that changes when the server restarts (Redis: its `run_id`), so a re-joining
+    /// instance knows whether the server kept the shared windows.
+    async fn ping(&self) -> Result<String, StoreError>;
 }
 
 /// Everything a [`Degraded`] wrapper is made from besides its primary.
@@ -198,6 +203,10 @@ struct Inner {
     pending_usd: Mutex<(f64, String)>,
     queued: Mutex<Vec<Queued>>,
     probing: AtomicBool,
+    /// The server's identity when last seen ([`SharedStore::ping`]), and whether a task is
+    /// learning it.
+    server: Mutex<Option<String>>,
+    learning: AtomicBool,
 }
 
 /// A shared store with a local fallback (see the module docs). Cheap to clone.
@@ -236,6 +245,8 @@ impl Degraded {
                 pending_usd: Mutex::new((0.0, String::new())),
                 queued: Mutex::new(Vec::new()),
                 probing: AtomicBool::new(false),
+                server: Mutex::new(None),
+                learning: AtomicBool::new(false),
             }),
         })
     }
@@ -280,6 +291,12 @@ impl Degraded {
     /// The share the current outage divides by (`None` while healthy).
     pub fn share(&self) -> Option<u32> {
         self.inner.outage.lock().as_ref().map(|o| o.share)
+    }
+
+    /// The server's identity as last seen (learned after the first admission through the
+    /// primary, and at each re-join): what tells a restarted server.
+    pub fn server_identity(&self) -> Option<String> {
+        self.inner.server.lock().clone()
     }
 
     /// The primary store.
@@ -437,6 +454,28 @@ impl Inner {
         });
     }
 
+    /// Learns the server's identity once (in a spawned, bounded task), so a re-join can tell
+    /// a restarted server.
+    fn learn_server(self: &Arc<Self>) {
+        if self.server.lock().is_some() || self.learning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.learning.store(false, Ordering::Release);
+            return;
+        };
+        let me = Arc::clone(self);
+        rt.spawn(async move {
+            if let Ok(id) = me.bounded("ping", me.primary.ping()).await {
+                let mut server = me.server.lock();
+                if server.is_none() {
+                    *server = Some(id);
+                }
+            }
+            me.learning.store(false, Ordering::Release);
+        });
+    }
+
     /// Budget spent locally (on `model` when known), to charge to the shared budgets.
     fn spent_locally(&self, model: Option<&str>, usd: f64) {
         if usd.is_finite() && usd > 0.0 {
@@ -467,17 +506,30 @@ impl Inner {
             self.sync().await;
             return true;
         }
-        if let Err(e) = self.bounded("ping", self.primary.ping()).await {
-            tracing::debug!(account = %self.parts.account, error = %e, "shared store still unreachable");
-            if let Some(o) = self.outage.lock().as_mut() {
-                o.next_try = self.now() + self.parts.retry_every;
+        let server = match self.bounded("ping", self.primary.ping()).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::debug!(account = %self.parts.account, error = %e, "shared store still unreachable");
+                if let Some(o) = self.outage.lock().as_mut() {
+                    o.next_try = self.now() + self.parts.retry_every;
+                }
+                return false;
             }
-            return false;
-        }
+        };
         // Route through the primary from now on, then hand over what was done locally.
         let Some(outage) = self.outage.lock().take() else {
             return true;
         };
+        let before = self.server.lock().replace(server.clone());
+        if before.is_some_and(|b| b != server) {
+            // The server restarted (and, without persistence, forgot the windows): what
+            // this instance admitted through it in the last minute is replayed too.
+            tracing::info!(account = %self.parts.account, "the shared store restarted: replaying this instance's admissions of the last minute");
+            let now = self.now();
+            let mut recent = self.recent.lock();
+            prune(&mut recent, now);
+            self.unsynced.lock().extend(recent.drain(..));
+        }
         self.collect(&outage);
         crate::metrics::store_degraded(&self.parts.account, false);
         tracing::info!(
@@ -722,6 +774,7 @@ impl StateStore for Degraded {
         {
             Ok(Ok(a)) => {
                 inner.remember(demand.model, demand.images, a.tokens);
+                inner.learn_server();
                 return Ok(a);
             }
             Ok(Err(Refusal::Store(e))) => e.message,
@@ -973,13 +1026,20 @@ impl SharedStore for RedisStore {
         }
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    /// `INFO server`'s `run_id`: random per server start.
+    async fn ping(&self) -> Result<String, StoreError> {
         let mut conn = self.connection().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
             .await
-            .map(|_| ())
-            .map_err(|e| StoreError::new(format!("redis: {:?}", e.kind())))
+            .map_err(|e| StoreError::new(format!("redis: {:?}", e.kind())))?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .unwrap_or_default()
+            .trim()
+            .to_string())
     }
 }
 
@@ -1007,6 +1067,7 @@ mod tests {
         settled: AtomicUsize,
         clock: ManualClock,
         rpm: u32,
+        run_id: Mutex<String>,
     }
 
     impl Fake {
@@ -1026,6 +1087,7 @@ mod tests {
                 settled: AtomicUsize::new(0),
                 clock: clock.clone(),
                 rpm,
+                run_id: Mutex::new("first".to_string()),
             })
         }
 
@@ -1137,8 +1199,9 @@ mod tests {
             *self.charged.lock() += usd;
             Ok(())
         }
-        async fn ping(&self) -> Result<(), StoreError> {
-            self.gate().await
+        async fn ping(&self) -> Result<String, StoreError> {
+            self.gate().await?;
+            Ok(self.run_id.lock().clone())
         }
     }
 
@@ -1549,5 +1612,46 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(store.degraded_reason(), None);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_server_gets_the_last_minutes_shared_admissions_replayed_too() {
+        for restart in [false, true] {
+            let clock = ManualClock::new();
+            let fake = Fake::new(&clock, 60, vec![]);
+            let store = wrapper(&clock, &fake, 1, vec![]);
+            for _ in 0..5 {
+                let a = store
+                    .admit(Demand::new(MODEL, 1, 100), free())
+                    .await
+                    .unwrap();
+                store.hold(a);
+            }
+            // The spawned task learns the server's identity.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(store.inner.server.lock().as_deref(), Some("first"));
+            clock.advance(Duration::from_secs(1));
+            fake.down(true);
+            for _ in 0..3 {
+                let a = store
+                    .admit(Demand::new(MODEL, 1, 100), free())
+                    .await
+                    .unwrap();
+                store.hold(a);
+            }
+            if restart {
+                *fake.run_id.lock() = "second".to_string();
+            }
+            fake.down(false);
+            assert!(store.try_rejoin().await);
+            let replayed = fake.replayed.lock().len();
+            assert_eq!(
+                replayed,
+                if restart { 5 + 3 } else { 3 },
+                "restart: {restart}"
+            );
+        }
     }
 }
