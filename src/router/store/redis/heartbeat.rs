@@ -246,7 +246,9 @@ impl Heartbeat {
             .saturating_mul(HEARTBEAT_LIVES)
             .as_millis()
             .max(1);
-        let script = Script::new(BEAT);
+        // The script's hash is computed once (EVALSHA, then EVAL when the server lacks it).
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(BEAT));
+        let script = &*SCRIPT;
         let mut read = BTreeMap::new();
         for (account, count) in accounts {
             let mut inv = script.prepare_invoke();
