@@ -2,93 +2,18 @@
 //! of releases and holds, and the making of each slot's [`RedisStore`].
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::{mpsc, OnceCell};
-
+use super::link::Link;
 use super::store::{Parts, RedisStore};
 use super::RedisConfig;
 use crate::config_error::ConfigError;
-use crate::router::store::{StateStore, StoreContext, StoreError, StoreFactory};
+use crate::router::store::{StateStore, StoreContext, StoreFactory};
 
-/// How many releases, holds and cache refreshes may wait for the background task. Past it
-/// a release or hold is not queued (a warning is logged): its reservation then ends by its
-/// time-to-live, as held (the conservative end), and a refresh is simply skipped.
-pub const QUEUE_BOUND: usize = 4096;
 /// Default time-to-live of a reservation nobody ended (an instance that crashed): after it
 /// the next admission on the account holds its budget share until the period ends.
 pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(600);
-
-type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The connection and queue every store of one factory shares.
-pub(crate) struct Link {
-    pub(super) config: RedisConfig,
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
-    queue: OnceLock<mpsc::Sender<Job>>,
-}
-
-impl Link {
-    pub(super) fn timeout(&self) -> Duration {
-        self.config.timeout_duration()
-    }
-
-    /// The connection, made on first use within the time-out (a failed attempt is retried
-    /// by the next call).
-    pub(super) async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let timeout = self.timeout();
-        let make = || async {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(1);
-            ConnectionManager::new_with_config(self.client.clone(), config).await
-        };
-        match tokio::time::timeout(timeout, self.conn.get_or_try_init(make)).await {
-            Ok(Ok(c)) => Ok(c.clone()),
-            Ok(Err(e)) => Err(StoreError::new(format!(
-                "redis: cannot connect: {}",
-                crate::redact::text(&e.to_string())
-            ))),
-            Err(_) => Err(StoreError::new(format!(
-                "redis: no connection within {} ms",
-                timeout.as_millis()
-            ))),
-        }
-    }
-
-    /// Starts the background task (on the current tokio runtime) if it is not running.
-    pub(super) fn start_queue(&self) {
-        self.queue.get_or_init(|| {
-            let (tx, mut rx) = mpsc::channel::<Job>(QUEUE_BOUND);
-            tokio::spawn(async move {
-                while let Some(job) = rx.recv().await {
-                    job.await;
-                }
-            });
-            tx
-        });
-    }
-
-    /// Queues `job`; `false` when the queue is full or was never started.
-    pub(super) fn enqueue(&self, job: Job) -> bool {
-        match self.queue.get() {
-            Some(tx) => tx.try_send(job).is_ok(),
-            None => match tokio::runtime::Handle::try_current() {
-                Ok(_) => {
-                    self.start_queue();
-                    self.queue.get().is_some_and(|tx| tx.try_send(job).is_ok())
-                }
-                Err(_) => false,
-            },
-        }
-    }
-}
 
 /// Makes each provider slot's [`RedisStore`], all on one connection to the server (see
 /// the module docs of [`crate::store::redis`]).
@@ -128,12 +53,7 @@ impl RedisStoreFactory {
     pub fn new(config: RedisConfig) -> Result<Self, ConfigError> {
         let client = config.client()?;
         Ok(Self {
-            link: Arc::new(Link {
-                config,
-                client,
-                conn: OnceCell::new(),
-                queue: OnceLock::new(),
-            }),
+            link: Arc::new(Link::new(config, client)),
             heartbeat: Arc::default(),
             router_clock: false,
             reservation_ttl: DEFAULT_RESERVATION_TTL,

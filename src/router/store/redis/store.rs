@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use redis::aio::ConnectionManager;
 use redis::{ScriptInvocation, Value};
 
-use super::factory::Link;
+use super::link::Link;
 use super::scripts::{ints, Answer, ADMIT, BUDGET, MARK, REPLAY, SETTLE};
 use crate::breaker::{CircuitBreaker, DenyReason};
 use crate::clock::SharedClock;
@@ -932,14 +932,14 @@ impl StateStore for RedisStore {
             }
         }
         let h = self.inner.cached_headroom(demand.model);
+        let cached = self.inner.cache.lock().windows.get(demand.model).cloned();
         if let (Some(until), Some(retry_in)) = (h.blocked_until, h.retry_in) {
             return Err(Denied::Blocked {
-                reason: BlockReason::RateLimited,
+                reason: block_reason(cached.as_ref().map_or(3, |w| w.answer.block_reason)),
                 until,
                 retry_in,
             });
         }
-        let cached = self.inner.cache.lock().windows.get(demand.model).cloned();
         let retry_in = cached.map_or(Duration::ZERO, |w| {
             let left = after(&w.answer, w.answer.oldest_expiry);
             left.saturating_sub(self.inner.clock.now().saturating_sub(w.at))
