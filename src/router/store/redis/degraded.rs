@@ -26,6 +26,15 @@
 //! the outage's start, at most what the shared store admitted (≤ `L`) plus, per instance,
 //! its share minus its own admissions already in the window.
 //!
+//! # What counts as an outage
+//! A primary call that returns a [`StoreError`] (or a [`Refusal::Store`]) or does not answer
+//! within the time-out. Refusals for rate limit, budget or unavailability are answers, passed
+//! on as they are. The share is fixed when the outage starts (the heartbeats cannot run
+//! without the server). The settlement of an admission the primary made is still sent to
+//! the primary while degraded (bounded by the time-out; its headers apply locally too); when
+//! it cannot be, the router logs lost bookkeeping and the shared store's reservation
+//! time-to-live ends it, as held.
+//!
 //! # One warning per outage
 //! Entering degraded mode logs one `tracing::warn!` (not one per request), sets the
 //! `image_router_store_degraded{account}` gauge to 1 and [`StoreState::degraded`] to the
@@ -48,7 +57,10 @@
 //!   it in the last 60 s, so the restarted server's windows hold the minute's traffic again.
 //!
 //! A step that fails is kept and retried at the next re-join (or, for spend, at the next
-//! settlement); nothing is dropped silently. Rate-limit headers observed while degraded
+//! settlement); nothing is dropped silently. (The Redis store charges spend as an admission
+//! of no image at that cost, committed with its room refunded; when the shared budget
+//! refuses it — the other instances spent it to its limit — the amount is dropped with a
+//! warning, since nothing more can be admitted in that period anyway.) Rate-limit headers observed while degraded
 //! ([`StateStore::observe`]) are applied locally and *not* re-sent: they describe a moment
 //! that has passed by the time the server answers, and the next answer carries fresh ones.
 //!
