@@ -30,6 +30,8 @@ pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(600);
 #[must_use]
 pub struct RedisStoreFactory {
     link: Arc<Link>,
+    /// The degraded mode's heartbeat, held weakly: the stores keep it alive.
+    heartbeat: Arc<parking_lot::Mutex<std::sync::Weak<super::Heartbeat>>>,
     router_clock: bool,
     reservation_ttl: Duration,
 }
@@ -52,6 +54,7 @@ impl RedisStoreFactory {
         let client = config.client()?;
         Ok(Self {
             link: Arc::new(Link::new(config, client)),
+            heartbeat: Arc::default(),
             router_clock: false,
             reservation_ttl: DEFAULT_RESERVATION_TTL,
         })
@@ -115,7 +118,15 @@ impl RedisStoreFactory {
 
 impl StoreFactory for RedisStoreFactory {
     fn make(&self, ctx: StoreContext<'_>) -> Result<Arc<dyn StateStore>, ConfigError> {
-        Ok(Arc::new(self.make_store(ctx)?))
+        // Wrapped in the degraded mode (local share when the server is slow or gone).
+        let parts = super::degraded::parts_for(
+            &self.link.config,
+            &ctx,
+            self.router_clock,
+            &self.heartbeat,
+        )?;
+        let store = Arc::new(self.make_store(ctx)?);
+        Ok(Arc::new(super::Degraded::new(store, parts)?))
     }
 
     fn kind(&self) -> &'static str {

@@ -127,7 +127,9 @@
 //! credentials) is written. The URL is a secret and never shown.
 
 mod config;
+mod degraded;
 mod factory;
+mod heartbeat;
 mod link;
 mod scripts;
 mod store;
@@ -135,7 +137,9 @@ mod store;
 mod tests;
 
 pub use config::{RedisConfig, DEFAULT_HEARTBEAT, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
+pub use degraded::{Degraded, DegradedParts, LocalEntry, SharedStore};
 pub use factory::{RedisStoreFactory, DEFAULT_RESERVATION_TTL};
+pub use heartbeat::{Heartbeat, HeartbeatClock, InstanceCount, HEARTBEAT_LIVES};
 pub use link::QUEUE_BOUND;
 pub use store::RedisStore;
 #[allow(unused_imports)] // for the degraded mode
