@@ -201,20 +201,156 @@ impl ProviderCheck {
     }
 }
 
-/// Every provider's check, in configuration order.
+/// Every provider's check, in configuration order, and the shared store's.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct DoctorReport {
     /// One entry per configured provider and model checked (a provider that could not be
     /// built: one entry).
     pub providers: Vec<ProviderCheck>,
+    /// The shared state store's check (`[store] kind = "redis"`); `None` for the in-process
+    /// store, which has nothing to reach.
+    pub store: Option<StoreCheck>,
 }
 
 impl DoctorReport {
-    /// Whether every provider is usable.
+    /// Whether every provider is usable and the shared store (if any) answers.
     pub fn all_usable(&self) -> bool {
-        self.providers.iter().all(ProviderCheck::usable)
+        self.providers.iter().all(ProviderCheck::usable) && self.store.as_ref().is_none_or(|s| s.ok)
     }
+}
+
+/// The check of a shared state store: does the server answer, and which version is it.
+///
+/// What is checked: a connection within the check's time-out, `PING` (the answer must be
+/// `PONG`) and `INFO server` for `redis_version` (Valkey answers it too, with its
+/// compatibility version, and adds `valkey_version`, reported when present). Both commands
+/// are read-only and write no key. The URL is never shown: it may carry a password.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct StoreCheck {
+    /// The store's kind (`"redis"`).
+    pub kind: &'static str,
+    /// The server answered `PING`.
+    pub ok: bool,
+    /// The server's version (`redis_version`, or `valkey_version` on Valkey).
+    pub server_version: Option<String>,
+    /// What went wrong and what to do, when the check failed.
+    pub explanation: Option<Explanation>,
+    /// Time the check took, ms.
+    pub ms: u64,
+}
+
+/// Checks the store of `config` (see [`StoreCheck`]): `None` for the in-process store.
+/// The URL is read through `env` from the variable `[store] url_env` names. Never fails or
+/// panics: every problem is a failed [`StoreCheck`] with an explanation.
+pub async fn check_store(
+    config: &RouterConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    timeout: Duration,
+) -> Option<StoreCheck> {
+    if config.store.kind == crate::config::StoreKind::InProcess {
+        return None;
+    }
+    #[cfg(feature = "redis")]
+    {
+        Some(redis_check(&config.store, env, timeout).await)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (env, timeout);
+        Some(StoreCheck {
+            kind: "redis",
+            ok: false,
+            server_version: None,
+            explanation: Some(Explanation::new(
+                "The configuration asks for a Redis store, but this build of image-router has no `redis` feature.",
+                "Build image-router with the `redis` feature, or set `[store] kind = \"in-process\"`.",
+            )),
+            ms: 0,
+        })
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis_check(
+    store: &crate::config::StoreSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+    timeout: Duration,
+) -> StoreCheck {
+    let started = std::time::Instant::now();
+    let failed = |cause: String, action: &str| StoreCheck {
+        kind: "redis",
+        ok: false,
+        server_version: None,
+        explanation: Some(Explanation::new(
+            crate::redact::text(&cause),
+            action.to_string(),
+        )),
+        ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    let config = match store.redis_config_from(env) {
+        Ok(Some(c)) => c,
+        Ok(None) => return failed("The store is not a Redis store.".into(), "-"),
+        Err(e) => {
+            return failed(
+                format!("Redis store: {}", e.message),
+                "Export the variable `[store] url_env` names with the server's redis:// or \
+                 rediss:// URL before running.",
+            )
+        }
+    };
+    let client = match config.client() {
+        Ok(c) => c,
+        Err(e) => return failed(format!("Redis store: {}", e.message), "Fix the URL."),
+    };
+    let talk = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await?;
+        Ok::<_, redis::RedisError>((pong, info))
+    };
+    match tokio::time::timeout(timeout, talk).await {
+        Err(_) => failed(
+            format!("Redis store: no answer within {} ms.", timeout.as_millis()),
+            "Check that the server runs and is reachable from here (host, port, firewall, TLS \
+             for rediss://).",
+        ),
+        // The error's text can name the host but not the password (the redis crate does not
+        // print URLs); it is redacted anyway.
+        Ok(Err(e)) => failed(
+            format!("Redis store: the server did not answer: {e}"),
+            "Check that the server runs, the URL's host and port, its password (AUTH) and \
+             TLS (rediss://).",
+        ),
+        Ok(Ok((pong, _))) if pong != "PONG" => failed(
+            format!("Redis store: PING answered {pong:?}, not PONG."),
+            "Check that the URL points at a Redis (or Valkey) server.",
+        ),
+        Ok(Ok((_, info))) => StoreCheck {
+            kind: "redis",
+            ok: true,
+            server_version: info_field(&info, "valkey_version")
+                .map(|v| format!("valkey {v}"))
+                .or_else(|| info_field(&info, "redis_version")),
+            explanation: None,
+            ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        },
+    }
+}
+
+/// The value of `key` in an `INFO` answer (`key:value` lines).
+#[cfg(feature = "redis")]
+fn info_field(info: &str, key: &str) -> Option<String> {
+    info.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    })
 }
 
 /// The problem and health an error means.
@@ -290,6 +426,9 @@ pub async fn check_router(router: &Router, model: Option<&str>, timeout: Duratio
             .flat_map(from_check)
             .map(redacted)
             .collect(),
+        // A built router's store is checked by its own admissions; `check_config` checks
+        // the configured store's server.
+        store: None,
     }
 }
 
@@ -402,6 +541,7 @@ pub async fn check_config_with(
                 .collect();
             return DoctorReport {
                 providers: providers.into_iter().map(redacted).collect(),
+                store: check_store(config, env, timeout).await,
             };
         }
     };
@@ -482,6 +622,7 @@ pub async fn check_config_with(
     }
     DoctorReport {
         providers: checks.into_iter().flatten().map(redacted).collect(),
+        store: check_store(config, env, timeout).await,
     }
 }
 

@@ -115,8 +115,8 @@ pub use request::{
 pub use response::{Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse};
 pub use router::{
     policy, store, CooldownStatus, KeyGroupStatus, KeyStatus, LastError, ModelWindow,
-    ProviderOptions, ProviderStatus, Ranked, Router, RouterBuilder, RouterStatus,
-    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS,
+    ProviderOptions, ProviderStatus, ProviderStore, Ranked, Router, RouterBuilder, RouterStatus,
+    StoreStatus, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,
 };
 pub use router::{

@@ -17,6 +17,8 @@
 //! | `image_router_breaker_state` | gauge | `provider` | 0 closed, 1 recovering, 2 half-open, 3 open |
 //! | `image_router_headroom_ratio` | gauge | `provider` | free share of the provider's effective rate limits (0–1) |
 //! | `image_router_spend_usd_total` | gauge | `ledger` | lifetime spend of a ledger (`router` or a provider name) |
+//! | `image_router_store_degraded` | gauge | `account` | 1 while a shared state store cannot be reached and the account is served from local state with a conservative share, else 0 |
+//! | `image_router_store_degraded_admissions_total` | counter | `account` | requests admitted from local state while the shared store was degraded |
 //!
 //! Call [`describe`] once after installing a recorder to give each metric its help text and
 //! unit (an exporter such as Prometheus shows them as `# HELP` lines).
@@ -204,6 +206,29 @@ impl ProviderKeys {
     }
 }
 
+/// `image_router_store_degraded`.
+pub const STORE_DEGRADED: &str = "image_router_store_degraded";
+/// `image_router_store_degraded_admissions_total`.
+pub const STORE_DEGRADED_ADMISSIONS_TOTAL: &str = "image_router_store_degraded_admissions_total";
+
+/// Sets whether `account`'s shared store is degraded (rare: on an outage's start and end).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn store_degraded(account: &str, degraded: bool) {
+    metrics::gauge!(STORE_DEGRADED, "account" => account.to_string()).set(if degraded {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// Counts a request admitted from local state while `account`'s shared store is degraded
+/// (only during an outage, so the label is built per call).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn store_degraded_admission(account: &str) {
+    metrics::counter!(STORE_DEGRADED_ADMISSIONS_TOTAL, "account" => account.to_string())
+        .increment(1);
+}
+
 pub(crate) fn router_spend(spend: f64) {
     static LABELS: [Label; 1] = [Label::from_static_parts("ledger", "router")];
     static KEY: Key = Key::from_static_parts(SPEND_USD_TOTAL, &LABELS);
@@ -280,6 +305,15 @@ pub fn describe() {
     metrics::describe_gauge!(
         SPEND_USD_TOTAL,
         "Lifetime spend in USD of a ledger (router or a provider)"
+    );
+    metrics::describe_gauge!(
+        STORE_DEGRADED,
+        "1 while the shared state store of an account cannot be reached and it is served from local state, else 0"
+    );
+    metrics::describe_counter!(
+        STORE_DEGRADED_ADMISSIONS_TOTAL,
+        Unit::Count,
+        "Requests admitted from local state while the shared state store of an account was degraded"
     );
 }
 

@@ -18,7 +18,8 @@ check (`check_on_start`), and shows what the router would set aside. It reads an
 rate-limit headers and explains each problem in plain words with what to do: no key,
 invalid key, tier access (a 429 saying to retry after 0.0 seconds), insufficient quota,
 billing hard limit, organization not verified, region not supported, deployment not found,
-model not found, endpoint unreachable.
+model not found, endpoint unreachable. With `[store] kind = \"redis\"` it also checks that the
+shared store answers (PING, bounded by --timeout) and reports the server's version.
 
 Exit code 0 when every provider is usable, 1 when any is not, 2 when the config is invalid.
 
@@ -54,8 +55,23 @@ pub async fn run(a: DoctorArgs) -> ExitCode {
     let report = doctor::check_config(&cfg, a.model.as_deref(), a.timeout).await;
     let ok = report.all_usable();
     if json {
-        print_json(&json!({ "ok": ok, "providers": report.providers }));
+        print_json(&json!({ "ok": ok, "providers": report.providers, "store": report.store }));
     } else {
+        if let Some(st) = &report.store {
+            match (&st.server_version, &st.explanation) {
+                (_, Some(x)) => {
+                    println!("[UNUSABLE] store {} in {} ms", st.kind, st.ms);
+                    println!("    cause: {}", x.cause);
+                    println!("    what to do: {}", x.action);
+                }
+                (v, None) => println!(
+                    "[ok] store {} answers PING (server {}) in {} ms",
+                    st.kind,
+                    v.as_deref().unwrap_or("version unknown"),
+                    st.ms
+                ),
+            }
+        }
         for c in &report.providers {
             let mark = match c.health {
                 Health::Ok => "ok",
@@ -130,9 +146,12 @@ pub async fn run(a: DoctorArgs) -> ExitCode {
             }
         }
         let bad = report.providers.iter().filter(|c| !c.usable()).count();
-        if ok {
+        if report.store.as_ref().is_some_and(|s| !s.ok) {
+            println!("the shared store does not answer");
+        }
+        if bad == 0 && ok {
             println!("all {} provider(s) usable", report.providers.len());
-        } else {
+        } else if bad > 0 {
             println!("{bad} of {} provider(s) unusable", report.providers.len());
         }
     }

@@ -90,6 +90,12 @@ pub async fn run(a: StatusArgs) -> ExitCode {
     if json {
         print_json(&json!({
             "router": settings,
+            // The table as configured (the URL's variable by name, never its value) and the
+            // store's own view: shared or not, degraded or not, instances, accounts.
+            "store": {
+                "config": cfg.store,
+                "live": view.live.store,
+            },
             "providers": rows,
             "spend": view.spend.first(),
             "status": view.live,
@@ -236,6 +242,34 @@ impl View {
     }
 }
 
+/// One line on the store: where the state lives and whether this instance is degraded.
+fn store_line(st: &image_router::StoreStatus) -> String {
+    if !st.shared {
+        return format!(
+            "store: {} (limits, budgets and denials are this process's own)",
+            st.kind
+        );
+    }
+    let instances = st
+        .instances
+        .map_or("unknown".to_string(), |n| n.to_string());
+    let mut accounts: Vec<String> = st
+        .providers
+        .iter()
+        .map(|p| format!("{} → {}", p.name, p.account.as_deref().unwrap_or(&p.name)))
+        .collect();
+    accounts.dedup();
+    let this = match &st.degraded {
+        Some(why) => format!("DEGRADED, serving from a local share of each limit: {why}"),
+        None => "connected".to_string(),
+    };
+    format!(
+        "store: {} (shared), {instances} live instance(s); accounts: {}; this instance: {this}",
+        st.kind,
+        accounts.join(", ")
+    )
+}
+
 fn print_text(settings: &Value, rows: &[Value], view: &View) {
     println!(
         "router: strategy {}, timeout {}, deadline {}, max {} attempt(s), cool-down {}, default model {}",
@@ -246,6 +280,7 @@ fn print_text(settings: &Value, rows: &[Value], view: &View) {
         settings["cooldown"].as_str().unwrap_or(""),
         view.default_model
     );
+    println!("{}", store_line(&view.live.store));
     println!(
         "{:<3} {:<20} {:<10} {:<8} {:>6} {:>6} {:>9} {:<24} {:<10} url",
         "#", "provider", "kind", "tier", "rpm", "ipm", "tpm", "key", "state"

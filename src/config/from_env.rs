@@ -336,7 +336,15 @@ impl EnvSetup {
              # deadline = \"{}s\"            # whole request\n\
              # max_attempts = {}\n\
              # default_model = {}\n\
-             # budgets = [{{ usd = 20.0, per = \"day\" }}]   # no budget unless set\n",
+             # budgets = [{{ usd = 20.0, per = \"day\" }}]   # no budget unless set\n\n\
+             # Several instances (replicas, workers) on one account: share their limits,\n\
+             # budgets and denials through Redis (feature `redis`). The URL stays in the\n\
+             # variable; give providers that are one OpenAI organization the same `account`.\n\
+             # [store]\n\
+             # kind = \"redis\"               # default \"in-process\"\n\
+             # url_env = \"REDIS_URL\"\n\
+             # prefix = \"image-router\"\n\
+             # timeout = \"50ms\"\n",
             DEFAULT_ATTEMPT_TIMEOUT.as_secs(),
             DEFAULT_DEADLINE.as_secs(),
             DEFAULT_MAX_ATTEMPTS,

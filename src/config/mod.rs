@@ -31,6 +31,10 @@
 //! base_url = "https://proxy.example/v1"
 //! api_key_env = "PROXY_API_KEY"
 //! mode = "images"               # or "chat"
+//!
+//! # [store]                     # state shared by several instances (feature `redis`)
+//! # kind = "redis"              # the default is "in-process"
+//! # url_env = "REDIS_URL"       # the variable holding redis://… or rediss://…, never the URL
 //! ```
 //!
 //! # Design
@@ -103,6 +107,17 @@
 //! * compatible: `base_url` (required), `mode` (`"images"` | `"chat"`), `rename` (a table model
 //!   → the proxy's model name).
 //!
+//! `[store]` (see [`StoreSettings`]): `kind` (`"in-process"`, the default: every instance
+//! keeps its own limits, budgets and denials; or `"redis"`, feature `redis`: shared by every
+//! instance that names the same server and prefix), `url_env` (required for Redis: the
+//! environment variable holding the `redis://` or `rediss://` URL; a `url` key is refused,
+//! since the URL carries the password), `prefix` (default `"image-router"`), `timeout` (one
+//! store call, default `"50ms"`) and `heartbeat` (default `"2s"`). Per provider, `account`
+//! names the provider account its limits and budgets belong to (default: the provider's
+//! name): two providers that are the same OpenAI organization name the same account and
+//! share one window in the Redis store. A changed `[store]` needs a restart
+//! ([`RouterConfig::reload`] keeps the running store and says so).
+//!
 //! `strategy`: `"scored"` (best score first, the router's default), `"ordered"` (strict
 //! priority order) or `"weighted"` (by `weight` × headroom). `reserved_for` / `preferred_by`
 //! (lists of request-class names, e.g. `["interactive"]`) set a provider's class policy.
@@ -112,7 +127,8 @@
 //! `mod.rs` ([`RouterConfig`]: loading, catalog, building), `router.rs` (`[router]` and its
 //! sub-tables), `provider.rs` (`[[provider]]`, [`build_provider`]), `env.rs` (keys from the
 //! environment), `from_env.rs` (zero configuration: [`EnvSetup`] and [`Router::from_env`] from
-//! the variables the official SDKs read), `locate.rs` (lines and keys of errors). The rules of the settings' values,
+//! the variables the official SDKs read), `store.rs` (`[store]`), `locate.rs` (lines and keys
+//! of errors). The rules of the settings' values,
 //! shared with the builder, are the settings types' own `validate()` in
 //! `src/router/validate.rs` (the builder's side, so the router never depends on the config).
 
@@ -121,6 +137,7 @@ mod from_env;
 mod locate;
 mod provider;
 mod router;
+mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -144,6 +161,7 @@ pub use self::from_env::{
 };
 pub use self::provider::{build_provider, mode_name, ProviderConfig};
 pub use self::router::RouterSettings;
+pub use self::store::{StoreKind, StoreSettings};
 
 use self::locate::Locator;
 
@@ -175,6 +193,8 @@ pub struct RouterConfig {
     pub router: RouterSettings,
     /// The `[[provider]]` tables in priority order.
     pub providers: Vec<ProviderConfig>,
+    /// The `[store]` table (default: the in-process store).
+    pub store: StoreSettings,
     /// Where the file came from (for relative paths); `None` for a string.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -190,6 +210,7 @@ struct RawConfig {
     router: Option<router::RawRouter>,
     #[serde(default)]
     provider: Vec<Spanned<provider::RawProvider>>,
+    store: Option<store::RawStore>,
 }
 
 impl FromStr for RouterConfig {
@@ -259,9 +280,14 @@ impl RouterConfig {
             }
             providers.push(pc);
         }
+        let store = match &raw.store {
+            Some(s) => store::parse(&cx, s)?,
+            None => StoreSettings::default(),
+        };
         Ok(RouterConfig {
             router,
             providers,
+            store,
             base_dir,
             catalog_line,
             default_model_line,
@@ -397,6 +423,9 @@ impl RouterConfig {
     ) -> Result<RouterBuilder, ConfigError> {
         let catalog = self.catalog()?;
         let mut b = self.router.builder(catalog.clone());
+        if let Some(factory) = self.store.factory(env)? {
+            b = b.store(factory);
+        }
         for (i, p) in self.providers.iter().enumerate() {
             let mut build = |p: &ProviderConfig| -> Result<Arc<dyn Provider>, ConfigError> {
                 let cred = p.credential(i, env)?;
@@ -427,6 +456,52 @@ impl RouterConfig {
     /// environment.
     pub fn build(&self) -> Result<Router, ConfigError> {
         self.build_with(&process_env, build_provider)
+    }
+
+    /// Applies this configuration to `router`, which runs `running` ([`Router::reload`]),
+    /// with the built-in providers and keys from the process environment. See
+    /// [`reload_with`](Self::reload_with).
+    pub fn reload(
+        &self,
+        router: &Router,
+        running: &RouterConfig,
+    ) -> Result<Vec<String>, ConfigError> {
+        self.reload_with(router, running, &process_env, build_provider)
+    }
+
+    /// Applies this configuration to `router`, which runs `running`: providers that stay keep
+    /// their state, new ones are added, gone ones dropped. A changed `[store]` table is not
+    /// applied — the stores hold live windows and reservations, and the providers that stay
+    /// keep theirs — so the router goes on with the running store (new providers get one of
+    /// the same kind), a warning is logged, and the returned notes say that a restart is
+    /// needed. On error nothing changes.
+    pub fn reload_with(
+        &self,
+        router: &Router,
+        running: &RouterConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        make: impl FnMut(
+            &ProviderConfig,
+            Option<Credential>,
+            &Arc<Catalog>,
+        ) -> Result<Arc<dyn Provider>, ConfigError>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut notes = Vec::new();
+        let mut next = self.clone();
+        if self.store != running.store {
+            let note = format!(
+                "the [store] table changed (kind {} → {}): a restart is needed to use the new \
+                 store; until then the router keeps the running one and the providers that \
+                 stay keep their stores",
+                running.store.kind.as_str(),
+                self.store.kind.as_str()
+            );
+            tracing::warn!("{note}");
+            notes.push(note);
+            next.store = running.store.clone();
+        }
+        router.reload(next.builder_with(env, make)?)?;
+        Ok(notes)
     }
 }
 

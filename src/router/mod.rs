@@ -49,7 +49,8 @@ pub use slot::ProviderOptions;
 use slot::Slot;
 use snapshot::Snapshot;
 pub use status::{
-    CooldownStatus, KeyGroupStatus, KeyStatus, LastError, ModelWindow, ProviderStatus, RouterStatus,
+    CooldownStatus, KeyGroupStatus, KeyStatus, LastError, ModelWindow, ProviderStatus,
+    ProviderStore, RouterStatus, StoreStatus,
 };
 
 use crate::clock::SharedClock;

@@ -38,6 +38,72 @@ pub struct RouterStatus {
     /// Each provider with several keys, its keys listed under it by label (empty when no
     /// provider has several keys).
     pub key_groups: Vec<KeyGroupStatus>,
+    /// Where the providers' limits, budgets and denials live: in this process, or shared
+    /// with other instances (Redis), and whether this instance serves from local state now.
+    pub store: StoreStatus,
+}
+
+/// The state store of the router's providers, as [`StateStore::state`] reports it
+/// (see [`crate::store`]).
+///
+/// [`StateStore::state`]: crate::store::StateStore::state
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct StoreStatus {
+    /// `"in-process"` or `"redis"` (the kind of the providers' stores; a router has one).
+    pub kind: &'static str,
+    /// Whether the state is shared with other router instances.
+    pub shared: bool,
+    /// Why this instance serves from local state now (a shared store that cannot reach its
+    /// server: each limit is divided among the live instances), `None` when it does not.
+    /// The first provider's reason when several report one.
+    pub degraded: Option<String>,
+    /// Router instances sharing the state, from their heartbeats (the most any provider's
+    /// store reports; `None` for the in-process store).
+    pub instances: Option<u32>,
+    /// Each provider's store, in configured order.
+    pub providers: Vec<ProviderStore>,
+}
+
+/// One provider's store.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ProviderStore {
+    /// The provider's name (as in [`RouterStatus::providers`]).
+    pub name: String,
+    /// The provider account whose windows and budgets the store shares (a shared store).
+    pub account: Option<String>,
+    /// Why this provider's store serves from local state now, if it does.
+    pub degraded: Option<String>,
+    /// Instances known to share the account.
+    pub instances: Option<u32>,
+}
+
+fn store_status(snap: &Snapshot) -> StoreStatus {
+    let providers: Vec<ProviderStore> = snap
+        .providers
+        .iter()
+        .map(|slot| {
+            let st = slot.store.state();
+            ProviderStore {
+                name: slot.name().to_string(),
+                account: st.account,
+                degraded: st.degraded,
+                instances: st.instances,
+            }
+        })
+        .collect();
+    let kind = snap
+        .providers
+        .first()
+        .map_or("in-process", |s| s.store.state().kind);
+    StoreStatus {
+        kind,
+        shared: kind != "in-process",
+        degraded: providers.iter().find_map(|p| p.degraded.clone()),
+        instances: providers.iter().filter_map(|p| p.instances).max(),
+        providers,
+    }
 }
 
 /// A provider with several keys (see
@@ -162,6 +228,7 @@ pub(crate) fn build(snap: &Snapshot) -> RouterStatus {
             .clone()
             .unwrap_or_else(|| snap.catalog.default_model().to_string()),
         spend: snap.budget.snapshot(),
+        store: store_status(snap),
         providers,
     }
 }

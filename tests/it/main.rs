@@ -14,7 +14,10 @@ mod hostile; // hostile provider answers and inputs never panic
 mod keys; // several keys behind one provider: combined limit, room, denial, outputs
 mod limiter; // RPM/TPM limiter, its properties and live headers
 mod routing; // rules, strategies, scoring, quota routing, scenarios, faults, reload
+mod shared; // several instances, one account: the Redis store's proofs
 mod sim; // the embedded simulator
 mod status_metrics; // metrics, status and tracing
+mod store; // the Redis state store shared by several instances
+mod store_degraded; // the shared store when Redis is slow or gone: heartbeats, outages
 mod support; // the one scripted fake provider and shared helpers
 mod wire; // providers on the wire against wiremock

@@ -86,6 +86,10 @@ pub struct ProviderConfig {
     pub max_retry_hint: Option<std::time::Duration>,
     /// Private, loopback or link-local hosts image downloads may go to.
     pub allow_download_hosts: Vec<String>,
+    /// The provider account its limits and budgets belong to (see
+    /// [`ProviderOptions::account`]): providers naming the same account share one set of
+    /// windows and budgets in a shared store (`[store] kind = "redis"`).
+    pub account: Option<String>,
     /// Line of the `[[provider]]` header.
     pub line: usize,
     #[serde(skip)]
@@ -136,6 +140,7 @@ impl ProviderConfig {
         o.safety_margin = self.safety_margin;
         o.shared = self.shared.unwrap_or(false);
         o.weight = self.weight;
+        o.account = self.account.clone();
         for b in &self.budgets {
             o = o.budget(*b);
         }

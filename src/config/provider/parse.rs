@@ -134,7 +134,8 @@ pub(super) fn record_lines(cx: &Locator<'_>, p: &RawProvider) -> HashMap<&'stati
         rename,
         max_response_bytes,
         max_retry_hint,
-        allow_download_hosts
+        allow_download_hosts,
+        account
     );
     m
 }
@@ -390,11 +391,35 @@ pub(in crate::config) fn parse(
             false,
         )?,
         allow_download_hosts: t.list("allow_download_hosts", &p.allow_download_hosts, "host")?,
+        account: t.non_empty("account", &p.account)?,
         line: header,
         key_lines: HashMap::new(),
         key_index: None,
     };
     check_required(&t, p, kind, &c)?;
+    if c.account
+        .as_deref()
+        .is_some_and(|a| a.contains(['{', '}']) || a == "router")
+    {
+        return Err(ConfigError::new(
+            t.f("account"),
+            "must hold no '{' or '}' (a shared store puts the account in braces to keep its \
+             keys in one Redis Cluster hash slot) and must not be \"router\" (the name of the \
+             router-wide budgets' keys)",
+        )
+        .at_line(t.at("account")));
+    }
+    if c.account.is_some() && c.api_key_envs.len() > 1 {
+        // Each key of a key set is its own account (`{name}/{VARIABLE}`); one name for all
+        // of them would make them share one window and one budget.
+        return Err(ConfigError::new(
+            t.f("account"),
+            "`account` names one account, but this provider lists several keys (each is its \
+             own account, named {name}/{VARIABLE}); give each key its own [[provider]] table \
+             to name its account",
+        )
+        .at_line(t.at("account")));
+    }
     parse_numbers(&t, p, &mut c)?;
     c.key_lines = t.key_lines;
     Ok(c)

@@ -42,4 +42,5 @@ pub(in crate::config) struct RawProvider {
     pub(super) max_response_bytes: S<i64>,
     pub(super) max_retry_hint: S<String>,
     pub(super) allow_download_hosts: S<Vec<String>>,
+    pub(super) account: S<String>,
 }

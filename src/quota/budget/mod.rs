@@ -384,6 +384,18 @@ impl BudgetLedger {
     }
 }
 
+/// The index of the period of `period` that `now` falls in, and when it ends (custom periods
+/// count from `created`). For stores that keep budgets outside a [`BudgetLedger`] (the Redis
+/// store), so every store agrees with the ledger on calendar days and months.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn period_bounds(
+    period: BudgetPeriod,
+    created: SystemTime,
+    now: SystemTime,
+) -> (u64, SystemTime) {
+    period_at(period, created, now)
+}
+
 fn exhausted(name: &str, b: &BudgetState, usd: f64, now: SystemTime) -> BudgetExhausted {
     BudgetExhausted {
         ledger: name.to_string(),

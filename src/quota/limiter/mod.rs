@@ -473,6 +473,46 @@ impl RateLimiter {
     pub fn limits(&self) -> Limits {
         self.inner.state.lock().config.limits.clone()
     }
+
+    /// The entries with an id above `id` still inside the window: `(at, images, tokens)`
+    /// on this limiter's clock, oldest first. For the shared store's degraded mode, which
+    /// adds what it admitted on its own (the entries after its seeds) to the shared window
+    /// when it re-joins.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn entries_after(&self, id: u64) -> Vec<(Duration, u32, u64)> {
+        let mut st = self.inner.state.lock();
+        let now = self.now();
+        st.prune(now);
+        st.log
+            .iter()
+            .filter(|e| e.id > id)
+            .map(|e| (Duration::from_nanos(e.at), e.images, e.tokens))
+            .collect()
+    }
+
+    /// The id the last admitted (or seeded) entry got, 0 before any.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn last_id(&self) -> u64 {
+        self.inner.state.lock().next_id.saturating_sub(1)
+    }
+
+    /// Counts a request admitted elsewhere at `at` (this limiter's clock) in this window,
+    /// without checking room: the degraded mode seeds a fresh local window with what this
+    /// instance admitted through the shared store in the last minute. The log stays in time
+    /// and id order (what settlement relies on): an `at` before the newest entry, or after
+    /// now, is moved to that bound, which only keeps the room used a little longer.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn seed(&self, at: Duration, images: u32, tokens: u64) {
+        let mut st = self.inner.state.lock();
+        let now = self.now();
+        st.prune(now);
+        let newest = st.log.back().map_or(0, |e| e.at);
+        let at = nanos(at).clamp(newest, now.max(newest));
+        if at.saturating_add(WINDOW_NS) <= now {
+            return;
+        }
+        let _ = st.admit(at, images, tokens);
+    }
 }
 
 impl Permit {

@@ -46,6 +46,35 @@ pub struct StoreContext<'a> {
     pub breaker: CircuitBreaker,
 }
 
+impl<'a> StoreContext<'a> {
+    /// A context from its parts (for making a store outside a router, e.g. in tests of a
+    /// shared store; the router makes its own).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        provider: &'a str,
+        account: &'a str,
+        limits: LimitSettings,
+        budgets: &'a [Budget],
+        router_budgets: &'a [Budget],
+        router_ledger: &'a BudgetLedger,
+        wall: &'a WallClock,
+        clock: &'a SharedClock,
+        breaker: CircuitBreaker,
+    ) -> Self {
+        Self {
+            provider,
+            account,
+            limits,
+            budgets,
+            router_budgets,
+            router_ledger,
+            wall,
+            clock,
+            breaker,
+        }
+    }
+}
+
 /// Makes the state store of each provider slot (see the module docs).
 pub trait StoreFactory: Send + Sync + fmt::Debug {
     /// The store of one slot; a bad setting is a [`ConfigError`] naming it.

@@ -7,4 +7,5 @@ mod input;
 mod rules;
 mod sections;
 mod settings;
+mod store;
 mod timeout_policy;

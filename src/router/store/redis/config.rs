@@ -137,7 +137,6 @@ impl RedisConfig {
     }
 
     /// A client for the server (no connection is made yet).
-    #[allow(dead_code)] // used by the Redis store, which lands next
     pub(crate) fn client(&self) -> Result<redis::Client, ConfigError> {
         self.validate()?;
         redis::Client::open(self.url.expose_secret()).map_err(|_| {

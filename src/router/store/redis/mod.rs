@@ -1,8 +1,146 @@
 //! A state store shared by several router instances through Redis (feature `redis`).
 //!
-//! Work in progress in this commit: only the connection settings ([`RedisConfig`]) exist;
-//! the store itself follows.
+//! Several replicas of an application (or a web tier and a worker pool) that use one
+//! provider account must share that account's limits: each with its own in-process
+//! limiter, four replicas send four times the allowed requests and spend four budgets.
+//! [`RedisStoreFactory`] makes a [`RedisStore`] for each provider slot, all on one
+//! connection; `RouterBuilder::store(Arc::new(factory))` is the only change in application
+//! code (the config's `[store]` table does the same).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use image_router::store::redis::{RedisConfig, RedisStoreFactory};
+//! # fn main() -> Result<(), image_router::ConfigError> {
+//! let store = RedisStoreFactory::new(RedisConfig::from_env("REDIS_URL")?)?;
+//! let router = image_router::Router::builder()
+//!     // ... providers, with `ProviderOptions::account("org-…")` where two share one account
+//!     .store(Arc::new(store));
+//! # let _ = router; Ok(()) }
+//! ```
+//!
+//! # Key layout
+//!
+//! Every key of one provider account starts with the hash tag `{prefix:account}` (prefix:
+//! [`RedisConfig::prefix`], default `image-router`; account: the provider's `account`
+//! option, else its name), so all of them live in one hash slot and one script can touch
+//! them atomically on a single server, on Redis Cluster and on Valkey alike:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{p:a}:w:<model>` | sorted set | the model's sliding-window log: members `id:images:tokens`, scored by admission time (µs) |
+//! | `{p:a}:m:<model>` | hash | the log's running sums, server-reported limits, held capacity and blocks from headers, the 429 back-off |
+//! | `{p:a}:deny` | hash, TTL | a provider-wide denial: reason code, message, end |
+//! | `{p:a}:cool:<model>` | hash, TTL | a model's cool-down (not found): cause, message, end |
+//! | `{p:a}:b:<period>:<index>` | hash, TTL past the period's end | one budget period: `spent`, `reserved`, `held` (nano-USD) |
+//! | `{p:a}:rd` / `{p:a}:rz` | hash / sorted set | open reservations (amount, budget keys, window member) and their expiry |
+//! | `{p:a}:spend` | hash | lifetime spend and committed count |
+//! | `{p:router}:…` | same `b:`, `rd:<account>`, `rz:<account>`, `spend` | the router-wide budgets |
+//!
+//! The router-wide budgets are under their own tag (another slot) since every account
+//! reserves on them, and a Lua script cannot span slots. An admission therefore reserves
+//! on them first in a separate atomic step and, if the account's script refuses (or does
+//! not answer), releases that reservation again (compensation). Between the two steps the
+//! router-wide budget counts a reservation that may be given back: conservative, never an
+//! overspend. The account name `"router"` is refused for that reason.
+//!
+//! # Scripts
+//!
+//! The scripts are `*.lua` files beside this module, each prefixed with `common.lua`, run
+//! with `EVALSHA` (`redis::Script`, which loads them on a `NOSCRIPT` answer):
+//!
+//! * `admit.lua` — one step per admission: expired reservations swept (held), the denial
+//!   and the model's cool-down checked ([`Refusal::Unavailable`](crate::store::Refusal)),
+//!   the window pruned and checked on every dimension — requests weigh 1, images `n`,
+//!   tokens the estimate — at the limits × margin × back-off the router passes as
+//!   arguments (from [`LimitSettings::limiter_config`](crate::store::LimitSettings::limiter_config),
+//!   so a reload applies at once), refusing exactly as the in-process limiter does
+//!   (`NeverFits*`, `Blocked`, `NoRoom` with the exact retry time), then every budget of
+//!   the current period, all or nothing. It answers with the window's figures, the marks
+//!   and the budgets, which the store caches. With `dry` set it only looks (the refresh).
+//! * `settle.lua` — refund, usage reconciliation (the estimate replaced at the original
+//!   admission time), the answer's `x-ratelimit-*` figures applied to the shared window
+//!   (held capacity and `remaining: 0` blocks, counting only the entries admitted up to the
+//!   answered request, as the limiter does), a 429's back-off and `retry-after` block, and
+//!   the budget's commit, release or hold. Without a reservation id it applies headers only
+//!   ([`StateStore::observe`](crate::store::StateStore::observe)).
+//! * `mark.lua` — a denial or a model cool-down; `budget.lua` — the router-wide budgets;
+//!   `replay.lua` — admissions made locally while the store was unreachable.
+//!
+//! The semantics are the in-process limiter's ([`crate::quota::limiter`]) and ledger's
+//! ([`crate::budget`]); the scripts reimplement them in Lua because Redis runs Lua, not
+//! Rust. Checked before writing them (docs.rs, 2026-12): `trypema`, `allframe-core`'s
+//! `RedisRateLimiter` and `sentinel-proxy` keep Redis sliding windows, but each counts one
+//! dimension per key; none admits one request against requests, images and tokens at once
+//! together with budget reservations, header corrections and shared denials in one atomic
+//! step, which is what "no interleaving of instances passes any limit" needs.
+//!
+//! Money is integer nano-USD as in the ledger; Lua numbers are doubles, exact to 2^53, so
+//! sums are exact below about $9 million per period.
+//!
+//! # Time
+//!
+//! One clock decides windows. By default it is the **Redis server's** (`TIME` inside the
+//! scripts): instances' clocks drift, the server's is one. With
+//! [`RedisStoreFactory::router_clock`] the router's injected clock is passed as an argument
+//! instead, so tests with a [`ManualClock`](crate::clock::ManualClock) shared by several
+//! routers stay deterministic; every instance of an account must then share that clock.
+//! Budget periods (UTC days and months) come from the router's wall clock; custom periods
+//! count from the Unix epoch (every instance agrees on it; an in-process ledger counts from
+//! its creation). TTLs are real server time (a key outlives its logical end a little).
+//!
+//! # What is shared and what stays in each instance
+//!
+//! Shared: the windows, budgets, denials (an instance that meets a tier denial records it
+//! and every other instance's admission refuses, so they send nothing for the cool-down),
+//! model cool-downs, 429 blocks and back-off, header corrections. Per instance: health
+//! (latency, availability) and the breaker's fault counting. Latency depends on the
+//! instance's own network path and load, and a fault streak is a local observation; sharing
+//! them would cost a write per request for figures that are only advisory in ranking. A
+//! shared denial opens the local breaker too, so status pages show it.
+//!
+//! # Synchronous calls
+//!
+//! Ranking reads (`headroom`, `windows`, `budget_left`, `unavailable`, `spend`,
+//! `spent_usd`, `breaker`, `rate_limit_check`) never wait on the network: they answer from
+//! a cache of the last answer about each model, refreshed by every admission and
+//! settlement, by a background dry admission when a read finds the cache older than one
+//! second of router time, and every second (real time) by the background task, which
+//! refreshes each store's least recently answered window (at most one refresh in flight
+//! per store: one script call per store per second at most, bounded). Before
+//! any answer the configured limits are shown. `release` and `hold` run in `Drop`, so they
+//! are queued to one background task per factory (a channel of [`QUEUE_BOUND`] jobs);
+//! when it is full the job is dropped with a warning and the reservation's time-to-live
+//! ([`RedisStoreFactory::reservation_ttl`], default 10 minutes) ends it, as held: the
+//! same backstop that ends the reservations of an instance that crashed.
+//!
+//! # Time-outs and errors
+//!
+//! No connection is made while building a router; the first call connects, within the
+//! time-out ([`RedisConfig::timeout`], default 50 ms), and every call is bounded by it. A
+//! failure is a [`StoreError`](crate::store::StoreError): the router skips the provider for
+//! that attempt (the degraded mode then serves from local state).
+//!
+//! # No secrets
+//!
+//! Nothing but counts, ids, times, costs, model names, reason codes and the provider's
+//! messages (passed through the crate's redaction, which masks `sk-…` keys and URL
+//! credentials) is written. The URL is a secret and never shown.
 
 mod config;
+mod degraded;
+mod factory;
+mod heartbeat;
+mod link;
+mod scripts;
+mod store;
+#[cfg(test)]
+mod tests;
 
 pub use config::{RedisConfig, DEFAULT_HEARTBEAT, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
+pub use degraded::{Degraded, DegradedParts, LocalEntry, SharedStore};
+pub use factory::{RedisStoreFactory, DEFAULT_RESERVATION_TTL};
+pub use heartbeat::{Heartbeat, HeartbeatClock, InstanceCount, HEARTBEAT_LIVES};
+pub use link::QUEUE_BOUND;
+pub use store::RedisStore;
+#[allow(unused_imports)] // for the degraded mode
+pub(crate) use store::ReplayEntry;
