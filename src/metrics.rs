@@ -17,6 +17,10 @@
 //! | `image_router_breaker_state` | gauge | `provider` | 0 closed, 1 recovering, 2 half-open, 3 open |
 //! | `image_router_headroom_ratio` | gauge | `provider` | free share of the provider's effective rate limits (0–1) |
 //! | `image_router_spend_usd_total` | gauge | `ledger` | lifetime spend of a ledger (`router` or a provider name) |
+//! | `image_router_cache_hits_total` | counter | `tier` | requests answered by the response cache without a call of their own: `memory`, `shared` (the Redis tier) or `flight` (an identical request in flight) |
+//! | `image_router_cache_misses_total` | counter | | requests the response cache sent upstream (`Use` or `Refresh`) |
+//! | `image_router_cache_bytes` | gauge | | bytes of image data in the response cache's memory tier |
+//! | `image_router_cache_second_tier_failures_total` | counter | `op` | failed calls to the cache's Redis tier, skipped: `connect`, `get`, `put` |
 //!
 //! Call [`describe`] once after installing a recorder to give each metric its help text and
 //! unit (an exporter such as Prometheus shows them as `# HELP` lines).
@@ -152,6 +156,32 @@ pub(crate) fn provider_gauges(keys: &ProviderKeys, breaker_state: f64, headroom:
     });
 }
 
+/// `image_router_cache_hits_total`.
+pub const CACHE_HITS_TOTAL: &str = "image_router_cache_hits_total";
+/// `image_router_cache_misses_total`.
+pub const CACHE_MISSES_TOTAL: &str = "image_router_cache_misses_total";
+/// `image_router_cache_bytes`.
+pub const CACHE_BYTES: &str = "image_router_cache_bytes";
+/// `image_router_cache_second_tier_failures_total`.
+pub const CACHE_SECOND_TIER_FAILURES_TOTAL: &str = "image_router_cache_second_tier_failures_total";
+
+pub(crate) fn cache_hit(tier: &'static str) {
+    metrics::counter!(CACHE_HITS_TOTAL, "tier" => tier).increment(1);
+}
+
+pub(crate) fn cache_miss() {
+    metrics::counter!(CACHE_MISSES_TOTAL).increment(1);
+}
+
+pub(crate) fn cache_bytes(bytes: u64) {
+    metrics::gauge!(CACHE_BYTES).set(bytes as f64);
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn cache_second_tier_failure(op: &'static str) {
+    metrics::counter!(CACHE_SECOND_TIER_FAILURES_TOTAL, "op" => op).increment(1);
+}
+
 /// What the metrics macros attach to each metric from this module: target and module path
 /// `image_router::metrics`, level INFO (the macros' defaults, so a recorder that filters on
 /// them sees the same values whichever path recorded).
@@ -280,6 +310,26 @@ pub fn describe() {
     metrics::describe_gauge!(
         SPEND_USD_TOTAL,
         "Lifetime spend in USD of a ledger (router or a provider)"
+    );
+    metrics::describe_counter!(
+        CACHE_HITS_TOTAL,
+        Unit::Count,
+        "Requests answered by the response cache without a call of their own, by tier (memory, shared, flight)"
+    );
+    metrics::describe_counter!(
+        CACHE_MISSES_TOTAL,
+        Unit::Count,
+        "Requests the response cache sent upstream"
+    );
+    metrics::describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes of image data in the response cache's memory tier"
+    );
+    metrics::describe_counter!(
+        CACHE_SECOND_TIER_FAILURES_TOTAL,
+        Unit::Count,
+        "Failed calls to the response cache's Redis tier (skipped), by operation"
     );
 }
 
