@@ -251,6 +251,14 @@ impl ResponseCache {
             deadline_exceeded: true,
         };
         let lead = move |took_over: bool| async move {
+            // A waiter taking over from a leader dropped after it stored its answer finds it
+            // here instead of paying again.
+            if took_over && policy == CachePolicy::Use {
+                if let Some(entry) = self.memory.get(&key).await {
+                    self.hit("memory");
+                    return Ok((entry.response(started.elapsed()), entry));
+                }
+            }
             #[cfg(feature = "redis")]
             if policy == CachePolicy::Use {
                 if let Some(second) = &self.second {
