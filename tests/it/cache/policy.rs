@@ -106,3 +106,26 @@ async fn an_invalid_request_is_refused_before_the_cache() {
     assert_eq!(fake.calls(), 0);
     assert_eq!(router.cache_stats().await.unwrap().misses, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn identical_edits_are_cached_and_another_mask_is_not() {
+    use image_router::{EditRequest, InputImage};
+    let (p, fake) = shared(Fake::new("openai"));
+    let router = router(p);
+    let img = || InputImage::new(crate::support::PIXEL_PNG.to_vec(), "a.png");
+    let edit = || EditRequest::new("add a hat", vec![img()]).model("gpt-image-1");
+    assert!(!router.edit(edit()).await.unwrap().cached);
+    assert!(router.edit(edit()).await.unwrap().cached);
+    assert_eq!(fake.calls(), 1);
+    // The same prompt as a generation is another request.
+    assert!(
+        !router
+            .generate(image_router::GenerateRequest::new("add a hat").model("gpt-image-1"))
+            .await
+            .unwrap()
+            .cached
+    );
+    // So is the edit with a mask.
+    assert!(!router.edit(edit().mask(img())).await.unwrap().cached);
+    assert_eq!(fake.calls(), 3);
+}
