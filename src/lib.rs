@@ -11,7 +11,8 @@
 //! building blocks an application configures or tests live in a few public modules:
 //! [`providers`], [`config`], [`budget`], [`score`], [`quota`] (limits, limiter, headers,
 //! tokens, cost), [`breaker`], [`health`], [`clock`], [`catalog`], [`metrics`], [`doctor`],
-//! [`policy`], [`store`], [`forecast`] and `sim` (feature `sim`).
+//! [`policy`], [`store`], [`forecast`], [`cache`] (the response cache) and `sim` (feature
+//! `sim`).
 //!
 //! # Module layers
 //!
@@ -19,11 +20,13 @@
 //! in `layout_check.rs` (no exception). From the bottom up:
 //! `clock`, `serde_ms`, `redact`, `metrics`, `config_error`, `score` → `strategy` → `request`
 //! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `provider`
-//! → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); then `router`,
+//! → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); `cache` (over
+//! `request`, `response`, `error`, `quota`, `metrics`, `clock`); then `router`,
 //! `config` (which builds a router), `doctor`, `sim`, and the binary's
 //! `cli` (a separate crate that uses only the public API).
 
 pub mod breaker;
+pub mod cache;
 pub mod catalog;
 pub mod clock;
 pub mod config;

@@ -19,6 +19,10 @@
 //! | `image_router_spend_usd_total` | gauge | `ledger` | lifetime spend of a ledger (`router` or a provider name) |
 //! | `image_router_store_degraded` | gauge | `account` | 1 while a shared state store cannot be reached and the account is served from local state with a conservative share, else 0 |
 //! | `image_router_store_degraded_admissions_total` | counter | `account` | requests admitted from local state while the shared store was degraded |
+//! | `image_router_cache_hits_total` | counter | `tier` | requests answered by the response cache without a call of their own: `memory`, `shared` (the Redis tier) or `flight` (an identical request in flight) |
+//! | `image_router_cache_misses_total` | counter | | requests the response cache sent upstream (`Use` or `Refresh`) |
+//! | `image_router_cache_bytes` | gauge | | bytes of image data in the response cache's memory tier |
+//! | `image_router_cache_second_tier_failures_total` | counter | `op` | failed calls to the cache's Redis tier, skipped: `connect`, `get`, `put` |
 //!
 //! Call [`describe`] once after installing a recorder to give each metric its help text and
 //! unit (an exporter such as Prometheus shows them as `# HELP` lines).
@@ -152,6 +156,32 @@ pub(crate) fn provider_gauges(keys: &ProviderKeys, breaker_state: f64, headroom:
         r.register_gauge(&keys.headroom, &METADATA).set(headroom);
         r.register_gauge(&keys.spend, &METADATA).set(spend);
     });
+}
+
+/// `image_router_cache_hits_total`.
+pub const CACHE_HITS_TOTAL: &str = "image_router_cache_hits_total";
+/// `image_router_cache_misses_total`.
+pub const CACHE_MISSES_TOTAL: &str = "image_router_cache_misses_total";
+/// `image_router_cache_bytes`.
+pub const CACHE_BYTES: &str = "image_router_cache_bytes";
+/// `image_router_cache_second_tier_failures_total`.
+pub const CACHE_SECOND_TIER_FAILURES_TOTAL: &str = "image_router_cache_second_tier_failures_total";
+
+pub(crate) fn cache_hit(tier: &'static str) {
+    metrics::counter!(CACHE_HITS_TOTAL, "tier" => tier).increment(1);
+}
+
+pub(crate) fn cache_miss() {
+    metrics::counter!(CACHE_MISSES_TOTAL).increment(1);
+}
+
+pub(crate) fn cache_bytes(bytes: u64) {
+    metrics::gauge!(CACHE_BYTES).set(bytes as f64);
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn cache_second_tier_failure(op: &'static str) {
+    metrics::counter!(CACHE_SECOND_TIER_FAILURES_TOTAL, "op" => op).increment(1);
 }
 
 /// What the metrics macros attach to each metric from this module: target and module path
@@ -314,6 +344,26 @@ pub fn describe() {
         STORE_DEGRADED_ADMISSIONS_TOTAL,
         Unit::Count,
         "Requests admitted from local state while the shared state store of an account was degraded"
+    );
+    metrics::describe_counter!(
+        CACHE_HITS_TOTAL,
+        Unit::Count,
+        "Requests answered by the response cache without a call of their own, by tier (memory, shared, flight)"
+    );
+    metrics::describe_counter!(
+        CACHE_MISSES_TOTAL,
+        Unit::Count,
+        "Requests the response cache sent upstream"
+    );
+    metrics::describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes of image data in the response cache's memory tier"
+    );
+    metrics::describe_counter!(
+        CACHE_SECOND_TIER_FAILURES_TOTAL,
+        Unit::Count,
+        "Failed calls to the response cache's Redis tier (skipped), by operation"
     );
 }
 

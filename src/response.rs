@@ -178,6 +178,13 @@ pub struct ImageResponse {
     /// The serving provider's score when it was chosen, every component, so an application
     /// can log why it was chosen without ranking again (`None` if it was not ranked).
     pub score: Option<crate::score::ScoreBreakdown>,
+    /// Whether the images came from the router's response cache (see `image_router::cache`)
+    /// rather than from a provider call for this request: a cache hit, or the answer to an
+    /// identical request in flight at the same time (single-flight). A cached response has
+    /// `cost_usd == Some(0.0)`, no attempts, no usage, request id or rate-limit headers, and
+    /// names the provider and model that first made the images; it touched no spend, limit
+    /// or health figure of the router.
+    pub cached: bool,
 }
 
 impl ImageResponse {

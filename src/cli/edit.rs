@@ -133,6 +133,7 @@ pub fn edit_from(
     r.output_format = g.output_format;
     r.output_compression = g.output_compression;
     r.user = g.user.clone();
+    r.cache = g.cache;
     r
 }
 

@@ -60,6 +60,9 @@ pub fn request(prompt: &str, o: &RequestOpts) -> GenerateRequest {
     r.n = o.n;
     r.output_format = o.output_format;
     r.background = o.background;
+    if o.no_cache {
+        r.cache = image_router::cache::CachePolicy::Bypass;
+    }
     r
 }
 

@@ -164,6 +164,10 @@ pub struct RequestOpts {
     /// used; providers `preferred_by` it go first.
     #[arg(long)]
     pub class: Option<String>,
+    /// Leave the response cache out for this request (when the config's `[cache]` table
+    /// turns it on): neither answered from it nor stored in it.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 fn parse_size(s: &str) -> Result<Size, String> {

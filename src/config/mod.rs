@@ -81,6 +81,10 @@
 //! `budget`, `priority`, and `latency_slack` (a duration) and `headroom_knee` (0 to 1); see
 //! [`crate::score`]. Keys left out keep their defaults.
 //!
+//! `[cache]`: `max_bytes`, `ttl`, and `[cache.redis]` (`enabled`, `url_env`, `prefix`,
+//! `timeout`, `max_bytes`, `max_entry_bytes`, `ttl`): the response cache, off without the
+//! table (see `cache.rs` and [`crate::cache`]).
+//!
 //! `[router.health]`: `window`, `buckets`, `min_samples`, `latency_decay`, `idle_decay` (a
 //! duration or `"off"`), `default_latency` (see [`crate::health::HealthConfig`]).
 //!
@@ -132,6 +136,7 @@
 //! shared with the builder, are the settings types' own `validate()` in
 //! `src/router/validate.rs` (the builder's side, so the router never depends on the config).
 
+mod cache;
 mod env;
 mod from_env;
 mod locate;
@@ -153,6 +158,7 @@ use crate::provider::{Provider, ProviderKind};
 use crate::redact;
 use crate::router::{Router, RouterBuilder};
 
+pub use self::cache::{CacheRedisSettings, CacheSettings};
 pub use self::env::{process_env, Credential};
 pub use self::from_env::{
     EnvProvider, EnvSetup, AZURE_OPENAI_AD_TOKEN, AZURE_OPENAI_API_KEY, AZURE_OPENAI_DEPLOYMENT,
@@ -195,6 +201,8 @@ pub struct RouterConfig {
     pub providers: Vec<ProviderConfig>,
     /// The `[store]` table (default: the in-process store).
     pub store: StoreSettings,
+    /// The `[cache]` table (the response cache is off without it).
+    pub cache: Option<CacheSettings>,
     /// Where the file came from (for relative paths); `None` for a string.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -211,6 +219,7 @@ struct RawConfig {
     #[serde(default)]
     provider: Vec<Spanned<provider::RawProvider>>,
     store: Option<store::RawStore>,
+    cache: Option<cache::RawCache>,
 }
 
 impl FromStr for RouterConfig {
@@ -284,10 +293,16 @@ impl RouterConfig {
             Some(s) => store::parse(&cx, s)?,
             None => StoreSettings::default(),
         };
+        let cache = raw
+            .cache
+            .as_ref()
+            .map(|c| cache::parse(&cx, c))
+            .transpose()?;
         Ok(RouterConfig {
             router,
             providers,
             store,
+            cache,
             base_dir,
             catalog_line,
             default_model_line,
@@ -425,6 +440,9 @@ impl RouterConfig {
         let mut b = self.router.builder(catalog.clone());
         if let Some(factory) = self.store.factory(env)? {
             b = b.store(factory);
+        }
+        if let Some(c) = &self.cache {
+            b = b.cache(c.config(env)?);
         }
         for (i, p) in self.providers.iter().enumerate() {
             let mut build = |p: &ProviderConfig| -> Result<Arc<dyn Provider>, ConfigError> {

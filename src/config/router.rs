@@ -82,7 +82,10 @@ pub struct RouterSettings {
     pub health: Option<HealthConfig>,
 }
 
-fn ser_opt_dur<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn ser_opt_dur<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_str(&crate::quota::headers::format_go_duration(*d)),
         None => s.serialize_none(),

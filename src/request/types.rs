@@ -12,6 +12,7 @@ use std::path::Path;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::cache_policy::CachePolicy;
 use super::params::{
     Background, InputFidelity, Moderation, OutputFormat, Quality, ResponseFormat, Size, Style,
 };
@@ -77,6 +78,10 @@ pub struct GenerateRequest {
     /// dall-e response format.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub response_format: Option<ResponseFormat>,
+    /// What this request asks of the router's response cache (default
+    /// [`CachePolicy::Use`]); never sent to the provider.
+    #[serde(skip)]
+    pub cache: CachePolicy,
 }
 
 macro_rules! setters {
@@ -108,7 +113,15 @@ impl GenerateRequest {
             user: None,
             style: None,
             response_format: None,
+            cache: CachePolicy::Use,
         }
+    }
+
+    /// Sets what this request asks of the router's response cache.
+    #[must_use]
+    pub fn cache(mut self, policy: CachePolicy) -> Self {
+        self.cache = policy;
+        self
     }
 
     setters! {
@@ -231,6 +244,9 @@ pub struct EditRequest {
     pub input_fidelity: Option<InputFidelity>,
     /// End-user identifier.
     pub user: Option<String>,
+    /// What this request asks of the router's response cache (default
+    /// [`CachePolicy::Use`]); never sent to the provider.
+    pub cache: CachePolicy,
 }
 
 impl EditRequest {
@@ -249,7 +265,15 @@ impl EditRequest {
             output_compression: None,
             input_fidelity: None,
             user: None,
+            cache: CachePolicy::Use,
         }
+    }
+
+    /// Sets what this request asks of the router's response cache.
+    #[must_use]
+    pub fn cache(mut self, policy: CachePolicy) -> Self {
+        self.cache = policy;
+        self
     }
 
     setters! {
@@ -394,6 +418,13 @@ impl ImageRequest {
         match self {
             ImageRequest::Generate(r) => r.output_compression,
             ImageRequest::Edit(r) => r.output_compression,
+        }
+    }
+    /// What the request asks of the response cache.
+    pub fn cache_policy(&self) -> CachePolicy {
+        match self {
+            ImageRequest::Generate(r) => r.cache,
+            ImageRequest::Edit(r) => r.cache,
         }
     }
     /// Whether this is an edit.

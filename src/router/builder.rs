@@ -88,6 +88,8 @@ pub struct RouterBuilder {
     scorer: Option<Arc<dyn Scorer>>,
     /// Makes each slot's state store (default: in process).
     store: Option<Arc<dyn StoreFactory>>,
+    /// The response cache, when on.
+    cache: Option<crate::cache::CacheConfig>,
 }
 
 impl std::fmt::Debug for dyn Scorer {
@@ -134,6 +136,7 @@ impl RouterBuilder {
             cooldown: None,
             scorer: None,
             store: None,
+            cache: None,
         }
     }
 
@@ -362,6 +365,17 @@ impl RouterBuilder {
         self
     }
 
+    /// Turns the response cache on (off by default): identical requests are answered from
+    /// it at no cost, and identical requests in flight at once make one upstream call; see
+    /// [`crate::cache`]. Each request may still refresh or bypass it
+    /// ([`CachePolicy`](crate::cache::CachePolicy)). `build()` checks the settings (error
+    /// fields `cache.*`). The cache belongs to the router: a [`Router::reload`] keeps it and
+    /// ignores this setting.
+    pub fn cache(mut self, config: crate::cache::CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
     /// Health tracking settings (availability window, latency decay). `build()` rejects a
     /// zero `window` (error field `health.window`).
     pub fn health(mut self, config: HealthConfig) -> Self {
@@ -429,6 +443,11 @@ impl RouterBuilder {
             .clock
             .take()
             .unwrap_or_else(|| Arc::new(SystemClock::new()) as SharedClock);
+        let cache = self
+            .cache
+            .take()
+            .map(|c| crate::cache::ResponseCache::new(c, clock.clone()))
+            .transpose()?;
         let snapshot = self.into_snapshot(clock.clone(), None)?;
         let check_on_start = snapshot.settings.check_on_start;
         let router = Router {
@@ -436,6 +455,7 @@ impl RouterBuilder {
                 snapshot: ArcSwap::from_pointee(snapshot),
                 clock,
                 start_check: tokio::sync::OnceCell::new(),
+                cache,
             }),
         };
         if check_on_start {

@@ -97,6 +97,8 @@ struct RouterInner {
     clock: SharedClock,
     /// The check on start's report, once it ran (see `check.rs`).
     start_check: tokio::sync::OnceCell<CheckReport>,
+    /// The response cache, when on ([`RouterBuilder::cache`]).
+    cache: Option<crate::cache::ResponseCache>,
 }
 
 impl Router {
@@ -195,6 +197,15 @@ impl Router {
                 .collect(),
             skipped: plan.skipped,
         })
+    }
+
+    /// The response cache's figures (entries, bytes held, hits, misses), or `None` when the
+    /// cache is off. Runs the cache's pending maintenance first, so the figures are exact.
+    pub async fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        match &self.inner.cache {
+            Some(c) => Some(c.stats().await),
+            None => None,
+        }
     }
 
     /// Running spend totals: the router's ledger first, then each provider's.
@@ -341,9 +352,20 @@ impl Router {
             provider = tracing::field::Empty,
         );
         let started = tokio::time::Instant::now();
-        let result = route::route(&snap, &self.inner.clock, request, class)
-            .instrument(span)
-            .await;
+        let route = |req| route::route(&snap, &self.inner.clock, req, class);
+        let result = match &self.inner.cache {
+            None => route(request).instrument(span).await,
+            // Validate → cache lookup → single-flight → route → store (see `crate::cache`).
+            Some(cache) => match resolved(&snap, request) {
+                Ok(req) => {
+                    cache
+                        .serve(req, snap.settings.deadline, route)
+                        .instrument(span)
+                        .await
+                }
+                Err(e) => Err(e.into()),
+            },
+        };
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) => e
@@ -358,6 +380,17 @@ impl Router {
         m::request_finished(outcome, started.elapsed());
         result
     }
+}
+
+/// `req` with its model resolved and validated, as the response cache keys it.
+fn resolved(
+    snap: &Snapshot,
+    mut req: ImageRequest,
+) -> Result<ImageRequest, crate::request::ValidationError> {
+    let model = plan::resolve_model(snap, &req);
+    req.set_model(model.clone());
+    req.validate(snap.catalog.model(&model).map(|s| &s.capabilities))?;
+    Ok(req)
 }
 
 /// A ranking for one request (see [`Router::rank`]).

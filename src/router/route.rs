@@ -386,6 +386,7 @@ impl<'s> Run<'s> {
             skipped: self.skipped,
             elapsed: self.started.elapsed(),
             score: a.score,
+            cached: false,
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod breaker; // circuit breaker states, probes and the cheap probe
 mod budget; // budget caps per period and scope
+mod cache; // the response cache: single-flight, tiers, key, policy
 mod catalog; // token estimates, tiers and prices
 mod check; // the capability check: Router::check, check_on_start, doctor on the same check
 mod classify; // provider answers classified into error kinds

@@ -226,6 +226,7 @@ fn parse_line(
         r.n = r.n.or(default_req.n);
         r.output_format = r.output_format.or(default_req.output_format);
         r.background = r.background.or(default_req.background);
+        r.cache = default_req.cache;
         (j.name, j.class.or(defaults.class.clone()), r, edit)
     } else {
         let mut r = default_req;
@@ -308,6 +309,25 @@ mod tests {
 
     fn parse(text: &str) -> Vec<Result<Job, BadLine>> {
         parse_prompts(text.as_bytes(), &RequestOpts::default())
+    }
+
+    #[test]
+    fn no_cache_reaches_every_line_and_is_off_by_default() {
+        use image_router::cache::CachePolicy;
+        let text = "a fox\n{\"prompt\": \"a cat\"}\n";
+        let opts = RequestOpts {
+            no_cache: true,
+            ..RequestOpts::default()
+        };
+        let jobs: Vec<Job> = parse_prompts(text.as_bytes(), &opts)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert!(jobs.iter().all(|j| j.request.cache == CachePolicy::Bypass));
+        let plain: Vec<Job> = parse(text).into_iter().map(Result::unwrap).collect();
+        assert!(plain.iter().all(|j| j.request.cache == CachePolicy::Use));
+        let edit = crate::cli::edit::edit_request("x", &opts, vec![], None);
+        assert_eq!(edit.cache, CachePolicy::Bypass);
     }
 
     #[test]
