@@ -65,6 +65,12 @@
 //! `providers/*.toml`, relative to the config file), `check_on_start` (check every provider
 //! once at start without generating an image; see [`RouterBuilder::check_on_start`]) and
 //! `check_timeout` (a duration, default `"5s"`: the longest the check may take).
+//! Preview and fallback: `preview` (a bool: every request at its model's lowest quality and
+//! smallest size; the environment variable `IMAGE_ROUTER_PREVIEW=1|0` overrides it when the
+//! router is built with an environment, as [`RouterConfig::build`] does), `preview_model` (a
+//! bool: preview also switches to the catalog's cheaper model of the same family) and
+//! `fallback_models` (model names routed in order when no provider can serve a request's
+//! model; see [`RouterBuilder::fallback_models`]).
 //!
 //! `[router.breaker]`: `consecutive_failures`, `failure_ratio`, `window`, `min_samples`,
 //! `cool_down`, `cool_down_multiplier` (growth after a failed probe, 1 or more),
@@ -397,6 +403,12 @@ impl RouterConfig {
     ) -> Result<RouterBuilder, ConfigError> {
         let catalog = self.catalog()?;
         let mut b = self.router.builder(catalog.clone());
+        // The environment's preview switch wins over the file's (see `crate::PREVIEW_ENV`).
+        if let Some(v) = env(crate::PREVIEW_ENV) {
+            let on = crate::PreviewConfig::parse_env_value(&v)
+                .map_err(|m| ConfigError::new(crate::PREVIEW_ENV, m))?;
+            b = b.preview(self.router.preview_config(Some(on)));
+        }
         for (i, p) in self.providers.iter().enumerate() {
             let mut build = |p: &ProviderConfig| -> Result<Arc<dyn Provider>, ConfigError> {
                 let cred = p.credential(i, env)?;

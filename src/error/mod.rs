@@ -64,6 +64,22 @@ fn summarize(attempts: &[Attempt], skipped: &[Skip], deadline: bool) -> String {
     if let Some(cause) = most_telling(attempts) {
         s.push_str(&format!("; most telling: {cause}"));
     }
+    let mut fallbacks: Vec<&str> = Vec::new();
+    let marked = attempts
+        .iter()
+        .filter_map(|a| a.fallback.as_deref())
+        .chain(skipped.iter().filter_map(|k| k.fallback.as_deref()));
+    for m in marked {
+        if !fallbacks.contains(&m) {
+            fallbacks.push(m);
+        }
+    }
+    if !fallbacks.is_empty() {
+        s.push_str(&format!(
+            "; fallback model(s) tried too: {}",
+            fallbacks.join(", ")
+        ));
+    }
     if !attempts.is_empty() {
         s.push_str(&format!(" ({} attempt(s)", attempts.len()));
         if !skipped.is_empty() {

@@ -6,17 +6,20 @@
 //! - `capabilities`: what a model on a provider accepts, and why a request does not fit.
 //! - `validate`: the checks before any call, each failure a `ValidationError` naming the field.
 //! - `class`: request classes (interactive, batch, ...) and the per-provider class policy.
+//! - `translate`: a request mapped onto another model (fallback, preview) and what changed.
 //!
 //! Everything public here is re-exported at the crate root.
 
 pub(crate) mod capabilities;
 pub(crate) mod class;
 pub(crate) mod params;
+pub(crate) mod translate;
 pub(crate) mod types;
 pub(crate) mod validate;
 
 pub use capabilities::{Capabilities, Unsupported};
 pub use class::{apply_classes, ClassFit, ClassPolicy, RequestClass};
 pub use params::*;
+pub use translate::{describe_changes, translate, Change};
 pub use types::*;
 pub use validate::ValidationError;

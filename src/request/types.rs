@@ -77,6 +77,11 @@ pub struct GenerateRequest {
     /// dall-e response format.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub response_format: Option<ResponseFormat>,
+    /// Models to route in order when no provider can serve `model` (never sent: the router's
+    /// own setting). `None`: the router's `fallback_models`; `Some(empty)`: no fallback for
+    /// this request. See [`GenerateRequest::fallback_models`].
+    #[serde(skip)]
+    pub fallback_models: Option<Vec<String>>,
 }
 
 macro_rules! setters {
@@ -108,7 +113,31 @@ impl GenerateRequest {
             user: None,
             style: None,
             response_format: None,
+            fallback_models: None,
         }
+    }
+
+    /// Models the router may route, in order, when no provider can serve this request's
+    /// model (all denied, limited past the deadline or `max_wait`, or none offering it). Each
+    /// gets the request translated to what it takes, and the response lists what changed.
+    /// Overrides the router's list; an empty list turns fallback off for this request.
+    ///
+    /// ```
+    /// use image_router::GenerateRequest;
+    /// let req = GenerateRequest::new("a fox").model("gpt-image-1")
+    ///     .fallback_models(["gpt-image-1-mini", "dall-e-3"]);
+    /// assert_eq!(req.fallback_models.as_deref().unwrap().len(), 2);
+    /// // Never on the wire.
+    /// assert!(serde_json::to_value(&req).unwrap().get("fallback_models").is_none());
+    /// ```
+    #[must_use]
+    pub fn fallback_models<I, M>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        self.fallback_models = Some(models.into_iter().map(Into::into).collect());
+        self
     }
 
     setters! {
@@ -231,6 +260,9 @@ pub struct EditRequest {
     pub input_fidelity: Option<InputFidelity>,
     /// End-user identifier.
     pub user: Option<String>,
+    /// Models to route in order when no provider can serve `model`; only models that serve
+    /// edits are tried (see [`GenerateRequest::fallback_models`]).
+    pub fallback_models: Option<Vec<String>>,
 }
 
 impl EditRequest {
@@ -249,7 +281,20 @@ impl EditRequest {
             output_compression: None,
             input_fidelity: None,
             user: None,
+            fallback_models: None,
         }
+    }
+
+    /// Models the router may route, in order, when no provider can serve this edit's model;
+    /// only models that serve edits are tried. See [`GenerateRequest::fallback_models`].
+    #[must_use]
+    pub fn fallback_models<I, M>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        self.fallback_models = Some(models.into_iter().map(Into::into).collect());
+        self
     }
 
     setters! {
@@ -394,6 +439,14 @@ impl ImageRequest {
         match self {
             ImageRequest::Generate(r) => r.output_compression,
             ImageRequest::Edit(r) => r.output_compression,
+        }
+    }
+    /// The request's own fallback models, if it names any (see
+    /// [`GenerateRequest::fallback_models`]).
+    pub fn fallback_models(&self) -> Option<&[String]> {
+        match self {
+            ImageRequest::Generate(r) => r.fallback_models.as_deref(),
+            ImageRequest::Edit(r) => r.fallback_models.as_deref(),
         }
     }
     /// Whether this is an edit.

@@ -3,7 +3,9 @@
 //!
 //! The request path reads top to bottom through these files:
 //! 1. `mod.rs` (this file): the public API;
-//! 2. `route.rs`: the attempt loop — **validate** the request against the model's catalog
+//! 2. `fallback.rs`: the whole request — validate, preview mode (`preview.rs`), then route
+//!    the requested model and, when none served it, each fallback model in order;
+//!    `route.rs`: the attempt loop — **validate** the request against the model's catalog
 //!    entry, **plan**, then per attempt **admit → call → settle → decide**;
 //! 3. `plan.rs`: **filter** (capability, request class, a denial held by the breaker, a
 //!    model cool-down) and **rank** with the strategy;
@@ -22,8 +24,10 @@
 
 mod builder;
 mod check;
+mod fallback;
 mod plan;
 pub mod policy;
+mod preview;
 mod probe;
 mod route;
 mod slot;
@@ -45,6 +49,7 @@ pub use check::{
     CheckOptions, CheckReport, CheckResult, CheckedProvider, Mark, ModelCheck,
     DEFAULT_CHECK_TIMEOUT,
 };
+pub use preview::{PreviewConfig, PREVIEW_ENV};
 pub use slot::ProviderOptions;
 use slot::Slot;
 use snapshot::Snapshot;
@@ -340,7 +345,7 @@ impl Router {
             provider = tracing::field::Empty,
         );
         let started = tokio::time::Instant::now();
-        let result = route::route(&snap, &self.inner.clock, request, class)
+        let result = fallback::serve(&snap, &self.inner.clock, request, class)
             .instrument(span)
             .await;
         let outcome = match &result {
