@@ -26,11 +26,12 @@ use crate::request::translate::{accepted_qualities, orientation, quality_rank, s
 use crate::request::{translate, Capabilities, Change, ImageRequest, Size};
 
 /// The environment variable that turns preview mode on (`1`, `true`, `yes`, `on`) or off
-/// (`0`, `false`, `no`, `off`) over the config file's `[router] preview`. Read where the
-/// configuration reads its environment ([`RouterConfig::builder_with`]); a builder in code
-/// sets [`RouterBuilder::preview`] itself.
+/// (`0`, `false`, `no`, `off`) over the config file's `[router] preview`, where a router is
+/// built from a config file ([`RouterConfig::with_preview_env`], used by
+/// `RouterConfig::build` and `Router::from_config_file`); a builder in code sets
+/// [`RouterBuilder::preview`] itself.
 ///
-/// [`RouterConfig::builder_with`]: crate::config::RouterConfig::builder_with
+/// [`RouterConfig::with_preview_env`]: crate::config::RouterConfig::with_preview_env
 /// [`RouterBuilder::preview`]: super::RouterBuilder::preview
 pub const PREVIEW_ENV: &str = "IMAGE_ROUTER_PREVIEW";
 

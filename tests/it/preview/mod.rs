@@ -147,8 +147,12 @@ fn build(cfg: &RouterConfig, preview_env: Option<&str>) -> Result<(Router, Arc<R
     let env = env_from(&pairs);
     let (p, handle) = rec(Rec::new("openai"));
     let p: Arc<dyn Provider> = Arc::new(p);
+    let b = cfg
+        .builder_with(&env, |_, _, _| Ok(p.clone()))
+        .map_err(|e| e.to_string())?;
     let router = cfg
-        .build_with(&env, |_, _, _| Ok(p.clone()))
+        .with_preview_env(b, &env)
+        .and_then(|b| b.build())
         .map_err(|e| e.to_string())?;
     Ok((router, handle))
 }
