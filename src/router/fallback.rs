@@ -78,9 +78,17 @@ pub(crate) async fn serve(
                 attempts,
                 skipped,
                 deadline_exceeded: false,
-            } if Instant::now() < later(started, settings.deadline) => (attempts, skipped),
+            } => (attempts, skipped),
             other => return Err(other),
         };
+        if Instant::now() >= later(started, settings.deadline) {
+            // No time left for another model: the deadline ended the request.
+            return Err(Error::Exhausted {
+                attempts,
+                skipped,
+                deadline_exceeded: true,
+            });
+        }
         let mut leg = Leg {
             started,
             attempts,
@@ -123,16 +131,15 @@ fn for_model(
 ) -> Result<(ImageRequest, Vec<Change>), Unsupported> {
     // A model the catalog does not know takes the request as it is (as the requested model
     // would): only its name changes.
-    let caps = snap
-        .catalog
-        .model(model)
-        .map(|s| s.capabilities.clone())
+    let known = snap.catalog.model(model).map(|s| &s.capabilities);
+    let caps = known
+        .cloned()
         .unwrap_or_else(|| Capabilities::permissive(model));
     let (mut out, mut changes) = translate(req, &caps)?;
-    if snap.settings.preview.enabled {
-        preview::cheapest(&mut out, &caps, &mut changes);
+    // Its cheapest form is known only from the catalog (as for the requested model).
+    if let (true, Some(caps)) = (snap.settings.preview.enabled, known) {
+        preview::cheapest(&mut out, caps, &mut changes);
     }
-    let known = snap.catalog.model(model).map(|s| &s.capabilities);
     out.validate(known).map_err(|e| Unsupported::Parameter {
         field: e.field,
         message: e.message,

@@ -1,7 +1,10 @@
 //! The attempt loop: validate, plan, then per attempt admit → call → settle → decide.
 //!
 //! [`route`] reads top to bottom; the bookkeeping of one request (the queue of providers,
-//! waits for rate-limit room, retries, the attempt trace) is [`Run`], below it. What an error
+//! waits for rate-limit room, retries, the attempt trace) is [`Run`], below it. [`route`]
+//! routes one model; a request that falls back to other models (`fallback.rs`) calls it once
+//! per model with a [`Leg`]: the request's start (one deadline), its trace so far (one trace,
+//! one `max_attempts`) and the fallback model, marked on every attempt and skip. What an error
 //! means is not decided here but looked up in the policy table ([`super::policy`]).
 
 use std::collections::VecDeque;

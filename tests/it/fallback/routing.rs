@@ -310,3 +310,33 @@ async fn one_deadline_for_the_whole_request_fallbacks_included() {
         "no fallback after the deadline"
     );
 }
+
+#[tokio::test]
+async fn max_attempts_counts_the_attempts_of_every_model() {
+    // One attempt for the whole request: used by gpt-image-1, none left for the fallback.
+    let (p, handle) = rec(Rec::new("openai").missing("gpt-image-1"));
+    let router = Router::builder()
+        .provider(p)
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let err = router
+        .generate(req().fallback_models(["gpt-image-1-mini"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.attempts().len(), 1);
+    assert_eq!(handle.models(), ["gpt-image-1"]);
+    // With two, the fallback gets the second.
+    let (p, handle) = rec(Rec::new("openai").missing("gpt-image-1"));
+    let router = Router::builder()
+        .provider(p)
+        .max_attempts(2)
+        .build()
+        .unwrap();
+    let res = router
+        .generate(req().fallback_models(["gpt-image-1-mini"]))
+        .await
+        .unwrap();
+    assert_eq!(res.attempts.len(), 2);
+    assert_eq!(handle.models(), ["gpt-image-1", "gpt-image-1-mini"]);
+}
