@@ -127,6 +127,10 @@ pub use router::{
     DEFAULT_CHECK_TIMEOUT,
 };
 pub use strategy::{Candidate, Ranking, Strategy};
+// Preview mode and model fallback (issue 14).
+pub use request::{describe_changes, translate, Change};
+pub use response::{FallbackUsed, Preview};
+pub use router::{PreviewConfig, PREVIEW_ENV};
 
 // The router is shared across tasks and its errors cross task boundaries.
 const _: fn() = || {

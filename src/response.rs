@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Attempt, Skip};
 use crate::quota::headers::RateLimitHeaders;
 use crate::quota::usage::Usage;
-use crate::request::OutputFormat;
+use crate::request::{Change, OutputFormat};
 
 /// `ImagesResponse` exactly as OpenAI and Azure send it. Only `created` is required by the
 /// schema; everything else may be absent (and `created` defaults to 0 when a proxy omits it).
@@ -185,6 +185,35 @@ pub struct ImageResponse {
     /// names the provider and model that first made the images; it touched no spend, limit
     /// or health figure of the router.
     pub cached: bool,
+    /// `Some` when the router's preview mode turned the request into its cheapest faithful
+    /// form ([`PreviewConfig`](crate::PreviewConfig)): what it changed.
+    pub preview: Option<Preview>,
+    /// `Some` when a fallback model served the request (see
+    /// [`GenerateRequest::fallback_models`](crate::GenerateRequest::fallback_models)): the
+    /// model asked for and what the translation changed. [`model`](Self::model) names the
+    /// model that served it, and `cost_usd` uses its prices.
+    pub fallback: Option<FallbackUsed>,
+}
+
+/// What preview mode changed in a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Preview {
+    /// Every field sent other than as written (empty: the request was already its cheapest
+    /// form).
+    pub changes: Vec<Change>,
+}
+
+/// A request served by a fallback model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct FallbackUsed {
+    /// The model the request asked for (after preview mode, when on).
+    pub requested_model: String,
+    /// The fallback model that served it.
+    pub model: String,
+    /// Every field sent other than the request had it, the model first.
+    pub changes: Vec<Change>,
 }
 
 impl ImageResponse {

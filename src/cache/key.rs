@@ -13,7 +13,9 @@
 //! documented default), size, quality, output format, output compression, background,
 //! moderation, style, response format (b64 or URL: what the response holds), input fidelity,
 //! and for edits a SHA-256 of each input image's bytes with its content type, in order, and
-//! of the mask. Any other option left unset is hashed as "unset", distinct from each value,
+//! of the mask, and the fallback models the request may be served by (they decide which model
+//! may make the images; the router keys the request as routed, after preview mode changed it
+//! and with its fallback list resolved). Any other option left unset is hashed as "unset", distinct from each value,
 //! since the provider's default may differ between models and over time.
 //!
 //! Left out on purpose: `user` (an abuse-monitoring id, not an input of the model), the
@@ -26,7 +28,7 @@ use crate::request::{EditRequest, GenerateRequest, ImageRequest, InputImage};
 
 /// Bumped when the hashed fields change, so old entries in a shared tier are never read as
 /// new ones.
-const SCHEMA: u8 = 1;
+const SCHEMA: u8 = 2;
 
 /// The cache key of one request: SHA-256 over the fields that change the output (see the
 /// module docs).
@@ -123,6 +125,7 @@ fn generate(h: &mut Hasher, r: &GenerateRequest) {
     h.display(b"moderation", r.moderation);
     h.display(b"style", r.style);
     h.display(b"response_format", r.response_format);
+    fallbacks(h, r.fallback_models.as_deref());
 }
 
 fn edit(h: &mut Hasher, r: &EditRequest) {
@@ -140,4 +143,16 @@ fn edit(h: &mut Hasher, r: &EditRequest) {
         h.image(b"image", Some(img));
     }
     h.image(b"mask", r.mask.as_ref());
+    fallbacks(h, r.fallback_models.as_deref());
+}
+
+/// The fallback models a request may be served by, in order (none and an empty list are the
+/// same): they decide which model may make the images, so two requests that differ in them do
+/// not share an entry.
+fn fallbacks(h: &mut Hasher, models: Option<&[String]>) {
+    let models = models.unwrap_or_default();
+    h.display(b"fallback_models", Some(models.len()));
+    for m in models {
+        h.field(b"fallback_model", Some(m.as_bytes()));
+    }
 }

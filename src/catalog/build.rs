@@ -40,6 +40,9 @@ pub(super) fn resolve_model(
     own.like = None;
     // Prices are never inherited: a successor model's price must be stated, or it is unknown.
     base.price = None;
+    // Nor is the preview model: gpt-image-1-mini is gpt-image-1's cheaper sibling, not its own
+    // nor a successor's.
+    base.preview_model = None;
     let mut tmp = RawFile::default();
     tmp.models.insert(name.to_string(), base);
     let mut over = RawFile::default();
@@ -112,6 +115,7 @@ pub(super) fn build_model(
         price,
         fallback_output_tokens: m.default_output_tokens_per_image.unwrap_or(default_tokens),
         limits,
+        preview_model: m.preview_model.clone(),
     })
 }
 
@@ -234,6 +238,7 @@ pub(super) fn build(raw: RawFile) -> Result<Catalog, ConfigError> {
         }
         models.insert(name.clone(), build_model(name, &m, default_tokens)?);
     }
+    check_preview_models(&models)?;
     let mut tiers = BTreeMap::new();
     for (name, t) in &raw.usage_tiers {
         if raw.tiers.contains_key(name) {
@@ -331,4 +336,27 @@ pub(super) fn build(raw: RawFile) -> Result<Catalog, ConfigError> {
         kinds,
         raw,
     })
+}
+
+/// A `preview_model` must name another model of the catalog that takes everything a preview
+/// could send it: a typo would otherwise only show when preview mode is on.
+fn check_preview_models(models: &BTreeMap<String, ModelSpec>) -> Result<(), ConfigError> {
+    for (name, m) in models {
+        let Some(p) = &m.preview_model else { continue };
+        let field = || format!("models.{name}.preview_model");
+        if p == name {
+            return Err(ConfigError::new(field(), "names the model itself"));
+        }
+        if !models.contains_key(p) {
+            let known: Vec<&str> = models.keys().map(String::as_str).collect();
+            return Err(ConfigError::new(
+                field(),
+                format!(
+                    "unknown model {p:?}; the catalog knows {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

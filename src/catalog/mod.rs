@@ -275,7 +275,21 @@ mod tests {
         assert!(
             matches!(mini.price, Some(Price::UsdPer1mTokens { image_output, .. }) if image_output == 8.0)
         );
-        assert!(c.model("gpt-image-2").unwrap().price.is_none());
+        // Successors carry their own prices (never gpt-image-1's through `like`).
+        assert!(
+            matches!(c.model("gpt-image-2").unwrap().price, Some(Price::UsdPer1mTokens { image_output, .. }) if image_output == 30.0)
+        );
+        // A model without a stated price has none.
+        let unpriced = Catalog::builtin()
+            .with_overrides("[models.u]\nlike = \"gpt-image-1\"\n", "x.toml")
+            .unwrap();
+        assert!(unpriced.model("u").unwrap().price.is_none());
+        // The preview model is named where the catalog says, and never inherited.
+        assert_eq!(
+            c.model("gpt-image-1").unwrap().preview_model.as_deref(),
+            Some("gpt-image-1-mini")
+        );
+        assert_eq!(c.model("gpt-image-1-mini").unwrap().preview_model, None);
         assert!(!c.tier("free").unwrap().has_access());
         assert_eq!(c.tier("guide-tier-3").unwrap().tpm, Some(1_000_000));
         // The usage tiers are OpenAI's, with the rate-limits guide's requirements.

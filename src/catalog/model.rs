@@ -23,6 +23,9 @@ pub struct ModelSpec {
     pub fallback_output_tokens: u32,
     /// Published rate limits by usage tier name (`"tier-1"`); empty when none are known.
     pub limits: BTreeMap<String, ModelTierLimits>,
+    /// A cheaper model of the same family that preview mode may use instead (`preview_model`
+    /// in the catalog; see [`PreviewConfig`](crate::PreviewConfig)), when the catalog names one.
+    pub preview_model: Option<String>,
 }
 
 impl ModelSpec {

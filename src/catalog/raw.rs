@@ -50,6 +50,9 @@ pub(super) struct RawModel {
     pub(super) output_tokens: Option<BTreeMap<Quality, BTreeMap<Size, u32>>>,
     pub(super) default_output_tokens_per_image: Option<u32>,
     pub(super) price: Option<Spanned<RawPrice>>,
+    /// The cheaper model of the same family preview mode may switch to (never inherited
+    /// through `like`: a successor names its own, or has none).
+    pub(super) preview_model: Option<String>,
     /// Published rate limits per usage tier (`"tier-1"` → figures).
     pub(super) limits: Option<BTreeMap<String, RawModelLimits>>,
 }
@@ -138,7 +141,7 @@ impl RawFile {
             overlay!(base, m; like, max_prompt_chars, max_n, sizes, qualities, edit_qualities,
                 default_quality, default_size, output_formats, backgrounds, edits, max_edit_images,
                 input_fidelity, moderation, style, response_format, output_tokens,
-                default_output_tokens_per_image);
+                default_output_tokens_per_image, preview_model);
             if let Some(limits) = &m.limits {
                 // Field by field per tier: an override of `ipm` keeps the published `tpm`.
                 let base_limits = base.limits.get_or_insert_with(BTreeMap::new);

@@ -200,12 +200,18 @@ fn saved(
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    // The model that served it: another one when the router fell back or previewed.
+    let model = if res.model.is_empty() {
+        model
+    } else {
+        res.model.as_str()
+    };
     // The router's own figure (from usage and the catalog), else an estimate.
     let cost = res
         .cost_usd
         .or_else(|| output::cost_usd(catalog, model, res.usage.as_ref(), req, res.images.len()));
     if json {
-        print_json(&json!({
+        let mut v = json!({
             "provider": res.provider,
             "model": model,
             "images": paths,
@@ -214,7 +220,17 @@ fn saved(
             "request_id": res.request_id,
             "attempts": output::attempts_json(&res.attempts),
             "skipped": output::skipped_json(&res.skipped),
-        }));
+        });
+        // Only when they happened: preview mode's and a fallback model's changes.
+        if let Some(o) = v.as_object_mut() {
+            if let Some(p) = &res.preview {
+                o.insert("preview".into(), json!(p));
+            }
+            if let Some(f) = &res.fallback {
+                o.insert("fallback".into(), json!(f));
+            }
+        }
+        print_json(&v);
     } else {
         for p in &paths {
             println!("{}", p.display());
@@ -229,6 +245,16 @@ fn saved(
             res.provider,
             res.attempts.len()
         );
+        if let Some(p) = res.preview.as_ref().filter(|p| !p.changes.is_empty()) {
+            eprintln!("preview: {}", image_router::describe_changes(&p.changes));
+        }
+        if let Some(f) = &res.fallback {
+            eprintln!(
+                "fallback: {} could not be served; {}",
+                f.requested_model,
+                image_router::describe_changes(&f.changes)
+            );
+        }
         if res.attempts.len() > 1 || !res.skipped.is_empty() {
             output::print_attempts(&res.attempts, &res.skipped);
         }

@@ -69,6 +69,12 @@
 //! `providers/*.toml`, relative to the config file), `check_on_start` (check every provider
 //! once at start without generating an image; see [`RouterBuilder::check_on_start`]) and
 //! `check_timeout` (a duration, default `"5s"`: the longest the check may take).
+//! Preview and fallback: `preview` (a bool: every request at its model's lowest quality and
+//! smallest size; the environment variable `IMAGE_ROUTER_PREVIEW=1|0` overrides it: see
+//! [`RouterConfig::with_preview_env`], used by [`RouterConfig::build`]), `preview_model` (a
+//! bool: preview also switches to the catalog's cheaper model of the same family) and
+//! `fallback_models` (model names routed in order when no provider can serve a request's
+//! model; see [`RouterBuilder::fallback_models`]).
 //!
 //! `[router.breaker]`: `consecutive_failures`, `failure_ratio`, `window`, `min_samples`,
 //! `cool_down`, `cool_down_multiplier` (growth after a failed probe, 1 or more),
@@ -471,9 +477,44 @@ impl RouterConfig {
     }
 
     /// Builds the router with the built-in providers, reading keys from the process
-    /// environment.
+    /// environment, and preview mode from [`IMAGE_ROUTER_PREVIEW`](crate::PREVIEW_ENV) there
+    /// over the file's `preview` ([`with_preview_env`](Self::with_preview_env)).
     pub fn build(&self) -> Result<Router, ConfigError> {
-        self.build_with(&process_env, build_provider)
+        let b = self.builder_with(&process_env, build_provider)?;
+        self.with_preview_env(b, &process_env)?.build()
+    }
+
+    /// `builder` with preview mode as the environment `env` says: `IMAGE_ROUTER_PREVIEW`
+    /// (`1`/`0`, see [`PreviewConfig::parse_env_value`](crate::PreviewConfig::parse_env_value))
+    /// overrides the file's `preview` (the file's `preview_model` still applies); unset, the
+    /// file decides. A value that is neither on nor off is an error naming the variable.
+    /// [`build`](Self::build) and [`Router::from_config_file`] read the process environment;
+    /// [`build_with`](Self::build_with) leaves the environment's switch out (its `env` is for
+    /// keys), so call this on [`builder_with`](Self::builder_with)'s builder to have it.
+    ///
+    /// ```
+    /// # use image_router::config::{RouterConfig, build_provider};
+    /// let cfg: RouterConfig = "[router]\npreview = true\n[[provider]]\nname = \"o\"\nkind = \"openai\"\napi_key_env = \"K\"\n".parse().unwrap();
+    /// let env = |v: &str| match v {
+    ///     "K" => Some("sk-test".to_string()),
+    ///     "IMAGE_ROUTER_PREVIEW" => Some("0".to_string()),
+    ///     _ => None,
+    /// };
+    /// let b = cfg.builder_with(&env, build_provider).unwrap();
+    /// let router = cfg.with_preview_env(b, &env).unwrap().build().unwrap(); // preview off
+    /// # let _ = router;
+    /// ```
+    pub fn with_preview_env(
+        &self,
+        builder: RouterBuilder,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<RouterBuilder, ConfigError> {
+        let Some(v) = env(crate::PREVIEW_ENV) else {
+            return Ok(builder);
+        };
+        let on = crate::PreviewConfig::parse_env_value(&v)
+            .map_err(|m| ConfigError::new(crate::PREVIEW_ENV, redact::text(&m)))?;
+        Ok(builder.preview(self.router.preview_config(Some(on))))
     }
 
     /// Applies this configuration to `router`, which runs `running` ([`Router::reload`]),
@@ -550,10 +591,9 @@ impl Router {
     pub async fn from_config_file_checked(
         path: impl AsRef<Path>,
     ) -> Result<(Router, crate::router::CheckReport), ConfigError> {
-        RouterConfig::from_file(path)?
-            .builder_with(&process_env, build_provider)?
-            .build_checked()
-            .await
+        let cfg = RouterConfig::from_file(path)?;
+        let b = cfg.builder_with(&process_env, build_provider)?;
+        cfg.with_preview_env(b, &process_env)?.build_checked().await
     }
 
     /// Builds a router from TOML text (see [`Router::from_config_file`]).

@@ -80,6 +80,14 @@ pub struct RouterSettings {
     /// Health measurement settings (`[router.health]`), when given.
     #[serde(skip)]
     pub health: Option<HealthConfig>,
+    /// Preview mode (`preview`), when given; the environment variable `IMAGE_ROUTER_PREVIEW`
+    /// overrides it (see [`crate::PREVIEW_ENV`]).
+    pub preview: Option<bool>,
+    /// Preview on the catalog's cheaper model of the same family (`preview_model`), when given.
+    pub preview_model: Option<bool>,
+    /// Models routed in order when no provider can serve a request's model
+    /// (`fallback_models`); empty: off.
+    pub fallback_models: Vec<String>,
 }
 
 pub(super) fn ser_opt_dur<S: serde::Serializer>(
@@ -113,6 +121,9 @@ pub(super) struct RawRouter {
     fallback_usd_per_image: S<f64>,
     check_on_start: S<bool>,
     check_timeout: S<String>,
+    preview: S<bool>,
+    preview_model: S<bool>,
+    fallback_models: S<Vec<String>>,
     breaker: Option<RawBreaker>,
     score: Option<RawScore>,
     health: Option<RawHealth>,
@@ -427,6 +438,20 @@ pub(super) fn parse(cx: &Locator<'_>, r: &RawRouter) -> Result<RouterSettings, C
     s.catalog = non_empty(cx, "router.catalog".into(), &r.catalog)?.map(PathBuf::from);
     s.check_on_start = r.check_on_start.as_ref().map(|b| *b.get_ref());
     s.check_timeout = duration(cx, "router.check_timeout", &r.check_timeout, false)?;
+    s.preview = r.preview.as_ref().map(|b| *b.get_ref());
+    s.preview_model = r.preview_model.as_ref().map(|b| *b.get_ref());
+    if let Some(list) = &r.fallback_models {
+        for (i, m) in list.get_ref().iter().enumerate() {
+            if m.trim().is_empty() {
+                return Err(cx.err(
+                    format!("router.fallback_models[{i}]"),
+                    list,
+                    "must not be empty",
+                ));
+            }
+            s.fallback_models.push(m.trim().to_string());
+        }
+    }
     if let Some(b) = &r.breaker {
         s.breaker = Some(parse_breaker(cx, b)?);
         s.cheap_probe = b.cheap_probe.as_ref().map(|v| *v.get_ref());
@@ -551,6 +576,19 @@ impl RouterSettings {
         if let Some(st) = self.strategy {
             b = b.strategy(st);
         }
+        if self.preview.is_some() || self.preview_model.is_some() {
+            b = b.preview(self.preview_config(None));
+        }
+        if !self.fallback_models.is_empty() {
+            b = b.fallback_models(self.fallback_models.clone());
+        }
         b
+    }
+
+    /// Preview mode from these settings, with `env` (a value of `IMAGE_ROUTER_PREVIEW`, already
+    /// parsed) over the file's `preview`. `preview_model` only has an effect with preview on.
+    pub fn preview_config(&self, env: Option<bool>) -> crate::PreviewConfig {
+        crate::PreviewConfig::from(env.or(self.preview).unwrap_or(false))
+            .cheaper_model(self.preview_model.unwrap_or(false))
     }
 }

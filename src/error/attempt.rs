@@ -41,6 +41,11 @@ pub struct Attempt {
     /// The provider's score when it was chosen, every component (see
     /// [`ScoreBreakdown`]); `None` when the router did not rank it.
     pub score: Option<ScoreBreakdown>,
+    /// The fallback model this attempt was for, as the catalog names it (see
+    /// [`GenerateRequest::fallback_models`](crate::GenerateRequest::fallback_models)); `None`
+    /// for the requested model. The first attempt with `Some` marks the switch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 impl Attempt {
@@ -62,6 +67,7 @@ impl Attempt {
             retry,
             possibly_billed: false,
             score: None,
+            fallback: None,
         }
     }
 
@@ -77,13 +83,18 @@ impl Attempt {
             retry,
             possibly_billed: false,
             score: None,
+            fallback: None,
         }
     }
 }
 
 impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} [{}] {}", self.provider, self.model, self.outcome)?;
+        write!(f, "{} [{}]", self.provider, self.model)?;
+        if self.fallback.is_some() {
+            f.write_str(" (fallback)")?;
+        }
+        write!(f, " {}", self.outcome)?;
         if let Some(s) = self.status {
             write!(f, " HTTP {s}")?;
         }
@@ -112,6 +123,9 @@ pub struct Skip {
     pub provider: String,
     /// Why it was not called.
     pub reason: SkipReason,
+    /// The fallback model it was skipped for; `None` for the requested model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 impl Skip {
@@ -120,13 +134,21 @@ impl Skip {
         Self {
             provider: provider.into(),
             reason,
+            fallback: None,
         }
     }
 }
 
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} skipped: {}", self.provider, self.reason)
+        match &self.fallback {
+            Some(m) => write!(
+                f,
+                "{} skipped for fallback model {m}: {}",
+                self.provider, self.reason
+            ),
+            None => write!(f, "{} skipped: {}", self.provider, self.reason),
+        }
     }
 }
 

@@ -64,6 +64,13 @@ fn summarize(attempts: &[Attempt], skipped: &[Skip], deadline: bool) -> String {
     if let Some(cause) = most_telling(attempts) {
         s.push_str(&format!("; most telling: {cause}"));
     }
+    let fallbacks = fallbacks_tried(attempts, skipped);
+    if !fallbacks.is_empty() {
+        s.push_str(&format!(
+            "; fallback model(s) tried too: {}",
+            fallbacks.join(", ")
+        ));
+    }
     if !attempts.is_empty() {
         s.push_str(&format!(" ({} attempt(s)", attempts.len()));
         if !skipped.is_empty() {
@@ -76,6 +83,21 @@ fn summarize(attempts: &[Attempt], skipped: &[Skip], deadline: bool) -> String {
         }
     }
     s
+}
+
+/// The fallback models a trace went on to, in order of first appearance.
+pub(crate) fn fallbacks_tried<'a>(attempts: &'a [Attempt], skipped: &'a [Skip]) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    let marked = attempts
+        .iter()
+        .filter_map(|a| a.fallback.as_deref())
+        .chain(skipped.iter().filter_map(|k| k.fallback.as_deref()));
+    for m in marked {
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
 }
 
 fn most_telling(attempts: &[Attempt]) -> Option<&ProviderError> {

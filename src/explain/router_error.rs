@@ -68,7 +68,10 @@ impl ValidationError {
 impl Skip {
     /// Why this provider was not called, and what to do about it.
     pub fn explain(&self) -> Explanation {
-        let name = &self.provider;
+        let name = &match &self.fallback {
+            Some(m) => format!("{} (for fallback model {m})", self.provider),
+            None => self.provider.clone(),
+        };
         match &self.reason {
             SkipReason::Unsupported { detail } => Explanation::new(
                 format!("{name} was not called: it cannot serve this request ({detail})."),
@@ -143,6 +146,19 @@ impl Error {
     /// assert!(e.cause.contains("`n`"));
     /// ```
     pub fn explain(&self) -> Explanation {
+        let mut e = self.explain_cause();
+        let tried = crate::error::fallbacks_tried(self.attempts(), self.skipped());
+        if !tried.is_empty() {
+            e.cause.push_str(&format!(
+                " No provider served the requested model, so the router fell back to {} \
+                 (the error's attempts and skips each name the model they were for).",
+                tried.join(", then ")
+            ));
+        }
+        e
+    }
+
+    fn explain_cause(&self) -> Explanation {
         match self {
             Error::Config(c) => c.explain(),
             Error::Invalid(v) => v.explain(),

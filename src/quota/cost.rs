@@ -166,11 +166,12 @@ fn split_input(req: &ImageRequest, u: &Usage) -> (u64, u64) {
 /// let cost = CostEstimator::new().estimate("gpt-image-1", model, &req, &est).unwrap();
 /// assert_eq!(cost.basis, CostBasis::Estimate);
 /// assert!((cost.usd - 0.167).abs() < 0.001);
-/// // gpt-image-2 has no price in the catalog:
-/// let m2 = cat.model("gpt-image-2");
-/// assert!(CostEstimator::new().estimate("gpt-image-2", m2, &req, &est).is_err());
+/// // A model without a price in the catalog (`like` never copies prices):
+/// let cat2 = cat.with_overrides("[models.unpriced]\nlike = \"gpt-image-1\"", "x.toml").unwrap();
+/// let m2 = cat2.model("unpriced");
+/// assert!(CostEstimator::new().estimate("unpriced", m2, &req, &est).is_err());
 /// let fb = CostEstimator::new().with_fallback_usd_per_image(0.25).unwrap();
-/// assert_eq!(fb.estimate("gpt-image-2", m2, &req, &est).unwrap().usd, 0.25);
+/// assert_eq!(fb.estimate("unpriced", m2, &req, &est).unwrap().usd, 0.25);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct CostEstimator {

@@ -82,6 +82,11 @@ pub struct GenerateRequest {
     /// [`CachePolicy::Use`]); never sent to the provider.
     #[serde(skip)]
     pub cache: CachePolicy,
+    /// Models to route in order when no provider can serve `model` (never sent: the router's
+    /// own setting). `None`: the router's `fallback_models`; `Some(empty)`: no fallback for
+    /// this request. See [`GenerateRequest::fallback_models`].
+    #[serde(skip)]
+    pub fallback_models: Option<Vec<String>>,
 }
 
 macro_rules! setters {
@@ -121,6 +126,30 @@ impl GenerateRequest {
     #[must_use]
     pub fn cache(mut self, policy: CachePolicy) -> Self {
         self.cache = policy;
+            fallback_models: None,
+        }
+    }
+
+    /// Models the router may route, in order, when no provider can serve this request's
+    /// model (all denied, limited past the deadline or `max_wait`, or none offering it). Each
+    /// gets the request translated to what it takes, and the response lists what changed.
+    /// Overrides the router's list; an empty list turns fallback off for this request.
+    ///
+    /// ```
+    /// use image_router::GenerateRequest;
+    /// let req = GenerateRequest::new("a fox").model("gpt-image-1")
+    ///     .fallback_models(["gpt-image-1-mini", "dall-e-3"]);
+    /// assert_eq!(req.fallback_models.as_deref().unwrap().len(), 2);
+    /// // Never on the wire.
+    /// assert!(serde_json::to_value(&req).unwrap().get("fallback_models").is_none());
+    /// ```
+    #[must_use]
+    pub fn fallback_models<I, M>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        self.fallback_models = Some(models.into_iter().map(Into::into).collect());
         self
     }
 
@@ -247,6 +276,9 @@ pub struct EditRequest {
     /// What this request asks of the router's response cache (default
     /// [`CachePolicy::Use`]); never sent to the provider.
     pub cache: CachePolicy,
+    /// Models to route in order when no provider can serve `model`; only models that serve
+    /// edits are tried (see [`GenerateRequest::fallback_models`]).
+    pub fallback_models: Option<Vec<String>>,
 }
 
 impl EditRequest {
@@ -273,6 +305,19 @@ impl EditRequest {
     #[must_use]
     pub fn cache(mut self, policy: CachePolicy) -> Self {
         self.cache = policy;
+            fallback_models: None,
+        }
+    }
+
+    /// Models the router may route, in order, when no provider can serve this edit's model;
+    /// only models that serve edits are tried. See [`GenerateRequest::fallback_models`].
+    #[must_use]
+    pub fn fallback_models<I, M>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        self.fallback_models = Some(models.into_iter().map(Into::into).collect());
         self
     }
 
@@ -377,6 +422,13 @@ impl ImageRequest {
             ImageRequest::Edit(r) => r.model = m,
         }
     }
+    /// Sets the fallback models (the router's resolved list, so the cache key covers it).
+    pub(crate) fn set_fallback_models(&mut self, models: Vec<String>) {
+        match self {
+            ImageRequest::Generate(r) => r.fallback_models = Some(models),
+            ImageRequest::Edit(r) => r.fallback_models = Some(models),
+        }
+    }
     /// `n`, defaulting to 1.
     pub fn n(&self) -> u8 {
         match self {
@@ -425,6 +477,12 @@ impl ImageRequest {
         match self {
             ImageRequest::Generate(r) => r.cache,
             ImageRequest::Edit(r) => r.cache,
+    /// The request's own fallback models, if it names any (see
+    /// [`GenerateRequest::fallback_models`]).
+    pub fn fallback_models(&self) -> Option<&[String]> {
+        match self {
+            ImageRequest::Generate(r) => r.fallback_models.as_deref(),
+            ImageRequest::Edit(r) => r.fallback_models.as_deref(),
         }
     }
     /// Whether this is an edit.

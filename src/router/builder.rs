@@ -125,6 +125,8 @@ impl RouterBuilder {
                 cheap_probe: false,
                 check_on_start: false,
                 check_timeout: super::check::DEFAULT_CHECK_TIMEOUT,
+                preview: super::preview::PreviewConfig::default(),
+                fallback_models: Vec::new(),
             },
             catalog: None,
             clock: None,
@@ -400,6 +402,38 @@ impl RouterBuilder {
         self
     }
 
+    /// Preview mode for every request: the lowest quality and smallest size the model takes,
+    /// and with [`PreviewConfig::cheaper_model`](super::PreviewConfig::cheaper_model) the
+    /// cheaper model of the same family the catalog names. Off by default. Each response
+    /// lists what changed ([`ImageResponse::preview`](crate::ImageResponse::preview)).
+    ///
+    /// ```
+    /// # use image_router::{Router, PreviewConfig, providers::OpenAi};
+    /// let router = Router::builder()
+    ///     .provider(OpenAi::builder().api_key("k").build().unwrap())
+    ///     .preview(PreviewConfig::on().cheaper_model(true))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = router;
+    /// ```
+    pub fn preview(mut self, preview: impl Into<super::preview::PreviewConfig>) -> Self {
+        self.settings.preview = preview.into();
+        self
+    }
+
+    /// Models to route, in order, when no provider can serve a request's model (all denied,
+    /// limited past the deadline or `max_wait`, or none offering it), for requests that name
+    /// none of their own ([`GenerateRequest::fallback_models`](crate::GenerateRequest::fallback_models)
+    /// overrides this). Off (empty) by default. Names must not be empty.
+    pub fn fallback_models<I, M>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        self.settings.fallback_models = models.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Catalog to validate requests against (default: the embedded one).
     pub fn catalog(mut self, catalog: Arc<Catalog>) -> Self {
         self.catalog = Some(catalog);
@@ -534,6 +568,12 @@ impl RouterBuilder {
             b.validate().map_err(|e| e.scoped("breaker"))?;
         }
         self.health.validate().map_err(|e| e.scoped("health"))?;
+        if let Some(i) = s.fallback_models.iter().position(|m| m.trim().is_empty()) {
+            return Err(ConfigError::new(
+                format!("fallback_models[{i}]"),
+                "must not be empty",
+            ));
+        }
         if s.check_timeout.is_zero() {
             return Err(ConfigError::new("check_timeout", "must be above zero"));
         }

@@ -3,7 +3,9 @@
 //!
 //! The request path reads top to bottom through these files:
 //! 1. `mod.rs` (this file): the public API;
-//! 2. `route.rs`: the attempt loop — **validate** the request against the model's catalog
+//! 2. `fallback.rs`: the whole request — validate, preview mode (`preview.rs`), then route
+//!    the requested model and, when none served it, each fallback model in order;
+//!    `route.rs`: the attempt loop — **validate** the request against the model's catalog
 //!    entry, **plan**, then per attempt **admit → call → settle → decide**;
 //! 3. `plan.rs`: **filter** (capability, request class, a denial held by the breaker, a
 //!    model cool-down) and **rank** with the strategy;
@@ -22,8 +24,10 @@
 
 mod builder;
 mod check;
+mod fallback;
 mod plan;
 pub mod policy;
+mod preview;
 mod probe;
 mod route;
 mod slot;
@@ -45,6 +49,7 @@ pub use check::{
     CheckOptions, CheckReport, CheckResult, CheckedProvider, Mark, ModelCheck,
     DEFAULT_CHECK_TIMEOUT,
 };
+pub use preview::{PreviewConfig, PREVIEW_ENV};
 pub use slot::ProviderOptions;
 use slot::Slot;
 use snapshot::Snapshot;
@@ -352,18 +357,32 @@ impl Router {
             provider = tracing::field::Empty,
         );
         let started = tokio::time::Instant::now();
-        let route = |req| route::route(&snap, &self.inner.clock, req, class);
         let result = match &self.inner.cache {
-            None => route(request).instrument(span).await,
-            // Validate → cache lookup → single-flight → route → store (see `crate::cache`).
-            Some(cache) => match resolved(&snap, request) {
-                Ok(req) => {
+            None => fallback::serve(&snap, &self.inner.clock, request, class)
+                .instrument(span)
+                .await,
+            // Validate → preview → cache lookup → single-flight → route and fall back → store
+            // (see `crate::cache`): the key is the request as routed.
+            Some(cache) => match fallback::prepare(&snap, request) {
+                Ok(p) => {
+                    let clock = &self.inner.clock;
+                    let (snap_ref, preview, requested) = (&snap, p.preview.clone(), p.requested.clone());
+                    let route = |req| {
+                        fallback::serve_prepared(snap_ref, clock, req, preview, requested, class)
+                    };
                     cache
-                        .serve(req, snap.settings.deadline, route)
+                        .serve(p.req.clone(), snap.settings.deadline, route)
                         .instrument(span)
                         .await
+                        .map(|resp| {
+                            if resp.cached {
+                                p.label_cached(&snap, resp)
+                            } else {
+                                resp
+                            }
+                        })
                 }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             },
         };
         let outcome = match &result {
@@ -380,17 +399,6 @@ impl Router {
         m::request_finished(outcome, started.elapsed());
         result
     }
-}
-
-/// `req` with its model resolved and validated, as the response cache keys it.
-fn resolved(
-    snap: &Snapshot,
-    mut req: ImageRequest,
-) -> Result<ImageRequest, crate::request::ValidationError> {
-    let model = plan::resolve_model(snap, &req);
-    req.set_model(model.clone());
-    req.validate(snap.catalog.model(&model).map(|s| &s.capabilities))?;
-    Ok(req)
 }
 
 /// A ranking for one request (see [`Router::rank`]).

@@ -1,7 +1,10 @@
 //! The attempt loop: validate, plan, then per attempt admit → call → settle → decide.
 //!
 //! [`route`] reads top to bottom; the bookkeeping of one request (the queue of providers,
-//! waits for rate-limit room, retries, the attempt trace) is [`Run`], below it. What an error
+//! waits for rate-limit room, retries, the attempt trace) is [`Run`], below it. [`route`]
+//! routes one model; a request that falls back to other models (`fallback.rs`) calls it once
+//! per model with a [`Leg`]: the request's start (one deadline), its trace so far (one trace,
+//! one `max_attempts`) and the fallback model, marked on every attempt and skip. What an error
 //! means is not decided here but looked up in the policy table ([`super::policy`]).
 
 use std::collections::VecDeque;
@@ -28,15 +31,37 @@ use crate::request::RequestClass;
 use crate::response::{ImageResponse, ProviderResponse};
 use crate::score::ScoreBreakdown;
 
-/// Routes one request on `snap` (see the module docs).
+/// Where one model's routing stands in the whole request: when the request started (one
+/// deadline for every model tried), the trace so far, and the fallback model this routing is
+/// for (`None`: the requested model). See `fallback.rs`.
+pub(crate) struct Leg {
+    pub started: Instant,
+    pub attempts: Vec<Attempt>,
+    pub skipped: Vec<Skip>,
+    pub fallback: Option<String>,
+}
+
+impl Leg {
+    /// The requested model's routing, starting now.
+    pub fn first(started: Instant) -> Self {
+        Self {
+            started,
+            attempts: Vec::new(),
+            skipped: Vec::new(),
+            fallback: None,
+        }
+    }
+}
+
+/// Routes one request of one model on `snap` (see the module docs), continuing `leg`'s trace.
 pub(crate) async fn route(
     snap: &Snapshot,
     clock: &SharedClock,
     mut req: ImageRequest,
     class: Option<&RequestClass>,
+    leg: Leg,
 ) -> Result<ImageResponse, Error> {
     let settings = &snap.settings;
-    let started = Instant::now();
 
     // Validate against the model's catalog entry; estimate tokens and cost.
     let model = resolve_model(snap, &req);
@@ -54,7 +79,7 @@ pub(crate) async fn route(
     // Plan: filter and rank.
     let plan = plan(snap, &req, &model, class, clock.now());
     plan.log(snap);
-    let mut run = Run::new(settings, plan, started);
+    let mut run = Run::new(settings, plan, leg);
 
     while let Some(idx) = run.next().await {
         let slot = &snap.providers[idx];
@@ -157,11 +182,19 @@ struct Run<'s> {
     attempts: Vec<Attempt>,
     skipped: Vec<Skip>,
     deadline_exceeded: bool,
+    /// The fallback model this run is for, marked on its attempts and skips.
+    fallback: Option<String>,
 }
 
 impl<'s> Run<'s> {
-    fn new(settings: &'s Settings, mut plan: Plan, started: Instant) -> Self {
+    fn new(settings: &'s Settings, mut plan: Plan, leg: Leg) -> Self {
+        let started = leg.started;
         let deadline = later(started, settings.deadline);
+        let mut skipped = leg.skipped;
+        skipped.extend(std::mem::take(&mut plan.skipped).into_iter().map(|mut s| {
+            s.fallback.clone_from(&leg.fallback);
+            s
+        }));
         let wait_limit = settings
             .max_wait
             .map_or(deadline, |w| deadline.min(later(Instant::now(), w)));
@@ -169,7 +202,7 @@ impl<'s> Run<'s> {
             settings,
             // The order is only needed as the queue (no allocation: `From<Vec>` reuses it).
             queue: VecDeque::from(std::mem::take(&mut plan.order)),
-            skipped: std::mem::take(&mut plan.skipped),
+            skipped,
             plan,
             started,
             deadline,
@@ -177,8 +210,9 @@ impl<'s> Run<'s> {
             waiting: Vec::new(),
             attempted: Vec::new(),
             retried: Vec::new(),
-            attempts: Vec::new(),
+            attempts: leg.attempts,
             deadline_exceeded: false,
+            fallback: leg.fallback,
         }
     }
 
@@ -205,7 +239,9 @@ impl<'s> Run<'s> {
 
     fn skip(&mut self, slot: &Slot, reason: SkipReason) {
         tracing::debug!(provider = slot.name(), reason = %reason, "skipped");
-        self.skipped.push(Skip::new(slot.name(), reason));
+        let mut skip = Skip::new(slot.name(), reason);
+        skip.fallback.clone_from(&self.fallback);
+        self.skipped.push(skip);
     }
 
     /// The store refused the admission: skip the provider, or wait for its room.
@@ -326,6 +362,7 @@ impl<'s> Run<'s> {
         let mut attempt = Attempt::failure(&a.model, err.clone(), a.took, a.retry);
         attempt.possibly_billed = rule.possibly_billed();
         attempt.score = a.score;
+        attempt.fallback.clone_from(&self.fallback);
         self.attempts.push(attempt);
     }
 
@@ -353,7 +390,10 @@ impl<'s> Run<'s> {
         for i in no_room {
             let other = &snap.providers[i];
             if self.attempted.contains(&i)
-                || self.skipped.iter().any(|s| s.provider == other.name())
+                || self
+                    .skipped
+                    .iter()
+                    .any(|s| s.provider == other.name() && s.fallback == self.fallback)
             {
                 continue;
             }
@@ -367,6 +407,7 @@ impl<'s> Run<'s> {
         }
         let mut attempt = Attempt::success(slot.name(), &a.model, resp.status, a.took, a.retry);
         attempt.score = a.score;
+        attempt.fallback.clone_from(&self.fallback);
         self.attempts.push(attempt);
         m::attempt_keyed(&slot.metric_keys, "success", a.took);
         tracing::Span::current().record("provider", slot.name());
@@ -387,6 +428,9 @@ impl<'s> Run<'s> {
             elapsed: self.started.elapsed(),
             score: a.score,
             cached: false,
+            // Filled in by `fallback.rs`, which knows what was asked.
+            preview: None,
+            fallback: None,
         }
     }
 
@@ -486,7 +530,7 @@ async fn call(
 
 /// `at + by`, or about thirty years from `at` when that is past what an `Instant` holds (a
 /// huge setting or `retry-after` must not panic; it only means "not before the deadline").
-fn later(at: Instant, by: Duration) -> Instant {
+pub(super) fn later(at: Instant, by: Duration) -> Instant {
     at.checked_add(by)
         .or_else(|| at.checked_add(Duration::from_secs(30 * 365 * 86_400)))
         .unwrap_or(at)

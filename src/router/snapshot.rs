@@ -35,6 +35,11 @@ pub(crate) struct Settings {
     pub check_on_start: bool,
     /// Time the capability check may take.
     pub check_timeout: Duration,
+    /// Preview mode (`preview.rs`).
+    pub preview: super::preview::PreviewConfig,
+    /// Models routed in order when no provider can serve a request's model (`fallback.rs`),
+    /// unless the request names its own.
+    pub fallback_models: Vec<String>,
 }
 
 impl Settings {

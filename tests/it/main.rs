@@ -9,11 +9,13 @@ mod classify; // provider answers classified into error kinds
 mod cli; // the command line, batch, doctor, quickstart and README examples
 mod config; // the config file: parsing, errors naming key and line, rules
 mod explain; // explain(): every error in plain words
+mod fallback; // model fallback: when no provider can serve the model, the next model, translated
 mod forecast; // Router::forecast and `image-router plan`, checked against a simulated run
 mod health; // availability and latency estimates
 mod hostile; // hostile provider answers and inputs never panic
 mod keys; // several keys behind one provider: combined limit, room, denial, outputs
 mod limiter; // RPM/TPM limiter, its properties and live headers
+mod preview; // preview mode: every request in its cheapest faithful form; the README cost table
 mod routing; // rules, strategies, scoring, quota routing, scenarios, faults, reload
 mod shared; // several instances, one account: the Redis store's proofs
 mod sim; // the embedded simulator

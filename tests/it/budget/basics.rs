@@ -368,25 +368,28 @@ fn dall_e_3_is_priced_per_image() {
 
 #[test]
 fn unknown_price_needs_a_fallback_when_a_budget_is_set() {
-    let cat = Catalog::builtin();
-    let m = cat.model("gpt-image-2");
-    let r = req("gpt-image-2", Quality::High, Size::SQUARE, 2);
+    // A model the catalog knows without a price (`like` never copies prices).
+    let cat = Catalog::builtin()
+        .with_overrides("[models.\"unpriced\"]\nlike = \"gpt-image-1\"\n", "x.toml")
+        .unwrap();
+    let m = cat.model("unpriced");
+    let r = req("unpriced", Quality::High, Size::SQUARE, 2);
     let est = tokens::estimate(&r, m, 4160);
     let (_c, wall) = at(0);
     let budgeted = ledger("openai", &[(1.0, BudgetPeriod::Day)], &wall);
     let unbudgeted = ledger("router", &[], &wall);
-    let unknown = CostEstimator::new().estimate("gpt-image-2", m, &r, &est);
+    let unknown = CostEstimator::new().estimate("unpriced", m, &r, &est);
     assert_eq!(
         unknown,
         Err(PriceUnknown {
-            model: "gpt-image-2".into()
+            model: "unpriced".into()
         })
     );
     let e = reserve_cost(&[&unbudgeted, &budgeted], unknown.clone()).unwrap_err();
     assert!(matches!(&e, BudgetError::PriceUnknown { ledger, .. } if ledger == "openai"));
     assert!(
         e.to_string()
-            .contains("price of model `gpt-image-2` is unknown"),
+            .contains("price of model `unpriced` is unknown"),
         "{e}"
     );
     // Without budgets it goes through (nothing to protect).
@@ -395,7 +398,7 @@ fn unknown_price_needs_a_fallback_when_a_budget_is_set() {
     let fb = CostEstimator::new()
         .with_fallback_usd_per_image(0.30)
         .unwrap();
-    let c = fb.estimate("gpt-image-2", m, &r, &est).unwrap();
+    let c = fb.estimate("unpriced", m, &r, &est).unwrap();
     assert_eq!(c.basis, CostBasis::Fallback);
     assert!((c.usd - 0.6).abs() < 1e-12);
     let res = reserve_cost(&[&budgeted], Ok(c)).unwrap();

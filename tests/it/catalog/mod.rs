@@ -4,3 +4,4 @@
 mod prices;
 mod published;
 mod tokens;
+mod worked_prices; // every model's price against a worked example

@@ -226,12 +226,28 @@ fn the_cheapest_faithful_alternative_lowers_only_the_quality() {
 #[test]
 fn requests_that_can_never_fit_and_unknown_prices_are_explained() {
     let day = Budget::new(5.0, BudgetPeriod::Day).unwrap();
+    // A model the catalog knows without a price (`like` never copies prices).
+    let cat = std::sync::Arc::new(
+        image_router::catalog::Catalog::builtin()
+            .with_overrides("[models.\"unpriced\"]\nlike = \"gpt-image-1\"\n", "x.toml")
+            .unwrap(),
+    );
+    let priced = |name: &str| {
+        OpenAi::builder()
+            .name(name)
+            .api_key("k")
+            .base_url("http://127.0.0.1:9/v1")
+            .catalog(cat.clone())
+            .build()
+            .unwrap()
+    };
     let router = Router::builder()
-        .provider_with(openai("small"), ProviderOptions::new().rpm(10).tpm(5_000))
-        .provider_with(openai("paid"), ProviderOptions::new().budget(day))
+        .catalog(cat.clone())
+        .provider_with(priced("small"), ProviderOptions::new().rpm(10).tpm(5_000))
+        .provider_with(priced("paid"), ProviderOptions::new().budget(day))
         .build()
         .unwrap();
-    // 4160 × 2 tokens never fit a 5,000-token window; gpt-image-2 has no price in the catalog.
+    // 4160 × 2 tokens never fit a 5,000-token window; `unpriced` has no price in the catalog.
     let work = Workload::new()
         .with(
             WorkItem::new(2)
@@ -239,14 +255,14 @@ fn requests_that_can_never_fit_and_unknown_prices_are_explained() {
                 .size(Size::SQUARE)
                 .n(2),
         )
-        .with(WorkItem::new(1).model("gpt-image-2"));
+        .with(WorkItem::new(1).model("unpriced"));
     let f = router.forecast(&work).unwrap();
     assert!(
         f.providers[0].not_serving[0].contains("can never fit its limit of 5000 tokens per minute"),
         "{:?}",
         f.providers[0].not_serving
     );
-    // The big requests go to `paid`; gpt-image-2 to `small` (no budget: price unknown is fine).
+    // The big requests go to `paid`; `unpriced` to `small` (no budget: price unknown is fine).
     assert_eq!((f.providers[0].requests, f.providers[1].requests), (1, 2));
     assert_eq!(f.unknown_price_requests, 1);
     assert!(
