@@ -18,8 +18,8 @@
 //! Sibling modules form a DAG (a module may use its own children), checked by the unit test
 //! in `layout_check.rs` (no exception). From the bottom up:
 //! `clock`, `serde_ms`, `redact`, `metrics`, `config_error`, `score` → `strategy` → `request`
-//! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `provider`
-//! → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); then `router`,
+//! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `stream`
+//! → `provider` → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); then `router`,
 //! `config` (which builds a router), `doctor`, `sim`, and the binary's
 //! `cli` (a separate crate that uses only the public API).
 
@@ -48,6 +48,7 @@ mod router;
 pub mod score;
 mod serde_ms;
 mod strategy;
+pub mod stream;
 
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -110,7 +111,7 @@ pub use request::{
     apply_classes, Background, Capabilities, ClassFit, ClassPolicy, EditRequest, GenerateRequest,
     ImageRequest, InputFidelity, InputImage, Moderation, OutputFormat, ParseEnumError,
     ParseSizeError, Quality, RequestClass, ResponseFormat, Size, Style, Unsupported,
-    ValidationError, MAX_EDIT_IMAGES, MAX_INPUT_IMAGE_BYTES, MAX_N,
+    ValidationError, MAX_EDIT_IMAGES, MAX_INPUT_IMAGE_BYTES, MAX_N, MAX_PARTIAL_IMAGES,
 };
 pub use response::{Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse};
 pub use router::{
@@ -124,6 +125,7 @@ pub use router::{
     DEFAULT_CHECK_TIMEOUT,
 };
 pub use strategy::{Candidate, Ranking, Strategy};
+pub use stream::{StreamEvent, StreamOptions};
 
 // The router is shared across tasks and its errors cross task boundaries.
 const _: fn() = || {

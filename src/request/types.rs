@@ -22,6 +22,8 @@ pub const MAX_EDIT_IMAGES: usize = 16;
 pub const MAX_INPUT_IMAGE_BYTES: usize = 50 * 1024 * 1024;
 /// Largest `n` any model accepts.
 pub const MAX_N: u8 = 10;
+/// Most partial images a streamed request may ask for (`partial_images`, 0–3).
+pub const MAX_PARTIAL_IMAGES: u8 = 3;
 
 /// A `POST /images/generations` request body.
 ///
@@ -77,6 +79,14 @@ pub struct GenerateRequest {
     /// dall-e response format.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub response_format: Option<ResponseFormat>,
+    /// `stream: true` asks for server-sent events (GPT image models). Set by
+    /// [`Router::generate_stream`](crate::Router::generate_stream); the plain
+    /// [`Router::generate`](crate::Router::generate) refuses it (see [`crate::stream`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stream: Option<bool>,
+    /// How many partial images to stream before the final one, 0–3 (only with `stream`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub partial_images: Option<u8>,
 }
 
 macro_rules! setters {
@@ -108,6 +118,8 @@ impl GenerateRequest {
             user: None,
             style: None,
             response_format: None,
+            stream: None,
+            partial_images: None,
         }
     }
 
@@ -134,6 +146,10 @@ impl GenerateRequest {
         style: Style,
         /// Sets `response_format` (dall-e).
         response_format: ResponseFormat,
+        /// Sets `stream` (see [`crate::stream`]).
+        stream: bool,
+        /// Sets `partial_images` (0–3, with `stream`).
+        partial_images: u8,
     }
 }
 
@@ -231,6 +247,11 @@ pub struct EditRequest {
     pub input_fidelity: Option<InputFidelity>,
     /// End-user identifier.
     pub user: Option<String>,
+    /// `stream: true`: server-sent events (sent as the form field `stream`; see
+    /// [`crate::stream`]).
+    pub stream: Option<bool>,
+    /// Partial images to stream, 0–3 (the form field `partial_images`, only with `stream`).
+    pub partial_images: Option<u8>,
 }
 
 impl EditRequest {
@@ -249,6 +270,8 @@ impl EditRequest {
             output_compression: None,
             input_fidelity: None,
             user: None,
+            stream: None,
+            partial_images: None,
         }
     }
 
@@ -273,6 +296,10 @@ impl EditRequest {
         input_fidelity: InputFidelity,
         /// Sets `user`.
         user: String,
+        /// Sets `stream` (see [`crate::stream`]).
+        stream: bool,
+        /// Sets `partial_images` (0–3, with `stream`).
+        partial_images: u8,
     }
 
     /// The non-file form fields in wire order, as `(name, value)`; unset fields are absent.
@@ -295,6 +322,8 @@ impl EditRequest {
         );
         push("input_fidelity", self.input_fidelity.map(|v| v.to_string()));
         push("user", self.user.clone());
+        push("stream", self.stream.map(|v| v.to_string()));
+        push("partial_images", self.partial_images.map(|v| v.to_string()));
         out
     }
 
@@ -394,6 +423,35 @@ impl ImageRequest {
         match self {
             ImageRequest::Generate(r) => r.output_compression,
             ImageRequest::Edit(r) => r.output_compression,
+        }
+    }
+    /// Whether `stream: true` is set.
+    pub fn stream(&self) -> bool {
+        match self {
+            ImageRequest::Generate(r) => r.stream,
+            ImageRequest::Edit(r) => r.stream,
+        }
+        .unwrap_or(false)
+    }
+    /// The requested number of partial images, if any.
+    pub fn partial_images(&self) -> Option<u8> {
+        match self {
+            ImageRequest::Generate(r) => r.partial_images,
+            ImageRequest::Edit(r) => r.partial_images,
+        }
+    }
+    /// Sets `stream` (and `partial_images` when given): how the router marks a streamed
+    /// request, and clears them again for a non-streaming fallback.
+    pub fn set_stream(&mut self, stream: Option<bool>, partial_images: Option<u8>) {
+        match self {
+            ImageRequest::Generate(r) => {
+                r.stream = stream;
+                r.partial_images = partial_images;
+            }
+            ImageRequest::Edit(r) => {
+                r.stream = stream;
+                r.partial_images = partial_images;
+            }
         }
     }
     /// Whether this is an edit.
