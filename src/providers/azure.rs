@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use reqwest::header::HeaderMap;
 
+use super::Sanitize;
 use super::{
     check_header_safe, common_builder_methods, edit_form, generate_body, join, parse_base_url,
     sanitized, secret_header, send_images, Call, Common, CommonOptions, Shape,
@@ -20,9 +21,8 @@ use crate::error::{ErrorKind, NotFoundKind, ProviderError};
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
 use crate::request::Capabilities;
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
-use crate::stream::ProviderStream;
-use super::Sanitize;
 use crate::response::ProviderResponse;
+use crate::stream::ProviderStream;
 
 /// How to authenticate to Azure OpenAI.
 #[derive(Clone)]
@@ -359,7 +359,8 @@ impl Provider for Azure {
         }
         let mut caps = self.common.base_capabilities(model)?;
         let kinds = self.common.catalog.kinds();
-        caps.output_formats.retain(|f| kinds.azure_output_formats.contains(f));
+        caps.output_formats
+            .retain(|f| kinds.azure_output_formats.contains(f));
         // Streaming needs an api-version at or after the catalog's first streaming one
         // (dated strings compare in date order); the v1 surface without a version is the
         // newest. No catalog version: Azure does not stream.

@@ -21,8 +21,8 @@ use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
 use crate::quota::usage::Usage;
 use crate::request::Capabilities;
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
-use crate::stream::ProviderStream;
 use crate::response::ProviderResponse;
+use crate::stream::ProviderStream;
 
 /// Which endpoint a proxy serves images on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

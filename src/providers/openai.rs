@@ -18,8 +18,8 @@ use crate::error::ProviderError;
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
 use crate::request::Capabilities;
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
-use crate::stream::ProviderStream;
 use crate::response::ProviderResponse;
+use crate::stream::ProviderStream;
 
 /// Direct OpenAI (`https://api.openai.com/v1` by default).
 ///

@@ -56,7 +56,9 @@ pub(super) async fn send_stream(
         let mut e = ProviderError::new(
             &common.name,
             ErrorKind::Decode,
-            format!("asked to stream (stream: true) but answered with {shown}, not an event stream"),
+            format!(
+                "asked to stream (stream: true) but answered with {shown}, not an event stream"
+            ),
         )
         .with_status(opened.status);
         e.sanitize(expose, common);
@@ -113,7 +115,10 @@ impl Reader {
             self.done = true;
         }
         Some(item.map_err(|mut e| {
-            e.sanitize(self.secret.as_ref().map(|s| s.expose_secret()), &self.common);
+            e.sanitize(
+                self.secret.as_ref().map(|s| s.expose_secret()),
+                &self.common,
+            );
             e
         }))
     }
@@ -139,7 +144,10 @@ impl Reader {
                         resp.rate_limits = self.opened.rate_limits.clone();
                         resp.created = echoed.created_at.unwrap_or(0);
                         check_usage(&mut resp, &self.limits, &self.common.name);
-                        resp.sanitize(self.secret.as_ref().map(|s| s.expose_secret()), &self.common);
+                        resp.sanitize(
+                            self.secret.as_ref().map(|s| s.expose_secret()),
+                            &self.common,
+                        );
                         return Ok(ProviderEvent::Completed(resp));
                     }
                     WireEvent::Error(body) => return Err(self.in_stream_error(&body)),
@@ -176,8 +184,8 @@ impl Reader {
     }
 
     fn image(&self, b64: &str, what: &str) -> Result<Image, ProviderError> {
-        let bytes = decode_base64(b64)
-            .ok_or_else(|| self.broken(format!("{what} is not valid base64")))?;
+        let bytes =
+            decode_base64(b64).ok_or_else(|| self.broken(format!("{what} is not valid base64")))?;
         if bytes.len() as u64 > self.limits.image {
             return Err(self.broken(format!(
                 "{what} exceeds the limit of {} bytes",
@@ -205,9 +213,14 @@ impl Reader {
         let inner = body.get("error").unwrap_or(body);
         let field = |k: &str| inner.get(k).and_then(|v| v.as_str()).unwrap_or("");
         let text = format!("{} {}", field("type"), field("code")).to_ascii_lowercase();
-        let client_side = ["invalid_request", "user_error", "moderation", "content_policy"]
-            .iter()
-            .any(|k| text.contains(k));
+        let client_side = [
+            "invalid_request",
+            "user_error",
+            "moderation",
+            "content_policy",
+        ]
+        .iter()
+        .any(|k| text.contains(k));
         let status = if client_side { 400 } else { 500 };
         let wrapped = serde_json::json!({ "error": inner });
         let bytes = serde_json::to_vec(&wrapped).unwrap_or_default();

@@ -4,6 +4,8 @@
 //! waits for rate-limit room, retries, the attempt trace) is [`Run`], below it. What an error
 //! means is not decided here but looked up in the policy table ([`super::policy`]).
 
+pub(super) mod stream;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 

@@ -254,7 +254,8 @@ mod tests {
 
     #[test]
     fn fields_comments_and_line_ends() {
-        let body = b": keep-alive\r\n\r\nevent: a\r\ndata: one\r\ndata:two\r\nid: 7\r\nretry: 30\r\n\r\n\
+        let body =
+            b": keep-alive\r\n\r\nevent: a\r\ndata: one\r\ndata:two\r\nid: 7\r\nretry: 30\r\n\r\n\
             :comment\n\ndata\n\nevent: b\rdata: x\r\r";
         let (events, partial) = parse_all(&[body]);
         assert!(!partial);
@@ -290,7 +291,10 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert!(partial);
         let (_, partial) = parse_all(&[b"data: x\n"]);
-        assert!(partial, "a data line without the blank line is not an event yet");
+        assert!(
+            partial,
+            "a data line without the blank line is not an event yet"
+        );
     }
 
     #[test]

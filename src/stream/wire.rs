@@ -185,9 +185,14 @@ mod tests {
 
     #[test]
     fn broken_events() {
-        assert!(decode(&ev("x", "{not json")).unwrap_err().contains("not valid JSON"));
-        let e = decode(&ev("", r#"{"type":"image_generation.partial_image","b64_json":"QQ=="}"#))
-            .unwrap_err();
+        assert!(decode(&ev("x", "{not json"))
+            .unwrap_err()
+            .contains("not valid JSON"));
+        let e = decode(&ev(
+            "",
+            r#"{"type":"image_generation.partial_image","b64_json":"QQ=="}"#,
+        ))
+        .unwrap_err();
         assert!(e.contains("partial_image_index"), "{e}");
         let e = decode(&ev("", r#"{"type":"image_generation.completed"}"#)).unwrap_err();
         assert!(e.contains("b64_json"), "{e}");
