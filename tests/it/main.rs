@@ -16,5 +16,6 @@ mod limiter; // RPM/TPM limiter, its properties and live headers
 mod routing; // rules, strategies, scoring, quota routing, scenarios, faults, reload
 mod sim; // the embedded simulator
 mod status_metrics; // metrics, status and tracing
+mod stream; // streamed partial images: events, failover rules, stalls, cuts, cancellation
 mod support; // the one scripted fake provider and shared helpers
 mod wire; // providers on the wire against wiremock
