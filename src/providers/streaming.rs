@@ -141,7 +141,7 @@ impl Reader {
                         resp.usage = usage;
                         resp.status = self.opened.status;
                         resp.request_id = self.opened.request_id.clone();
-                        resp.rate_limits = self.opened.rate_limits.clone();
+                        resp.rate_limits = self.opened.rate_limits;
                         resp.created = echoed.created_at.unwrap_or(0);
                         check_usage(&mut resp, &self.limits, &self.common.name);
                         resp.sanitize(

@@ -125,6 +125,10 @@ impl SseParser {
     /// must not be used again (the stream is broken).
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
         let mut rest = chunk;
+        if rest.is_empty() {
+            // Nothing to read; in particular a pending `\r` still waits for its `\n`.
+            return Ok(());
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(b'\n') = rest.first() {
@@ -209,10 +213,8 @@ impl SseParser {
                 self.has_data = true;
             }
             "id" if !value.contains('\0') => self.id = Some(value.to_string()),
-            "retry" => {
-                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    self.retry = value.parse().ok();
-                }
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                self.retry = value.parse().ok();
             }
             _ => {}
         }

@@ -2,6 +2,7 @@
 //! wire (wiremock), and `Router::generate_stream` / `edit_stream` on the simulator for each
 //! failover rule, stalls, cuts, broken events, cancellation and many concurrent streams.
 
+mod cli;
 mod router;
 mod wire;
 
