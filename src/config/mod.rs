@@ -101,7 +101,8 @@
 //!   `deployments` (a table model → deployment name), `default_deployment`, `api_version`,
 //!   `v1_surface`, `bearer_token_env` instead of `api_key_env`;
 //! * compatible: `base_url` (required), `mode` (`"images"` | `"chat"`), `rename` (a table model
-//!   → the proxy's model name).
+//!   → the proxy's model name), `streaming` (an images-mode proxy passes streamed answers
+//!   through; default no, see [`crate::stream`]).
 //!
 //! `strategy`: `"scored"` (best score first, the router's default), `"ordered"` (strict
 //! priority order) or `"weighted"` (by `weight` × headroom). `reserved_for` / `preferred_by`

@@ -337,4 +337,62 @@ mod tests {
             SseError::NotUtf8
         );
     }
+
+    proptest::proptest! {
+        /// Any bytes at all: no panic, and the events do not depend on where the chunks
+        /// were cut.
+        #[test]
+        fn any_bytes_any_split_same_events(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+        ) {
+            let whole = {
+                let mut p = SseParser::new();
+                let mut out = Vec::new();
+                let r = p.push(&bytes, &mut out);
+                (out, r.is_err())
+            };
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            points.sort_unstable();
+            let mut p = SseParser::new();
+            let mut out = Vec::new();
+            let mut failed = false;
+            let mut start = 0;
+            for end in points.into_iter().chain([bytes.len()]) {
+                if p.push(&bytes[start..end], &mut out).is_err() {
+                    failed = true;
+                    break;
+                }
+                start = end;
+            }
+            proptest::prop_assert_eq!(failed, whole.1);
+            if !failed {
+                proptest::prop_assert_eq!(out, whole.0);
+            }
+        }
+
+        /// Streams made of the format's own pieces (fields, comments, every line end).
+        #[test]
+        fn event_streams_split_anywhere_give_the_same_events(
+            parts in proptest::collection::vec(0usize..9, 1..40),
+            cut in 0usize..2000,
+        ) {
+            const PIECES: [&str; 9] = [
+                "data: {\"a\":1}", "data:x", "event: image_edit.completed", ": ping",
+                "id: 3", "retry: 10", "\n", "\r\n", "\r",
+            ];
+            let text: String = parts.iter().map(|&i| PIECES[i]).collect();
+            let bytes = text.as_bytes();
+            let cut = cut.min(bytes.len());
+            let parse = |chunks: &[&[u8]]| {
+                let mut p = SseParser::new();
+                let mut out = Vec::new();
+                for c in chunks {
+                    p.push(c, &mut out).unwrap();
+                }
+                out
+            };
+            proptest::prop_assert_eq!(parse(&[bytes]), parse(&[&bytes[..cut], &bytes[cut..]]));
+        }
+    }
 }

@@ -410,3 +410,26 @@ async fn two_hundred_concurrent_streams_all_complete() {
     assert_eq!(sim.stats("a").succeeded + sim.stats("b").succeeded, 200);
     assert_eq!(sim.stats("a").in_flight + sim.stats("b").in_flight, 0);
 }
+
+#[tokio::test]
+async fn the_config_key_streaming_makes_a_proxy_stream_and_is_refused_elsewhere() {
+    let sim = Simulator::builder()
+        .account("open", image_router::sim::SimAccount::new())
+        .start()
+        .await
+        .unwrap();
+    let text = format!(
+        "[[provider]]\nname = \"proxy\"\nkind = \"compatible\"\nbase_url = \"{}\"\nstreaming = true\n",
+        sim.openai_base_url("open")
+    );
+    let router = Router::from_config_str(&text).unwrap();
+    let (events, err) =
+        collect(router.generate_stream(req(), StreamOptions::new().partial_images(1))).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(names(&events), ["serving", "partial", "completed"]);
+    let bad = "[[provider]]\nname = \"o\"\nkind = \"openai\"\napi_key_env = \"X_KEY\"\nstreaming = true\n";
+    let e = bad
+        .parse::<image_router::config::RouterConfig>()
+        .unwrap_err();
+    assert!(e.to_string().contains("streaming"), "{e}");
+}
