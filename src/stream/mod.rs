@@ -2,7 +2,7 @@
 //! [`Router::edit_stream`](crate::Router::edit_stream) return a [`Stream`] of
 //! [`StreamEvent`]s — which provider and model serve the request, each partial image
 //! (decoded bytes and index), and the final image with usage and cost — or an
-//! [`Error`](crate::Error) listing every attempt.
+//! [`Error`] listing every attempt.
 //!
 //! # On the wire
 //!
@@ -25,7 +25,7 @@
 //! Before the first event arrives, a streamed request fails over exactly like any other (rate
 //! limits, denials, 5xx, connect errors: the policy table). Once a partial image has reached
 //! the caller, a failure does **not** silently restart elsewhere: the stream ends with
-//! [`Error::StreamInterrupted`](crate::Error::StreamInterrupted), which says how many partials
+//! [`Error::StreamInterrupted`], which says how many partials
 //! were delivered and lists every attempt, unless the caller opted in with
 //! [`StreamOptions::restart_elsewhere`], in which case a [`StreamEvent::Restarted`] tells it to
 //! discard the partials shown so far and the request continues on the next provider.
