@@ -158,6 +158,15 @@ async fn drive(
         )
         .into());
     }
+    if req.n() > 1 {
+        // A stream ends at its one `completed` event: one image. Refused rather than
+        // answered with fewer images than asked for.
+        return Err(ValidationError::new(
+            "n",
+            format!("a streamed request makes one image; got n={}", req.n()),
+        )
+        .into());
+    }
     req.set_stream(None, None);
     let spec = snap.catalog.model(&model);
     req.validate(spec.map(|s| &s.capabilities))?;

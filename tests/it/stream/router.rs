@@ -89,6 +89,10 @@ async fn partial_images_out_of_range_is_a_typed_error_naming_the_field() {
         other => panic!("{other:?}"),
     }
     assert_eq!(sim.stats("a").requests, 0, "nothing sent");
+    // One image per stream: n > 1 is refused, naming `n`.
+    let (_, err) = collect(router.generate_stream(req().n(2), StreamOptions::new())).await;
+    assert!(matches!(err.unwrap(), Error::Invalid(v) if v.field == "n"));
+    assert_eq!(sim.stats("a").requests, 0, "nothing sent");
     // The plain path refuses a streamed request instead of misreading its events.
     let e = router.generate(req().stream(true)).await.unwrap_err();
     assert!(
