@@ -19,9 +19,9 @@
 //! Sibling modules form a DAG (a module may use its own children), checked by the unit test
 //! in `layout_check.rs` (no exception). From the bottom up:
 //! `clock`, `serde_ms`, `redact`, `metrics`, `config_error`, `score` → `strategy` → `request`
-//! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `provider`
-//! → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); `cache` (over
-//! `request`, `response`, `error`, `quota`, `metrics`, `clock`); then `router`,
+//! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `stream`
+//! → `provider` → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); `cache`
+//! (over `request`, `response`, `error`, `quota`, `metrics`, `clock`); then `router`,
 //! `config` (which builds a router), `doctor`, `sim`, and the binary's
 //! `cli` (a separate crate that uses only the public API).
 
@@ -51,6 +51,7 @@ mod router;
 pub mod score;
 mod serde_ms;
 mod strategy;
+pub mod stream;
 
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -113,7 +114,7 @@ pub use request::{
     apply_classes, Background, Capabilities, ClassFit, ClassPolicy, EditRequest, GenerateRequest,
     ImageRequest, InputFidelity, InputImage, Moderation, OutputFormat, ParseEnumError,
     ParseSizeError, Quality, RequestClass, ResponseFormat, Size, Style, Unsupported,
-    ValidationError, MAX_EDIT_IMAGES, MAX_INPUT_IMAGE_BYTES, MAX_N,
+    ValidationError, MAX_EDIT_IMAGES, MAX_INPUT_IMAGE_BYTES, MAX_N, MAX_PARTIAL_IMAGES,
 };
 pub use response::{Image, ImageData, ImageResponse, ImagesResponse, ProviderResponse};
 pub use router::{
@@ -131,6 +132,7 @@ pub use strategy::{Candidate, Ranking, Strategy};
 pub use request::{describe_changes, translate, Change};
 pub use response::{FallbackUsed, Preview};
 pub use router::{PreviewConfig, PREVIEW_ENV};
+pub use stream::{StreamEvent, StreamOptions};
 
 // The router is shared across tasks and its errors cross task boundaries.
 const _: fn() = || {

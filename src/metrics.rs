@@ -105,6 +105,17 @@ pub(crate) fn attempt_keyed(keys: &ProviderKeys, outcome: &'static str, took: Du
     });
 }
 
+/// `image_router_stream_first_partial_seconds`: time from sending a streamed request to its
+/// first partial image, per provider (what a user of a streaming UI waits for).
+pub const STREAM_FIRST_PARTIAL: &str = "image_router_stream_first_partial_seconds";
+
+/// Records a streamed attempt's time to its first partial image (rare enough per request that
+/// the key is built per call from the provider's label).
+pub(crate) fn stream_first_partial(keys: &ProviderKeys, took: Duration) {
+    metrics::histogram!(STREAM_FIRST_PARTIAL, "provider" => keys.label.clone())
+        .record(took.as_secs_f64());
+}
+
 /// Counts a failover (`image_router_failovers_total`) for a provider whose keys are built.
 pub(crate) fn failover_keyed(keys: &ProviderKeys) {
     metrics::with_recorder(|r| r.register_counter(&keys.failovers, &METADATA).increment(1));
@@ -289,6 +300,11 @@ pub fn describe() {
         "Provider calls by provider and outcome"
     );
     metrics::describe_histogram!(ATTEMPT_DURATION, Unit::Seconds, "Provider call latency");
+    metrics::describe_histogram!(
+        STREAM_FIRST_PARTIAL,
+        Unit::Seconds,
+        "Time from sending a streamed request to its first partial image"
+    );
     metrics::describe_counter!(
         FAILOVERS_TOTAL,
         Unit::Count,

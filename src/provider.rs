@@ -13,6 +13,7 @@ use crate::quota::headers::RateLimitHeaders;
 use crate::request::{Capabilities, Unsupported};
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ProviderResponse;
+use crate::stream::ProviderStream;
 
 /// Which built-in implementation a provider is (for limits, explanations and status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -211,6 +212,36 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// check is reported as "not checked", never as broken.
     async fn probe(&self, model: &str, _ctx: &CallContext) -> Result<ProbeReport, ProviderError> {
         Ok(ProbeReport::not_probed(model))
+    }
+
+    /// Whether this provider can stream `model`'s answers as server-sent events (see
+    /// [`crate::stream`]). The router sends a streamed request only to providers that say
+    /// so (others are skipped without a call, or serve it whole when the caller allows a
+    /// non-streaming fallback). Default `false`: a provider that does not implement
+    /// [`send_stream`](Provider::send_stream) is never asked to.
+    fn streams(&self, _model: &str) -> bool {
+        false
+    }
+
+    /// Sends `request` (with `stream: true` set by the router) and returns its events once
+    /// the provider accepted it (a 2xx with an event stream); a refusal before that is an
+    /// `Err` classified like any other. The stream must end with one
+    /// [`ProviderEvent::Completed`](crate::stream::ProviderEvent::Completed) or an error.
+    /// The router bounds the whole stream by [`CallContext::timeout`] and each gap between
+    /// events by its stall timeout, and dropping the stream must close the connection.
+    ///
+    /// The default refuses with [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest)
+    /// (never reached through the router, which asks [`streams`](Provider::streams) first).
+    async fn send_stream(
+        &self,
+        _request: &ImageRequest,
+        _ctx: &CallContext,
+    ) -> Result<ProviderStream, ProviderError> {
+        Err(ProviderError::new(
+            self.name(),
+            crate::ErrorKind::InvalidRequest,
+            "this provider cannot stream",
+        ))
     }
 
     /// Dispatches to [`generate`](Provider::generate) or [`edit`](Provider::edit).

@@ -83,6 +83,9 @@ impl Entry {
             elapsed,
             score: None,
             cached: true,
+            // The router labels a cached answer with what it changed for this request.
+            preview: None,
+            fallback: None,
         }
     }
 }

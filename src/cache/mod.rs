@@ -337,7 +337,11 @@ impl ResponseCache {
 /// waiter's answer (permanent).
 fn hands_over(e: &Error) -> bool {
     match e {
-        Error::Config(_) | Error::Invalid(_) | Error::Rejected { .. } => false,
+        // A stream never goes through the cache; were one to, its partials were delivered.
+        Error::Config(_)
+        | Error::Invalid(_)
+        | Error::Rejected { .. }
+        | Error::StreamInterrupted { .. } => false,
         Error::Exhausted {
             deadline_exceeded: true,
             ..

@@ -88,6 +88,7 @@ pub(super) fn build_model(
         moderation: m.moderation.unwrap_or(false),
         style: m.style.unwrap_or(false),
         response_format: m.response_format.unwrap_or(false),
+        streaming: m.streaming.unwrap_or(false),
     };
     if caps.max_n == 0 {
         return Err(ConfigError::new(
@@ -320,6 +321,8 @@ pub(super) fn build(raw: RawFile) -> Result<Catalog, ConfigError> {
             .unwrap_or_else(|| vec![OutputFormat::Png, OutputFormat::Jpeg]),
         chat_edits: compat.chat_edits.unwrap_or(false),
         chat_max_n: compat.chat_max_n.unwrap_or(1).max(1),
+        azure_stream_api_version: azure.stream_api_version,
+        compatible_images_streaming: compat.images_streaming.unwrap_or(false),
     };
     let default_model = raw
         .default_model

@@ -47,6 +47,7 @@ pub(super) struct RawModel {
     pub(super) moderation: Option<bool>,
     pub(super) style: Option<bool>,
     pub(super) response_format: Option<bool>,
+    pub(super) streaming: Option<bool>,
     pub(super) output_tokens: Option<BTreeMap<Quality, BTreeMap<Size, u32>>>,
     pub(super) default_output_tokens_per_image: Option<u32>,
     pub(super) price: Option<Spanned<RawPrice>>,
@@ -118,6 +119,7 @@ pub(super) struct RawOpenAiKind {
 pub(super) struct RawAzureKind {
     pub(super) api_version: Option<String>,
     pub(super) output_formats: Option<Vec<OutputFormat>>,
+    pub(super) stream_api_version: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -125,6 +127,7 @@ pub(super) struct RawAzureKind {
 pub(super) struct RawCompatibleKind {
     pub(super) chat_edits: Option<bool>,
     pub(super) chat_max_n: Option<u8>,
+    pub(super) images_streaming: Option<bool>,
 }
 
 macro_rules! overlay {
@@ -140,7 +143,7 @@ impl RawFile {
             let base = self.models.entry(name.clone()).or_default();
             overlay!(base, m; like, max_prompt_chars, max_n, sizes, qualities, edit_qualities,
                 default_quality, default_size, output_formats, backgrounds, edits, max_edit_images,
-                input_fidelity, moderation, style, response_format, output_tokens,
+                input_fidelity, moderation, style, response_format, streaming, output_tokens,
                 default_output_tokens_per_image, preview_model);
             if let Some(limits) = &m.limits {
                 // Field by field per tier: an override of `ipm` keeps the published `tpm`.
@@ -179,11 +182,11 @@ impl RawFile {
         }
         if let Some(o) = &over.kinds.azure {
             let b = self.kinds.azure.get_or_insert_with(Default::default);
-            overlay!(b, o; api_version, output_formats);
+            overlay!(b, o; api_version, output_formats, stream_api_version);
         }
         if let Some(o) = &over.kinds.compatible {
             let b = self.kinds.compatible.get_or_insert_with(Default::default);
-            overlay!(b, o; chat_edits, chat_max_n);
+            overlay!(b, o; chat_edits, chat_max_n, images_streaming);
         }
     }
 }

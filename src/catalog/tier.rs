@@ -112,4 +112,10 @@ pub struct KindDefaults {
     pub chat_edits: bool,
     /// Most images per chat-mode call.
     pub chat_max_n: u8,
+    /// The first Azure `api-version` that streams image answers (`None`: none does);
+    /// api-versions compare as their dated strings (`2025-04-01-preview`).
+    pub azure_stream_api_version: Option<String>,
+    /// Whether images-mode proxies stream by default (a provider's `.streaming(..)`
+    /// overrides it; chat-mode proxies never stream).
+    pub compatible_images_streaming: bool,
 }

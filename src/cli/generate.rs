@@ -2,6 +2,8 @@
 //! path `generate` and `edit` share (configuration, router, default model, sending, file
 //! naming, `--json`, exit codes), so the two commands cannot drift apart.
 
+mod stream;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -21,12 +23,16 @@ Examples:
   image-router generate -c router.toml --prompt \"three foxes\" -n 3 --size 1536x1024 --quality low --out foxes.png
       (writes foxes-1.png, foxes-2.png, foxes-3.png)
   image-router generate -c router.toml --prompt \"a logo\" --background transparent --json
+  image-router generate -c router.toml --prompt \"a watercolor fox\" --out fox.png --stream
+      (writes fox.partial-0.png, fox.partial-1.png as they arrive, then fox.png)
 
 With --json, stdout is one object:
   {\"provider\", \"model\", \"images\": [paths], \"usage\", \"cost_usd\", \"attempts\": [{\"provider\", \"outcome\", \"status\", \"ms\", ...}]}
 or on failure {\"error\": {\"kind\", \"message\", \"explanation\": {\"cause\", \"action\"}, \"provider\", \"status\",
 \"code\", \"reason\"}, \"attempts\"} with exit code 1 (2 for a configuration problem or options that make
-an invalid request, e.g. --background transparent with --output-format jpeg).";
+an invalid request, e.g. --background transparent with --output-format jpeg).
+With --stream --json, stdout has one JSON line per event: {\"event\": \"serving\" | \"partial\" |
+\"restarted\", ...}, then the object above with \"event\": \"completed\" (or \"error\").";
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -39,6 +45,8 @@ pub struct GenerateArgs {
     pub opts: RequestOpts,
     #[command(flatten)]
     pub out: OutArg,
+    #[command(flatten)]
+    pub stream: stream::StreamArgs,
 }
 
 /// Where the images go (`generate` and `edit`).
@@ -94,7 +102,7 @@ fn is_other_image_ext(ext: &str, fmt: &str) -> bool {
 }
 
 /// `--out` naming a folder (an existing one, or a path ending in `/`) means `FOLDER/image`.
-fn resolve_out(out: &Path) -> PathBuf {
+pub(super) fn resolve_out(out: &Path) -> PathBuf {
     let s = out.as_os_str().to_string_lossy();
     if out.is_dir() || s.ends_with('/') || s.ends_with(std::path::MAIN_SEPARATOR) {
         out.join("image")
@@ -133,7 +141,39 @@ pub async fn run(a: GenerateArgs) -> ExitCode {
         Err(code) => return code,
     };
     let req = request(&prompt, &a.opts);
+    if a.stream.stream {
+        return stream::execute(
+            &a.common,
+            &a.out.out,
+            a.opts.class.clone(),
+            req.into(),
+            &a.stream,
+        )
+        .await;
+    }
     execute(&a.common, &a.out.out, a.opts.class.clone(), req.into()).await
+}
+
+/// The router built from the configuration, the catalog and the request with its model set
+/// (the config's `default_model`, else the catalog's): what `execute` and the streamed path
+/// share. `Err` is the exit code after the configuration error was reported.
+pub(super) fn prepare(
+    common: &Common,
+    mut req: ImageRequest,
+) -> Result<(Router, std::sync::Arc<Catalog>, ImageRequest), ExitCode> {
+    let json = common.json;
+    let cfg = super::load_config(common)?;
+    let catalog = cfg.catalog().map_err(|e| super::config_failure(&e, json))?;
+    let router: Router = cfg.build().map_err(|e| super::config_failure(&e, json))?;
+    if req.model().is_none() {
+        req.set_model(
+            cfg.router
+                .default_model
+                .clone()
+                .unwrap_or_else(|| catalog.default_model().to_string()),
+        );
+    }
+    Ok((router, catalog, req))
 }
 
 /// Sends one request through the router built from the configuration and writes its images
@@ -143,45 +183,30 @@ pub async fn execute(
     common: &Common,
     out: &Path,
     class: Option<String>,
-    mut req: ImageRequest,
+    req: ImageRequest,
 ) -> ExitCode {
     let json = common.json;
-    let cfg = match super::load_config(common) {
-        Ok(c) => c,
+    let (router, catalog, req) = match prepare(common, req) {
+        Ok(p) => p,
         Err(code) => return code,
     };
-    let catalog = match cfg.catalog() {
-        Ok(c) => c,
-        Err(e) => return super::config_failure(&e, json),
-    };
-    let router: Router = match cfg.build() {
-        Ok(r) => r,
-        Err(e) => return super::config_failure(&e, json),
-    };
-    if req.model().is_none() {
-        req.set_model(
-            cfg.router
-                .default_model
-                .clone()
-                .unwrap_or_else(|| catalog.default_model().to_string()),
-        );
-    }
     let model = req.model().unwrap_or_default().to_string();
     let class = class.map(image_router::RequestClass::from);
     match router.send_as(req.clone(), class.as_ref()).await {
-        Ok(res) => saved(json, out, &catalog, &model, &req, res),
-        Err(e) => failed(json, &e),
+        Ok(res) => saved(json, out, &catalog, &model, &req, res, None),
+        Err(e) => failed(json, &e, None),
     }
 }
 
 /// Writes the images and reports them (exit 0), or the write failure (exit 1).
-fn saved(
+pub(super) fn saved(
     json: bool,
     out: &Path,
     catalog: &Catalog,
     model: &str,
     req: &ImageRequest,
     res: ImageResponse,
+    event: Option<&'static str>,
 ) -> ExitCode {
     let paths = match write_images(&resolve_out(out), &res.images) {
         Ok(p) => p,
@@ -230,6 +255,10 @@ fn saved(
                 o.insert("fallback".into(), json!(f));
             }
         }
+        if let Some(event) = event {
+            // A streamed run's last line (`--stream --json`).
+            v["event"] = json!(event);
+        }
         print_json(&v);
     } else {
         for p in &paths {
@@ -264,13 +293,17 @@ fn saved(
 
 /// Reports a failed request: exit 2 for a configuration problem or an invalid request built
 /// from the flags (a usage error, as a bad flag is), 1 otherwise.
-fn failed(json: bool, e: &image_router::Error) -> ExitCode {
+pub(super) fn failed(json: bool, e: &image_router::Error, event: Option<&'static str>) -> ExitCode {
     if json {
-        print_json(&json!({
+        let mut v = json!({
             "error": output::error_json(e),
             "attempts": output::attempts_json(e.attempts()),
             "skipped": output::skipped_json(e.skipped()),
-        }));
+        });
+        if let Some(event) = event {
+            v["event"] = json!(event);
+        }
+        print_json(&v);
     } else {
         eprintln!("error: {}", super::redact::text(&e.to_string()));
         eprintln!("{}", super::redact::text(&e.explain().to_string()));

@@ -115,7 +115,8 @@
 //!   `deployments` (a table model → deployment name), `default_deployment`, `api_version`,
 //!   `v1_surface`, `bearer_token_env` instead of `api_key_env`;
 //! * compatible: `base_url` (required), `mode` (`"images"` | `"chat"`), `rename` (a table model
-//!   → the proxy's model name).
+//!   → the proxy's model name), `streaming` (an images-mode proxy passes streamed answers
+//!   through; default no, see [`crate::stream`]).
 //!
 //! `[store]` (see [`StoreSettings`]): `kind` (`"in-process"`, the default: every instance
 //! keeps its own limits, budgets and denials; or `"redis"`, feature `redis`: shared by every

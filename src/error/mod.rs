@@ -50,6 +50,19 @@ pub enum Error {
         /// Whether the request's deadline ended it.
         deadline_exceeded: bool,
     },
+    /// A streamed request failed after partial images had reached the caller, and the
+    /// caller did not allow a restart elsewhere (see [`crate::stream`]): no final image.
+    #[error("the stream from {} ended without its final image after {partials_delivered} partial image(s) were delivered: {error}", error.provider)]
+    StreamInterrupted {
+        /// The failure that ended it.
+        error: ProviderError,
+        /// How many partial images had been delivered by the failing provider.
+        partials_delivered: u32,
+        /// All attempts, the interrupted one last.
+        attempts: Vec<Attempt>,
+        /// Providers skipped without a call.
+        skipped: Vec<Skip>,
+    },
 }
 
 fn summarize(attempts: &[Attempt], skipped: &[Skip], deadline: bool) -> String {
@@ -114,7 +127,9 @@ impl Error {
     /// Every attempt made (empty for configuration and validation errors).
     pub fn attempts(&self) -> &[Attempt] {
         match self {
-            Error::Rejected { attempts, .. } | Error::Exhausted { attempts, .. } => attempts,
+            Error::Rejected { attempts, .. }
+            | Error::Exhausted { attempts, .. }
+            | Error::StreamInterrupted { attempts, .. } => attempts,
             _ => &[],
         }
     }
@@ -122,7 +137,9 @@ impl Error {
     /// Every provider skipped without a call, with the reason.
     pub fn skipped(&self) -> &[Skip] {
         match self {
-            Error::Rejected { skipped, .. } | Error::Exhausted { skipped, .. } => skipped,
+            Error::Rejected { skipped, .. }
+            | Error::Exhausted { skipped, .. }
+            | Error::StreamInterrupted { skipped, .. } => skipped,
             _ => &[],
         }
     }
@@ -131,7 +148,7 @@ impl Error {
     /// (access denied > authentication > not found > rate limit > server > timeout > connect).
     pub fn cause(&self) -> Option<&ProviderError> {
         match self {
-            Error::Rejected { error, .. } => Some(error),
+            Error::Rejected { error, .. } | Error::StreamInterrupted { error, .. } => Some(error),
             Error::Exhausted { attempts, .. } => most_telling(attempts),
             _ => None,
         }

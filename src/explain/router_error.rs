@@ -163,6 +163,19 @@ impl Error {
             Error::Config(c) => c.explain(),
             Error::Invalid(v) => v.explain(),
             Error::Rejected { error, .. } => error.explain(),
+            Error::StreamInterrupted {
+                error,
+                partials_delivered,
+                ..
+            } => {
+                let mut e = error.explain();
+                e.cause = format!(
+                    "The stream ended after {partials_delivered} partial image(s) without the final \
+                     image: {}",
+                    e.cause
+                );
+                e
+            }
             Error::Exhausted {
                 attempts,
                 skipped,

@@ -48,7 +48,7 @@ const HEALTH_KEYS: [(&str, &str); 6] = [
     ("idle_decay", "\"off\""),
     ("default_latency", "\"2s\""),
 ];
-const PROVIDER_KEYS: [(&str, &str); 27] = [
+const PROVIDER_KEYS: [(&str, &str); 28] = [
     ("name", "\"p\""),
     ("kind", "\"openai\""),
     ("base_url", "\"https://api.openai.com/v1\""),
@@ -74,6 +74,7 @@ const PROVIDER_KEYS: [(&str, &str); 27] = [
     ("project", "\"proj-1\""),
     ("models", "[\"gpt-image-1\"]"),
     ("allow_unknown_models", "false"),
+    ("streaming", "true"),
     ("mode", "\"images\""),
     ("rename", "{ \"gpt-image-1\" = \"img\" }"),
 ];

@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use reqwest::header::HeaderMap;
 
+use super::Sanitize;
 use super::{
     check_header_safe, common_builder_methods, edit_form, generate_body, join, parse_base_url,
     sanitized, secret_header, send_images, Call, Common, CommonOptions, Shape,
@@ -19,8 +20,9 @@ use crate::config_error::ConfigError;
 use crate::error::{ErrorKind, NotFoundKind, ProviderError};
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
 use crate::request::Capabilities;
-use crate::request::{EditRequest, GenerateRequest};
+use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ProviderResponse;
+use crate::stream::ProviderStream;
 
 /// How to authenticate to Azure OpenAI.
 #[derive(Clone)]
@@ -356,8 +358,17 @@ impl Provider for Azure {
             return None;
         }
         let mut caps = self.common.base_capabilities(model)?;
-        let allowed = &self.common.catalog.kinds().azure_output_formats;
-        caps.output_formats.retain(|f| allowed.contains(f));
+        let kinds = self.common.catalog.kinds();
+        caps.output_formats
+            .retain(|f| kinds.azure_output_formats.contains(f));
+        // Streaming needs an api-version at or after the catalog's first streaming one
+        // (dated strings compare in date order); the v1 surface without a version is the
+        // newest. No catalog version: Azure does not stream.
+        caps.streaming &= match (&kinds.azure_stream_api_version, &self.api_version) {
+            (None, _) => false,
+            (Some(_), None) => self.v1,
+            (Some(first), Some(v)) => v.as_str() >= first.as_str() || v == "preview",
+        };
         Some(caps)
     }
 
@@ -369,6 +380,34 @@ impl Provider for Azure {
             Some(self.secret()),
             &self.common,
         )
+    }
+
+    fn streams(&self, model: &str) -> bool {
+        self.capabilities(model).is_some_and(|c| c.streaming)
+    }
+
+    async fn send_stream(
+        &self,
+        request: &ImageRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderStream, ProviderError> {
+        let model = self
+            .common
+            .model_or_default(request.model().map(str::to_string).as_ref());
+        let deployment = self.deployment(&model).map_err(|mut e| {
+            e.sanitize(Some(self.secret().expose_secret()), &self.common);
+            e
+        })?;
+        let wire = self.wire_model(deployment).map(str::to_string);
+        super::stream_images(
+            &self.common,
+            ctx,
+            request,
+            |path| self.request(&model, path).map(|(rb, _)| rb),
+            |_| wire,
+            Some(self.secret()),
+        )
+        .await
     }
 
     async fn generate(

@@ -20,8 +20,9 @@ use crate::error::{ErrorKind, ProviderError};
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
 use crate::quota::usage::Usage;
 use crate::request::Capabilities;
-use crate::request::{EditRequest, GenerateRequest};
+use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ProviderResponse;
+use crate::stream::ProviderStream;
 
 /// Which endpoint a proxy serves images on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,6 +56,7 @@ pub struct Compatible {
     base: url::Url,
     mode: CompatibleMode,
     renames: BTreeMap<String, String>,
+    streaming: Option<bool>,
 }
 
 impl fmt::Debug for Compatible {
@@ -78,6 +80,7 @@ pub struct CompatibleBuilder {
     base_url: Option<String>,
     mode: CompatibleMode,
     renames: Vec<(String, String)>,
+    streaming: Option<bool>,
 }
 
 impl fmt::Debug for CompatibleBuilder {
@@ -130,6 +133,13 @@ impl CompatibleBuilder {
         self.mode = mode;
         self
     }
+    /// Whether this images-mode proxy passes streamed answers through (`stream: true`;
+    /// default: the catalog's `[kinds.compatible] images_streaming`, no). Chat mode never
+    /// streams.
+    pub fn streaming(mut self, yes: bool) -> Self {
+        self.streaming = Some(yes);
+        self
+    }
     /// Send `to` as the wire `model` when the router asks for `from`.
     pub fn rename_model(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
         self.renames.push((from.into(), to.into()));
@@ -162,6 +172,7 @@ impl CompatibleBuilder {
             base,
             mode: self.mode,
             renames,
+            streaming: self.streaming,
         })
     }
 }
@@ -348,6 +359,10 @@ impl Provider for Compatible {
             caps.edits = caps.edits && kinds.chat_edits;
             caps.max_n = caps.max_n.min(kinds.chat_max_n.max(1));
         }
+        caps.streaming &= self.mode == CompatibleMode::Images
+            && self
+                .streaming
+                .unwrap_or(self.common.catalog.kinds().compatible_images_streaming);
         Some(caps)
     }
 
@@ -360,6 +375,26 @@ impl Provider for Compatible {
             super::probe::models(&self.common, |s| self.url(s), &wire, ctx, headers).await
         };
         self.scrub(r.await)
+    }
+
+    fn streams(&self, model: &str) -> bool {
+        self.capabilities(model).is_some_and(|c| c.streaming)
+    }
+
+    async fn send_stream(
+        &self,
+        request: &ImageRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderStream, ProviderError> {
+        super::stream_images(
+            &self.common,
+            ctx,
+            request,
+            |path| self.post(&["images", path]),
+            |model| Some(self.wire_model(model).to_string()),
+            self.key.as_ref(),
+        )
+        .await
     }
 
     async fn generate(

@@ -77,6 +77,7 @@ mod http;
 mod image;
 mod openai;
 mod probe;
+mod streaming;
 
 pub use azure::{Azure, AzureAuth, AzureBuilder};
 pub use compatible::{Compatible, CompatibleBuilder, CompatibleMode};
@@ -160,6 +161,38 @@ async fn send_images(
     let mut resp = decode::decode_images(call, received, model).await?;
     check_usage(&mut resp, &call.limits, &call.common.name);
     Ok(resp)
+}
+
+/// The request of a streamed call for `request` on an images endpoint: the builder from
+/// `post(path)`, the body (JSON for generations, multipart for edits, with `stream` and
+/// `partial_images` as the router set them; `body_model` replaces or removes the `model`
+/// field), and the call's shape for its limits.
+async fn stream_images(
+    common: &Common,
+    ctx: &CallContext,
+    request: &crate::request::ImageRequest,
+    post: impl FnOnce(&str) -> Result<reqwest::RequestBuilder, ProviderError>,
+    body_model: impl FnOnce(&str) -> Option<String>,
+    secret: Option<&secrecy::SecretString>,
+) -> Result<crate::stream::ProviderStream, ProviderError> {
+    use crate::request::ImageRequest;
+    match request {
+        ImageRequest::Generate(req) => {
+            let model = common.model_or_default(req.model.as_ref());
+            let shape = Shape::generate(req, &model);
+            let wire = body_model(&model);
+            let body = generate_body(req, wire.as_deref(), &common.name)?;
+            let rb = post("generations")?.json(&body);
+            streaming::send_stream(common, ctx, &shape, rb, &model, secret).await
+        }
+        ImageRequest::Edit(req) => {
+            let model = common.model_or_default(req.model.as_ref());
+            let shape = Shape::edit(req, &model);
+            let wire = body_model(&model);
+            let rb = post("edits")?.multipart(edit_form(req, wire.as_deref()));
+            streaming::send_stream(common, ctx, &shape, rb, &model, secret).await
+        }
+    }
 }
 
 /// The JSON body of a generation with `model` replaced (or removed with `None`).

@@ -17,8 +17,9 @@ use crate::config_error::ConfigError;
 use crate::error::ProviderError;
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
 use crate::request::Capabilities;
-use crate::request::{EditRequest, GenerateRequest};
+use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ProviderResponse;
+use crate::stream::ProviderStream;
 
 /// Direct OpenAI (`https://api.openai.com/v1` by default).
 ///
@@ -217,6 +218,26 @@ impl Provider for OpenAi {
             super::probe::models(&self.common, |s| self.url(s), model, ctx, headers).await
         };
         self.finish(r.await)
+    }
+
+    fn streams(&self, model: &str) -> bool {
+        self.capabilities(model).is_some_and(|c| c.streaming)
+    }
+
+    async fn send_stream(
+        &self,
+        request: &ImageRequest,
+        ctx: &CallContext,
+    ) -> Result<ProviderStream, ProviderError> {
+        super::stream_images(
+            &self.common,
+            ctx,
+            request,
+            |path| self.post(path),
+            |model| Some(model.to_string()),
+            Some(&self.key),
+        )
+        .await
     }
 
     async fn edit(

@@ -48,6 +48,10 @@ pub struct Capabilities {
     pub style: bool,
     /// Whether `response_format` is accepted (dall-e).
     pub response_format: bool,
+    /// Whether answers can be streamed (`stream: true`, `partial_images`; see
+    /// [`crate::stream`]).
+    #[serde(default)]
+    pub streaming: bool,
 }
 
 impl Capabilities {
@@ -71,6 +75,7 @@ impl Capabilities {
             moderation: true,
             style: true,
             response_format: true,
+            streaming: true,
         }
         .open()
     }
@@ -103,6 +108,12 @@ impl Capabilities {
                 operation: "edits",
                 message: format!("{} does not serve image edits here", self.model),
             });
+        }
+        if req.stream() && !self.streaming {
+            return unsupported(
+                "stream",
+                format!("{} does not stream its answers here", self.model),
+            );
         }
         let chars = req.prompt().chars().count();
         if chars > self.max_prompt_chars {

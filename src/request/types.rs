@@ -23,6 +23,8 @@ pub const MAX_EDIT_IMAGES: usize = 16;
 pub const MAX_INPUT_IMAGE_BYTES: usize = 50 * 1024 * 1024;
 /// Largest `n` any model accepts.
 pub const MAX_N: u8 = 10;
+/// Most partial images a streamed request may ask for (`partial_images`, 0–3).
+pub const MAX_PARTIAL_IMAGES: u8 = 3;
 
 /// A `POST /images/generations` request body.
 ///
@@ -87,6 +89,14 @@ pub struct GenerateRequest {
     /// this request. See [`GenerateRequest::fallback_models`].
     #[serde(skip)]
     pub fallback_models: Option<Vec<String>>,
+    /// `stream: true` asks for server-sent events (GPT image models). Set by
+    /// [`Router::generate_stream`](crate::Router::generate_stream); the plain
+    /// [`Router::generate`](crate::Router::generate) refuses it (see [`crate::stream`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stream: Option<bool>,
+    /// How many partial images to stream before the final one, 0–3 (only with `stream`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub partial_images: Option<u8>,
 }
 
 macro_rules! setters {
@@ -119,6 +129,9 @@ impl GenerateRequest {
             style: None,
             response_format: None,
             cache: CachePolicy::Use,
+            fallback_models: None,
+            stream: None,
+            partial_images: None,
         }
     }
 
@@ -126,8 +139,7 @@ impl GenerateRequest {
     #[must_use]
     pub fn cache(mut self, policy: CachePolicy) -> Self {
         self.cache = policy;
-            fallback_models: None,
-        }
+        self
     }
 
     /// Models the router may route, in order, when no provider can serve this request's
@@ -176,6 +188,10 @@ impl GenerateRequest {
         style: Style,
         /// Sets `response_format` (dall-e).
         response_format: ResponseFormat,
+        /// Sets `stream` (see [`crate::stream`]).
+        stream: bool,
+        /// Sets `partial_images` (0–3, with `stream`).
+        partial_images: u8,
     }
 }
 
@@ -279,6 +295,11 @@ pub struct EditRequest {
     /// Models to route in order when no provider can serve `model`; only models that serve
     /// edits are tried (see [`GenerateRequest::fallback_models`]).
     pub fallback_models: Option<Vec<String>>,
+    /// `stream: true`: server-sent events (sent as the form field `stream`; see
+    /// [`crate::stream`]).
+    pub stream: Option<bool>,
+    /// Partial images to stream, 0–3 (the form field `partial_images`, only with `stream`).
+    pub partial_images: Option<u8>,
 }
 
 impl EditRequest {
@@ -298,6 +319,9 @@ impl EditRequest {
             input_fidelity: None,
             user: None,
             cache: CachePolicy::Use,
+            fallback_models: None,
+            stream: None,
+            partial_images: None,
         }
     }
 
@@ -305,8 +329,7 @@ impl EditRequest {
     #[must_use]
     pub fn cache(mut self, policy: CachePolicy) -> Self {
         self.cache = policy;
-            fallback_models: None,
-        }
+        self
     }
 
     /// Models the router may route, in order, when no provider can serve this edit's model;
@@ -342,6 +365,10 @@ impl EditRequest {
         input_fidelity: InputFidelity,
         /// Sets `user`.
         user: String,
+        /// Sets `stream` (see [`crate::stream`]).
+        stream: bool,
+        /// Sets `partial_images` (0–3, with `stream`).
+        partial_images: u8,
     }
 
     /// The non-file form fields in wire order, as `(name, value)`; unset fields are absent.
@@ -364,6 +391,8 @@ impl EditRequest {
         );
         push("input_fidelity", self.input_fidelity.map(|v| v.to_string()));
         push("user", self.user.clone());
+        push("stream", self.stream.map(|v| v.to_string()));
+        push("partial_images", self.partial_images.map(|v| v.to_string()));
         out
     }
 
@@ -477,12 +506,43 @@ impl ImageRequest {
         match self {
             ImageRequest::Generate(r) => r.cache,
             ImageRequest::Edit(r) => r.cache,
+        }
+    }
     /// The request's own fallback models, if it names any (see
     /// [`GenerateRequest::fallback_models`]).
     pub fn fallback_models(&self) -> Option<&[String]> {
         match self {
             ImageRequest::Generate(r) => r.fallback_models.as_deref(),
             ImageRequest::Edit(r) => r.fallback_models.as_deref(),
+        }
+    }
+    /// Whether `stream: true` is set.
+    pub fn stream(&self) -> bool {
+        match self {
+            ImageRequest::Generate(r) => r.stream,
+            ImageRequest::Edit(r) => r.stream,
+        }
+        .unwrap_or(false)
+    }
+    /// The requested number of partial images, if any.
+    pub fn partial_images(&self) -> Option<u8> {
+        match self {
+            ImageRequest::Generate(r) => r.partial_images,
+            ImageRequest::Edit(r) => r.partial_images,
+        }
+    }
+    /// Sets `stream` (and `partial_images` when given): how the router marks a streamed
+    /// request, and clears them again for a non-streaming fallback.
+    pub fn set_stream(&mut self, stream: Option<bool>, partial_images: Option<u8>) {
+        match self {
+            ImageRequest::Generate(r) => {
+                r.stream = stream;
+                r.partial_images = partial_images;
+            }
+            ImageRequest::Edit(r) => {
+                r.stream = stream;
+                r.partial_images = partial_images;
+            }
         }
     }
     /// Whether this is an edit.

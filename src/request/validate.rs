@@ -5,7 +5,9 @@
 
 use super::capabilities::Capabilities;
 use super::params::{Background, OutputFormat};
-use super::types::{ImageRequest, InputImage, MAX_EDIT_IMAGES, MAX_INPUT_IMAGE_BYTES, MAX_N};
+use super::types::{
+    ImageRequest, InputImage, MAX_EDIT_IMAGES, MAX_INPUT_IMAGE_BYTES, MAX_N, MAX_PARTIAL_IMAGES,
+};
 use serde::Serialize;
 
 use super::capabilities::Unsupported;
@@ -32,6 +34,20 @@ impl ImageRequest {
                 "n",
                 format!("n must be between 1 and {MAX_N}, got {n}"),
             ));
+        }
+        if let Some(p) = self.partial_images() {
+            if p > MAX_PARTIAL_IMAGES {
+                return Err(ValidationError::new(
+                    "partial_images",
+                    format!("partial_images must be between 0 and {MAX_PARTIAL_IMAGES}, got {p}"),
+                ));
+            }
+            if !self.stream() {
+                return Err(ValidationError::new(
+                    "partial_images",
+                    "partial_images applies only to a streamed request (stream: true)",
+                ));
+            }
         }
         let format = self.output_format().unwrap_or(OutputFormat::Png);
         if let Some(c) = self.output_compression() {

@@ -34,6 +34,7 @@ mod slot;
 mod snapshot;
 mod status;
 pub mod store;
+mod stream_api;
 pub(crate) mod validate;
 
 use std::sync::Arc;
@@ -343,6 +344,15 @@ impl Router {
         request: ImageRequest,
         class: Option<&RequestClass>,
     ) -> Result<ImageResponse, Error> {
+        if request.stream() {
+            // The plain path reads one JSON answer; an event stream is `send_stream`'s.
+            let e = crate::request::ValidationError::new(
+                "stream",
+                "a streamed request (stream: true) goes through Router::generate_stream / \
+                 edit_stream / send_stream",
+            );
+            return Err(e.into());
+        }
         let snap = self.inner.snapshot.load_full();
         if snap.settings.check_on_start && !self.inner.start_check.initialized() {
             // Not yet checked at start: wait for the check (bounded by its timeout) so this

@@ -7,6 +7,8 @@
 //! one `max_attempts`) and the fallback model, marked on every attempt and skip. What an error
 //! means is not decided here but looked up in the policy table ([`super::policy`]).
 
+pub(super) mod stream;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 

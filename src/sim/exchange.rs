@@ -7,7 +7,8 @@
 //! depends on a later one, so the steps form a chain without circles.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::Value;
@@ -23,6 +24,8 @@ pub(super) struct Reply {
     pub(super) content_type: &'static str,
     pub(super) headers: Vec<(&'static str, String)>,
     pub(super) body: Bytes,
+    /// A streamed body instead of `body` (server-sent events, see `sse_answer`).
+    pub(super) stream: Option<BoxBody<Bytes, std::io::Error>>,
 }
 
 impl Reply {
@@ -32,6 +35,7 @@ impl Reply {
             content_type: "application/json",
             headers: Vec::new(),
             body: Bytes::from(body.to_string()),
+            stream: None,
         }
     }
 
@@ -40,8 +44,12 @@ impl Reply {
         self
     }
 
-    pub(super) fn into_response(self) -> Response<Full<Bytes>> {
-        let mut resp = Response::new(Full::new(self.body));
+    pub(super) fn into_response(self) -> Response<BoxBody<Bytes, std::io::Error>> {
+        let body = match self.stream {
+            Some(stream) => stream,
+            None => Full::new(self.body).map_err(|never| match never {}).boxed(),
+        };
+        let mut resp = Response::new(body);
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));

@@ -55,6 +55,29 @@ pub enum Fault {
     /// 400 `moderation_blocked` (dall-e models: `content_policy_violation`; Azure: the content
     /// filter body with `inner_error.code = "ResponsibleAIPolicyViolation"`).
     ContentPolicy,
+    /// A streamed answer (`stream: true`) that sends its first partial image, then nothing
+    /// more while keeping the connection open (until the client leaves or the hang limit).
+    /// A plain request is answered normally.
+    StreamStall,
+    /// A streamed answer cut after its first partial image: the connection is closed in the
+    /// middle of the next event. A plain request is answered normally.
+    StreamCut,
+    /// A streamed answer whose second event is not JSON (then the stream ends). A plain
+    /// request is answered normally.
+    StreamBadEvent,
+    /// A streamed answer whose second event carries `b64_json` that is not base64. A plain
+    /// request is answered normally.
+    StreamBadBase64,
+}
+
+impl Fault {
+    /// Whether this fault shapes a streamed answer (served in the answer, not instead of it).
+    pub(crate) fn is_stream_fault(&self) -> bool {
+        matches!(
+            self,
+            Fault::StreamStall | Fault::StreamCut | Fault::StreamBadEvent | Fault::StreamBadBase64
+        )
+    }
 }
 
 /// How many requests a queued fault applies to.

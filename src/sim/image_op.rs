@@ -17,6 +17,7 @@ use super::bodies;
 use super::exchange::{auth_ok, unauthorized, Op, Surface};
 use super::exchange::{unix_now, Ctx, Outcome, Reply};
 use super::fault_serving::{serve_fault, take_fault};
+use super::faults::Fault;
 use super::parse::{parse_chat, parse_edit, parse_generate};
 use super::png::{colour_for, solid_png, Encoded};
 use super::rate_headers::{rate_headers, window_429};
@@ -36,6 +37,7 @@ pub(super) async fn image_op(ctx: &Ctx<'_>, surface: Surface, op: Op) -> Outcome
 
 async fn image_steps(ctx: &Ctx<'_>, surface: &Surface, op: Op) -> Step<Outcome> {
     let (fault, hang_limit) = take_fault(ctx).await;
+    let stream_fault = fault.clone().filter(Fault::is_stream_fault);
     if let Some(fault) = fault {
         if let Some(outcome) = serve_fault(ctx, surface, op, fault, hang_limit).await {
             return Ok(outcome);
@@ -59,23 +61,68 @@ async fn image_steps(ctx: &Ctx<'_>, surface: &Surface, op: Op) -> Step<Outcome> 
     };
     let window_headers = admit(ctx, surface, op, &model, estimate.total(), images)?;
 
+    if req.stream() && op != Op::Chat {
+        let echo = echo_fields(&req, spec, &image);
+        let body = super::sse_answer::body(
+            &req,
+            &image.png,
+            echo,
+            usage_json(estimate),
+            stream_fault,
+            hang_limit,
+        );
+        count_success(ctx, &req, op);
+        let mut reply = Reply::json(200, &Value::Null);
+        reply.content_type = "text/event-stream";
+        reply.stream = Some(body);
+        reply.headers.extend(window_headers);
+        return Ok(Outcome::Reply(ctx.id_header(surface, reply)));
+    }
     let body = if op == Op::Chat {
         chat_body(ctx, &model, &image.png, estimate)
     } else {
         images_body(ctx, &req, spec, &image, estimate)
     };
-    {
-        let mut st = ctx.state.lock();
-        st.stats.succeeded += 1;
-        st.stats.images += if op == Op::Chat {
-            1
-        } else {
-            usize::from(req.n()) as u64
-        };
-    }
+    count_success(ctx, &req, op);
     let mut reply = Reply::json(200, &body);
     reply.headers.extend(window_headers);
     Ok(Outcome::Reply(ctx.id_header(surface, reply)))
+}
+
+/// Counts a served request and its images.
+fn count_success(ctx: &Ctx<'_>, req: &ImageRequest, op: Op) {
+    let mut st = ctx.state.lock();
+    st.stats.succeeded += 1;
+    st.stats.images += if op == Op::Chat {
+        1
+    } else {
+        usize::from(req.n()) as u64
+    };
+}
+
+/// The echo fields of a GPT image model's answer: background, output format, size, quality.
+fn echo_fields(req: &ImageRequest, spec: Option<&ModelSpec>, image: &Rendered) -> Value {
+    let quality = spec
+        .map(|s| s.resolve_quality(req.quality()))
+        .or(req.quality())
+        .unwrap_or(Quality::Auto);
+    json!({
+        "background": if image.transparent { "transparent" } else { "opaque" },
+        "output_format": req.output_format().unwrap_or(OutputFormat::Png).as_str(),
+        "size": format!("{}x{}", image.width, image.height),
+        "quality": quality.as_str(),
+    })
+}
+
+/// `usage` from the token table.
+fn usage_json(estimate: TokenEstimate) -> Value {
+    json!({
+        "input_tokens": estimate.text_input + estimate.image_input,
+        "input_tokens_details": {"text_tokens": estimate.text_input, "image_tokens": estimate.image_input},
+        "output_tokens": estimate.image_output,
+        "output_tokens_details": {"image_tokens": estimate.image_output, "text_tokens": 0},
+        "total_tokens": estimate.total(),
+    })
 }
 
 /// The request body for `op`, or the 400 the API gives for it.

@@ -102,6 +102,7 @@ mod png;
 mod rate_headers;
 mod routing;
 mod server;
+mod sse_answer;
 mod window;
 
 use std::collections::HashMap;

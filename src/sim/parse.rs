@@ -213,8 +213,26 @@ fn apply_part(
             )?)
         }
         "user" => req.user = Some(text()),
-        // Fields the simulator does not act on (stream, partial_images, ...) are ignored,
-        // as the API ignores what it does not need.
+        "stream" => match text().trim() {
+            "true" => req.stream = Some(true),
+            "false" => req.stream = Some(false),
+            other => {
+                return Err(bad(
+                    "stream",
+                    format!("expected true or false, got {other:?}"),
+                ))
+            }
+        },
+        "partial_images" => {
+            req.partial_images = Some(
+                text()
+                    .trim()
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| bad("partial_images", e.to_string()))?,
+            )
+        }
+        // Fields the simulator does not act on are ignored, as the API ignores what it does
+        // not need.
         _ => {}
     }
     Ok(())

@@ -171,6 +171,7 @@ fn file_download(ctx: &Ctx<'_>, file: &str) -> Outcome {
             content_type: "image/png",
             headers: vec![("x-request-id", ctx.request_id())],
             body: b,
+            stream: None,
         }),
         None => ctx.reject(
             &surface,

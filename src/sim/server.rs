@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::http::request::Parts;
@@ -84,7 +84,8 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ConnectionReset> {
+) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, std::io::Error>>, ConnectionReset>
+{
     let started = Instant::now();
     match answer(shared, req).await {
         Outcome::Reset => Err(ConnectionReset),
@@ -149,7 +150,70 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Outcome {
         bearer: wire.bearer,
         api_key: wire.api_key,
     };
-    route(&ctx, &method, &rest, query.as_deref()).await
+    match route(&ctx, &method, &rest, query.as_deref()).await {
+        Outcome::Reply(mut reply) => {
+            if let Some(body) = reply.stream.take() {
+                // A streamed answer is in flight until its body ends or the client leaves.
+                reply.stream = Some(Held::new(body, shared.clone(), account.clone()).boxed());
+            }
+            Outcome::Reply(reply)
+        }
+        other => other,
+    }
+}
+
+/// A streamed body that counts in [`SimStats::in_flight`](super::SimStats::in_flight) until
+/// it is dropped (sent to the end, or the connection closed).
+struct Held {
+    body: http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
+    shared: Arc<Shared>,
+    account: String,
+}
+
+impl Held {
+    fn new(
+        body: http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
+        shared: Arc<Shared>,
+        account: String,
+    ) -> Self {
+        if let Some(state) = shared.accounts.get(&account) {
+            state.lock().stats.in_flight += 1;
+        }
+        Self {
+            body,
+            shared,
+            account,
+        }
+    }
+}
+
+impl hyper::body::Body for Held {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(state) = self.shared.accounts.get(&self.account) {
+            let mut st = state.lock();
+            st.stats.in_flight = st.stats.in_flight.saturating_sub(1);
+        }
+    }
 }
 
 /// Reads the whole body within [`BODY_TIMEOUT`] and [`MAX_BODY_BYTES`]: a 413 when it is

@@ -22,5 +22,6 @@ mod sim; // the embedded simulator
 mod status_metrics; // metrics, status and tracing
 mod store; // the Redis state store shared by several instances
 mod store_degraded; // the shared store when Redis is slow or gone: heartbeats, outages
+mod stream; // streamed partial images: events, failover rules, stalls, cuts, cancellation
 mod support; // the one scripted fake provider and shared helpers
 mod wire; // providers on the wire against wiremock

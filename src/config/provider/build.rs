@@ -83,6 +83,9 @@ pub fn build_provider(
                 b = b.api_key(c.secret);
             }
             b = b.mode(p.mode.unwrap_or_default());
+            if let Some(s) = p.streaming {
+                b = b.streaming(s);
+            }
             for (from, to) in &p.rename {
                 b = b.rename_model(from, to);
             }

@@ -78,6 +78,9 @@ pub struct ProviderConfig {
     /// Proxy mode (serialized as in the file: `"images"`, `"chat"`).
     #[serde(serialize_with = "ser_mode")]
     pub mode: Option<CompatibleMode>,
+    /// Proxy: whether it passes streamed answers through (`stream: true`; default the
+    /// catalog's `[kinds.compatible] images_streaming`, no).
+    pub streaming: Option<bool>,
     /// Proxy model renames (ours → theirs).
     pub rename: BTreeMap<String, String>,
     /// Largest answer body read, bytes (default: derived from each request).

@@ -131,6 +131,7 @@ pub(super) fn record_lines(cx: &Locator<'_>, p: &RawProvider) -> HashMap<&'stati
         models,
         allow_unknown_models,
         mode,
+        streaming,
         rename,
         max_response_bytes,
         max_retry_hint,
@@ -192,6 +193,7 @@ pub(super) fn check_kind_keys(
     }
     if kind != ProviderKind::Compatible {
         t.only_for("mode", p.mode.is_some(), "compatible", name)?;
+        t.only_for("streaming", p.streaming.is_some(), "compatible", name)?;
         t.only_for("rename", p.rename.is_some(), "compatible", name)?;
     }
     Ok(())
@@ -382,6 +384,7 @@ pub(in crate::config) fn parse(
         models,
         allow_unknown_models: p.allow_unknown_models.as_ref().map(|b| *b.get_ref()),
         mode: parse_mode(&t, p)?,
+        streaming: p.streaming.as_ref().map(|b| *b.get_ref()),
         rename: t.map("rename", &p.rename)?,
         max_response_bytes: None,
         max_retry_hint: crate::config::router::duration(

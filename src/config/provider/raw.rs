@@ -38,6 +38,7 @@ pub(in crate::config) struct RawProvider {
     pub(super) models: S<Vec<String>>,
     pub(super) allow_unknown_models: S<bool>,
     pub(super) mode: S<String>,
+    pub(super) streaming: S<bool>,
     pub(super) rename: S<BTreeMap<String, String>>,
     pub(super) max_response_bytes: S<i64>,
     pub(super) max_retry_hint: S<String>,

@@ -36,12 +36,14 @@ use crate::quota::headers::{self, RateLimitHeaders};
 mod body;
 mod client;
 mod download;
+mod open;
 
 pub(crate) use body::PROBE_BODY_LIMIT;
 use body::{read_limited, read_prefix, too_large, ReadError, ERROR_BODY_LIMIT};
 pub use client::{client_builder, redirect_policy, shared_client};
 use client::{host_of, same_origin};
 pub(crate) use download::{download, download_client, DownloadRules};
+pub(crate) use open::{open, Opened};
 
 /// A received response: status, headers, body and the time it took.
 #[derive(Debug)]

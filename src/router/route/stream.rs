@@ -1,0 +1,429 @@
+//! The attempt loop of a streamed request ([`crate::stream`]): the same plan → admit → call
+//! → settle → decide as [`super::route`], with the call replaced by an event stream and one
+//! more rule in *decide*: before the first event reaches the caller the policy table decides
+//! as for any request; after a partial image was delivered, a failure ends the stream with
+//! [`Error::StreamInterrupted`] unless the caller allowed a restart elsewhere
+//! ([`StreamOptions::restart_elsewhere`]), which sends [`StreamEvent::Restarted`] first.
+//!
+//! A child of `route` so it shares the request bookkeeping ([`Run`]) and the slot's
+//! admit / settle, and a streamed request counts in limits, budgets, health, breaker and
+//! metrics exactly like any other: one admission per attempt, settled once with the
+//! `completed` event's usage (which reconciles the reservation) or with the failure's policy
+//! row. A stalled or cut stream is a `Timeout { sent: true }` or `Decode` failure, both rows
+//! that mark the attempt possibly billed and hold its budget.
+//!
+//! Why no spawned task: [`drive`] is polled by the returned stream itself, so dropping the
+//! stream drops the attempt in progress — the provider's response (closing the connection),
+//! the health guard, and the admission guard, which holds the reservation of a request that
+//! was sent and releases one that was not.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::{call, later, Attempted, Run};
+use crate::clock::SharedClock;
+use crate::error::{Error, ErrorKind, ProviderError, Skip, SkipReason};
+use crate::metrics as m;
+use crate::provider::CallContext;
+use crate::quota::tokens;
+use crate::request::{
+    ImageRequest, RequestClass, Unsupported, ValidationError, MAX_PARTIAL_IMAGES,
+};
+use crate::response::ProviderResponse;
+use crate::router::plan::{plan, resolve_model};
+use crate::router::policy;
+use crate::router::slot::{SettleArgs, Slot};
+use crate::router::snapshot::Snapshot;
+use crate::router::store::Demand;
+use crate::stream::{ImageStream, ProviderEvent, StreamEvent, StreamOptions};
+
+type Item = Result<StreamEvent, Error>;
+
+/// The stream a caller polls: it drives [`drive`] and hands out what it sends.
+struct Driven {
+    driver: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    rx: mpsc::Receiver<Item>,
+}
+
+impl Stream for Driven {
+    type Item = Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        loop {
+            if let Poll::Ready(item) = self.rx.poll_recv(cx) {
+                return Poll::Ready(item);
+            }
+            match self.driver.as_mut() {
+                // The driver ended (its sender is dropped): what it sent is drained above.
+                None => return Poll::Ready(None),
+                Some(driver) => match driver.as_mut().poll(cx) {
+                    Poll::Ready(()) => self.driver = None,
+                    // The driver waits (on the provider, or on the caller taking the event it
+                    // sent: a channel of one is the back-pressure); both wake this task.
+                    Poll::Pending => {
+                        if let Poll::Ready(item) = self.rx.poll_recv(cx) {
+                            return Poll::Ready(item);
+                        }
+                        return Poll::Pending;
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The routed stream of `req` on `snap` (see the module docs). `before` runs first (the
+/// router's check on start, when it has not finished).
+pub(crate) fn stream(
+    snap: Arc<Snapshot>,
+    clock: SharedClock,
+    req: ImageRequest,
+    class: Option<RequestClass>,
+    options: StreamOptions,
+    before: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> ImageStream {
+    let (tx, rx) = mpsc::channel(1);
+    let driver = async move {
+        before.await;
+        let span = tracing::info_span!(
+            "image_router.request",
+            op = req.endpoint(),
+            stream = true,
+            model = tracing::field::Empty,
+            provider = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = drive(&snap, &clock, req, class.as_ref(), &options, &tx)
+            .instrument(span)
+            .await;
+        let outcome = match &result {
+            Ok(()) => "success",
+            Err(e) => e
+                .cause()
+                .map(|c| c.outcome().as_str())
+                .unwrap_or(if e.is_invalid() {
+                    "invalid"
+                } else {
+                    "no_provider"
+                }),
+        };
+        m::request_finished(outcome, started.elapsed());
+        if let Err(e) = result {
+            // The caller may be gone: nothing to tell then.
+            let _ = tx.send(Err(e)).await;
+        }
+    };
+    Box::pin(Driven {
+        driver: Some(Box::pin(driver)),
+        rx,
+    })
+}
+
+/// How one provider serves this request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Stream,
+    Whole,
+}
+
+/// Routes one streamed request, sending its events; `Err` is the request's error.
+async fn drive(
+    snap: &Snapshot,
+    clock: &SharedClock,
+    mut req: ImageRequest,
+    class: Option<&RequestClass>,
+    options: &StreamOptions,
+    tx: &mpsc::Sender<Item>,
+) -> Result<(), Error> {
+    let settings = &snap.settings;
+    let started = Instant::now();
+
+    // Validate: the request as a plain one against the model (a non-streaming fallback
+    // sends it so), and `partial_images` as the streamed request's own field.
+    let model = resolve_model(snap, &req);
+    req.set_model(model.clone());
+    tracing::Span::current().record("model", model.as_str());
+    if let Some(p) = options.partial_images.filter(|p| *p > MAX_PARTIAL_IMAGES) {
+        return Err(ValidationError::new(
+            "partial_images",
+            format!("partial_images must be between 0 and {MAX_PARTIAL_IMAGES}, got {p}"),
+        )
+        .into());
+    }
+    if req.n() > 1 {
+        // A stream ends at its one `completed` event: one image. Refused rather than
+        // answered with fewer images than asked for.
+        return Err(ValidationError::new(
+            "n",
+            format!("a streamed request makes one image; got n={}", req.n()),
+        )
+        .into());
+    }
+    req.set_stream(None, None);
+    let spec = snap.catalog.model(&model);
+    req.validate(spec.map(|s| &s.capabilities))?;
+    let mut streamed = req.clone();
+    streamed.set_stream(Some(true), options.partial_images);
+    let estimate = tokens::estimate(&req, spec, snap.catalog.default_output_tokens_per_image());
+    let est_cost = snap.costs.estimate(&model, spec, &req, &estimate);
+    let demand = Demand::new(&model, u32::from(req.n()), estimate.total());
+
+    // Plan on the plain request, then keep the providers that stream (first, in their
+    // order) and, when allowed, those that do not (after them).
+    let mut plan = plan(snap, &req, &model, class, clock.now());
+    let mut modes = vec![None; snap.providers.len()];
+    let (mut first, mut then) = (Vec::new(), Vec::new());
+    for &idx in &plan.order {
+        let slot = &snap.providers[idx];
+        let streams = slot.provider.streams(&model) && slot.provider.supports(&streamed).is_ok();
+        if streams {
+            modes[idx] = Some(Mode::Stream);
+            first.push(idx);
+        } else if options.allow_non_streaming {
+            modes[idx] = Some(Mode::Whole);
+            then.push(idx);
+        } else {
+            let detail = Unsupported::Parameter {
+                field: "stream",
+                message: format!("{} cannot stream {model}", slot.name()),
+            };
+            plan.skipped
+                .push(Skip::new(slot.name(), SkipReason::Unsupported { detail }));
+        }
+    }
+    first.extend(then);
+    plan.order = first;
+    plan.log(snap);
+    let mut run = Run::new(settings, plan, super::Leg::first(started));
+
+    while let Some(idx) = run.next().await {
+        let slot = &snap.providers[idx];
+        let Some(mode) = modes.get(idx).copied().flatten() else {
+            continue;
+        };
+        let mut admitted = match slot.admit(demand, est_cost.clone()).await {
+            Ok(a) => a,
+            Err(refusal) => {
+                run.refused(slot, idx, refusal);
+                continue;
+            }
+        };
+        let pass = match crate::router::probe::breaker_pass(snap, slot, &model, run.deadline).await
+        {
+            Ok(p) => p,
+            Err(message) => {
+                drop(admitted);
+                run.skip(slot, SkipReason::CircuitOpen { message });
+                continue;
+            }
+        };
+
+        let retry = u32::from(run.retried.contains(&idx));
+        let wire_model = slot.provider.wire_model(&model);
+        let score = run.plan.score(snap, idx);
+        run.attempted.push(idx);
+        admitted.mark_sent();
+        let in_flight = slot.health.start();
+        let timeout = run.attempt_timeout();
+        let (result, took, partials) = match mode {
+            Mode::Stream => {
+                let t0 = Instant::now();
+                let (result, partials) =
+                    attempt(slot, &streamed, &wire_model, timeout, retry, options, tx).await;
+                (result, t0.elapsed(), partials)
+            }
+            Mode::Whole => {
+                let (result, took) = call(slot, &req, timeout, retry).await;
+                if result.is_ok() {
+                    let serving = StreamEvent::Serving {
+                        provider: slot.name().to_string(),
+                        model: wire_model.clone(),
+                        streaming: false,
+                    };
+                    let _ = tx.send(Ok(serving)).await;
+                }
+                (result, took, 0)
+            }
+        };
+
+        // Settle exactly as a plain request: usage from `completed` reconciles the
+        // reservation; a failure applies its policy row.
+        let rule = result
+            .as_ref()
+            .err()
+            .map(|e| policy::rule(&e.kind, settings.policy()));
+        let cost = result.as_ref().ok().and_then(|resp| {
+            let usage = resp.usage.as_ref();
+            snap.costs.actual(&model, spec, &req, usage, &estimate).ok()
+        });
+        let wait = match &result {
+            Err(e) => e.retry_after.unwrap_or(settings.rate_limit_wait),
+            Ok(_) => settings.rate_limit_wait,
+        };
+        let args = SettleArgs {
+            rule,
+            model: &model,
+            cost_usd: cost.as_ref().map(|c| c.usd),
+            cooldown: settings.cooldown,
+            rate_limit_wait: wait,
+            now: clock.now(),
+            best_latency: &|| crate::router::plan::latency_floor(snap.providers.iter()),
+        };
+        slot.settle(admitted, pass, in_flight, &result, args).await;
+        crate::router::publish_gauges(snap, slot, &model);
+
+        let a = Attempted {
+            model: wire_model,
+            took,
+            retry,
+            score,
+        };
+        match result {
+            Ok(resp) => {
+                let cost_usd = cost.map(|c| c.usd);
+                let (images, tokens) = (demand.images, demand.tokens);
+                let served = run.served(snap, slot, resp, model, cost_usd, a, images, tokens);
+                let _ = tx.send(Ok(StreamEvent::Completed(Box::new(served)))).await;
+                return Ok(());
+            }
+            Err(err) => {
+                let rule = rule.unwrap_or_else(|| policy::rule(&err.kind, settings.policy()));
+                if partials > 0 {
+                    if !options.restart_elsewhere {
+                        // Partials were shown: no silent restart elsewhere.
+                        m::attempt(&err.provider, err.outcome().as_str(), a.took);
+                        m::possibly_billed(&err.provider);
+                        run.push_failure(&err, &rule, &a);
+                        if let Some(last) = run.attempts.last_mut() {
+                            // The request was accepted and partly generated.
+                            last.possibly_billed = true;
+                        }
+                        return Err(Error::StreamInterrupted {
+                            error: err,
+                            partials_delivered: partials,
+                            attempts: std::mem::take(&mut run.attempts),
+                            skipped: std::mem::take(&mut run.skipped),
+                        });
+                    }
+                    let restarted = StreamEvent::Restarted {
+                        provider: slot.name().to_string(),
+                        discarded: partials,
+                        error: err.clone(),
+                    };
+                    let _ = tx.send(Ok(restarted)).await;
+                }
+                run.failed(idx, err, rule, a, wait).await?;
+            }
+        }
+    }
+    Err(run.exhausted(snap))
+}
+
+/// One streamed attempt: open the provider's stream (bounded by `timeout`), announce the
+/// provider, forward each partial, and return the `completed` answer or the failure, with
+/// the number of partials delivered. The provider's stream is dropped (its connection
+/// closed) before this returns.
+async fn attempt(
+    slot: &Slot,
+    req: &ImageRequest,
+    wire_model: &str,
+    timeout: Duration,
+    retry: u32,
+    options: &StreamOptions,
+    tx: &mpsc::Sender<Item>,
+) -> (Result<ProviderResponse, ProviderError>, u32) {
+    let mut ctx = CallContext::new(timeout);
+    ctx.retry = retry;
+    let span = tracing::info_span!(
+        "image_router.attempt",
+        provider = slot.name(),
+        retry,
+        stream = true
+    );
+    let started = Instant::now();
+    let deadline = later(started, timeout);
+    let timed_out =
+        |what: String| ProviderError::new(slot.name(), ErrorKind::Timeout { sent: true }, what);
+    let opened = tokio::time::timeout_at(deadline, slot.provider.send_stream(req, &ctx))
+        .instrument(span.clone())
+        .await;
+    let mut events = match opened {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return (Err(e.with_masked_urls()), 0),
+        Err(_) => {
+            return (
+                Err(timed_out(format!(
+                    "no answer within {} ms",
+                    timeout.as_millis()
+                ))),
+                0,
+            )
+        }
+    };
+    let serving = StreamEvent::Serving {
+        provider: slot.name().to_string(),
+        model: wire_model.to_string(),
+        streaming: true,
+    };
+    let _ = tx.send(Ok(serving)).await;
+    let mut partials = 0u32;
+    loop {
+        let stall_at = later(Instant::now(), options.stall_timeout).min(deadline);
+        let next = tokio::time::timeout_at(stall_at, events.next())
+            .instrument(span.clone())
+            .await;
+        match next {
+            Ok(Some(Ok(ProviderEvent::Partial(partial)))) => {
+                if partials == 0 {
+                    m::stream_first_partial(&slot.metric_keys, started.elapsed());
+                }
+                partials = partials.saturating_add(1);
+                let event = StreamEvent::Partial {
+                    provider: slot.name().to_string(),
+                    partial,
+                };
+                let _ = tx.send(Ok(event)).await;
+            }
+            Ok(Some(Ok(ProviderEvent::Completed(resp)))) => {
+                if resp.images.is_empty() {
+                    let e = ProviderError::new(
+                        slot.name(),
+                        ErrorKind::Decode,
+                        "the completed event carried no image",
+                    )
+                    .with_status(resp.status);
+                    return (Err(e), partials);
+                }
+                return (Ok(resp), partials);
+            }
+            Ok(Some(Err(e))) => return (Err(e.with_masked_urls()), partials),
+            Ok(None) => {
+                let e = ProviderError::new(
+                    slot.name(),
+                    ErrorKind::Decode,
+                    "the stream ended before its completed event",
+                );
+                return (Err(e), partials);
+            }
+            Err(_) if Instant::now() >= deadline => {
+                let msg = format!("no completed event within {} ms", timeout.as_millis());
+                return (Err(timed_out(msg)), partials);
+            }
+            Err(_) => {
+                let msg = format!(
+                    "the stream stalled: no event within {} ms",
+                    options.stall_timeout.as_millis()
+                );
+                return (Err(timed_out(msg)), partials);
+            }
+        }
+    }
+}
