@@ -2,6 +2,7 @@
 //! request's (or its own) fallback models in order, translated to what each takes, with one
 //! deadline and one trace; and the translation itself.
 
+mod cache;
 mod routing;
 mod translate;
 
