@@ -53,7 +53,10 @@ pub(crate) struct Prepared {
 
 /// Validates `req` as written (preview mode must not hide a mistake), then applies preview
 /// mode and resolves the fallback list.
-pub(crate) fn prepare(snap: &Snapshot, mut req: ImageRequest) -> Result<Prepared, Error> {
+pub(crate) fn prepare(
+    snap: &Snapshot,
+    mut req: ImageRequest,
+) -> Result<Prepared, crate::request::ValidationError> {
     let settings = &snap.settings;
     let model = resolve_model(snap, &req);
     req.set_model(model.clone());

@@ -395,7 +395,7 @@ impl Router {
                             }
                         })
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             },
         };
         let outcome = match &result {
