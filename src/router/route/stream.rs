@@ -5,6 +5,14 @@
 //! [`Error::StreamInterrupted`] unless the caller allowed a restart elsewhere
 //! ([`StreamOptions::restart_elsewhere`]), which sends [`StreamEvent::Restarted`] first.
 //!
+//! The whole request goes as [`Router::send`](crate::Router::send) does: validated as
+//! written, preview mode applied (a router in preview mode streams the cheapest form), then
+//! the requested model and each fallback model (`fallback.rs`, [`fallback::serve_models`])
+//! with this loop routing each model. A fallback model is reached only through
+//! [`Error::Exhausted`], which this loop returns only while no partial has reached the
+//! caller (or after `restarted` told it to discard them): the same failover rule across
+//! models as across providers. `completed` carries `preview` and `fallback`.
+//!
 //! A child of `route` so it shares the request bookkeeping ([`Run`]) and the slot's
 //! admit / settle, and a streamed request counts in limits, budgets, health, breaker and
 //! metrics exactly like any other: one admission per attempt, settled once with the
@@ -28,7 +36,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{call, later, Attempted, Run};
+use super::{call, later, Attempted, Leg, Run};
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind, ProviderError, Skip, SkipReason};
 use crate::metrics as m;
@@ -37,7 +45,8 @@ use crate::quota::tokens;
 use crate::request::{
     ImageRequest, RequestClass, Unsupported, ValidationError, MAX_PARTIAL_IMAGES,
 };
-use crate::response::ProviderResponse;
+use crate::response::{ImageResponse, ProviderResponse};
+use crate::router::fallback;
 use crate::router::plan::{plan, resolve_model};
 use crate::router::policy;
 use crate::router::slot::{SettleArgs, Slot};
@@ -135,6 +144,11 @@ enum Mode {
 }
 
 /// Routes one streamed request, sending its events; `Err` is the request's error.
+///
+/// As [`Router::send`](crate::Router::send): validated as written, preview mode applied and
+/// the fallback models resolved (`fallback::prepare`), then the requested model and each
+/// fallback model in turn (`fallback::serve_models`), each routed by [`route_model`]. The
+/// `completed` event carries the response labelled with `preview` and `fallback`.
 async fn drive(
     snap: &Snapshot,
     clock: &SharedClock,
@@ -143,14 +157,10 @@ async fn drive(
     options: &StreamOptions,
     tx: &mpsc::Sender<Item>,
 ) -> Result<(), Error> {
-    let settings = &snap.settings;
     let started = Instant::now();
-
-    // Validate: the request as a plain one against the model (a non-streaming fallback
-    // sends it so), and `partial_images` as the streamed request's own field.
-    let model = resolve_model(snap, &req);
-    req.set_model(model.clone());
-    tracing::Span::current().record("model", model.as_str());
+    // The streamed request's own checks: `partial_images` is its field, and a stream ends
+    // at its one `completed` event: one image. Refused rather than answered with fewer
+    // images than asked for.
     if let Some(p) = options.partial_images.filter(|p| *p > MAX_PARTIAL_IMAGES) {
         return Err(ValidationError::new(
             "partial_images",
@@ -159,15 +169,40 @@ async fn drive(
         .into());
     }
     if req.n() > 1 {
-        // A stream ends at its one `completed` event: one image. Refused rather than
-        // answered with fewer images than asked for.
         return Err(ValidationError::new(
             "n",
             format!("a streamed request makes one image; got n={}", req.n()),
         )
         .into());
     }
+    // Validated as a plain request (a non-streaming fallback sends it so); `options` says
+    // what is streamed.
     req.set_stream(None, None);
+    let p = fallback::prepare(snap, req)?;
+    tracing::Span::current().record("model", p.requested.as_str());
+    let served = fallback::serve_models(snap, p.req, p.preview, p.requested, started, {
+        move |req, leg| route_model(snap, clock, req, class, options, tx, leg)
+    })
+    .await?;
+    let _ = tx.send(Ok(StreamEvent::Completed(Box::new(served)))).await;
+    Ok(())
+}
+
+/// Routes one model of a streamed request (`leg`: the request's start and trace so far, as
+/// `route` takes it): plan, then admit → stream → settle → decide per attempt. `Ok` is the
+/// served response (not yet sent as `completed`: the caller labels it).
+async fn route_model(
+    snap: &Snapshot,
+    clock: &SharedClock,
+    mut req: ImageRequest,
+    class: Option<&RequestClass>,
+    options: &StreamOptions,
+    tx: &mpsc::Sender<Item>,
+    leg: Leg,
+) -> Result<ImageResponse, Error> {
+    let settings = &snap.settings;
+    let model = resolve_model(snap, &req);
+    req.set_model(model.clone());
     let spec = snap.catalog.model(&model);
     req.validate(spec.map(|s| &s.capabilities))?;
     let mut streamed = req.clone();
@@ -202,7 +237,7 @@ async fn drive(
     first.extend(then);
     plan.order = first;
     plan.log(snap);
-    let mut run = Run::new(settings, plan, super::Leg::first(started));
+    let mut run = Run::new(settings, plan, leg);
 
     while let Some(idx) = run.next().await {
         let slot = &snap.providers[idx];
@@ -290,9 +325,7 @@ async fn drive(
             Ok(resp) => {
                 let cost_usd = cost.map(|c| c.usd);
                 let (images, tokens) = (demand.images, demand.tokens);
-                let served = run.served(snap, slot, resp, model, cost_usd, a, images, tokens);
-                let _ = tx.send(Ok(StreamEvent::Completed(Box::new(served)))).await;
-                return Ok(());
+                return Ok(run.served(snap, slot, resp, model, cost_usd, a, images, tokens));
             }
             Err(err) => {
                 let rule = rule.unwrap_or_else(|| policy::rule(&err.kind, settings.policy()));

@@ -145,7 +145,10 @@ async fn edit_stream_writes_partials_prints_progress_and_one_json_line_per_event
         assert_eq!(l["path"].as_str().unwrap(), p.to_str().unwrap());
         assert_png(&p);
     }
-    assert_eq!(lines[3]["images"][0].as_str().unwrap(), out.to_str().unwrap());
+    assert_eq!(
+        lines[3]["images"][0].as_str().unwrap(),
+        out.to_str().unwrap()
+    );
     assert!(lines[3]["cost_usd"].as_f64().unwrap() > 0.0);
     assert_png(&out);
     // The simulator saw an edit, not a generation.
@@ -158,7 +161,10 @@ async fn edit_stream_writes_partials_prints_progress_and_one_json_line_per_event
     let o = run(&["--partial-images", "1"]).await;
     assert!(o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("openai-direct (gpt-image-1) is answering (streaming)"), "{err}");
+    assert!(
+        err.contains("openai-direct (gpt-image-1) is answering (streaming)"),
+        "{err}"
+    );
     assert!(err.contains("partial image 0 from openai-direct"), "{err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains(out.to_str().unwrap()));
 
