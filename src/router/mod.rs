@@ -191,7 +191,14 @@ impl Router {
         let model = plan::resolve_model(&snap, &req);
         req.set_model(model.clone());
         req.validate(snap.catalog.model(&model).map(|s| &s.capabilities))?;
-        let plan = plan::plan(&snap, &req, &model, class, self.inner.clock.now());
+        let plan = plan::plan(
+            &snap,
+            &req,
+            &model,
+            class,
+            self.inner.clock.now(),
+            plan::Latency::Image,
+        );
         Ok(Ranked {
             order: plan
                 .order

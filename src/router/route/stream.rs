@@ -27,6 +27,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -47,7 +48,7 @@ use crate::request::{
 };
 use crate::response::{ImageResponse, ProviderResponse};
 use crate::router::fallback;
-use crate::router::plan::{plan, resolve_model};
+use crate::router::plan::{plan, resolve_model, Latency};
 use crate::router::policy;
 use crate::router::slot::{SettleArgs, Slot};
 use crate::router::snapshot::Snapshot;
@@ -60,15 +61,49 @@ type Item = Result<StreamEvent, Error>;
 struct Driven {
     driver: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     rx: mpsc::Receiver<Item>,
+    /// When the last item was handed to the caller (its time until the next poll is the
+    /// caller's, added to `caller`).
+    handed_at: Option<Instant>,
+    caller: CallerTime,
+}
+
+/// The time the caller held the stream between taking an event and asking for the next:
+/// while it does, the driver is not polled and does not read the provider, so that time is
+/// subtracted from the provider's measured latency (see `crate::health`).
+#[derive(Clone, Default)]
+struct CallerTime(Arc<AtomicU64>);
+
+impl CallerTime {
+    fn add(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+}
+
+impl Driven {
+    /// Hands `item` to the caller, noting when.
+    fn hand(&mut self, item: Option<Item>) -> Poll<Option<Item>> {
+        if item.is_some() {
+            self.handed_at = Some(Instant::now());
+        }
+        Poll::Ready(item)
+    }
 }
 
 impl Stream for Driven {
     type Item = Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        if let Some(at) = self.handed_at.take() {
+            self.caller.add(at.elapsed());
+        }
         loop {
             if let Poll::Ready(item) = self.rx.poll_recv(cx) {
-                return Poll::Ready(item);
+                return self.hand(item);
             }
             match self.driver.as_mut() {
                 // The driver ended (its sender is dropped): what it sent is drained above.
@@ -79,7 +114,7 @@ impl Stream for Driven {
                     // sent: a channel of one is the back-pressure); both wake this task.
                     Poll::Pending => {
                         if let Poll::Ready(item) = self.rx.poll_recv(cx) {
-                            return Poll::Ready(item);
+                            return self.hand(item);
                         }
                         return Poll::Pending;
                     }
@@ -100,6 +135,8 @@ pub(crate) fn stream(
     before: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> ImageStream {
     let (tx, rx) = mpsc::channel(1);
+    let caller = CallerTime::default();
+    let held = caller.clone();
     let driver = async move {
         before.await;
         let span = tracing::info_span!(
@@ -110,7 +147,7 @@ pub(crate) fn stream(
             provider = tracing::field::Empty,
         );
         let started = Instant::now();
-        let result = drive(&snap, &clock, req, class.as_ref(), &options, &tx)
+        let result = drive(&snap, &clock, req, class.as_ref(), &options, &tx, &held)
             .instrument(span)
             .await;
         let outcome = match &result {
@@ -133,6 +170,8 @@ pub(crate) fn stream(
     Box::pin(Driven {
         driver: Some(Box::pin(driver)),
         rx,
+        handed_at: None,
+        caller,
     })
 }
 
@@ -156,6 +195,7 @@ async fn drive(
     class: Option<&RequestClass>,
     options: &StreamOptions,
     tx: &mpsc::Sender<Item>,
+    caller: &CallerTime,
 ) -> Result<(), Error> {
     let started = Instant::now();
     // The streamed request's own checks: `partial_images` is its field, and a stream ends
@@ -181,7 +221,7 @@ async fn drive(
     let p = fallback::prepare(snap, req)?;
     tracing::Span::current().record("model", p.requested.as_str());
     let served = fallback::serve_models(snap, p.req, p.preview, p.requested, started, {
-        move |req, leg| route_model(snap, clock, req, class, options, tx, leg)
+        move |req, leg| route_model(snap, clock, req, class, options, tx, caller, leg)
     })
     .await?;
     let _ = tx.send(Ok(StreamEvent::Completed(Box::new(served)))).await;
@@ -198,6 +238,7 @@ async fn route_model(
     class: Option<&RequestClass>,
     options: &StreamOptions,
     tx: &mpsc::Sender<Item>,
+    caller: &CallerTime,
     leg: Leg,
 ) -> Result<ImageResponse, Error> {
     let settings = &snap.settings;
@@ -213,7 +254,13 @@ async fn route_model(
 
     // Plan on the plain request, then keep the providers that stream (first, in their
     // order) and, when allowed, those that do not (after them).
-    let mut plan = plan(snap, &req, &model, class, clock.now());
+    // Streams that ask for partial images are ranked on the time to the first one.
+    let latency = if options.partial_images.unwrap_or(0) > 0 {
+        Latency::FirstPartial
+    } else {
+        Latency::Image
+    };
+    let mut plan = plan(snap, &req, &model, class, clock.now(), latency);
     let mut modes = vec![None; snap.providers.len()];
     let (mut first, mut then) = (Vec::new(), Vec::new());
     for &idx in &plan.order {
@@ -268,11 +315,21 @@ async fn route_model(
         admitted.mark_sent();
         let in_flight = slot.health.start();
         let timeout = run.attempt_timeout();
+        let held_before = caller.total();
         let (result, took, partials) = match mode {
             Mode::Stream => {
                 let t0 = Instant::now();
-                let (result, partials) =
-                    attempt(slot, &streamed, &wire_model, timeout, retry, options, tx).await;
+                let (result, partials) = attempt(
+                    slot,
+                    &streamed,
+                    &wire_model,
+                    timeout,
+                    retry,
+                    options,
+                    tx,
+                    caller,
+                )
+                .await;
                 (result, t0.elapsed(), partials)
             }
             Mode::Whole => {
@@ -311,6 +368,8 @@ async fn route_model(
             rate_limit_wait: wait,
             now: clock.now(),
             best_latency: &|| crate::router::plan::latency_floor(snap.providers.iter()),
+            // The caller's time holding events is not the provider's latency.
+            excluded: caller.total().saturating_sub(held_before),
         };
         slot.settle(admitted, pass, in_flight, &result, args).await;
         crate::router::publish_gauges(snap, slot, &model);
@@ -363,7 +422,10 @@ async fn route_model(
 /// One streamed attempt: open the provider's stream (bounded by `timeout`), announce the
 /// provider, forward each partial, and return the `completed` answer or the failure, with
 /// the number of partials delivered. The provider's stream is dropped (its connection
-/// closed) before this returns.
+/// closed) before this returns. The time to the first partial (less the caller's time) is
+/// recorded in the provider's health; so is the wait of a stream that asked for partials
+/// and stalled or timed out before any (a lower bound).
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     slot: &Slot,
     req: &ImageRequest,
@@ -372,7 +434,16 @@ async fn attempt(
     retry: u32,
     options: &StreamOptions,
     tx: &mpsc::Sender<Item>,
+    caller: &CallerTime,
 ) -> (Result<ProviderResponse, ProviderError>, u32) {
+    let held_before = caller.total();
+    let asked_partials = req.partial_images().unwrap_or(0) > 0;
+    // The provider's time since `started`: the caller's holding time taken off.
+    let provider_time = |started: Instant| {
+        started
+            .elapsed()
+            .saturating_sub(caller.total().saturating_sub(held_before))
+    };
     let mut ctx = CallContext::new(timeout);
     ctx.retry = retry;
     let span = tracing::info_span!(
@@ -390,15 +461,24 @@ async fn attempt(
         .await;
     let mut events = match opened {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return (Err(e.with_masked_urls()), 0),
+        Ok(Err(e)) => {
+            if asked_partials && e.is_timeout() {
+                // No partial within the wait: a lower bound of the time to the first.
+                slot.health.record_first_partial(provider_time(started));
+            }
+            return (Err(e.with_masked_urls()), 0);
+        }
         Err(_) => {
+            if asked_partials {
+                slot.health.record_first_partial(provider_time(started));
+            }
             return (
                 Err(timed_out(format!(
                     "no answer within {} ms",
                     timeout.as_millis()
                 ))),
                 0,
-            )
+            );
         }
     };
     let serving = StreamEvent::Serving {
@@ -416,7 +496,9 @@ async fn attempt(
         match next {
             Ok(Some(Ok(ProviderEvent::Partial(partial)))) => {
                 if partials == 0 {
-                    m::stream_first_partial(&slot.metric_keys, started.elapsed());
+                    let took = provider_time(started);
+                    m::stream_first_partial(&slot.metric_keys, took);
+                    slot.health.record_first_partial(took);
                 }
                 partials = partials.saturating_add(1);
                 let event = StreamEvent::Partial {
@@ -447,10 +529,16 @@ async fn attempt(
                 return (Err(e), partials);
             }
             Err(_) if Instant::now() >= deadline => {
+                if partials == 0 && asked_partials {
+                    slot.health.record_first_partial(provider_time(started));
+                }
                 let msg = format!("no completed event within {} ms", timeout.as_millis());
                 return (Err(timed_out(msg)), partials);
             }
             Err(_) => {
+                if partials == 0 && asked_partials {
+                    slot.health.record_first_partial(provider_time(started));
+                }
                 let msg = format!(
                     "the stream stalled: no event within {} ms",
                     options.stall_timeout.as_millis()
