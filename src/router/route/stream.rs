@@ -231,6 +231,7 @@ async fn drive(
 /// Routes one model of a streamed request (`leg`: the request's start and trace so far, as
 /// `route` takes it): plan, then admit → stream → settle → decide per attempt. `Ok` is the
 /// served response (not yet sent as `completed`: the caller labels it).
+#[allow(clippy::too_many_arguments)]
 async fn route_model(
     snap: &Snapshot,
     clock: &SharedClock,
