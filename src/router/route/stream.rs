@@ -1,38 +1,26 @@
-//! The attempt loop of a streamed request ([`crate::stream`]): the same plan → admit → call
-//! → settle → decide as [`super::route`], with the call replaced by an event stream and one
-//! more rule in *decide*: before the first event reaches the caller the policy table decides
-//! as for any request; after a partial image was delivered, a failure ends the stream with
-//! [`Error::StreamInterrupted`] unless the caller allowed a restart elsewhere
-//! ([`StreamOptions::restart_elsewhere`]), which sends [`StreamEvent::Restarted`] first.
-//!
-//! The whole request goes as [`Router::send`](crate::Router::send) does: validated as
-//! written, preview mode applied (a router in preview mode streams the cheapest form), then
-//! the requested model and each fallback model (`fallback.rs`, [`fallback::serve_models`])
-//! with this loop routing each model. A fallback model is reached only through
-//! [`Error::Exhausted`], which this loop returns only while no partial has reached the
-//! caller (or after `restarted` told it to discard them): the same failover rule across
-//! models as across providers. `completed` carries `preview` and `fallback`.
+//! The attempt loop of one model of a streamed request ([`crate::stream`]): the same plan →
+//! admit → call → settle → decide as [`super::route`], with the call replaced by an event
+//! stream and one more rule in *decide*: before the first event reaches the caller the policy
+//! table decides as for any request; after a partial image was delivered, a failure ends the
+//! stream with [`Error::StreamInterrupted`] unless the caller allowed a restart elsewhere
+//! ([`StreamOptions::restart_elsewhere`]), which sends [`StreamEvent::Restarted`] first. The
+//! whole request (the stream the caller polls, preview mode, the fallback models) is
+//! `router/stream_driver.rs`, which calls [`route_model`] once per model.
 //!
 //! A child of `route` so it shares the request bookkeeping ([`Run`]) and the slot's
 //! admit / settle, and a streamed request counts in limits, budgets, health, breaker and
 //! metrics exactly like any other: one admission per attempt, settled once with the
 //! `completed` event's usage (which reconciles the reservation) or with the failure's policy
 //! row. A stalled or cut stream is a `Timeout { sent: true }` or `Decode` failure, both rows
-//! that mark the attempt possibly billed and hold its budget.
-//!
-//! Why no spawned task: [`drive`] is polled by the returned stream itself, so dropping the
-//! stream drops the attempt in progress — the provider's response (closing the connection),
-//! the health guard, and the admission guard, which holds the reservation of a request that
-//! was sent and releases one that was not.
+//! that mark the attempt possibly billed and hold its budget. Streams that ask for partial
+//! images are ranked on the providers' time to first partial (`crate::health`), which each
+//! attempt records.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -43,136 +31,33 @@ use crate::error::{Error, ErrorKind, ProviderError, Skip, SkipReason};
 use crate::metrics as m;
 use crate::provider::CallContext;
 use crate::quota::tokens;
-use crate::request::{
-    ImageRequest, RequestClass, Unsupported, ValidationError, MAX_PARTIAL_IMAGES,
-};
+use crate::request::{ImageRequest, RequestClass, Unsupported};
 use crate::response::{ImageResponse, ProviderResponse};
-use crate::router::fallback;
 use crate::router::plan::{plan, resolve_model, Latency};
 use crate::router::policy;
 use crate::router::slot::{SettleArgs, Slot};
 use crate::router::snapshot::Snapshot;
 use crate::router::store::Demand;
-use crate::stream::{ImageStream, ProviderEvent, StreamEvent, StreamOptions};
+use crate::stream::{ProviderEvent, StreamEvent, StreamOptions};
 
-type Item = Result<StreamEvent, Error>;
-
-/// The stream a caller polls: it drives [`drive`] and hands out what it sends.
-struct Driven {
-    driver: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    rx: mpsc::Receiver<Item>,
-    /// When the last item was handed to the caller (its time until the next poll is the
-    /// caller's, added to `caller`).
-    handed_at: Option<Instant>,
-    caller: CallerTime,
-}
+/// What the caller's stream yields.
+pub(crate) type Item = Result<StreamEvent, Error>;
 
 /// The time the caller held the stream between taking an event and asking for the next:
 /// while it does, the driver is not polled and does not read the provider, so that time is
 /// subtracted from the provider's measured latency (see `crate::health`).
 #[derive(Clone, Default)]
-struct CallerTime(Arc<AtomicU64>);
+pub(crate) struct CallerTime(Arc<AtomicU64>);
 
 impl CallerTime {
-    fn add(&self, d: Duration) {
+    pub(crate) fn add(&self, d: Duration) {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.0.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    fn total(&self) -> Duration {
+    pub(crate) fn total(&self) -> Duration {
         Duration::from_nanos(self.0.load(Ordering::Relaxed))
     }
-}
-
-impl Driven {
-    /// Hands `item` to the caller, noting when.
-    fn hand(&mut self, item: Option<Item>) -> Poll<Option<Item>> {
-        if item.is_some() {
-            self.handed_at = Some(Instant::now());
-        }
-        Poll::Ready(item)
-    }
-}
-
-impl Stream for Driven {
-    type Item = Item;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
-        if let Some(at) = self.handed_at.take() {
-            self.caller.add(at.elapsed());
-        }
-        loop {
-            if let Poll::Ready(item) = self.rx.poll_recv(cx) {
-                return self.hand(item);
-            }
-            match self.driver.as_mut() {
-                // The driver ended (its sender is dropped): what it sent is drained above.
-                None => return Poll::Ready(None),
-                Some(driver) => match driver.as_mut().poll(cx) {
-                    Poll::Ready(()) => self.driver = None,
-                    // The driver waits (on the provider, or on the caller taking the event it
-                    // sent: a channel of one is the back-pressure); both wake this task.
-                    Poll::Pending => {
-                        if let Poll::Ready(item) = self.rx.poll_recv(cx) {
-                            return self.hand(item);
-                        }
-                        return Poll::Pending;
-                    }
-                },
-            }
-        }
-    }
-}
-
-/// The routed stream of `req` on `snap` (see the module docs). `before` runs first (the
-/// router's check on start, when it has not finished).
-pub(crate) fn stream(
-    snap: Arc<Snapshot>,
-    clock: SharedClock,
-    req: ImageRequest,
-    class: Option<RequestClass>,
-    options: StreamOptions,
-    before: Pin<Box<dyn Future<Output = ()> + Send>>,
-) -> ImageStream {
-    let (tx, rx) = mpsc::channel(1);
-    let caller = CallerTime::default();
-    let held = caller.clone();
-    let driver = async move {
-        before.await;
-        let span = tracing::info_span!(
-            "image_router.request",
-            op = req.endpoint(),
-            stream = true,
-            model = tracing::field::Empty,
-            provider = tracing::field::Empty,
-        );
-        let started = Instant::now();
-        let result = drive(&snap, &clock, req, class.as_ref(), &options, &tx, &held)
-            .instrument(span)
-            .await;
-        let outcome = match &result {
-            Ok(()) => "success",
-            Err(e) => e
-                .cause()
-                .map(|c| c.outcome().as_str())
-                .unwrap_or(if e.is_invalid() {
-                    "invalid"
-                } else {
-                    "no_provider"
-                }),
-        };
-        m::request_finished(outcome, started.elapsed());
-        if let Err(e) = result {
-            // The caller may be gone: nothing to tell then.
-            let _ = tx.send(Err(e)).await;
-        }
-    };
-    Box::pin(Driven {
-        driver: Some(Box::pin(driver)),
-        rx,
-        handed_at: None,
-        caller,
-    })
 }
 
 /// How one provider serves this request.
@@ -181,58 +66,11 @@ enum Mode {
     Stream,
     Whole,
 }
-
-/// Routes one streamed request, sending its events; `Err` is the request's error.
-///
-/// As [`Router::send`](crate::Router::send): validated as written, preview mode applied and
-/// the fallback models resolved (`fallback::prepare`), then the requested model and each
-/// fallback model in turn (`fallback::serve_models`), each routed by [`route_model`]. The
-/// `completed` event carries the response labelled with `preview` and `fallback`.
-async fn drive(
-    snap: &Snapshot,
-    clock: &SharedClock,
-    mut req: ImageRequest,
-    class: Option<&RequestClass>,
-    options: &StreamOptions,
-    tx: &mpsc::Sender<Item>,
-    caller: &CallerTime,
-) -> Result<(), Error> {
-    let started = Instant::now();
-    // The streamed request's own checks: `partial_images` is its field, and a stream ends
-    // at its one `completed` event: one image. Refused rather than answered with fewer
-    // images than asked for.
-    if let Some(p) = options.partial_images.filter(|p| *p > MAX_PARTIAL_IMAGES) {
-        return Err(ValidationError::new(
-            "partial_images",
-            format!("partial_images must be between 0 and {MAX_PARTIAL_IMAGES}, got {p}"),
-        )
-        .into());
-    }
-    if req.n() > 1 {
-        return Err(ValidationError::new(
-            "n",
-            format!("a streamed request makes one image; got n={}", req.n()),
-        )
-        .into());
-    }
-    // Validated as a plain request (a non-streaming fallback sends it so); `options` says
-    // what is streamed.
-    req.set_stream(None, None);
-    let p = fallback::prepare(snap, req)?;
-    tracing::Span::current().record("model", p.requested.as_str());
-    let served = fallback::serve_models(snap, p.req, p.preview, p.requested, started, {
-        move |req, leg| route_model(snap, clock, req, class, options, tx, caller, leg)
-    })
-    .await?;
-    let _ = tx.send(Ok(StreamEvent::Completed(Box::new(served)))).await;
-    Ok(())
-}
-
 /// Routes one model of a streamed request (`leg`: the request's start and trace so far, as
 /// `route` takes it): plan, then admit → stream → settle → decide per attempt. `Ok` is the
 /// served response (not yet sent as `completed`: the caller labels it).
 #[allow(clippy::too_many_arguments)]
-async fn route_model(
+pub(crate) async fn route_model(
     snap: &Snapshot,
     clock: &SharedClock,
     mut req: ImageRequest,
