@@ -44,6 +44,27 @@
 //! * **In-flight penalty**: the routing cost is `estimate × (in_flight + 1)`, so concurrent
 //!   requests spread over providers instead of piling onto the single fastest one.
 //!
+//! * **Time to first partial image is a signal of its own.** A streamed request's user waits
+//!   for the first partial image, not the final one, and a provider can be quick to the first
+//!   partial yet slow to finish (or the other way round). So health keeps a second peak-EWMA,
+//!   of the time from sending a streamed request to its first partial image
+//!   ([`Health::record_first_partial`]: the same peak rule, decay and idle decay; a stream
+//!   that stalled or timed out before any partial records its elapsed time, a lower bound, as
+//!   a timeout does for latency). The router scores a streamed request that asks for partial
+//!   images on it ([`Health::first_partial_cost_ms_floored`]), and every other request on
+//!   the image latency as before: a stream's first partial never moves a non-streamed
+//!   request's ranking. A provider with no first-partial measurement is costed as unmeasured
+//!   (`default_latency`), as for latency, so it is tried once and then judged on data. The
+//!   re-measure rule of [`Health::cost_ms_floored`] (forget an estimate made against a much
+//!   faster best) is not applied to it: streams are rarer, and their estimates age out with
+//!   the idle decay.
+//! * **A streamed call's image latency excludes the caller's time.** A stream is pulled by
+//!   the caller, so while it holds an event without asking for the next one, the router does
+//!   not read the provider. That time is the caller's, not the provider's: the router
+//!   subtracts it ([`InFlight::finish_excluding`]) before the whole call's duration (sent to
+//!   `completed`, the same generation as a plain request) feeds the latency estimate. Without
+//!   it a slow consumer would make a provider look slow to every request.
+//!
 //! All time comes from the injected [`SharedClock`], so tests run minutes of traffic in
 //! microseconds with [`ManualClock`](crate::clock::ManualClock).
 
@@ -190,6 +211,10 @@ struct Inner {
     /// The best latency known among the router's providers when this one was last measured
     /// (see [`Health::set_measured_against`]).
     context_ns: Option<f64>,
+    /// Peak-EWMA of the time to a streamed request's first partial image, in nanoseconds;
+    /// `None` before the first observation.
+    first_partial_ns: Option<f64>,
+    first_partial_at: Duration,
 }
 
 /// Health of one provider. Cheap `&self` API, `Send + Sync`; share it in an `Arc`.
@@ -231,6 +256,8 @@ impl Health {
                 updated_at: now,
                 created_at: now,
                 context_ns: None,
+                first_partial_ns: None,
+                first_partial_at: now,
             })),
         }
     }
@@ -380,28 +407,85 @@ impl Health {
                 inner.estimate_ns = None;
                 inner.context_ns = None;
             }
-            let decayed = read_estimate(&inner, &self.config, now);
-            match (decayed, inner.estimate_ns, floor) {
-                (Some(decayed), Some(raw), Some(floor)) => {
-                    decayed.max(raw.min(floor.as_nanos() as f64))
-                }
-                (Some(decayed), _, _) => decayed,
-                (None, _, _) => {
-                    // The prior idle-decays like an observation made at creation, with the
-                    // same floor (a zero prior stays zero).
-                    let default = self.config.default_latency.as_nanos() as f64;
-                    let decayed = match self.config.idle_decay {
-                        Some(tau) => {
-                            default * decay_factor(now.saturating_sub(inner.created_at), tau)
-                        }
-                        None => default,
-                    };
-                    match floor {
-                        Some(floor) => decayed.max(default.min(floor.as_nanos() as f64)),
-                        None => decayed,
-                    }
-                }
-            }
+            let current = read_estimate(&inner, &self.config, now);
+            floored(
+                current,
+                inner.estimate_ns,
+                floor,
+                inner.created_at,
+                &self.config,
+                now,
+            )
+        };
+        est_ns / 1e6 * (self.in_flight() as f64 + 1.0)
+    }
+
+    /// Records the time from sending a streamed request to its first partial image (or, for
+    /// a stream that stalled or timed out before any, the time it waited: a lower bound).
+    /// Only the first-partial estimate moves; the image latency estimate does not.
+    pub fn record_first_partial(&self, took: Duration) {
+        let now = self.clock.now();
+        let mut inner = self.inner.lock();
+        let current = decayed(
+            inner.first_partial_ns,
+            inner.first_partial_at,
+            &self.config,
+            now,
+        );
+        let next = peak_ewma(
+            current,
+            took,
+            now.saturating_sub(inner.first_partial_at),
+            &self.config,
+        );
+        inner.first_partial_ns = Some(next);
+        inner.first_partial_at = now;
+    }
+
+    /// The time-to-first-partial estimate (with idle decay), or `None` before a streamed
+    /// request delivered (or stalled before) its first partial image.
+    pub fn first_partial_latency(&self) -> Option<Duration> {
+        let now = self.clock.now();
+        let inner = self.inner.lock();
+        decayed(
+            inner.first_partial_ns,
+            inner.first_partial_at,
+            &self.config,
+            now,
+        )
+        .map(Duration::from_nanos_f64_saturating)
+    }
+
+    /// The last measured time-to-first-partial estimate without the idle decay (the floor
+    /// of the others' decay, as [`measured_latency`](Self::measured_latency) is for latency).
+    pub fn measured_first_partial(&self) -> Option<Duration> {
+        self.inner
+            .lock()
+            .first_partial_ns
+            .map(Duration::from_nanos_f64_saturating)
+    }
+
+    /// The routing cost in milliseconds of a streamed request that asks for partial images:
+    /// [`cost_ms_floored`](Self::cost_ms_floored) with the time-to-first-partial estimate in
+    /// place of the image latency (see the module docs). Unmeasured: `default_latency`.
+    pub fn first_partial_cost_ms_floored(&self, floor: Option<Duration>) -> f64 {
+        let now = self.clock.now();
+        let est_ns = {
+            let inner = self.inner.lock();
+            let current = decayed(
+                inner.first_partial_ns,
+                inner.first_partial_at,
+                &self.config,
+                now,
+            );
+            floored(
+                current,
+                inner.first_partial_ns,
+                floor,
+                inner.created_at,
+                &self.config,
+                now,
+            )
         };
         est_ns / 1e6 * (self.in_flight() as f64 + 1.0)
     }
@@ -416,6 +500,9 @@ impl Health {
             successes,
             failures,
             latency_ms: latency.map(|d| d.as_secs_f64() * 1000.0),
+            first_partial_ms: self
+                .first_partial_latency()
+                .map(|d| d.as_secs_f64() * 1000.0),
             cost_ms: self.cost_ms(),
             in_flight: self.in_flight(),
             window_ms: duration_ms(self.config.window),
@@ -459,11 +546,70 @@ fn decay_factor(elapsed: Duration, tau: Duration) -> f64 {
 }
 
 fn read_estimate(inner: &Inner, config: &HealthConfig, now: Duration) -> Option<f64> {
-    let est = inner.estimate_ns?;
+    decayed(inner.estimate_ns, inner.updated_at, config, now)
+}
+
+/// An estimate made at `updated_at`, idle-decayed to `now`.
+fn decayed(
+    estimate: Option<f64>,
+    updated_at: Duration,
+    config: &HealthConfig,
+    now: Duration,
+) -> Option<f64> {
+    let est = estimate?;
     Some(match config.idle_decay {
-        Some(tau) => est * decay_factor(now.saturating_sub(inner.updated_at), tau),
+        Some(tau) => est * decay_factor(now.saturating_sub(updated_at), tau),
         None => est,
     })
+}
+
+/// The peak-EWMA step: a slower observation replaces `current` at once; a faster one pulls
+/// it down weighted by the time `since` the previous observation.
+fn peak_ewma(
+    current: Option<f64>,
+    observed: Duration,
+    since: Duration,
+    config: &HealthConfig,
+) -> f64 {
+    let rtt = observed.as_nanos() as f64;
+    match current {
+        None => rtt,
+        Some(current) if rtt > current => rtt,
+        Some(current) => {
+            let decay = decay_factor(since, config.latency_decay);
+            current * decay + rtt * (1.0 - decay)
+        }
+    }
+}
+
+/// An estimate's routing value in ns: `current` (idle-decayed) no lower than
+/// `min(raw, floor)`; unmeasured, `default_latency` idle-decayed since `created_at` with the
+/// same floor (see [`Health::cost_ms_floored`]).
+fn floored(
+    current: Option<f64>,
+    raw: Option<f64>,
+    floor: Option<Duration>,
+    created_at: Duration,
+    config: &HealthConfig,
+    now: Duration,
+) -> f64 {
+    match (current, raw, floor) {
+        (Some(current), Some(raw), Some(floor)) => current.max(raw.min(floor.as_nanos() as f64)),
+        (Some(current), _, _) => current,
+        (None, _, _) => {
+            // The prior idle-decays like an observation made at creation, with the same
+            // floor (a zero prior stays zero).
+            let default = config.default_latency.as_nanos() as f64;
+            let decayed = match config.idle_decay {
+                Some(tau) => default * decay_factor(now.saturating_sub(created_at), tau),
+                None => default,
+            };
+            match floor {
+                Some(floor) => decayed.max(default.min(floor.as_nanos() as f64)),
+                None => decayed,
+            }
+        }
+    }
 }
 
 fn record_into(
@@ -478,17 +624,13 @@ fn record_into(
         inner.window.record(now, ok);
     }
     if effect.latency {
-        let rtt = latency.as_nanos() as f64;
-        let next = match read_estimate(&inner, config, now) {
-            None => rtt,
-            // Peak: a slower observation replaces the estimate at once.
-            Some(current) if rtt > current => rtt,
-            Some(current) => {
-                let decay =
-                    decay_factor(now.saturating_sub(inner.updated_at), config.latency_decay);
-                current * decay + rtt * (1.0 - decay)
-            }
-        };
+        let current = read_estimate(&inner, config, now);
+        let next = peak_ewma(
+            current,
+            latency,
+            now.saturating_sub(inner.updated_at),
+            config,
+        );
         inner.estimate_ns = Some(next);
         inner.updated_at = now;
     }
@@ -522,6 +664,16 @@ impl InFlight {
         self.release();
     }
 
+    /// [`finish`](Self::finish) with `excluded` taken off the measured latency: time within
+    /// the call that was not the provider's (a streamed call's caller holding an event, see
+    /// the module docs).
+    pub fn finish_excluding(mut self, outcome: impl Into<HealthEffect>, excluded: Duration) {
+        let now = self.clock.now();
+        let latency = now.saturating_sub(self.started).saturating_sub(excluded);
+        record_into(&self.inner, &self.config, now, outcome.into(), latency);
+        self.release();
+    }
+
     fn release(&mut self) {
         if !self.done {
             self.done = true;
@@ -550,6 +702,9 @@ pub struct HealthSnapshot {
     pub failures: u32,
     /// Peak-EWMA latency estimate in ms, `None` before the first observation.
     pub latency_ms: Option<f64>,
+    /// Peak-EWMA time from sending a streamed request to its first partial image, in ms;
+    /// `None` before a streamed request was measured.
+    pub first_partial_ms: Option<f64>,
     /// Routing cost in ms: estimate × (in_flight + 1).
     pub cost_ms: f64,
     /// Calls in flight.

@@ -1,6 +1,8 @@
 //! `image-router edit`: one or more input images (and an optional mask) edited with a prompt
 //! (`POST /images/edits`). The options, the output naming, `--json` and the exit codes are
-//! `generate`'s: the request goes through [`generate::execute`](super::generate::execute).
+//! `generate`'s: the request goes through [`generate::send`](super::generate::send), with
+//! `--stream` too (partials next to the output as `NAME.partial-0.png`, …, a progress line
+//! per event, one JSON line per event with `--json`).
 //!
 //! The files are checked here before anything is sent (they exist, at most
 //! [`MAX_EDIT_IMAGES`] of them, each at most [`MAX_INPUT_IMAGE_BYTES`], checked from the file's
@@ -17,7 +19,7 @@ use image_router::{
     EditRequest, GenerateRequest, InputFidelity, InputImage, MAX_EDIT_IMAGES, MAX_INPUT_IMAGE_BYTES,
 };
 
-use super::generate::{execute, request, OutArg};
+use super::generate::{request, send, OutArg, StreamArgs};
 use super::{Common, RequestOpts};
 
 pub const AFTER_HELP: &str = "\
@@ -25,12 +27,16 @@ Examples:
   image-router edit --image cat.png --prompt \"give the cat a red hat\" --out hat.png
   image-router edit --image room.png --mask window.png --prompt \"a window onto the sea\" --out sea.png
   image-router edit -c router.toml --image a.png --image b.png --prompt \"a gift basket with both\" -n 2 --json
+  image-router edit --image cat.png --prompt \"give the cat a red hat\" --out hat.png --stream
+      (writes hat.partial-0.png, hat.partial-1.png as they arrive, then hat.png)
 
 Inputs are png, jpeg or webp files under 50 MB (up to 16 with --image repeated); the mask is a
 PNG with an alpha channel, the size of the first image: its transparent areas are edited.
 Output naming, --json and exit codes are generate's (exit 2 for an unreadable input, too
 many inputs, or options that make an invalid edit). Providers that cannot edit (a proxy in
-chat mode) are skipped without a call.";
+chat mode) are skipped without a call. With --stream --json, stdout has one JSON line per
+event, as for generate: {\"event\": \"serving\" | \"partial\" | \"restarted\", ...}, then
+\"completed\" (or \"error\").";
 
 #[derive(Debug, Args)]
 pub struct EditArgs {
@@ -53,6 +59,8 @@ pub struct EditArgs {
     pub input_fidelity: Option<InputFidelity>,
     #[command(flatten)]
     pub out: OutArg,
+    #[command(flatten)]
+    pub stream: StreamArgs,
 }
 
 fn parse_fidelity(s: &str) -> Result<InputFidelity, String> {
@@ -149,5 +157,12 @@ pub async fn run(a: EditArgs) -> ExitCode {
     };
     let mut req = edit_request(&prompt, &a.opts, images, mask);
     req.input_fidelity = a.input_fidelity;
-    execute(&a.common, &a.out.out, a.opts.class.clone(), req.into()).await
+    send(
+        &a.common,
+        &a.out.out,
+        a.opts.class.clone(),
+        req.into(),
+        &a.stream,
+    )
+    .await
 }

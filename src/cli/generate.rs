@@ -1,8 +1,10 @@
-//! `image-router generate`: one prompt, images written to files; and [`execute`], the request
-//! path `generate` and `edit` share (configuration, router, default model, sending, file
-//! naming, `--json`, exit codes), so the two commands cannot drift apart.
+//! `image-router generate`: one prompt, images written to files; and [`send`], the request
+//! path `generate` and `edit` share (configuration, router, default model, sending plain or
+//! with `--stream`, file naming, `--json`, exit codes), so the two commands cannot drift apart.
 
 mod stream;
+
+pub use stream::StreamArgs;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -141,17 +143,30 @@ pub async fn run(a: GenerateArgs) -> ExitCode {
         Err(code) => return code,
     };
     let req = request(&prompt, &a.opts);
-    if a.stream.stream {
-        return stream::execute(
-            &a.common,
-            &a.out.out,
-            a.opts.class.clone(),
-            req.into(),
-            &a.stream,
-        )
-        .await;
+    send(
+        &a.common,
+        &a.out.out,
+        a.opts.class.clone(),
+        req.into(),
+        &a.stream,
+    )
+    .await
+}
+
+/// Sends one request, streamed when `--stream` was given ([`stream::execute`]: partials
+/// written next to the output, progress, one JSON line per event), else whole ([`execute`]):
+/// the one entry `generate` and `edit` both call.
+pub async fn send(
+    common: &Common,
+    out: &Path,
+    class: Option<String>,
+    req: ImageRequest,
+    streaming: &StreamArgs,
+) -> ExitCode {
+    if streaming.stream {
+        return stream::execute(common, out, class, req, streaming).await;
     }
-    execute(&a.common, &a.out.out, a.opts.class.clone(), req.into()).await
+    execute(common, out, class, req).await
 }
 
 /// The router built from the configuration, the catalog and the request with its model set

@@ -24,8 +24,17 @@
 //! what changed (`ImageResponse::fallback`), and its cost uses the served model's prices
 //! (the cost is computed per model in `route.rs`).
 //!
+//! Streamed requests (`Router::send_stream`) go through the same [`prepare`] and the same
+//! model loop ([`serve_models`]) with the streamed attempt loop in place of `route`: a router
+//! in preview mode streams the cheapest form too, and a stream falls back to another model
+//! under its own failover rule (only before the first partial image reached the caller,
+//! unless it allowed a restart elsewhere). Its `completed` response carries `preview` and
+//! `fallback` as a plain response does.
+//!
 //! [`GenerateRequest::fallback_models`]: crate::GenerateRequest::fallback_models
 //! [`RouterBuilder::fallback_models`]: super::RouterBuilder::fallback_models
+
+use std::future::Future;
 
 use tokio::time::Instant;
 
@@ -122,15 +131,41 @@ pub(crate) async fn serve_prepared(
     requested: String,
     class: Option<&RequestClass>,
 ) -> Result<ImageResponse, Error> {
-    let settings = &snap.settings;
     let started = Instant::now();
+    serve_models(snap, req, preview, requested, started, move |req, leg| {
+        route(snap, clock, req, class, leg)
+    })
+    .await
+}
+
+/// The model loop of a [`prepare`]d request started at `started`: `route_model` routes the
+/// requested model, then each fallback model (translated) while none has served it; the
+/// response is labelled with `preview` and the fallback used. `route_model` is [`route`] for
+/// a plain request and the streamed attempt loop (`route/stream.rs`) for a streamed one, so
+/// both follow the same fallback rules. A streamed request reaches a fallback model only
+/// through [`Error::Exhausted`], which its loop returns only while no partial image has
+/// reached the caller, or after it was told to discard them (`restarted`): the failover
+/// rule of a stream holds across models too.
+pub(crate) async fn serve_models<F, Fut>(
+    snap: &Snapshot,
+    req: ImageRequest,
+    preview: Option<Preview>,
+    requested: String,
+    started: Instant,
+    mut route_model: F,
+) -> Result<ImageResponse, Error>
+where
+    F: FnMut(ImageRequest, Leg) -> Fut,
+    Fut: Future<Output = Result<ImageResponse, Error>>,
+{
+    let settings = &snap.settings;
     let fallbacks: Vec<String> = req
         .fallback_models()
         .map(<[String]>::to_vec)
         .unwrap_or_default();
 
     // The requested model, then each fallback while none has served it.
-    let mut err = match route(snap, clock, req.clone(), class, Leg::first(started)).await {
+    let mut err = match route_model(req.clone(), Leg::first(started)).await {
         Ok(resp) => return Ok(finish(resp, preview, None)),
         Err(e) => e,
     };
@@ -170,7 +205,7 @@ pub(crate) async fn serve_prepared(
                 continue;
             }
         };
-        err = match route(snap, clock, translated, class, leg).await {
+        err = match route_model(translated, leg).await {
             Ok(resp) => {
                 let used = FallbackUsed {
                     requested_model: requested,

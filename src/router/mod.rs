@@ -17,7 +17,10 @@
 //!    rate-limit refund, model cool-down, budget);
 //! 7. `probe.rs`: the breaker's pass and the optional cheap probe;
 //! 8. `status.rs`, `snapshot.rs`, `builder.rs`: status, the swappable snapshot, the builder;
-//! 9. `check.rs`: the capability check ([`Router::check`], also at start).
+//! 9. `check.rs`: the capability check ([`Router::check`], also at start);
+//! 10. `stream_api.rs`, `stream_driver.rs`, `route/stream.rs`: streamed requests — the
+//!     public API, the whole request (preview mode and fallback models through
+//!     `fallback.rs`), the attempt loop of one model.
 //!
 //! Nothing is lost: every request ends as images or as an [`Error`] listing every attempt and
 //! every skipped provider, and no request waits past its deadline.
@@ -35,6 +38,7 @@ mod snapshot;
 mod status;
 pub mod store;
 mod stream_api;
+mod stream_driver;
 pub(crate) mod validate;
 
 use std::sync::Arc;
@@ -191,7 +195,14 @@ impl Router {
         let model = plan::resolve_model(&snap, &req);
         req.set_model(model.clone());
         req.validate(snap.catalog.model(&model).map(|s| &s.capabilities))?;
-        let plan = plan::plan(&snap, &req, &model, class, self.inner.clock.now());
+        let plan = plan::plan(
+            &snap,
+            &req,
+            &model,
+            class,
+            self.inner.clock.now(),
+            plan::Latency::Image,
+        );
         Ok(Ranked {
             order: plan
                 .order

@@ -71,6 +71,16 @@ fn skip(skipped: &mut Vec<Skip>, slot: &Slot, reason: SkipReason) {
     skipped.push(Skip::new(slot.name(), reason));
 }
 
+/// Which latency a request is scored on: the image latency, or (a streamed request that
+/// asks for partial images) the time to the first partial image (see `crate::health`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Latency {
+    /// The whole answer's latency: plain requests, and streams without partial images.
+    Image,
+    /// Time to the first partial image: streams that ask for partials.
+    FirstPartial,
+}
+
 /// Filters by capability, class and availability, then ranks with the strategy.
 pub(crate) fn plan(
     snap: &Snapshot,
@@ -78,6 +88,7 @@ pub(crate) fn plan(
     model: &str,
     class: Option<&RequestClass>,
     now: Duration,
+    latency: Latency,
 ) -> Plan {
     let mut skipped = Vec::new();
     // (index, headroom, breaker refusing, breaker half-open) of each provider that passed.
@@ -121,17 +132,23 @@ pub(crate) fn plan(
     // Idle estimates decay no lower than the best measured latency among the candidates
     // that can take the request (see `Health::cost_ms_floored`), so the floor is known
     // before any candidate's latency is read.
-    let floor = latency_floor(
-        admitted
-            .iter()
-            .filter(|(_, _, blocking, _)| !blocking)
-            .map(|&(i, ..)| &snap.providers[i]),
-    );
+    let able = admitted
+        .iter()
+        .filter(|(_, _, blocking, _)| !blocking)
+        .map(|&(i, ..)| &snap.providers[i]);
+    let floor = match latency {
+        Latency::Image => latency_floor(able),
+        Latency::FirstPartial => able.filter_map(|s| s.health.measured_first_partial()).min(),
+    };
     let candidates: Vec<Candidate> = admitted
         .into_iter()
         .map(|(i, headroom, blocking, half_open)| {
             let slot = &snap.providers[i];
-            let mut c = Candidate::new(i, score_inputs(slot, i, headroom, floor, half_open));
+            let mut inputs = score_inputs(slot, i, headroom, floor, half_open);
+            if latency == Latency::FirstPartial {
+                inputs.latency_ms = slot.health.first_partial_cost_ms_floored(floor);
+            }
+            let mut c = Candidate::new(i, inputs);
             c.breaker_open = blocking;
             c.no_headroom = headroom <= 0.0;
             c.preferred = slot.options.classes.prefers(class);

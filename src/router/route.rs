@@ -16,7 +16,7 @@ use rand::Rng;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::plan::{plan, resolve_model, Plan};
+use super::plan::{plan, resolve_model, Latency, Plan};
 use super::policy::{self, Decision, Rule};
 use super::slot::{SettleArgs, Slot};
 use super::snapshot::{Settings, Snapshot};
@@ -79,7 +79,7 @@ pub(crate) async fn route(
     let demand = Demand::new(&model, u32::from(req.n()), est_tokens);
 
     // Plan: filter and rank.
-    let plan = plan(snap, &req, &model, class, clock.now());
+    let plan = plan(snap, &req, &model, class, clock.now(), Latency::Image);
     plan.log(snap);
     let mut run = Run::new(settings, plan, leg);
 
@@ -133,6 +133,7 @@ pub(crate) async fn route(
             rate_limit_wait: wait,
             now: clock.now(),
             best_latency: &|| super::plan::latency_floor(snap.providers.iter()),
+            excluded: Duration::ZERO,
         };
         slot.settle(admitted, pass, in_flight, &result, args).await;
         super::publish_gauges(snap, slot, &model);

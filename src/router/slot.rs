@@ -181,6 +181,9 @@ pub(crate) struct SettleArgs<'a> {
     /// The best latency measured among the router's providers (read after this call's
     /// measurement is recorded: the context the measurement is judged in later).
     pub best_latency: &'a (dyn Fn() -> Option<Duration> + Sync),
+    /// Time within the call that was not the provider's (a stream's caller holding an
+    /// event): taken off the latency health records.
+    pub excluded: Duration,
 }
 
 impl Slot {
@@ -278,10 +281,11 @@ impl Slot {
         let admission = admitted.take();
         match (result, args.rule) {
             (Ok(resp), _) => {
-                in_flight.finish(HealthEffect {
+                let effect = HealthEffect {
                     availability: Some(true),
                     latency: true,
-                });
+                };
+                in_flight.finish_excluding(effect, args.excluded);
                 self.measured_against(&args);
                 self.record_breaker(pass, BreakerEffect::Success);
                 let settlement = Settlement {
@@ -298,10 +302,11 @@ impl Slot {
                 let rule = rule.unwrap_or_else(|| {
                     super::policy::rule(&err.kind, super::policy::PolicySettings::default())
                 });
-                in_flight.finish(HealthEffect {
+                let effect = HealthEffect {
                     availability: rule.health,
                     latency: err.is_timeout(),
-                });
+                };
+                in_flight.finish_excluding(effect, args.excluded);
                 if err.is_timeout() {
                     self.measured_against(&args);
                 }

@@ -1,6 +1,7 @@
 //! The streaming half of the [`Router`]'s public API: [`Router::generate_stream`],
 //! [`Router::edit_stream`] and [`Router::send_stream`] (see [`crate::stream`] for the events
-//! and the failover rule; the attempt loop is `route/stream.rs`).
+//! and the failover rule; the whole streamed request is `stream_driver.rs`, the attempt loop
+//! of one model `route/stream.rs`).
 
 use super::Router;
 use crate::request::{EditRequest, GenerateRequest, ImageRequest, RequestClass};
@@ -60,7 +61,7 @@ impl Router {
                 router.run_start_check().await;
             }
         });
-        super::route::stream::stream(
+        super::stream_driver::stream(
             snap,
             self.inner.clock.clone(),
             request,

@@ -93,9 +93,11 @@ pub(super) async fn serve_fault(
         }
         Fault::Reset => return Some(Outcome::Reset),
         // Served inside the streamed answer (`sse_answer`).
-        Fault::StreamStall | Fault::StreamCut | Fault::StreamBadEvent | Fault::StreamBadBase64 => {
-            return None
-        }
+        Fault::StreamStall
+        | Fault::StreamCut
+        | Fault::StreamBadEvent
+        | Fault::StreamBadBase64
+        | Fault::StreamSlow(_) => return None,
         Fault::RateLimited { retry_after, scope } => {
             rate_limited(ctx, surface, op, &model, &org, retry_after, scope)
         }

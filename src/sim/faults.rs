@@ -68,6 +68,10 @@ pub enum Fault {
     /// A streamed answer whose second event carries `b64_json` that is not base64. A plain
     /// request is answered normally.
     StreamBadBase64,
+    /// A streamed answer that pauses this long after each partial image (the partials come
+    /// at once, the final image late: quick to the first partial, slow to finish). A plain
+    /// request is answered normally.
+    StreamSlow(Duration),
 }
 
 impl Fault {
@@ -75,7 +79,11 @@ impl Fault {
     pub(crate) fn is_stream_fault(&self) -> bool {
         matches!(
             self,
-            Fault::StreamStall | Fault::StreamCut | Fault::StreamBadEvent | Fault::StreamBadBase64
+            Fault::StreamStall
+                | Fault::StreamCut
+                | Fault::StreamBadEvent
+                | Fault::StreamBadBase64
+                | Fault::StreamSlow(_)
         )
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! The stream faults shape the answer after its first partial image: a stall (the
 //! connection stays open, nothing more comes), a cut (the connection closes in the middle of
-//! the next event), an event that is not JSON, or `b64_json` that is not base64.
+//! the next event), an event that is not JSON, or `b64_json` that is not base64; or pace it
+//! (a pause after each partial image).
 
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ enum Piece {
     Bytes(Bytes),
     /// Keep the connection open, sending nothing, for this long (then end).
     Stall(Duration),
+    /// Send nothing for this long, then go on.
+    Pause(Duration),
     /// Close the connection (an error frame makes hyper abort it).
     Cut,
     /// Wait briefly so the server writes out what came before (hyper drops unwritten
@@ -72,6 +75,11 @@ pub(super) fn body(
         }))
     };
     let mut pieces = vec![Piece::Bytes(Bytes::from_static(b": simulator stream\n\n"))];
+    // A pace, not a fault: a pause after each partial.
+    let (pause, fault) = match fault {
+        Some(Fault::StreamSlow(d)) => (Some(d), None),
+        other => (None, other),
+    };
     // A fault needs one partial before it strikes, so a faulted stream always sends one.
     let shown = if fault.is_some() {
         partials.max(1)
@@ -99,6 +107,11 @@ pub(super) fn body(
                 return into_body(pieces);
             }
         }
+        if let Some(d) = pause {
+            // Flushed first, so the partial reaches the client before the pause.
+            pieces.push(Piece::Flush);
+            pieces.push(Piece::Pause(d));
+        }
         // A keep-alive comment between events, as proxies send.
         pieces.push(Piece::Bytes(Bytes::from_static(b": keep-alive\n\n")));
     }
@@ -119,6 +132,10 @@ fn into_body(pieces: Vec<Piece>) -> BoxBody<Bytes, std::io::Error> {
             Piece::Stall(d) => {
                 tokio::time::sleep(d).await;
                 return None;
+            }
+            Piece::Pause(d) => {
+                tokio::time::sleep(d).await;
+                return Some((Ok(Frame::data(Bytes::new())), rest));
             }
             Piece::Flush => {
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -16,9 +16,10 @@
 //! (`ImageGenPartialImageEvent`, `ImageEditCompletedEvent`, the `partial_images` parameter:
 //! "Value must be between 0 and 3. When set to 0, the response will be a single image sent in
 //! one streaming event"; "the final image may be sent before the full number of partial
-//! images"). Unsure: which Azure api-versions stream (the catalog's
-//! `[kinds.azure] stream_api_version` is a lower bound marked unsure there) and the shape of
-//! an in-stream error (no images-API reference lists one; see `wire.rs`).
+//! images"). The catalog's `[kinds.azure] stream_api_version` (`2025-04-01-preview`) is the
+//! latest dated preview, whose Azure reference documents `stream` / `partial_images` (sources
+//! in `providers/azure.toml`; whether earlier previews take them is not documented). Unsure:
+//! the shape of an in-stream error (no images-API reference lists one; see `wire.rs`).
 //!
 //! # The failover rule
 //!
@@ -29,6 +30,13 @@
 //! were delivered and lists every attempt, unless the caller opted in with
 //! [`StreamOptions::restart_elsewhere`], in which case a [`StreamEvent::Restarted`] tells it to
 //! discard the partials shown so far and the request continues on the next provider.
+//!
+//! The request itself is prepared as [`Router::send`](crate::Router::send) prepares it:
+//! preview mode sends its cheapest form, and the fallback models are routed in turn under the
+//! same rule (a fallback model is reached only while no partial was shown, or after
+//! `Restarted`); [`StreamEvent::Completed`]'s response carries `preview` and `fallback`.
+//! Time to the first partial image is a metric and a health signal: streams that ask for
+//! partials are ranked on it (see `crate::health`).
 //!
 //! A stream that stalls (no event within [`StreamOptions::stall_timeout`]) is a timeout; a
 //! stream cut before `completed` (connection closed, a truncated event, bad base64, invalid

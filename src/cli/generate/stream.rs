@@ -1,5 +1,5 @@
-//! `image-router generate --stream`: the request as a stream of partial images
-//! (`Router::generate_stream`). Each partial is written next to the output as
+//! `image-router generate --stream` and `edit --stream`: the request as a stream of partial
+//! images (`Router::send_stream`, as `generate_stream` / `edit_stream`). Each partial is written next to the output as
 //! `NAME.partial-0.png`, `NAME.partial-1.png`, … as it arrives, with a progress line on
 //! stderr; the final image is saved as without `--stream`. With `--json`, stdout has one JSON
 //! line per event (`serving`, `partial`, `restarted`, then `completed` or `error`).

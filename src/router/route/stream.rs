@@ -1,130 +1,63 @@
-//! The attempt loop of a streamed request ([`crate::stream`]): the same plan → admit → call
-//! → settle → decide as [`super::route`], with the call replaced by an event stream and one
-//! more rule in *decide*: before the first event reaches the caller the policy table decides
-//! as for any request; after a partial image was delivered, a failure ends the stream with
-//! [`Error::StreamInterrupted`] unless the caller allowed a restart elsewhere
-//! ([`StreamOptions::restart_elsewhere`]), which sends [`StreamEvent::Restarted`] first.
+//! The attempt loop of one model of a streamed request ([`crate::stream`]): the same plan →
+//! admit → call → settle → decide as [`super::route`], with the call replaced by an event
+//! stream and one more rule in *decide*: before the first event reaches the caller the policy
+//! table decides as for any request; after a partial image was delivered, a failure ends the
+//! stream with [`Error::StreamInterrupted`] unless the caller allowed a restart elsewhere
+//! ([`StreamOptions::restart_elsewhere`]), which sends [`StreamEvent::Restarted`] first. The
+//! whole request (the stream the caller polls, preview mode, the fallback models) is
+//! `router/stream_driver.rs`, which calls [`route_model`] once per model.
 //!
 //! A child of `route` so it shares the request bookkeeping ([`Run`]) and the slot's
 //! admit / settle, and a streamed request counts in limits, budgets, health, breaker and
 //! metrics exactly like any other: one admission per attempt, settled once with the
 //! `completed` event's usage (which reconciles the reservation) or with the failure's policy
 //! row. A stalled or cut stream is a `Timeout { sent: true }` or `Decode` failure, both rows
-//! that mark the attempt possibly billed and hold its budget.
-//!
-//! Why no spawned task: [`drive`] is polled by the returned stream itself, so dropping the
-//! stream drops the attempt in progress — the provider's response (closing the connection),
-//! the health guard, and the admission guard, which holds the reservation of a request that
-//! was sent and releases one that was not.
+//! that mark the attempt possibly billed and hold its budget. Streams that ask for partial
+//! images are ranked on the providers' time to first partial (`crate::health`), which each
+//! attempt records.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{call, later, Attempted, Run};
+use super::{call, later, Attempted, Leg, Run};
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind, ProviderError, Skip, SkipReason};
 use crate::metrics as m;
 use crate::provider::CallContext;
 use crate::quota::tokens;
-use crate::request::{
-    ImageRequest, RequestClass, Unsupported, ValidationError, MAX_PARTIAL_IMAGES,
-};
-use crate::response::ProviderResponse;
-use crate::router::plan::{plan, resolve_model};
+use crate::request::{ImageRequest, RequestClass, Unsupported};
+use crate::response::{ImageResponse, ProviderResponse};
+use crate::router::plan::{plan, resolve_model, Latency};
 use crate::router::policy;
 use crate::router::slot::{SettleArgs, Slot};
 use crate::router::snapshot::Snapshot;
 use crate::router::store::Demand;
-use crate::stream::{ImageStream, ProviderEvent, StreamEvent, StreamOptions};
+use crate::stream::{ProviderEvent, StreamEvent, StreamOptions};
 
-type Item = Result<StreamEvent, Error>;
+/// What the caller's stream yields.
+pub(crate) type Item = Result<StreamEvent, Error>;
 
-/// The stream a caller polls: it drives [`drive`] and hands out what it sends.
-struct Driven {
-    driver: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    rx: mpsc::Receiver<Item>,
-}
+/// The time the caller held the stream between taking an event and asking for the next:
+/// while it does, the driver is not polled and does not read the provider, so that time is
+/// subtracted from the provider's measured latency (see `crate::health`).
+#[derive(Clone, Default)]
+pub(crate) struct CallerTime(Arc<AtomicU64>);
 
-impl Stream for Driven {
-    type Item = Item;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
-        loop {
-            if let Poll::Ready(item) = self.rx.poll_recv(cx) {
-                return Poll::Ready(item);
-            }
-            match self.driver.as_mut() {
-                // The driver ended (its sender is dropped): what it sent is drained above.
-                None => return Poll::Ready(None),
-                Some(driver) => match driver.as_mut().poll(cx) {
-                    Poll::Ready(()) => self.driver = None,
-                    // The driver waits (on the provider, or on the caller taking the event it
-                    // sent: a channel of one is the back-pressure); both wake this task.
-                    Poll::Pending => {
-                        if let Poll::Ready(item) = self.rx.poll_recv(cx) {
-                            return Poll::Ready(item);
-                        }
-                        return Poll::Pending;
-                    }
-                },
-            }
-        }
+impl CallerTime {
+    pub(crate) fn add(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, Ordering::Relaxed);
     }
-}
 
-/// The routed stream of `req` on `snap` (see the module docs). `before` runs first (the
-/// router's check on start, when it has not finished).
-pub(crate) fn stream(
-    snap: Arc<Snapshot>,
-    clock: SharedClock,
-    req: ImageRequest,
-    class: Option<RequestClass>,
-    options: StreamOptions,
-    before: Pin<Box<dyn Future<Output = ()> + Send>>,
-) -> ImageStream {
-    let (tx, rx) = mpsc::channel(1);
-    let driver = async move {
-        before.await;
-        let span = tracing::info_span!(
-            "image_router.request",
-            op = req.endpoint(),
-            stream = true,
-            model = tracing::field::Empty,
-            provider = tracing::field::Empty,
-        );
-        let started = Instant::now();
-        let result = drive(&snap, &clock, req, class.as_ref(), &options, &tx)
-            .instrument(span)
-            .await;
-        let outcome = match &result {
-            Ok(()) => "success",
-            Err(e) => e
-                .cause()
-                .map(|c| c.outcome().as_str())
-                .unwrap_or(if e.is_invalid() {
-                    "invalid"
-                } else {
-                    "no_provider"
-                }),
-        };
-        m::request_finished(outcome, started.elapsed());
-        if let Err(e) = result {
-            // The caller may be gone: nothing to tell then.
-            let _ = tx.send(Err(e)).await;
-        }
-    };
-    Box::pin(Driven {
-        driver: Some(Box::pin(driver)),
-        rx,
-    })
+    pub(crate) fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
 }
 
 /// How one provider serves this request.
@@ -133,41 +66,23 @@ enum Mode {
     Stream,
     Whole,
 }
-
-/// Routes one streamed request, sending its events; `Err` is the request's error.
-async fn drive(
+/// Routes one model of a streamed request (`leg`: the request's start and trace so far, as
+/// `route` takes it): plan, then admit → stream → settle → decide per attempt. `Ok` is the
+/// served response (not yet sent as `completed`: the caller labels it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn route_model(
     snap: &Snapshot,
     clock: &SharedClock,
     mut req: ImageRequest,
     class: Option<&RequestClass>,
     options: &StreamOptions,
     tx: &mpsc::Sender<Item>,
-) -> Result<(), Error> {
+    caller: &CallerTime,
+    leg: Leg,
+) -> Result<ImageResponse, Error> {
     let settings = &snap.settings;
-    let started = Instant::now();
-
-    // Validate: the request as a plain one against the model (a non-streaming fallback
-    // sends it so), and `partial_images` as the streamed request's own field.
     let model = resolve_model(snap, &req);
     req.set_model(model.clone());
-    tracing::Span::current().record("model", model.as_str());
-    if let Some(p) = options.partial_images.filter(|p| *p > MAX_PARTIAL_IMAGES) {
-        return Err(ValidationError::new(
-            "partial_images",
-            format!("partial_images must be between 0 and {MAX_PARTIAL_IMAGES}, got {p}"),
-        )
-        .into());
-    }
-    if req.n() > 1 {
-        // A stream ends at its one `completed` event: one image. Refused rather than
-        // answered with fewer images than asked for.
-        return Err(ValidationError::new(
-            "n",
-            format!("a streamed request makes one image; got n={}", req.n()),
-        )
-        .into());
-    }
-    req.set_stream(None, None);
     let spec = snap.catalog.model(&model);
     req.validate(spec.map(|s| &s.capabilities))?;
     let mut streamed = req.clone();
@@ -178,7 +93,13 @@ async fn drive(
 
     // Plan on the plain request, then keep the providers that stream (first, in their
     // order) and, when allowed, those that do not (after them).
-    let mut plan = plan(snap, &req, &model, class, clock.now());
+    // Streams that ask for partial images are ranked on the time to the first one.
+    let latency = if options.partial_images.unwrap_or(0) > 0 {
+        Latency::FirstPartial
+    } else {
+        Latency::Image
+    };
+    let mut plan = plan(snap, &req, &model, class, clock.now(), latency);
     let mut modes = vec![None; snap.providers.len()];
     let (mut first, mut then) = (Vec::new(), Vec::new());
     for &idx in &plan.order {
@@ -202,7 +123,7 @@ async fn drive(
     first.extend(then);
     plan.order = first;
     plan.log(snap);
-    let mut run = Run::new(settings, plan, super::Leg::first(started));
+    let mut run = Run::new(settings, plan, leg);
 
     while let Some(idx) = run.next().await {
         let slot = &snap.providers[idx];
@@ -233,11 +154,21 @@ async fn drive(
         admitted.mark_sent();
         let in_flight = slot.health.start();
         let timeout = run.attempt_timeout();
+        let held_before = caller.total();
         let (result, took, partials) = match mode {
             Mode::Stream => {
                 let t0 = Instant::now();
-                let (result, partials) =
-                    attempt(slot, &streamed, &wire_model, timeout, retry, options, tx).await;
+                let (result, partials) = attempt(
+                    slot,
+                    &streamed,
+                    &wire_model,
+                    timeout,
+                    retry,
+                    options,
+                    tx,
+                    caller,
+                )
+                .await;
                 (result, t0.elapsed(), partials)
             }
             Mode::Whole => {
@@ -276,6 +207,8 @@ async fn drive(
             rate_limit_wait: wait,
             now: clock.now(),
             best_latency: &|| crate::router::plan::latency_floor(snap.providers.iter()),
+            // The caller's time holding events is not the provider's latency.
+            excluded: caller.total().saturating_sub(held_before),
         };
         slot.settle(admitted, pass, in_flight, &result, args).await;
         crate::router::publish_gauges(snap, slot, &model);
@@ -290,9 +223,7 @@ async fn drive(
             Ok(resp) => {
                 let cost_usd = cost.map(|c| c.usd);
                 let (images, tokens) = (demand.images, demand.tokens);
-                let served = run.served(snap, slot, resp, model, cost_usd, a, images, tokens);
-                let _ = tx.send(Ok(StreamEvent::Completed(Box::new(served)))).await;
-                return Ok(());
+                return Ok(run.served(snap, slot, resp, model, cost_usd, a, images, tokens));
             }
             Err(err) => {
                 let rule = rule.unwrap_or_else(|| policy::rule(&err.kind, settings.policy()));
@@ -330,7 +261,10 @@ async fn drive(
 /// One streamed attempt: open the provider's stream (bounded by `timeout`), announce the
 /// provider, forward each partial, and return the `completed` answer or the failure, with
 /// the number of partials delivered. The provider's stream is dropped (its connection
-/// closed) before this returns.
+/// closed) before this returns. The time to the first partial (less the caller's time) is
+/// recorded in the provider's health; so is the wait of a stream that asked for partials
+/// and stalled or timed out before any (a lower bound).
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     slot: &Slot,
     req: &ImageRequest,
@@ -339,7 +273,16 @@ async fn attempt(
     retry: u32,
     options: &StreamOptions,
     tx: &mpsc::Sender<Item>,
+    caller: &CallerTime,
 ) -> (Result<ProviderResponse, ProviderError>, u32) {
+    let held_before = caller.total();
+    let asked_partials = req.partial_images().unwrap_or(0) > 0;
+    // The provider's time since `started`: the caller's holding time taken off.
+    let provider_time = |started: Instant| {
+        started
+            .elapsed()
+            .saturating_sub(caller.total().saturating_sub(held_before))
+    };
     let mut ctx = CallContext::new(timeout);
     ctx.retry = retry;
     let span = tracing::info_span!(
@@ -357,15 +300,24 @@ async fn attempt(
         .await;
     let mut events = match opened {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return (Err(e.with_masked_urls()), 0),
+        Ok(Err(e)) => {
+            if asked_partials && e.is_timeout() {
+                // No partial within the wait: a lower bound of the time to the first.
+                slot.health.record_first_partial(provider_time(started));
+            }
+            return (Err(e.with_masked_urls()), 0);
+        }
         Err(_) => {
+            if asked_partials {
+                slot.health.record_first_partial(provider_time(started));
+            }
             return (
                 Err(timed_out(format!(
                     "no answer within {} ms",
                     timeout.as_millis()
                 ))),
                 0,
-            )
+            );
         }
     };
     let serving = StreamEvent::Serving {
@@ -383,7 +335,9 @@ async fn attempt(
         match next {
             Ok(Some(Ok(ProviderEvent::Partial(partial)))) => {
                 if partials == 0 {
-                    m::stream_first_partial(&slot.metric_keys, started.elapsed());
+                    let took = provider_time(started);
+                    m::stream_first_partial(&slot.metric_keys, took);
+                    slot.health.record_first_partial(took);
                 }
                 partials = partials.saturating_add(1);
                 let event = StreamEvent::Partial {
@@ -414,10 +368,16 @@ async fn attempt(
                 return (Err(e), partials);
             }
             Err(_) if Instant::now() >= deadline => {
+                if partials == 0 && asked_partials {
+                    slot.health.record_first_partial(provider_time(started));
+                }
                 let msg = format!("no completed event within {} ms", timeout.as_millis());
                 return (Err(timed_out(msg)), partials);
             }
             Err(_) => {
+                if partials == 0 && asked_partials {
+                    slot.health.record_first_partial(provider_time(started));
+                }
                 let msg = format!(
                     "the stream stalled: no event within {} ms",
                     options.stall_timeout.as_millis()

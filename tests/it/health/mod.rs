@@ -2,3 +2,4 @@
 
 mod basics;
 mod ewma;
+mod first_partial;

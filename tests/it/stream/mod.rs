@@ -3,6 +3,8 @@
 //! failover rule, stalls, cuts, broken events, cancellation and many concurrent streams.
 
 mod cli;
+mod health;
+mod models;
 mod router;
 mod wire;
 
