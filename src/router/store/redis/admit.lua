@@ -11,7 +11,7 @@ local images, tokens, id, ttl, amount, dry, nb =
 local B = budgets_from(KEYS, 8, ARGV, a + 7, nb)
 local KEEP = 3600000
 local s = load(M)
-prune(Z, s, now)
+prune(Z, M, s, now)
 if not dry then sweep(RD, RZ, SP, now) end
 local d = redis.call('HGET', DENY, 'until')
 if d and num(d) > now then return answer(1, Z, s, L, now, DENY, COOL, SP, B, {}) end

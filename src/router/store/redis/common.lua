@@ -51,17 +51,29 @@ local function parse_member(m)
   return id, tonumber(im) or 0, tonumber(tk) or 0
 end
 
--- Drops the log entries that left the window and the held capacity that expired.
-local function prune(Z, s, now)
+-- Drops the log entries that left the window and the held capacity that expired. The log
+-- and its running sums change together here: the sums are written back at once (not left
+-- to the caller's save, which a dry look or an early answer skips), or a pruned log would
+-- keep counting requests that are gone and the window would never have room again. The
+-- request count is the log's size (exact, O(1)); an empty log has no images or tokens
+-- (this also heals sums left inconsistent by an older script).
+local function prune(Z, M, s, now)
   local old = redis.call('ZRANGEBYSCORE', Z, '-inf', now - WINDOW)
+  local before = {s.n, s.img, s.tok}
   if #old > 0 then
     for _, m in ipairs(old) do
       local _, im, tk = parse_member(m)
-      s.n = math.max(0, s.n - 1)
       s.img = math.max(0, s.img - im)
       s.tok = math.max(0, s.tok - tk)
     end
     redis.call('ZREMRANGEBYSCORE', Z, '-inf', now - WINDOW)
+  end
+  s.n = redis.call('ZCARD', Z)
+  if s.n == 0 then s.img = 0; s.tok = 0 end
+  if s.n ~= before[1] or s.img ~= before[2] or s.tok ~= before[3] then
+    redis.call('HSET', M, 'n', string.format('%d', s.n), 'img', string.format('%d', s.img),
+      'tok', string.format('%d', s.tok))
+    if redis.call('PTTL', M) < 0 then redis.call('PEXPIRE', M, 3600000) end
   end
   if s.hru <= now then s.hr = 0; s.hru = 0 end
   if s.htu <= now then s.ht = 0; s.htu = 0 end
@@ -190,10 +202,10 @@ end
 
 -- Applies rate-limit headers H = {lr, lt, rr, rt, resr, rest} (-1: absent) as the
 -- in-process limiter's observe_headers does.
-local function observe(Z, s, L, now, H, score)
+local function observe(Z, M, s, L, now, H, score)
   local lr, lt, rr, rt, resr, rest = H[1], H[2], H[3], H[4], H[5], H[6]
   if lr < 0 and lt < 0 and rr < 0 and rt < 0 and resr < 0 and rest < 0 then return end
-  prune(Z, s, now)
+  prune(Z, M, s, now)
   if rr >= 0 or rt >= 0 then s.seen = now end
   local oreq, otok = ours_up_to(Z, s, score)
   if lr > 0 then s.srpm = lr end
@@ -228,7 +240,7 @@ local function observe(Z, s, L, now, H, score)
       s.htu = now + d
     end
   end
-  prune(Z, s, now)
+  prune(Z, M, s, now)
 end
 
 local function rate_limited(s, L, now, wait)

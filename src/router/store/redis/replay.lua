@@ -4,7 +4,7 @@
 local Z, M = KEYS[1], KEYS[2]
 local now = clock(ARGV[1])
 local s = load(M)
-prune(Z, s, now)
+prune(Z, M, s, now)
 local n = (#ARGV - 2) / 3
 local prefix = ARGV[#ARGV]
 for i = 0, n - 1 do
