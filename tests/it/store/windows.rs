@@ -11,11 +11,12 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// Admits `count` demands at once, spread over `stores`; returns how many were admitted.
+/// Admits `count` demands at once, spread over `stores` (each admitted one answered at
+/// once); returns how many were admitted.
 async fn burst(stores: &[RedisStore], count: usize, images: u32, tokens: u64) -> usize {
     let calls = (0..count).map(|i| {
         let s = &stores[i % stores.len()];
-        async move { admit(s, images, tokens).await.is_ok() }
+        async move { answered(s, images, tokens).await.is_ok() }
     });
     join_all(calls).await.into_iter().filter(|ok| *ok).count()
 }
@@ -268,14 +269,14 @@ async fn ranking_reads_answer_from_a_cache_that_refreshes_in_the_background() {
     };
     let reader = b.store("p1", "acct", limits(Some(3), None, None), &[]);
     let writer = b.store("p2", "acct", limits(Some(3), None, None), &[]);
-    admit(&reader, 1, 1).await.unwrap();
+    answered(&reader, 1, 1).await.unwrap();
     assert_eq!(
         reader.headroom(MODEL).requests,
         Some(2),
         "from its own answer"
     );
-    admit(&writer, 1, 1).await.unwrap();
-    admit(&writer, 1, 1).await.unwrap();
+    answered(&writer, 1, 1).await.unwrap();
+    answered(&writer, 1, 1).await.unwrap();
     // A ranking read makes no call: it answers from the cache (the background task's
     // periodic refresh may already have updated it, on real time, so not asserted here).
     // Past a second the read asks the background task for a fresh look.

@@ -72,11 +72,36 @@ struct Settings {
 }
 
 /// A window as the last answer about it showed it, in router-clock time.
+///
+/// The answer's figures are those of its moment; they do not advance by themselves. What
+/// is read from them later follows two rules: a window the answer showed full (no room
+/// for one more request or image) until `T` reads as having room once the router clock
+/// passes `T` (the answer's `room_at`, translated from the deciding clock by the time
+/// elapsed since the answer, so clock offsets between the server and the router do not
+/// matter), and an answer older than [`REFRESH_AFTER`] is never the basis of a refusal
+/// (`rate_limit_check`): only the server, through an admission, refuses then.
 #[derive(Clone, Debug)]
 struct CachedWindow {
     /// Router-clock time of the answer.
     at: Duration,
     answer: Answer,
+}
+
+impl CachedWindow {
+    /// The router-clock time of `t`, a time on the deciding clock in the answer (µs).
+    fn local(&self, t: i64) -> Duration {
+        self.at + after(&self.answer, t)
+    }
+
+    /// The answer showed the window full for one more request, and that has ended by `now`.
+    fn room_back(&self, now: Duration) -> bool {
+        self.answer.room_at > self.answer.now && now >= self.local(self.answer.room_at)
+    }
+
+    /// Older than the refresh interval at `now`.
+    fn is_stale(&self, now: Duration) -> bool {
+        now.saturating_sub(self.at) >= REFRESH_AFTER
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -338,6 +363,7 @@ impl RedisStore {
         let mut inv = REPLAY.prepare_invoke();
         inv.key(i.key(&format!("w:{model}")))
             .key(i.key(&format!("m:{model}")))
+            .key(i.key("rd"))
             .arg(i.now_arg());
         for e in entries {
             inv.arg(micros(e.age)).arg(e.images).arg(e.tokens);
@@ -559,12 +585,9 @@ impl Inner {
         let stale = match self.cache.lock().windows.get(model) {
             None => true,
             Some(w) => {
-                let oldest_left = w.answer.oldest_expiry > 0
-                    && now.saturating_sub(w.at)
-                        >= Duration::from_micros(
-                            u64::try_from(w.answer.oldest_expiry - w.answer.now).unwrap_or(0),
-                        );
-                now.saturating_sub(w.at) >= REFRESH_AFTER || oldest_left
+                let oldest_left =
+                    w.answer.oldest_expiry > 0 && now >= w.local(w.answer.oldest_expiry);
+                w.is_stale(now) || oldest_left || w.room_back(now)
             }
         };
         if stale {
@@ -718,9 +741,16 @@ impl Inner {
         let lim = |v: i64| (v > 0).then(|| u64::try_from(v).unwrap_or(0));
         let (rpm, tpm, ipm) = (lim(a.rpm), lim(a.tpm), lim(a.ipm));
         let avail = |l: Option<u64>, used: i64| l.map(|l| l.saturating_sub(used.max(0) as u64));
-        let requests = avail(rpm, a.used_requests);
+        let mut requests = avail(rpm, a.used_requests);
         let tokens = avail(tpm, a.used_tokens);
-        let images = avail(ipm, a.used_images);
+        let mut images = avail(ipm, a.used_images);
+        if w.room_back(now) {
+            // "Full until T" and T has passed: at least one request of one image fits (the
+            // entries that left the window are still in the cached sums until the refresh
+            // this read asked for answers).
+            requests = requests.map(|r| r.max(1));
+            images = images.map(|i| i.max(1));
+        }
         let block_until = (a.block_until > a.now)
             .then(|| {
                 w.at + Duration::from_micros(u64::try_from(a.block_until - a.now).unwrap_or(0))
@@ -951,8 +981,14 @@ impl StateStore for RedisStore {
                 return Err(Denied::NoAccess(Box::new(na)));
             }
         }
-        let h = self.inner.cached_headroom(demand.model);
+        let now = self.inner.clock.now();
         let cached = self.inner.cache.lock().windows.get(demand.model).cloned();
+        if cached.as_ref().is_some_and(|w| w.is_stale(now)) {
+            // Too old to refuse on: ask the server for a fresh look and say nothing.
+            self.inner.ask_refresh(demand.model);
+            return Ok(());
+        }
+        let h = self.inner.cached_headroom(demand.model);
         if let (Some(until), Some(retry_in)) = (h.blocked_until, h.retry_in) {
             return Err(Denied::Blocked {
                 reason: block_reason(cached.as_ref().map_or(3, |w| w.answer.block_reason)),
@@ -960,9 +996,16 @@ impl StateStore for RedisStore {
                 retry_in,
             });
         }
+        // When one request fits again (full on requests or images), else when the oldest
+        // entry leaves (full on tokens).
         let retry_in = cached.map_or(Duration::ZERO, |w| {
-            let left = after(&w.answer, w.answer.oldest_expiry);
-            left.saturating_sub(self.inner.clock.now().saturating_sub(w.at))
+            let a = &w.answer;
+            let t = if a.room_at > a.now {
+                a.room_at
+            } else {
+                a.oldest_expiry
+            };
+            w.local(t).saturating_sub(now)
         });
         let full = |avail: Option<u64>, want: u64| avail.is_some_and(|a| a < want);
         let (limit, value) = if full(h.requests, 1) {
