@@ -31,9 +31,6 @@ async fn a_thousand_concurrent_requests_never_pass_a_one_dollar_budget() {
 /// The same storm, then: is anything of the budget lost to the cancelled requests beyond
 /// what they hold?
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on the Redis store of redis-core 15ce64d and still at 9a0c308: a request future dropped while its \
-            admission script runs leaves its router-budget reservation open until the \
-            reservation TTL ($0.07 to $0.25 of $1.00 unusable after the storm)"]
 async fn cancelled_requests_leave_no_reservation_open() {
     storm("cancelled_requests_leave_no_reservation_open", true).await;
 }

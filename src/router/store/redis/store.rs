@@ -596,8 +596,27 @@ impl Inner {
     }
 
     /// Ends an admission on the server: the account's window and budgets, then the router's.
-    async fn finish(&self, id: u64, model: &str, s: Finish<'_>) -> Result<(), StoreError> {
+    async fn finish(
+        self: &Arc<Self>,
+        id: u64,
+        model: &str,
+        s: Finish<'_>,
+    ) -> Result<(), StoreError> {
         self.pending.lock().remove(&id);
+        // Dropped midway (the request's future was cancelled during its settlement): the
+        // reservation is still ended, from the queue.
+        let mut guard = (id != 0 && s.how != "n").then(|| {
+            EndOnDrop::new(
+                self,
+                id,
+                model,
+                EndJob::Account {
+                    refund: s.refund,
+                    how: s.how,
+                    paid: s.paid,
+                },
+            )
+        });
         let config = self.limiter_config(model)?;
         let budgets = {
             let st = self.settings.read();
@@ -632,8 +651,17 @@ impl Inner {
         Self::budget_args(&mut inv, &budgets);
         let answer = Answer::decode(&self.invoke(&inv).await?)?;
         self.remember(model, &answer);
+        if let Some(g) = guard.as_mut() {
+            g.job = EndJob::Router {
+                how: s.how,
+                paid: s.paid,
+            };
+        }
         if id != 0 && s.how != "n" && !self.router_budgets.is_empty() {
             self.router_budget(s.how, id, s.paid).await?;
+        }
+        if let Some(g) = guard.as_mut() {
+            g.disarm();
         }
         Ok(())
     }
@@ -817,6 +845,105 @@ struct Finish<'a> {
     /// `c` commit, `r` release, `h` hold, `n` nothing (headers only).
     how: &'static str,
     paid: i64,
+}
+
+/// What an [`EndOnDrop`] queues.
+#[derive(Clone, Copy, Debug)]
+enum EndJob {
+    /// Release everything reserved under the id (account window and budgets, router
+    /// budgets): an admission whose future was dropped before it returned.
+    Release,
+    /// End the reservation on the account (and then the router budgets) as a settlement
+    /// dropped before its account script answered would have; headers and 429s are not
+    /// repeated (advisory, and a back-off must not apply twice).
+    Account {
+        refund: bool,
+        how: &'static str,
+        paid: i64,
+    },
+    /// Only the router budgets are left (the account script answered).
+    Router { how: &'static str, paid: i64 },
+}
+
+/// Ends a reservation from `Drop` when the future that was making or ending it is dropped
+/// midway: an `async` call cannot finish its work once cancelled, so the rest goes to the
+/// factory's bounded background queue (the same path as `release` and `hold`); if the
+/// queue is full, the reservation's time-to-live ends it, as for a crashed instance.
+/// Every job it queues is idempotent on the server: ending a reservation that is already
+/// ended, or was never made, changes nothing.
+struct EndOnDrop {
+    inner: Arc<Inner>,
+    id: u64,
+    model: String,
+    job: EndJob,
+    armed: bool,
+}
+
+impl EndOnDrop {
+    fn new(inner: &Arc<Inner>, id: u64, model: &str, job: EndJob) -> Self {
+        Self {
+            inner: Arc::clone(inner),
+            id,
+            model: model.to_string(),
+            job,
+            armed: true,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (me, id, job) = (Arc::clone(&self.inner), self.id, self.job);
+        let model = std::mem::take(&mut self.model);
+        me.pending.lock().remove(&id);
+        let provider = me.provider.clone();
+        let queued = self.inner.link.enqueue(Box::pin(async move {
+            let result = match job {
+                EndJob::Release => {
+                    let f = Finish {
+                        refund: true,
+                        actual_tokens: None,
+                        headers: None,
+                        rate_limited: None,
+                        how: "r",
+                        paid: 0,
+                    };
+                    me.finish(id, &model, f).await
+                }
+                EndJob::Account { refund, how, paid } => {
+                    let f = Finish {
+                        refund,
+                        actual_tokens: None,
+                        headers: None,
+                        rate_limited: None,
+                        how,
+                        paid,
+                    };
+                    me.finish(id, &model, f).await
+                }
+                EndJob::Router { how, paid } => {
+                    if me.router_budgets.is_empty() {
+                        Ok(())
+                    } else {
+                        me.router_budget(how, id, paid).await.map(|_| ())
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(provider = %me.provider, error = %e, "reservation of a cancelled call not ended; its time-to-live ends it");
+            }
+        }));
+        if !queued {
+            tracing::warn!(provider = %provider, "store queue full or stopped; the reservation of a cancelled call ends by its time-to-live");
+        }
+    }
 }
 
 fn block_reason(code: i64) -> BlockReason {
@@ -1099,6 +1226,11 @@ impl StateStore for RedisStore {
         i.link.start_queue();
         // A random id: unique across instances without a round trip (2^-63 per pair).
         let id = (rand::random::<u64>() >> 1).max(1);
+        // From here on a script may reserve under `id`: if this future is dropped before it
+        // returns (the request was cancelled, or the degraded mode's time-out gave up on
+        // it), the guard queues the release of whatever was reserved. Releasing what was
+        // never reserved is a no-op on the server.
+        let mut guard = EndOnDrop::new(i, id, demand.model, EndJob::Release);
         if !i.router_budgets.is_empty() {
             let v = i
                 .router_budget("reserve", id, amount)
@@ -1108,6 +1240,8 @@ impl StateStore for RedisStore {
                 let idx = usize::try_from(j - 1).unwrap_or(0);
                 let keys = i.budget_keys(|k| i.router_key(k), &i.router_budgets);
                 if let (Some(b), Some(k)) = (i.router_budgets.get(idx), keys.get(idx)) {
+                    // Refused: nothing was reserved.
+                    guard.disarm();
                     return Err(Refusal::Budget(i.exhausted(
                         &i.router_ledger_name,
                         b,
@@ -1132,6 +1266,8 @@ impl StateStore for RedisStore {
             .await;
         let refusal = match result {
             Ok((a, _)) if a.status == 0 => {
+                // The admission is the caller's now (the slot's guard ends it).
+                guard.disarm();
                 return Ok(Admission::shared(id, demand.tokens));
             }
             Ok((a, keys)) => refusal(i, &a, &keys, demand, cost_usd),
@@ -1145,6 +1281,7 @@ impl StateStore for RedisStore {
                 tracing::warn!(provider = %i.provider, error = %e, "router budget reservation not released");
             }
         }
+        guard.disarm();
         Err(refusal)
     }
 
