@@ -53,6 +53,10 @@ pub(crate) struct Prepared {
 
 /// Validates `req` as written (preview mode must not hide a mistake), then applies preview
 /// mode and resolves the fallback list.
+// `Error` is the crate's public error (its largest variant carries a `ProviderError` and the
+// trace); it is built at most once per request and returned as is, so boxing it here only to
+// unbox it for the caller would buy nothing.
+#[allow(clippy::result_large_err)]
 pub(crate) fn prepare(snap: &Snapshot, mut req: ImageRequest) -> Result<Prepared, Error> {
     let settings = &snap.settings;
     let model = resolve_model(snap, &req);
