@@ -1,12 +1,14 @@
 //! Budgets across instances: 1,000 concurrent requests spread over four instances against a
 //! $1.00 router budget and a $1.00 provider budget, a quarter of them cancelled (their
-//! futures dropped while the provider works). What the simulator billed never passes $1.00,
-//! because each admission reserves its estimate on the server atomically. A cancelled
-//! request ends its reservation when its future is dropped: a request that was already sent
-//! (these were) is *held* — the provider may bill it — and one that was not is released (the
-//! store contract; the router's admission guard does it in `Drop`). Once everything has
-//! ended, no reservation is left open in the shared budget, and the instances serve until
-//! what is neither spent nor held is used up.
+//! futures dropped after 50 ms, while the store admits them or the provider works). What
+//! the simulator billed never passes $1.00, because each admission reserves its estimate on
+//! the server atomically. A cancelled request ends its reservation when its future is
+//! dropped: one handed to the provider is *held* — the provider may bill it — and one that
+//! was not is released (the store contract; the router's admission guard does it in `Drop`,
+//! and the Redis store's own drop guard when the future is dropped while its admission
+//! script runs). Once everything has ended, no reservation is left open on either budget
+//! (read from the server), and the instances serve until what is neither spent nor held is
+//! used up.
 
 use std::time::Duration;
 
