@@ -604,7 +604,9 @@ impl Inner {
     ) -> Result<(), StoreError> {
         self.pending.lock().remove(&id);
         // Dropped midway (the request's future was cancelled during its settlement): the
-        // reservation is still ended, from the queue.
+        // reservation is still ended, from the queue. Only cancellation fires it: a call that
+        // returns, also with an error, disarms it (a failed job is not queued again, so an
+        // unreachable server never grows a chain of retries).
         let mut guard = (id != 0 && s.how != "n").then(|| {
             EndOnDrop::new(
                 self,
@@ -617,6 +619,22 @@ impl Inner {
                 },
             )
         });
+        let result = self.finish_steps(id, model, &s, guard.as_mut()).await;
+        if let Some(g) = guard.as_mut() {
+            g.disarm();
+        }
+        result
+    }
+
+    /// [`Inner::finish`]'s two steps: the account's script, then the router's budgets
+    /// (`guard` learns when only the second is left).
+    async fn finish_steps(
+        &self,
+        id: u64,
+        model: &str,
+        s: &Finish<'_>,
+        mut guard: Option<&mut EndOnDrop>,
+    ) -> Result<(), StoreError> {
         let config = self.limiter_config(model)?;
         let budgets = {
             let st = self.settings.read();
@@ -651,7 +669,7 @@ impl Inner {
         Self::budget_args(&mut inv, &budgets);
         let answer = Answer::decode(&self.invoke(&inv).await?)?;
         self.remember(model, &answer);
-        if let Some(g) = guard.as_mut() {
+        if let Some(g) = guard.as_deref_mut() {
             g.job = EndJob::Router {
                 how: s.how,
                 paid: s.paid,
@@ -659,9 +677,6 @@ impl Inner {
         }
         if id != 0 && s.how != "n" && !self.router_budgets.is_empty() {
             self.router_budget(s.how, id, s.paid).await?;
-        }
-        if let Some(g) = guard.as_mut() {
-            g.disarm();
         }
         Ok(())
     }
@@ -1281,7 +1296,12 @@ impl StateStore for RedisStore {
                 tracing::warn!(provider = %i.provider, error = %e, "router budget reservation not released");
             }
         }
-        guard.disarm();
+        if !matches!(refusal, Refusal::Store(_)) {
+            // Refused by the script: it reserved nothing. A script that did not answer in
+            // time may still run on the server: the armed guard then queues one release
+            // (a no-op if it never ran).
+            guard.disarm();
+        }
         Err(refusal)
     }
 
