@@ -11,29 +11,30 @@ local images, tokens, id, ttl, amount, dry, nb =
 local B = budgets_from(KEYS, 8, ARGV, a + 7, nb)
 local KEEP = 3600000
 local s = load(M)
-prune(Z, M, RD, s, now)
+prune(Z, M, s, now)
 if not dry then sweep(RD, RZ, SP, now) end
 local d = redis.call('HGET', DENY, 'until')
-if d and num(d) > now then return answer(1, Z, RD, s, L, now, DENY, COOL, SP, B, {}) end
+if d and num(d) > now then return answer(1, Z, s, L, now, DENY, COOL, SP, B, {}) end
 local c = redis.call('HGET', COOL, 'until')
-if c and num(c) > now then return answer(2, Z, RD, s, L, now, DENY, COOL, SP, B, {}) end
-local refused = check(Z, RD, s, L, now, images, tokens)
+if c and num(c) > now then return answer(2, Z, s, L, now, DENY, COOL, SP, B, {}) end
+local refused = check(Z, s, L, now, images, tokens)
 if refused ~= nil then
   if not dry then save(M, Z, s, KEEP) end
-  return answer(refused[1], Z, RD, s, L, now, DENY, COOL, SP, B, {refused[2], refused[3], refused[4]})
+  return answer(refused[1], Z, s, L, now, DENY, COOL, SP, B, {refused[2], refused[3], refused[4]})
 end
 local j = budget_refuses(B, amount)
 if j ~= nil then
   if not dry then save(M, Z, s, KEEP) end
-  return answer(7, Z, RD, s, L, now, DENY, COOL, SP, B, {j})
+  return answer(7, Z, s, L, now, DENY, COOL, SP, B, {j})
 end
-if dry then return answer(0, Z, RD, s, L, now, DENY, COOL, SP, B, {}) end
--- In flight from now on (its reservation is open): it stays in the window until it is
--- settled, and then for 60 s from the settlement (settle.lua).
+if dry then return answer(0, Z, s, L, now, DENY, COOL, SP, B, {}) end
+-- In flight from now on: scored at the end of its reservation's time-to-live (see
+-- `in_flight`), it stays in the window until it is settled, and then for 60 s from the
+-- settlement (settle.lua).
 local member = id .. ':' .. string.format('%d', images) .. ':' .. string.format('%d', tokens)
   .. ':' .. string.format('%d', now)
-redis.call('ZADD', Z, now, member)
+redis.call('ZADD', Z, now + math.max(ttl, WINDOW), member)
 s.n = s.n + 1; s.img = s.img + images; s.tok = s.tok + tokens
 save(M, Z, s, KEEP)
 reserve(RD, RZ, B, id, amount, now + ttl, member .. '|' .. string.format('%d', now))
-return answer(0, Z, RD, s, L, now, DENY, COOL, SP, B, {})
+return answer(0, Z, s, L, now, DENY, COOL, SP, B, {})

@@ -53,32 +53,32 @@ local function parse_member(m)
   return id, tonumber(im) or 0, tonumber(tk) or 0, tonumber(adm)
 end
 
--- Whether a log member is a request still in flight: its reservation is open in RD (nil:
--- not known, counted as settled).
-local function in_flight(RD, m)
-  if RD == nil then return false end
-  local id = parse_member(m)
-  return id ~= nil and redis.call('HEXISTS', RD, id) == 1
+-- An entry's score: its settlement time once settled; while the request is in flight, its
+-- admission time plus the reservation's time-to-live (admit.lua), a time in the future, so
+-- "in flight" is simply "scored after now", and an entry whose reservation nobody ended
+-- (a crashed instance) leaves by itself once its time-to-live has passed.
+local function in_flight(score, now)
+  return score > now
 end
 
--- Drops the log entries that left the window and the held capacity that expired. An entry
--- leaves 60 s after its score, which is its settlement time once settled; a request still
--- in flight never leaves by itself (the provider counted it at some time before its answer,
--- not known yet). The log and its running sums change together here: the sums are written
--- back at once (not left to the caller's save, which a dry look or an early answer skips),
--- or a pruned log would keep counting requests that are gone and the window would never
--- have room again. The request count is the log's size (exact, O(1)); an empty log has no
--- images or tokens (this also heals sums left inconsistent by an older script).
-local function prune(Z, M, RD, s, now)
+-- Drops the log entries that left the window and the held capacity that expired. A settled
+-- entry leaves 60 s after its settlement; a request still in flight never leaves by itself
+-- (the provider counted it at some time before its answer, not known yet). The log and its
+-- running sums change together here: the sums are written back at once (not left to the
+-- caller's save, which a dry look or an early answer skips), or a pruned log would keep
+-- counting requests that are gone and the window would never have room again. The request
+-- count is the log's size (exact, O(1)); an empty log has no images or tokens (this also
+-- heals sums left inconsistent by an older script).
+local function prune(Z, M, s, now)
   local old = redis.call('ZRANGEBYSCORE', Z, '-inf', now - WINDOW)
   local before = {s.n, s.img, s.tok}
-  for _, m in ipairs(old) do
-    if not in_flight(RD, m) then
+  if #old > 0 then
+    for _, m in ipairs(old) do
       local _, im, tk = parse_member(m)
       s.img = math.max(0, s.img - im)
       s.tok = math.max(0, s.tok - tk)
-      redis.call('ZREM', Z, m)
     end
+    redis.call('ZREMRANGEBYSCORE', Z, '-inf', now - WINDOW)
   end
   s.n = redis.call('ZCARD', Z)
   if s.n == 0 then s.img = 0; s.tok = 0 end
@@ -91,25 +91,22 @@ local function prune(Z, M, RD, s, now)
   if s.htu <= now then s.ht = 0; s.htu = 0 end
 end
 
+-- When a log entry scored `score` leaves the window: 60 s after its settlement, or, in
+-- flight, no earlier than 60 s from now (were it answered now).
+local function departure(score, now)
+  if in_flight(score, now) then return now + WINDOW end
+  return score + WINDOW
+end
+
 -- When each log entry leaves the window, earliest first: {time, requests, images, tokens}.
--- A settled entry leaves 60 s after its score; one in flight no earlier than 60 s from now
--- (were it answered now). `limit`: stop after that many entries (nil: all).
-local function departures(Z, RD, now, limit)
+-- Score order is departure order (entries in flight score after every settled one).
+local function departures(Z, now)
   local log = redis.call('ZRANGE', Z, 0, -1, 'WITHSCORES')
-  local out, flying = {}, {}
+  local out = {}
   for i = 1, #log, 2 do
     local _, im, tk = parse_member(log[i])
-    if in_flight(RD, log[i]) then
-      flying[#flying + 1] = {now + WINDOW, 1, im, tk}
-    else
-      out[#out + 1] = {tonumber(log[i + 1]) + WINDOW, 1, im, tk}
-      if limit ~= nil and #out >= limit then return out end
-    end
+    out[#out + 1] = {departure(tonumber(log[i + 1]), now), 1, im, tk}
   end
-  -- Settled entries come in score order; those in flight all leave at the same bound,
-  -- after every settled one that leaves earlier.
-  for _, f in ipairs(flying) do out[#out + 1] = f end
-  table.sort(out, function(a, b) return a[1] < b[1] end)
   return out
 end
 
@@ -170,13 +167,13 @@ local function used_req(s) return s.n + s.hr end
 local function used_tok(s) return s.tok + s.ht end
 
 -- The earliest time a request of `images` and `tokens` fits at the limits `e`.
-local function room_at(Z, RD, s, now, images, tokens, e)
+local function room_at(Z, s, now, images, tokens, e)
   local reqs, imgs, toks = used_req(s), s.img, used_tok(s)
   local function fits()
     return (e.rpm == 0 or reqs < e.rpm) and (e.ipm == 0 or imgs + images <= e.ipm)
       and (e.tpm == 0 or toks + tokens <= e.tpm)
   end
-  local events = departures(Z, RD, now, nil)
+  local events = departures(Z, now)
   if s.hr > 0 then events[#events + 1] = {s.hru, s.hr, 0, 0} end
   if s.ht > 0 then events[#events + 1] = {s.htu, 0, 0, s.ht} end
   table.sort(events, function(a, b) return a[1] < b[1] end)
@@ -190,7 +187,7 @@ local function room_at(Z, RD, s, now, images, tokens, e)
 end
 
 -- The window check: nil when the request fits now, else {status, x1, x2, x3}.
-local function check(Z, RD, s, L, now, images, tokens)
+local function check(Z, s, L, now, images, tokens)
   local ceil = effective(s, L, now, false)
   if ceil.ipm > 0 and images > ceil.ipm then return {3, images, ceil.ipm, 0} end
   if ceil.tpm > 0 and tokens > ceil.tpm then return {4, tokens, ceil.tpm, 0} end
@@ -205,7 +202,7 @@ local function check(Z, RD, s, L, now, images, tokens)
   if req_full then kind, value = 1, e.rpm
   elseif img_full then kind, value = 2, e.ipm
   else kind, value = 3, e.tpm end
-  return {6, kind, value, room_at(Z, RD, s, now, images, tokens, e)}
+  return {6, kind, value, room_at(Z, s, now, images, tokens, e)}
 end
 
 -- Requests and tokens of the log entries admitted no later than `admitted` (all for nil):
@@ -226,10 +223,10 @@ end
 
 -- Applies rate-limit headers H = {lr, lt, rr, rt, resr, rest} (-1: absent) as the
 -- in-process limiter's observe_headers does.
-local function observe(Z, M, RD, s, L, now, H, score)
+local function observe(Z, M, s, L, now, H, score)
   local lr, lt, rr, rt, resr, rest = H[1], H[2], H[3], H[4], H[5], H[6]
   if lr < 0 and lt < 0 and rr < 0 and rt < 0 and resr < 0 and rest < 0 then return end
-  prune(Z, M, RD, s, now)
+  prune(Z, M, s, now)
   if rr >= 0 or rt >= 0 then s.seen = now end
   local oreq, otok = ours_up_to(Z, s, score)
   if lr > 0 then s.srpm = lr end
@@ -264,7 +261,7 @@ local function observe(Z, M, RD, s, L, now, H, score)
       s.htu = now + d
     end
   end
-  prune(Z, M, RD, s, now)
+  prune(Z, M, s, now)
 end
 
 local function rate_limited(s, L, now, wait)
@@ -348,13 +345,13 @@ local function reserve(RD, RZ, B, id, amount, expires, extra)
 end
 
 -- The common answer: status, the window now, the denial and model cool-down, the spend.
-local function answer(status, Z, RD, s, L, now, DENY, COOL, SP, B, x)
+local function answer(status, Z, s, L, now, DENY, COOL, SP, B, x)
   local e = effective(s, L, now, true)
   local until_, why = block(s, now)
-  -- When the first entry leaves (settled entries first; they come in score order).
+  -- When the first entry leaves (the lowest score leaves first).
   local oldest = 0
-  local first = departures(Z, RD, now, 1)
-  if #first > 0 then oldest = first[1][1] end
+  local first = redis.call('ZRANGE', Z, 0, 0, 'WITHSCORES')
+  if #first == 2 then oldest = departure(tonumber(first[2]), now) end
   local d = redis.call('HMGET', DENY, 'reason', 'message', 'until')
   local c = {false, false, false}
   if COOL ~= nil then c = redis.call('HMGET', COOL, 'cause', 'message', 'until') end
@@ -365,7 +362,7 @@ local function answer(status, Z, RD, s, L, now, DENY, COOL, SP, B, x)
   -- tokens) fits again, so a cached "full" answer can be read as room once it has passed.
   local room = now
   if (e.rpm > 0 and used_req(s) + 1 > e.rpm) or (e.ipm > 0 and s.img + 1 > e.ipm) then
-    room = room_at(Z, RD, s, now, 1, 0, e)
+    room = room_at(Z, s, now, 1, 0, e)
   end
   local out = {status, now, used_req(s), s.img, used_tok(s), e.rpm, e.ipm, e.tpm, until_, why,
     fmt(margin(s, L, now)), fmt(factor(s, L, now)), oldest,

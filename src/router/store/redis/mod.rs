@@ -27,7 +27,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{p:a}:w:<model>` | sorted set | the model's sliding-window log: members `id:images:tokens:admitted`, scored by admission time while in flight and by settlement time once settled (µs; see "The window's edge") |
+//! | `{p:a}:w:<model>` | sorted set | the model's sliding-window log: members `id:images:tokens:admitted`, scored by settlement time once settled, and while in flight by the end of the reservation's time-to-live (µs; see "The window's edge") |
 //! | `{p:a}:m:<model>` | hash | the log's running sums, server-reported limits, held capacity and blocks from headers, the 429 back-off |
 //! | `{p:a}:deny` | hash, TTL | a provider-wide denial: reason code, message, end |
 //! | `{p:a}:cool:<model>` | hash, TTL | a model's cool-down (not found): cause, message, end |
@@ -103,9 +103,11 @@
 //! take seconds), the provider's window still holds it. So an entry is timed by what is
 //! certain:
 //!
-//! * **while the request is in flight** (its reservation is open) its entry never leaves
-//!   the window, however long it takes (it might reach the provider at any moment);
-//!   computing when room comes back, it counts as leaving no earlier than 60 s from now;
+//! * **while the request is in flight** its entry never leaves the window, however long it
+//!   takes (it might reach the provider at any moment); computing when room comes back, it
+//!   counts as leaving no earlier than 60 s from now. It is scored at the end of its
+//!   reservation's time-to-live, a time in the future: "in flight" is "scored after now", so
+//!   no script needs another key to tell, and the log's order is the order entries leave in;
 //! * **when it is settled** (answered, or held because its outcome is unknown) its entry is
 //!   moved to the settlement time: the provider counted it before its answer, so the
 //!   provider lets go of it no later than 60 s after the settlement, and the store frees the
@@ -116,8 +118,10 @@
 //! What it costs is each request's latency (a slot is busy for its answer time plus 60 s,
 //! where the provider needs 60 s from receipt); with answers of 3 s and 30 RPM that is at
 //! most 3 s of every 63, and the proofs still turn 100 % of the two-minute limit into
-//! images. A reservation nobody ends (a crashed instance) is swept at its time-to-live and
-//! its entry then leaves at its admission time plus 60 s, long past.
+//! images. A reservation nobody ends (a crashed instance, or a release dropped because the
+//! background queue was full) keeps its slot until its time-to-live has passed, and 60 s
+//! more ([`RedisStoreFactory::reservation_ttl`], default 10 minutes): conservative, never a
+//! 429.
 //!
 //! # What is shared and what stays in each instance
 //!

@@ -1,10 +1,10 @@
 -- replay: admissions an instance made on its own while the store was unreachable, added to
 -- the shared window. KEYS = window zset, window hash; ARGV = now|'server', then triples
 -- (age, images, tokens) and the id prefix last.
-local Z, M, RD = KEYS[1], KEYS[2], KEYS[3]
+local Z, M = KEYS[1], KEYS[2]
 local now = clock(ARGV[1])
 local s = load(M)
-prune(Z, M, RD, s, now)
+prune(Z, M, s, now)
 local n = (#ARGV - 2) / 3
 local prefix = ARGV[#ARGV]
 for i = 0, n - 1 do

@@ -14,7 +14,7 @@ local wait, how, paid, nb = num(ARGV[a + 9]), ARGV[a + 10], num(ARGV[a + 11]), n
 local B = budgets_from(KEYS, 8, ARGV, a + 13, nb)
 local KEEP = 3600000
 local s = load(M)
-prune(Z, M, RD, s, now)
+prune(Z, M, s, now)
 local score = nil
 local parts = nil
 if id ~= '0' and how ~= 'n' then parts = finish(RD, RZ, SP, id, how, paid, B) end
@@ -38,7 +38,7 @@ if parts ~= nil then
   end
   score = at
 end
-observe(Z, M, RD, s, L, now, H, score)
+observe(Z, M, s, L, now, H, score)
 if wait >= 0 then rate_limited(s, L, now, wait) end
 save(M, Z, s, KEEP)
-return answer(0, Z, RD, s, L, now, DENY, COOL, SP, B, {})
+return answer(0, Z, s, L, now, DENY, COOL, SP, B, {})

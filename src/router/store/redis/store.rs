@@ -363,7 +363,6 @@ impl RedisStore {
         let mut inv = REPLAY.prepare_invoke();
         inv.key(i.key(&format!("w:{model}")))
             .key(i.key(&format!("m:{model}")))
-            .key(i.key("rd"))
             .arg(i.now_arg());
         for e in entries {
             inv.arg(micros(e.age)).arg(e.images).arg(e.tokens);
