@@ -632,7 +632,7 @@ impl Inner {
         id: u64,
         model: &str,
         s: &Finish<'_>,
-        mut guard: Option<&mut EndOnDrop>,
+        guard: Option<&mut EndOnDrop>,
     ) -> Result<(), StoreError> {
         let config = self.limiter_config(model)?;
         let budgets = {
@@ -668,7 +668,7 @@ impl Inner {
         Self::budget_args(&mut inv, &budgets);
         let answer = Answer::decode(&self.invoke(&inv).await?)?;
         self.remember(model, &answer);
-        if let Some(g) = guard.as_deref_mut() {
+        if let Some(g) = guard {
             g.job = EndJob::Router {
                 how: s.how,
                 paid: s.paid,
