@@ -183,12 +183,6 @@ fn sum(rs: &[ChildResult]) -> ChildResult {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "passes alone (60 of 60 allowed images, 0 upstream 429s) but not under the whole \
-            suite's load on 2 cores (4 upstream 429s of 60 in one run): the Redis store \
-            admits a slot exactly 60 s after its last use on the server's clock, and when that \
-            last use reached the simulator later than the new request does, the simulator's \
-            window still holds it; the store needs a guard at the window's edge. Run it with \
-            --ignored"]
 async fn four_processes_share_one_account_with_zero_429s() {
     let test = "four_processes_share_one_account_with_zero_429s";
     let Some(url) = test_redis::url(test) else {

@@ -151,3 +151,19 @@ pub(crate) async fn admit(
         .admit(Demand::new(MODEL, images, tokens), cost(0.0))
         .await
 }
+
+/// A request admitted, sent and answered at once (settled as used, at no cost): its entry
+/// counts in the window from now for 60 s. An admission left open instead is a request
+/// still in flight, which stays in the window until it is settled.
+pub(crate) async fn answered(store: &RedisStore, images: u32, tokens: u64) -> Result<(), Refusal> {
+    let a = admit(store, images, tokens).await?;
+    let settlement = image_router::store::Settlement {
+        refund_rate_limit: false,
+        usage: None,
+        budget: image_router::store::BudgetSettlement::Commit(0.0),
+        model: MODEL,
+        headers: None,
+        rate_limited: None,
+    };
+    store.settle(a, settlement).await.map_err(Refusal::Store)
+}

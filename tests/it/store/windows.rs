@@ -11,11 +11,12 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// Admits `count` demands at once, spread over `stores`; returns how many were admitted.
+/// Admits `count` demands at once, spread over `stores` (each admitted one answered at
+/// once); returns how many were admitted.
 async fn burst(stores: &[RedisStore], count: usize, images: u32, tokens: u64) -> usize {
     let calls = (0..count).map(|i| {
         let s = &stores[i % stores.len()];
-        async move { admit(s, images, tokens).await.is_ok() }
+        async move { answered(s, images, tokens).await.is_ok() }
     });
     join_all(calls).await.into_iter().filter(|ok| *ok).count()
 }
@@ -268,14 +269,14 @@ async fn ranking_reads_answer_from_a_cache_that_refreshes_in_the_background() {
     };
     let reader = b.store("p1", "acct", limits(Some(3), None, None), &[]);
     let writer = b.store("p2", "acct", limits(Some(3), None, None), &[]);
-    admit(&reader, 1, 1).await.unwrap();
+    answered(&reader, 1, 1).await.unwrap();
     assert_eq!(
         reader.headroom(MODEL).requests,
         Some(2),
         "from its own answer"
     );
-    admit(&writer, 1, 1).await.unwrap();
-    admit(&writer, 1, 1).await.unwrap();
+    answered(&writer, 1, 1).await.unwrap();
+    answered(&writer, 1, 1).await.unwrap();
     // A ranking read makes no call: it answers from the cache (the background task's
     // periodic refresh may already have updated it, on real time, so not asserted here).
     // Past a second the read asks the background task for a fresh look.
@@ -296,4 +297,116 @@ async fn ranking_reads_answer_from_a_cache_that_refreshes_in_the_background() {
         other => panic!("{other:?}"),
     }
     assert_eq!(reader.windows().len(), 1);
+}
+
+/// A look at the window (the background refresh: the admission script with `dry` set) that
+/// drops expired entries from the log also lowers the log's running sums: the window has
+/// its whole room again afterwards. (Once, a look pruned the log without saving the sums,
+/// so they kept counting requests that were gone and nothing was admitted again.)
+#[tokio::test]
+async fn a_look_that_prunes_the_log_keeps_its_sums() {
+    let Some(b) = Bench::new("store_look_prunes") else {
+        return;
+    };
+    let s = b.store("p", "acct", limits(Some(3), None, None), &[]);
+    for _ in 0..3 {
+        answered(&s, 1, 1).await.unwrap();
+    }
+    assert!(admit(&s, 1, 1).await.is_err(), "full");
+    b.clock.advance(Duration::from_secs(61));
+    // The read asks for a fresh look; `flush` waits for it.
+    let _ = s.headroom(MODEL);
+    s.flush().await;
+    assert_eq!(
+        s.headroom(MODEL).requests,
+        Some(3),
+        "the look shows it empty"
+    );
+    for k in 0..3 {
+        answered(&s, 1, 1)
+            .await
+            .unwrap_or_else(|e| panic!("admission {k} after the look: {e:?}"));
+    }
+    assert!(admit(&s, 1, 1).await.is_err(), "full again");
+}
+
+/// A request counts in the window from its settlement, and one still in flight never
+/// leaves it: the provider counted it at some time before its answer, so the store lets go
+/// of it no earlier than the provider can.
+#[tokio::test]
+async fn a_request_in_flight_holds_its_slot_until_sixty_seconds_after_its_answer() {
+    let Some(b) = Bench::new("store_in_flight") else {
+        return;
+    };
+    let s = b.store("p", "acct", limits(Some(1), None, None), &[]);
+    let a = admit(&s, 1, 1).await.unwrap();
+    // 90 s in flight (a slow answer): still in the window, and room no earlier than a
+    // minute from now.
+    b.clock.advance(Duration::from_secs(90));
+    match admit(&s, 1, 1).await {
+        Err(Refusal::RateLimit(Denied::NoRoom { retry_in, .. })) => {
+            assert_eq!(retry_in, Duration::from_secs(60))
+        }
+        other => panic!("expected no room while in flight, got {other:?}"),
+    }
+    let settlement = image_router::store::Settlement {
+        refund_rate_limit: false,
+        usage: None,
+        budget: image_router::store::BudgetSettlement::Commit(0.0),
+        model: MODEL,
+        headers: None,
+        rate_limited: None,
+    };
+    s.settle(a, settlement).await.unwrap();
+    b.clock.advance(Duration::from_secs(59));
+    match admit(&s, 1, 1).await {
+        Err(Refusal::RateLimit(Denied::NoRoom { retry_in, .. })) => {
+            assert_eq!(retry_in, Duration::from_secs(1), "60 s after the answer")
+        }
+        other => panic!("expected no room until 60 s after the answer, got {other:?}"),
+    }
+    b.clock.advance(Duration::from_secs(1));
+    answered(&s, 1, 1)
+        .await
+        .expect("room 60 s after the answer");
+}
+
+/// Cached headroom advances with the clock: an answer that showed the window full until T
+/// reads as room once T has passed, before any refresh answers; and a cache entry older
+/// than the refresh interval never refuses (`rate_limit_check` says nothing until the
+/// server has been asked again). Single-threaded runtime: no refresh can land between the
+/// clock moving and the reads, as nothing is awaited in between.
+#[tokio::test]
+async fn cached_headroom_reads_a_full_window_as_room_once_its_time_has_passed() {
+    let Some(b) = Bench::new("store_cache_advances") else {
+        return;
+    };
+    let s = b.store("p", "acct", limits(Some(2), None, None), &[]);
+    answered(&s, 1, 1).await.unwrap();
+    answered(&s, 1, 1).await.unwrap();
+    let demand = Demand::new(MODEL, 1, 1);
+    assert_eq!(s.headroom(MODEL).requests, Some(0));
+    match s.rate_limit_check(demand) {
+        Err(Denied::NoRoom { retry_in, .. }) => assert_eq!(retry_in, Duration::from_secs(60)),
+        other => panic!("a fresh full answer refuses: {other:?}"),
+    }
+    // Two seconds on: the answer is older than the refresh interval, so it refuses nothing.
+    b.clock.advance(Duration::from_secs(2));
+    assert!(s.rate_limit_check(demand).is_ok(), "stale: no refusal");
+    s.flush().await;
+    match s.rate_limit_check(demand) {
+        Err(Denied::NoRoom { retry_in, .. }) => assert_eq!(retry_in, Duration::from_secs(58)),
+        other => panic!("refreshed, still full: {other:?}"),
+    }
+    // Past the time the answer said: room, before any refresh has answered.
+    b.clock.advance(Duration::from_secs(58));
+    let h = s.headroom(MODEL);
+    assert_eq!(h.requests, Some(1), "at least one request fits again");
+    assert!(h.fraction > 0.0);
+    s.flush().await;
+    assert_eq!(
+        s.headroom(MODEL).requests,
+        Some(2),
+        "the refresh shows it empty"
+    );
 }

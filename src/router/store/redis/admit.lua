@@ -11,7 +11,7 @@ local images, tokens, id, ttl, amount, dry, nb =
 local B = budgets_from(KEYS, 8, ARGV, a + 7, nb)
 local KEEP = 3600000
 local s = load(M)
-prune(Z, s, now)
+prune(Z, M, s, now)
 if not dry then sweep(RD, RZ, SP, now) end
 local d = redis.call('HGET', DENY, 'until')
 if d and num(d) > now then return answer(1, Z, s, L, now, DENY, COOL, SP, B, {}) end
@@ -28,8 +28,12 @@ if j ~= nil then
   return answer(7, Z, s, L, now, DENY, COOL, SP, B, {j})
 end
 if dry then return answer(0, Z, s, L, now, DENY, COOL, SP, B, {}) end
+-- In flight from now on: scored at the end of its reservation's time-to-live (see
+-- `in_flight`), it stays in the window until it is settled, and then for 60 s from the
+-- settlement (settle.lua).
 local member = id .. ':' .. string.format('%d', images) .. ':' .. string.format('%d', tokens)
-redis.call('ZADD', Z, now, member)
+  .. ':' .. string.format('%d', now)
+redis.call('ZADD', Z, now + math.max(ttl, WINDOW), member)
 s.n = s.n + 1; s.img = s.img + images; s.tok = s.tok + tokens
 save(M, Z, s, KEEP)
 reserve(RD, RZ, B, id, amount, now + ttl, member .. '|' .. string.format('%d', now))

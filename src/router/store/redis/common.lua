@@ -46,25 +46,68 @@ local function save(M, Z, s, keep_ms)
   if redis.call('EXISTS', Z) == 1 then redis.call('PEXPIRE', Z, keep_ms) end
 end
 
+-- A log member: `id:images:tokens:admitted` (admission time, µs; absent in members an older
+-- script wrote).
 local function parse_member(m)
-  local id, im, tk = string.match(m, '^(%d+):(%d+):(%d+)$')
-  return id, tonumber(im) or 0, tonumber(tk) or 0
+  local id, im, tk, adm = string.match(m, '^(%d+):(%d+):(%d+):?(%d*)$')
+  return id, tonumber(im) or 0, tonumber(tk) or 0, tonumber(adm)
 end
 
--- Drops the log entries that left the window and the held capacity that expired.
-local function prune(Z, s, now)
+-- An entry's score: its settlement time once settled; while the request is in flight, its
+-- admission time plus the reservation's time-to-live (admit.lua), a time in the future, so
+-- "in flight" is simply "scored after now", and an entry whose reservation nobody ended
+-- (a crashed instance) leaves by itself once its time-to-live has passed.
+local function in_flight(score, now)
+  return score > now
+end
+
+-- Drops the log entries that left the window and the held capacity that expired. A settled
+-- entry leaves 60 s after its settlement; a request still in flight never leaves by itself
+-- (the provider counted it at some time before its answer, not known yet). The log and its
+-- running sums change together here: the sums are written back at once (not left to the
+-- caller's save, which a dry look or an early answer skips), or a pruned log would keep
+-- counting requests that are gone and the window would never have room again. The request
+-- count is the log's size (exact, O(1)); an empty log has no images or tokens (this also
+-- heals sums left inconsistent by an older script).
+local function prune(Z, M, s, now)
   local old = redis.call('ZRANGEBYSCORE', Z, '-inf', now - WINDOW)
+  local before = {s.n, s.img, s.tok}
   if #old > 0 then
     for _, m in ipairs(old) do
       local _, im, tk = parse_member(m)
-      s.n = math.max(0, s.n - 1)
       s.img = math.max(0, s.img - im)
       s.tok = math.max(0, s.tok - tk)
     end
     redis.call('ZREMRANGEBYSCORE', Z, '-inf', now - WINDOW)
   end
+  s.n = redis.call('ZCARD', Z)
+  if s.n == 0 then s.img = 0; s.tok = 0 end
+  if s.n ~= before[1] or s.img ~= before[2] or s.tok ~= before[3] then
+    redis.call('HSET', M, 'n', string.format('%d', s.n), 'img', string.format('%d', s.img),
+      'tok', string.format('%d', s.tok))
+    if redis.call('PTTL', M) < 0 then redis.call('PEXPIRE', M, 3600000) end
+  end
   if s.hru <= now then s.hr = 0; s.hru = 0 end
   if s.htu <= now then s.ht = 0; s.htu = 0 end
+end
+
+-- When a log entry scored `score` leaves the window: 60 s after its settlement, or, in
+-- flight, no earlier than 60 s from now (were it answered now).
+local function departure(score, now)
+  if in_flight(score, now) then return now + WINDOW end
+  return score + WINDOW
+end
+
+-- When each log entry leaves the window, earliest first: {time, requests, images, tokens}.
+-- Score order is departure order (entries in flight score after every settled one).
+local function departures(Z, now)
+  local log = redis.call('ZRANGE', Z, 0, -1, 'WITHSCORES')
+  local out = {}
+  for i = 1, #log, 2 do
+    local _, im, tk = parse_member(log[i])
+    out[#out + 1] = {departure(tonumber(log[i + 1]), now), 1, im, tk}
+  end
+  return out
 end
 
 -- The limits: L = {rpm, ipm, tpm (0: none), margin, shared, decrease, min_factor, recovery}.
@@ -130,31 +173,17 @@ local function room_at(Z, s, now, images, tokens, e)
     return (e.rpm == 0 or reqs < e.rpm) and (e.ipm == 0 or imgs + images <= e.ipm)
       and (e.tpm == 0 or toks + tokens <= e.tpm)
   end
-  local held = {}
-  if s.hr > 0 then held[#held + 1] = {s.hru, s.hr, 0} end
-  if s.ht > 0 then held[#held + 1] = {s.htu, 0, s.ht} end
-  table.sort(held, function(a, b) return a[1] < b[1] end)
-  local log = redis.call('ZRANGE', Z, 0, -1, 'WITHSCORES')
-  local li, hi = 1, 1
-  while true do
-    local nl, nh = nil, nil
-    if li <= #log then nl = tonumber(log[li + 1]) + WINDOW end
-    if hi <= #held then nh = held[hi][1] end
-    local t
-    if nl ~= nil and (nh == nil or nl < nh) then
-      local _, im, tk = parse_member(log[li])
-      reqs = reqs - 1; imgs = imgs - im; toks = toks - tk
-      li = li + 2
-      t = nl
-    elseif nh ~= nil then
-      reqs = reqs - held[hi][2]; toks = toks - held[hi][3]
-      hi = hi + 1
-      t = nh
-    else
-      return now
-    end
-    if fits() then return math.max(t, now) end
+  local events = departures(Z, now)
+  if s.hr > 0 then events[#events + 1] = {s.hru, s.hr, 0, 0} end
+  if s.ht > 0 then events[#events + 1] = {s.htu, 0, 0, s.ht} end
+  table.sort(events, function(a, b) return a[1] < b[1] end)
+  for _, ev in ipairs(events) do
+    reqs = reqs - ev[2]; imgs = imgs - ev[3]; toks = toks - ev[4]
+    if fits() then return math.max(ev[1], now) end
   end
+  -- Nothing known frees enough (limits lowered below what is in flight): the earliest any
+  -- room can come back is a minute from now.
+  return now + WINDOW
 end
 
 -- The window check: nil when the request fits now, else {status, x1, x2, x3}.
@@ -176,24 +205,28 @@ local function check(Z, s, L, now, images, tokens)
   return {6, kind, value, room_at(Z, s, now, images, tokens, e)}
 end
 
--- Requests and tokens of the log entries admitted no later than `score` (all for nil).
-local function ours_up_to(Z, s, score)
-  if score == nil then return s.n, s.tok end
-  local entries = redis.call('ZRANGEBYSCORE', Z, '-inf', score)
-  local toks = 0
-  for _, m in ipairs(entries) do
-    local _, _, tk = parse_member(m)
-    toks = toks + tk
+-- Requests and tokens of the log entries admitted no later than `admitted` (all for nil):
+-- by admission time, not score (a settled entry's score is its settlement time).
+local function ours_up_to(Z, s, admitted)
+  if admitted == nil then return s.n, s.tok end
+  local log = redis.call('ZRANGE', Z, 0, -1, 'WITHSCORES')
+  local n, toks = 0, 0
+  for i = 1, #log, 2 do
+    local _, _, tk, adm = parse_member(log[i])
+    if (adm or tonumber(log[i + 1])) <= admitted then
+      n = n + 1
+      toks = toks + tk
+    end
   end
-  return #entries, toks
+  return n, toks
 end
 
 -- Applies rate-limit headers H = {lr, lt, rr, rt, resr, rest} (-1: absent) as the
 -- in-process limiter's observe_headers does.
-local function observe(Z, s, L, now, H, score)
+local function observe(Z, M, s, L, now, H, score)
   local lr, lt, rr, rt, resr, rest = H[1], H[2], H[3], H[4], H[5], H[6]
   if lr < 0 and lt < 0 and rr < 0 and rt < 0 and resr < 0 and rest < 0 then return end
-  prune(Z, s, now)
+  prune(Z, M, s, now)
   if rr >= 0 or rt >= 0 then s.seen = now end
   local oreq, otok = ours_up_to(Z, s, score)
   if lr > 0 then s.srpm = lr end
@@ -228,7 +261,7 @@ local function observe(Z, s, L, now, H, score)
       s.htu = now + d
     end
   end
-  prune(Z, s, now)
+  prune(Z, M, s, now)
 end
 
 local function rate_limited(s, L, now, wait)
@@ -315,19 +348,26 @@ end
 local function answer(status, Z, s, L, now, DENY, COOL, SP, B, x)
   local e = effective(s, L, now, true)
   local until_, why = block(s, now)
+  -- When the first entry leaves (the lowest score leaves first).
   local oldest = 0
   local first = redis.call('ZRANGE', Z, 0, 0, 'WITHSCORES')
-  if #first == 2 then oldest = tonumber(first[2]) + WINDOW end
+  if #first == 2 then oldest = departure(tonumber(first[2]), now) end
   local d = redis.call('HMGET', DENY, 'reason', 'message', 'until')
   local c = {false, false, false}
   if COOL ~= nil then c = redis.call('HMGET', COOL, 'cause', 'message', 'until') end
   if not d[3] or num(d[3]) <= now then d = {'', '', 0} end
   if not c[3] or num(c[3]) <= now then c = {'', '', 0} end
   local sp = redis.call('HMGET', SP, 'lifetime', 'committed')
+  -- When the window is full on requests or images: the time a request of one image (and no
+  -- tokens) fits again, so a cached "full" answer can be read as room once it has passed.
+  local room = now
+  if (e.rpm > 0 and used_req(s) + 1 > e.rpm) or (e.ipm > 0 and s.img + 1 > e.ipm) then
+    room = room_at(Z, s, now, 1, 0, e)
+  end
   local out = {status, now, used_req(s), s.img, used_tok(s), e.rpm, e.ipm, e.tpm, until_, why,
     fmt(margin(s, L, now)), fmt(factor(s, L, now)), oldest,
     d[1], d[2], num(d[3]), c[1], c[2], num(c[3]), num(sp[1]), num(sp[2]),
-    x[1] or 0, x[2] or 0, x[3] or 0, #B}
+    x[1] or 0, x[2] or 0, x[3] or 0, room, #B}
   for _, b in ipairs(B) do
     local spent, reserved, held = budget_state(b.key)
     out[#out + 1] = spent; out[#out + 1] = reserved; out[#out + 1] = held

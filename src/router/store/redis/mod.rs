@@ -27,7 +27,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{p:a}:w:<model>` | sorted set | the model's sliding-window log: members `id:images:tokens`, scored by admission time (µs) |
+//! | `{p:a}:w:<model>` | sorted set | the model's sliding-window log: members `id:images:tokens:admitted`, scored by settlement time once settled, and while in flight by the end of the reservation's time-to-live (µs; see "The window's edge") |
 //! | `{p:a}:m:<model>` | hash | the log's running sums, server-reported limits, held capacity and blocks from headers, the 429 back-off |
 //! | `{p:a}:deny` | hash, TTL | a provider-wide denial: reason code, message, end |
 //! | `{p:a}:cool:<model>` | hash, TTL | a model's cool-down (not found): cause, message, end |
@@ -57,14 +57,19 @@
 //!   (`NeverFits*`, `Blocked`, `NoRoom` with the exact retry time), then every budget of
 //!   the current period, all or nothing. It answers with the window's figures, the marks
 //!   and the budgets, which the store caches. With `dry` set it only looks (the refresh).
-//! * `settle.lua` — refund, usage reconciliation (the estimate replaced at the original
-//!   admission time), the answer's `x-ratelimit-*` figures applied to the shared window
+//! * `settle.lua` — refund, usage reconciliation (the estimate replaced), the entry moved to
+//!   the settlement time (see "The window's edge"), the answer's `x-ratelimit-*` figures applied to the shared window
 //!   (held capacity and `remaining: 0` blocks, counting only the entries admitted up to the
 //!   answered request, as the limiter does), a 429's back-off and `retry-after` block, and
 //!   the budget's commit, release or hold. Without a reservation id it applies headers only
 //!   ([`StateStore::observe`](crate::store::StateStore::observe)).
 //! * `mark.lua` — a denial or a model cool-down; `budget.lua` — the router-wide budgets;
 //!   `replay.lua` — admissions made locally while the store was unreachable.
+//!
+//! Pruning (every script prunes the log before it looks) writes the log's running sums
+//! back in the same step, and the request count is the log's size: a look that pruned the
+//! log without saving the sums (the dry refresh did, once) left them counting requests that
+//! were gone, and the window never had room again.
 //!
 //! The semantics are the in-process limiter's ([`crate::quota::limiter`]) and ledger's
 //! ([`crate::budget`]); the scripts reimplement them in Lua because Redis runs Lua, not
@@ -88,6 +93,36 @@
 //! count from the Unix epoch (every instance agrees on it; an in-process ledger counts from
 //! its creation). TTLs are real server time (a key outlives its logical end a little).
 //!
+//! # The window's edge
+//!
+//! The provider counts a request when it reaches it, which the store cannot see; it only
+//! knows when it admitted the request and when the answer came back. Counting from the
+//! admission is not safe at the window's edge: a slot used at `t` is free again at `t + 60 s`
+//! on the store's clock, but if that request reached the provider later than the new one
+//! does (a slow path, a busy machine: 4 upstream 429s of 60 were seen with answers that
+//! take seconds), the provider's window still holds it. So an entry is timed by what is
+//! certain:
+//!
+//! * **while the request is in flight** its entry never leaves the window, however long it
+//!   takes (it might reach the provider at any moment); computing when room comes back, it
+//!   counts as leaving no earlier than 60 s from now. It is scored at the end of its
+//!   reservation's time-to-live, a time in the future: "in flight" is "scored after now", so
+//!   no script needs another key to tell, and the log's order is the order entries leave in;
+//! * **when it is settled** (answered, or held because its outcome is unknown) its entry is
+//!   moved to the settlement time: the provider counted it before its answer, so the
+//!   provider lets go of it no later than 60 s after the settlement, and the store frees the
+//!   slot exactly then. A refund (never sent, or not counted) removes it.
+//!
+//! This is exact in the sense that matters: it needs no guard constant to tune, and no delay
+//! on either request's way can make the store admit while the provider still counts the slot.
+//! What it costs is each request's latency (a slot is busy for its answer time plus 60 s,
+//! where the provider needs 60 s from receipt); with answers of 3 s and 30 RPM that is at
+//! most 3 s of every 63, and the proofs still turn 100 % of the two-minute limit into
+//! images. A reservation nobody ends (a crashed instance, or a release dropped because the
+//! background queue was full) keeps its slot until its time-to-live has passed, and 60 s
+//! more ([`RedisStoreFactory::reservation_ttl`], default 10 minutes): conservative, never a
+//! 429.
+//!
 //! # What is shared and what stays in each instance
 //!
 //! Shared: the windows, budgets, denials (an instance that meets a tier denial records it
@@ -107,11 +142,28 @@
 //! second of router time, and every second (real time) by the background task, which
 //! refreshes each store's least recently answered window (at most one refresh in flight
 //! per store: one script call per store per second at most, bounded). Before
-//! any answer the configured limits are shown. `release` and `hold` run in `Drop`, so they
+//! any answer the configured limits are shown. A cached answer does not advance by itself,
+//! so two rules bound what it can say later: an answer that showed the window full until
+//! `T` (its `room_at`: when one request of one image fits again) reads as room once the
+//! router clock passes `T` — the time is carried over as the time elapsed since the answer,
+//! so the server's and the router's clocks need not agree — and an answer older than the
+//! refresh interval never refuses (`rate_limit_check` answers "no objection" and asks for a
+//! fresh look): only an admission, on the server, refuses then. `release` and `hold` run in `Drop`, so they
 //! are queued to one background task per factory (a channel of [`QUEUE_BOUND`] jobs);
 //! when it is full the job is dropped with a warning and the reservation's time-to-live
 //! ([`RedisStoreFactory::reservation_ttl`], default 10 minutes) ends it, as held: the
 //! same backstop that ends the reservations of an instance that crashed.
+//!
+//! # Cancellation
+//!
+//! An admission's future can be dropped while its scripts run (the request was cancelled,
+//! or the degraded mode's time-out gave up on the call): the script may still run on the
+//! server and reserve. The reservation id is made on the client before the first script, so
+//! a drop guard (`EndOnDrop` in `store.rs`) queues the release of that id on the same
+//! bounded queue; a settlement dropped midway queues the rest of its work the same way
+//! (without its headers and 429, which must not apply twice). Ending an id that holds
+//! nothing is a no-op on the server, so a guard that fires after a refusal or before any
+//! script ran costs one call and changes nothing.
 //!
 //! # Time-outs and errors
 //!

@@ -66,6 +66,9 @@ pub(super) struct Answer {
     pub lifetime_spent: i64,
     pub committed: i64,
     pub extra: [i64; 3],
+    /// When a request of one image fits the window again (deciding clock, µs): `now` when
+    /// it fits now; later when the window is full on requests or images.
+    pub room_at: i64,
     pub budgets: Vec<BudgetFigures>,
 }
 
@@ -119,25 +122,28 @@ pub(super) fn ints(v: &Value) -> Result<Vec<i64>, StoreError> {
     }
 }
 
+/// Fields of an answer before the budgets' figures (the last of them is the budget count).
+const FIXED: usize = 26;
+
 impl Answer {
     /// Decodes a script's answer; a malformed one is a [`StoreError`].
     pub(super) fn decode(v: &Value) -> Result<Self, StoreError> {
         let Value::Array(a) = v else {
             return Err(StoreError::new("store answer: an array was expected"));
         };
-        if a.len() < 25 {
+        if a.len() < FIXED {
             return Err(StoreError::new(format!(
-                "store answer: {} fields, at least 25 expected",
+                "store answer: {} fields, at least {FIXED} expected",
                 a.len()
             )));
         }
-        let nb = usize::try_from(int(&a[24])?).unwrap_or(0);
-        if a.len() < 25 + 3 * nb {
+        let nb = usize::try_from(int(&a[FIXED - 1])?).unwrap_or(0);
+        if a.len() < FIXED + 3 * nb {
             return Err(StoreError::new("store answer: budget figures missing"));
         }
         let mut budgets = Vec::with_capacity(nb);
         for j in 0..nb {
-            let b = 25 + 3 * j;
+            let b = FIXED + 3 * j;
             budgets.push(BudgetFigures {
                 spent: int(&a[b])?,
                 reserved: int(&a[b + 1])?,
@@ -163,6 +169,7 @@ impl Answer {
             lifetime_spent: int(&a[19])?,
             committed: int(&a[20])?,
             extra: [int(&a[21])?, int(&a[22])?, int(&a[23])?],
+            room_at: int(&a[24])?,
             budgets,
         })
     }

@@ -72,11 +72,36 @@ struct Settings {
 }
 
 /// A window as the last answer about it showed it, in router-clock time.
+///
+/// The answer's figures are those of its moment; they do not advance by themselves. What
+/// is read from them later follows two rules: a window the answer showed full (no room
+/// for one more request or image) until `T` reads as having room once the router clock
+/// passes `T` (the answer's `room_at`, translated from the deciding clock by the time
+/// elapsed since the answer, so clock offsets between the server and the router do not
+/// matter), and an answer older than [`REFRESH_AFTER`] is never the basis of a refusal
+/// (`rate_limit_check`): only the server, through an admission, refuses then.
 #[derive(Clone, Debug)]
 struct CachedWindow {
     /// Router-clock time of the answer.
     at: Duration,
     answer: Answer,
+}
+
+impl CachedWindow {
+    /// The router-clock time of `t`, a time on the deciding clock in the answer (µs).
+    fn local(&self, t: i64) -> Duration {
+        self.at + after(&self.answer, t)
+    }
+
+    /// The answer showed the window full for one more request, and that has ended by `now`.
+    fn room_back(&self, now: Duration) -> bool {
+        self.answer.room_at > self.answer.now && now >= self.local(self.answer.room_at)
+    }
+
+    /// Older than the refresh interval at `now`.
+    fn is_stale(&self, now: Duration) -> bool {
+        now.saturating_sub(self.at) >= REFRESH_AFTER
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -559,12 +584,9 @@ impl Inner {
         let stale = match self.cache.lock().windows.get(model) {
             None => true,
             Some(w) => {
-                let oldest_left = w.answer.oldest_expiry > 0
-                    && now.saturating_sub(w.at)
-                        >= Duration::from_micros(
-                            u64::try_from(w.answer.oldest_expiry - w.answer.now).unwrap_or(0),
-                        );
-                now.saturating_sub(w.at) >= REFRESH_AFTER || oldest_left
+                let oldest_left =
+                    w.answer.oldest_expiry > 0 && now >= w.local(w.answer.oldest_expiry);
+                w.is_stale(now) || oldest_left || w.room_back(now)
             }
         };
         if stale {
@@ -573,8 +595,45 @@ impl Inner {
     }
 
     /// Ends an admission on the server: the account's window and budgets, then the router's.
-    async fn finish(&self, id: u64, model: &str, s: Finish<'_>) -> Result<(), StoreError> {
+    async fn finish(
+        self: &Arc<Self>,
+        id: u64,
+        model: &str,
+        s: Finish<'_>,
+    ) -> Result<(), StoreError> {
         self.pending.lock().remove(&id);
+        // Dropped midway (the request's future was cancelled during its settlement): the
+        // reservation is still ended, from the queue. Only cancellation fires it: a call that
+        // returns, also with an error, disarms it (a failed job is not queued again, so an
+        // unreachable server never grows a chain of retries).
+        let mut guard = (id != 0 && s.how != "n").then(|| {
+            EndOnDrop::new(
+                self,
+                id,
+                model,
+                EndJob::Account {
+                    refund: s.refund,
+                    how: s.how,
+                    paid: s.paid,
+                },
+            )
+        });
+        let result = self.finish_steps(id, model, &s, guard.as_mut()).await;
+        if let Some(g) = guard.as_mut() {
+            g.disarm();
+        }
+        result
+    }
+
+    /// [`Inner::finish`]'s two steps: the account's script, then the router's budgets
+    /// (`guard` learns when only the second is left).
+    async fn finish_steps(
+        &self,
+        id: u64,
+        model: &str,
+        s: &Finish<'_>,
+        guard: Option<&mut EndOnDrop>,
+    ) -> Result<(), StoreError> {
         let config = self.limiter_config(model)?;
         let budgets = {
             let st = self.settings.read();
@@ -609,6 +668,12 @@ impl Inner {
         Self::budget_args(&mut inv, &budgets);
         let answer = Answer::decode(&self.invoke(&inv).await?)?;
         self.remember(model, &answer);
+        if let Some(g) = guard {
+            g.job = EndJob::Router {
+                how: s.how,
+                paid: s.paid,
+            };
+        }
         if id != 0 && s.how != "n" && !self.router_budgets.is_empty() {
             self.router_budget(s.how, id, s.paid).await?;
         }
@@ -718,9 +783,16 @@ impl Inner {
         let lim = |v: i64| (v > 0).then(|| u64::try_from(v).unwrap_or(0));
         let (rpm, tpm, ipm) = (lim(a.rpm), lim(a.tpm), lim(a.ipm));
         let avail = |l: Option<u64>, used: i64| l.map(|l| l.saturating_sub(used.max(0) as u64));
-        let requests = avail(rpm, a.used_requests);
+        let mut requests = avail(rpm, a.used_requests);
         let tokens = avail(tpm, a.used_tokens);
-        let images = avail(ipm, a.used_images);
+        let mut images = avail(ipm, a.used_images);
+        if w.room_back(now) {
+            // "Full until T" and T has passed: at least one request of one image fits (the
+            // entries that left the window are still in the cached sums until the refresh
+            // this read asked for answers).
+            requests = requests.map(|r| r.max(1));
+            images = images.map(|i| i.max(1));
+        }
         let block_until = (a.block_until > a.now)
             .then(|| {
                 w.at + Duration::from_micros(u64::try_from(a.block_until - a.now).unwrap_or(0))
@@ -787,6 +859,105 @@ struct Finish<'a> {
     /// `c` commit, `r` release, `h` hold, `n` nothing (headers only).
     how: &'static str,
     paid: i64,
+}
+
+/// What an [`EndOnDrop`] queues.
+#[derive(Clone, Copy, Debug)]
+enum EndJob {
+    /// Release everything reserved under the id (account window and budgets, router
+    /// budgets): an admission whose future was dropped before it returned.
+    Release,
+    /// End the reservation on the account (and then the router budgets) as a settlement
+    /// dropped before its account script answered would have; headers and 429s are not
+    /// repeated (advisory, and a back-off must not apply twice).
+    Account {
+        refund: bool,
+        how: &'static str,
+        paid: i64,
+    },
+    /// Only the router budgets are left (the account script answered).
+    Router { how: &'static str, paid: i64 },
+}
+
+/// Ends a reservation from `Drop` when the future that was making or ending it is dropped
+/// midway: an `async` call cannot finish its work once cancelled, so the rest goes to the
+/// factory's bounded background queue (the same path as `release` and `hold`); if the
+/// queue is full, the reservation's time-to-live ends it, as for a crashed instance.
+/// Every job it queues is idempotent on the server: ending a reservation that is already
+/// ended, or was never made, changes nothing.
+struct EndOnDrop {
+    inner: Arc<Inner>,
+    id: u64,
+    model: String,
+    job: EndJob,
+    armed: bool,
+}
+
+impl EndOnDrop {
+    fn new(inner: &Arc<Inner>, id: u64, model: &str, job: EndJob) -> Self {
+        Self {
+            inner: Arc::clone(inner),
+            id,
+            model: model.to_string(),
+            job,
+            armed: true,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (me, id, job) = (Arc::clone(&self.inner), self.id, self.job);
+        let model = std::mem::take(&mut self.model);
+        me.pending.lock().remove(&id);
+        let provider = me.provider.clone();
+        let queued = self.inner.link.enqueue(Box::pin(async move {
+            let result = match job {
+                EndJob::Release => {
+                    let f = Finish {
+                        refund: true,
+                        actual_tokens: None,
+                        headers: None,
+                        rate_limited: None,
+                        how: "r",
+                        paid: 0,
+                    };
+                    me.finish(id, &model, f).await
+                }
+                EndJob::Account { refund, how, paid } => {
+                    let f = Finish {
+                        refund,
+                        actual_tokens: None,
+                        headers: None,
+                        rate_limited: None,
+                        how,
+                        paid,
+                    };
+                    me.finish(id, &model, f).await
+                }
+                EndJob::Router { how, paid } => {
+                    if me.router_budgets.is_empty() {
+                        Ok(())
+                    } else {
+                        me.router_budget(how, id, paid).await.map(|_| ())
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(provider = %me.provider, error = %e, "reservation of a cancelled call not ended; its time-to-live ends it");
+            }
+        }));
+        if !queued {
+            tracing::warn!(provider = %provider, "store queue full or stopped; the reservation of a cancelled call ends by its time-to-live");
+        }
+    }
 }
 
 fn block_reason(code: i64) -> BlockReason {
@@ -951,8 +1122,14 @@ impl StateStore for RedisStore {
                 return Err(Denied::NoAccess(Box::new(na)));
             }
         }
-        let h = self.inner.cached_headroom(demand.model);
+        let now = self.inner.clock.now();
         let cached = self.inner.cache.lock().windows.get(demand.model).cloned();
+        if cached.as_ref().is_some_and(|w| w.is_stale(now)) {
+            // Too old to refuse on: ask the server for a fresh look and say nothing.
+            self.inner.ask_refresh(demand.model);
+            return Ok(());
+        }
+        let h = self.inner.cached_headroom(demand.model);
         if let (Some(until), Some(retry_in)) = (h.blocked_until, h.retry_in) {
             return Err(Denied::Blocked {
                 reason: block_reason(cached.as_ref().map_or(3, |w| w.answer.block_reason)),
@@ -960,9 +1137,16 @@ impl StateStore for RedisStore {
                 retry_in,
             });
         }
+        // When one request fits again (full on requests or images), else when the oldest
+        // entry leaves (full on tokens).
         let retry_in = cached.map_or(Duration::ZERO, |w| {
-            let left = after(&w.answer, w.answer.oldest_expiry);
-            left.saturating_sub(self.inner.clock.now().saturating_sub(w.at))
+            let a = &w.answer;
+            let t = if a.room_at > a.now {
+                a.room_at
+            } else {
+                a.oldest_expiry
+            };
+            w.local(t).saturating_sub(now)
         });
         let full = |avail: Option<u64>, want: u64| avail.is_some_and(|a| a < want);
         let (limit, value) = if full(h.requests, 1) {
@@ -1056,6 +1240,11 @@ impl StateStore for RedisStore {
         i.link.start_queue();
         // A random id: unique across instances without a round trip (2^-63 per pair).
         let id = (rand::random::<u64>() >> 1).max(1);
+        // From here on a script may reserve under `id`: if this future is dropped before it
+        // returns (the request was cancelled, or the degraded mode's time-out gave up on
+        // it), the guard queues the release of whatever was reserved. Releasing what was
+        // never reserved is a no-op on the server.
+        let mut guard = EndOnDrop::new(i, id, demand.model, EndJob::Release);
         if !i.router_budgets.is_empty() {
             let v = i
                 .router_budget("reserve", id, amount)
@@ -1065,6 +1254,8 @@ impl StateStore for RedisStore {
                 let idx = usize::try_from(j - 1).unwrap_or(0);
                 let keys = i.budget_keys(|k| i.router_key(k), &i.router_budgets);
                 if let (Some(b), Some(k)) = (i.router_budgets.get(idx), keys.get(idx)) {
+                    // Refused: nothing was reserved.
+                    guard.disarm();
                     return Err(Refusal::Budget(i.exhausted(
                         &i.router_ledger_name,
                         b,
@@ -1089,6 +1280,8 @@ impl StateStore for RedisStore {
             .await;
         let refusal = match result {
             Ok((a, _)) if a.status == 0 => {
+                // The admission is the caller's now (the slot's guard ends it).
+                guard.disarm();
                 return Ok(Admission::shared(id, demand.tokens));
             }
             Ok((a, keys)) => refusal(i, &a, &keys, demand, cost_usd),
@@ -1101,6 +1294,12 @@ impl StateStore for RedisStore {
             if let Err(e) = i.router_budget("r", id, 0).await {
                 tracing::warn!(provider = %i.provider, error = %e, "router budget reservation not released");
             }
+        }
+        if !matches!(refusal, Refusal::Store(_)) {
+            // Refused by the script: it reserved nothing. A script that did not answer in
+            // time may still run on the server: the armed guard then queues one release
+            // (a no-op if it never ran).
+            guard.disarm();
         }
         Err(refusal)
     }
