@@ -16,7 +16,7 @@ use super::{
 use crate::config_error::ConfigError;
 use crate::error::ProviderError;
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
-use crate::request::Capabilities;
+use crate::request::{Capabilities, Unsupported};
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ProviderResponse;
 use crate::stream::ProviderStream;
@@ -189,6 +189,11 @@ impl Provider for OpenAi {
 
     fn capabilities(&self, model: &str) -> Option<Capabilities> {
         self.common.base_capabilities(model)
+    }
+
+    /// As the default (`capabilities(model)` then `check`), without cloning the capabilities.
+    fn supports(&self, request: &ImageRequest) -> Result<(), Unsupported> {
+        self.common.supports_base(request)
     }
 
     fn configured_models(&self) -> Vec<String> {
