@@ -56,7 +56,10 @@ impl RateLimitHeaders {
     }
 
     fn read(h: &HeaderMap, now: impl FnOnce() -> SystemTime) -> Self {
-        if h.is_empty() {
+        // One pass over the (few) names present instead of eleven hashed lookups when none of
+        // the headers read here is there (a proxy or server that sends no rate-limit headers;
+        // issue 16). The same result either way: every field below is `None` then.
+        if !h.keys().any(|k| is_rate_limit_name(k.as_str())) {
             return Self::default();
         }
         let num =
@@ -77,6 +80,15 @@ impl RateLimitHeaders {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+}
+
+/// Whether `name` (lower case, as `HeaderName` keeps it) is one of the headers
+/// [`RateLimitHeaders`] reads: the `x-ratelimit-*` family, `retry-after`, `retry-after-ms` or
+/// `x-ms-retry-after-ms`. Matching more than is read only costs the full lookups.
+fn is_rate_limit_name(name: &str) -> bool {
+    name.starts_with("x-ratelimit-")
+        || name.starts_with("retry-after")
+        || name == MS_RETRY_AFTER_MS.as_str()
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
