@@ -172,7 +172,9 @@ where
     } else {
         (req.clone(), Some(req))
     };
-    let mut err = match route_model(first, Leg::first(started)).await {
+    // Without preview mode the request is routed as `prepare` validated it.
+    let validated = preview.is_none();
+    let mut err = match route_model(first, Leg::first(started, validated)).await {
         Ok(resp) => return Ok(finish(resp, preview, None)),
         Err(e) => e,
     };
@@ -202,6 +204,7 @@ where
             attempts,
             skipped,
             fallback: Some(fallback.clone()),
+            validated: false,
         };
         tracing::debug!(from = %requested, to = %fallback, "falling back to another model");
         let (translated, changes) = match for_model(snap, req, &fallback) {
