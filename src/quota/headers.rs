@@ -255,4 +255,44 @@ mod tests {
         assert_eq!(parse_go_duration("99999999999999999999h"), None);
         assert_eq!(parse_go_duration("1e400s"), None);
     }
+
+    /// The early return for answers without rate-limit headers must not skip any header that
+    /// is read: each one alone, among unrelated headers, still reaches its field.
+    #[test]
+    fn every_read_header_alone_is_still_read() {
+        let now = SystemTime::now();
+        let read = |name: Option<(&'static str, &'static str)>| {
+            let mut h = HeaderMap::new();
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            h.insert("x-request-id", HeaderValue::from_static("req_1"));
+            if let Some((k, v)) = name {
+                h.insert(k, HeaderValue::from_static(v));
+            }
+            RateLimitHeaders::from_headers_at(&h, now)
+        };
+        assert!(read(None).is_empty());
+        let some = |k, v| read(Some((k, v)));
+        assert_eq!(
+            some("x-ratelimit-limit-requests", "5").limit_requests,
+            Some(5)
+        );
+        assert_eq!(some("x-ratelimit-limit-tokens", "6").limit_tokens, Some(6));
+        assert_eq!(
+            some("x-ratelimit-remaining-requests", "7").remaining_requests,
+            Some(7)
+        );
+        assert_eq!(
+            some("x-ratelimit-remaining-tokens", "8").remaining_tokens,
+            Some(8)
+        );
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(
+            some("x-ratelimit-reset-requests", "1s").reset_requests,
+            secs(1)
+        );
+        assert_eq!(some("x-ratelimit-reset-tokens", "2s").reset_tokens, secs(2));
+        assert_eq!(some("retry-after", "3").retry_after, secs(3));
+        assert_eq!(some("retry-after-ms", "4000").retry_after, secs(4));
+        assert_eq!(some("x-ms-retry-after-ms", "5000").retry_after, secs(5));
+    }
 }
