@@ -16,7 +16,7 @@ use super::{
 use crate::config_error::ConfigError;
 use crate::error::ProviderError;
 use crate::provider::{CallContext, ProbeReport, Provider, ProviderKind};
-use crate::request::Capabilities;
+use crate::request::{Capabilities, Unsupported};
 use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ProviderResponse;
 use crate::stream::ProviderStream;
@@ -49,6 +49,10 @@ pub struct OpenAi {
     /// values are cheap to clone (shared bytes). Never printed: `Debug` below leaves them out
     /// and a sensitive `HeaderValue` prints as `Sensitive`.
     auth: Vec<(HeaderName, HeaderValue)>,
+    /// `{base}/images/generations` and `{base}/images/edits`, joined once by `build`: joining
+    /// per call cloned and re-serialized the base URL's path (issue 16).
+    generations: url::Url,
+    edits: url::Url,
 }
 
 impl fmt::Debug for OpenAi {
@@ -142,6 +146,8 @@ impl OpenAiBuilder {
                 ConfigError::new(field, "contains characters not allowed in an HTTP header")
             })?;
         Ok(OpenAi {
+            generations: join(&base, &["images", "generations"]),
+            edits: join(&base, &["images", "edits"]),
             common,
             key,
             base,
@@ -165,7 +171,12 @@ impl OpenAi {
     }
 
     fn post(&self, path: &str) -> Result<reqwest::RequestBuilder, ProviderError> {
-        let mut rb = self.common.client.post(self.url(&["images", path]));
+        let url = match path {
+            "generations" => self.generations.clone(),
+            "edits" => self.edits.clone(),
+            other => self.url(&["images", other]),
+        };
+        let mut rb = self.common.client.post(url);
         for (name, value) in &self.auth {
             rb = rb.header(name.clone(), value.clone());
         }
@@ -189,6 +200,11 @@ impl Provider for OpenAi {
 
     fn capabilities(&self, model: &str) -> Option<Capabilities> {
         self.common.base_capabilities(model)
+    }
+
+    /// As the default (`capabilities(model)` then `check`), without cloning the capabilities.
+    fn supports(&self, request: &ImageRequest) -> Result<(), Unsupported> {
+        self.common.supports_base(request)
     }
 
     fn configured_models(&self) -> Vec<String> {

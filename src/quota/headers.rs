@@ -56,7 +56,10 @@ impl RateLimitHeaders {
     }
 
     fn read(h: &HeaderMap, now: impl FnOnce() -> SystemTime) -> Self {
-        if h.is_empty() {
+        // One pass over the (few) names present instead of eleven hashed lookups when none of
+        // the headers read here is there (a proxy or server that sends no rate-limit headers;
+        // issue 16). The same result either way: every field below is `None` then.
+        if !h.keys().any(|k| is_rate_limit_name(k.as_str())) {
             return Self::default();
         }
         let num =
@@ -77,6 +80,15 @@ impl RateLimitHeaders {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+}
+
+/// Whether `name` (lower case, as `HeaderName` keeps it) is one of the headers
+/// [`RateLimitHeaders`] reads: the `x-ratelimit-*` family, `retry-after`, `retry-after-ms` or
+/// `x-ms-retry-after-ms`. Matching more than is read only costs the full lookups.
+fn is_rate_limit_name(name: &str) -> bool {
+    name.starts_with("x-ratelimit-")
+        || name.starts_with("retry-after")
+        || name == MS_RETRY_AFTER_MS.as_str()
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
@@ -242,5 +254,45 @@ mod tests {
         assert!(parse_go_duration("2777777h").is_some());
         assert_eq!(parse_go_duration("99999999999999999999h"), None);
         assert_eq!(parse_go_duration("1e400s"), None);
+    }
+
+    /// The early return for answers without rate-limit headers must not skip any header that
+    /// is read: each one alone, among unrelated headers, still reaches its field.
+    #[test]
+    fn every_read_header_alone_is_still_read() {
+        let now = SystemTime::now();
+        let read = |name: Option<(&'static str, &'static str)>| {
+            let mut h = HeaderMap::new();
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            h.insert("x-request-id", HeaderValue::from_static("req_1"));
+            if let Some((k, v)) = name {
+                h.insert(k, HeaderValue::from_static(v));
+            }
+            RateLimitHeaders::from_headers_at(&h, now)
+        };
+        assert!(read(None).is_empty());
+        let some = |k, v| read(Some((k, v)));
+        assert_eq!(
+            some("x-ratelimit-limit-requests", "5").limit_requests,
+            Some(5)
+        );
+        assert_eq!(some("x-ratelimit-limit-tokens", "6").limit_tokens, Some(6));
+        assert_eq!(
+            some("x-ratelimit-remaining-requests", "7").remaining_requests,
+            Some(7)
+        );
+        assert_eq!(
+            some("x-ratelimit-remaining-tokens", "8").remaining_tokens,
+            Some(8)
+        );
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(
+            some("x-ratelimit-reset-requests", "1s").reset_requests,
+            secs(1)
+        );
+        assert_eq!(some("x-ratelimit-reset-tokens", "2s").reset_tokens, secs(2));
+        assert_eq!(some("retry-after", "3").retry_after, secs(3));
+        assert_eq!(some("retry-after-ms", "4000").retry_after, secs(4));
+        assert_eq!(some("x-ms-retry-after-ms", "5000").retry_after, secs(5));
     }
 }

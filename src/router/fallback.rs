@@ -164,12 +164,25 @@ where
         .map(<[String]>::to_vec)
         .unwrap_or_default();
 
-    // The requested model, then each fallback while none has served it.
-    let mut err = match route_model(req.clone(), Leg::first(started)).await {
+    // The requested model, then each fallback while none has served it. The request is
+    // kept for translating to a fallback model only when there is one: without fallback
+    // models it is moved, not cloned (its prompt and lists: issue 16).
+    let (first, kept) = if fallbacks.is_empty() {
+        (req, None)
+    } else {
+        (req.clone(), Some(req))
+    };
+    // Without preview mode the request is routed as `prepare` validated it.
+    let validated = preview.is_none();
+    let mut err = match route_model(first, Leg::first(started, validated)).await {
         Ok(resp) => return Ok(finish(resp, preview, None)),
         Err(e) => e,
     };
     for fallback in fallbacks.into_iter().filter(|m| *m != requested) {
+        // `kept` is `Some` whenever there is a fallback model to loop over.
+        let Some(req) = kept.as_ref() else {
+            break;
+        };
         let (attempts, skipped) = match err {
             Error::Exhausted {
                 attempts,
@@ -191,9 +204,10 @@ where
             attempts,
             skipped,
             fallback: Some(fallback.clone()),
+            validated: false,
         };
         tracing::debug!(from = %requested, to = %fallback, "falling back to another model");
-        let (translated, changes) = match for_model(snap, &req, &fallback) {
+        let (translated, changes) = match for_model(snap, req, &fallback) {
             Ok(t) => t,
             Err(detail) => {
                 skip_all(snap, &mut leg, detail);

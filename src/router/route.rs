@@ -41,16 +41,21 @@ pub(crate) struct Leg {
     pub attempts: Vec<Attempt>,
     pub skipped: Vec<Skip>,
     pub fallback: Option<String>,
+    /// The request comes exactly as it was validated against its model's catalog entry (by
+    /// `prepare`, with preview mode off): [`route`] does not validate it a second time, which
+    /// would give the same answer (issue 16). `false` for anything else.
+    pub validated: bool,
 }
 
 impl Leg {
-    /// The requested model's routing, starting now.
-    pub fn first(started: Instant) -> Self {
+    /// The requested model's routing, starting now; `validated` as on [`Leg::validated`].
+    pub fn first(started: Instant, validated: bool) -> Self {
         Self {
             started,
             attempts: Vec::new(),
             skipped: Vec::new(),
             fallback: None,
+            validated,
         }
     }
 }
@@ -67,10 +72,14 @@ pub(crate) async fn route(
 
     // Validate against the model's catalog entry; estimate tokens and cost.
     let model = resolve_model(snap, &req);
-    req.set_model(model.clone());
+    if req.model() != Some(model.as_str()) {
+        req.set_model(model.clone());
+    }
     tracing::Span::current().record("model", model.as_str());
     let spec = snap.catalog.model(&model);
-    req.validate(spec.map(|s| &s.capabilities))?;
+    if !leg.validated {
+        req.validate(spec.map(|s| &s.capabilities))?;
+    }
     let estimate = tokens::estimate(&req, spec, snap.catalog.default_output_tokens_per_image());
     let est_tokens = estimate.total();
     let est_cost = snap.costs.estimate(&model, spec, &req, &estimate);

@@ -15,11 +15,15 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most same-origin redirects followed in one call.
 pub(super) const MAX_REDIRECTS: usize = 5;
 
-/// Whether two URLs share scheme, host and port.
+/// Whether two URLs share scheme, host (compared ignoring ASCII case, without allocating a
+/// lower-cased copy of each: this runs on every answer; issue 16) and port.
 pub(crate) fn same_origin(a: &url::Url, b: &url::Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
-        && a.port_or_known_default() == b.port_or_known_default()
+    let same_host = match (a.host_str(), b.host_str()) {
+        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+        (None, None) => true,
+        _ => false,
+    };
+    a.scheme() == b.scheme() && same_host && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// `host[:port]` of a URL: what an error names (never the path or query, which may carry a
