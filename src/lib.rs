@@ -43,6 +43,8 @@ mod layout_check;
 pub mod metrics;
 mod provider;
 pub mod providers;
+#[cfg(feature = "queue")]
+pub mod queue;
 pub mod quota;
 mod redact;
 mod request;

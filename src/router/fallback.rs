@@ -121,7 +121,10 @@ pub(crate) async fn serve_prepared(
 ) -> Result<ImageResponse, Error> {
     let settings = &snap.settings;
     let started = Instant::now();
-    let fallbacks: Vec<String> = req.fallback_models().map(<[String]>::to_vec).unwrap_or_default();
+    let fallbacks: Vec<String> = req
+        .fallback_models()
+        .map(<[String]>::to_vec)
+        .unwrap_or_default();
 
     // The requested model, then each fallback while none has served it.
     let mut err = match route(snap, clock, req.clone(), class, Leg::first(started)).await {

@@ -368,15 +368,18 @@ impl Router {
         );
         let started = tokio::time::Instant::now();
         let result = match &self.inner.cache {
-            None => fallback::serve(&snap, &self.inner.clock, request, class)
-                .instrument(span)
-                .await,
+            None => {
+                fallback::serve(&snap, &self.inner.clock, request, class)
+                    .instrument(span)
+                    .await
+            }
             // Validate → preview → cache lookup → single-flight → route and fall back → store
             // (see `crate::cache`): the key is the request as routed.
             Some(cache) => match fallback::prepare(&snap, request) {
                 Ok(p) => {
                     let clock = &self.inner.clock;
-                    let (snap_ref, preview, requested) = (&snap, p.preview.clone(), p.requested.clone());
+                    let (snap_ref, preview, requested) =
+                        (&snap, p.preview.clone(), p.requested.clone());
                     let route = |req| {
                         fallback::serve_prepared(snap_ref, clock, req, preview, requested, class)
                     };

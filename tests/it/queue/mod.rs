@@ -1,0 +1,4 @@
+//! Durable image jobs: the backend contract (shared by every backend), the SQLite backend,
+//! workers on the simulator, callbacks and the command line.
+
+pub mod conformance;
