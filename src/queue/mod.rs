@@ -36,6 +36,7 @@
 
 mod backend;
 mod job;
+mod sqlite;
 
 pub use backend::{Claim, LaneDepth, QueueBackend, QueueError, QueueStats, Reclaimed, Submitted};
 pub use job::{
@@ -43,3 +44,4 @@ pub use job::{
     JobError, JobId, JobRequest, JobState, JobSuccess, Lease, NewJob, ResultLocation, StoredEdit,
     StoredImage, DEFAULT_MAX_RETRIES, MAX_CALLBACK_URL_BYTES, MAX_IDEMPOTENCY_KEY_BYTES,
 };
+pub use sqlite::{system_time, SqliteBackend, SqliteOptions};

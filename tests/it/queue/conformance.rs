@@ -397,6 +397,7 @@ async fn complete_and_fail_record_everything(f: &Fixture) {
         f.q.submit(gen("a").callback_url("http://127.0.0.1:9/cb"))
             .await
             .unwrap();
+    f.clock.advance(Duration::from_millis(1));
     let b = f.q.submit(gen("b")).await.unwrap();
     f.q.claim(&claim("w", None)).await.unwrap().unwrap();
     f.q.mark_sent(&a.id, "w").await.unwrap();
@@ -409,8 +410,8 @@ async fn complete_and_fail_record_everything(f: &Fixture) {
     assert_eq!(j.cost_usd, Some(0.01));
     assert_eq!(j.results.len(), 1);
     assert_eq!(j.attempts.len(), 1);
-    assert_eq!(j.started_ms, Some(T0_MS));
-    assert_eq!(j.ended_ms, Some(T0_MS + 250));
+    assert_eq!(j.started_ms, Some(T0_MS + 1));
+    assert_eq!(j.ended_ms, Some(T0_MS + 251));
     assert!(j.lease.is_none());
     assert!(matches!(
         j.callback,

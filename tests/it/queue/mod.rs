@@ -2,3 +2,4 @@
 //! workers on the simulator, callbacks and the command line.
 
 pub mod conformance;
+mod sqlite;
