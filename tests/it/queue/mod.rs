@@ -3,3 +3,4 @@
 
 pub mod conformance;
 mod sqlite;
+mod worker;
