@@ -2,5 +2,6 @@
 //! workers on the simulator, callbacks and the command line.
 
 pub mod conformance;
+mod callbacks;
 mod sqlite;
 mod worker;
