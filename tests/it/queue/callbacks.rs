@@ -90,10 +90,19 @@ async fn one_signed_delivery_per_job_after_retries() {
     let mut delivered_ids = Vec::new();
     for r in &got {
         let sig = r.headers.get(SIGNATURE_HEADER).unwrap().to_str().unwrap();
-        assert!(verify(SECRET.as_bytes(), &r.body, sig), "signed with the secret");
+        assert!(
+            verify(SECRET.as_bytes(), &r.body, sig),
+            "signed with the secret"
+        );
         assert!(!verify(b"other secret", &r.body, sig));
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        let id = r.headers.get(JOB_HEADER).unwrap().to_str().unwrap().to_string();
+        let id = r
+            .headers
+            .get(JOB_HEADER)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         assert_eq!(body["id"], serde_json::json!(id));
         assert_eq!(body["state"], "succeeded");
         assert!(body["results"][0]["location"].is_string());
@@ -124,7 +133,8 @@ async fn redirects_are_not_followed_and_tries_run_out() {
     let receiver = MockServer::start().await;
     Mock::given(path("/cb"))
         .respond_with(
-            ResponseTemplate::new(302).insert_header("location", format!("{}/elsewhere", receiver.uri())),
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/elsewhere", receiver.uri())),
         )
         .mount(&receiver)
         .await;

@@ -1,7 +1,8 @@
 //! Durable image jobs: the backend contract (shared by every backend), the SQLite backend,
 //! workers on the simulator, callbacks and the command line.
 
-pub mod conformance;
 mod callbacks;
+pub mod conformance;
+mod processes;
 mod sqlite;
 mod worker;
