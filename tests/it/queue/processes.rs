@@ -34,7 +34,7 @@ use crate::support::redis as test_redis;
 /// Jobs submitted.
 const JOBS: usize = 10_000;
 /// The account's requests per minute: binding, so the first minute shows the limit used.
-const RPM: u32 = 6_000;
+const RPM: u32 = 4_500;
 /// Share of the limit the routers use: a little below the account's, so a request admitted
 /// at the very edge of the shared window (Redis server time) cannot reach the simulator while
 /// its own window still holds the request it replaces.
@@ -191,7 +191,7 @@ async fn ten_thousand_jobs_three_workers_one_killed() {
         let sim = sim.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(40)).await;
+                tokio::time::sleep(Duration::from_millis(80)).await;
                 let f = {
                     let mut rng = rand::rng();
                     match rng.random_range(0..100) {
