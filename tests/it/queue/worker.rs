@@ -254,7 +254,7 @@ async fn interactive_jobs_run_before_bulk_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_wait_in_the_queue_while_the_router_has_no_room() {
     // 5 requests a minute: the worker claims 5, then nothing until the window moves.
-    let sim = sim(5).await;
+    let sim = Arc::new(sim(5).await);
     let s = setup();
     for i in 0..12 {
         s.queue
@@ -264,14 +264,32 @@ async fn jobs_wait_in_the_queue_while_the_router_has_no_room() {
     }
     let w = worker(&s, router(&sim, 5), "w1");
     let w2 = w.clone();
+    // Stop once the five allowed requests were served and the worker had time (twenty poll
+    // intervals) to claim more if it wrongly would.
+    let stop = {
+        let sim = sim.clone();
+        let sim_stats = move || sim.stats("acct");
+        async move {
+            while sim_stats().images < 5 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            sim_stats()
+        }
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let run = tokio::spawn(async move {
-        w2.run(tokio::time::sleep(Duration::from_millis(1500)))
-            .await
+        w2.run(async move {
+            let _ = rx.await;
+        })
+        .await
     });
+    let stats = stop.await;
+    let _ = tx.send(());
     let report = run.await.unwrap();
     let st = s.queue.stats().await.unwrap();
-    assert_eq!(sim.stats("acct").images, 5);
-    assert_eq!(sim.stats("acct").rate_limited, 0);
+    assert_eq!(stats.images, 5);
+    assert_eq!(stats.rate_limited, 0);
     assert_eq!(st.queued, 7, "the rest wait in the store");
     assert_eq!(st.running, 0);
     assert_eq!(report.succeeded, 5);
