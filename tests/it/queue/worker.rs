@@ -262,7 +262,18 @@ async fn jobs_wait_in_the_queue_while_the_router_has_no_room() {
             .await
             .unwrap();
     }
-    let w = worker(&s, router(&sim, 5), "w1");
+    // One job in hand at a time: each claim follows the previous job's admission, so the
+    // probe sees the room as it is (with several in hand, two probes can both see the last
+    // slot; the second job then waits inside the router, see the worker's module docs).
+    let w = Worker::builder()
+        .router(router(&sim, 5))
+        .backend(s.backend.clone())
+        .results(Arc::new(FolderStore::new(s.dir.path().join("out"))))
+        .concurrency(1)
+        .poll_interval(Duration::from_millis(20))
+        .grace(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let w2 = w.clone();
     // Stop once the five allowed requests were served and the worker had time (twenty poll
     // intervals) to claim more if it wrongly would.
@@ -290,7 +301,19 @@ async fn jobs_wait_in_the_queue_while_the_router_has_no_room() {
     let st = s.queue.stats().await.unwrap();
     assert_eq!(stats.images, 5);
     assert_eq!(stats.rate_limited, 0);
-    assert_eq!(st.queued, 7, "the rest wait in the store");
+    let others: Vec<_> = s
+        .queue
+        .list(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.state != JobState::Succeeded && j.state != JobState::Queued)
+        .map(|j| (j.state, j.error, j.attempts))
+        .collect();
+    assert_eq!(
+        st.queued, 7,
+        "the rest wait in the store: {others:?} {report:?}"
+    );
     assert_eq!(st.running, 0);
     assert_eq!(report.succeeded, 5);
     assert!(
