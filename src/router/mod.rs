@@ -21,10 +21,13 @@
 //! 10. `stream_api.rs`, `stream_driver.rs`, `route/stream.rs`: streamed requests — the
 //!     public API, the whole request (preview mode and fallback models through
 //!     `fallback.rs`), the attempt loop of one model.
+//! 11. `admission.rs`: the read-only probe "could this be admitted now, and when"
+//!     ([`Router::admission`]), which queue workers ask before claiming a job.
 //!
 //! Nothing is lost: every request ends as images or as an [`Error`] listing every attempt and
 //! every skipped provider, and no request waits past its deadline.
 
+mod admission;
 mod builder;
 mod check;
 mod fallback;
@@ -46,6 +49,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tracing::Instrument;
 
+pub use admission::{Admission, ADMISSION_RECHECK};
 pub use builder::{
     RouterBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,

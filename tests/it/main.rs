@@ -16,6 +16,7 @@ mod hostile; // hostile provider answers and inputs never panic
 mod keys; // several keys behind one provider: combined limit, room, denial, outputs
 mod limiter; // RPM/TPM limiter, its properties and live headers
 mod preview; // preview mode: every request in its cheapest faithful form; the README cost table
+mod queue; // durable jobs: backend contract, SQLite, workers, callbacks, crash and restart
 mod routing; // rules, strategies, scoring, quota routing, scenarios, faults, reload
 mod shared; // several instances, one account: the Redis store's proofs
 mod sim; // the embedded simulator

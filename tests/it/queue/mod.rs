@@ -1,0 +1,9 @@
+//! Durable image jobs: the backend contract (shared by every backend), the SQLite backend,
+//! workers on the simulator, callbacks and the command line.
+
+mod callbacks;
+mod cli;
+pub mod conformance;
+mod processes;
+mod sqlite;
+mod worker;
