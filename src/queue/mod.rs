@@ -36,8 +36,14 @@
 
 mod backend;
 mod job;
+#[cfg(feature = "redis")]
+mod redis;
 mod sqlite;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    RedisBackend, RedisQueueOptions, DEFAULT_RECLAIM_BATCH, DEFAULT_REDIS_TIMEOUT,
+};
 pub use backend::{Claim, LaneDepth, QueueBackend, QueueError, QueueStats, Reclaimed, Submitted};
 pub use job::{
     default_priority, lane_of, split_lane, CallbackState, Job, JobAttempt, JobDecodeError,

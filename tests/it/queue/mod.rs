@@ -2,4 +2,5 @@
 //! workers on the simulator, callbacks and the command line.
 
 pub mod conformance;
+mod redis;
 mod sqlite;
