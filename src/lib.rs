@@ -125,6 +125,7 @@ pub use router::{
     StoreStatus, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,
 };
+pub use router::{Admission, ADMISSION_RECHECK};
 pub use router::{
     CheckOptions, CheckReport, CheckResult, CheckedProvider, Mark, ModelCheck,
     DEFAULT_CHECK_TIMEOUT,

@@ -23,6 +23,9 @@
 //! | `image_router_cache_misses_total` | counter | | requests the response cache sent upstream (`Use` or `Refresh`) |
 //! | `image_router_cache_bytes` | gauge | | bytes of image data in the response cache's memory tier |
 //! | `image_router_cache_second_tier_failures_total` | counter | `op` | failed calls to the cache's Redis tier, skipped: `connect`, `get`, `put` |
+//! | `image_router_queue_depth` | gauge | | jobs queued in the durable job queue (feature `queue`; set by workers and `JobQueue::stats`) |
+//! | `image_router_queue_oldest_age_seconds` | gauge | | age of the oldest queued job, 0 when none is queued |
+//! | `image_router_queue_jobs_total` | counter | `outcome` | jobs a worker ended or handed on: `succeeded`, `failed`, `retried`, `released` |
 //!
 //! Call [`describe`] once after installing a recorder to give each metric its help text and
 //! unit (an exporter such as Prometheus shows them as `# HELP` lines).
@@ -43,6 +46,13 @@ pub const ATTEMPT_DURATION: &str = "image_router_attempt_duration_seconds";
 pub const FAILOVERS_TOTAL: &str = "image_router_failovers_total";
 /// `image_router_rate_limited_total`.
 pub const RATE_LIMITED_TOTAL: &str = "image_router_rate_limited_total";
+
+/// `image_router_queue_depth`.
+pub const QUEUE_DEPTH: &str = "image_router_queue_depth";
+/// `image_router_queue_oldest_age_seconds`.
+pub const QUEUE_OLDEST_AGE: &str = "image_router_queue_oldest_age_seconds";
+/// `image_router_queue_jobs_total`.
+pub const QUEUE_JOBS_TOTAL: &str = "image_router_queue_jobs_total";
 
 /// `image_router_possibly_billed_total`.
 pub const POSSIBLY_BILLED_TOTAL: &str = "image_router_possibly_billed_total";
@@ -284,6 +294,21 @@ pub(crate) fn router_spend(spend: f64) {
 /// ```
 pub fn describe() {
     use metrics::Unit;
+    metrics::describe_gauge!(
+        QUEUE_DEPTH,
+        Unit::Count,
+        "Jobs queued in the durable job queue"
+    );
+    metrics::describe_gauge!(
+        QUEUE_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest queued job, 0 when none is queued"
+    );
+    metrics::describe_counter!(
+        QUEUE_JOBS_TOTAL,
+        Unit::Count,
+        "Jobs a worker ended or handed on, by outcome"
+    );
     metrics::describe_counter!(
         REQUESTS_TOTAL,
         Unit::Count,

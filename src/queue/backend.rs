@@ -164,6 +164,12 @@ pub trait QueueBackend: Send + Sync + fmt::Debug {
     /// [`QueueError::LeaseLost`] when the lease is not held (e.g. cancelled): do not send.
     async fn mark_sent(&self, id: &JobId, worker: &str) -> Result<(), QueueError>;
 
+    /// Withdraws [`mark_sent`](QueueBackend::mark_sent) when the router turned the request
+    /// away before any provider call (no room after all: nothing was sent, the error lists
+    /// no attempt), so the job may be handed back with [`release`](QueueBackend::release).
+    /// [`QueueError::LeaseLost`] when the lease is not held.
+    async fn unmark_sent(&self, id: &JobId, worker: &str) -> Result<(), QueueError>;
+
     /// Ends the job `succeeded` with its result; its callback becomes pending if it has a URL.
     async fn complete(
         &self,

@@ -32,22 +32,41 @@
 //!
 //! # Files
 //!
-//! [`job`](Job) — the record; `backend.rs` — the trait every backend implements.
+//! * `job.rs` — the record ([`Job`], [`NewJob`], [`JobState`]);
+//! * `backend.rs` — the trait every backend implements ([`QueueBackend`]) and its contract;
+//! * `sqlite.rs` — the embedded backend ([`SqliteBackend`]);
+//! * `redis/` — the backend shared by hosts (`RedisBackend`, feature `redis`);
+//! * `worker.rs` — [`Worker`]: rate-aware claims, leases, the non-idempotent rule, retries,
+//!   graceful shutdown;
+//! * `results.rs` — where images go ([`ResultsStore`], [`FolderStore`]);
+//! * `callback.rs` — signed completion callbacks;
+//! * `handle.rs` — [`JobQueue`], the application's handle.
 
 mod backend;
+pub mod callback;
+mod handle;
 mod job;
 #[cfg(feature = "redis")]
 mod redis;
+mod results;
 mod sqlite;
+mod worker;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{
     RedisBackend, RedisQueueOptions, DEFAULT_RECLAIM_BATCH, DEFAULT_REDIS_TIMEOUT,
 };
 pub use backend::{Claim, LaneDepth, QueueBackend, QueueError, QueueStats, Reclaimed, Submitted};
+pub use callback::{CallbackConfig, CallbackSender, SIGNATURE_HEADER};
+pub use handle::{JobQueue, WAIT_POLL_MAX, WAIT_POLL_MIN};
 pub use job::{
     default_priority, lane_of, split_lane, CallbackState, Job, JobAttempt, JobDecodeError,
     JobError, JobId, JobRequest, JobState, JobSuccess, Lease, NewJob, ResultLocation, StoredEdit,
     StoredImage, DEFAULT_MAX_RETRIES, MAX_CALLBACK_URL_BYTES, MAX_IDEMPOTENCY_KEY_BYTES,
 };
+pub use results::{FolderStore, ResultsStore};
 pub use sqlite::{system_time, SqliteBackend, SqliteOptions};
+pub use worker::{
+    Worker, WorkerBuilder, WorkerReport, DEFAULT_CONCURRENCY, DEFAULT_GRACE, DEFAULT_LEASE,
+    DEFAULT_MAX_RETRY_BACKOFF, DEFAULT_POLL, DEFAULT_RETRY_BACKOFF,
+};

@@ -401,6 +401,16 @@ impl QueueBackend for SqliteBackend {
         .await
     }
 
+    async fn unmark_sent(&self, id: &JobId, worker: &str) -> Result<(), QueueError> {
+        let (id, worker) = (id.clone(), worker.to_string());
+        self.tx(move |tx, now| {
+            let mut job = leased(tx, &id, &worker, now)?;
+            job.sent = false;
+            store(tx, &job)
+        })
+        .await
+    }
+
     async fn complete(
         &self,
         id: &JobId,

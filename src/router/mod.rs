@@ -17,11 +17,14 @@
 //!    rate-limit refund, model cool-down, budget);
 //! 7. `probe.rs`: the breaker's pass and the optional cheap probe;
 //! 8. `status.rs`, `snapshot.rs`, `builder.rs`: status, the swappable snapshot, the builder;
-//! 9. `check.rs`: the capability check ([`Router::check`], also at start).
+//! 9. `check.rs`: the capability check ([`Router::check`], also at start);
+//! 10. `admission.rs`: the read-only probe "could this be admitted now, and when"
+//!     ([`Router::admission`]), which queue workers ask before claiming a job.
 //!
 //! Nothing is lost: every request ends as images or as an [`Error`] listing every attempt and
 //! every skipped provider, and no request waits past its deadline.
 
+mod admission;
 mod builder;
 mod check;
 mod fallback;
@@ -42,6 +45,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tracing::Instrument;
 
+pub use admission::{Admission, ADMISSION_RECHECK};
 pub use builder::{
     RouterBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_DEADLINE,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_LIMIT_WAIT, DEFAULT_RETRY_BACKOFF,

@@ -2,6 +2,7 @@
 -- ARGV: op, now, id, worker, then per op:
 --   heartbeat  lease ms
 --   sent       -
+--   unsent     -
 --   complete   provider, model, usage JSON ('' none), cost JSON ('' none), results JSON, attempts JSON
 --   fail       error JSON, attempts JSON
 --   retry      not before (ms), error JSON, attempts JSON
@@ -23,6 +24,9 @@ if op == 'heartbeat' then
   return {OK}
 elseif op == 'sent' then
   redis.call('HSET', J, 'sent', '1')
+  return {OK}
+elseif op == 'unsent' then
+  redis.call('HSET', J, 'sent', '0')
   return {OK}
 elseif op == 'complete' then
   redis.call('HSET', J, 'provider', ARGV[5], 'model', ARGV[6], 'results', ARGV[9])

@@ -400,6 +400,11 @@ impl QueueBackend for RedisBackend {
         Ok(())
     }
 
+    async fn unmark_sent(&self, id: &JobId, worker: &str) -> Result<(), QueueError> {
+        self.lease_op("unsent", id, worker, &[]).await?;
+        Ok(())
+    }
+
     async fn complete(
         &self,
         id: &JobId,

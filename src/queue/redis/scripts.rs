@@ -16,7 +16,7 @@ pub(super) static SUBMIT: LazyLock<Script> = LazyLock::new(|| script(include_str
 pub(super) static LANES: LazyLock<Script> = LazyLock::new(|| script(include_str!("lanes.lua")));
 /// The next job of the allowed lanes, leased.
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("claim.lua")));
-/// Heartbeat, sent, complete, fail, retry, release: the steps under a lease.
+/// Heartbeat, sent, unsent, complete, fail, retry, release: the steps under a lease.
 pub(super) static LEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lease.lua")));
 /// Cancellation.
 pub(super) static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("cancel.lua")));

@@ -390,6 +390,18 @@ async fn release_hands_back_unsent(f: &Fixture) {
         f.q.release(&s.id, "w", None).await,
         Err(QueueError::WrongState { .. })
     ));
+    // Nothing went out after all (the router refused before any call): withdrawn, handed back.
+    assert!(matches!(
+        f.q.unmark_sent(&s.id, "other").await,
+        Err(QueueError::LeaseLost { .. })
+    ));
+    f.q.unmark_sent(&s.id, "w").await.unwrap();
+    assert!(!f.q.status(&s.id).await.unwrap().unwrap().sent);
+    f.q.release(&s.id, "w", None).await.unwrap();
+    assert_eq!(
+        f.q.status(&s.id).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
 }
 
 async fn complete_and_fail_record_everything(f: &Fixture) {

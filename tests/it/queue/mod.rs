@@ -1,6 +1,8 @@
 //! Durable image jobs: the backend contract (shared by every backend), the SQLite backend,
 //! workers on the simulator, callbacks and the command line.
 
+mod callbacks;
 pub mod conformance;
 mod redis;
 mod sqlite;
+mod worker;
