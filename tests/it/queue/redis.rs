@@ -381,3 +381,98 @@ async fn backlogs_larger_than_one_script_batch_are_handled_whole() {
     );
     assert!(q.reclaim_expired().await.unwrap() == Default::default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_their_own_connections_drain_one_redis_queue_on_the_simulator() {
+    use super::worker::{req, router, sim, worker, Setup};
+    use image_router::queue::JobQueue;
+    use image_router::sim::{Fault, Times};
+
+    let test = "two_workers_on_their_own_connections_drain_one_redis_queue_on_the_simulator";
+    let Some(url) = test_redis::url(test) else {
+        return;
+    };
+    let prefix = test_redis::unique_prefix("workers");
+    let sim = sim(6000).await;
+    sim.fail("acct", Fault::Status(500), Times::N(3));
+    sim.fail("acct", Fault::Reset, Times::Once);
+    sim.fail("acct", Fault::ContentPolicy, Times::Once);
+    // Two hosts: each its own backend (connection) and results folder, one queue.
+    let hosts: Vec<Setup> = (0..2)
+        .map(|_| {
+            let backend: Arc<dyn QueueBackend> =
+                Arc::new(RedisBackend::new(RedisConfig::new(url.clone()).prefix(&prefix)).unwrap());
+            Setup {
+                dir: tempfile::tempdir().unwrap(),
+                queue: JobQueue::new(backend.clone()),
+                backend,
+            }
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let s = &hosts[i % 2];
+        ids.push(
+            s.queue
+                .submit(NewJob::new(req(&format!("p{i}"))))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let r = router(&sim, 6000);
+    let workers: Vec<_> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| worker(s, r.clone(), &format!("host{i}")))
+        .collect();
+    let runs = workers.iter().map(|w| {
+        let q = hosts[0].queue.clone();
+        let stop = async move {
+            loop {
+                let st = q.stats().await.unwrap();
+                if st.queued == 0 && st.running == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        w.run(stop)
+    });
+    let reports = tokio::time::timeout(
+        Duration::from_secs(120),
+        futures_util::future::join_all(runs),
+    )
+    .await
+    .expect("the queue drains");
+    let mut succeeded = 0;
+    let mut failed = 0;
+    for id in &ids {
+        let j = hosts[1].queue.status(id).await.unwrap();
+        match j.state {
+            JobState::Succeeded => {
+                succeeded += 1;
+                assert_eq!(j.results.len(), 1);
+                assert!(std::path::Path::new(&j.results[0].location).exists());
+                assert!(j.lease.is_none());
+            }
+            JobState::Failed => {
+                failed += 1;
+                assert_eq!(j.error.as_ref().unwrap().kind, "rejected");
+            }
+            other => panic!("job {id} ended {other}"),
+        }
+    }
+    let st = sim.stats("acct");
+    assert_eq!(st.images, succeeded, "no job generated twice");
+    assert_eq!(st.rate_limited, 0);
+    assert_eq!(failed, 1, "only the content-policy refusal fails");
+    assert!(
+        reports.iter().all(|r| r.claimed > 0),
+        "both hosts took work: {reports:?}"
+    );
+    assert_eq!(
+        reports.iter().map(|r| r.succeeded + r.failed).sum::<u64>(),
+        60
+    );
+}
