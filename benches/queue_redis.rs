@@ -29,7 +29,7 @@ fn job(i: u64) -> NewJob {
         .quality(Quality::Low)
         .size(Size::SQUARE);
     let j = NewJob::new(req);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         j.class(RequestClass::BATCH)
     } else {
         j

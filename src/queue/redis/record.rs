@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn ord_sorts_by_priority_then_age_then_id() {
         let id = |s: &str| JobId::from(s);
-        let mut v = vec![
+        let mut v = [
             ord(-100, 5, &id("ja")),
             ord(0, 9, &id("jb")),
             ord(0, 3, &id("jc")),
