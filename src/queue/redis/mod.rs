@@ -53,7 +53,15 @@
 //! default `image-router`), so all of them live in one hash slot: the scripts receive the
 //! tag as their one declared key and build the others from it, which Redis Cluster and
 //! Valkey accept because they hash to the same slot. One queue is therefore served by one
-//! node of a cluster (as a queue must be, to be atomic).
+//! node of a cluster (as a queue must be, to be atomic). The connection itself is a
+//! single-server client (`ConnectionManager`, as the state store's): point it at the node
+//! (or proxy) serving the slot; a cluster-aware client is not wired in.
+//!
+//! Housekeeping runs inside the claim and lanes scripts: jobs whose retry time came are moved
+//! to their ready set, and queued jobs whose deadline passed out of it, at most 1,000 of each
+//! per call (bounding a script's run time; the next call moves the rest). A claim also checks
+//! the deadline of the job it is about to take, so a past-deadline job is never claimed even
+//! behind a larger backlog; `lanes` may count such a job as due until a call has moved it.
 //!
 //! # Time
 //!
