@@ -16,6 +16,7 @@ mod config_cmd;
 mod doctor;
 mod edit;
 mod generate;
+mod jobs;
 mod logging;
 mod output;
 mod plan;
@@ -49,6 +50,8 @@ Examples:
   image-router doctor --config router.toml
   image-router status --config router.toml --json
   image-router plan --config router.toml --prompts prompts.txt
+  image-router jobs submit --config router.toml --prompts prompts.txt   # durable queue
+  image-router worker --config router.toml                             # drains it
   image-router config init       # write image-router.toml from what the environment has
 
 Configuration: --config FILE, else IMAGE_ROUTER_CONFIG, else ./image-router.toml, else
@@ -115,6 +118,12 @@ enum Command {
     /// Edit images (one or more inputs, an optional mask) with a prompt and write the results.
     #[command(after_help = edit::AFTER_HELP)]
     Edit(edit::EditArgs),
+    /// The durable job queue: submit, status, list, cancel (drained by `worker`).
+    #[command(subcommand, after_help = jobs::JOBS_HELP)]
+    Jobs(jobs::JobsCommand),
+    /// Drain the job queue through the router until interrupted.
+    #[command(after_help = jobs::WORKER_HELP)]
+    Worker(jobs::WorkerArgs),
     /// Configuration files: `config init` writes a commented one from the environment.
     #[command(subcommand, after_help = config_cmd::CONFIG_HELP)]
     Config(config_cmd::ConfigCommand),
@@ -290,6 +299,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Generate(a) => generate::run(a).await,
             Command::Batch(a) => batch::run(a).await,
+            Command::Jobs(c) => jobs::run(c).await,
+            Command::Worker(a) => jobs::worker(a).await,
             Command::Doctor(a) => doctor::run(a).await,
             Command::Status(a) => status::run(a).await,
             Command::Plan(a) => plan::run(a).await,

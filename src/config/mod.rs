@@ -148,6 +148,7 @@ mod env;
 mod from_env;
 mod locate;
 mod provider;
+mod queue;
 mod router;
 mod store;
 
@@ -173,6 +174,7 @@ pub use self::from_env::{
     OPENAI_ORG_ID, OPENAI_PROJECT_ID,
 };
 pub use self::provider::{build_provider, mode_name, ProviderConfig};
+pub use self::queue::{QueueKind, QueueSettings, DEFAULT_QUEUE_PATH, DEFAULT_RESULTS_DIR};
 pub use self::router::RouterSettings;
 pub use self::store::{StoreKind, StoreSettings};
 
@@ -210,6 +212,9 @@ pub struct RouterConfig {
     pub store: StoreSettings,
     /// The `[cache]` table (the response cache is off without it).
     pub cache: Option<CacheSettings>,
+    /// The `[queue]` table (the durable job queue of `jobs` and `worker`; defaults when
+    /// absent: SQLite in `image-router-jobs.db`).
+    pub queue: Option<QueueSettings>,
     /// Where the file came from (for relative paths); `None` for a string.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -227,6 +232,7 @@ struct RawConfig {
     provider: Vec<Spanned<provider::RawProvider>>,
     store: Option<store::RawStore>,
     cache: Option<cache::RawCache>,
+    queue: Option<queue::RawQueue>,
 }
 
 impl FromStr for RouterConfig {
@@ -305,11 +311,17 @@ impl RouterConfig {
             .as_ref()
             .map(|c| cache::parse(&cx, c))
             .transpose()?;
+        let queue = raw
+            .queue
+            .as_ref()
+            .map(|q| queue::parse(&cx, q))
+            .transpose()?;
         Ok(RouterConfig {
             router,
             providers,
             store,
             cache,
+            queue,
             base_dir,
             catalog_line,
             default_model_line,

@@ -230,7 +230,7 @@ pub(super) fn duration(
 }
 
 /// A count that must fit a `u32` and lie in `lo..=hi`.
-fn count(
+pub(super) fn count(
     cx: &Locator<'_>,
     field: String,
     v: &S<i64>,

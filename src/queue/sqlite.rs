@@ -91,6 +91,30 @@ CREATE INDEX IF NOT EXISTS jobs_cb ON jobs (cb_due) WHERE cb_due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_list ON jobs (enqueued_ms, id);
 ";
 
+/// How long one busy wait sleeps. SQLite's own busy time-out sleeps 1, 2, 5, 10 … up to
+/// 100 ms per retry; with several worker processes taking turns on the write lock for
+/// sub-millisecond transactions, those long sleeps (not the work) bound the throughput, so
+/// the backend retries every half millisecond instead.
+const BUSY_SLEEP: Duration = Duration::from_micros(500);
+
+/// Retries of [`busy_wait`] before a call fails: the largest busy time-out any backend of
+/// the process was opened with, in [`BUSY_SLEEP`]s (a process-wide value because SQLite's
+/// busy handler is a plain function).
+static BUSY_RETRIES: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn set_busy_limit(timeout: Duration) {
+    let n = i64::try_from(timeout.as_micros() / BUSY_SLEEP.as_micros()).unwrap_or(i64::MAX);
+    BUSY_RETRIES.fetch_max(n.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+fn busy_wait(retries: i32) -> bool {
+    if i64::from(retries) >= BUSY_RETRIES.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    std::thread::sleep(BUSY_SLEEP);
+    true
+}
+
 fn db_err(e: rusqlite::Error) -> QueueError {
     QueueError::backend(format!("sqlite: {e}"))
 }
@@ -124,7 +148,8 @@ impl SqliteBackend {
         let conn = Connection::open(&path).map_err(|e| {
             QueueError::invalid("path", format!("cannot open {}: {e}", path.display()))
         })?;
-        conn.busy_timeout(options.busy_timeout).map_err(db_err)?;
+        set_busy_limit(options.busy_timeout);
+        conn.busy_handler(Some(busy_wait)).map_err(db_err)?;
         // WAL: readers do not block the writer and a crash leaves whole transactions.
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))

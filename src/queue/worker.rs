@@ -204,6 +204,7 @@ impl WorkerBuilder {
                 clock: self.clock.unwrap_or_else(WallClock::system),
                 counts: Counts::default(),
                 not_before: Mutex::new(None),
+                lanes: Mutex::new(None),
             }),
         })
     }
@@ -269,6 +270,10 @@ struct Inner {
     counts: Counts,
     /// Set when a claimed job found no room after all: no claim before this instant.
     not_before: Mutex<Option<tokio::time::Instant>>,
+    /// The lanes with due work, as last read, and when: lanes change rarely, and reading
+    /// them counts every due job, so they are read again only after a poll interval or when
+    /// a claim found nothing.
+    lanes: Mutex<Option<(tokio::time::Instant, Vec<String>)>>,
 }
 
 /// What the claim step found.
@@ -432,14 +437,33 @@ impl Worker {
                 return Ok(Next::Wait((at - now).min(inner.poll)));
             }
         }
-        let lanes = inner.backend.lanes().await?;
+        let cached = inner
+            .lanes
+            .lock()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < inner.poll)
+            .map(|(_, l)| l.clone());
+        let lanes = match cached {
+            Some(l) => l,
+            None => {
+                let l: Vec<String> = inner
+                    .backend
+                    .lanes()
+                    .await?
+                    .into_iter()
+                    .map(|l| l.lane)
+                    .collect();
+                *inner.lanes.lock() = Some((tokio::time::Instant::now(), l.clone()));
+                l
+            }
+        };
         if lanes.is_empty() {
             return Ok(Next::Wait(inner.poll));
         }
         let mut open = Vec::new();
         let mut soonest = inner.poll;
-        for l in &lanes {
-            let (class, model) = split_lane(&l.lane);
+        for lane in &lanes {
+            let (class, model) = split_lane(lane);
             let mut probe = GenerateRequest::new("admission probe");
             probe.model = model.map(str::to_string);
             let class = class.map(|c| RequestClass::new(c.to_string()));
@@ -449,7 +473,7 @@ impl Worker {
             {
                 // A lane no request can ever be admitted to is claimed too: its jobs fail
                 // with the reason instead of waiting forever.
-                Admission::Now { .. } | Admission::Never(_) => open.push(l.lane.clone()),
+                Admission::Now { .. } | Admission::Never(_) => open.push(lane.clone()),
                 Admission::At(d) => soonest = soonest.min(d),
             }
         }
@@ -463,7 +487,10 @@ impl Worker {
         };
         Ok(match inner.backend.claim(&claim).await? {
             Some(job) => Next::Job(Box::new(job)),
-            None => Next::Wait(Duration::from_millis(5)),
+            None => {
+                *inner.lanes.lock() = None;
+                Next::Wait(Duration::from_millis(5))
+            }
         })
     }
 

@@ -9,7 +9,7 @@
 //! request itself) runs before anything is sent.
 
 mod manifest;
-mod prompts;
+pub(super) mod prompts;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;

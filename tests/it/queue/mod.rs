@@ -3,6 +3,7 @@
 
 mod callbacks;
 pub mod conformance;
+mod processes;
 mod redis;
 mod sqlite;
 mod worker;

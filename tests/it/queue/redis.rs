@@ -476,3 +476,59 @@ async fn two_workers_on_their_own_connections_drain_one_redis_queue_on_the_simul
         60
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_table_opens_the_redis_backend() {
+    use image_router::config::RouterConfig;
+
+    let Some(_url) = test_redis::url("the_queue_table_opens_the_redis_backend") else {
+        return;
+    };
+    let prefix = test_redis::unique_prefix("config");
+    let provider = "[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n";
+    let cfg: RouterConfig = format!(
+        "[queue]\nkind = \"redis\"\nurl_env = \"{}\"\nprefix = \"{prefix}\"\n{provider}",
+        test_redis::URL_VAR
+    )
+    .parse()
+    .unwrap();
+    let settings = cfg.queue.clone().unwrap();
+    let q = settings.open(None).unwrap();
+    assert!(format!("{q:?}").contains(&format!("{{{prefix}:queue}}")));
+    let s = q.submit(gen("from the config")).await.unwrap();
+    assert_eq!(
+        q.status(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .request
+            .prompt(),
+        "from the config"
+    );
+
+    // A variable that is not set, and a bad prefix, name their key.
+    let unset: RouterConfig = format!(
+        "[queue]\nkind = \"redis\"\nurl_env = \"IMAGE_ROUTER_TEST_UNSET_QUEUE_URL\"\n{provider}"
+    )
+    .parse()
+    .unwrap();
+    let e = unset.queue.unwrap().open(None).unwrap_err();
+    assert_eq!(e.field, "queue.url_env");
+    assert!(
+        e.message.contains("IMAGE_ROUTER_TEST_UNSET_QUEUE_URL"),
+        "{e}"
+    );
+    match format!(
+        "[queue]\nkind = \"redis\"\nurl_env = \"{}\"\nprefix = \"a{{b\"\n{provider}",
+        test_redis::URL_VAR
+    )
+    .parse::<RouterConfig>()
+    {
+        Err(e) => assert_eq!(e.field, "queue.prefix"),
+        Ok(cfg) => assert_eq!(
+            cfg.queue.unwrap().open(None).unwrap_err().field,
+            "queue.prefix"
+        ),
+    }
+}

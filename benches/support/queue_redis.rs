@@ -1,6 +1,8 @@
-//! Submit and claim throughput and latency of the Redis job queue on loopback (the SQLite
-//! figures are in `benches/queue.rs` of the queue core).
+//! The Redis rows of `benches/queue.rs`: submit and claim throughput and latency of the
+//! Redis job queue on loopback.
 //!
+//! * `queue_redis/submit` and `queue_redis/claim_mark_sent_complete` — the SQLite group's
+//!   two figures on Redis, measured the same way, side by side.
 //! * `queue_redis_submit/one` — one generation job submitted (one script call): latency;
 //!   its inverse is one client's throughput.
 //! * `queue_redis_submit/8_concurrent` — eight tasks submitting at once on one backend
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use image_router::queue::{Claim, NewJob, QueueBackend, RedisBackend};
+use image_router::queue::{Claim, JobSuccess, NewJob, QueueBackend, RedisBackend};
 use image_router::store::redis::RedisConfig;
 use image_router::{GenerateRequest, Quality, RequestClass, Size};
 
@@ -80,7 +82,19 @@ async fn claim_many(q: &Arc<RedisBackend>, n: u64, tasks: u64) {
     while set.join_next().await.is_some() {}
 }
 
-fn bench(c: &mut Criterion) {
+fn success() -> JobSuccess {
+    JobSuccess {
+        provider: "p".into(),
+        model: "gpt-image-1".into(),
+        usage: None,
+        cost_usd: Some(0.011),
+        results: Vec::new(),
+        attempts: Vec::new(),
+    }
+}
+
+/// The Redis rows (nothing without a server).
+pub fn bench(c: &mut Criterion) {
     let url = match std::env::var("IMAGE_ROUTER_TEST_REDIS_URL") {
         Ok(u) if !u.trim().is_empty() => u.trim().to_string(),
         _ => {
@@ -99,6 +113,36 @@ fn bench(c: &mut Criterion) {
     let q = Arc::new(
         RedisBackend::new(RedisConfig::new(url.clone()).prefix(&prefix)).expect("redis config"),
     );
+
+    // The SQLite group's two figures, measured the same way.
+    let mut g = c.benchmark_group("queue_redis");
+    let mut n = 0u64;
+    g.bench_function("submit", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            let q = q.clone();
+            let j = job(n);
+            async move { q.submit(j).await.expect("submit") }
+        })
+    });
+    g.bench_function("claim_mark_sent_complete", |b| {
+        b.to_async(&rt).iter(|| {
+            let q = q.clone();
+            async move {
+                q.submit(job(0)).await.expect("submit");
+                let j = q
+                    .claim(&claim("bench"))
+                    .await
+                    .expect("claim")
+                    .expect("a job");
+                q.mark_sent(&j.id, "bench").await.expect("sent");
+                q.complete(&j.id, "bench", success())
+                    .await
+                    .expect("complete");
+            }
+        })
+    });
+    g.finish();
 
     let mut group = c.benchmark_group("queue_redis_submit");
     group.bench_function("one", |b| {
@@ -158,6 +202,3 @@ fn bench(c: &mut Criterion) {
         }
     });
 }
-
-criterion_group!(benches, bench);
-criterion_main!(benches);
