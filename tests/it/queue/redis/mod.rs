@@ -1,7 +1,8 @@
 //! The Redis backend: the backend contract against a real server, and what only a shared
 //! server shows: separate connections (as on separate hosts) claiming and submitting at
 //! once, the key layout under one hash tag, bounded calls to an unreachable server, and
-//! backlogs larger than one script's batch.
+//! backlogs larger than one script's batch; workers on the simulator, in one process and in
+//! three (`processes.rs`, one killed with SIGKILL).
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -15,6 +16,8 @@ use image_router::store::redis::RedisConfig;
 use image_router::GenerateRequest;
 
 use super::conformance::{self, T0_MS};
+
+mod processes;
 use crate::support::redis as test_redis;
 
 fn backend(url: &str, prefix: &str, clock: WallClock) -> RedisBackend {
