@@ -11,8 +11,8 @@
 //! building blocks an application configures or tests live in a few public modules:
 //! [`providers`], [`config`], [`budget`], [`score`], [`quota`] (limits, limiter, headers,
 //! tokens, cost), [`breaker`], [`health`], [`clock`], [`catalog`], [`metrics`], [`doctor`],
-//! [`policy`], [`store`], [`forecast`], [`cache`] (the response cache) and `sim` (feature
-//! `sim`).
+//! [`policy`], [`store`], [`forecast`], [`cache`] (the response cache), `queue` (durable
+//! image jobs, feature `queue`) and `sim` (feature `sim`).
 //!
 //! # Module layers
 //!
@@ -22,7 +22,8 @@
 //! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `stream`
 //! → `provider` → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); `cache`
 //! (over `request`, `response`, `error`, `quota`, `metrics`, `clock`); then `router`,
-//! `config` (which builds a router), `doctor`, `sim`, and the binary's
+//! `queue` (over `router`), `config` (which builds a router and opens a queue), `doctor`,
+//! `sim`, and the binary's
 //! `cli` (a separate crate that uses only the public API).
 
 pub mod breaker;

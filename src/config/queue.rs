@@ -293,7 +293,7 @@ impl QueueSettings {
     }
 
     /// A worker builder with this table's settings (router, backend and results still to set
-    /// by the caller, which [`QueueSettings::worker`] does).
+    /// by the caller, as `image-router worker` does).
     #[cfg(feature = "queue")]
     pub fn worker_builder(
         &self,

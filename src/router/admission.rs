@@ -24,6 +24,9 @@ use crate::request::{ImageRequest, RequestClass};
 /// a known end), the probe suggests asking again after this long.
 pub const ADMISSION_RECHECK: Duration = Duration::from_secs(1);
 
+/// A refusal whose room comes back within this long counts as room now.
+const ROOM_DUE: Duration = Duration::from_millis(1);
+
 /// The answer of [`Router::admission`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Admission {
@@ -84,7 +87,16 @@ impl Router {
                     }
                 }
                 Err(denied) => match denied.retry_in() {
-                    Some(d) => wait(d.max(Duration::from_millis(1))),
+                    // The room is due back now: a shared store's cached view of the window
+                    // is refreshed only by admissions, so after a full window it says "no
+                    // room, back in 0 ms" until someone asks; the request's own admission
+                    // (authoritative) asks.
+                    Some(d) if d <= ROOM_DUE => {
+                        return Admission::Now {
+                            provider: slot.name().to_string(),
+                        }
+                    }
+                    Some(d) => wait(d),
                     None => never.push(format!("{}: {}", slot.name(), denied)),
                 },
             }

@@ -53,6 +53,8 @@ pub(crate) struct Prepared {
 
 /// Validates `req` as written (preview mode must not hide a mistake), then applies preview
 /// mode and resolves the fallback list.
+// `Error` is the crate's public error, returned by value everywhere (as in `providers`).
+#[allow(clippy::result_large_err)]
 pub(crate) fn prepare(snap: &Snapshot, mut req: ImageRequest) -> Result<Prepared, Error> {
     let settings = &snap.settings;
     let model = resolve_model(snap, &req);

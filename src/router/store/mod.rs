@@ -56,7 +56,7 @@
 //! * **Time** comes from the router's injected clock: callers pass `now` / `until` on that clock.
 //!
 //! The in-process store ([`InProcessStore`], the default) wraps the crate's
-//! [`RateLimiter`], [`BudgetLedger`]s and [`CircuitBreaker`] and never fails. The trait uses
+//! [`RateLimiter`], [`BudgetLedger`](crate::budget::BudgetLedger)s and [`CircuitBreaker`] and never fails. The trait uses
 //! `async-trait`, which boxes each call's future: two small allocations per attempt (admit,
 //! settle), small against the provider call.
 

@@ -2,6 +2,7 @@
 //! workers on the simulator, callbacks and the command line.
 
 mod callbacks;
+mod cli;
 pub mod conformance;
 mod processes;
 mod redis;
