@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::Criterion;
 use image_router::queue::{Claim, JobSuccess, NewJob, QueueBackend, RedisBackend};
 use image_router::store::redis::RedisConfig;
 use image_router::{GenerateRequest, Quality, RequestClass, Size};
