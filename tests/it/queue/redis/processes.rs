@@ -11,11 +11,12 @@
 //! Sized for CI: 2,000 jobs on an account allowing 6,000 requests per minute, so the limit
 //! does not bind and the run takes seconds. The limit used at 97 % while work is queued is
 //! the SQLite crash test's figure (claiming is rate-aware through the router, whatever the
-//! backend). Open finding: with a binding limit here (600 RPM, 800 jobs) the workers sent
-//! the first minute's 594 requests, then claimed nothing more for minutes while about 200
-//! jobs sat claimable in the Redis queue (its ready set and lane set intact, nothing running):
-//! the workers' admission probe kept answering "not yet". That is on the router side
-//! (`Router::admission` over the Redis store's cached window), to be looked at by its owners.
+//! backend). Open finding: with a binding limit (600 RPM, 800 jobs, faults every 400 ms) the
+//! workers send the first minute's requests, then drain almost nothing more for minutes
+//! (about 190 jobs still queued, 3 running, after 300 s) although the jobs are claimable in
+//! the queue. The SQLite crash test with the same figures stalls the same way (182 queued
+//! after 240 s, checked at queue commit f98c6b8), so it is on the worker / router side, not
+//! in the backend.
 //!
 //! Figures: every job ends succeeded or failed with a reason; none is lost; the simulator's
 //! generated images equal the succeeded jobs plus at most the "possibly billed" failures
