@@ -9,8 +9,8 @@
 //! test is `#[ignore]`d and returns at once when its variable is unset.
 //!
 //! Sized for CI: 2,000 jobs on an account allowing 6,000 requests per minute, so the limit
-//! does not bind and the run takes seconds. The limit used at 97 % while work is queued is
-//! the SQLite crash test's figure (claiming is rate-aware through the router, whatever the
+//! does not bind and the run takes seconds. The share of the limit used while work is queued
+//! is the SQLite crash test's figure (claiming is rate-aware through the router, whatever the
 //! backend). Open finding: with a binding limit (600 RPM, 800 jobs, faults every 400 ms) the
 //! workers send the first minute's requests, then drain almost nothing more for minutes
 //! (about 190 jobs still queued, 3 running, after 300 s) although the jobs are claimable in
