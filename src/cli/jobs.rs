@@ -22,9 +22,9 @@ pub const JOBS_HELP: &str = "\
 Examples:
   image-router jobs submit -c router.toml --prompt \"a watercolor fox\"
   image-router jobs submit -c router.toml --prompts prompts.txt --class batch
-  image-router jobs status -c router.toml j0193... --wait --json
+  image-router jobs status -c router.toml j0193abc --wait --json
   image-router jobs list -c router.toml --state queued
-  image-router jobs cancel -c router.toml j0193...
+  image-router jobs cancel -c router.toml j0193abc
 The queue is the config's [queue] table (default: SQLite in image-router-jobs.db next to
 the config file). Run `image-router worker` to drain it.";
 
@@ -35,15 +35,34 @@ Examples:
 Runs until interrupted (Ctrl-C / SIGTERM): then it stops claiming and finishes or hands back
 the jobs in hand within the [queue] grace period.";
 
+const SUBMIT_HELP: &str = "\
+Examples:
+  image-router jobs submit -c router.toml --prompt \"a watercolor fox\"
+  image-router jobs submit -c router.toml --prompts prompts.txt --class batch";
+const STATUS_HELP: &str = "\
+Examples:
+  image-router jobs status -c router.toml j0193abc
+  image-router jobs status -c router.toml j0193abc --wait --json";
+const LIST_HELP: &str = "\
+Examples:
+  image-router jobs list -c router.toml --state queued";
+const CANCEL_HELP: &str = "\
+Examples:
+  image-router jobs cancel -c router.toml j0193abc";
+
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Submit one prompt or a prompts file; prints one job id per line.
+    #[command(after_help = SUBMIT_HELP)]
     Submit(SubmitArgs),
     /// A job's status: state, times, attempts, provider, cost, result files or the error.
+    #[command(after_help = STATUS_HELP)]
     Status(StatusArgs),
     /// Jobs, oldest first, optionally in one state.
+    #[command(after_help = LIST_HELP)]
     List(ListArgs),
     /// Cancel a job whose request was not sent yet.
+    #[command(after_help = CANCEL_HELP)]
     Cancel(CancelArgs),
 }
 
