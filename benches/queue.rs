@@ -1,12 +1,15 @@
 //! The durable job queue's own cost: one submission, and one claim-to-completion cycle
 //! (claim, mark sent, complete: the three transactions a job takes in a worker, without the
 //! provider call), on the SQLite backend in a temporary file. The README reports both.
-//! (The Redis backend adds its figures here when it lands.)
+//! The Redis rows (`support/queue_redis.rs`) run when `IMAGE_ROUTER_TEST_REDIS_URL` is set.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
+#[path = "support/queue_redis.rs"]
+mod queue_redis;
 use image_router::queue::{Claim, JobSuccess, NewJob, QueueBackend, SqliteBackend};
 use image_router::GenerateRequest;
 
@@ -66,5 +69,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, queue_redis::bench);
 criterion_main!(benches);

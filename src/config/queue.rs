@@ -228,8 +228,9 @@ impl QueueSettings {
         )
     }
 
-    /// Opens the backend. SQLite: the file (created when missing). Redis: refused in this
-    /// build until the Redis backend is part of it (an error naming `queue.kind`).
+    /// Opens the backend. SQLite: the file (created when missing). Redis (feature `redis`):
+    /// the server the variable `url_env` names (without the feature: an error naming
+    /// `queue.kind`).
     #[cfg(feature = "queue")]
     pub fn open(
         &self,
@@ -245,16 +246,50 @@ impl QueueSettings {
                 })?;
                 Ok(std::sync::Arc::new(b))
             }
+            #[cfg(feature = "redis")]
+            QueueKind::Redis => self.open_redis(),
+            #[cfg(not(feature = "redis"))]
             QueueKind::Redis => {
                 let mut e = ConfigError::new(
                     "queue.kind",
-                    "kind \"redis\" is not available in this build of image-router yet (the \
-                     Redis job backend is a separate part); use kind = \"sqlite\"",
+                    "kind \"redis\" needs image-router built with the `redis` feature; use \
+                     kind = \"sqlite\"",
                 );
                 e.line = self.line;
                 Err(e)
             }
         }
+    }
+
+    /// The Redis backend: the URL from the variable `url_env` names, keys under `prefix`
+    /// (default `image-router`: keys `{image-router:queue}:…`). No connection is made yet.
+    #[cfg(all(feature = "queue", feature = "redis"))]
+    fn open_redis(&self) -> Result<std::sync::Arc<dyn crate::queue::QueueBackend>, ConfigError> {
+        use crate::router::store::redis::RedisConfig;
+        let at = |field: &str, message: String| {
+            let mut e = ConfigError::new(field, message);
+            e.line = self.line;
+            e
+        };
+        let var = self.url_env.as_deref().unwrap_or_default();
+        let url = std::env::var(var)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| {
+                at(
+                    "queue.url_env",
+                    format!("environment variable {var} is not set (it must hold the redis:// or rediss:// URL)"),
+                )
+            })?;
+        let mut config = RedisConfig::new(url.trim().to_string());
+        if let Some(p) = &self.prefix {
+            config = config.prefix(p.clone());
+        }
+        let b = crate::queue::RedisBackend::new(config).map_err(|e| match e {
+            crate::queue::QueueError::Invalid { field, message } => at(&field, message),
+            other => at("queue.url_env", other.to_string()),
+        })?;
+        Ok(std::sync::Arc::new(b))
     }
 
     /// A worker builder with this table's settings (router, backend and results still to set

@@ -35,6 +35,7 @@
 //! * `job.rs` — the record ([`Job`], [`NewJob`], [`JobState`]);
 //! * `backend.rs` — the trait every backend implements ([`QueueBackend`]) and its contract;
 //! * `sqlite.rs` — the embedded backend ([`SqliteBackend`]);
+//! * `redis/` — the backend shared by hosts (`RedisBackend`, feature `redis`);
 //! * `worker.rs` — [`Worker`]: rate-aware claims, leases, the non-idempotent rule, retries,
 //!   graceful shutdown;
 //! * `results.rs` — where images go ([`ResultsStore`], [`FolderStore`]);
@@ -45,10 +46,16 @@ mod backend;
 pub mod callback;
 mod handle;
 mod job;
+#[cfg(feature = "redis")]
+mod redis;
 mod results;
 mod sqlite;
 mod worker;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    RedisBackend, RedisQueueOptions, DEFAULT_RECLAIM_BATCH, DEFAULT_REDIS_TIMEOUT,
+};
 pub use backend::{Claim, LaneDepth, QueueBackend, QueueError, QueueStats, Reclaimed, Submitted};
 pub use callback::{CallbackConfig, CallbackSender, SIGNATURE_HEADER};
 pub use handle::{JobQueue, WAIT_POLL_MAX, WAIT_POLL_MIN};

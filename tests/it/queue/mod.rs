@@ -5,5 +5,6 @@ mod callbacks;
 mod cli;
 pub mod conformance;
 mod processes;
+mod redis;
 mod sqlite;
 mod worker;
