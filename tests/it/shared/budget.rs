@@ -55,10 +55,13 @@ async fn storm(test: &str, check_leaks: bool) {
         .await
         .unwrap();
     let prefix = test_redis::unique_prefix("budget");
-    let factory = redis_factory(&url, &prefix, false);
     let day = || Budget::new(BUDGET_USD, BudgetPeriod::Day).unwrap();
+    // One factory per router: four instances, as four processes would be. Should the server
+    // be slow under the suite's load, each degrades to a quarter of what is left (with one
+    // factory for all four, each would count itself alone and take all of it).
     let routers: Vec<Router> = (0..4)
         .map(|_| {
+            let factory = redis_factory(&url, &prefix, false);
             Router::builder()
                 .provider_with(
                     openai("openai", sim.openai_base_url("acct")),
@@ -73,8 +76,24 @@ async fn storm(test: &str, check_leaks: bool) {
         })
         .collect();
 
-    // The price of one image, from one request before the storm.
+    // The price of one image, from one request before the storm; then every instance has
+    // announced itself (bounded wait), so a degraded share would be a quarter.
     let first = routers[0].generate(req()).await.unwrap();
+    let mut warm_up = Vec::new();
+    for r in &routers[1..] {
+        // A first call starts the instance's heartbeat.
+        warm_up.push(r.generate(req()).await.unwrap());
+    }
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while routers
+            .iter()
+            .any(|r| r.status().store.instances != Some(4))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("four instances announced");
     let unit = first.cost_usd.unwrap() / first.images.len() as f64;
     assert!(unit > 0.0);
 
@@ -94,8 +113,12 @@ async fn storm(test: &str, check_leaks: bool) {
             }
         }));
     }
-    let mut served = 1u64;
-    let mut cost = first.cost_usd.unwrap();
+    let mut served = 1 + warm_up.len() as u64;
+    let mut cost = first.cost_usd.unwrap()
+        + warm_up
+            .iter()
+            .map(|r| r.cost_usd.unwrap_or(0.0))
+            .sum::<f64>();
     let (mut budget_refused, mut cancelled, mut store_busy) = (0u64, 0u64, 0u64);
     let mut other = Vec::new();
     for t in tasks {
