@@ -7,6 +7,7 @@
 mod heartbeat;
 mod outage;
 mod saturating;
+mod slow_settle;
 
 /// The outage tests share one server port: one at a time.
 static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

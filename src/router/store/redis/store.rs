@@ -33,6 +33,14 @@ use crate::router::store::{
 /// How long a cached window answers ranking reads before a refresh is asked for (router
 /// clock).
 const REFRESH_AFTER: Duration = Duration::from_secs(1);
+/// How many times an admission's end that did not reach the server (a time-out under load) is
+/// tried again from the background queue, and the first pause (doubled each time). Until it
+/// reaches the server, the request's window entry counts as in flight (it holds its slot
+/// until the reservation's time-to-live), so one slow answer of the server must not cost the
+/// account a slot for minutes; a bounded number of tries keeps an unreachable server from
+/// growing an endless chain.
+const END_RETRIES: u8 = 4;
+const END_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How long the budget keys of a period outlive its end (so a late settlement finds them).
 const BUDGET_KEY_SLACK: Duration = Duration::from_secs(86_400);
 
@@ -622,7 +630,44 @@ impl Inner {
         if let Some(g) = guard.as_mut() {
             g.disarm();
         }
+        if result.is_err() && id != 0 && s.how != "n" {
+            // Ended again from the background (idempotent on the server); the headers of
+            // this answer are not sent again.
+            let again = Finish {
+                headers: None,
+                rate_limited: None,
+                ..s
+            };
+            self.retry_end(id, model.to_string(), again, END_RETRIES);
+        }
         result
+    }
+
+    /// Ends reservation `id` again from the background queue after a pause, up to
+    /// `tries_left` more times (see [`END_RETRIES`]).
+    fn retry_end(self: &Arc<Self>, id: u64, model: String, f: Finish<'static>, tries_left: u8) {
+        if tries_left == 0 {
+            tracing::warn!(provider = %self.provider, "a request's end did not reach the store after retries; the reservation's time-to-live ends it");
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pause = END_RETRY_PAUSE * (1u32 << (END_RETRIES - tries_left).min(8));
+        let me = Arc::clone(self);
+        rt.spawn(async move {
+            tokio::time::sleep(pause).await;
+            let job = Arc::clone(&me);
+            let queued = me.link.enqueue(Box::pin(async move {
+                // `finish_steps` directly: `finish` would schedule its own retries.
+                if job.finish_steps(id, &model, &f, None).await.is_err() {
+                    job.retry_end(id, model, f, tries_left - 1);
+                }
+            }));
+            if !queued {
+                tracing::warn!(provider = %me.provider, "store queue full or stopped; the reservation's time-to-live ends it");
+            }
+        });
     }
 
     /// [`Inner::finish`]'s two steps: the account's script, then the router's budgets
@@ -741,7 +786,7 @@ impl Inner {
                 paid: 0,
             };
             if let Err(e) = me.finish(id, &model, f).await {
-                tracing::warn!(provider = %me.provider, error = %e, "queued release/hold not stored; the reservation's time-to-live ends it");
+                tracing::warn!(provider = %me.provider, error = %e, "queued release/hold not stored yet; tried again from the background");
             }
         }));
         if !queued {
@@ -851,6 +896,7 @@ impl Refresh for Inner {
 }
 
 /// How an admission ends on the server.
+#[derive(Clone, Copy)]
 struct Finish<'a> {
     refund: bool,
     actual_tokens: Option<u64>,
