@@ -48,6 +48,8 @@ pub mod providers;
 pub mod queue;
 pub mod quota;
 mod redact;
+#[cfg(feature = "redis")]
+mod redis_conn;
 mod request;
 mod response;
 mod router;
