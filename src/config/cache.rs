@@ -15,6 +15,7 @@
 //! max_bytes = 1073741824  # bound of all shared entries (default 1 GiB)
 //! max_entry_bytes = 16777216
 //! ttl = "24h"
+//! cluster = false         # true: Redis Cluster; url_env then holds comma-separated nodes
 //! ```
 //!
 //! The URL is read from the environment when the router is built, like provider keys, so a
@@ -62,6 +63,9 @@ pub struct CacheRedisSettings {
     /// Time to live of a shared entry.
     #[serde(serialize_with = "ser_opt_dur")]
     pub ttl: Option<Duration>,
+    /// Redis Cluster (`true`) or a single server (default): in cluster mode the variable
+    /// holds one or several comma-separated node URLs.
+    pub cluster: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +86,7 @@ struct RawCacheRedis {
     max_bytes: S<i64>,
     max_entry_bytes: S<i64>,
     ttl: S<String>,
+    cluster: S<bool>,
 }
 
 fn bytes(cx: &Locator<'_>, field: &str, v: &S<i64>) -> Result<Option<u64>, ConfigError> {
@@ -142,6 +147,7 @@ fn parse_redis(cx: &Locator<'_>, r: &RawCacheRedis) -> Result<CacheRedisSettings
         max_bytes: bytes(cx, "cache.redis.max_bytes", &r.max_bytes)?,
         max_entry_bytes: bytes(cx, "cache.redis.max_entry_bytes", &r.max_entry_bytes)?,
         ttl: duration(cx, "cache.redis.ttl", &r.ttl, false)?,
+        cluster: r.cluster.as_ref().map(|c| *c.get_ref()),
     })
 }
 
@@ -176,7 +182,8 @@ impl CacheSettings {
                     ),
                 )
             })?;
-            let mut tier = crate::cache::RedisTier::new(url.trim().to_string());
+            let mut tier = crate::cache::RedisTier::new(url.trim().to_string())
+                .cluster(r.cluster.unwrap_or(false));
             if let Some(p) = &r.prefix {
                 tier = tier.prefix(p.clone());
             }
