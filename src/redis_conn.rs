@@ -101,9 +101,13 @@ impl Client {
     pub(crate) fn open(urls: &str, cluster: bool, timeout: Duration) -> Result<Self, UrlError> {
         let list = split(urls, cluster)?;
         if !cluster {
-            return redis::Client::open(list[0]).map(Client::Single).map_err(|_| {
-                UrlError("is not a valid Redis URL (the value is not shown: it may hold a password)")
-            });
+            return redis::Client::open(list[0])
+                .map(Client::Single)
+                .map_err(|_| {
+                    UrlError(
+                        "is not a valid Redis URL (the value is not shown: it may hold a password)",
+                    )
+                });
         }
         ClusterClient::builder(list)
             .connection_timeout(timeout)
@@ -240,9 +244,7 @@ fn collect_texts(v: &Value, out: &mut Vec<String>) {
         Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
         Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => out.push(s.clone()),
         Value::Map(pairs) => pairs.iter().for_each(|(_, v)| collect_texts(v, out)),
-        Value::Array(items) | Value::Set(items) => {
-            items.iter().for_each(|v| collect_texts(v, out))
-        }
+        Value::Array(items) | Value::Set(items) => items.iter().for_each(|v| collect_texts(v, out)),
         _ => {}
     }
 }
@@ -259,9 +261,11 @@ mod tests {
         assert!(Client::open(two, true, Duration::from_secs(1))
             .unwrap()
             .is_cluster());
-        assert!(!Client::open("redis://127.0.0.1:1", false, Duration::from_secs(1))
-            .unwrap()
-            .is_cluster());
+        assert!(
+            !Client::open("redis://127.0.0.1:1", false, Duration::from_secs(1))
+                .unwrap()
+                .is_cluster()
+        );
     }
 
     #[test]

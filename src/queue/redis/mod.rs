@@ -216,9 +216,7 @@ impl RedisBackend {
                 "must be above zero",
             ));
         }
-        let client = config
-            .client_with(options.timeout)
-            .map_err(config_error)?;
+        let client = config.client_with(options.timeout).map_err(config_error)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,

@@ -10,6 +10,7 @@
 #![allow(unused_must_use)]
 
 mod budgets;
+mod cluster;
 mod marks;
 mod router;
 mod scripts;

@@ -123,7 +123,10 @@ pub enum Plain {
 }
 
 impl redis::aio::ConnectionLike for Plain {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
         match self {
             Plain::Single(c) => c.req_packed_command(cmd),
             Plain::Cluster(c) => c.req_packed_command(cmd),

@@ -45,8 +45,8 @@ use redis::Script;
 
 use super::RedisConfig;
 use crate::clock::SharedClock;
-use crate::redis_conn::{Client, Connection};
 use crate::config_error::ConfigError;
+use crate::redis_conn::{Client, Connection};
 use crate::router::store::StoreError;
 
 /// How many heartbeat intervals an instance's member lives without a new beat.

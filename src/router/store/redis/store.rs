@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::redis_conn::Connection;
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use crate::redis_conn::Connection;
 use redis::{ScriptInvocation, Value};
 
 use super::link::{Link, Refresh};
