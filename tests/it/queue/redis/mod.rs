@@ -507,18 +507,20 @@ async fn two_workers_on_their_own_connections_drain_one_redis_queue_on_the_simul
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_queue_table_opens_the_redis_backend() {
+async fn the_queue_table_opens_the_redis_backend(server: Server) {
     use image_router::config::RouterConfig;
 
-    let Some(_url) = test_redis::url("the_queue_table_opens_the_redis_backend") else {
+    let Some(_url) = server.url("the_queue_table_opens_the_redis_backend") else {
         return;
     };
     let prefix = test_redis::unique_prefix("config");
     let provider = "[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n";
+    let (var, cluster) = match server {
+        Server::Single => (test_redis::URL_VAR, false),
+        Server::Cluster => (test_redis::CLUSTER_VAR, true),
+    };
     let cfg: RouterConfig = format!(
-        "[queue]\nkind = \"redis\"\nurl_env = \"{}\"\nprefix = \"{prefix}\"\n{provider}",
-        test_redis::URL_VAR
+        "[queue]\nkind = \"redis\"\nurl_env = \"{var}\"\nprefix = \"{prefix}\"\ncluster = {cluster}\n{provider}"
     )
     .parse()
     .unwrap();
@@ -570,4 +572,5 @@ crate::on_each_server!(
     eight_workers_on_their_own_connections_never_claim_one_job_twice,
     fifty_concurrent_submissions_with_one_key_make_one_job,
     every_key_is_under_the_queue_hash_tag,
+    the_queue_table_opens_the_redis_backend,
 );
