@@ -276,4 +276,23 @@ mod tests {
         };
         assert!(cfg.build_with(&env, crate::config::build_provider).is_ok());
     }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_cluster_tier_takes_several_node_urls() {
+        let text = |cluster: &str| {
+            format!("[cache]\n[cache.redis]\nurl_env = \"CACHE_URL\"\n{cluster}{PROVIDER}")
+        };
+        let nodes =
+            |v: &str| (v == "CACHE_URL").then(|| "redis://127.0.0.1:1,redis://127.0.0.1:2".into());
+        let cfg: RouterConfig = text("cluster = true\n").parse().unwrap();
+        let settings = cfg.cache.clone().unwrap();
+        assert_eq!(settings.redis.as_ref().unwrap().cluster, Some(true));
+        let c = settings.config(&nodes).unwrap();
+        assert!(format!("{c:?}").contains("cluster: true"), "{c:?}");
+        let single: RouterConfig = text("").parse().unwrap();
+        let e = single.cache.unwrap().config(&nodes).unwrap_err();
+        assert_eq!(e.field, "cache.redis.url");
+        assert!(e.message.contains("cluster = true"), "{e}");
+    }
 }

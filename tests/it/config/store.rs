@@ -368,6 +368,33 @@ fn a_cluster_store_table_takes_several_node_urls() {
     assert_eq!(e.field, "store.cluster", "{e}");
 }
 
+/// The README's Redis Cluster example parses, and with a provider added builds from a list of
+/// node URLs (no connection is made while building).
+#[test]
+fn the_readme_cluster_example_parses_and_builds() {
+    let readme = include_str!("../../../README.md");
+    let blocks = blocks(readme, "toml cluster");
+    assert_eq!(blocks.len(), 1, "one Redis Cluster example in the README");
+    let cfg: RouterConfig = one_provider(&blocks[0], "").parse().unwrap();
+    assert_eq!(cfg.store.kind, StoreKind::Redis);
+    assert_eq!(cfg.store.cluster, Some(true));
+    assert_eq!(cfg.queue.as_ref().unwrap().cluster, Some(true));
+    assert_eq!(
+        cfg.cache.as_ref().unwrap().redis.as_ref().unwrap().cluster,
+        Some(true)
+    );
+    let env = env_from(&[
+        (PRIMARY_VAR, secret("primary")),
+        (
+            "REDIS_CLUSTER_URLS",
+            "redis://127.0.0.1:1,redis://127.0.0.1:2".to_string(),
+        ),
+    ]);
+    cfg.build_with(&env, build_provider).unwrap();
+    let queue = cfg.queue.as_ref().unwrap();
+    assert_eq!(queue.kind, image_router::config::QueueKind::Redis);
+}
+
 /// `doctor` on a cluster: PING reaches every node and the version is read.
 #[tokio::test]
 async fn doctor_checks_a_cluster_store() {

@@ -6,6 +6,11 @@
 //! store; on a developer's machine the test says loudly that it was skipped and returns.
 //! Each test writes under its own key prefix ([`unique_prefix`]), so tests share one
 //! server without seeing each other's keys.
+//!
+//! `.ci/run` also starts a three-master Redis Cluster (`.ci/redis-cluster`) and exports its
+//! node URLs as `IMAGE_ROUTER_TEST_REDIS_CLUSTER_URLS` ([`cluster_urls`], the same rule: a
+//! failure in CI, a loud skip elsewhere). A test body that takes a [`Server`] runs on both
+//! through [`on_each_server!`](crate::on_each_server), as `name::single` and `name::cluster`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
