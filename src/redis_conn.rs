@@ -51,10 +51,11 @@ pub(crate) struct UrlError(pub(crate) &'static str);
 /// [`connect`](Self::connect).
 #[derive(Clone)]
 pub(crate) enum Client {
-    /// One server (cluster mode off).
-    Single(redis::Client),
+    /// One server (cluster mode off). Both clients are boxed: they hold their settings
+    /// inline (hundreds of bytes), and a client is made once per store, tier or backend.
+    Single(Box<redis::Client>),
     /// A Redis Cluster, seeded with one or several of its nodes.
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 /// The URLs of `urls`: one, or with `cluster` several separated by commas.
@@ -102,7 +103,7 @@ impl Client {
         let list = split(urls, cluster)?;
         if !cluster {
             return redis::Client::open(list[0])
-                .map(Client::Single)
+                .map(|c| Client::Single(Box::new(c)))
                 .map_err(|_| {
                     UrlError(
                         "is not a valid Redis URL (the value is not shown: it may hold a password)",
@@ -113,7 +114,7 @@ impl Client {
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .build()
-            .map(Client::Cluster)
+            .map(|c| Client::Cluster(Box::new(c)))
             .map_err(|_| {
                 UrlError(
                     "does not make a cluster client: every node URL must use the same scheme, \
@@ -143,7 +144,7 @@ impl Client {
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
                     .set_number_of_retries(1);
-                ConnectionManager::new_with_config(c.clone(), config)
+                ConnectionManager::new_with_config(c.as_ref().clone(), config)
                     .await
                     .map(Connection::Single)
             }
