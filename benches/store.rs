@@ -5,7 +5,9 @@
 //!
 //! The Redis half needs a server: `IMAGE_ROUTER_TEST_REDIS_URL=redis://127.0.0.1:PORT/`
 //! (the variable the tests read); without it only the in-process figures are measured, and
-//! the bench says so. Keys go under a prefix of their own (`bench-store-<pid>`).
+//! the bench says so. With `IMAGE_ROUTER_TEST_REDIS_CLUSTER_URLS` (the cluster tests' node
+//! URLs, comma-separated) the Redis store on a loopback Redis Cluster is measured too. Keys go
+//! under a prefix of their own (`bench-store-<pid>`).
 //!
 //! How the store is reached: a [`StoreFactory`] that wraps the real one and keeps the store
 //! it makes for the router's one provider, so the bench calls exactly what a request calls
@@ -96,6 +98,18 @@ fn bench(c: &mut Criterion) {
             "\n*** benches/store: IMAGE_ROUTER_TEST_REDIS_URL is not set: measuring the \
              in-process store only ***\n"
         ),
+    }
+    if let Ok(urls) = std::env::var("IMAGE_ROUTER_TEST_REDIS_CLUSTER_URLS") {
+        if !urls.trim().is_empty() {
+            let config = RedisConfig::new(urls.trim().to_string())
+                .cluster(true)
+                .prefix(format!("bench-store-{}", std::process::id()))
+                .timeout(Duration::from_millis(500));
+            stores.push((
+                "redis_cluster_loopback",
+                Arc::new(RedisStoreFactory::new(config).expect("redis cluster config")),
+            ));
+        }
     }
     let built: Vec<(&str, Router, Arc<dyn StateStore>)> = stores
         .into_iter()

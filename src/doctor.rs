@@ -305,12 +305,10 @@ async fn redis_check(
         Err(e) => return failed(format!("Redis store: {}", e.message), "Fix the URL."),
     };
     let talk = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        // On a cluster, PING goes to every node (all must answer) and INFO answers per node.
+        let mut conn = client.connect(timeout).await?;
         let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut conn)
-            .await?;
+        let info = crate::redis_conn::info_server(&mut conn).await?.join("\n");
         Ok::<_, redis::RedisError>((pong, info))
     };
     match tokio::time::timeout(timeout, talk).await {

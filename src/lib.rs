@@ -18,7 +18,9 @@
 //!
 //! Sibling modules form a DAG (a module may use its own children), checked by the unit test
 //! in `layout_check.rs` (no exception). From the bottom up:
-//! `clock`, `serde_ms`, `redact`, `metrics`, `config_error`, `score` → `strategy` → `request`
+//! `clock`, `serde_ms`, `redact`, `metrics`, `config_error`, `redis_conn` (feature `redis`: the
+//! one Redis connection type, single server or cluster, under the store, the cache's second
+//! tier, the queue and `doctor`), `score` → `strategy` → `request`
 //! → `catalog` → `quota` → `error` → `health` → `breaker`; `error` → `response` → `stream`
 //! → `provider` → `providers`; `explain`; `forecast` (over `catalog`, `quota`, `request`); `cache`
 //! (over `request`, `response`, `error`, `quota`, `metrics`, `clock`); then `router`,
@@ -48,6 +50,8 @@ pub mod providers;
 pub mod queue;
 pub mod quota;
 mod redact;
+#[cfg(feature = "redis")]
+mod redis_conn;
 mod request;
 mod response;
 mod router;

@@ -19,7 +19,11 @@
 //! the oldest member and deletes its entry (oldest-first eviction). The bound is exact for
 //! what the index counts; an entry alone larger than `max_entry_bytes` (or the whole bound)
 //! is not written. All keys share one hash tag (`{<prefix>:cache}`), so the script's keys
-//! sit in one slot of a Redis cluster.
+//! sit in one slot of a Redis cluster; with [`RedisTier::cluster`] the tier talks to a
+//! cluster through the crate's cluster connection (`src/redis_conn.rs`), which sends the
+//! `GET` and the script (its first declared key is the entry) to the primary owning that
+//! slot. The script deletes evicted entries by name (`ARGV[5]` + member): keys it did not
+//! declare, which a cluster accepts because they carry the same tag, hence the same slot.
 //!
 //! # Failures
 //!
@@ -49,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use super::entry::Entry;
 use super::key::CacheKey;
 use crate::config_error::ConfigError;
+use crate::redis_conn::{Client, Connection};
 use crate::request::OutputFormat;
 use crate::response::Image;
 
@@ -81,6 +86,7 @@ pub struct RedisTier {
     max_bytes: u64,
     max_entry_bytes: u64,
     ttl: Duration,
+    cluster: bool,
 }
 
 impl fmt::Debug for RedisTier {
@@ -92,6 +98,7 @@ impl fmt::Debug for RedisTier {
             .field("max_bytes", &self.max_bytes)
             .field("max_entry_bytes", &self.max_entry_bytes)
             .field("ttl", &self.ttl)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -107,7 +114,16 @@ impl RedisTier {
             max_bytes: DEFAULT_SHARED_MAX_BYTES,
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
             ttl: DEFAULT_SHARED_TTL,
+            cluster: false,
         }
+    }
+
+    /// Talks to a Redis Cluster (`true`) or a single server (`false`, the default): in
+    /// cluster mode the URL holds one or several node URLs separated by commas, and every
+    /// call goes to the node owning the `{prefix:cache}` slot.
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Sets the key prefix (default [`DEFAULT_SHARED_PREFIX`]).
@@ -139,20 +155,8 @@ impl RedisTier {
     /// Checks the settings; errors name the field under `cache.redis` and never show the
     /// URL.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = self.url.expose_secret();
-        let scheme = url.split("://").next().unwrap_or_default();
-        let bad_url = || {
-            ConfigError::new(
-                "cache.redis.url",
-                "must be a redis://, rediss:// (TLS) or redis+unix:// URL (the value is not shown: it may hold a password)",
-            )
-        };
-        if !url.contains("://") || !matches!(scheme, "redis" | "rediss" | "redis+unix" | "unix") {
-            return Err(bad_url());
-        }
-        if redis::Client::open(url).is_err() {
-            return Err(bad_url());
-        }
+        crate::redis_conn::Client::check(self.url.expose_secret(), self.cluster)
+            .map_err(|e| ConfigError::new("cache.redis.url", e.0))?;
         if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
             return Err(ConfigError::new(
                 "cache.redis.prefix",
@@ -240,8 +244,8 @@ struct StoredImage {
 
 /// The running second tier.
 pub(crate) struct SecondTier {
-    client: redis::Client,
-    conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    client: Client,
+    conn: tokio::sync::Mutex<Option<Connection>>,
     settings: RedisTier,
     script: redis::Script,
     warned: AtomicBool,
@@ -251,12 +255,12 @@ impl SecondTier {
     /// The tier for `settings` (checked; no connection is made yet).
     pub(crate) fn new(settings: RedisTier) -> Result<Arc<Self>, ConfigError> {
         settings.validate()?;
-        let client = redis::Client::open(settings.url.expose_secret()).map_err(|_| {
-            ConfigError::new(
-                "cache.redis.url",
-                "is not a valid Redis URL (the value is not shown: it may hold a password)",
-            )
-        })?;
+        let client = Client::open(
+            settings.url.expose_secret(),
+            settings.cluster,
+            settings.timeout,
+        )
+        .map_err(|e| ConfigError::new("cache.redis.url", e.0))?;
         Ok(Arc::new(Self {
             client,
             conn: tokio::sync::Mutex::new(None),
@@ -337,7 +341,7 @@ impl SecondTier {
     /// Runs `op` on a connection within the time-out; `None` (counted, logged) on failure.
     async fn call<T, F, Fut>(&self, what: &'static str, op: F) -> Option<T>
     where
-        F: FnOnce(redis::aio::MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let timeout = self.settings.timeout;
@@ -346,11 +350,7 @@ impl SecondTier {
             match slot.as_ref() {
                 Some(c) => c.clone(),
                 None => {
-                    let made = tokio::time::timeout(
-                        timeout,
-                        self.client.get_multiplexed_async_connection(),
-                    )
-                    .await;
+                    let made = tokio::time::timeout(timeout, self.client.connect(timeout)).await;
                     match made {
                         Ok(Ok(c)) => {
                             *slot = Some(c.clone());

@@ -15,6 +15,7 @@
 //! max_bytes = 1073741824  # bound of all shared entries (default 1 GiB)
 //! max_entry_bytes = 16777216
 //! ttl = "24h"
+//! cluster = false         # true: Redis Cluster; url_env then holds comma-separated nodes
 //! ```
 //!
 //! The URL is read from the environment when the router is built, like provider keys, so a
@@ -62,6 +63,9 @@ pub struct CacheRedisSettings {
     /// Time to live of a shared entry.
     #[serde(serialize_with = "ser_opt_dur")]
     pub ttl: Option<Duration>,
+    /// Redis Cluster (`true`) or a single server (default): in cluster mode the variable
+    /// holds one or several comma-separated node URLs.
+    pub cluster: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +86,7 @@ struct RawCacheRedis {
     max_bytes: S<i64>,
     max_entry_bytes: S<i64>,
     ttl: S<String>,
+    cluster: S<bool>,
 }
 
 fn bytes(cx: &Locator<'_>, field: &str, v: &S<i64>) -> Result<Option<u64>, ConfigError> {
@@ -142,6 +147,7 @@ fn parse_redis(cx: &Locator<'_>, r: &RawCacheRedis) -> Result<CacheRedisSettings
         max_bytes: bytes(cx, "cache.redis.max_bytes", &r.max_bytes)?,
         max_entry_bytes: bytes(cx, "cache.redis.max_entry_bytes", &r.max_entry_bytes)?,
         ttl: duration(cx, "cache.redis.ttl", &r.ttl, false)?,
+        cluster: r.cluster.as_ref().map(|c| *c.get_ref()),
     })
 }
 
@@ -176,7 +182,8 @@ impl CacheSettings {
                     ),
                 )
             })?;
-            let mut tier = crate::cache::RedisTier::new(url.trim().to_string());
+            let mut tier = crate::cache::RedisTier::new(url.trim().to_string())
+                .cluster(r.cluster.unwrap_or(false));
             if let Some(p) = &r.prefix {
                 tier = tier.prefix(p.clone());
             }
@@ -268,5 +275,24 @@ mod tests {
             _ => with_pw(v),
         };
         assert!(cfg.build_with(&env, crate::config::build_provider).is_ok());
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_cluster_tier_takes_several_node_urls() {
+        let text = |cluster: &str| {
+            format!("[cache]\n[cache.redis]\nurl_env = \"CACHE_URL\"\n{cluster}{PROVIDER}")
+        };
+        let nodes =
+            |v: &str| (v == "CACHE_URL").then(|| "redis://127.0.0.1:1,redis://127.0.0.1:2".into());
+        let cfg: RouterConfig = text("cluster = true\n").parse().unwrap();
+        let settings = cfg.cache.clone().unwrap();
+        assert_eq!(settings.redis.as_ref().unwrap().cluster, Some(true));
+        let c = settings.config(&nodes).unwrap();
+        assert!(format!("{c:?}").contains("cluster: true"), "{c:?}");
+        let single: RouterConfig = text("").parse().unwrap();
+        let e = single.cache.unwrap().config(&nodes).unwrap_err();
+        assert_eq!(e.field, "cache.redis.url");
+        assert!(e.message.contains("cluster = true"), "{e}");
     }
 }

@@ -7,6 +7,7 @@
 //! path = "jobs.db"                # sqlite: the file, relative to this config file
 //! # url_env = "REDIS_URL"         # redis: the variable holding redis://… (never the URL)
 //! # prefix = "image-router-jobs"  # redis: key prefix
+//! # cluster = true                # redis: a Redis Cluster (url_env: comma-separated nodes)
 //! results_dir = "results"         # where workers write images (relative to this file)
 //! concurrency = 4                 # jobs a worker has in hand at once
 //! lease = "60s"                   # a claimed job's lease; heartbeats extend it
@@ -57,6 +58,8 @@ pub struct QueueSettings {
     pub url_env: Option<String>,
     /// Redis key prefix.
     pub prefix: Option<String>,
+    /// Redis Cluster (`true`) or a single server (default).
+    pub cluster: Option<bool>,
     /// Results folder (default `image-router-results`), as written in the file.
     pub results_dir: Option<String>,
     /// Jobs a worker has in hand.
@@ -99,6 +102,7 @@ pub(super) struct RawQueue {
     /// Refused: credentials never live in the file.
     url: S<toml::Value>,
     prefix: S<String>,
+    cluster: S<bool>,
     results_dir: S<String>,
     concurrency: S<i64>,
     lease: S<String>,
@@ -149,6 +153,7 @@ pub(super) fn parse(cx: &Locator<'_>, r: &RawQueue) -> Result<QueueSettings, Con
         path: non_empty(cx, "queue.path".into(), &r.path)?,
         url_env: env_name(cx, "queue.url_env".into(), &r.url_env)?,
         prefix: non_empty(cx, "queue.prefix".into(), &r.prefix)?,
+        cluster: r.cluster.as_ref().map(|c| *c.get_ref()),
         results_dir: non_empty(cx, "queue.results_dir".into(), &r.results_dir)?,
         concurrency: count(cx, "queue.concurrency".into(), &r.concurrency, 1, 4096)?,
         lease: duration(cx, "queue.lease", &r.lease, false)?,
@@ -182,6 +187,11 @@ pub(super) fn parse(cx: &Locator<'_>, r: &RawQueue) -> Result<QueueSettings, Con
                 "redis",
             )?;
             only("prefix", r.prefix.as_ref().map(|v| cx.line_of(v)), "redis")?;
+            only(
+                "cluster",
+                r.cluster.as_ref().map(|v| cx.line_of(v)),
+                "redis",
+            )?;
         }
         QueueKind::Redis => {
             only("path", r.path.as_ref().map(|v| cx.line_of(v)), "sqlite")?;
@@ -281,7 +291,8 @@ impl QueueSettings {
                     format!("environment variable {var} is not set (it must hold the redis:// or rediss:// URL)"),
                 )
             })?;
-        let mut config = RedisConfig::new(url.trim().to_string());
+        let mut config =
+            RedisConfig::new(url.trim().to_string()).cluster(self.cluster.unwrap_or(false));
         if let Some(p) = &self.prefix {
             config = config.prefix(p.clone());
         }

@@ -9,6 +9,8 @@
 //! prefix = "image-router"   # every key starts with {prefix:account}
 //! timeout = "50ms"          # one store call; past it the router serves from local state
 //! heartbeat = "2s"          # how often an instance announces itself
+//! cluster = false           # true: Redis Cluster; url_env then holds one or several
+//!                           # comma-separated node URLs (redis://h1:6379,redis://h2:6379)
 //! ```
 //!
 //! Why `url_env` and never `url`: a Redis URL carries its password
@@ -78,6 +80,9 @@ pub struct StoreSettings {
     /// Heartbeat interval (default 2 s).
     #[serde(serialize_with = "ser_opt_dur")]
     pub heartbeat: Option<Duration>,
+    /// Redis Cluster (`true`) or a single server (default): in cluster mode the variable
+    /// holds one or several comma-separated node URLs.
+    pub cluster: Option<bool>,
     /// Line of the `[store]` header (or of its first key), for build-time errors.
     #[serde(skip)]
     pub line: Option<usize>,
@@ -100,6 +105,7 @@ pub(super) struct RawStore {
     prefix: S<String>,
     timeout: S<String>,
     heartbeat: S<String>,
+    cluster: S<bool>,
 }
 
 impl RawStore {
@@ -112,6 +118,7 @@ impl RawStore {
             self.prefix.as_ref().map(|v| cx.line_of(v)),
             self.timeout.as_ref().map(|v| cx.line_of(v)),
             self.heartbeat.as_ref().map(|v| cx.line_of(v)),
+            self.cluster.as_ref().map(|v| cx.line_of(v)),
         ]
         .into_iter()
         .flatten()
@@ -159,6 +166,7 @@ pub(super) fn parse(cx: &Locator<'_>, r: &RawStore) -> Result<StoreSettings, Con
         prefix: non_empty(cx, "store.prefix".to_string(), &r.prefix)?,
         timeout: duration(cx, "store.timeout", &r.timeout, false)?,
         heartbeat: duration(cx, "store.heartbeat", &r.heartbeat, false)?,
+        cluster: r.cluster.as_ref().map(|c| *c.get_ref()),
         line,
     };
     if kind == StoreKind::InProcess {
@@ -169,6 +177,8 @@ pub(super) fn parse(cx: &Locator<'_>, r: &RawStore) -> Result<StoreSettings, Con
             ("heartbeat", &r.heartbeat),
         ]
         .map(|(k, v)| (k, v.as_ref().map(|v| cx.line_of(v))))
+        .into_iter()
+        .chain([("cluster", r.cluster.as_ref().map(|v| cx.line_of(v)))])
         {
             if let Some(l) = present {
                 return Err(ConfigError::new(
@@ -222,7 +232,7 @@ impl StoreSettings {
         if let Some(d) = self.heartbeat {
             c = c.heartbeat(d);
         }
-        c
+        c.cluster(self.cluster.unwrap_or(false))
     }
 
     /// The Redis settings with the URL read through `env` from `url_env`; `None` for the
@@ -254,7 +264,7 @@ impl StoreSettings {
                     "store.url_env",
                     format!(
                         "environment variable {var} is not set (it must hold the redis:// or \
-                         rediss:// URL)"
+                         rediss:// URL, or with `cluster = true` the node URLs)"
                     ),
                 ))
             })?;

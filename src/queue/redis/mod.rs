@@ -53,9 +53,14 @@
 //! default `image-router`), so all of them live in one hash slot: the scripts receive the
 //! tag as their one declared key and build the others from it, which Redis Cluster and
 //! Valkey accept because they hash to the same slot. One queue is therefore served by one
-//! node of a cluster (as a queue must be, to be atomic). The connection itself is a
-//! single-server client (`ConnectionManager`, as the state store's): point it at the node
-//! (or proxy) serving the slot; a cluster-aware client is not wired in.
+//! node of a cluster (as a queue must be, to be atomic). The connection is the crate's
+//! single-server or cluster connection (`src/redis_conn.rs`, chosen by
+//! [`RedisConfig::cluster`]): on a cluster every script and the `HGETALL` of `status` go to
+//! the primary owning the queue's slot, since the first (and only declared) key of each is
+//! the tag or a key under it. The scripts' other keys are built from the tag inside the
+//! script: Redis Cluster accepts keys a script did not declare as long as they hash to the
+//! slot of the declared ones on the node that runs it, which the shared tag guarantees
+//! (the tests run the contract suite on a three-node cluster).
 //!
 //! Housekeeping runs inside the claim and lanes scripts: jobs whose retry time came are moved
 //! to their ready set, and queued jobs whose deadline passed out of it, at most 1,000 of each
@@ -97,7 +102,6 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
 use tokio::sync::OnceCell;
 
@@ -106,6 +110,7 @@ use super::backend::{
 };
 use super::job::{CallbackState, Job, JobAttempt, JobError, JobId, JobState, JobSuccess, NewJob};
 use crate::quota::budget::WallClock;
+use crate::redis_conn::{Client, Connection};
 use crate::router::store::redis::RedisConfig;
 use record::{callback_args, int, items, job, ord, ord_priority, text, ORD_PREFIX};
 use scripts::{CALLBACK, CANCEL, CLAIM, LANES, LEASE, READ, RECLAIM, SUBMIT};
@@ -146,8 +151,8 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    client: Client,
+    conn: OnceCell<Connection>,
     tag: String,
     clock: WallClock,
     options: RedisQueueOptions,
@@ -211,7 +216,7 @@ impl RedisBackend {
                 "must be above zero",
             ));
         }
-        let client = config.client().map_err(config_error)?;
+        let client = config.client_with(options.timeout).map_err(config_error)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -238,15 +243,9 @@ impl RedisBackend {
             .unwrap_or(0)
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, QueueError> {
+    async fn connection(&self) -> Result<Connection, QueueError> {
         let timeout = self.inner.options.timeout;
-        let make = || async {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(1);
-            ConnectionManager::new_with_config(self.inner.client.clone(), config).await
-        };
+        let make = || self.inner.client.connect(timeout);
         match tokio::time::timeout(timeout, self.inner.conn.get_or_try_init(make)).await {
             Ok(Ok(c)) => Ok(c.clone()),
             Ok(Err(e)) => Err(QueueError::backend(format!(

@@ -8,7 +8,8 @@ use image_router::cache::{CacheConfig, RedisTier};
 use image_router::Router;
 
 use super::req;
-use crate::support::{redis, shared, Fake, Shared};
+use crate::support::redis::{self, Server};
+use crate::support::{shared, Fake, Shared};
 
 fn router_on(p: Shared, tier: RedisTier) -> Router {
     Router::builder()
@@ -18,13 +19,13 @@ fn router_on(p: Shared, tier: RedisTier) -> Router {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_second_router_is_served_from_the_shared_tier() {
-    let Some(url) = redis::url("a_second_router_is_served_from_the_shared_tier") else {
+async fn a_second_router_is_served_from_the_shared_tier(server: Server) {
+    let Some(url) = server.url("a_second_router_is_served_from_the_shared_tier") else {
         return;
     };
     let prefix = redis::unique_prefix("cache-shared");
     let tier = RedisTier::new(url.clone())
+        .cluster(server.is_cluster())
         .prefix(prefix.clone())
         .timeout(Duration::from_secs(2));
     let (pa, fa) = shared(Fake::new("openai"));
@@ -47,8 +48,7 @@ async fn a_second_router_is_served_from_the_shared_tier() {
     assert_eq!(fb.calls(), 1);
 
     // Nothing in Redis holds the prompt in clear.
-    let client = ::redis::Client::open(url).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut con = server.plain(&url).await;
     let keys: Vec<String> = ::redis::cmd("KEYS")
         .arg(format!("{{{prefix}:cache}}*"))
         .query_async(&mut con)
@@ -83,14 +83,14 @@ async fn a_second_router_is_served_from_the_shared_tier() {
     }
 }
 
-#[tokio::test]
-async fn the_shared_tier_evicts_the_oldest_past_its_bound() {
-    let Some(url) = redis::url("the_shared_tier_evicts_the_oldest_past_its_bound") else {
+async fn the_shared_tier_evicts_the_oldest_past_its_bound(server: Server) {
+    let Some(url) = server.url("the_shared_tier_evicts_the_oldest_past_its_bound") else {
         return;
     };
     let prefix = redis::unique_prefix("cache-bound");
     // The fake's 1×1 PNG is a few hundred bytes stored: room for about three.
     let tier = RedisTier::new(url.clone())
+        .cluster(server.is_cluster())
         .prefix(prefix.clone())
         .timeout(Duration::from_secs(2))
         .max_bytes(1_000);
@@ -108,8 +108,7 @@ async fn the_shared_tier_evicts_the_oldest_past_its_bound() {
         .await
         .unwrap();
     }
-    let client = ::redis::Client::open(url).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut con = server.plain(&url).await;
     let total: i64 = ::redis::cmd("GET")
         .arg(format!("{{{prefix}:cache}}:total"))
         .query_async(&mut con)
@@ -149,3 +148,9 @@ async fn an_unreachable_shared_tier_is_skipped() {
     assert!(!other.cached);
     assert_eq!(fake.calls(), 2);
 }
+
+// The tests above that take a `Server` run on the single server and on the cluster.
+crate::on_each_server!(
+    a_second_router_is_served_from_the_shared_tier,
+    the_shared_tier_evicts_the_oldest_past_its_bound,
+);

@@ -3,7 +3,7 @@
 //! `status()`), and a changed `[store]` on reload reported as needing a restart.
 
 use crate::support::cli::*;
-use crate::support::redis as test_redis;
+use crate::support::redis::{self as test_redis, Server};
 use image_router::config::{build_provider, RouterConfig, StoreKind};
 use image_router::GenerateRequest;
 use std::time::Duration;
@@ -216,9 +216,8 @@ async fn a_changed_store_table_on_reload_needs_a_restart_and_keeps_the_running_s
 
 /// With a Redis server: a `[store] kind = "redis"` file builds a router whose providers
 /// report the shared store and their accounts.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_store_table_reaches_the_router() {
-    let Some(url) = test_redis::url("a_redis_store_table_reaches_the_router") else {
+async fn a_redis_store_table_reaches_the_router(server: Server) {
+    let Some(url) = server.url("a_redis_store_table_reaches_the_router") else {
         return;
     };
     let sim = three_accounts().await;
@@ -230,7 +229,8 @@ async fn a_redis_store_table_reaches_the_router() {
         ("IMAGE_ROUTER_TEST_CONFIG_REDIS_URL", url),
     ]);
     let text = format!(
-        "[store]\nkind = \"redis\"\nurl_env = \"IMAGE_ROUTER_TEST_CONFIG_REDIS_URL\"\nprefix = \"{prefix}\"\ntimeout = \"500ms\"\n{}",
+        "[store]\nkind = \"redis\"\nurl_env = \"IMAGE_ROUTER_TEST_CONFIG_REDIS_URL\"\nprefix = \"{prefix}\"\ntimeout = \"500ms\"\ncluster = {}\n{}",
+        server.is_cluster(),
         three_config(&sim, "")
     )
     .replace(
@@ -324,3 +324,103 @@ async fn doctor_checks_that_the_store_answers() {
     );
     println!("[config::store] doctor: the test server is version {version}");
 }
+
+/// `cluster = true`: the variable holds one or several comma-separated node URLs; without it
+/// a list is refused on `store.url_env`, naming the variable and never its value; `cluster`
+/// means nothing for the in-process store.
+#[test]
+fn a_cluster_store_table_takes_several_node_urls() {
+    let cfg: RouterConfig = one_provider(
+        "[store]\nkind = \"redis\"\nurl_env = \"IMAGE_ROUTER_TEST_CLUSTER_NODES\"\ncluster = true",
+        "",
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(cfg.store.cluster, Some(true));
+    let nodes = "redis://:hunter2pass@127.0.0.1:1,redis://:hunter2pass@127.0.0.1:2";
+    let env = env_from(&[
+        (PRIMARY_VAR, secret("primary")),
+        ("IMAGE_ROUTER_TEST_CLUSTER_NODES", nodes.to_string()),
+    ]);
+    // Building connects to nothing: a list of unreachable nodes still builds.
+    let router = cfg.build_with(&env, build_provider).unwrap();
+    assert_eq!(router.status().store.kind, "redis");
+
+    let single: RouterConfig = one_provider(
+        "[store]\nkind = \"redis\"\nurl_env = \"IMAGE_ROUTER_TEST_CLUSTER_NODES\"",
+        "",
+    )
+    .parse()
+    .unwrap();
+    let e = single.build_with(&env, build_provider).unwrap_err();
+    assert_eq!(e.field, "store.url_env");
+    assert!(e.message.contains("IMAGE_ROUTER_TEST_CLUSTER_NODES"), "{e}");
+    assert!(e.message.contains("cluster = true"), "{e}");
+    assert!(!e.to_string().contains("hunter2pass"), "{e}");
+
+    let e = parse_err(&one_provider("[store]\ncluster = true", ""));
+    assert_eq!(e.field, "store.cluster");
+    assert_eq!(e.line, Some(2));
+    let e = parse_err(&one_provider(
+        "[store]\nkind = \"redis\"\nurl_env = \"X\"\ncluster = \"yes\"",
+        "",
+    ));
+    assert_eq!(e.field, "store.cluster", "{e}");
+}
+
+/// The README's Redis Cluster example parses, and with a provider added builds from a list of
+/// node URLs (no connection is made while building).
+#[test]
+fn the_readme_cluster_example_parses_and_builds() {
+    let readme = include_str!("../../../README.md");
+    let blocks = blocks(readme, "toml cluster");
+    assert_eq!(blocks.len(), 1, "one Redis Cluster example in the README");
+    let cfg: RouterConfig = one_provider(&blocks[0], "").parse().unwrap();
+    assert_eq!(cfg.store.kind, StoreKind::Redis);
+    assert_eq!(cfg.store.cluster, Some(true));
+    assert_eq!(cfg.queue.as_ref().unwrap().cluster, Some(true));
+    assert_eq!(
+        cfg.cache.as_ref().unwrap().redis.as_ref().unwrap().cluster,
+        Some(true)
+    );
+    let env = env_from(&[
+        (PRIMARY_VAR, secret("primary")),
+        (
+            "REDIS_CLUSTER_URLS",
+            "redis://127.0.0.1:1,redis://127.0.0.1:2".to_string(),
+        ),
+    ]);
+    cfg.build_with(&env, build_provider).unwrap();
+    let queue = cfg.queue.as_ref().unwrap();
+    assert_eq!(queue.kind, image_router::config::QueueKind::Redis);
+}
+
+/// `doctor` on a cluster: PING reaches every node and the version is read.
+#[tokio::test]
+async fn doctor_checks_a_cluster_store() {
+    use image_router::doctor;
+    let Some(urls) = test_redis::cluster_urls("doctor_checks_a_cluster_store") else {
+        return;
+    };
+    let cfg: RouterConfig = one_provider(
+        "[store]\nkind = \"redis\"\nurl_env = \"IMAGE_ROUTER_TEST_DOCTOR_CLUSTER_URLS\"\ncluster = true",
+        "",
+    )
+    .parse()
+    .unwrap();
+    let env = env_from(&[("IMAGE_ROUTER_TEST_DOCTOR_CLUSTER_URLS", urls)]);
+    let st = doctor::check_store(&cfg, &env, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(st.ok, "{st:?}");
+    let version = st.server_version.unwrap();
+    assert!(
+        version.chars().next().is_some_and(|c| c.is_ascii_digit()) || version.starts_with("valkey"),
+        "{version}"
+    );
+}
+
+crate::on_each_server!(
+    (flavor = "multi_thread", worker_threads = 2);
+    a_redis_store_table_reaches_the_router,
+);

@@ -9,6 +9,7 @@ use image_router::budget::{BudgetError, BudgetExhausted, BudgetPeriod};
 use image_router::store::{BudgetSettlement, Refusal, Settlement, StateStore};
 
 use super::*;
+use crate::support::redis::Server;
 
 const COST: f64 = 0.013;
 
@@ -31,9 +32,10 @@ async fn figures(s: &RedisStore) -> BudgetExhausted {
     }
 }
 
-#[tokio::test]
-async fn a_thousand_concurrent_admissions_over_four_instances_never_reserve_past_the_budget() {
-    let Some(b) = Bench::new("store_budget") else {
+async fn a_thousand_concurrent_admissions_over_four_instances_never_reserve_past_the_budget(
+    server: Server,
+) {
+    let Some(b) = Bench::on(server, "store_budget") else {
         return;
     };
     let budget = [Budget::new(1.00, BudgetPeriod::Day).unwrap()];
@@ -86,9 +88,8 @@ async fn a_thousand_concurrent_admissions_over_four_instances_never_reserve_past
     assert!((stores[1].spent_usd() - committed as f64 * COST).abs() < 1e-6);
 }
 
-#[tokio::test]
-async fn release_frees_and_hold_keeps_until_the_period_ends() {
-    let Some(b) = Bench::new("store_hold") else {
+async fn release_frees_and_hold_keeps_until_the_period_ends(server: Server) {
+    let Some(b) = Bench::on(server, "store_hold") else {
         return;
     };
     let hour = BudgetPeriod::Custom(Duration::from_secs(3600));
@@ -125,12 +126,39 @@ async fn release_frees_and_hold_keeps_until_the_period_ends() {
         .expect("a new period");
 }
 
-#[tokio::test]
-async fn a_reservation_nobody_ends_is_held_after_its_time_to_live() {
-    let Some(b) = Bench::new("store_ttl") else {
+/// A request that costs nothing (a price of zero) on an account and router with budgets:
+/// its reservation of zero ends like any other. (Lua sent the negated zero as "-0", which
+/// `HINCRBY` refused, so such a settlement failed until the scripts wrote `0 - amount`.)
+async fn a_zero_cost_reservation_on_budgets_ends_cleanly(server: Server) {
+    let Some(b) = Bench::on(server, "store_zero_cost") else {
         return;
     };
-    let factory = Bench::factory_for(&b.url, &b.prefix)
+    let day = [Budget::new(1.00, BudgetPeriod::Day).unwrap()];
+    let s = b.store_with(
+        &b.factory,
+        "p1",
+        "acct",
+        limits(None, None, None),
+        &day,
+        &day,
+    );
+    answered(&s, 1, 1).await.expect("committed at zero cost");
+    let a = admit(&s, 1, 1).await.unwrap();
+    s.release(a);
+    s.flush().await;
+    let a = admit(&s, 1, 1).await.unwrap();
+    s.hold(a);
+    s.flush().await;
+    assert!(s.spent_usd().abs() < 1e-12);
+    assert!((s.budget_left().unwrap() - 1.0).abs() < 1e-9);
+}
+
+async fn a_reservation_nobody_ends_is_held_after_its_time_to_live(server: Server) {
+    let Some(b) = Bench::on(server, "store_ttl") else {
+        return;
+    };
+    let factory = b
+        .factory()
         .router_clock()
         .reservation_ttl(Duration::from_secs(120));
     let budget = [Budget::new(1.00, BudgetPeriod::Day).unwrap()];
@@ -187,9 +215,10 @@ async fn a_reservation_nobody_ends_is_held_after_its_time_to_live() {
     assert_eq!((reserved, held), (0, 300_000_000));
 }
 
-#[tokio::test]
-async fn the_router_wide_budget_is_shared_by_every_account_and_compensated_on_refusal() {
-    let Some(b) = Bench::new("store_router_budget") else {
+async fn the_router_wide_budget_is_shared_by_every_account_and_compensated_on_refusal(
+    server: Server,
+) {
+    let Some(b) = Bench::on(server, "store_router_budget") else {
         return;
     };
     let router = [Budget::new(1.00, BudgetPeriod::Month).unwrap()];
@@ -231,3 +260,12 @@ async fn the_router_wide_budget_is_shared_by_every_account_and_compensated_on_re
         .await
         .expect("0.1 spent, 0.9 free");
 }
+
+// Each test above that takes a `Server` runs on the single server and on the cluster.
+crate::on_each_server!(
+    a_zero_cost_reservation_on_budgets_ends_cleanly,
+    a_thousand_concurrent_admissions_over_four_instances_never_reserve_past_the_budget,
+    release_frees_and_hold_keeps_until_the_period_ends,
+    a_reservation_nobody_ends_is_held_after_its_time_to_live,
+    the_router_wide_budget_is_shared_by_every_account_and_compensated_on_refusal,
+);

@@ -12,6 +12,7 @@ use image_router::AccessDenial;
 use image_router::Outcome;
 
 use super::*;
+use crate::support::redis::Server;
 
 fn settlement<'a>(
     headers: Option<&'a RateLimitHeaders>,
@@ -27,9 +28,8 @@ fn settlement<'a>(
     }
 }
 
-#[tokio::test]
-async fn a_denial_on_one_instance_refuses_admission_on_another() {
-    let Some(b) = Bench::new("store_deny") else {
+async fn a_denial_on_one_instance_refuses_admission_on_another(server: Server) {
+    let Some(b) = Bench::on(server, "store_deny") else {
         return;
     };
     let one = b.store("p1", "acct", limits(Some(100), None, None), &[]);
@@ -65,9 +65,8 @@ async fn a_denial_on_one_instance_refuses_admission_on_another() {
     admit(&two, 1, 1).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_model_cool_down_is_shared_and_per_model() {
-    let Some(b) = Bench::new("store_cool") else {
+async fn a_model_cool_down_is_shared_and_per_model(server: Server) {
+    let Some(b) = Bench::on(server, "store_cool") else {
         return;
     };
     let one = b.store("p1", "acct", limits(Some(100), None, None), &[]);
@@ -96,9 +95,8 @@ async fn a_model_cool_down_is_shared_and_per_model() {
     admit(&two, 1, 1).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_429_block_is_shared() {
-    let Some(b) = Bench::new("store_429") else {
+async fn a_429_block_is_shared(server: Server) {
+    let Some(b) = Bench::on(server, "store_429") else {
         return;
     };
     let one = b.store("p1", "acct", limits(Some(100), None, None), &[]);
@@ -121,9 +119,8 @@ async fn a_429_block_is_shared() {
     assert!(two.headroom(MODEL).backoff_factor < 1.0);
 }
 
-#[tokio::test]
-async fn header_corrections_are_shared() {
-    let Some(b) = Bench::new("store_headers") else {
+async fn header_corrections_are_shared(server: Server) {
+    let Some(b) = Bench::on(server, "store_headers") else {
         return;
     };
     let one = b.store("p1", "acct", limits(Some(10), None, None), &[]);
@@ -159,3 +156,11 @@ async fn header_corrections_are_shared() {
         other => panic!("expected the header block, got {other:?}"),
     }
 }
+
+// Each test above that takes a `Server` runs on the single server and on the cluster.
+crate::on_each_server!(
+    a_denial_on_one_instance_refuses_admission_on_another,
+    a_model_cool_down_is_shared_and_per_model,
+    a_429_block_is_shared,
+    header_corrections_are_shared,
+);

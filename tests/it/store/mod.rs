@@ -10,6 +10,7 @@
 #![allow(unused_must_use)]
 
 mod budgets;
+mod cluster;
 mod marks;
 mod router;
 mod scripts;
@@ -25,12 +26,13 @@ use image_router::quota::cost::{Cost, CostBasis};
 use image_router::store::redis::{RedisConfig, RedisStore, RedisStoreFactory};
 use image_router::store::{Admission, Demand, LimitSettings, Refusal, StateStore, StoreContext};
 
-use crate::support::redis::{unique_prefix, url};
+use crate::support::redis::{unique_prefix, Plain, Server};
 
 pub(crate) const MODEL: &str = "gpt-image-1";
 
 /// One test's server, prefix and clock; makes stores standing for router instances.
 pub(crate) struct Bench {
+    pub server: Server,
     pub url: String,
     pub prefix: String,
     pub clock: ManualClock,
@@ -40,15 +42,22 @@ pub(crate) struct Bench {
 }
 
 impl Bench {
-    /// `None` (after a loud note) without a server outside CI.
+    /// On the single server; `None` (after a loud note) without a server outside CI.
     pub fn new(test: &str) -> Option<Self> {
-        let url = url(test)?;
+        Self::on(Server::Single, test)
+    }
+
+    /// On `server` (the single server or the cluster); `None` (after a loud note) without
+    /// it outside CI.
+    pub fn on(server: Server, test: &str) -> Option<Self> {
+        let url = server.url(test)?;
         let prefix = unique_prefix(test);
         let clock = ManualClock::new();
         let shared: SharedClock = Arc::new(clock.clone());
         let wall = WallClock::new(SystemTime::now(), shared.clone());
-        let factory = Self::factory_for(&url, &prefix).router_clock();
+        let factory = Self::factory_on(server, &url, &prefix).router_clock();
         Some(Self {
+            server,
             url,
             prefix,
             clock,
@@ -58,14 +67,20 @@ impl Bench {
         })
     }
 
-    /// A factory on the test server; a generous time-out, as the test machine is shared.
-    pub fn factory_for(url: &str, prefix: &str) -> RedisStoreFactory {
+    /// A factory on `server` at `url`; a generous time-out, as the test machine is shared.
+    pub fn factory_on(server: Server, url: &str, prefix: &str) -> RedisStoreFactory {
         RedisStoreFactory::new(
-            RedisConfig::new(url.to_string())
+            server
+                .config(url)
                 .prefix(prefix)
                 .timeout(Duration::from_secs(10)),
         )
         .unwrap()
+    }
+
+    /// Another factory (another instance) on this test's server and prefix.
+    pub fn factory(&self) -> RedisStoreFactory {
+        Self::factory_on(self.server, &self.url, &self.prefix)
     }
 
     /// A store (an instance) of `provider` on `account`.
@@ -106,16 +121,13 @@ impl Bench {
             .unwrap()
     }
 
-    /// A plain connection for looking at the keys.
-    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
+    /// A plain connection for looking at the keys (on the cluster: routed by key, `KEYS`
+    /// asks every primary).
+    pub async fn conn(&self) -> Plain {
+        self.server.plain(&self.url).await
     }
 
-    /// Every key under this test's prefix.
+    /// Every key under this test's prefix (on every node of the cluster).
     pub async fn keys(&self) -> Vec<String> {
         let mut c = self.conn().await;
         let mut keys: Vec<String> = redis::cmd("KEYS")

@@ -10,6 +10,7 @@ use image_router::sim::{Fault, SimAccount, Simulator, Times};
 use image_router::{GenerateRequest, ProviderOptions, Quality, Router, Size, SkipReason};
 
 use super::*;
+use crate::support::redis::Server;
 
 const KEY: &str = "sk-test-redis-store-0123456789";
 
@@ -49,9 +50,8 @@ async fn sim(b: &Bench) -> Simulator {
         .unwrap()
 }
 
-#[tokio::test]
-async fn three_routers_on_one_account_use_its_whole_limit_with_no_429() {
-    let Some(b) = Bench::new("store_router_e2e") else {
+async fn three_routers_on_one_account_use_its_whole_limit_with_no_429(server: Server) {
+    let Some(b) = Bench::on(server, "store_router_e2e") else {
         return;
     };
     let sim = sim(&b).await;
@@ -113,9 +113,8 @@ async fn three_routers_without_the_store_overshoot() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_tier_denial_met_by_one_router_makes_the_others_send_nothing() {
-    let Some(b) = Bench::new("store_router_deny") else {
+async fn a_tier_denial_met_by_one_router_makes_the_others_send_nothing(server: Server) {
+    let Some(b) = Bench::on(server, "store_router_deny") else {
         return;
     };
     let sim = sim(&b).await;
@@ -143,3 +142,9 @@ async fn a_tier_denial_met_by_one_router_makes_the_others_send_nothing() {
     );
     sim.shutdown().await;
 }
+
+// Each test above that takes a `Server` runs on the single server and on the cluster.
+crate::on_each_server!(
+    three_routers_on_one_account_use_its_whole_limit_with_no_429,
+    a_tier_denial_met_by_one_router_makes_the_others_send_nothing,
+);

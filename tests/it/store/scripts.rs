@@ -9,6 +9,7 @@ use image_router::store::{BudgetSettlement, Refusal, Settlement, StateStore};
 use image_router::Usage;
 
 use super::*;
+use crate::support::redis::Server;
 
 fn settlement<'a>(
     refund: bool,
@@ -25,9 +26,8 @@ fn settlement<'a>(
     }
 }
 
-#[tokio::test]
-async fn a_refund_gives_the_room_back_and_usage_replaces_the_estimate() {
-    let Some(b) = Bench::new("lua_refund") else {
+async fn a_refund_gives_the_room_back_and_usage_replaces_the_estimate(server: Server) {
+    let Some(b) = Bench::on(server, "lua_refund") else {
         return;
     };
     let s = b.store("p", "acct", limits(Some(2), None, Some(10_000)), &[]);
@@ -48,9 +48,8 @@ async fn a_refund_gives_the_room_back_and_usage_replaces_the_estimate() {
         .expect("the refunded request left the window");
 }
 
-#[tokio::test]
-async fn held_capacity_counts_in_the_retry_time() {
-    let Some(b) = Bench::new("lua_held") else {
+async fn held_capacity_counts_in_the_retry_time(server: Server) {
+    let Some(b) = Bench::on(server, "lua_held") else {
         return;
     };
     let s = b.store("p", "acct", limits(Some(3), None, None), &[]);
@@ -80,9 +79,8 @@ async fn held_capacity_counts_in_the_retry_time() {
     }
 }
 
-#[tokio::test]
-async fn settling_an_admission_the_store_does_not_know_only_applies_the_headers() {
-    let Some(b) = Bench::new("lua_unknown") else {
+async fn settling_an_admission_the_store_does_not_know_only_applies_the_headers(server: Server) {
+    let Some(b) = Bench::on(server, "lua_unknown") else {
         return;
     };
     let s = b.store("p", "acct", limits(Some(5), None, None), &[]);
@@ -140,3 +138,10 @@ async fn a_store_without_a_server_fails_fast_with_a_store_error() {
     // Ranking reads answer from the configured limits, with no call.
     assert_eq!(s.headroom(MODEL).requests, Some(5));
 }
+
+// Each test above that takes a `Server` runs on the single server and on the cluster.
+crate::on_each_server!(
+    a_refund_gives_the_room_back_and_usage_replaces_the_estimate,
+    held_capacity_counts_in_the_retry_time,
+    settling_an_admission_the_store_does_not_know_only_applies_the_headers,
+);

@@ -10,6 +10,7 @@ use image_router::store::{Refusal, StateStore};
 use proptest::prelude::*;
 
 use super::*;
+use crate::support::redis::Server;
 
 /// Admits `count` demands at once, spread over `stores` (each admitted one answered at
 /// once); returns how many were admitted.
@@ -21,9 +22,8 @@ async fn burst(stores: &[RedisStore], count: usize, images: u32, tokens: u64) ->
     join_all(calls).await.into_iter().filter(|ok| *ok).count()
 }
 
-#[tokio::test]
-async fn concurrent_admissions_over_four_instances_never_pass_rpm() {
-    let Some(b) = Bench::new("store_rpm") else {
+async fn concurrent_admissions_over_four_instances_never_pass_rpm(server: Server) {
+    let Some(b) = Bench::on(server, "store_rpm") else {
         return;
     };
     let stores: Vec<_> = (0..4)
@@ -58,9 +58,8 @@ async fn concurrent_admissions_over_four_instances_never_pass_rpm() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_admissions_never_pass_ipm_or_tpm() {
-    let Some(b) = Bench::new("store_ipm_tpm") else {
+async fn concurrent_admissions_never_pass_ipm_or_tpm(server: Server) {
+    let Some(b) = Bench::on(server, "store_ipm_tpm") else {
         return;
     };
     let stores: Vec<_> = (0..4)
@@ -94,9 +93,8 @@ async fn concurrent_admissions_never_pass_ipm_or_tpm() {
     }
 }
 
-#[tokio::test]
-async fn same_account_shares_one_window_and_other_accounts_do_not() {
-    let Some(b) = Bench::new("store_accounts") else {
+async fn same_account_shares_one_window_and_other_accounts_do_not(server: Server) {
+    let Some(b) = Bench::on(server, "store_accounts") else {
         return;
     };
     let l = || limits(Some(3), None, None);
@@ -120,13 +118,12 @@ async fn same_account_shares_one_window_and_other_accounts_do_not() {
     a1.admit(img_mini, cost(0.0)).await.unwrap();
 }
 
-#[tokio::test]
-async fn server_clock_decides_without_a_manual_clock() {
-    let Some(b) = Bench::new("store_server_clock") else {
+async fn server_clock_decides_without_a_manual_clock(server: Server) {
+    let Some(b) = Bench::on(server, "store_server_clock") else {
         return;
     };
     // The server's clock: no `router_clock()`.
-    let factory = Bench::factory_for(&b.url, &b.prefix);
+    let factory = b.factory();
     let s1 = b.store_with(
         &factory,
         "p1",
@@ -160,9 +157,8 @@ async fn server_clock_decides_without_a_manual_clock() {
     assert_eq!(h.effective_rpm, Some(2));
 }
 
-#[tokio::test]
-async fn keys_live_under_the_account_tag_and_hold_no_secret_or_prompt() {
-    let Some(b) = Bench::new("store_keys") else {
+async fn keys_live_under_the_account_tag_and_hold_no_secret_or_prompt(server: Server) {
+    let Some(b) = Bench::on(server, "store_keys") else {
         return;
     };
     let budgets = [Budget::new(5.0, image_router::budget::BudgetPeriod::Day).unwrap()];
@@ -333,9 +329,8 @@ async fn a_look_that_prunes_the_log_keeps_its_sums() {
 /// A request counts in the window from its settlement, and one still in flight never
 /// leaves it: the provider counted it at some time before its answer, so the store lets go
 /// of it no earlier than the provider can.
-#[tokio::test]
-async fn a_request_in_flight_holds_its_slot_until_sixty_seconds_after_its_answer() {
-    let Some(b) = Bench::new("store_in_flight") else {
+async fn a_request_in_flight_holds_its_slot_until_sixty_seconds_after_its_answer(server: Server) {
+    let Some(b) = Bench::on(server, "store_in_flight") else {
         return;
     };
     let s = b.store("p", "acct", limits(Some(1), None, None), &[]);
@@ -410,3 +405,13 @@ async fn cached_headroom_reads_a_full_window_as_room_once_its_time_has_passed() 
         "the refresh shows it empty"
     );
 }
+
+// Each test above that takes a `Server` runs on the single server and on the cluster.
+crate::on_each_server!(
+    concurrent_admissions_over_four_instances_never_pass_rpm,
+    concurrent_admissions_never_pass_ipm_or_tpm,
+    same_account_shares_one_window_and_other_accounts_do_not,
+    server_clock_decides_without_a_manual_clock,
+    keys_live_under_the_account_tag_and_hold_no_secret_or_prompt,
+    a_request_in_flight_holds_its_slot_until_sixty_seconds_after_its_answer,
+);

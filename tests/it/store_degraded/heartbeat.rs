@@ -7,26 +7,18 @@ use std::time::Duration;
 use image_router::clock::{ManualClock, SharedClock};
 use image_router::store::redis::{Heartbeat, HeartbeatClock, RedisConfig};
 
-use crate::support::redis::{unique_prefix, url};
+use crate::support::redis::{unique_prefix, Server};
 
-fn config(url: &str, prefix: &str, every: Duration) -> RedisConfig {
-    RedisConfig::new(url.to_string())
+fn config_on(server: Server, url: &str, prefix: &str, every: Duration) -> RedisConfig {
+    server
+        .config(url)
         .prefix(prefix)
         .heartbeat(every)
         .timeout(Duration::from_secs(2))
 }
 
-async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-#[tokio::test]
-async fn three_instances_count_three_and_a_silent_one_expires() {
-    let Some(url) = url("three_instances_count_three_and_a_silent_one_expires") else {
+async fn three_instances_count_three_and_a_silent_one_expires(server: Server) {
+    let Some(url) = server.url("three_instances_count_three_and_a_silent_one_expires") else {
         return;
     };
     let prefix = unique_prefix("heartbeat");
@@ -36,7 +28,7 @@ async fn three_instances_count_three_and_a_silent_one_expires() {
     let beats: Vec<Arc<Heartbeat>> = (0..3)
         .map(|_| {
             Heartbeat::new(
-                &config(&url, &prefix, every),
+                &config_on(server, &url, &prefix, every),
                 HeartbeatClock::Router(shared.clone()),
             )
             .unwrap()
@@ -59,7 +51,7 @@ async fn three_instances_count_three_and_a_silent_one_expires() {
     // The key is in the account's hash slot and expires on its own.
     let key = beats[0].key("acct");
     assert_eq!(key, format!("{{{prefix}:acct}}:instances"));
-    let mut conn = redis_conn(&url).await;
+    let mut conn = server.plain(&url).await;
     let members: Vec<String> = redis::cmd("ZRANGE")
         .arg(&key)
         .arg(0)
@@ -95,9 +87,8 @@ async fn three_instances_count_three_and_a_silent_one_expires() {
     assert_eq!(counts[2].get(), 3);
 }
 
-#[tokio::test]
-async fn accounts_are_counted_apart() {
-    let Some(url) = url("accounts_are_counted_apart") else {
+async fn accounts_are_counted_apart(server: Server) {
+    let Some(url) = server.url("accounts_are_counted_apart") else {
         return;
     };
     let prefix = unique_prefix("heartbeat-accounts");
@@ -105,7 +96,7 @@ async fn accounts_are_counted_apart() {
     let shared: SharedClock = Arc::new(clock.clone());
     let make = || {
         Heartbeat::new(
-            &config(&url, &prefix, Duration::from_secs(1)),
+            &config_on(server, &url, &prefix, Duration::from_secs(1)),
             HeartbeatClock::Router(shared.clone()),
         )
         .unwrap()
@@ -124,15 +115,22 @@ async fn accounts_are_counted_apart() {
 
 /// The background task on the server's clock: two started heartbeats see each other; one
 /// dropped leaves at once (its member removed) and its task ends with it.
-#[tokio::test]
-async fn started_heartbeats_see_each_other_and_a_dropped_one_leaves() {
-    let Some(url) = url("started_heartbeats_see_each_other_and_a_dropped_one_leaves") else {
+async fn started_heartbeats_see_each_other_and_a_dropped_one_leaves(server: Server) {
+    let Some(url) = server.url("started_heartbeats_see_each_other_and_a_dropped_one_leaves") else {
         return;
     };
     let prefix = unique_prefix("heartbeat-task");
     let every = Duration::from_millis(50);
-    let a = Heartbeat::new(&config(&url, &prefix, every), HeartbeatClock::Server).unwrap();
-    let b = Heartbeat::new(&config(&url, &prefix, every), HeartbeatClock::Server).unwrap();
+    let a = Heartbeat::new(
+        &config_on(server, &url, &prefix, every),
+        HeartbeatClock::Server,
+    )
+    .unwrap();
+    let b = Heartbeat::new(
+        &config_on(server, &url, &prefix, every),
+        HeartbeatClock::Server,
+    )
+    .unwrap();
     let count = a.join("acct");
     let _ = b.join("acct");
     a.start();
@@ -160,7 +158,7 @@ async fn started_heartbeats_see_each_other_and_a_dropped_one_leaves() {
         "the task holds no strong reference"
     );
     wait_for(1).await;
-    let mut conn = redis_conn(&url).await;
+    let mut conn = server.plain(&url).await;
     let n: u32 = redis::cmd("ZCARD")
         .arg(&key)
         .query_async(&mut conn)
@@ -168,3 +166,10 @@ async fn started_heartbeats_see_each_other_and_a_dropped_one_leaves() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+// The tests above that take a `Server` run on the single server and on the cluster.
+crate::on_each_server!(
+    three_instances_count_three_and_a_silent_one_expires,
+    accounts_are_counted_apart,
+    started_heartbeats_see_each_other_and_a_dropped_one_leaves,
+);

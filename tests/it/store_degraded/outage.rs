@@ -3,7 +3,10 @@
 //! again when it is back.
 //!
 //! The test starts its own `redis-server` on port 6395 (the shared test server must not be
-//! killed), gated like every Redis test on `IMAGE_ROUTER_TEST_REDIS_URL`.
+//! killed), gated like every Redis test on `IMAGE_ROUTER_TEST_REDIS_URL`. The same bodies run
+//! on a throwaway three-master Redis Cluster of their own ([`Nodes`], started with
+//! `.ci/redis-cluster` on free ports, every node killed and restarted), gated on
+//! `IMAGE_ROUTER_TEST_REDIS_CLUSTER_URLS` like the other cluster tests.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use image_router::store::redis::{Heartbeat, HeartbeatClock, RedisConfig};
 
-use crate::support::redis::{unique_prefix, url};
+use crate::support::redis::{unique_prefix, Server as Kind};
 
 pub(super) const PORT: u16 = 6395;
 
@@ -95,19 +98,125 @@ impl Drop for Server {
     }
 }
 
-#[tokio::test]
-async fn heartbeats_survive_a_killed_server_and_announce_again_after_restart() {
-    let test = "heartbeats_survive_a_killed_server_and_announce_again_after_restart";
-    if url(test).is_none() {
-        return;
+/// A throwaway three-master cluster of one test (`.ci/redis-cluster` in a temporary folder,
+/// on free ports), stopped on drop.
+pub(super) struct Nodes {
+    dir: tempfile::TempDir,
+    urls: String,
+}
+
+impl Nodes {
+    fn script(&self, cmd: &str) -> String {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/redis-cluster");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(cmd)
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run .ci/redis-cluster");
+        assert!(
+            out.status.success(),
+            ".ci/redis-cluster {cmd} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
     }
-    let Some(bin) = redis_server(test) else {
+
+    pub(super) fn start() -> Self {
+        let mut n = Self {
+            dir: tempfile::tempdir().unwrap(),
+            urls: String::new(),
+        };
+        n.urls = n.script("start");
+        assert!(n.urls.starts_with("redis://"), "{}", n.urls);
+        n
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/redis-cluster"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// What an outage test kills and restarts: the single throwaway server on [`PORT`] or a
+/// cluster of its own, every node at once.
+pub(super) enum Killable {
+    Single(Server),
+    Cluster(Nodes),
+}
+
+impl Killable {
+    /// Started; `None` (after a loud note) without the test server of that kind outside CI,
+    /// or without `redis-server`.
+    pub(super) fn start(kind: Kind, test: &str) -> Option<Self> {
+        kind.url(test)?;
+        let bin = redis_server(test)?;
+        Some(match kind {
+            Kind::Single => Killable::Single(Server::start(&bin)),
+            Kind::Cluster => Killable::Cluster(Nodes::start()),
+        })
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Killable::Single(_) => Kind::Single,
+            Killable::Cluster(_) => Kind::Cluster,
+        }
+    }
+
+    pub(super) fn url(&self) -> String {
+        match self {
+            Killable::Single(_) => Server::url(),
+            Killable::Cluster(n) => n.urls.clone(),
+        }
+    }
+
+    /// The library's settings for this server (cluster mode on for the cluster).
+    pub(super) fn config(&self) -> RedisConfig {
+        self.kind().config(&self.url())
+    }
+
+    /// SIGKILL (every node of the cluster).
+    pub(super) fn kill(&mut self) {
+        match self {
+            Killable::Single(s) => s.kill(),
+            Killable::Cluster(n) => {
+                n.script("kill");
+            }
+        }
+    }
+
+    /// Started again, empty (no persistence); a cluster's nodes keep their slots from
+    /// their `nodes-P.conf` and answer once `cluster_state:ok`.
+    pub(super) fn restart(&mut self) {
+        match self {
+            Killable::Single(s) => s.restart(),
+            Killable::Cluster(n) => {
+                n.script("restart");
+            }
+        }
+    }
+}
+
+async fn heartbeats_survive_a_killed_server_and_announce_again_after_restart(kind: Kind) {
+    let test = "heartbeats_survive_a_killed_server_and_announce_again_after_restart";
+    let _serial = super::SERVER.lock().await;
+    let Some(mut server) = Killable::start(kind, test) else {
         return;
     };
-    let _serial = super::SERVER.lock().await;
-    let mut server = Server::start(&bin);
     let prefix = unique_prefix("outage");
-    let config = RedisConfig::new(Server::url())
+    let config = server
+        .config()
         .prefix(&prefix)
         .heartbeat(Duration::from_secs(1))
         .timeout(Duration::from_millis(500));
@@ -150,8 +259,7 @@ async fn heartbeats_survive_a_killed_server_and_announce_again_after_restart() {
 /// admissions of the minute), no request fails because of the store; the server restarts
 /// empty; the instances re-join and replay the minute's admissions, so the restarted
 /// server's window holds exactly what was admitted (60) and admits nothing more.
-#[tokio::test]
-async fn a_killed_server_degrades_to_the_share_and_rejoins_with_consistent_windows() {
+async fn a_killed_server_degrades_to_the_share_and_rejoins_with_consistent_windows(kind: Kind) {
     use std::time::SystemTime;
 
     use image_router::breaker::{BreakerConfig, CircuitBreaker};
@@ -162,19 +270,16 @@ async fn a_killed_server_degrades_to_the_share_and_rejoins_with_consistent_windo
     use image_router::store::{Demand, LimitSettings, Refusal, StateStore, StoreContext};
 
     let test = "a_killed_server_degrades_to_the_share_and_rejoins_with_consistent_windows";
-    if url(test).is_none() {
-        return;
-    }
-    let Some(bin) = redis_server(test) else {
+    let _serial = super::SERVER.lock().await;
+    let Some(mut server) = Killable::start(kind, test) else {
         return;
     };
-    let _serial = super::SERVER.lock().await;
-    let mut server = Server::start(&bin);
     let prefix = unique_prefix("outage-store");
     let clock = ManualClock::new();
     let shared: SharedClock = Arc::new(clock.clone());
     let wall = WallClock::new(SystemTime::now(), shared.clone());
-    let config = RedisConfig::new(Server::url())
+    let config = server
+        .config()
         .prefix(&prefix)
         .heartbeat(Duration::from_secs(1))
         .timeout(Duration::from_millis(500));
@@ -298,11 +403,7 @@ async fn a_killed_server_degrades_to_the_share_and_rejoins_with_consistent_windo
         assert_eq!(s.state().degraded, None);
     }
     // The restarted server's window holds the minute's 60 admissions again.
-    let mut conn = redis::Client::open(Server::url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = kind.plain(&server.url()).await;
     let n: u64 = redis::cmd("ZCARD")
         .arg(format!("{{{prefix}:acct}}:w:{MODEL}"))
         .query_async(&mut conn)
@@ -322,3 +423,9 @@ async fn a_killed_server_degrades_to_the_share_and_rejoins_with_consistent_windo
     assert_ne!(a.id, 0, "through the shared store");
     stores[2].release(a);
 }
+
+// The tests above that take a `Kind` run on a single server and on a cluster of their own.
+crate::on_each_server!(
+    heartbeats_survive_a_killed_server_and_announce_again_after_restart,
+    a_killed_server_degrades_to_the_share_and_rejoins_with_consistent_windows,
+);

@@ -313,7 +313,9 @@ local function finish(RD, RZ, SP, id, how, paid, B)
   for k in string.gmatch(parts[2] or '', '[^,]+') do keys[#keys + 1] = k end
   for _, k in ipairs(keys) do
     if redis.call('EXISTS', k) == 1 then
-      redis.call('HINCRBY', k, 'reserved', -amount)
+      -- `0 - amount`, not `-amount`: Lua's negative zero is sent as "-0", which HINCRBY
+      -- refuses as not an integer (a zero-cost reservation could never end).
+      redis.call('HINCRBY', k, 'reserved', 0 - amount)
       if how == 'h' then redis.call('HINCRBY', k, 'held', amount) end
     end
   end

@@ -3,6 +3,11 @@
 //! The URL may carry a password (`redis://:secret@host:6379/0`, `rediss://` for TLS), so it
 //! is a [`SecretString`]: it never appears in `Debug`, an error or a log, and a config file
 //! names the environment variable that holds it (`url_env`), never the URL itself.
+//!
+//! With [`RedisConfig::cluster`] the URL is one or several node URLs of a Redis Cluster,
+//! separated by commas (`redis://:pw@10.0.0.1:6379,redis://:pw@10.0.0.2:6379`): the client
+//! reads the slot map from whichever answers and routes each script to the node owning its
+//! keys' slot (see `src/redis_conn.rs`). Without it, a comma-separated list is refused.
 
 use std::fmt;
 use std::time::Duration;
@@ -28,6 +33,7 @@ pub struct RedisConfig {
     prefix: String,
     timeout: Duration,
     heartbeat: Duration,
+    cluster: bool,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -37,6 +43,7 @@ impl fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("heartbeat", &self.heartbeat)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -51,15 +58,27 @@ impl RedisConfig {
             prefix: DEFAULT_PREFIX.to_string(),
             timeout: DEFAULT_TIMEOUT,
             heartbeat: DEFAULT_HEARTBEAT,
+            cluster: false,
         }
     }
 
     /// The URL from the environment variable `var`; an unset or empty variable is a
     /// [`ConfigError`] on `store.url_env` naming the variable (never its value).
     pub fn from_env(var: &str) -> Result<Self, ConfigError> {
+        Self::env_url(var, false)
+    }
+
+    /// A Redis Cluster whose node URLs (one or several, comma-separated) are in the
+    /// environment variable `var`: [`from_env`](Self::from_env) in [`cluster`](Self::cluster)
+    /// mode.
+    pub fn cluster_from_env(var: &str) -> Result<Self, ConfigError> {
+        Self::env_url(var, true)
+    }
+
+    fn env_url(var: &str, cluster: bool) -> Result<Self, ConfigError> {
         match std::env::var(var) {
             Ok(url) if !url.trim().is_empty() => {
-                let c = Self::new(url.trim().to_string());
+                let c = Self::new(url.trim().to_string()).cluster(cluster);
                 c.validate()
                     .map_err(|e| ConfigError::new("store.url_env", format!("{var}: {}", e.message)))?;
                 Ok(c)
@@ -89,6 +108,19 @@ impl RedisConfig {
         self
     }
 
+    /// Talks to a Redis Cluster (`true`) or a single server (`false`, the default). In
+    /// cluster mode the URL holds one or several node URLs separated by commas (`redis://` or
+    /// `rediss://`, every node with the same credentials); the slot map is read from them.
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Whether the URL names a Redis Cluster's nodes.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
     /// The key prefix.
     pub fn prefix_str(&self) -> &str {
         &self.prefix
@@ -107,20 +139,8 @@ impl RedisConfig {
     /// Checks the settings; errors name the field (`store.url`, `store.prefix`,
     /// `store.timeout`, `store.heartbeat`) and never show the URL's credentials.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = self.url.expose_secret();
-        let scheme = url.split("://").next().unwrap_or_default();
-        if !url.contains("://") || !matches!(scheme, "redis" | "rediss" | "redis+unix" | "unix") {
-            return Err(ConfigError::new(
-                "store.url",
-                "must start with redis://, rediss:// (TLS) or redis+unix://",
-            ));
-        }
-        if redis::Client::open(url).is_err() {
-            return Err(ConfigError::new(
-                "store.url",
-                "is not a valid Redis URL (the value is not shown: it may hold a password)",
-            ));
-        }
+        crate::redis_conn::Client::check(self.url.expose_secret(), self.cluster)
+            .map_err(|e| ConfigError::new("store.url", e.0))?;
         if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
             return Err(ConfigError::new(
                 "store.prefix",
@@ -136,15 +156,20 @@ impl RedisConfig {
         Ok(())
     }
 
-    /// A client for the server (no connection is made yet).
-    pub(crate) fn client(&self) -> Result<redis::Client, ConfigError> {
+    /// A client for the server or cluster (no connection is made yet); a cluster's
+    /// connection attempts and answers are bounded by `timeout`.
+    pub(crate) fn client_with(
+        &self,
+        timeout: Duration,
+    ) -> Result<crate::redis_conn::Client, ConfigError> {
         self.validate()?;
-        redis::Client::open(self.url.expose_secret()).map_err(|_| {
-            ConfigError::new(
-                "store.url",
-                "is not a valid Redis URL (the value is not shown: it may hold a password)",
-            )
-        })
+        crate::redis_conn::Client::open(self.url.expose_secret(), self.cluster, timeout)
+            .map_err(|e| ConfigError::new("store.url", e.0))
+    }
+
+    /// A client bounded by this config's time-out (see [`client_with`](Self::client_with)).
+    pub(crate) fn client(&self) -> Result<crate::redis_conn::Client, ConfigError> {
+        self.client_with(self.timeout)
     }
 }
 
@@ -161,6 +186,21 @@ mod tests {
         let e = bad.validate().unwrap_err();
         assert_eq!(e.field, "store.url");
         assert!(!e.to_string().contains("hunter2secret"));
+    }
+
+    #[test]
+    fn several_node_urls_need_cluster_mode() {
+        let urls = "redis://:hunter2secret@127.0.0.1:7001,redis://:hunter2secret@127.0.0.1:7002";
+        let single = RedisConfig::new(urls.to_string());
+        let e = single.validate().unwrap_err();
+        assert_eq!(e.field, "store.url");
+        assert!(e.message.contains("cluster"), "{e}");
+        assert!(!e.to_string().contains("hunter2secret"));
+        let cluster = single.cluster(true);
+        assert!(cluster.validate().is_ok());
+        assert!(cluster.client().unwrap().is_cluster());
+        assert!(format!("{cluster:?}").contains("cluster: true"));
+        assert!(!format!("{cluster:?}").contains("hunter2secret"));
     }
 
     #[test]

@@ -1038,20 +1038,13 @@ impl SharedStore for RedisStore {
         }
     }
 
-    /// `INFO server`'s `run_id`: random per server start.
+    /// `INFO server`'s `run_id`: random per server start (on a cluster, of the node that
+    /// owns this account's slot).
     async fn ping(&self) -> Result<String, StoreError> {
         let mut conn = self.connection().await?;
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut conn)
+        crate::redis_conn::server_id(&mut conn, self.key_tag())
             .await
-            .map_err(|e| StoreError::new(format!("redis: {:?}", e.kind())))?;
-        Ok(info
-            .lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .unwrap_or_default()
-            .trim()
-            .to_string())
+            .map_err(|e| StoreError::new(format!("redis: {:?}", e.kind())))
     }
 }
 

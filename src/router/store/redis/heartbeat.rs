@@ -41,12 +41,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use super::RedisConfig;
 use crate::clock::SharedClock;
 use crate::config_error::ConfigError;
+use crate::redis_conn::{Client, Connection};
 use crate::router::store::StoreError;
 
 /// How many heartbeat intervals an instance's member lives without a new beat.
@@ -108,8 +108,8 @@ pub enum HeartbeatClock {
 pub struct Heartbeat {
     id: String,
     tag_prefix: String,
-    client: redis::Client,
-    connection: tokio::sync::OnceCell<ConnectionManager>,
+    client: Client,
+    connection: tokio::sync::OnceCell<Connection>,
     interval: Duration,
     timeout: Duration,
     clock: HeartbeatClock,
@@ -207,14 +207,10 @@ impl Heartbeat {
         }));
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
+    async fn connection(&self) -> Result<Connection, StoreError> {
         let init = self.connection.get_or_try_init(|| async {
             self.client
-                .get_connection_manager_with_config(config)
+                .connect(self.timeout)
                 .await
                 .map_err(|e| StoreError::new(format!("heartbeat: cannot connect: {:?}", e.kind())))
         });

@@ -1,5 +1,6 @@
-//! The one connection every store of a factory shares, made on first use within the
-//! time-out, and the bounded queue of background jobs (releases, holds, refreshes).
+//! The one connection every store of a factory shares (to a single server or a cluster,
+//! see `src/redis_conn.rs`), made on first use within the time-out, and the bounded queue
+//! of background jobs (releases, holds, refreshes).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,10 +9,10 @@ use std::sync::{Arc, OnceLock, Weak};
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, OnceCell};
 
 use super::RedisConfig;
+use crate::redis_conn::{Client, Connection};
 use crate::router::store::StoreError;
 
 /// How many releases, holds and cache refreshes may wait for the background task. Past it
@@ -34,8 +35,8 @@ pub(super) type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The connection and queue every store of one factory shares.
 pub(crate) struct Link {
     pub(super) config: RedisConfig,
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    client: Client,
+    conn: OnceCell<Connection>,
     queue: OnceLock<mpsc::Sender<Job>>,
     stores: Registry,
 }
@@ -47,15 +48,9 @@ impl Link {
 
     /// The connection, made on first use within the time-out (a failed attempt is retried
     /// by the next call).
-    pub(super) async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    pub(super) async fn connection(&self) -> Result<Connection, StoreError> {
         let timeout = self.timeout();
-        let make = || async {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(1);
-            ConnectionManager::new_with_config(self.client.clone(), config).await
-        };
+        let make = || self.client.connect(timeout);
         match tokio::time::timeout(timeout, self.conn.get_or_try_init(make)).await {
             Ok(Ok(c)) => Ok(c.clone()),
             Ok(Err(e)) => Err(StoreError::new(format!(
@@ -125,7 +120,7 @@ impl Link {
 }
 
 impl Link {
-    pub(super) fn new(config: RedisConfig, client: redis::Client) -> Self {
+    pub(super) fn new(config: RedisConfig, client: Client) -> Self {
         Self {
             config,
             client,

@@ -43,6 +43,20 @@
 //! router-wide budget counts a reservation that may be given back: conservative, never an
 //! overspend. The account name `"router"` is refused for that reason.
 //!
+//! # Redis Cluster
+//!
+//! With [`RedisConfig::cluster`] (config `cluster = true`) the URL holds one or several node
+//! URLs of a Redis Cluster and every store, heartbeat and degraded-mode call goes through the
+//! redis crate's cluster connection (`redis::cluster_async::ClusterConnection`, behind the
+//! crate's one connection type in `src/redis_conn.rs`), which sends a script to the primary
+//! owning the slot of its first declared key. Every script here declares all the keys it
+//! touches, and they share one tag: the account's (`admit`, `settle`, `mark`, `replay`, the
+//! heartbeat) or the router's (`budget`); a reservation's budget keys read back from its
+//! record are the same tag's. The degraded mode's `INFO server` (the server's identity, to
+//! learn whether it restarted) goes to the node owning the account's slot. Slots that move
+//! (resharding, failover) are followed by the client (`MOVED`/`ASK`); a call that fails
+//! meanwhile is a store error like any other, which the degraded mode absorbs.
+//!
 //! # Scripts
 //!
 //! The scripts are `*.lua` files beside this module, each prefixed with `common.lua`, run

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::redis_conn::Connection;
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use redis::aio::ConnectionManager;
 use redis::{ScriptInvocation, Value};
 
 use super::link::{Link, Refresh};
@@ -351,7 +351,7 @@ impl RedisStore {
     /// A connection to the server (made on first use, bounded by the store's time-out): for
     /// the degraded mode's heartbeats, which share this store's connection.
     #[allow(dead_code)] // used by the degraded mode's heartbeats
-    pub(crate) async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    pub(crate) async fn connection(&self) -> Result<Connection, StoreError> {
         self.inner.link.connection().await
     }
 

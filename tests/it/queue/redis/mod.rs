@@ -18,11 +18,7 @@ use image_router::GenerateRequest;
 use super::conformance::{self, T0_MS};
 
 mod processes;
-use crate::support::redis as test_redis;
-
-fn backend(url: &str, prefix: &str, clock: WallClock) -> RedisBackend {
-    backend_with(url, prefix, clock, RedisQueueOptions::default())
-}
+use crate::support::redis::{self as test_redis, Server};
 
 fn backend_with(
     url: &str,
@@ -30,7 +26,18 @@ fn backend_with(
     clock: WallClock,
     options: RedisQueueOptions,
 ) -> RedisBackend {
-    let config = RedisConfig::new(url.to_string()).prefix(prefix);
+    backend_on(Server::Single, url, prefix, clock, options)
+}
+
+/// A backend on `server` (the single server or the cluster) at `url`.
+fn backend_on(
+    server: Server,
+    url: &str,
+    prefix: &str,
+    clock: WallClock,
+    options: RedisQueueOptions,
+) -> RedisBackend {
+    let config = server.config(url).prefix(prefix);
     RedisBackend::with(config, clock, options).unwrap()
 }
 
@@ -45,31 +52,40 @@ fn gen(prompt: &str) -> NewJob {
     NewJob::new(GenerateRequest::new(prompt).model("gpt-image-1"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_passes_the_backend_contract() {
-    let Some(url) = test_redis::url("redis_passes_the_backend_contract") else {
+async fn redis_passes_the_backend_contract(server: Server) {
+    let Some(url) = server.url("redis_passes_the_backend_contract") else {
         return;
     };
     conformance::run_all(move |clock| {
         let url = url.clone();
         async move {
-            let q: Arc<dyn QueueBackend> =
-                Arc::new(backend(&url, &test_redis::unique_prefix("queue"), clock));
+            let q: Arc<dyn QueueBackend> = Arc::new(backend_on(
+                server,
+                &url,
+                &test_redis::unique_prefix("queue"),
+                clock,
+                RedisQueueOptions::default(),
+            ));
             q
         }
     })
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_workers_on_their_own_connections_never_claim_one_job_twice() {
+async fn eight_workers_on_their_own_connections_never_claim_one_job_twice(server: Server) {
     let test = "eight_workers_on_their_own_connections_never_claim_one_job_twice";
-    let Some(url) = test_redis::url(test) else {
+    let Some(url) = server.url(test) else {
         return;
     };
     let prefix = test_redis::unique_prefix("claim8");
     let (_clock, wall) = manual();
-    let submitter = backend(&url, &prefix, wall.clone());
+    let submitter = backend_on(
+        server,
+        &url,
+        &prefix,
+        wall.clone(),
+        RedisQueueOptions::default(),
+    );
     let n = 400;
     for i in 0..n {
         // Two lanes and a spread of priorities, so claims race on several ready sets.
@@ -83,7 +99,13 @@ async fn eight_workers_on_their_own_connections_never_claim_one_job_twice() {
     let mut tasks = Vec::new();
     for w in 0..8 {
         // Each worker has its own backend and connection, as on its own host.
-        let q = backend(&url, &prefix, wall.clone());
+        let q = backend_on(
+            server,
+            &url,
+            &prefix,
+            wall.clone(),
+            RedisQueueOptions::default(),
+        );
         tasks.push(tokio::spawn(async move {
             let worker = format!("host{w}");
             let mut got = Vec::new();
@@ -115,16 +137,23 @@ async fn eight_workers_on_their_own_connections_never_claim_one_job_twice() {
     assert_eq!((st.queued, st.running), (0, n as u64));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_concurrent_submissions_with_one_key_make_one_job() {
+async fn fifty_concurrent_submissions_with_one_key_make_one_job(server: Server) {
     let test = "fifty_concurrent_submissions_with_one_key_make_one_job";
-    let Some(url) = test_redis::url(test) else {
+    let Some(url) = server.url(test) else {
         return;
     };
     let prefix = test_redis::unique_prefix("idem50");
     let (_clock, wall) = manual();
     let backends: Vec<RedisBackend> = (0..5)
-        .map(|_| backend(&url, &prefix, wall.clone()))
+        .map(|_| {
+            backend_on(
+                server,
+                &url,
+                &prefix,
+                wall.clone(),
+                RedisQueueOptions::default(),
+            )
+        })
         .collect();
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -148,14 +177,13 @@ async fn fifty_concurrent_submissions_with_one_key_make_one_job() {
     assert_eq!(all[0].spec.idempotency_key.as_deref(), Some("order-42"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_key_is_under_the_queue_hash_tag() {
-    let Some(url) = test_redis::url("every_key_is_under_the_queue_hash_tag") else {
+async fn every_key_is_under_the_queue_hash_tag(server: Server) {
+    let Some(url) = server.url("every_key_is_under_the_queue_hash_tag") else {
         return;
     };
     let prefix = test_redis::unique_prefix("tag");
     let (clock, wall) = manual();
-    let q = backend(&url, &prefix, wall);
+    let q = backend_on(server, &url, &prefix, wall, RedisQueueOptions::default());
     assert_eq!(q.key_tag(), format!("{{{prefix}:queue}}"));
     // A job through every index: idempotency key, deadline, callback, retry, completion.
     let a = q
@@ -198,8 +226,7 @@ async fn every_key_is_under_the_queue_hash_tag() {
     .unwrap();
     q.reclaim_expired().await.unwrap();
 
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = server.plain(&url).await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("*{prefix}*"))
         .query_async(&mut conn)
@@ -480,18 +507,20 @@ async fn two_workers_on_their_own_connections_drain_one_redis_queue_on_the_simul
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_queue_table_opens_the_redis_backend() {
+async fn the_queue_table_opens_the_redis_backend(server: Server) {
     use image_router::config::RouterConfig;
 
-    let Some(_url) = test_redis::url("the_queue_table_opens_the_redis_backend") else {
+    let Some(_url) = server.url("the_queue_table_opens_the_redis_backend") else {
         return;
     };
     let prefix = test_redis::unique_prefix("config");
     let provider = "[[provider]]\nname = \"a\"\nkind = \"openai\"\napi_key_env = \"K\"\n";
+    let (var, cluster) = match server {
+        Server::Single => (test_redis::URL_VAR, false),
+        Server::Cluster => (test_redis::CLUSTER_VAR, true),
+    };
     let cfg: RouterConfig = format!(
-        "[queue]\nkind = \"redis\"\nurl_env = \"{}\"\nprefix = \"{prefix}\"\n{provider}",
-        test_redis::URL_VAR
+        "[queue]\nkind = \"redis\"\nurl_env = \"{var}\"\nprefix = \"{prefix}\"\ncluster = {cluster}\n{provider}"
     )
     .parse()
     .unwrap();
@@ -535,3 +564,13 @@ async fn the_queue_table_opens_the_redis_backend() {
         ),
     }
 }
+
+// The tests above that take a `Server` run on the single server and on the cluster.
+crate::on_each_server!(
+    (flavor = "multi_thread", worker_threads = 2);
+    redis_passes_the_backend_contract,
+    eight_workers_on_their_own_connections_never_claim_one_job_twice,
+    fifty_concurrent_submissions_with_one_key_make_one_job,
+    every_key_is_under_the_queue_hash_tag,
+    the_queue_table_opens_the_redis_backend,
+);
