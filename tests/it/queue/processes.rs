@@ -21,10 +21,10 @@
 //! ends while a job was still queued, divided by the account's RPM (`queue::drain`). The
 //! routers run at a 0.99 margin, so 99 % is the most they can use.
 //!
-//! Faults are drawn per request the simulator receives (about one in seven), not on a timer:
-//! a timer kept queueing faults while the workers waited for room, the next minute began with
-//! a run of them, every worker's circuit breaker opened on that "outage" as it should, and
-//! the drain slowed to a trickle (see `queue::drain`).
+//! Faults are drawn by the simulator for each request independently (about one in seven), not
+//! queued on a timer: a timer kept queueing faults while the workers waited for room, the
+//! next minute began with a run of them, a circuit breaker opens on such an "outage" as it
+//! should, and the drain slowed to a trickle (see `queue::drain`).
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ use image_router::queue::{
 use image_router::sim::{SimAccount, Simulator};
 use image_router::{ProviderOptions, Router};
 
-use super::drain::{faults_per_request, requests_per_full_minute};
+use super::drain::{crash_test_faults, requests_per_full_minute};
 use super::worker::req;
 use crate::shared::{openai, pct, redis_factory, KEY};
 use crate::support::redis as test_redis;
@@ -199,7 +199,7 @@ async fn ten_thousand_jobs_three_workers_one_killed() {
     let mut children = Children(vec![spawn("w0"), spawn("w1"), spawn("w2")]);
 
     // Random faults while the queue drains, about one request in seven (`queue::drain`).
-    let faults = faults_per_request(sim.clone(), "acct");
+    assert!(sim.fail_randomly("acct", Some(crash_test_faults())));
 
     // Kill one worker with SIGKILL once a fifth of the jobs are done, and start it again.
     let mut killed = false;
@@ -234,7 +234,7 @@ async fn ten_thousand_jobs_three_workers_one_killed() {
         );
     }
     let drain_secs = started.elapsed().as_secs_f64();
-    faults.abort();
+    sim.clear_faults("acct");
     let reports: Vec<String> = tokio::task::spawn_blocking(move || {
         std::mem::take(&mut children.0)
             .into_iter()

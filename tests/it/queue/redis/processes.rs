@@ -10,8 +10,8 @@
 //!
 //! Sized for CI with a limit that binds: 3,000 jobs on an account allowing 2,000 requests per
 //! minute, so the jobs and their retries need a little under two minutes of room and one full
-//! minute runs with work queued. Faults are drawn per request (about one in seven,
-//! `queue::drain`, which also says why not on a timer: with a binding limit, timed faults piled
+//! minute runs with work queued. Faults are drawn by the simulator per request (about one in
+//! seven, `queue::drain`, which also says why not on a timer: with a binding limit, timed faults piled
 //! up while the workers waited for room and opened every breaker, the "stall" an earlier
 //! version of this test documented at 600 RPM).
 //!
@@ -32,7 +32,7 @@ use image_router::sim::{SimAccount, Simulator};
 use image_router::store::redis::RedisConfig;
 use image_router::{ProviderOptions, Router};
 
-use crate::queue::drain::{faults_per_request, requests_per_full_minute};
+use crate::queue::drain::{crash_test_faults, requests_per_full_minute};
 use crate::queue::worker::req;
 use crate::shared::{openai, pct, redis_factory, KEY};
 use crate::support::redis as test_redis;
@@ -201,7 +201,7 @@ async fn three_worker_processes_drain_one_redis_queue_one_killed() {
     ]);
 
     // Random faults, about one request in seven (`queue::drain`).
-    let faults = faults_per_request(sim.clone(), "acct");
+    assert!(sim.fail_randomly("acct", Some(crash_test_faults())));
 
     // SIGKILL one worker once a fifth of the jobs are done, and start it again.
     let mut killed = false;
@@ -229,7 +229,7 @@ async fn three_worker_processes_drain_one_redis_queue_one_killed() {
         );
     }
     let drain_secs = started.elapsed().as_secs_f64();
-    faults.abort();
+    sim.clear_faults("acct");
     let reports: Vec<String> = tokio::task::spawn_blocking(move || {
         std::mem::take(&mut children.0)
             .into_iter()
