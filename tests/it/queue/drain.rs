@@ -13,11 +13,10 @@
 //! of the room coming back. The trickle, about one request a second across the three
 //! processes, matches the breakers' half-open probes (one per process per 2–4 s cool-down),
 //! each taking one queued fault while the timer queues more (inferred from the rates, not
-//! traced). Queueing faults per observed request was no cure: several drawn in one look
-//! still reach the next requests as a run (the second minute then used 25–77 % of the
-//! limit). So the simulator draws them itself, for each request independently
-//! ([`RandomFaults`]): the fault *rate* the tests mean (about one request in seven), never
-//! a run longer than chance makes.
+//! traced). Queueing faults from outside per observed request still hands them to whichever
+//! requests come next, several in a row when several were drawn in one look. So the
+//! simulator draws them itself, for each request independently ([`RandomFaults`]): the fault
+//! *rate* the tests mean (about one request in seven), never a run longer than chance makes.
 //!
 //! # How the share is measured
 //!
@@ -26,6 +25,10 @@
 //! windows `[t0 + 60 k, t0 + 60 (k + 1))` from the first request `t0` that end before the
 //! last moment a job was still `queued` (polled every 200 ms by the parent; the simulator's
 //! clock read then). Each window's share is the requests received in it ÷ the account's RPM.
+//! The tests assert every such window at 97 % or more, and at no more than the RPM: every
+//! request the simulator received counts (the router keeps the room of a request the
+//! provider received, whatever the answer), so a router that gave room back for a reset or
+//! a refusal would show here as more than 100 %.
 
 use std::time::Duration;
 
