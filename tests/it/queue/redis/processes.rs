@@ -21,9 +21,10 @@
 //! account's limit used at 97 % or more, and never over it, in every full minute while work
 //! was queued (requests the simulator received in the minute ÷ its RPM, `queue::drain`).
 //! Measured beside the SQLite crash test: 1,978 requests in the full minute (98.9 %), drained
-//! in 69 s; before the Redis store's scripts stopped reading the whole window log on every
-//! call, the SQLite test's 5,000-entry window made each of its calls take about 10 ms, and
-//! this test's claims on the same server took 250–400 ms: its second minute used 24 %.
+//! in 69 s (two runs); before the Redis store's scripts stopped reading the whole window log
+//! on every call, the SQLite test's 5,000-entry window made each of its calls take about
+//! 10 ms, and this test's claims on the same server took 250–400 ms: its second minute used
+//! 24 %.
 
 use std::process::Stdio;
 use std::sync::Arc;
