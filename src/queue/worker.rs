@@ -24,10 +24,11 @@
 //! # Shutdown
 //!
 //! [`Worker::run`] stops claiming when its shutdown future completes, waits up to the grace
-//! period for the jobs in hand, then stops the rest: a stopped job whose request was not sent
-//! is handed back to the queue at once; one that was sent keeps its lease until it runs out
-//! and then ends as the backend's reclaim rules say (failed, possibly billed, unless it allows
-//! a re-run).
+//! period for the jobs in hand (they finish as usual), then stops the rest and ends each at
+//! once, as the backend's record says, without waiting for its lease to run out: a job whose
+//! request was not marked sent is handed back to the queue; one marked sent may have been
+//! generated and billed, so it fails as possibly billed, or is queued again as a re-run when
+//! the job allows it (what the lease running out would do, only sooner).
 //!
 //! Maintenance also runs here: every poll the worker ends what time ended
 //! ([`QueueBackend::reclaim_expired`]), publishes the depth and oldest-age gauges, and a
@@ -318,7 +319,8 @@ impl Worker {
         let maint = tokio::spawn(self.clone().maintenance(stop.clone()));
         let sem = Arc::new(Semaphore::new(self.inner.concurrency));
         let mut tasks: JoinSet<()> = JoinSet::new();
-        let in_hand: Arc<Mutex<HashMap<JobId, Arc<AtomicBool>>>> = Arc::default();
+        // The jobs in hand, with whether each allows a re-run (for the end of the grace).
+        let in_hand: Arc<Mutex<HashMap<JobId, bool>>> = Arc::default();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             while tasks.try_join_next().is_some() {}
@@ -340,13 +342,12 @@ impl Worker {
             match next {
                 Next::Job(job) => {
                     self.inner.counts.claimed.fetch_add(1, Ordering::Relaxed);
-                    let sent = Arc::new(AtomicBool::new(false));
-                    in_hand.lock().insert(job.id.clone(), sent.clone());
+                    in_hand.lock().insert(job.id.clone(), job.spec.allow_rerun);
                     let me = self.clone();
                     let in_hand = in_hand.clone();
                     tasks.spawn(async move {
                         let id = job.id.clone();
-                        me.run_job(*job, sent).await;
+                        me.run_job(*job).await;
                         in_hand.lock().remove(&id);
                         drop(permit);
                     });
@@ -371,19 +372,10 @@ impl Worker {
         let left: Vec<(JobId, bool)> = in_hand
             .lock()
             .iter()
-            .map(|(id, s)| (id.clone(), s.load(Ordering::SeqCst)))
+            .map(|(id, rerun)| (id.clone(), *rerun))
             .collect();
-        for (id, sent) in left {
-            if sent {
-                tracing::warn!(job = %id, "stopped after its request was sent; its lease will run out");
-                continue;
-            }
-            match self.inner.backend.release(&id, &self.inner.id, None).await {
-                Ok(()) => {
-                    self.inner.counts.released.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => tracing::warn!(job = %id, error = %e, "could not hand back on shutdown"),
-            }
+        for (id, allow_rerun) in left {
+            self.stop_job(&id, allow_rerun).await;
         }
         stop.store(true, Ordering::SeqCst);
         let _ = maint.await;
@@ -507,7 +499,7 @@ impl Worker {
     }
 
     /// Runs one claimed job to its end (or hands it back).
-    async fn run_job(&self, job: Job, sent_flag: Arc<AtomicBool>) {
+    async fn run_job(&self, job: Job) {
         let inner = &self.inner;
         let b = inner.backend.as_ref();
         let w = inner.id.as_str();
@@ -566,11 +558,9 @@ impl Worker {
         let _hb = AbortOnDrop(hb);
 
         // The non-idempotent rule: durably "sent" before sending.
-        sent_flag.store(true, Ordering::SeqCst);
         match b.mark_sent(&id, w).await {
             Ok(()) => {}
             Err(QueueError::LeaseLost { .. }) => {
-                sent_flag.store(false, Ordering::SeqCst);
                 inner.counts.lost.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -685,6 +675,57 @@ impl Worker {
                 e.message = format!("{} (after {} retries)", e.message, job.retries);
             }
             self.end_failed(id, e, attempts).await;
+        }
+    }
+
+    /// Ends a job still in hand when the grace period is over (its task was stopped). The
+    /// backend's record decides, not what the stopped task got to: a job whose "sent" mark
+    /// is not stored is handed back unsent ([`QueueBackend::release`]; a mark still being
+    /// written then finds the lease gone and is refused, so nothing is sent). A job marked
+    /// sent may have been generated and billed: it fails as possibly billed at once, or,
+    /// when it allows a re-run, goes back to the queue as a re-run (as its lease running out
+    /// would do, without waiting for that).
+    async fn stop_job(&self, id: &JobId, allow_rerun: bool) {
+        let inner = &self.inner;
+        match inner.backend.release(id, &inner.id, None).await {
+            Ok(()) => {
+                inner.counts.released.fetch_add(1, Ordering::Relaxed);
+                m_job("released");
+                return;
+            }
+            Err(QueueError::WrongState { .. }) => {}
+            Err(QueueError::LeaseLost { .. }) => return, // ended or reclaimed meanwhile
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "could not hand back on shutdown; its lease will run out");
+                return;
+            }
+        }
+        if !allow_rerun {
+            let e = JobError::new(
+                "possibly_billed",
+                "the worker shut down after sending this job's request and the grace period ended before the answer; the image may have been generated and billed",
+                "The request reached the provider, but the worker was shut down (its grace period ran out) before the answer arrived, so the provider may have generated and billed the image. The attempt's details were cut off with it. It was not sent again, to avoid paying twice. Submit it again (or set allow_rerun on the job) if you want it re-run.",
+            );
+            self.end_failed(id, e, Vec::new()).await;
+            return;
+        }
+        let e = JobError::new(
+            "shutdown",
+            "the worker shut down after sending this job's request; re-run, as the job allows",
+            "The worker was shut down before the provider answered. The job allows a re-run, so it is queued again (the first request may still have been generated and billed).",
+        );
+        match inner
+            .backend
+            .retry_later(id, &inner.id, self.now_ms(), e, Vec::new())
+            .await
+        {
+            Ok(()) => {
+                inner.counts.retried.fetch_add(1, Ordering::Relaxed);
+                m_job("retried");
+            }
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "could not re-queue on shutdown; its lease will run out")
+            }
         }
     }
 

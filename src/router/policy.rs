@@ -84,8 +84,9 @@ pub struct Rule {
     pub breaker: BreakerRule,
     /// How health's availability counts it (`None`: not counted).
     pub health: Option<bool>,
-    /// The rate-limit room the request took is given back (the provider did no work that
-    /// counts against its limits).
+    /// The rate-limit room the request took is given back: only when the provider did not
+    /// count the request (never sent, or refused for its limits or the account). A request
+    /// the provider received and answered or cut off counts against its request limit.
     pub refund_rate_limit: bool,
     /// The provider is cooled down for this model only.
     pub cool_model: bool,
@@ -173,7 +174,22 @@ pub fn rule(kind: &ErrorKind, settings: PolicySettings) -> Rule {
             false,
             true,
         ),
-        ErrorKind::Connect | ErrorKind::Timeout { sent: false } => row(
+        // A connection that failed may have carried the request (a reset after sending looks
+        // the same as a refused connection here), and a request the provider received counts
+        // against its limits: the room stays used. Keeping it for a refused connection costs
+        // one slot of a provider that is failing anyway; refunding a reset one lets the router
+        // send more than the provider allows (the queue crash test, while resets and refusals
+        // were refunded, sent 102.7 % of the account's RPM in a minute).
+        ErrorKind::Connect => row(
+            Decision::Retry,
+            record(Failure),
+            Some(false),
+            false,
+            false,
+            false,
+        ),
+        // Timed out while connecting: certainly never sent, nothing was counted.
+        ErrorKind::Timeout { sent: false } => row(
             Decision::Retry,
             record(Failure),
             Some(false),
@@ -192,8 +208,10 @@ pub fn rule(kind: &ErrorKind, settings: PolicySettings) -> Rule {
             false,
             true,
         ),
+        // A refused request was received and answered by the provider, so it counts against
+        // the provider's request limit like any other: the room stays used.
         ErrorKind::InvalidRequest => {
-            row(Decision::Return, record(Neutral), None, true, false, false)
+            row(Decision::Return, record(Neutral), None, false, false, false)
         }
         ErrorKind::ContentPolicy { .. } => row(
             if settings.content_policy_failover {
@@ -203,7 +221,7 @@ pub fn rule(kind: &ErrorKind, settings: PolicySettings) -> Rule {
             },
             record(Neutral),
             None,
-            true,
+            false,
             false,
             false,
         ),
@@ -311,6 +329,7 @@ pub fn classes() -> Vec<(&'static str, ErrorKind)> {
         ErrorKind::Server,
         ErrorKind::Decode,
         ErrorKind::Connect,
+        ErrorKind::Timeout { sent: false },
         ErrorKind::Timeout { sent: true },
         ErrorKind::InvalidRequest,
         ErrorKind::ContentPolicy { reason: None },
@@ -333,14 +352,15 @@ fn class_label(kind: &ErrorKind) -> &'static str {
         },
         ErrorKind::Server => labels(6),
         ErrorKind::Decode => labels(7),
-        ErrorKind::Connect | ErrorKind::Timeout { sent: false } => labels(8),
-        ErrorKind::Timeout { sent: true } => labels(9),
-        ErrorKind::InvalidRequest => labels(10),
-        ErrorKind::ContentPolicy { .. } => labels(11),
+        ErrorKind::Connect => labels(8),
+        ErrorKind::Timeout { sent: false } => labels(9),
+        ErrorKind::Timeout { sent: true } => labels(10),
+        ErrorKind::InvalidRequest => labels(11),
+        ErrorKind::ContentPolicy { .. } => labels(12),
     }
 }
 
-const CLASS_LABELS: [&str; 12] = [
+const CLASS_LABELS: [&str; 13] = [
     "rate limited (429 `rate_limit_exceeded` on requests, tokens or images per minute, Azure 429 / `RateLimitReached`)",
     "access denied (`insufficient_quota`, `billing_hard_limit_reached`, organization not verified, region not supported, the 429 that says *try again after 0.0 seconds* = no tier access)",
     "authentication (401)",
@@ -349,7 +369,8 @@ const CLASS_LABELS: [&str; 12] = [
     "unsupported parameter",
     "server (5xx)",
     "decode (a 200 with a broken or empty body)",
-    "connect / reset, timeout before the request was sent",
+    "connect / reset (refused, reset or closed: it may have carried the request)",
+    "timeout before the request was sent (while connecting)",
     "timeout after the request was sent",
     "invalid request (other 4xx)",
     "content policy (`moderation_blocked`, `content_policy_violation`, Azure content filter)",

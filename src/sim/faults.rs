@@ -3,6 +3,13 @@
 //! Why a queue: scenario tests need sequences such as "503 once, then succeed" or "429 twice,
 //! then a hang". Faults are enqueued per account and the head of the queue is served first;
 //! each entry says how many requests it applies to ([`Times`]).
+//!
+//! Why random faults beside it ([`RandomFaults`]): a load test wants a provider that fails a
+//! share of its requests, each one independently, as a real endpoint's error rate. Queueing
+//! faults from outside on a timer or per observed request cannot give that: the queue hands
+//! them to whichever requests come next, so faults queued while traffic pauses (or several
+//! queued at once) reach the next requests as a run, which is an outage, not an error rate.
+//! A random fault is drawn for a request only when the queue has none for it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -99,10 +106,46 @@ pub enum Times {
     Always,
 }
 
-/// The per-account fault queue.
+/// Independent random faults: each request (with no queued fault for it) fails with
+/// probability `1 / one_in`, with a fault drawn from `mix` by weight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RandomFaults {
+    one_in: u32,
+    mix: Vec<(Fault, u32)>,
+    total: u64,
+}
+
+impl RandomFaults {
+    /// One request in `one_in` (on average) fails, with a fault of `mix` chosen in
+    /// proportion to its weight. `None` when `one_in` is 0, `mix` is empty or every weight
+    /// is 0 (nothing could be drawn).
+    pub fn new(one_in: u32, mix: impl IntoIterator<Item = (Fault, u32)>) -> Option<Self> {
+        let mix: Vec<(Fault, u32)> = mix.into_iter().filter(|(_, w)| *w > 0).collect();
+        let total = mix.iter().map(|(_, w)| u64::from(*w)).sum();
+        (one_in > 0 && total > 0).then_some(Self { one_in, mix, total })
+    }
+
+    fn draw(&self, rng: &mut impl rand::Rng) -> Option<Fault> {
+        if rng.random_range(0..self.one_in) != 0 {
+            return None;
+        }
+        let mut pick = rng.random_range(0..self.total);
+        for (fault, w) in &self.mix {
+            let w = u64::from(*w);
+            if pick < w {
+                return Some(fault.clone());
+            }
+            pick -= w;
+        }
+        None // unreachable: `pick` < the sum of the weights
+    }
+}
+
+/// The per-account fault queue, and the random faults drawn when it is empty.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FaultQueue {
     queue: VecDeque<(Fault, Times)>,
+    random: Option<RandomFaults>,
 }
 
 impl FaultQueue {
@@ -114,11 +157,19 @@ impl FaultQueue {
 
     pub(crate) fn clear(&mut self) {
         self.queue.clear();
+        self.random = None;
     }
 
-    /// Takes the fault to serve for the next request, if any.
+    pub(crate) fn set_random(&mut self, random: Option<RandomFaults>) {
+        self.random = random;
+    }
+
+    /// Takes the fault to serve for the next request, if any: the queue's head, else a
+    /// random fault when they are set.
     pub(crate) fn next(&mut self) -> Option<Fault> {
-        let (fault, times) = self.queue.front_mut()?;
+        let Some((fault, times)) = self.queue.front_mut() else {
+            return self.random.as_ref()?.draw(&mut rand::rng());
+        };
         let fault = fault.clone();
         match times {
             Times::Always => {}
@@ -149,5 +200,27 @@ mod tests {
         assert_eq!(q.next(), Some(Fault::EmptyData));
         q.clear();
         assert_eq!(q.next(), None);
+    }
+
+    #[test]
+    fn random_faults_after_the_queue_at_their_rate() {
+        assert_eq!(RandomFaults::new(0, [(Fault::Reset, 1)]), None);
+        assert_eq!(RandomFaults::new(3, [(Fault::Reset, 0)]), None);
+        let mut q = FaultQueue::default();
+        q.set_random(RandomFaults::new(
+            4,
+            [(Fault::Status(500), 3), (Fault::Reset, 1), (Fault::Hang, 0)],
+        ));
+        q.push(Fault::EmptyData, Times::Once);
+        assert_eq!(q.next(), Some(Fault::EmptyData), "the queue first");
+        let draws: Vec<Option<Fault>> = (0..40_000).map(|_| q.next()).collect();
+        let count = |f: Fault| draws.iter().filter(|d| **d == Some(f.clone())).count();
+        let (s500, reset) = (count(Fault::Status(500)), count(Fault::Reset));
+        // 10,000 faults expected: 7,500 and 2,500 (bounds far outside random variation).
+        assert!((7_000..8_000).contains(&s500), "{s500}");
+        assert!((2_200..2_800).contains(&reset), "{reset}");
+        assert_eq!(count(Fault::Hang), 0, "weight 0 is never drawn");
+        q.clear();
+        assert_eq!(q.next(), None, "clear ends random faults too");
     }
 }

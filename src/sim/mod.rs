@@ -116,7 +116,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use account::{ChatImageStyle, ReceivedRequest, SimAccount, SimStats};
-pub use faults::{Fault, Times};
+pub use faults::{Fault, RandomFaults, Times};
 pub use keys::SimKeys;
 pub use window::{LimitKind, RateWindow, Rejection, WindowState, WINDOW};
 
@@ -348,7 +348,15 @@ impl Simulator {
             .is_some()
     }
 
-    /// Empties the fault queue of `account`.
+    /// Lets `account` fail a share of its requests at random, each independently (see
+    /// [`RandomFaults`]); a queued fault ([`fail`](Self::fail)) is served first. `None` stops
+    /// them. `false` when there is no such account.
+    pub fn fail_randomly(&self, account: &str, faults: Option<RandomFaults>) -> bool {
+        self.with_account(account, |a| a.faults.set_random(faults))
+            .is_some()
+    }
+
+    /// Empties the fault queue of `account` and stops its random faults.
     pub fn clear_faults(&self, account: &str) -> bool {
         self.with_account(account, |a| a.faults.clear()).is_some()
     }

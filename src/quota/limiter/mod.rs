@@ -111,7 +111,7 @@
 //! An admission returns a [`Permit`]. [`Permit::reconcile`] replaces the estimate with the
 //! actual tokens from the response's `usage` (in the log, at the original admission time);
 //! [`Permit::cancel`] refunds it entirely, for requests that certainly never reached the
-//! provider (a connect error, a timeout before sending). Dropping a permit keeps the estimate
+//! provider (a timeout while connecting). Dropping a permit keeps the estimate
 //! charged: the safe choice when it is unknown whether the provider counted the request.
 //! Images are never reconciled: the provider counts the `n` it was asked for.
 //!

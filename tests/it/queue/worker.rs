@@ -98,10 +98,13 @@ pub(crate) async fn drain(q: &JobQueue, w: &Worker) -> image_router::queue::Work
 async fn worker_drains_with_faults_every_job_ends_none_generated_twice() {
     let sim = sim(6000).await;
     let s = setup();
-    // Faults: transient 5xx and resets (retried), one content-policy refusal (fails at once).
+    // Faults: one content-policy refusal (fails at once), transient 5xx and resets (retried).
+    // The refusal is served first, so it reaches a job on its first run: served after the
+    // 5xx it could reach a job already retried once, and `retries == 0` below would depend
+    // on the order the jobs came back in (seen under load).
+    sim.fail("acct", Fault::ContentPolicy, Times::Once);
     sim.fail("acct", Fault::Status(500), Times::N(3));
     sim.fail("acct", Fault::Reset, Times::Once);
-    sim.fail("acct", Fault::ContentPolicy, Times::Once);
     sim.fail("acct", Fault::Status(503), Times::N(2));
     let mut ids = Vec::new();
     for i in 0..60 {
@@ -428,4 +431,70 @@ async fn graceful_shutdown_hands_back_what_it_cannot_finish() {
     );
     assert!(st.queued > 0, "it stopped claiming");
     assert_eq!(sim.stats("acct").images, report.succeeded);
+}
+
+/// At the end of the grace period, a job whose request was sent and is still waiting for its
+/// answer is ended at once, as the stored record says, not left to its lease (60 s here, so
+/// a job left to it would still be `running` when `run` returns): it fails as possibly billed,
+/// or, when it allows a re-run, is queued again as a re-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_end_ends_sent_jobs_at_once_not_at_lease_expiry() {
+    let sim = Arc::new(sim(6000).await);
+    // Answers take far longer than the grace period and the attempt timeout allows.
+    sim.set_latency("acct", Duration::from_secs(20));
+    let s = setup();
+    let plain = s.queue.submit(NewJob::new(req("plain"))).await.unwrap().id;
+    let rerun = s
+        .queue
+        .submit(NewJob::new(req("rerun")).allow_rerun(true))
+        .await
+        .unwrap()
+        .id;
+    let router = Router::builder()
+        .provider_with(
+            openai("openai", sim.openai_base_url("acct")),
+            ProviderOptions::new().rpm(6000).tpm(100_000_000),
+        )
+        .attempt_timeout(Duration::from_secs(60))
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let w = Worker::builder()
+        .router(router)
+        .backend(s.backend.clone())
+        .results(Arc::new(FolderStore::new(s.dir.path().join("out"))))
+        .concurrency(2)
+        .lease(Duration::from_secs(60))
+        .poll_interval(Duration::from_millis(20))
+        .grace(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    // Shut down once both requests reached the simulator (so both are marked sent).
+    let stop = {
+        let sim = sim.clone();
+        async move {
+            while sim.stats("acct").requests < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let report = tokio::time::timeout(Duration::from_secs(30), w.run(stop))
+        .await
+        .expect("the worker stops after its grace period");
+    let st = s.queue.stats().await.unwrap();
+    assert_eq!(st.running, 0, "nothing left leased: {st:?}");
+    assert_eq!((report.failed, report.retried), (1, 1), "{report:?}");
+
+    let p = s.queue.status(&plain).await.unwrap();
+    assert_eq!(p.state, JobState::Failed);
+    let e = p.error.expect("a failed job says why");
+    assert_eq!(e.kind, "possibly_billed");
+    assert!(e.message.contains("shut down"), "{}", e.message);
+    assert!(p.ended_ms.is_some());
+
+    let r = s.queue.status(&rerun).await.unwrap();
+    assert_eq!(r.state, JobState::Queued, "re-run as the job allows");
+    assert_eq!(r.retries, 1);
+    assert_eq!(r.error.map(|e| e.kind).as_deref(), Some("shutdown"));
+    assert_eq!(sim.stats("acct").images, 0, "nothing was answered");
 }
