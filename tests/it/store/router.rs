@@ -12,7 +12,7 @@ use image_router::{GenerateRequest, ProviderOptions, Quality, Router, Size, Skip
 use super::*;
 use crate::support::redis::Server;
 
-const KEY: &str = "sk-test-redis-store-0123456789";
+const KEY: &str = "sk-fake-redis-store-key";
 
 fn req() -> GenerateRequest {
     GenerateRequest::new("a lighthouse at dusk")

@@ -177,7 +177,7 @@ async fn keys_live_under_the_account_tag_and_hold_no_secret_or_prompt(server: Se
         .unwrap();
     s.deny(
         image_router::breaker::DenyReason::Authentication,
-        "Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz123456",
+        "Incorrect API key provided: sk-proj-fake-key-00000000",
         Duration::from_secs(30),
     )
     .await
@@ -215,7 +215,7 @@ async fn keys_live_under_the_account_tag_and_hold_no_secret_or_prompt(server: Se
             other => panic!("unexpected key type {other} for {k}"),
         };
         for v in dump {
-            assert!(!v.contains("sk-proj-abcdefghij"), "{k}: {v}");
+            assert!(!v.contains("sk-proj-fake-key"), "{k}: {v}");
             assert!(!v.contains("lighthouse"), "{k}: {v}");
         }
     }

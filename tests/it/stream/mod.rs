@@ -14,8 +14,8 @@ use image_router::sim::{SimAccount, Simulator};
 use image_router::stream::ImageStream;
 use image_router::{Error, GenerateRequest, Quality, Size, StreamEvent};
 
-pub(crate) const KEY_A: &str = "sk-stream-aaaaaaaaaaaaaaaaaaaa";
-pub(crate) const KEY_B: &str = "sk-stream-bbbbbbbbbbbbbbbbbbbb";
+pub(crate) const KEY_A: &str = "sk-fake-stream-key-a";
+pub(crate) const KEY_B: &str = "sk-fake-stream-key-b";
 
 /// A simulator with accounts `a` and `b` (keys above).
 pub(crate) async fn sim() -> Simulator {
