@@ -34,12 +34,6 @@ use std::time::Duration;
 
 use image_router::sim::{Fault, RandomFaults};
 
-/// Held by each crash test for its whole run, so the two never overlap: each alone keeps
-/// its three worker processes busy enough to use a binding limit to the full, and two at once
-/// on a 2-core machine would measure the machine, not the drain.
-pub(crate) static ONE_CRASH_TEST_AT_A_TIME: tokio::sync::Mutex<()> =
-    tokio::sync::Mutex::const_new(());
-
 /// One request in this many gets a fault (on average).
 pub(crate) const FAULT_ONE_IN: u32 = 7;
 

@@ -4,6 +4,7 @@
 mod callbacks;
 mod cli;
 pub mod conformance;
+pub(crate) mod crash;
 pub(crate) mod drain;
 mod processes;
 mod redis;
