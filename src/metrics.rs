@@ -69,6 +69,22 @@ pub(crate) fn possibly_billed(provider: &str) {
     metrics::counter!(POSSIBLY_BILLED_TOTAL, "provider" => provider.to_string()).increment(1);
 }
 
+/// The `outcome` label of a finished request (one-shot or streamed): `success`, the last
+/// attempt's outcome, or `invalid` / `no_provider` when no attempt was made.
+pub(crate) fn request_outcome<T>(result: &Result<T, crate::error::Error>) -> &'static str {
+    match result {
+        Ok(_) => "success",
+        Err(e) => e
+            .cause()
+            .map(|c| c.outcome().as_str())
+            .unwrap_or(if e.is_invalid() {
+                "invalid"
+            } else {
+                "no_provider"
+            }),
+    }
+}
+
 pub(crate) fn request_finished(outcome: &'static str, took: Duration) {
     if outcome == "success" {
         // The common case from keys made at compile time (their hash is computed once).

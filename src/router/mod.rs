@@ -413,18 +413,7 @@ impl Router {
                 Err(e) => Err(e.into()),
             },
         };
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(e) => e
-                .cause()
-                .map(|c| c.outcome().as_str())
-                .unwrap_or(if e.is_invalid() {
-                    "invalid"
-                } else {
-                    "no_provider"
-                }),
-        };
-        m::request_finished(outcome, started.elapsed());
+        m::request_finished(m::request_outcome(&result), started.elapsed());
         result
     }
 }

@@ -114,18 +114,7 @@ pub(crate) fn stream(
         let result = drive(&snap, &clock, req, class.as_ref(), &options, &tx, &held)
             .instrument(span)
             .await;
-        let outcome = match &result {
-            Ok(()) => "success",
-            Err(e) => e
-                .cause()
-                .map(|c| c.outcome().as_str())
-                .unwrap_or(if e.is_invalid() {
-                    "invalid"
-                } else {
-                    "no_provider"
-                }),
-        };
-        m::request_finished(outcome, started.elapsed());
+        m::request_finished(m::request_outcome(&result), started.elapsed());
         if let Err(e) = result {
             // The caller may be gone: nothing to tell then.
             let _ = tx.send(Err(e)).await;
