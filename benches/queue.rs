@@ -17,7 +17,7 @@ fn job(i: u64) -> NewJob {
     NewJob::new(GenerateRequest::new(format!("a lighthouse {i}")).model("gpt-image-1"))
 }
 
-fn success() -> JobSuccess {
+pub(crate) fn success() -> JobSuccess {
     JobSuccess {
         provider: "p".into(),
         model: "gpt-image-1".into(),
@@ -37,19 +37,31 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let q: Arc<dyn QueueBackend> =
         Arc::new(SqliteBackend::open(dir.path().join("bench.db")).expect("open"));
-    let mut g = c.benchmark_group("queue_sqlite");
+    side_by_side(c, &rt, "queue_sqlite", q, job);
+}
+
+/// The two figures every backend reports, measured the same way: one submission, and one
+/// claim → mark sent → complete cycle (with its submission) with jobs queued behind (the
+/// submissions of the first figure). `job(n)` makes the n-th job.
+pub(crate) fn side_by_side(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    group: &str,
+    q: Arc<dyn QueueBackend>,
+    job: fn(u64) -> NewJob,
+) {
+    let mut g = c.benchmark_group(group);
     let mut n = 0u64;
     g.bench_function("submit", |b| {
-        b.to_async(&rt).iter(|| {
+        b.to_async(rt).iter(|| {
             n += 1;
             let q = q.clone();
             let j = job(n);
             async move { q.submit(j).await.expect("submit") }
         })
     });
-    // Claim → mark sent → complete, with jobs queued behind (the submissions above).
     g.bench_function("claim_mark_sent_complete", |b| {
-        b.to_async(&rt).iter(|| {
+        b.to_async(rt).iter(|| {
             let q = q.clone();
             async move {
                 q.submit(job(0)).await.expect("submit");

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use image_router::queue::{Claim, JobSuccess, NewJob, QueueBackend, RedisBackend};
+use image_router::queue::{Claim, NewJob, QueueBackend, RedisBackend};
 use image_router::store::redis::RedisConfig;
 use image_router::{GenerateRequest, Quality, RequestClass, Size};
 
@@ -82,17 +82,6 @@ async fn claim_many(q: &Arc<RedisBackend>, n: u64, tasks: u64) {
     while set.join_next().await.is_some() {}
 }
 
-fn success() -> JobSuccess {
-    JobSuccess {
-        provider: "p".into(),
-        model: "gpt-image-1".into(),
-        usage: None,
-        cost_usd: Some(0.011),
-        results: Vec::new(),
-        attempts: Vec::new(),
-    }
-}
-
 /// The Redis rows (nothing without a server).
 pub fn bench(c: &mut Criterion) {
     let url = match std::env::var("IMAGE_ROUTER_TEST_REDIS_URL") {
@@ -115,34 +104,7 @@ pub fn bench(c: &mut Criterion) {
     );
 
     // The SQLite group's two figures, measured the same way.
-    let mut g = c.benchmark_group("queue_redis");
-    let mut n = 0u64;
-    g.bench_function("submit", |b| {
-        b.to_async(&rt).iter(|| {
-            n += 1;
-            let q = q.clone();
-            let j = job(n);
-            async move { q.submit(j).await.expect("submit") }
-        })
-    });
-    g.bench_function("claim_mark_sent_complete", |b| {
-        b.to_async(&rt).iter(|| {
-            let q = q.clone();
-            async move {
-                q.submit(job(0)).await.expect("submit");
-                let j = q
-                    .claim(&claim("bench"))
-                    .await
-                    .expect("claim")
-                    .expect("a job");
-                q.mark_sent(&j.id, "bench").await.expect("sent");
-                q.complete(&j.id, "bench", success())
-                    .await
-                    .expect("complete");
-            }
-        })
-    });
-    g.finish();
+    super::side_by_side(c, &rt, "queue_redis", q.clone(), job);
 
     let mut group = c.benchmark_group("queue_redis_submit");
     group.bench_function("one", |b| {
