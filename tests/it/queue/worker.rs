@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use image_router::queue::{
-    FolderStore, JobQueue, JobState, NewJob, QueueBackend, SqliteBackend, Worker,
+    FolderStore, JobId, JobQueue, JobState, NewJob, QueueBackend, SqliteBackend, Worker,
+    WorkerBuilder,
 };
 use image_router::sim::{Fault, SimAccount, Simulator, Times};
 use image_router::{
@@ -62,14 +63,34 @@ pub(crate) fn setup() -> Setup {
     }
 }
 
-pub(crate) fn worker(s: &Setup, router: Router, id: &str) -> Worker {
+/// A worker builder on `s`'s queue with `router`, results under `s.dir/out` and a 20 ms
+/// poll interval (what every test here sets); the test adds the rest.
+pub(crate) fn builder(s: &Setup, router: Router) -> WorkerBuilder {
     Worker::builder()
         .router(router)
         .backend(s.backend.clone())
         .results(Arc::new(FolderStore::new(s.dir.path().join("out"))))
+        .poll_interval(Duration::from_millis(20))
+}
+
+/// Submits `n` generation jobs with prompts `p0`, `p1`, …; their ids in order.
+pub(crate) async fn submit_prompts(q: &JobQueue, n: usize) -> Vec<JobId> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(
+            q.submit(NewJob::new(req(&format!("p{i}"))))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    ids
+}
+
+pub(crate) fn worker(s: &Setup, router: Router, id: &str) -> Worker {
+    builder(s, router)
         .concurrency(4)
         .lease(Duration::from_secs(10))
-        .poll_interval(Duration::from_millis(20))
         .retry_backoff(Duration::from_millis(20), Duration::from_millis(100))
         .grace(Duration::from_secs(5))
         .id(id)
@@ -106,16 +127,7 @@ async fn worker_drains_with_faults_every_job_ends_none_generated_twice() {
     sim.fail("acct", Fault::Status(500), Times::N(3));
     sim.fail("acct", Fault::Reset, Times::Once);
     sim.fail("acct", Fault::Status(503), Times::N(2));
-    let mut ids = Vec::new();
-    for i in 0..60 {
-        ids.push(
-            s.queue
-                .submit(NewJob::new(req(&format!("p{i}"))))
-                .await
-                .unwrap()
-                .id,
-        );
-    }
+    let ids = submit_prompts(&s.queue, 60).await;
     let w = worker(&s, router(&sim, 6000), "w1");
     let report = drain(&s.queue, &w).await;
     let mut succeeded = 0;
@@ -185,12 +197,8 @@ async fn a_possibly_billed_attempt_is_not_sent_again() {
     let s = setup();
     sim.fail("acct", Fault::Hang, Times::N(2));
     let no_rerun = s.queue.submit(NewJob::new(req("a"))).await.unwrap().id;
-    let w = Worker::builder()
-        .router(router(&sim, 6000))
-        .backend(s.backend.clone())
-        .results(Arc::new(FolderStore::new(s.dir.path().join("out"))))
+    let w = builder(&s, router(&sim, 6000))
         .concurrency(1)
-        .poll_interval(Duration::from_millis(20))
         .retry_backoff(Duration::from_millis(20), Duration::from_millis(100))
         .build()
         .unwrap();
@@ -229,12 +237,8 @@ async fn interactive_jobs_run_before_bulk_ones() {
         let job = NewJob::new(req(&format!("i{i}"))).class(RequestClass::INTERACTIVE);
         inter.push(s.queue.submit(job).await.unwrap().id);
     }
-    let w = Worker::builder()
-        .router(router(&sim, 6000))
-        .backend(s.backend.clone())
-        .results(Arc::new(FolderStore::new(s.dir.path().join("out"))))
+    let w = builder(&s, router(&sim, 6000))
         .concurrency(1)
-        .poll_interval(Duration::from_millis(20))
         .build()
         .unwrap();
     drain(&s.queue, &w).await;
@@ -259,21 +263,12 @@ async fn jobs_wait_in_the_queue_while_the_router_has_no_room() {
     // 5 requests a minute: the worker claims 5, then nothing until the window moves.
     let sim = Arc::new(sim(5).await);
     let s = setup();
-    for i in 0..12 {
-        s.queue
-            .submit(NewJob::new(req(&format!("p{i}"))))
-            .await
-            .unwrap();
-    }
+    submit_prompts(&s.queue, 12).await;
     // One job in hand at a time: each claim follows the previous job's admission, so the
     // probe sees the room as it is (with several in hand, two probes can both see the last
     // slot; the second job then waits inside the router, see the worker's module docs).
-    let w = Worker::builder()
-        .router(router(&sim, 5))
-        .backend(s.backend.clone())
-        .results(Arc::new(FolderStore::new(s.dir.path().join("out"))))
+    let w = builder(&s, router(&sim, 5))
         .concurrency(1)
-        .poll_interval(Duration::from_millis(20))
         .grace(Duration::from_secs(5))
         .build()
         .unwrap();
@@ -375,14 +370,7 @@ async fn restart_of_everything_loses_no_queued_job() {
     {
         let backend: Arc<dyn QueueBackend> = Arc::new(SqliteBackend::open(&path).unwrap());
         let q = JobQueue::new(backend);
-        for i in 0..25 {
-            ids.push(
-                q.submit(NewJob::new(req(&format!("p{i}"))))
-                    .await
-                    .unwrap()
-                    .id,
-            );
-        }
+        ids.extend(submit_prompts(&q, 25).await);
         // Everything dropped here: the process holding the file "restarts".
     }
     let backend: Arc<dyn QueueBackend> = Arc::new(SqliteBackend::open(&path).unwrap());
@@ -406,18 +394,9 @@ async fn graceful_shutdown_hands_back_what_it_cannot_finish() {
     let sim = sim(6000).await;
     sim.set_latency("acct", Duration::from_millis(300));
     let s = setup();
-    for i in 0..20 {
-        s.queue
-            .submit(NewJob::new(req(&format!("p{i}"))))
-            .await
-            .unwrap();
-    }
-    let w = Worker::builder()
-        .router(router(&sim, 6000))
-        .backend(s.backend.clone())
-        .results(Arc::new(FolderStore::new(s.dir.path().join("out"))))
+    submit_prompts(&s.queue, 20).await;
+    let w = builder(&s, router(&sim, 6000))
         .concurrency(4)
-        .poll_interval(Duration::from_millis(20))
         .grace(Duration::from_secs(5))
         .build()
         .unwrap();
@@ -459,13 +438,9 @@ async fn grace_end_ends_sent_jobs_at_once_not_at_lease_expiry() {
         .max_attempts(1)
         .build()
         .unwrap();
-    let w = Worker::builder()
-        .router(router)
-        .backend(s.backend.clone())
-        .results(Arc::new(FolderStore::new(s.dir.path().join("out"))))
+    let w = builder(&s, router)
         .concurrency(2)
         .lease(Duration::from_secs(60))
-        .poll_interval(Duration::from_millis(20))
         .grace(Duration::from_millis(300))
         .build()
         .unwrap();
