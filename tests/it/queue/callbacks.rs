@@ -1,18 +1,17 @@
 //! Callbacks: one signed delivery per job to a loopback receiver, after retries when the
 //! receiver fails at first; redirects are not followed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use image_router::queue::callback::{verify, JOB_HEADER};
 use image_router::queue::{
-    CallbackConfig, CallbackState, FolderStore, JobQueue, NewJob, Worker, SIGNATURE_HEADER,
+    CallbackConfig, CallbackState, JobQueue, NewJob, Worker, SIGNATURE_HEADER,
 };
 use secrecy::SecretString;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::worker::{req, router, setup, sim};
+use super::worker::{builder, req, router, setup, sim};
 
 const SECRET: &str = "callback-secret-for-tests";
 
@@ -75,11 +74,7 @@ async fn one_signed_delivery_per_job_after_retries() {
         let job = NewJob::new(req(&format!("p{i}"))).callback_url(url.clone());
         ids.push(s.queue.submit(job).await.unwrap().id);
     }
-    let w = Worker::builder()
-        .router(router(&sim, 6000))
-        .backend(s.backend.clone())
-        .results(Arc::new(FolderStore::new(s.dir.path().join("out"))))
-        .poll_interval(Duration::from_millis(20))
+    let w = builder(&s, router(&sim, 6000))
         .callbacks(config())
         .build()
         .unwrap();
@@ -145,11 +140,7 @@ async fn redirects_are_not_followed_and_tries_run_out() {
         .await
         .unwrap()
         .id;
-    let w = Worker::builder()
-        .router(router(&sim, 6000))
-        .backend(s.backend.clone())
-        .results(Arc::new(FolderStore::new(s.dir.path().join("out"))))
-        .poll_interval(Duration::from_millis(20))
+    let w = builder(&s, router(&sim, 6000))
         .callbacks(config())
         .build()
         .unwrap();
