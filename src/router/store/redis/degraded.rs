@@ -1217,6 +1217,7 @@ mod tests {
     }
 
     fn wrapper(clock: &ManualClock, fake: &Arc<Fake>, n: u32, budgets: Vec<Budget>) -> Degraded {
+        warnings::install();
         let shared: SharedClock = Arc::new(clock.clone());
         let rpm = fake.rpm;
         let parts = DegradedParts {
@@ -1335,30 +1336,58 @@ mod tests {
         store.release(b);
     }
 
-    /// Counts WARN events of this module.
-    #[derive(Clone, Default)]
-    struct Warnings(Arc<AtomicUsize>);
+    /// Counts WARN events of this module, per test thread.
+    ///
+    /// Installed once as the process-wide subscriber, before any test of this module can
+    /// reach a `warn!` (every test builds its store with [`wrapper`], which installs it).
+    /// A thread-local subscriber (`set_default`) would race: tracing caches each call site's
+    /// interest when the site first fires, and a site first fired by a concurrent test while
+    /// this test's subscriber was being registered keeps "never" and drops its events.
+    mod warnings {
+        use std::cell::Cell;
+        use std::sync::OnceLock;
 
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
-        fn on_event(
-            &self,
-            event: &tracing::Event<'_>,
-            _: tracing_subscriber::layer::Context<'_, S>,
-        ) {
-            if *event.metadata().level() == tracing::Level::WARN
-                && event.metadata().target().ends_with("degraded")
-            {
-                self.0.fetch_add(1, Ordering::SeqCst);
+        thread_local! {
+            static COUNT: Cell<usize> = const { Cell::new(0) };
+        }
+
+        struct Counter;
+
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counter {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                if *event.metadata().level() == tracing::Level::WARN
+                    && event.metadata().target().ends_with("degraded")
+                {
+                    COUNT.with(|c| c.set(c.get() + 1));
+                }
             }
+        }
+
+        /// Installs the counting subscriber once per test process.
+        pub(super) fn install() {
+            static INSTALLED: OnceLock<()> = OnceLock::new();
+            INSTALLED.get_or_init(|| {
+                use tracing_subscriber::layer::SubscriberExt;
+                // Fails only if another subscriber is global already; no other lib test
+                // installs one, and the test below would then fail on its count.
+                let _ = tracing::subscriber::set_global_default(
+                    tracing_subscriber::registry().with(Counter),
+                );
+            });
+        }
+
+        /// The warnings this thread has logged so far.
+        pub(super) fn on_this_thread() -> usize {
+            COUNT.with(Cell::get)
         }
     }
 
     #[tokio::test]
     async fn one_warning_per_outage_and_the_metrics() {
-        use tracing_subscriber::layer::SubscriberExt;
-        let warnings = Warnings::default();
-        let _trace =
-            tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let _metrics = metrics::set_default_local_recorder(&recorder);
@@ -1366,6 +1395,7 @@ mod tests {
         let clock = ManualClock::new();
         let fake = Fake::new(&clock, 600, vec![]);
         let store = wrapper(&clock, &fake, 2, vec![]);
+        let before = warnings::on_this_thread();
         fake.down(true);
         for _ in 0..10 {
             let a = store
@@ -1375,7 +1405,7 @@ mod tests {
             store.release(a);
         }
         assert_eq!(
-            warnings.0.load(Ordering::SeqCst),
+            warnings::on_this_thread() - before,
             1,
             "one warning for the outage"
         );
@@ -1404,7 +1434,7 @@ mod tests {
                 .unwrap();
             store.release(a);
         }
-        assert_eq!(warnings.0.load(Ordering::SeqCst), 2);
+        assert_eq!(warnings::on_this_thread() - before, 2);
     }
 
     #[tokio::test]
