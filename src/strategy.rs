@@ -116,6 +116,11 @@ impl Ranking {
     pub fn first(&self) -> Option<usize> {
         self.order.first().copied()
     }
+
+    /// The order to try providers in, taken out of the ranking (no copy).
+    pub fn into_order(self) -> Vec<usize> {
+        self.order
+    }
 }
 
 fn sane(score: f64) -> f64 {
@@ -162,6 +167,15 @@ impl Strategy {
         out.order.clear();
         out.skipped.clear();
         out.scratch.clear();
+        // One candidate (a router with one provider): nothing to sort, whatever the strategy.
+        if let [c] = candidates {
+            if c.breaker_open {
+                out.skipped.push(c.index);
+            } else {
+                out.order.push(c.index);
+            }
+            return;
+        }
         let need_scores = !matches!(self, Strategy::Ordered);
         for (pos, c) in candidates.iter().enumerate() {
             if c.breaker_open {

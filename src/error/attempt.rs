@@ -71,6 +71,20 @@ impl Attempt {
         }
     }
 
+    /// A successful attempt whose model name the caller already owns (the router's path:
+    /// the provider's wire name, made for this attempt), moved in instead of copied.
+    pub(crate) fn success_owned(
+        provider: &str,
+        model: String,
+        status: u16,
+        duration: Duration,
+        retry: u32,
+    ) -> Self {
+        let mut attempt = Self::success(provider, "", status, duration, retry);
+        attempt.model = model;
+        attempt
+    }
+
     /// A failed attempt.
     pub fn failure(model: &str, error: ProviderError, duration: Duration, retry: u32) -> Self {
         Self {

@@ -67,9 +67,13 @@ pub(crate) fn prepare(
     mut req: ImageRequest,
 ) -> Result<Prepared, crate::request::ValidationError> {
     let settings = &snap.settings;
-    let model = resolve_model(snap, &req);
-    req.set_model(model.clone());
-    req.validate(snap.catalog.model(&model).map(|s| &s.capabilities))?;
+    // A request that names its model keeps it as it is (no copy); one that does not takes
+    // the router's default.
+    if req.model().is_none() {
+        req.set_model(resolve_model(snap, &req));
+    }
+    let model = req.model().unwrap_or_default();
+    req.validate(snap.catalog.model(model).map(|s| &s.capabilities))?;
     let fallbacks: Vec<String> = match req.fallback_models() {
         Some(own) => own.to_vec(),
         None => settings.fallback_models.clone(),
@@ -83,7 +87,8 @@ pub(crate) fn prepare(
         req = cheap;
         preview = Some(Preview { changes });
     }
-    let requested = req.model().unwrap_or(&model).to_string();
+    // `set_model` above made the model present; preview mode keeps one.
+    let requested = req.model().unwrap_or_default().to_string();
     Ok(Prepared {
         req,
         preview,

@@ -19,7 +19,7 @@ use crate::error::{Skip, SkipReason};
 use crate::request::ImageRequest;
 use crate::request::RequestClass;
 use crate::score::{ScoreBreakdown, ScoreInputs};
-use crate::strategy::Candidate;
+use crate::strategy::{Candidate, Ranking};
 
 /// The providers a request may go to, best first with their scores, and those left out.
 pub(crate) struct Plan {
@@ -91,8 +91,9 @@ pub(crate) fn plan(
     latency: Latency,
 ) -> Plan {
     let mut skipped = Vec::new();
-    // (index, headroom, breaker refusing, breaker half-open) of each provider that passed.
-    let mut admitted: Vec<(usize, f64, bool, bool)> = Vec::with_capacity(snap.providers.len());
+    // Every provider that passed the filters, scored except for its latency, which needs
+    // the floor of all of them (below).
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(snap.providers.len());
     for (i, slot) in snap.providers.iter().enumerate() {
         if let Err(detail) = slot.provider.supports(req) {
             skip(&mut skipped, slot, SkipReason::Unsupported { detail });
@@ -122,53 +123,48 @@ pub(crate) fn plan(
             continue;
         }
         let breaker = slot.store.breaker();
-        admitted.push((
-            i,
-            slot.store.headroom(model).fraction,
-            breaker.is_blocking(),
-            breaker.state() == BreakerState::HalfOpen,
-        ));
+        let headroom = slot.store.headroom(model).fraction;
+        let half_open = breaker.state() == BreakerState::HalfOpen;
+        let mut c = Candidate::new(i, inputs_but_latency(slot, i, headroom, half_open));
+        c.breaker_open = breaker.is_blocking();
+        c.no_headroom = headroom <= 0.0;
+        c.preferred = slot.options.classes.prefers(class);
+        candidates.push(c);
     }
     // Idle estimates decay no lower than the best measured latency among the candidates
     // that can take the request (see `Health::cost_ms_floored`), so the floor is known
     // before any candidate's latency is read.
-    let able = admitted
+    let able = candidates
         .iter()
-        .filter(|(_, _, blocking, _)| !blocking)
-        .map(|&(i, ..)| &snap.providers[i]);
+        .filter(|c| !c.breaker_open)
+        .map(|c| &snap.providers[c.index]);
     let floor = match latency {
         Latency::Image => latency_floor(able),
         Latency::FirstPartial => able.filter_map(|s| s.health.measured_first_partial()).min(),
     };
-    let candidates: Vec<Candidate> = admitted
-        .into_iter()
-        .map(|(i, headroom, blocking, half_open)| {
-            let slot = &snap.providers[i];
-            let mut inputs = score_inputs(slot, i, headroom, floor, half_open);
-            if latency == Latency::FirstPartial {
-                inputs.latency_ms = slot.health.first_partial_cost_ms_floored(floor);
-            }
-            let mut c = Candidate::new(i, inputs);
-            c.breaker_open = blocking;
-            c.no_headroom = headroom <= 0.0;
-            c.preferred = slot.options.classes.prefers(class);
-            c
-        })
-        .collect();
+    for c in &mut candidates {
+        let health = &snap.providers[c.index].health;
+        c.inputs.latency_ms = match latency {
+            Latency::Image => health.cost_ms_floored(floor),
+            Latency::FirstPartial => health.first_partial_cost_ms_floored(floor),
+        };
+    }
 
-    let ranking = {
-        let mut rng = rand::rng();
-        snap.settings
-            .strategy
-            .rank(&candidates, snap.scorer.as_ref(), &mut rng)
-    };
+    // Buffers grow as the ranking fills them: one provider needs no sorting space.
+    let mut ranking = Ranking::new();
+    snap.settings.strategy.rank_into(
+        &candidates,
+        snap.scorer.as_ref(),
+        &mut rand::rng(),
+        &mut ranking,
+    );
     for &i in ranking.skipped() {
         let slot = &snap.providers[i];
         let message = breaker_message(&slot.store.breaker().snapshot());
         skip(&mut skipped, slot, SkipReason::CircuitOpen { message });
     }
     Plan {
-        order: keys_by_room(snap, model, ranking.order().to_vec()),
+        order: keys_by_room(snap, model, ranking.into_order()),
         candidates,
         skipped,
     }
@@ -253,6 +249,15 @@ pub(crate) fn score_inputs(
     floor: Option<Duration>,
     half_open: bool,
 ) -> ScoreInputs {
+    ScoreInputs {
+        latency_ms: slot.health.cost_ms_floored(floor),
+        ..inputs_but_latency(slot, priority, headroom, half_open)
+    }
+}
+
+/// As [`score_inputs`] with `latency_ms` left at 0, for a caller that reads the latency
+/// later (once the floor is known).
+fn inputs_but_latency(slot: &Slot, priority: usize, headroom: f64, half_open: bool) -> ScoreInputs {
     // A breaker past its cool-down waits for one probe: the failures that opened it are
     // what the cool-down already paid for, and counting them again would rank the provider
     // last so the probe never happens while any other provider answers.
@@ -263,7 +268,7 @@ pub(crate) fn score_inputs(
     };
     ScoreInputs {
         availability,
-        latency_ms: slot.health.cost_ms_floored(floor),
+        latency_ms: 0.0,
         headroom,
         budget_left: slot.budget_left(),
         priority,
