@@ -259,7 +259,10 @@ impl Slot {
         demand: Demand<'_>,
         cost: Result<Cost, PriceUnknown>,
     ) -> Result<Admitted<'_>, Refusal> {
-        let admission = self.store.admit(demand, cost).await?;
+        let admission = match self.store.admit_now(demand, &cost) {
+            Some(answer) => answer?,
+            None => self.store.admit(demand, cost).await?,
+        };
         Ok(Admitted {
             store: self.store.as_ref(),
             admission: Some(admission),
@@ -354,7 +357,11 @@ impl Slot {
 
     async fn settle_store(&self, admission: Option<Admission>, settlement: Settlement<'_>) {
         let Some(admission) = admission else { return };
-        if let Err(e) = self.store.settle(admission, settlement).await {
+        let stored = match self.store.settle_now(admission, settlement) {
+            Ok(stored) => stored,
+            Err(admission) => self.store.settle(admission, settlement).await,
+        };
+        if let Err(e) = stored {
             tracing::warn!(provider = self.name(), error = %e, "settlement not stored");
         }
     }

@@ -28,11 +28,17 @@ struct ModelCooldown {
     message: String,
 }
 
+/// A map keyed by model name, looked up several times per request (ranking, admission,
+/// gauges). Hashed with foldhash (randomly seeded per process) rather than std's SipHash,
+/// which costs several times more on a short key; the maps hold a bounded number of model
+/// names (see `MAX_MODEL_WINDOWS`).
+type ModelMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// The model windows of an in-process store and the settings new ones are made with.
 #[derive(Debug)]
 struct Windows {
     settings: LimitSettings,
-    by_model: HashMap<String, RateLimiter>,
+    by_model: ModelMap<RateLimiter>,
 }
 
 /// The default store: the crate's limiters (one per model), budget ledgers and breaker, in
@@ -44,7 +50,7 @@ pub struct InProcessStore {
     budget: BudgetLedger,
     router_budget: BudgetLedger,
     breaker: RwLock<CircuitBreaker>,
-    models: Mutex<HashMap<String, ModelCooldown>>,
+    models: Mutex<ModelMap<ModelCooldown>>,
 }
 
 impl InProcessStore {
@@ -63,13 +69,13 @@ impl InProcessStore {
         Ok(Self {
             windows: RwLock::new(Windows {
                 settings: limits,
-                by_model: HashMap::new(),
+                by_model: ModelMap::default(),
             }),
             clock,
             budget,
             router_budget,
             breaker: RwLock::new(breaker),
-            models: Mutex::new(HashMap::new()),
+            models: Mutex::new(ModelMap::default()),
         })
     }
 
@@ -103,6 +109,74 @@ impl InProcessStore {
             .map_err(|e| StoreError::new(format!("limits of model {model:?}: {e}")))?;
         w.by_model.insert(model.to_string(), limiter.clone());
         Ok(limiter)
+    }
+
+    /// [`StateStore::admit`]: nothing here waits.
+    fn admit_sync(
+        &self,
+        demand: Demand<'_>,
+        cost: Result<Cost, PriceUnknown>,
+    ) -> Result<Admission, Refusal> {
+        let permit = self
+            .window(demand.model)
+            .map_err(Refusal::Store)?
+            .try_acquire_images(demand.images, demand.tokens)
+            .map_err(Refusal::RateLimit)?;
+        match reserve_cost(&[&self.budget, &self.router_budget], cost) {
+            Ok(reservation) => Ok(Admission {
+                tokens: demand.tokens,
+                id: 0,
+                local: Some((permit, reservation)),
+            }),
+            Err(e) => {
+                permit.cancel();
+                Err(Refusal::Budget(e))
+            }
+        }
+    }
+
+    /// [`StateStore::settle`]: nothing here waits.
+    fn settle_sync(
+        &self,
+        admission: Admission,
+        settlement: Settlement<'_>,
+    ) -> Result<(), StoreError> {
+        let Some((permit, reservation)) = admission.local else {
+            // Not this store's admission: the headers and the 429 still describe the model.
+            if let Ok(limiter) = self.window(settlement.model) {
+                if let Some(h) = settlement.headers {
+                    limiter.observe_headers(h);
+                }
+                if let Some(wait) = settlement.rate_limited {
+                    limiter.on_rate_limited(Some(wait));
+                }
+            }
+            return Ok(());
+        };
+        // The window the request was admitted in (its model's).
+        let limiter = permit.limiter();
+        let id = permit.id();
+        // The answer's figures describe the provider's count up to this request (see the
+        // limiter's docs): a refunded request is removed first, since the provider did not
+        // count it either.
+        match (settlement.refund_rate_limit, settlement.usage) {
+            (true, _) => permit.cancel(),
+            (false, Some(u)) => permit.reconcile_usage(u),
+            // Dropping a permit keeps the estimate charged.
+            (false, None) => drop(permit),
+        }
+        if let Some(h) = settlement.headers {
+            limiter.observe_headers_after(id, h);
+        }
+        if let Some(wait) = settlement.rate_limited {
+            limiter.on_rate_limited(Some(wait));
+        }
+        match settlement.budget {
+            BudgetSettlement::Commit(usd) => reservation.commit(usd),
+            BudgetSettlement::Release => reservation.release(),
+            BudgetSettlement::Hold => reservation.hold(),
+        }
+        Ok(())
     }
 
     /// The headroom of a window that cannot be made (every window busy): none.
@@ -233,22 +307,15 @@ impl StateStore for InProcessStore {
         demand: Demand<'_>,
         cost: Result<Cost, PriceUnknown>,
     ) -> Result<Admission, Refusal> {
-        let permit = self
-            .window(demand.model)
-            .map_err(Refusal::Store)?
-            .try_acquire_images(demand.images, demand.tokens)
-            .map_err(Refusal::RateLimit)?;
-        match reserve_cost(&[&self.budget, &self.router_budget], cost) {
-            Ok(reservation) => Ok(Admission {
-                tokens: demand.tokens,
-                id: 0,
-                local: Some((permit, reservation)),
-            }),
-            Err(e) => {
-                permit.cancel();
-                Err(Refusal::Budget(e))
-            }
-        }
+        self.admit_sync(demand, cost)
+    }
+
+    fn admit_now(
+        &self,
+        demand: Demand<'_>,
+        cost: &Result<Cost, PriceUnknown>,
+    ) -> Option<Result<Admission, Refusal>> {
+        Some(self.admit_sync(demand, cost.clone()))
     }
 
     async fn settle(
@@ -256,42 +323,15 @@ impl StateStore for InProcessStore {
         admission: Admission,
         settlement: Settlement<'_>,
     ) -> Result<(), StoreError> {
-        let Some((permit, reservation)) = admission.local else {
-            // Not this store's admission: the headers and the 429 still describe the model.
-            if let Ok(limiter) = self.window(settlement.model) {
-                if let Some(h) = settlement.headers {
-                    limiter.observe_headers(h);
-                }
-                if let Some(wait) = settlement.rate_limited {
-                    limiter.on_rate_limited(Some(wait));
-                }
-            }
-            return Ok(());
-        };
-        // The window the request was admitted in (its model's).
-        let limiter = permit.limiter();
-        let id = permit.id();
-        // The answer's figures describe the provider's count up to this request (see the
-        // limiter's docs): a refunded request is removed first, since the provider did not
-        // count it either.
-        match (settlement.refund_rate_limit, settlement.usage) {
-            (true, _) => permit.cancel(),
-            (false, Some(u)) => permit.reconcile_usage(u),
-            // Dropping a permit keeps the estimate charged.
-            (false, None) => drop(permit),
-        }
-        if let Some(h) = settlement.headers {
-            limiter.observe_headers_after(id, h);
-        }
-        if let Some(wait) = settlement.rate_limited {
-            limiter.on_rate_limited(Some(wait));
-        }
-        match settlement.budget {
-            BudgetSettlement::Commit(usd) => reservation.commit(usd),
-            BudgetSettlement::Release => reservation.release(),
-            BudgetSettlement::Hold => reservation.hold(),
-        }
-        Ok(())
+        self.settle_sync(admission, settlement)
+    }
+
+    fn settle_now(
+        &self,
+        admission: Admission,
+        settlement: Settlement<'_>,
+    ) -> Result<Result<(), StoreError>, Admission> {
+        Ok(self.settle_sync(admission, settlement))
     }
 
     fn release(&self, admission: Admission) {

@@ -351,6 +351,28 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         demand: Demand<'_>,
         cost: Result<Cost, PriceUnknown>,
     ) -> Result<Admission, Refusal>;
+    /// [`admit`](StateStore::admit) for a store that decides without waiting on anything
+    /// (the in-process store): the answer now, with no future to allocate and poll, which
+    /// the router asks first on every attempt. `None` (the default): ask
+    /// [`admit`](StateStore::admit). A store that answers here answers exactly as `admit`
+    /// would.
+    fn admit_now(
+        &self,
+        _demand: Demand<'_>,
+        _cost: &Result<Cost, PriceUnknown>,
+    ) -> Option<Result<Admission, Refusal>> {
+        None
+    }
+    /// [`settle`](StateStore::settle) without waiting, as [`admit_now`](StateStore::admit_now)
+    /// is for `admit`: `Ok` with settle's answer, or `Err` handing the admission back to be
+    /// settled through [`settle`](StateStore::settle) (the default).
+    fn settle_now(
+        &self,
+        admission: Admission,
+        _settlement: Settlement<'_>,
+    ) -> Result<Result<(), StoreError>, Admission> {
+        Err(admission)
+    }
     /// Applies a sent request's outcome to its admission.
     async fn settle(
         &self,
