@@ -359,10 +359,11 @@ impl CircuitBreaker {
 
     /// The current state (an open breaker past its cool-down reads as half-open).
     pub fn state(&self) -> BreakerState {
-        let now = self.shared.clock.now();
-        let inner = self.shared.inner.lock();
-        match inner.state {
-            State::Open { until } if now >= until => BreakerState::HalfOpen,
+        let state = self.shared.inner.lock().state;
+        match state {
+            // Only an open breaker's state depends on the time (read only then: this runs
+            // several times per request; issue 16).
+            State::Open { until } if self.shared.clock.now() >= until => BreakerState::HalfOpen,
             s => s.public(),
         }
     }
@@ -370,10 +371,10 @@ impl CircuitBreaker {
     /// Whether a call would certainly be refused right now (open in its cool-down, or a probe
     /// is out). Cheap check for ranking; does not change state.
     pub fn is_blocking(&self) -> bool {
-        let now = self.shared.clock.now();
-        let inner = self.shared.inner.lock();
-        match inner.state {
-            State::Open { until } => now < until,
+        let state = self.shared.inner.lock().state;
+        match state {
+            // The clock is read only for an open breaker, as in `state`.
+            State::Open { until } => self.shared.clock.now() < until,
             State::HalfOpen { probe_out } => probe_out,
             _ => false,
         }
