@@ -186,12 +186,33 @@ pub(crate) fn breaker_transition(provider: &str, from: &'static str, to: &'stati
     .increment(1);
 }
 
-pub(crate) fn provider_gauges(keys: &ProviderKeys, breaker_state: f64, headroom: f64, spend: f64) {
+/// A gauge value computed only when it is recorded.
+///
+/// `Gauge::set` converts its value only for a gauge a recorder keeps: without a recorder
+/// (the default) or for a gauge the recorder drops, the closure never runs. The router's
+/// gauges read the store (a lock, the clock, the window) after every attempt; this keeps
+/// that work off the request path of an application that records no metrics (issue 16).
+struct Lazy<F>(F);
+
+impl<F: FnOnce() -> f64> metrics::IntoF64 for Lazy<F> {
+    fn into_f64(self) -> f64 {
+        (self.0)()
+    }
+}
+
+/// The provider gauges, each value computed only if it is recorded (see [`Lazy`]).
+pub(crate) fn provider_gauges(
+    keys: &ProviderKeys,
+    breaker_state: impl FnOnce() -> f64,
+    headroom: impl FnOnce() -> f64,
+    spend: impl FnOnce() -> f64,
+) {
     metrics::with_recorder(|r| {
         r.register_gauge(&keys.breaker_state, &METADATA)
-            .set(breaker_state);
-        r.register_gauge(&keys.headroom, &METADATA).set(headroom);
-        r.register_gauge(&keys.spend, &METADATA).set(spend);
+            .set(Lazy(breaker_state));
+        r.register_gauge(&keys.headroom, &METADATA)
+            .set(Lazy(headroom));
+        r.register_gauge(&keys.spend, &METADATA).set(Lazy(spend));
     });
 }
 
@@ -296,10 +317,11 @@ pub(crate) fn store_degraded_admission(account: &str) {
         .increment(1);
 }
 
-pub(crate) fn router_spend(spend: f64) {
+/// The router-wide spend gauge, computed only if it is recorded (see [`Lazy`]).
+pub(crate) fn router_spend(spend: impl FnOnce() -> f64) {
     static LABELS: [Label; 1] = [Label::from_static_parts("ledger", "router")];
     static KEY: Key = Key::from_static_parts(SPEND_USD_TOTAL, &LABELS);
-    metrics::with_recorder(|r| r.register_gauge(&KEY, &METADATA).set(spend));
+    metrics::with_recorder(|r| r.register_gauge(&KEY, &METADATA).set(Lazy(spend)));
 }
 
 /// Describes every metric above (help text and unit) to the installed recorder. Optional:
@@ -501,12 +523,12 @@ mod tests {
             let _ = metrics::gauge!(HEADROOM_RATIO, "provider" => "azure-east".to_string());
             let _ = metrics::gauge!(SPEND_USD_TOTAL, "ledger" => "azure-east".to_string());
             let by_macro = rec.take();
-            provider_gauges(&keys, 0.0, 1.0, 2.0);
+            provider_gauges(&keys, || 0.0, || 1.0, || 2.0);
             assert_eq!(rec.take(), by_macro);
 
             let _ = metrics::gauge!(SPEND_USD_TOTAL, "ledger" => "router");
             let by_macro = rec.take();
-            router_spend(1.0);
+            router_spend(|| 1.0);
             assert_eq!(rec.take(), by_macro);
 
             for outcome in ["success", "no_provider"] {
@@ -518,5 +540,38 @@ mod tests {
                 assert_eq!(rec.take(), by_macro);
             }
         });
+    }
+
+    /// Without a recorder the gauges' values are never computed; with one, each is computed
+    /// once and set.
+    #[test]
+    fn gauge_values_are_computed_only_when_recorded() {
+        use std::cell::Cell;
+        let keys = ProviderKeys::new("lazy-gauges");
+        let calls = Cell::new(0);
+        let count = |v: f64| {
+            calls.set(calls.get() + 1);
+            v
+        };
+        provider_gauges(&keys, || count(1.0), || count(0.5), || count(2.0));
+        router_spend(|| count(3.0));
+        assert_eq!(calls.get(), 0, "no recorder: nothing computed");
+
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            provider_gauges(&keys, || count(1.0), || count(0.5), || count(2.0));
+            router_spend(|| count(3.0));
+        });
+        assert_eq!(calls.get(), 4, "a recorder: each value computed once");
+        let text = handle.render();
+        assert!(
+            text.contains("image_router_headroom_ratio{provider=\"lazy-gauges\"} 0.5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("image_router_spend_usd_total{ledger=\"router\"} 3"),
+            "{text}"
+        );
     }
 }

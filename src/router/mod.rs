@@ -468,9 +468,9 @@ fn breaker_level(state: crate::breaker::BreakerState) -> f64 {
 fn publish_gauges(snap: &Snapshot, slot: &Slot, model: &str) {
     m::provider_gauges(
         &slot.metric_keys,
-        breaker_level(slot.store.breaker().state()),
-        slot.store.headroom(model).fraction,
-        slot.store.spent_usd(),
+        || breaker_level(slot.store.breaker().state()),
+        || slot.store.headroom(model).fraction,
+        || slot.store.spent_usd(),
     );
-    m::router_spend(snap.budget.lifetime_spent_usd());
+    m::router_spend(|| snap.budget.lifetime_spent_usd());
 }
