@@ -115,7 +115,7 @@ pub use error::{
     RateLimitScope, Skip, SkipReason, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES,
 };
 pub use explain::Explanation;
-pub use provider::{CallContext, ProbeReport, Provider, ProviderKind};
+pub use provider::{BoxedCall, CallContext, ProbeReport, Provider, ProviderKind};
 pub use quota::usage::{TokenDetails, Usage};
 pub use request::{
     apply_classes, Background, Capabilities, ClassFit, ClassPolicy, EditRequest, GenerateRequest,

@@ -15,6 +15,12 @@ use crate::request::{EditRequest, GenerateRequest, ImageRequest};
 use crate::response::ProviderResponse;
 use crate::stream::ProviderStream;
 
+/// The future of one provider call, as [`Provider::send`] returns it (the boxed future an
+/// `#[async_trait]` `generate` or `edit` returns).
+pub type BoxedCall<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<ProviderResponse, ProviderError>> + Send + 'a>,
+>;
+
 /// Which built-in implementation a provider is (for limits, explanations and status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -244,15 +250,17 @@ pub trait Provider: Send + Sync + fmt::Debug {
         ))
     }
 
-    /// Dispatches to [`generate`](Provider::generate) or [`edit`](Provider::edit).
-    async fn send(
-        &self,
-        request: &ImageRequest,
-        ctx: &CallContext,
-    ) -> Result<ProviderResponse, ProviderError> {
+    /// Dispatches to [`generate`](Provider::generate) or [`edit`](Provider::edit): their
+    /// future itself, not one more boxed future awaiting it (the router calls this once per
+    /// attempt; issue 16). Implement `generate` and `edit`; this is not meant to be
+    /// overridden.
+    fn send<'a>(&'a self, request: &'a ImageRequest, ctx: &'a CallContext) -> BoxedCall<'a>
+    where
+        Self: 'a,
+    {
         match request {
-            ImageRequest::Generate(r) => self.generate(r, ctx).await,
-            ImageRequest::Edit(r) => self.edit(r, ctx).await,
+            ImageRequest::Generate(r) => self.generate(r, ctx),
+            ImageRequest::Edit(r) => self.edit(r, ctx),
         }
     }
 }
