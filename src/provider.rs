@@ -220,6 +220,15 @@ pub trait Provider: Send + Sync + fmt::Debug {
         Ok(ProbeReport::not_probed(model))
     }
 
+    /// Whether every call of this provider ends within [`CallContext::timeout`] by itself,
+    /// with a [`Timeout`](crate::ErrorKind::Timeout) error when it runs out (the built-in
+    /// providers do: one deadline bounds connecting, sending, reading the answer and
+    /// downloading its images). The router then sets no timer of its own around the call
+    /// (issue 16). Default `false`: the router bounds the call, whatever the provider does.
+    fn bounds_its_calls(&self) -> bool {
+        false
+    }
+
     /// Whether this provider can stream `model`'s answers as server-sent events (see
     /// [`crate::stream`]). The router sends a streamed request only to providers that say
     /// so (others are skipped without a call, or serve it whole when the caller allows a

@@ -508,7 +508,8 @@ fn skip_reason(denied: &Denied) -> SkipReason {
     }
 }
 
-/// One provider call, bounded by `timeout` whatever the provider does.
+/// One provider call, bounded by `timeout` whatever the provider does: by the router's timer,
+/// or by the provider's own for a provider that [bounds its calls](crate::Provider::bounds_its_calls).
 async fn call(
     slot: &Slot,
     req: &ImageRequest,
@@ -519,9 +520,15 @@ async fn call(
     ctx.retry = retry;
     let span = tracing::info_span!("image_router.attempt", provider = slot.name(), retry);
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, slot.provider.send(req, &ctx))
-        .instrument(span)
-        .await;
+    // A provider that bounds its own calls by `ctx.timeout` (the built-in ones) gets no
+    // second timer on the same deadline.
+    let result = if slot.provider.bounds_its_calls() {
+        Ok(slot.provider.send(req, &ctx).instrument(span).await)
+    } else {
+        tokio::time::timeout(timeout, slot.provider.send(req, &ctx))
+            .instrument(span)
+            .await
+    };
     let took = started.elapsed();
     let result = match result {
         Ok(Ok(resp)) if resp.images.is_empty() => Err(ProviderError::new(
