@@ -5,6 +5,8 @@
 //! are all [`ErrorKind::Decode`], so the router treats them as the provider's fault and
 //! fails over instead of handing the caller an empty answer.
 
+use std::fmt;
+
 use base64::Engine;
 use bytes::Bytes;
 
@@ -65,14 +67,26 @@ pub(crate) fn decode_data_url(url: &str) -> Option<Vec<u8>> {
     decode_base64(data)
 }
 
+/// How an error names the `i`th item of an answer's `data`: `data[i]`. Formatted only when an
+/// error is made, not for every item of every answer (a `format!` per image was an
+/// allocation on the success path; issue 16).
+struct DataItem(usize);
+
+impl fmt::Display for DataItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "data[{}]", self.0)
+    }
+}
+
 /// Fetches one image given as a URL (data URL decoded, http(s) URL downloaded within the
 /// call's rules and limits) and checks it is an image of the requested format. `what` names
-/// the item in errors (`data[0]`, `the chat answer's image 1`).
+/// the item in errors (`data[0]`, `the chat answer's image 1`); it is formatted only into an
+/// error.
 pub(crate) async fn fetch_url(
     call: &Call<'_>,
     received: &Received,
     url: &str,
-    what: &str,
+    what: &(dyn fmt::Display + Sync),
 ) -> Result<Image, ProviderError> {
     let provider = &call.common.name;
     let bytes = if url.starts_with("data:") {
@@ -116,12 +130,13 @@ pub(crate) async fn fetch_url(
     Ok(image)
 }
 
-/// An [`Image`] from bytes that must be an image of the requested format.
+/// An [`Image`] from bytes that must be an image of the requested format (`what` names the
+/// item in an error).
 pub(crate) fn image_of(
     call: &Call<'_>,
     received: &Received,
     bytes: Bytes,
-    what: &str,
+    what: &(dyn fmt::Display + Sync),
 ) -> Result<Image, ProviderError> {
     let format = check_format(&bytes, call.limits.format, &call.common.name)
         .map_err(|why| decode_error(&call.common.name, received, format!("{what} {why}")))?;
@@ -166,7 +181,7 @@ pub(crate) async fn decode_images(
     }
     let mut images = Vec::with_capacity(parsed.data.len().min(call.limits.n));
     for (i, item) in parsed.data.iter().enumerate() {
-        let what = format!("data[{i}]");
+        let what = DataItem(i);
         let wanted = images.len() < call.limits.n;
         let mut image = if let Some(b64) = item.b64_json.as_deref().filter(|s| !s.is_empty()) {
             let bytes = decode_base64(b64).ok_or_else(|| {
