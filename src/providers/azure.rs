@@ -444,8 +444,8 @@ impl Azure {
         let deployment = self.deployment(model)?;
         let url = self.url(deployment, Target::Deployment);
         let rb = self.common.client.get(url.clone()).headers(self.headers()?);
-        let (timeout, deadline) = self.common.deadline(ctx);
-        let r = super::probe::get(&self.common, rb, deadline, timeout).await?;
+        let (_, deadline) = self.common.deadline(ctx);
+        let r = super::probe::get(&self.common, rb, deadline).await?;
         Ok(super::probe::deployment_report(
             deployment,
             format!("GET {url}"),

@@ -143,7 +143,6 @@ impl<'a> Call<'a> {
             &self.common.name,
             request,
             self.deadline,
-            self.timeout,
             self.limits.body,
         )
         .await
