@@ -445,7 +445,7 @@ impl Azure {
         let url = self.url(deployment, Target::Deployment);
         let rb = self.common.client.get(url.clone()).headers(self.headers()?);
         let (_, deadline) = self.common.deadline(ctx);
-        let r = super::probe::get(&self.common, rb, deadline).await?;
+        let r = super::probe::get(&self.common, rb, Some(&url), deadline).await?;
         Ok(super::probe::deployment_report(
             deployment,
             format!("GET {url}"),
@@ -462,7 +462,7 @@ impl Azure {
         let call = Call::new(&self.common, ctx, &Shape::generate(req, &model));
         let (rb, deployment) = self.request(&model, "generations")?;
         let body = generate_body(req, self.wire_model(&deployment), &self.common.name)?;
-        send_images(&call, rb.json(&body), &model).await
+        send_images(&call, rb.json(&body), None, &model).await
     }
 
     async fn edit_inner(
@@ -474,6 +474,6 @@ impl Azure {
         let call = Call::new(&self.common, ctx, &Shape::edit(req, &model));
         let (rb, deployment) = self.request(&model, "edits")?;
         let form = edit_form(req, self.wire_model(&deployment));
-        send_images(&call, rb.multipart(form), &model).await
+        send_images(&call, rb.multipart(form), None, &model).await
     }
 }

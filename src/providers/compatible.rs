@@ -213,7 +213,7 @@ impl Compatible {
             "messages": [{"role": "user", "content": req.prompt}],
         });
         let rb = self.post(&["chat", "completions"])?.json(&body);
-        let received = call.execute(rb).await?;
+        let received = call.execute(rb, None).await?;
         let v: Value = serde_json::from_slice(&received.body).map_err(|e| {
             decode_error(
                 name,
@@ -433,7 +433,7 @@ impl Compatible {
             CompatibleMode::Images => {
                 let body = generate_body(req, Some(&wire), &self.common.name)?;
                 let rb = self.post(&["images", "generations"])?.json(&body);
-                send_images(&call, rb, &wire).await
+                send_images(&call, rb, None, &wire).await
             }
         }
     }
@@ -458,7 +458,7 @@ impl Compatible {
         let rb = self
             .post(&["images", "edits"])?
             .multipart(edit_form(req, Some(&wire)));
-        send_images(&call, rb, &wire).await
+        send_images(&call, rb, None, &wire).await
     }
 }
 

@@ -134,14 +134,17 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Sends `request`, reading at most the call's body limit.
+    /// Sends `request`, reading at most the call's body limit (`origin`: the URL the request
+    /// was built with, when the caller keeps it; see `http::execute`).
     async fn execute(
         &self,
         request: reqwest::RequestBuilder,
+        origin: Option<&url::Url>,
     ) -> Result<http::Received, ProviderError> {
         http::execute(
             &self.common.name,
             request,
+            origin,
             self.deadline,
             self.limits.body,
         )
@@ -149,14 +152,15 @@ impl<'a> Call<'a> {
     }
 }
 
-/// Sends an images-endpoint request and decodes the answer (`model`: the name reported on
-/// the response).
+/// Sends an images-endpoint request and decodes the answer (`origin`: the URL the request
+/// was built with, when the caller keeps it; `model`: the name reported on the response).
 async fn send_images(
     call: &Call<'_>,
     request: reqwest::RequestBuilder,
+    origin: Option<&url::Url>,
     model: &str,
 ) -> Result<ProviderResponse, ProviderError> {
-    let received = call.execute(request).await?;
+    let received = call.execute(request, origin).await?;
     let mut resp = decode::decode_images(call, received, model).await?;
     check_usage(&mut resp, &call.limits, &call.common.name);
     Ok(resp)

@@ -26,13 +26,15 @@ fn report(model: &str, checked: String, r: &Received, detail: Option<String>) ->
     p
 }
 
-/// Sends one probe request before `deadline` (at most [`PROBE_BODY_LIMIT`] bytes read).
+/// Sends one probe request, built with the URL `origin`, before `deadline` (at most
+/// [`PROBE_BODY_LIMIT`] bytes read).
 pub(super) async fn get(
     common: &Common,
     rb: RequestBuilder,
+    origin: Option<&url::Url>,
     deadline: Instant,
 ) -> Result<Received, ProviderError> {
-    http::execute(&common.name, rb, deadline, PROBE_BODY_LIMIT).await
+    http::execute(&common.name, rb, origin, deadline, PROBE_BODY_LIMIT).await
 }
 
 /// `GET {base}/models/{wire}`, falling back to `GET {base}/models` when the path is unknown.
@@ -48,7 +50,7 @@ pub(super) async fn models(
     let (_, deadline) = common.deadline(ctx);
     let auth = |u: url::Url| common.client.get(u).headers(headers.clone());
     let first_url = url(&["models", wire]);
-    let first = get(common, auth(first_url.clone()), deadline).await;
+    let first = get(common, auth(first_url.clone()), Some(&first_url), deadline).await;
     let url_text = first_url;
     match first {
         Ok(r) => Ok(report(
@@ -64,7 +66,7 @@ pub(super) async fn models(
                 }) =>
         {
             let url = url(&["models"]);
-            let r = get(common, auth(url.clone()), deadline).await?;
+            let r = get(common, auth(url.clone()), Some(&url), deadline).await?;
             let listed = serde_json::from_slice::<Value>(&r.body).ok().and_then(|v| {
                 v.get("data")?.as_array().map(|a| {
                     a.iter()

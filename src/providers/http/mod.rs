@@ -134,9 +134,15 @@ fn check_origin(
 /// Sends `request` and reads the body (at most `limit` bytes for a 2xx) before `deadline`,
 /// bounded by reqwest's per-request timeout alone (see "One deadline" in the module doc).
 /// Non-2xx statuses are classified into a [`ProviderError`]; a 2xx is returned for decoding.
+///
+/// `origin` is the URL `request` was built with, when the caller keeps it (a provider's
+/// endpoint URL, joined once at `build()`): the answer's final URL must be of its origin.
+/// With `None` the request's URL is copied before sending, to compare with afterwards (a copy
+/// is an allocation per call; issue 16).
 pub(crate) async fn execute(
     provider: &str,
     request: reqwest::RequestBuilder,
+    origin: Option<&url::Url>,
     deadline: Instant,
     limit: u64,
 ) -> Result<Received, ProviderError> {
@@ -154,13 +160,20 @@ pub(crate) async fn execute(
     // The one bound of the call (see "One deadline" in the module doc): reqwest's timeout
     // covers the send, the wait for the head and every read of the body below.
     *request.timeout_mut() = Some(remaining);
-    let origin = request.url().clone();
+    let copied;
+    let origin = match origin {
+        Some(origin) => origin,
+        None => {
+            copied = request.url().clone();
+            &copied
+        }
+    };
     let mut response = client
         .execute(request)
         .await
         .map_err(|e| classify_transport(provider, &e))?;
     let status = response.status().as_u16();
-    check_origin(provider, &origin, &response)?;
+    check_origin(provider, origin, &response)?;
     // Taken, not copied: nothing reads the response's headers after this (the body's
     // length comes from the body itself).
     let headers = std::mem::take(response.headers_mut());
