@@ -425,9 +425,9 @@ impl Compatible {
         req: &GenerateRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
-        let model = self.common.model_or_default(req.model.as_ref());
-        let wire = self.wire_model(&model).to_string();
-        let call = Call::new(&self.common, ctx, &Shape::generate(req, &model));
+        let model = self.common.model_or_default(req.model.as_deref());
+        let wire = self.wire_model(model).to_string();
+        let call = Call::new(&self.common, ctx, &Shape::generate(req, model));
         match self.mode {
             CompatibleMode::Chat => self.chat(req, &call, &wire).await,
             CompatibleMode::Images => {
@@ -452,9 +452,9 @@ impl Compatible {
                 "edits are not available through a chat-completions proxy",
             ));
         }
-        let model = self.common.model_or_default(req.model.as_ref());
-        let wire = self.wire_model(&model).to_string();
-        let call = Call::new(&self.common, ctx, &Shape::edit(req, &model));
+        let model = self.common.model_or_default(req.model.as_deref());
+        let wire = self.wire_model(model).to_string();
+        let call = Call::new(&self.common, ctx, &Shape::edit(req, model));
         let rb = self
             .post(&["images", "edits"])?
             .multipart(edit_form(req, Some(&wire)));

@@ -181,19 +181,19 @@ async fn stream_images(
     use crate::request::ImageRequest;
     match request {
         ImageRequest::Generate(req) => {
-            let model = common.model_or_default(req.model.as_ref());
-            let shape = Shape::generate(req, &model);
-            let wire = body_model(&model);
+            let model = common.model_or_default(req.model.as_deref());
+            let shape = Shape::generate(req, model);
+            let wire = body_model(model);
             let body = generate_body(req, wire.as_deref(), &common.name)?;
             let rb = post("generations")?.json(&body);
-            streaming::send_stream(common, ctx, &shape, rb, &model, secret).await
+            streaming::send_stream(common, ctx, &shape, rb, model, secret).await
         }
         ImageRequest::Edit(req) => {
-            let model = common.model_or_default(req.model.as_ref());
-            let shape = Shape::edit(req, &model);
-            let wire = body_model(&model);
+            let model = common.model_or_default(req.model.as_deref());
+            let shape = Shape::edit(req, model);
+            let wire = body_model(model);
             let rb = post("edits")?.multipart(edit_form(req, wire.as_deref()));
-            streaming::send_stream(common, ctx, &shape, rb, &model, secret).await
+            streaming::send_stream(common, ctx, &shape, rb, model, secret).await
         }
     }
 }

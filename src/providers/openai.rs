@@ -221,12 +221,12 @@ impl Provider for OpenAi {
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
         let r = async {
-            let model = self.common.model_or_default(req.model.as_ref());
-            let call = Call::new(&self.common, ctx, &Shape::generate(req, &model));
-            let body = generate_json(req, Some(&model), &self.common.name)?;
+            let model = self.common.model_or_default(req.model.as_deref());
+            let call = Call::new(&self.common, ctx, &Shape::generate(req, model));
+            let body = generate_json(req, Some(model), &self.common.name)?;
             let rb = self.post_to(self.generations.clone());
             let origin = Some(&self.generations);
-            send_images(&call, json_body(rb, body), origin, &model).await
+            send_images(&call, json_body(rb, body), origin, model).await
         };
         self.finish(r.await)
     }
@@ -267,11 +267,11 @@ impl Provider for OpenAi {
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
         let r = async {
-            let model = self.common.model_or_default(req.model.as_ref());
-            let call = Call::new(&self.common, ctx, &Shape::edit(req, &model));
+            let model = self.common.model_or_default(req.model.as_deref());
+            let call = Call::new(&self.common, ctx, &Shape::edit(req, model));
             let rb = self.post_to(self.edits.clone());
-            let rb = rb.multipart(edit_form(req, Some(&model)));
-            send_images(&call, rb, Some(&self.edits), &model).await
+            let rb = rb.multipart(edit_form(req, Some(model)));
+            send_images(&call, rb, Some(&self.edits), model).await
         };
         self.finish(r.await)
     }
