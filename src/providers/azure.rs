@@ -391,9 +391,7 @@ impl Provider for Azure {
         request: &ImageRequest,
         ctx: &CallContext,
     ) -> Result<ProviderStream, ProviderError> {
-        let model = self
-            .common
-            .model_or_default(request.model());
+        let model = self.common.model_or_default(request.model());
         let deployment = self.deployment(model).map_err(|mut e| {
             e.sanitize(Some(self.secret().expose_secret()), &self.common);
             e
