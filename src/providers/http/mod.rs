@@ -296,6 +296,27 @@ mod tests {
             &u("http://a.test:1/x"),
             &u("http://a.test:2/x")
         ));
+        // The same text up to the path (the fast path), and the same origin written otherwise.
+        assert!(same_origin(
+            &u("http://127.0.0.1:8/v1/images/generations"),
+            &u("http://127.0.0.1:8/v1/other?q=1")
+        ));
+        assert!(same_origin(
+            &u("https://user:pw@a.test/x"),
+            &u("https://a.test/y")
+        ));
+        assert!(same_origin(&u("foo://A.test/x"), &u("foo://a.test/y")));
+        assert!(same_origin(&u("mailto:a@a.test"), &u("mailto:b@b.test")));
+        // Text that starts alike is not the same origin.
+        assert!(!same_origin(
+            &u("http://a.test:1/x"),
+            &u("http://a.test:10/x")
+        ));
+        assert!(!same_origin(
+            &u("http://a.test/x"),
+            &u("http://a.test.evil/x")
+        ));
+        assert!(!same_origin(&u("http://a.test/x"), &u("https://a.test/x")));
         assert_eq!(host_of(&u("http://a.test:8/p?q=secret")), "a.test:8");
         assert_eq!(
             without_query(&u("http://a.test/p?q=secret#f")),
