@@ -391,10 +391,8 @@ impl Provider for Azure {
         request: &ImageRequest,
         ctx: &CallContext,
     ) -> Result<ProviderStream, ProviderError> {
-        let model = self
-            .common
-            .model_or_default(request.model().map(str::to_string).as_ref());
-        let deployment = self.deployment(&model).map_err(|mut e| {
+        let model = self.common.model_or_default(request.model());
+        let deployment = self.deployment(model).map_err(|mut e| {
             e.sanitize(Some(self.secret().expose_secret()), &self.common);
             e
         })?;
@@ -403,7 +401,7 @@ impl Provider for Azure {
             &self.common,
             ctx,
             request,
-            |path| self.request(&model, path).map(|(rb, _)| rb),
+            |path| self.request(model, path).map(|(rb, _)| rb),
             |_| wire,
             Some(self.secret()),
         )
@@ -444,8 +442,8 @@ impl Azure {
         let deployment = self.deployment(model)?;
         let url = self.url(deployment, Target::Deployment);
         let rb = self.common.client.get(url.clone()).headers(self.headers()?);
-        let (timeout, deadline) = self.common.deadline(ctx);
-        let r = super::probe::get(&self.common, rb, deadline, timeout).await?;
+        let (_, deadline) = self.common.deadline(ctx);
+        let r = super::probe::get(&self.common, rb, Some(&url), deadline).await?;
         Ok(super::probe::deployment_report(
             deployment,
             format!("GET {url}"),
@@ -458,11 +456,11 @@ impl Azure {
         req: &GenerateRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
-        let model = self.common.model_or_default(req.model.as_ref());
-        let call = Call::new(&self.common, ctx, &Shape::generate(req, &model));
-        let (rb, deployment) = self.request(&model, "generations")?;
+        let model = self.common.model_or_default(req.model.as_deref());
+        let call = Call::new(&self.common, ctx, &Shape::generate(req, model));
+        let (rb, deployment) = self.request(model, "generations")?;
         let body = generate_body(req, self.wire_model(&deployment), &self.common.name)?;
-        send_images(&call, rb.json(&body), &model).await
+        send_images(&call, rb.json(&body), None, model).await
     }
 
     async fn edit_inner(
@@ -470,10 +468,10 @@ impl Azure {
         req: &EditRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
-        let model = self.common.model_or_default(req.model.as_ref());
-        let call = Call::new(&self.common, ctx, &Shape::edit(req, &model));
-        let (rb, deployment) = self.request(&model, "edits")?;
+        let model = self.common.model_or_default(req.model.as_deref());
+        let call = Call::new(&self.common, ctx, &Shape::edit(req, model));
+        let (rb, deployment) = self.request(model, "edits")?;
         let form = edit_form(req, self.wire_model(&deployment));
-        send_images(&call, rb.multipart(form), &model).await
+        send_images(&call, rb.multipart(form), None, model).await
     }
 }

@@ -200,12 +200,12 @@ impl Common {
             .unwrap_or_default()
     }
 
-    /// The model a request resolves to (the catalog default when unset).
-    pub(super) fn model_or_default(&self, model: Option<&String>) -> String {
+    /// The model a request resolves to (the catalog default when unset). Borrowed, not
+    /// copied: the response's model name is the one copy a call needs (issue 16).
+    pub(super) fn model_or_default<'a>(&'a self, model: Option<&'a str>) -> &'a str {
         model
             .filter(|m| !m.is_empty())
-            .cloned()
-            .unwrap_or_else(|| self.catalog.default_model().to_string())
+            .unwrap_or_else(|| self.catalog.default_model())
     }
 
     /// The effective timeout and deadline of one call.

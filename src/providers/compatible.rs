@@ -213,7 +213,7 @@ impl Compatible {
             "messages": [{"role": "user", "content": req.prompt}],
         });
         let rb = self.post(&["chat", "completions"])?.json(&body);
-        let received = call.execute(rb).await?;
+        let received = call.execute(rb, None).await?;
         let v: Value = serde_json::from_slice(&received.body).map_err(|e| {
             decode_error(
                 name,
@@ -425,15 +425,15 @@ impl Compatible {
         req: &GenerateRequest,
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
-        let model = self.common.model_or_default(req.model.as_ref());
-        let wire = self.wire_model(&model).to_string();
-        let call = Call::new(&self.common, ctx, &Shape::generate(req, &model));
+        let model = self.common.model_or_default(req.model.as_deref());
+        let wire = self.wire_model(model).to_string();
+        let call = Call::new(&self.common, ctx, &Shape::generate(req, model));
         match self.mode {
             CompatibleMode::Chat => self.chat(req, &call, &wire).await,
             CompatibleMode::Images => {
                 let body = generate_body(req, Some(&wire), &self.common.name)?;
                 let rb = self.post(&["images", "generations"])?.json(&body);
-                send_images(&call, rb, &wire).await
+                send_images(&call, rb, None, &wire).await
             }
         }
     }
@@ -452,13 +452,13 @@ impl Compatible {
                 "edits are not available through a chat-completions proxy",
             ));
         }
-        let model = self.common.model_or_default(req.model.as_ref());
-        let wire = self.wire_model(&model).to_string();
-        let call = Call::new(&self.common, ctx, &Shape::edit(req, &model));
+        let model = self.common.model_or_default(req.model.as_deref());
+        let wire = self.wire_model(model).to_string();
+        let call = Call::new(&self.common, ctx, &Shape::edit(req, model));
         let rb = self
             .post(&["images", "edits"])?
             .multipart(edit_form(req, Some(&wire)));
-        send_images(&call, rb, &wire).await
+        send_images(&call, rb, None, &wire).await
     }
 }
 

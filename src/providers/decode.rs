@@ -5,14 +5,71 @@
 //! are all [`ErrorKind::Decode`], so the router treats them as the provider's fault and
 //! fails over instead of handing the caller an empty answer.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use base64::Engine;
 use bytes::Bytes;
+use serde::Deserialize;
 
 use super::http::{download, Received};
 use super::image::{check_format, looks_like_image};
 use super::Call;
 use crate::error::{ErrorKind, ProviderError};
-use crate::response::{Image, ImagesResponse, ProviderResponse};
+use crate::quota::usage::Usage;
+use crate::response::{Image, ProviderResponse};
+
+/// An `ImagesResponse` body as the decoder reads it: the same fields, types and defaults as
+/// [`ImagesResponse`](crate::ImagesResponse) (so the same bodies are accepted and refused), but
+/// every string borrowed from the body when it has no JSON escapes. Parsing into the owned type
+/// copied the base64 text (the size of the body) and each echo field into its own `String`
+/// only to drop them after decoding: six allocations per answer with the tiny image and a
+/// 2 MB copy with a 1024×1024 one (issue 16).
+#[derive(Deserialize)]
+struct WireImages<'a> {
+    #[serde(default)]
+    created: i64,
+    #[serde(default, borrow)]
+    data: Vec<WireItem<'a>>,
+    // The echo fields are not used, but are typed as in `ImagesResponse`: a body whose echo
+    // field is not a string stays an invalid answer.
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    background: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    output_format: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    size: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    quality: Option<Text<'a>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// One element of `data`, as [`ImageData`](crate::ImageData) but borrowed.
+#[derive(Deserialize)]
+struct WireItem<'a> {
+    #[serde(default, borrow)]
+    b64_json: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    url: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    revised_prompt: Option<Text<'a>>,
+}
+
+/// A JSON string, borrowed from the body unless it has escapes. (A newtype because serde
+/// borrows a `Cow<str>` only as a field of its own, not inside an `Option`.)
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl Text<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 pub(crate) fn decode_error(
     provider: &str,
@@ -65,14 +122,26 @@ pub(crate) fn decode_data_url(url: &str) -> Option<Vec<u8>> {
     decode_base64(data)
 }
 
+/// How an error names the `i`th item of an answer's `data`: `data[i]`. Formatted only when an
+/// error is made, not for every item of every answer (a `format!` per image was an
+/// allocation on the success path; issue 16).
+struct DataItem(usize);
+
+impl fmt::Display for DataItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "data[{}]", self.0)
+    }
+}
+
 /// Fetches one image given as a URL (data URL decoded, http(s) URL downloaded within the
 /// call's rules and limits) and checks it is an image of the requested format. `what` names
-/// the item in errors (`data[0]`, `the chat answer's image 1`).
+/// the item in errors (`data[0]`, `the chat answer's image 1`); it is formatted only into an
+/// error.
 pub(crate) async fn fetch_url(
     call: &Call<'_>,
     received: &Received,
     url: &str,
-    what: &str,
+    what: &(dyn fmt::Display + Sync),
 ) -> Result<Image, ProviderError> {
     let provider = &call.common.name;
     let bytes = if url.starts_with("data:") {
@@ -116,12 +185,13 @@ pub(crate) async fn fetch_url(
     Ok(image)
 }
 
-/// An [`Image`] from bytes that must be an image of the requested format.
+/// An [`Image`] from bytes that must be an image of the requested format (`what` names the
+/// item in an error).
 pub(crate) fn image_of(
     call: &Call<'_>,
     received: &Received,
     bytes: Bytes,
-    what: &str,
+    what: &(dyn fmt::Display + Sync),
 ) -> Result<Image, ProviderError> {
     let format = check_format(&bytes, call.limits.format, &call.common.name)
         .map_err(|why| decode_error(&call.common.name, received, format!("{what} {why}")))?;
@@ -150,25 +220,35 @@ pub(crate) async fn decode_images(
     model: &str,
 ) -> Result<ProviderResponse, ProviderError> {
     let provider = &call.common.name;
-    let parsed: ImagesResponse = serde_json::from_slice(&received.body).map_err(|e| {
+    // Borrows from `received.body`; taken apart here so that nothing of it outlives the loop
+    // (the echo fields are dropped at the end of this statement).
+    let WireImages {
+        created,
+        data,
+        usage,
+        ..
+    } = serde_json::from_slice(&received.body).map_err(|e| {
         decode_error(
             provider,
             &received,
             format!("success response is not a valid images response: {e}"),
         )
     })?;
-    if parsed.data.is_empty() {
+    if data.is_empty() {
         return Err(decode_error(
             provider,
             &received,
             "success response contains no images (`data` missing or empty)",
         ));
     }
-    let mut images = Vec::with_capacity(parsed.data.len().min(call.limits.n));
-    for (i, item) in parsed.data.iter().enumerate() {
-        let what = format!("data[{i}]");
+    let sent = data.len();
+    let mut images = Vec::with_capacity(sent.min(call.limits.n));
+    for (i, item) in data.into_iter().enumerate() {
+        let what = DataItem(i);
         let wanted = images.len() < call.limits.n;
-        let mut image = if let Some(b64) = item.b64_json.as_deref().filter(|s| !s.is_empty()) {
+        let b64 = item.b64_json.as_ref().map(Text::as_str);
+        let url = item.url.as_ref().map(Text::as_str);
+        let mut image = if let Some(b64) = b64.filter(|s| !s.is_empty()) {
             let bytes = decode_base64(b64).ok_or_else(|| {
                 decode_error(
                     provider,
@@ -177,7 +257,7 @@ pub(crate) async fn decode_images(
                 )
             })?;
             image_of(call, &received, Bytes::from(bytes), &what)?
-        } else if let Some(url) = item.url.as_deref().filter(|s| !s.is_empty()) {
+        } else if let Some(url) = url.filter(|s| !s.is_empty()) {
             if !wanted {
                 continue;
             }
@@ -189,22 +269,22 @@ pub(crate) async fn decode_images(
                 format!("{what} has neither `b64_json` nor `url`"),
             ));
         };
-        image.revised_prompt = item.revised_prompt.clone();
+        image.revised_prompt = item.revised_prompt.map(|t| t.0.into_owned());
         if wanted {
             images.push(image);
         }
     }
-    if parsed.data.len() > images.len() {
+    if sent > images.len() {
         tracing::warn!(
             provider = provider.as_str(),
-            sent = parsed.data.len(),
+            sent,
             requested = call.limits.n,
             "provider sent more images than requested; extra ones ignored"
         );
     }
     let mut resp = ProviderResponse::new(images, model);
-    resp.usage = parsed.usage;
-    resp.created = parsed.created;
+    resp.usage = usage;
+    resp.created = created;
     fill(&mut resp, received);
     Ok(resp)
 }
@@ -238,6 +318,51 @@ mod tests {
             Some(png.clone())
         );
         assert_eq!(decode_base64(&URL_SAFE_NO_PAD.encode(&png)), Some(png));
+    }
+
+    /// The borrowed view accepts and refuses exactly the bodies `ImagesResponse` does, and reads
+    /// the same values (escaped strings included, which it cannot borrow).
+    #[test]
+    fn the_borrowed_view_reads_what_images_response_reads() {
+        use crate::response::ImagesResponse;
+        let bodies = [
+            r#"{"created":1,"data":[{"b64_json":"aGk=","revised_prompt":"a \"cat\""}]}"#,
+            r#"{"data":[{"url":"https:\/\/cdn.example\/a.png"},{"b64_json":null}]}"#,
+            r#"{"created":2,"data":[],"background":"opaque","output_format":"png","size":"1024x1024","quality":"low","usage":{"input_tokens":3,"output_tokens":4,"total_tokens":7}}"#,
+            r#"{"data":[{"b64_json":"aGk="}],"background":null,"extra":{"x":[1,2]}}"#,
+            r#"{}"#,
+            r#"{"data":[{"b64_json":"aGk="}],"size":5}"#,
+            r#"{"data":[{"b64_json":7}]}"#,
+            r#"{"data":{"b64_json":"aGk="}}"#,
+            r#"{"created":"1","data":[]}"#,
+            r#"{"data":[],"data":[]}"#,
+            r#"{"data":[{"url":"a","url":"b"}]}"#,
+            r#"{"usage":{"input_tokens":-1}}"#,
+            r#"[]"#,
+            r#"{"data":[{"b64_json":"aGk="}]"#,
+            r#""#,
+        ];
+        // What the view is for: an unescaped string (the base64 text) is not copied.
+        let view: WireImages<'_> = serde_json::from_str(bodies[0]).unwrap();
+        let b64 = view.data[0].b64_json.as_ref().map(|t| &t.0);
+        assert!(matches!(b64, Some(Cow::Borrowed("aGk="))));
+        for body in bodies {
+            let owned = serde_json::from_str::<ImagesResponse>(body);
+            let view = serde_json::from_str::<WireImages<'_>>(body);
+            assert_eq!(owned.is_ok(), view.is_ok(), "{body}");
+            let (Ok(owned), Ok(view)) = (owned, view) else {
+                continue;
+            };
+            assert_eq!(owned.created, view.created, "{body}");
+            assert_eq!(owned.usage, view.usage, "{body}");
+            assert_eq!(owned.data.len(), view.data.len(), "{body}");
+            let text = |t: &Option<Text<'_>>| t.as_ref().map(|t| t.as_str().to_string());
+            for (o, v) in owned.data.iter().zip(&view.data) {
+                assert_eq!(o.b64_json, text(&v.b64_json), "{body}");
+                assert_eq!(o.url, text(&v.url), "{body}");
+                assert_eq!(o.revised_prompt, text(&v.revised_prompt), "{body}");
+            }
+        }
     }
 
     #[test]

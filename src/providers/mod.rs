@@ -134,30 +134,33 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Sends `request`, reading at most the call's body limit.
+    /// Sends `request`, reading at most the call's body limit (`origin`: the URL the request
+    /// was built with, when the caller keeps it; see `http::execute`).
     async fn execute(
         &self,
         request: reqwest::RequestBuilder,
+        origin: Option<&url::Url>,
     ) -> Result<http::Received, ProviderError> {
         http::execute(
             &self.common.name,
             request,
+            origin,
             self.deadline,
-            self.timeout,
             self.limits.body,
         )
         .await
     }
 }
 
-/// Sends an images-endpoint request and decodes the answer (`model`: the name reported on
-/// the response).
+/// Sends an images-endpoint request and decodes the answer (`origin`: the URL the request
+/// was built with, when the caller keeps it; `model`: the name reported on the response).
 async fn send_images(
     call: &Call<'_>,
     request: reqwest::RequestBuilder,
+    origin: Option<&url::Url>,
     model: &str,
 ) -> Result<ProviderResponse, ProviderError> {
-    let received = call.execute(request).await?;
+    let received = call.execute(request, origin).await?;
     let mut resp = decode::decode_images(call, received, model).await?;
     check_usage(&mut resp, &call.limits, &call.common.name);
     Ok(resp)
@@ -178,19 +181,19 @@ async fn stream_images(
     use crate::request::ImageRequest;
     match request {
         ImageRequest::Generate(req) => {
-            let model = common.model_or_default(req.model.as_ref());
-            let shape = Shape::generate(req, &model);
-            let wire = body_model(&model);
+            let model = common.model_or_default(req.model.as_deref());
+            let shape = Shape::generate(req, model);
+            let wire = body_model(model);
             let body = generate_body(req, wire.as_deref(), &common.name)?;
             let rb = post("generations")?.json(&body);
-            streaming::send_stream(common, ctx, &shape, rb, &model, secret).await
+            streaming::send_stream(common, ctx, &shape, rb, model, secret).await
         }
         ImageRequest::Edit(req) => {
-            let model = common.model_or_default(req.model.as_ref());
-            let shape = Shape::edit(req, &model);
-            let wire = body_model(&model);
+            let model = common.model_or_default(req.model.as_deref());
+            let shape = Shape::edit(req, model);
+            let wire = body_model(model);
             let rb = post("edits")?.multipart(edit_form(req, wire.as_deref()));
-            streaming::send_stream(common, ctx, &shape, rb, &model, secret).await
+            streaming::send_stream(common, ctx, &shape, rb, model, secret).await
         }
     }
 }

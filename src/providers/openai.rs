@@ -171,16 +171,20 @@ impl OpenAi {
     }
 
     fn post(&self, path: &str) -> Result<reqwest::RequestBuilder, ProviderError> {
-        let url = match path {
-            "generations" => self.generations.clone(),
-            "edits" => self.edits.clone(),
-            other => self.url(&["images", other]),
-        };
+        Ok(match path {
+            "generations" => self.post_to(self.generations.clone()),
+            "edits" => self.post_to(self.edits.clone()),
+            other => self.post_to(self.url(&["images", other])),
+        })
+    }
+
+    /// A `POST` to `url` with the auth headers.
+    fn post_to(&self, url: url::Url) -> reqwest::RequestBuilder {
         let mut rb = self.common.client.post(url);
         for (name, value) in &self.auth {
             rb = rb.header(name.clone(), value.clone());
         }
-        Ok(rb)
+        rb
     }
 
     fn finish<T: super::Sanitize>(&self, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
@@ -217,11 +221,12 @@ impl Provider for OpenAi {
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
         let r = async {
-            let model = self.common.model_or_default(req.model.as_ref());
-            let call = Call::new(&self.common, ctx, &Shape::generate(req, &model));
-            let body = generate_json(req, Some(&model), &self.common.name)?;
-            let rb = self.post("generations")?;
-            send_images(&call, json_body(rb, body), &model).await
+            let model = self.common.model_or_default(req.model.as_deref());
+            let call = Call::new(&self.common, ctx, &Shape::generate(req, model));
+            let body = generate_json(req, Some(model), &self.common.name)?;
+            let rb = self.post_to(self.generations.clone());
+            let origin = Some(&self.generations);
+            send_images(&call, json_body(rb, body), origin, model).await
         };
         self.finish(r.await)
     }
@@ -262,10 +267,11 @@ impl Provider for OpenAi {
         ctx: &CallContext,
     ) -> Result<ProviderResponse, ProviderError> {
         let r = async {
-            let model = self.common.model_or_default(req.model.as_ref());
-            let call = Call::new(&self.common, ctx, &Shape::edit(req, &model));
-            let rb = self.post("edits")?.multipart(edit_form(req, Some(&model)));
-            send_images(&call, rb, &model).await
+            let model = self.common.model_or_default(req.model.as_deref());
+            let call = Call::new(&self.common, ctx, &Shape::edit(req, model));
+            let rb = self.post_to(self.edits.clone());
+            let rb = rb.multipart(edit_form(req, Some(model)));
+            send_images(&call, rb, Some(&self.edits), model).await
         };
         self.finish(r.await)
     }

@@ -26,14 +26,15 @@ fn report(model: &str, checked: String, r: &Received, detail: Option<String>) ->
     p
 }
 
-/// Sends one probe request before `deadline` (at most [`PROBE_BODY_LIMIT`] bytes read).
+/// Sends one probe request, built with the URL `origin`, before `deadline` (at most
+/// [`PROBE_BODY_LIMIT`] bytes read).
 pub(super) async fn get(
     common: &Common,
     rb: RequestBuilder,
+    origin: Option<&url::Url>,
     deadline: Instant,
-    timeout: std::time::Duration,
 ) -> Result<Received, ProviderError> {
-    http::execute(&common.name, rb, deadline, timeout, PROBE_BODY_LIMIT).await
+    http::execute(&common.name, rb, origin, deadline, PROBE_BODY_LIMIT).await
 }
 
 /// `GET {base}/models/{wire}`, falling back to `GET {base}/models` when the path is unknown.
@@ -46,10 +47,10 @@ pub(super) async fn models(
     ctx: &crate::provider::CallContext,
     headers: HeaderMap,
 ) -> Result<ProbeReport, ProviderError> {
-    let (timeout, deadline) = common.deadline(ctx);
+    let (_, deadline) = common.deadline(ctx);
     let auth = |u: url::Url| common.client.get(u).headers(headers.clone());
     let first_url = url(&["models", wire]);
-    let first = get(common, auth(first_url.clone()), deadline, timeout).await;
+    let first = get(common, auth(first_url.clone()), Some(&first_url), deadline).await;
     let url_text = first_url;
     match first {
         Ok(r) => Ok(report(
@@ -65,7 +66,7 @@ pub(super) async fn models(
                 }) =>
         {
             let url = url(&["models"]);
-            let r = get(common, auth(url.clone()), deadline, timeout).await?;
+            let r = get(common, auth(url.clone()), Some(&url), deadline).await?;
             let listed = serde_json::from_slice::<Value>(&r.body).ok().and_then(|v| {
                 v.get("data")?.as_array().map(|a| {
                     a.iter()

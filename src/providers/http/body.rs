@@ -33,25 +33,37 @@ pub(super) async fn read_limited(
     // exact size (one copy of the body, as a direct `reqwest` call makes; a body of one chunk
     // is not copied at all). Growing one buffer instead copied a 2 MB body up to three times
     // (issue 16), and pre-sizing it from `Content-Length` would trust the provider's word.
-    let mut chunks: Vec<Bytes> = Vec::new();
+    // The first chunk is held apart and the list is only made for a second one: a small
+    // answer arrives in one chunk, and a list for it was an allocation per call (issue 16).
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<Bytes> = Vec::new();
     let mut len: u64 = 0;
     while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
         len = len.saturating_add(chunk.len() as u64);
         if len > limit {
             return Err(ReadError::TooLarge);
         }
-        chunks.push(chunk);
+        if first.is_none() {
+            first = Some(chunk);
+        } else {
+            rest.push(chunk);
+        }
     }
-    Ok(join(chunks, len))
+    Ok(join(first, &rest, len))
 }
 
-/// The chunks as one buffer of `len` bytes (the first chunk itself when there is one).
-fn join(mut chunks: Vec<Bytes>, len: u64) -> Bytes {
-    if chunks.len() <= 1 {
-        return chunks.pop().unwrap_or_default();
+/// `first` followed by `rest` as one buffer of `len` bytes (`first` itself when there is no
+/// rest; empty when there is nothing).
+fn join(first: Option<Bytes>, rest: &[Bytes], len: u64) -> Bytes {
+    let Some(first) = first else {
+        return Bytes::new();
+    };
+    if rest.is_empty() {
+        return first;
     }
     let mut buf = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
-    for chunk in &chunks {
+    buf.extend_from_slice(&first);
+    for chunk in rest {
         buf.extend_from_slice(chunk);
     }
     buf.freeze()
@@ -84,4 +96,21 @@ pub(crate) fn too_large(provider: &str, what: &str, limit: u64) -> ProviderError
              raise it with `max_response_bytes`)"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_keeps_one_chunk_and_concatenates_several() {
+        assert!(join(None, &[], 0).is_empty());
+        let one = Bytes::from_static(b"abc");
+        let joined = join(Some(one.clone()), &[], 3);
+        assert_eq!(joined, one);
+        // One chunk is handed on as it is: no copy.
+        assert_eq!(joined.as_ptr(), one.as_ptr());
+        let rest = [Bytes::from_static(b"de"), Bytes::from_static(b"f")];
+        assert_eq!(join(Some(one), &rest, 6), Bytes::from_static(b"abcdef"));
+    }
 }

@@ -9,6 +9,26 @@
 //! [`execute`] bounds the *whole* call (connect, send, read the body, download any URL
 //! images) by one deadline, so `CallContext::timeout` means what it says.
 //!
+//! # One deadline
+//!
+//! [`execute`] gives the request reqwest's own per-request timeout, set to the time left
+//! until the deadline, and no second timer around it. That one timer bounds everything the
+//! call awaits: reqwest starts it when the request is handed over (`Client::execute`), polls
+//! it before the connection, the send and the wait for the head on every wake-up (DNS, the
+//! connect and same-origin redirects included), and then moves the same timer into the
+//! response's body, where every read of a chunk polls it first; the body is only read through
+//! `Response::chunk` ([`read_limited`], [`read_prefix`]), and nothing else in the call awaits.
+//! A request's own timeout also replaces an application client's `timeout`. When it fires,
+//! the error is reqwest's "operation timed out", classified by `classify_transport` as
+//! `Timeout { sent: true }` (with the status when the head had arrived); a connect timeout
+//! of the client stays `Timeout { sent: false }`. Until issue 16 a `tokio::time::timeout_at`
+//! on the same deadline wrapped the call as well: both timers fired in the same millisecond,
+//! reqwest's almost always answered first (the outer one only when the two straddled a
+//! millisecond tick: a few per cent of the time, then with "no complete answer within …" and
+//! no status), and the second timer cost a registration, a poll and a cancellation on every
+//! request. `tests/it/hostile/stalls.rs` holds an answer without a head, and bodies that
+//! stop part-way (success, error and probe), past the deadline.
+//!
 //! # What an answer may not do
 //!
 //! * **Redirect elsewhere.** reqwest's default policy follows up to ten redirects to any host
@@ -111,13 +131,19 @@ fn check_origin(
     Ok(())
 }
 
-/// Sends `request` and reads the body (at most `limit` bytes for a 2xx) before `deadline`.
+/// Sends `request` and reads the body (at most `limit` bytes for a 2xx) before `deadline`,
+/// bounded by reqwest's per-request timeout alone (see "One deadline" in the module doc).
 /// Non-2xx statuses are classified into a [`ProviderError`]; a 2xx is returned for decoding.
+///
+/// `origin` is the URL `request` was built with, when the caller keeps it (a provider's
+/// endpoint URL, joined once at `build()`): the answer's final URL must be of its origin.
+/// With `None` the request's URL is copied before sending, to compare with afterwards (a copy
+/// is an allocation per call; issue 16).
 pub(crate) async fn execute(
     provider: &str,
     request: reqwest::RequestBuilder,
+    origin: Option<&url::Url>,
     deadline: Instant,
-    timeout: Duration,
     limit: u64,
 ) -> Result<Received, ProviderError> {
     let start = Instant::now();
@@ -131,37 +157,38 @@ pub(crate) async fn execute(
     }
     let (client, request) = request.build_split();
     let mut request = request.map_err(|e| classify_transport(provider, &e))?;
-    // reqwest's own timeout gives a classified error (connect vs. sent); the outer tokio
-    // timeout is the hard bound in case anything else stalls.
+    // The one bound of the call (see "One deadline" in the module doc): reqwest's timeout
+    // covers the send, the wait for the head and every read of the body below.
     *request.timeout_mut() = Some(remaining);
-    let origin = request.url().clone();
-    let call = async {
-        let mut response = client
-            .execute(request)
-            .await
-            .map_err(|e| classify_transport(provider, &e))?;
-        let status = response.status().as_u16();
-        check_origin(provider, &origin, &response)?;
-        // Taken, not copied: nothing reads the response's headers after this (the body's
-        // length comes from the body itself).
-        let headers = std::mem::take(response.headers_mut());
-        let body = if (200..300).contains(&status) {
-            read_limited(response, limit).await.map_err(|e| match e {
-                ReadError::TooLarge => {
-                    too_large(provider, "the response body", limit).with_status(status)
-                }
-                ReadError::Transport(e) => classify_transport(provider, &e).with_status(status),
-            })?
-        } else {
-            read_prefix(response, ERROR_BODY_LIMIT)
-                .await
-                .map_err(|e| classify_transport(provider, &e).with_status(status))?
-        };
-        Ok::<_, ProviderError>((status, headers, body))
+    let copied;
+    let origin = match origin {
+        Some(origin) => origin,
+        None => {
+            copied = request.url().clone();
+            &copied
+        }
     };
-    let (status, headers, body) = tokio::time::timeout_at(deadline, call)
+    let mut response = client
+        .execute(request)
         .await
-        .map_err(|_| deadline_error(provider, timeout))??;
+        .map_err(|e| classify_transport(provider, &e))?;
+    let status = response.status().as_u16();
+    check_origin(provider, origin, &response)?;
+    // Taken, not copied: nothing reads the response's headers after this (the body's
+    // length comes from the body itself).
+    let headers = std::mem::take(response.headers_mut());
+    let body = if (200..300).contains(&status) {
+        read_limited(response, limit).await.map_err(|e| match e {
+            ReadError::TooLarge => {
+                too_large(provider, "the response body", limit).with_status(status)
+            }
+            ReadError::Transport(e) => classify_transport(provider, &e).with_status(status),
+        })?
+    } else {
+        read_prefix(response, ERROR_BODY_LIMIT)
+            .await
+            .map_err(|e| classify_transport(provider, &e).with_status(status))?
+    };
     let latency = start.elapsed();
     let rate_limits = RateLimitHeaders::from_headers(&headers);
     let request_id = headers::request_id(&headers);
@@ -269,6 +296,27 @@ mod tests {
             &u("http://a.test:1/x"),
             &u("http://a.test:2/x")
         ));
+        // The same text up to the path (the fast path), and the same origin written otherwise.
+        assert!(same_origin(
+            &u("http://127.0.0.1:8/v1/images/generations"),
+            &u("http://127.0.0.1:8/v1/other?q=1")
+        ));
+        assert!(same_origin(
+            &u("https://user:pw@a.test/x"),
+            &u("https://a.test/y")
+        ));
+        assert!(same_origin(&u("foo://A.test/x"), &u("foo://a.test/y")));
+        assert!(same_origin(&u("mailto:a@a.test"), &u("mailto:b@b.test")));
+        // Text that starts alike is not the same origin.
+        assert!(!same_origin(
+            &u("http://a.test:1/x"),
+            &u("http://a.test:10/x")
+        ));
+        assert!(!same_origin(
+            &u("http://a.test/x"),
+            &u("http://a.test.evil/x")
+        ));
+        assert!(!same_origin(&u("http://a.test/x"), &u("https://a.test/x")));
         assert_eq!(host_of(&u("http://a.test:8/p?q=secret")), "a.test:8");
         assert_eq!(
             without_query(&u("http://a.test/p?q=secret#f")),

@@ -13,6 +13,7 @@ mod memory;
 mod not_images;
 mod redirects;
 mod send_path;
+mod stalls;
 mod usage;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -41,7 +42,14 @@ enum Reply {
     Raw(Vec<u8>),
     /// `head`, then `chunk` forever (until the client hangs up or the safety cap).
     Endless { head: Vec<u8>, chunk: Vec<u8> },
+    /// `head` (possibly empty, or a head and part of a body), then nothing more, with the
+    /// connection held open until the client hangs up (or [`STALL_CAP`] passes).
+    Stall { head: Vec<u8> },
 }
+
+/// Safety cap on how long a stalled answer holds its connection: far above every call
+/// timeout used with it, so a missing bound still fails the test and the test still ends.
+const STALL_CAP: Duration = Duration::from_secs(30);
 
 /// A request as the server saw it.
 #[derive(Clone, Debug)]
@@ -138,6 +146,17 @@ impl Hostile {
                     }
                     self.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 }
+            }
+            Reply::Stall { head } => {
+                if sock.write_all(&head).await.is_err() {
+                    return;
+                }
+                self.sent.fetch_add(head.len() as u64, Ordering::Relaxed);
+                // Wait for the client to hang up (a read of 0 bytes or an error).
+                let _ = tokio::time::timeout(STALL_CAP, async {
+                    while matches!(sock.read(&mut tmp).await, Ok(n) if n > 0) {}
+                })
+                .await;
             }
         }
         let _ = sock.shutdown().await;
