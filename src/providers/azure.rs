@@ -344,6 +344,13 @@ impl Provider for Azure {
         ProviderKind::Azure
     }
 
+    /// Every call ends by its deadline (`Call::new`: the context's timeout, capped by the
+    /// provider's own): the send path, the body read and the image downloads all run under
+    /// it (see `http/mod.rs`, "One deadline").
+    fn bounds_its_calls(&self) -> bool {
+        true
+    }
+
     fn wire_model(&self, model: &str) -> String {
         self.deployment_for(model).unwrap_or(model).to_string()
     }

@@ -202,6 +202,13 @@ impl Provider for OpenAi {
         ProviderKind::OpenAi
     }
 
+    /// Every call ends by its deadline (`Call::new`: the context's timeout, capped by the
+    /// provider's own): the send path, the body read and the image downloads all run under
+    /// it (see `http/mod.rs`, "One deadline").
+    fn bounds_its_calls(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self, model: &str) -> Option<Capabilities> {
         self.common.base_capabilities(model)
     }
