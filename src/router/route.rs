@@ -140,7 +140,7 @@ pub(crate) async fn route(
             cost_usd: cost.as_ref().map(|c| c.usd),
             cooldown: settings.cooldown,
             rate_limit_wait: wait,
-            now: clock.now(),
+            clock: clock.as_ref(),
             best_latency: &|| super::plan::latency_floor(snap.providers.iter()),
             excluded: Duration::ZERO,
         };

@@ -176,8 +176,8 @@ pub(crate) struct SettleArgs<'a> {
     pub cooldown: Duration,
     /// For a rate-limited answer: how long the provider is blocked.
     pub rate_limit_wait: Duration,
-    /// The router clock now.
-    pub now: Duration,
+    /// The router clock, read only when a model cool-down is set (an error's path).
+    pub clock: &'a dyn crate::clock::Clock,
     /// The best latency measured among the router's providers (read after this call's
     /// measurement is recorded: the context the measurement is judged in later).
     pub best_latency: &'a (dyn Fn() -> Option<Duration> + Sync),
@@ -334,7 +334,7 @@ impl Slot {
                 };
                 self.settle_store(admission, settlement).await;
                 if rule.cool_model {
-                    let until = args.now.saturating_add(args.cooldown);
+                    let until = args.clock.now().saturating_add(args.cooldown);
                     let cooled = self
                         .store
                         .cool_model(args.model, err.outcome(), &err.message, until)

@@ -205,7 +205,7 @@ pub(crate) async fn route_model(
             cost_usd: cost.as_ref().map(|c| c.usd),
             cooldown: settings.cooldown,
             rate_limit_wait: wait,
-            now: clock.now(),
+            clock: clock.as_ref(),
             best_latency: &|| crate::router::plan::latency_floor(snap.providers.iter()),
             // The caller's time holding events is not the provider's latency.
             excluded: caller.total().saturating_sub(held_before),
