@@ -52,14 +52,16 @@ impl Attempt {
     /// A successful attempt.
     pub fn success(
         provider: &str,
-        model: &str,
+        model: impl Into<String>,
         status: u16,
         duration: Duration,
         retry: u32,
     ) -> Self {
         Self {
             provider: provider.to_string(),
-            model: model.to_string(),
+            // A name the caller owns (the router's wire name, made for this attempt) is
+            // moved in, not copied.
+            model: model.into(),
             outcome: Outcome::Success,
             status: Some(status),
             duration,
@@ -69,20 +71,6 @@ impl Attempt {
             score: None,
             fallback: None,
         }
-    }
-
-    /// A successful attempt whose model name the caller already owns (the router's path:
-    /// the provider's wire name, made for this attempt), moved in instead of copied.
-    pub(crate) fn success_owned(
-        provider: &str,
-        model: String,
-        status: u16,
-        duration: Duration,
-        retry: u32,
-    ) -> Self {
-        let mut attempt = Self::success(provider, "", status, duration, retry);
-        attempt.model = model;
-        attempt
     }
 
     /// A failed attempt.

@@ -417,8 +417,7 @@ impl<'s> Run<'s> {
                 self.skip(other, skip_reason(&denied));
             }
         }
-        let mut attempt =
-            Attempt::success_owned(slot.name(), a.model, resp.status, a.took, a.retry);
+        let mut attempt = Attempt::success(slot.name(), a.model, resp.status, a.took, a.retry);
         attempt.score = a.score;
         attempt.fallback.clone_from(&self.fallback);
         // Room for this one attempt only: a first push would reserve four (about 1.7 KB,
