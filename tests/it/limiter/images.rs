@@ -476,3 +476,44 @@ fn a_shared_key_keeps_its_margin_only_without_remaining_headers() {
     });
     assert_eq!(l.headroom().effective_rpm, Some(9));
 }
+
+/// The in-process store answers `admit_now` and `settle_now` itself (the router's fast path),
+/// with the same answers and the same effect on its window as `admit` and `settle`.
+#[tokio::test]
+async fn the_synchronous_answers_are_the_async_ones() {
+    let (_c1, fast) = store(per_model(3, 100));
+    let (_c2, slow) = store(per_model(3, 100));
+    let model = "gpt-image-1";
+    for i in 0..4 {
+        let demand = Demand::new(model, 1, 10);
+        let now = fast
+            .admit_now(demand, &free())
+            .expect("the in-process store answers now");
+        let later = slow.admit(demand, free()).await;
+        assert_eq!(now.is_ok(), later.is_ok(), "admission {i}");
+        match (now, later) {
+            (Ok(a), Ok(b)) => {
+                let settled = fast.settle_now(a, settle(model, None));
+                assert!(matches!(settled, Ok(Ok(()))), "settlement {i}");
+                slow.settle(b, settle(model, None)).await.unwrap();
+            }
+            (Err(x), Err(y)) => {
+                assert!(
+                    matches!(x, image_router::store::Refusal::RateLimit(_)),
+                    "{x:?}"
+                );
+                assert!(
+                    matches!(y, image_router::store::Refusal::RateLimit(_)),
+                    "{y:?}"
+                );
+            }
+            _ => unreachable!("compared above"),
+        }
+        assert_eq!(
+            fast.headroom(model).requests,
+            slow.headroom(model).requests,
+            "after admission {i}"
+        );
+    }
+    assert_eq!(fast.headroom(model).requests, Some(0));
+}
