@@ -115,7 +115,14 @@ impl Capabilities {
                 format!("{} does not stream its answers here", self.model),
             );
         }
-        let chars = req.prompt().chars().count();
+        // A prompt has at most as many characters as bytes: only a prompt longer in bytes
+        // than the limit needs counting (issue 16).
+        let prompt = req.prompt();
+        let chars = if prompt.len() > self.max_prompt_chars {
+            prompt.chars().count()
+        } else {
+            0
+        };
         if chars > self.max_prompt_chars {
             return unsupported(
                 "prompt",
