@@ -363,7 +363,7 @@ impl Health {
     /// tell whether this provider's estimate was made under conditions that still hold (see
     /// [`cost_ms_floored`](Self::cost_ms_floored)).
     pub fn set_measured_against(&self, best: Duration) {
-        self.inner.lock().context_ns = Some(best.as_nanos() as f64);
+        self.inner.lock().context_ns = Some(nanos_f64(best));
     }
 
     /// The routing cost in milliseconds: the latency estimate (or `default_latency`, idle-decayed
@@ -398,7 +398,7 @@ impl Health {
         let est_ns = {
             let mut inner = self.inner.lock();
             let outdated = match (floor, inner.context_ns) {
-                (Some(floor), Some(context)) => floor.as_nanos() as f64 > 2.0 * context,
+                (Some(floor), Some(context)) => nanos_f64(floor) > 2.0 * context,
                 _ => false,
             };
             if outdated {
@@ -571,7 +571,7 @@ fn peak_ewma(
     since: Duration,
     config: &HealthConfig,
 ) -> f64 {
-    let rtt = observed.as_nanos() as f64;
+    let rtt = nanos_f64(observed);
     match current {
         None => rtt,
         Some(current) if rtt > current => rtt,
@@ -594,21 +594,31 @@ fn floored(
     now: Duration,
 ) -> f64 {
     match (current, raw, floor) {
-        (Some(current), Some(raw), Some(floor)) => current.max(raw.min(floor.as_nanos() as f64)),
+        (Some(current), Some(raw), Some(floor)) => current.max(raw.min(nanos_f64(floor))),
         (Some(current), _, _) => current,
         (None, _, _) => {
             // The prior idle-decays like an observation made at creation, with the same
             // floor (a zero prior stays zero).
-            let default = config.default_latency.as_nanos() as f64;
+            let default = nanos_f64(config.default_latency);
             let decayed = match config.idle_decay {
                 Some(tau) => default * decay_factor(now.saturating_sub(created_at), tau),
                 None => default,
             };
             match floor {
-                Some(floor) => decayed.max(default.min(floor.as_nanos() as f64)),
+                Some(floor) => decayed.max(default.min(nanos_f64(floor))),
                 None => decayed,
             }
         }
+    }
+}
+
+/// `d` in nanoseconds as `f64`, the same value as `d.as_nanos() as f64` without the
+/// 128-bit conversion (a software routine) for every duration under 584 years (issue 16).
+fn nanos_f64(d: Duration) -> f64 {
+    let ns = d.as_nanos();
+    match u64::try_from(ns) {
+        Ok(ns) => ns as f64,
+        Err(_) => ns as f64,
     }
 }
 
