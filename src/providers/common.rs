@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::limits::{bounds_map, BoundsMap};
 use super::{builtin_catalog, http, shared_client, DEFAULT_MAX_RETRY_HINT};
 use crate::catalog::Catalog;
 use crate::config_error::ConfigError;
@@ -65,6 +66,9 @@ pub(super) struct Common {
     pub(super) download_client: Downloader,
     pub(super) downloads: Arc<http::DownloadRules>,
     pub(super) catalog: Arc<Catalog>,
+    /// What the answer bounds need of each catalog model, computed once from `catalog`
+    /// (see `limits.rs`).
+    pub(super) bounds: Arc<BoundsMap>,
     pub(super) models: Option<BTreeSet<String>>,
     pub(super) allow_unknown: bool,
     pub(super) timeout: Option<Duration>,
@@ -137,12 +141,14 @@ impl CommonOptions {
             Some(c) => (c.clone(), Downloader::App(c)),
             None => (shared_client()?, Downloader::Own(Arc::default())),
         };
+        let catalog = self.catalog.unwrap_or_else(builtin_catalog);
         Ok(Common {
             name,
             client,
             download_client,
             downloads,
-            catalog: self.catalog.unwrap_or_else(builtin_catalog),
+            bounds: Arc::new(bounds_map(&catalog)),
+            catalog,
             models,
             allow_unknown: self.allow_unknown.unwrap_or(default_allow_unknown),
             timeout: self.timeout,
