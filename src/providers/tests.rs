@@ -108,6 +108,47 @@ fn limits_follow_the_request() {
 }
 
 #[test]
+fn every_catalog_model_has_its_bounds_from_its_entry() {
+    // The bounds are computed once per provider (issue 16); a model missing from the map
+    // would get the unknown-model bounds, so every catalog model must be there, with the
+    // values its entry gives: the largest listed size and the largest table entry (else the
+    // fallback) doubled.
+    let c = common(None);
+    let mut checked = 0;
+    for spec in c.catalog.models() {
+        let name = spec.name();
+        let req = GenerateRequest::new("hi").model(name);
+        let got = c.limits(&Shape::generate(&req, name));
+        let pixels = spec
+            .capabilities
+            .sizes
+            .iter()
+            .filter_map(|s| s.dims())
+            .map(|(w, h)| u64::from(w) * u64::from(h))
+            .max()
+            .unwrap_or(FALLBACK_PIXELS);
+        assert_eq!(got.image, pixels * 4 + IMAGE_HEADROOM, "{name}");
+        let table = spec
+            .output_tokens
+            .values()
+            .flat_map(|t| t.values())
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(spec.fallback_output_tokens);
+        let per_image = if table > 0 { u64::from(table) } else { 50_000 };
+        assert_eq!(got.output_tokens, per_image * 2 + 4096, "{name}");
+        assert!(c.bounds.contains_key(name), "{name}");
+        checked += 1;
+    }
+    assert_eq!(checked, c.bounds.len(), "one entry a model, no other");
+    assert!(
+        checked >= 3,
+        "the builtin catalog has image models: {checked}"
+    );
+}
+
+#[test]
 fn usage_is_clamped_and_flagged() {
     let c = common(None);
     let req = GenerateRequest::new("hi").model("gpt-image-1");
