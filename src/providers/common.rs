@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::limits::{bounds_map, BoundsMap};
+use super::bounds::{bounds_map, BoundsMap};
 use super::{builtin_catalog, http, shared_client, DEFAULT_MAX_RETRY_HINT};
 use crate::catalog::Catalog;
 use crate::config_error::ConfigError;
@@ -67,7 +67,7 @@ pub(super) struct Common {
     pub(super) downloads: Arc<http::DownloadRules>,
     pub(super) catalog: Arc<Catalog>,
     /// What the answer bounds need of each catalog model, computed once from `catalog`
-    /// (see `limits.rs`).
+    /// (see `bounds.rs`).
     pub(super) bounds: Arc<BoundsMap>,
     pub(super) models: Option<BTreeSet<String>>,
     pub(super) allow_unknown: bool,

@@ -2,10 +2,8 @@
 //! tokens), derived from the request and the catalog. Apart from the common settings because
 //! it is arithmetic over the request's shape, with its own constants and reasons.
 
-use std::collections::HashMap;
-
+use super::bounds::{pixels_of, ModelBounds};
 use super::common::Common;
-use crate::catalog::{Catalog, ModelSpec};
 use crate::request::{EditRequest, GenerateRequest, OutputFormat, Size};
 
 /// What a request can produce, in bytes and tokens: the bounds one call's answer is held to.
@@ -34,64 +32,10 @@ pub(super) const BYTES_PER_PIXEL: u64 = 4;
 pub(super) const IMAGE_HEADROOM: u64 = 1024 * 1024;
 /// Headroom for the JSON around the images (usage, echo fields, revised prompts).
 pub(super) const BODY_HEADROOM: u64 = 1024 * 1024;
-/// Output tokens per image assumed for a model the catalog does not know.
-pub(super) const FALLBACK_OUTPUT_TOKENS_PER_IMAGE: u64 = 50_000;
 /// Input tokens assumed at most per input image (edits; high input fidelity included).
 pub(super) const MAX_TOKENS_PER_INPUT_IMAGE: u64 = 20_000;
 /// Headroom on token bounds (system prompts of chat proxies, rounding, partial images).
 pub(super) const TOKEN_HEADROOM: u64 = 4096;
-
-/// What the limits need of one model's catalog entry: the largest size it lists, in
-/// pixels, and the most output tokens one image can take. Computed once per provider for
-/// every catalog model ([`bounds_map`]) rather than from the entry's tables on every call
-/// (about 500 instructions a request; issue 16).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct ModelBounds {
-    /// The largest size the catalog lists, in pixels (`None`: it lists none with dimensions).
-    pub(super) largest_pixels: Option<u64>,
-    /// The most output tokens the model's table allows for one image (any quality or size),
-    /// else its fallback, else [`FALLBACK_OUTPUT_TOKENS_PER_IMAGE`].
-    pub(super) tokens_per_image: u64,
-}
-
-impl ModelBounds {
-    /// A model the catalog does not know.
-    pub(super) const UNKNOWN: ModelBounds = ModelBounds {
-        largest_pixels: None,
-        tokens_per_image: FALLBACK_OUTPUT_TOKENS_PER_IMAGE,
-    };
-
-    /// The bounds of `spec`.
-    pub(super) fn of(spec: &ModelSpec) -> Self {
-        let table = spec.output_tokens.values().flat_map(|t| t.values()).max();
-        let tokens = u64::from(table.copied().unwrap_or(0).max(spec.fallback_output_tokens));
-        ModelBounds {
-            largest_pixels: spec.capabilities.sizes.iter().filter_map(pixels_of).max(),
-            tokens_per_image: if tokens > 0 {
-                tokens
-            } else {
-                FALLBACK_OUTPUT_TOKENS_PER_IMAGE
-            },
-        }
-    }
-}
-
-/// [`ModelBounds`] by model name, hashed with foldhash (as the store's model maps).
-pub(super) type BoundsMap = HashMap<String, ModelBounds, foldhash::fast::RandomState>;
-
-/// The bounds of every model of `catalog`.
-pub(super) fn bounds_map(catalog: &Catalog) -> BoundsMap {
-    catalog
-        .models()
-        .map(|m| (m.name().to_string(), ModelBounds::of(m)))
-        .collect()
-}
-
-/// The pixels of a size with dimensions (`None` for `auto`).
-fn pixels_of(s: &Size) -> Option<u64> {
-    s.dims()
-        .map(|(w, h)| u64::from(w).saturating_mul(u64::from(h)))
-}
 
 /// The request facts the limits derive from.
 pub(super) struct Shape<'a> {

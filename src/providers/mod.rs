@@ -85,6 +85,7 @@ pub use http::{client_builder, redirect_policy, shared_client};
 pub use key_set::ProviderKeys;
 pub use openai::{OpenAi, OpenAiBuilder};
 mod base_url;
+mod bounds;
 mod builder;
 mod common;
 mod form;
