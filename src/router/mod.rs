@@ -44,6 +44,7 @@ mod stream_api;
 mod stream_driver;
 pub(crate) mod validate;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -328,19 +329,32 @@ impl Router {
         crate::forecast::forecast(&inputs, workload)
     }
 
+    // `generate`, `edit` and `send` return `send_as`'s future itself rather than being
+    // `async fn`s that await it: each such layer would hold the whole routing future in its
+    // own state and copy it there when first polled (several KB a layer; issue 16).
+
     /// Generates images (`POST /images/generations`).
-    pub async fn generate(&self, request: GenerateRequest) -> Result<ImageResponse, Error> {
-        self.send(ImageRequest::Generate(request)).await
+    pub fn generate(
+        &self,
+        request: GenerateRequest,
+    ) -> impl Future<Output = Result<ImageResponse, Error>> + Send + '_ {
+        self.send_as(ImageRequest::Generate(request), None)
     }
 
     /// Edits images (`POST /images/edits`).
-    pub async fn edit(&self, request: EditRequest) -> Result<ImageResponse, Error> {
-        self.send(ImageRequest::Edit(request)).await
+    pub fn edit(
+        &self,
+        request: EditRequest,
+    ) -> impl Future<Output = Result<ImageResponse, Error>> + Send + '_ {
+        self.send_as(ImageRequest::Edit(request), None)
     }
 
     /// Routes one request of either kind.
-    pub async fn send(&self, request: ImageRequest) -> Result<ImageResponse, Error> {
-        self.send_as(request, None).await
+    pub fn send(
+        &self,
+        request: ImageRequest,
+    ) -> impl Future<Output = Result<ImageResponse, Error>> + Send + '_ {
+        self.send_as(request, None)
     }
 
     /// Routes a request of a [`RequestClass`]: providers reserved for other classes are not
@@ -398,8 +412,10 @@ impl Router {
                     let route = |req| {
                         fallback::serve_prepared(snap_ref, clock, req, preview, requested, class)
                     };
-                    cache
-                        .serve(p.req.clone(), snap.settings.deadline, route)
+                    // Boxed: the cache's single-flight future is as large as the routing
+                    // one, and unboxed it would double the size of every request's
+                    // future, cache or not (issue 16).
+                    Box::pin(cache.serve(p.req.clone(), snap.settings.deadline, route))
                         .instrument(span)
                         .await
                         .map(|resp| {
