@@ -30,7 +30,14 @@ pub(crate) async fn breaker_pass(
         return Ok(pass);
     }
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    match cheap_probe(slot, model, snap.settings.attempt_timeout.min(remaining)).await {
+    // Boxed (probes are rare): unboxed, the probe's future would enlarge every request's
+    // routing future, which is copied as it is first polled (issue 16).
+    let probe = Box::pin(cheap_probe(
+        slot,
+        model,
+        snap.settings.attempt_timeout.min(remaining),
+    ));
+    match probe.await {
         ProbeVerdict::Unsupported => Ok(pass),
         ProbeVerdict::Healthy => {
             slot.record_breaker(pass, BreakerEffect::Success);
@@ -40,7 +47,7 @@ pub(crate) async fn breaker_pass(
         }
         ProbeVerdict::Failed(err) => {
             let rule = policy::rule(&err.kind, snap.settings.policy());
-            slot.apply_breaker_rule(pass, rule.breaker, &err, snap.settings.cooldown)
+            Box::pin(slot.apply_breaker_rule(pass, rule.breaker, &err, snap.settings.cooldown))
                 .await;
             slot.set_last_error(&err);
             super::publish_gauges(snap, slot, model);

@@ -163,7 +163,9 @@ pub(crate) async fn route(
             Err(err) => {
                 // `rule` is `Some` for every error (computed above from the same result).
                 let rule = rule.unwrap_or_else(|| policy::rule(&err.kind, settings.policy()));
-                run.failed(idx, err, rule, attempt, wait).await?;
+                // Boxed: only a failed attempt takes this path, and its future (a
+                // back-off timer among it) would otherwise enlarge every request's (issue 16).
+                Box::pin(run.failed(idx, err, rule, attempt, wait)).await?;
             }
         }
     }
