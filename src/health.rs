@@ -323,6 +323,11 @@ impl Health {
         self.inner.lock().window.clear();
     }
 
+    /// This record's clock, now.
+    pub(crate) fn now(&self) -> Duration {
+        self.clock.now()
+    }
+
     /// Number of calls currently in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
@@ -336,7 +341,13 @@ impl Health {
     /// Success ratio in the window, 0.0..=1.0; 1.0 while fewer than `min_samples` outcomes
     /// were counted (unknown is treated as healthy).
     pub fn availability(&self) -> f64 {
-        let (s, f) = self.counts();
+        self.availability_at(self.clock.now())
+    }
+
+    /// [`availability`](Self::availability) at `now` on this record's clock: for a caller
+    /// that has just read that clock (planning reads it once for every provider; issue 16).
+    pub(crate) fn availability_at(&self, now: Duration) -> f64 {
+        let (s, f) = self.inner.lock().window.counts(now);
         ratio(s, f, self.config.min_samples)
     }
 
@@ -394,7 +405,12 @@ impl Health {
     /// unmeasured, tried once, then judged on the fresh measurement. Among providers whose speeds did not change, nothing is
     /// re-tried.
     pub fn cost_ms_floored(&self, floor: Option<Duration>) -> f64 {
-        let now = self.clock.now();
+        self.cost_ms_floored_at(floor, self.clock.now())
+    }
+
+    /// [`cost_ms_floored`](Self::cost_ms_floored) at `now` on this record's clock (see
+    /// [`availability_at`](Self::availability_at)).
+    pub(crate) fn cost_ms_floored_at(&self, floor: Option<Duration>, now: Duration) -> f64 {
         let est_ns = {
             let mut inner = self.inner.lock();
             let outdated = match (floor, inner.context_ns) {

@@ -125,7 +125,7 @@ pub(crate) fn plan(
         let breaker = slot.store.breaker();
         let headroom = slot.store.headroom(model).fraction;
         let half_open = breaker.state() == BreakerState::HalfOpen;
-        let mut c = Candidate::new(i, inputs_but_latency(slot, i, headroom, half_open));
+        let mut c = Candidate::new(i, inputs_but_latency(slot, i, headroom, half_open, now));
         c.breaker_open = breaker.is_blocking();
         c.no_headroom = headroom <= 0.0;
         c.preferred = slot.options.classes.prefers(class);
@@ -145,7 +145,7 @@ pub(crate) fn plan(
     for c in &mut candidates {
         let health = &snap.providers[c.index].health;
         c.inputs.latency_ms = match latency {
-            Latency::Image => health.cost_ms_floored(floor),
+            Latency::Image => health.cost_ms_floored_at(floor, now),
             Latency::FirstPartial => health.first_partial_cost_ms_floored(floor),
         };
     }
@@ -249,22 +249,29 @@ pub(crate) fn score_inputs(
     floor: Option<Duration>,
     half_open: bool,
 ) -> ScoreInputs {
+    let now = slot.health.now();
     ScoreInputs {
-        latency_ms: slot.health.cost_ms_floored(floor),
-        ..inputs_but_latency(slot, priority, headroom, half_open)
+        latency_ms: slot.health.cost_ms_floored_at(floor, now),
+        ..inputs_but_latency(slot, priority, headroom, half_open, now)
     }
 }
 
 /// As [`score_inputs`] with `latency_ms` left at 0, for a caller that reads the latency
-/// later (once the floor is known).
-fn inputs_but_latency(slot: &Slot, priority: usize, headroom: f64, half_open: bool) -> ScoreInputs {
+/// later (once the floor is known); `now` on the router's clock, which health reads too.
+fn inputs_but_latency(
+    slot: &Slot,
+    priority: usize,
+    headroom: f64,
+    half_open: bool,
+    now: Duration,
+) -> ScoreInputs {
     // A breaker past its cool-down waits for one probe: the failures that opened it are
     // what the cool-down already paid for, and counting them again would rank the provider
     // last so the probe never happens while any other provider answers.
     let availability = if half_open {
         1.0
     } else {
-        slot.health.availability()
+        slot.health.availability_at(now)
     };
     ScoreInputs {
         availability,
