@@ -118,19 +118,17 @@ impl Capabilities {
         // A prompt has at most as many characters as bytes: only a prompt longer in bytes
         // than the limit needs counting (issue 16).
         let prompt = req.prompt();
-        let chars = if prompt.len() > self.max_prompt_chars {
-            prompt.chars().count()
-        } else {
-            0
-        };
-        if chars > self.max_prompt_chars {
-            return unsupported(
-                "prompt",
-                format!(
-                    "the prompt has {chars} characters; {} takes at most {}",
-                    self.model, self.max_prompt_chars
-                ),
-            );
+        if prompt.len() > self.max_prompt_chars {
+            let chars = prompt.chars().count();
+            if chars > self.max_prompt_chars {
+                return unsupported(
+                    "prompt",
+                    format!(
+                        "the prompt has {chars} characters; {} takes at most {}",
+                        self.model, self.max_prompt_chars
+                    ),
+                );
+            }
         }
         let n = req.n();
         if n > self.max_n {
