@@ -300,3 +300,29 @@ impl fmt::Display for Unsupported {
 }
 
 impl std::error::Error for Unsupported {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::GenerateRequest;
+
+    #[test]
+    fn the_prompt_limit_counts_characters_not_bytes() {
+        let caps = Capabilities::permissive("m");
+        // 32,000 two-byte characters: 64,000 bytes, past the limit in bytes, within it in
+        // characters (the count the limit is in).
+        let at_limit = ImageRequest::Generate(GenerateRequest::new("é".repeat(32_000)));
+        assert!(caps.check(&at_limit).is_ok());
+        let over = ImageRequest::Generate(GenerateRequest::new("é".repeat(32_001)));
+        match caps.check(&over) {
+            Err(Unsupported::Parameter { field, message }) => {
+                assert_eq!(field, "prompt");
+                assert!(message.contains("32001 characters"), "{message}");
+            }
+            other => panic!("expected the prompt refused, got {other:?}"),
+        }
+        // Short in bytes: never counted, never refused.
+        let short = ImageRequest::Generate(GenerateRequest::new("a fox"));
+        assert!(caps.check(&short).is_ok());
+    }
+}
