@@ -628,13 +628,19 @@ fn floored(
     }
 }
 
-/// `d` in nanoseconds as `f64`, the same value as `d.as_nanos() as f64` without the
-/// 128-bit conversion (a software routine) for every duration under 584 years (issue 16).
+/// `d` in nanoseconds as `f64`: the same value as `d.as_nanos() as f64` (the exact count
+/// rounded to the nearest `f64`), computed in 64-bit integers for every duration under 584
+/// years instead of through the 128-bit integer to float routine (issue 16). Written with
+/// `checked_*` on purpose: a range check on the 128-bit value lets the compiler prove both
+/// branches equal and fold them back into the 128-bit conversion.
 fn nanos_f64(d: Duration) -> f64 {
-    let ns = d.as_nanos();
-    match u64::try_from(ns) {
-        Ok(ns) => ns as f64,
-        Err(_) => ns as f64,
+    match d
+        .as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|ns| ns.checked_add(u64::from(d.subsec_nanos())))
+    {
+        Some(ns) => ns as f64,
+        None => d.as_nanos() as f64,
     }
 }
 
@@ -742,6 +748,28 @@ pub struct HealthSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nanos_f64_is_as_nanos_as_f64() {
+        let cases = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(1500),
+            Duration::from_millis(2_345),
+            Duration::new(104 * 86_400, 123_456_789), // about 2^53 ns: f64 starts rounding
+            Duration::new(9_007_199, 254_740_993),    // 2^53 + 1 ns: rounds
+            Duration::new(18_446_744_073, 709_551_615), // u64::MAX ns
+            Duration::new(18_446_744_073, 709_551_616), // one more: the 128-bit branch
+            Duration::MAX,
+        ];
+        for d in cases {
+            assert_eq!(
+                nanos_f64(d).to_bits(),
+                (d.as_nanos() as f64).to_bits(),
+                "{d:?}"
+            );
+        }
+    }
 
     #[test]
     fn window_counter_expires_old_buckets() {
