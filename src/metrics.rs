@@ -85,7 +85,9 @@ pub(crate) fn request_outcome<T>(result: &Result<T, crate::error::Error>) -> &'s
     }
 }
 
-pub(crate) fn request_finished(outcome: &'static str, took: Duration) {
+/// A request's end. `took` is called only when a recorder keeps the duration (see
+/// [`Lazy`]): without one the request's clock is not read again (issue 16).
+pub(crate) fn request_finished(outcome: &'static str, took: impl FnOnce() -> Duration) {
     if outcome == "success" {
         // The common case from keys made at compile time (their hash is computed once).
         static LABELS: [Label; 1] = [Label::from_static_parts("outcome", "success")];
@@ -94,12 +96,13 @@ pub(crate) fn request_finished(outcome: &'static str, took: Duration) {
         metrics::with_recorder(|r| {
             r.register_counter(&COUNTER, &METADATA).increment(1);
             r.register_histogram(&HISTOGRAM, &METADATA)
-                .record(took.as_secs_f64());
+                .record(Lazy(|| took().as_secs_f64()));
         });
         return;
     }
     metrics::counter!(REQUESTS_TOTAL, "outcome" => outcome).increment(1);
-    metrics::histogram!(REQUEST_DURATION, "outcome" => outcome).record(took.as_secs_f64());
+    metrics::histogram!(REQUEST_DURATION, "outcome" => outcome)
+        .record(Lazy(|| took().as_secs_f64()));
 }
 
 pub(crate) fn attempt(provider: &str, outcome: &'static str, took: Duration) {
@@ -536,7 +539,7 @@ mod tests {
                 let _ = metrics::histogram!(REQUEST_DURATION, "outcome" => outcome);
                 let by_macro = rec.take();
                 assert_eq!(by_macro.len(), 2);
-                request_finished(outcome, took);
+                request_finished(outcome, || took);
                 assert_eq!(rec.take(), by_macro);
             }
         });

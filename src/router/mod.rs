@@ -429,7 +429,7 @@ impl Router {
                 Err(e) => Err(e.into()),
             },
         };
-        m::request_finished(m::request_outcome(&result), started.elapsed());
+        m::request_finished(m::request_outcome(&result), || started.elapsed());
         result
     }
 }

@@ -114,7 +114,7 @@ pub(crate) fn stream(
         let result = drive(&snap, &clock, req, class.as_ref(), &options, &tx, &held)
             .instrument(span)
             .await;
-        m::request_finished(m::request_outcome(&result), started.elapsed());
+        m::request_finished(m::request_outcome(&result), || started.elapsed());
         if let Err(e) = result {
             // The caller may be gone: nothing to tell then.
             let _ = tx.send(Err(e)).await;
