@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use super::plan::resolve_model;
 use super::preview;
-use super::route::{later, route, Leg};
+use super::route::{later, route, Leg, Routed};
 use super::snapshot::Snapshot;
 use crate::clock::SharedClock;
 use crate::error::{Error, Skip, SkipReason};
@@ -122,7 +122,7 @@ pub(crate) async fn serve(
     clock: &SharedClock,
     req: ImageRequest,
     class: Option<&RequestClass>,
-) -> Result<ImageResponse, Error> {
+) -> Routed {
     let p = prepare(snap, req)?;
     serve_prepared(snap, clock, p.req, p.preview, p.requested, class).await
 }
@@ -135,7 +135,7 @@ pub(crate) async fn serve_prepared(
     preview: Option<Preview>,
     requested: String,
     class: Option<&RequestClass>,
-) -> Result<ImageResponse, Error> {
+) -> Routed {
     let started = Instant::now();
     serve_models(snap, req, preview, requested, started, move |req, leg| {
         route(snap, clock, req, class, leg)
@@ -158,10 +158,10 @@ pub(crate) async fn serve_models<F, Fut>(
     requested: String,
     started: Instant,
     mut route_model: F,
-) -> Result<ImageResponse, Error>
+) -> Routed
 where
     F: FnMut(ImageRequest, Leg) -> Fut,
-    Fut: Future<Output = Result<ImageResponse, Error>>,
+    Fut: Future<Output = Routed>,
 {
     let settings = &snap.settings;
     let fallbacks: Vec<String> = req
@@ -278,10 +278,10 @@ fn skip_all(snap: &Snapshot, leg: &mut Leg, detail: Unsupported) {
 }
 
 fn finish(
-    mut resp: ImageResponse,
+    mut resp: Box<ImageResponse>,
     preview: Option<Preview>,
     fallback: Option<FallbackUsed>,
-) -> ImageResponse {
+) -> Box<ImageResponse> {
     resp.preview = preview;
     resp.fallback = fallback;
     resp

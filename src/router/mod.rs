@@ -397,11 +397,12 @@ impl Router {
         );
         let started = tokio::time::Instant::now();
         let result = match &self.inner.cache {
-            None => {
-                fallback::serve(&snap, &self.inner.clock, request, class)
-                    .instrument(span)
-                    .await
-            }
+            // The routed response comes boxed through the layers (see `route::Routed`) and
+            // is opened here, once.
+            None => fallback::serve(&snap, &self.inner.clock, request, class)
+                .instrument(span)
+                .await
+                .map(|resp| *resp),
             // Validate → preview → cache lookup → single-flight → route and fall back → store
             // (see `crate::cache`): the key is the request as routed.
             Some(cache) => match fallback::prepare(&snap, request) {
@@ -410,7 +411,12 @@ impl Router {
                     let (snap_ref, preview, requested) =
                         (&snap, p.preview.clone(), p.requested.clone());
                     let route = |req| {
-                        fallback::serve_prepared(snap_ref, clock, req, preview, requested, class)
+                        futures_util::FutureExt::map(
+                            fallback::serve_prepared(
+                                snap_ref, clock, req, preview, requested, class,
+                            ),
+                            |routed| routed.map(|resp| *resp),
+                        )
                     };
                     // Boxed: the cache's single-flight future is as large as the routing
                     // one, and unboxed it would double the size of every request's

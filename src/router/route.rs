@@ -60,6 +60,12 @@ impl Leg {
     }
 }
 
+/// What routing one model gives: the response, boxed, or the error. Boxed because the
+/// 576-byte response is returned through several layers (this loop, the fallback loop, the
+/// request) and each return moved it whole; a box moves as a pointer and is opened once,
+/// by `Router::send_as` (a streamed answer sends it boxed as it is; issue 16).
+pub(crate) type Routed = Result<Box<ImageResponse>, Error>;
+
 /// Routes one request of one model on `snap` (see the module docs), continuing `leg`'s trace.
 pub(crate) async fn route(
     snap: &Snapshot,
@@ -67,7 +73,7 @@ pub(crate) async fn route(
     mut req: ImageRequest,
     class: Option<&RequestClass>,
     leg: Leg,
-) -> Result<ImageResponse, Error> {
+) -> Routed {
     let settings = &snap.settings;
 
     // Validate against the model's catalog entry; estimate tokens and cost.
@@ -396,7 +402,7 @@ impl<'s> Run<'s> {
         a: Attempted,
         images: u32,
         est_tokens: u64,
-    ) -> ImageResponse {
+    ) -> Box<ImageResponse> {
         // Ranked last for lack of room and not reached: the response still says why.
         let no_room: Vec<usize> = self
             .plan
@@ -437,7 +443,7 @@ impl<'s> Run<'s> {
         if self.attempts.len() > 1 {
             m::failover_keyed(&slot.metric_keys);
         }
-        ImageResponse {
+        Box::new(ImageResponse {
             images: resp.images,
             provider: slot.name().to_string(),
             model,
@@ -454,7 +460,7 @@ impl<'s> Run<'s> {
             // Filled in by `fallback.rs`, which knows what was asked.
             preview: None,
             fallback: None,
-        }
+        })
     }
 
     /// The error when no attempt served the request.

@@ -170,6 +170,6 @@ async fn drive(
         move |req, leg| route_model(snap, clock, req, class, options, tx, caller, leg)
     })
     .await?;
-    let _ = tx.send(Ok(StreamEvent::Completed(Box::new(served)))).await;
+    let _ = tx.send(Ok(StreamEvent::Completed(served))).await;
     Ok(())
 }

@@ -32,7 +32,7 @@ use crate::metrics as m;
 use crate::provider::CallContext;
 use crate::quota::tokens;
 use crate::request::{ImageRequest, RequestClass, Unsupported};
-use crate::response::{ImageResponse, ProviderResponse};
+use crate::response::ProviderResponse;
 use crate::router::plan::{plan, resolve_model, Latency};
 use crate::router::policy;
 use crate::router::slot::{SettleArgs, Slot};
@@ -79,7 +79,7 @@ pub(crate) async fn route_model(
     tx: &mpsc::Sender<Item>,
     caller: &CallerTime,
     leg: Leg,
-) -> Result<ImageResponse, Error> {
+) -> super::Routed {
     let settings = &snap.settings;
     let model = resolve_model(snap, &req);
     req.set_model(model.clone());
