@@ -410,6 +410,9 @@ impl Router {
                     let clock = &self.inner.clock;
                     let (snap_ref, preview, requested) =
                         (&snap, p.preview.clone(), p.requested.clone());
+                    // The cache keeps unboxed responses; its closure opens the box (the
+                    // error is the router's own `Error`, large like every public one).
+                    #[allow(clippy::result_large_err)]
                     let route = |req| {
                         futures_util::FutureExt::map(
                             fallback::serve_prepared(
