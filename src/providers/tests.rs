@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::limits::{BODY_HEADROOM, FALLBACK_PIXELS, IMAGE_HEADROOM};
+use super::bounds::FALLBACK_OUTPUT_TOKENS_PER_IMAGE;
+use super::limits::{BODY_HEADROOM, FALLBACK_PIXELS, IMAGE_HEADROOM, TOKEN_HEADROOM};
 use super::sanitize::clamp_usage;
 use super::*;
 use crate::error::{MAX_FIELD_BYTES, MAX_MESSAGE_BYTES};
@@ -136,8 +137,12 @@ fn every_catalog_model_has_its_bounds_from_its_entry() {
             .max()
             .unwrap_or(0)
             .max(spec.fallback_output_tokens);
-        let per_image = if table > 0 { u64::from(table) } else { 50_000 };
-        assert_eq!(got.output_tokens, per_image * 2 + 4096, "{name}");
+        let per_image = if table > 0 {
+            u64::from(table)
+        } else {
+            FALLBACK_OUTPUT_TOKENS_PER_IMAGE
+        };
+        assert_eq!(got.output_tokens, per_image * 2 + TOKEN_HEADROOM, "{name}");
         assert!(c.bounds.contains_key(name), "{name}");
         checked += 1;
     }

@@ -165,7 +165,7 @@ async fn drive(
     // what is streamed.
     req.set_stream(None, None);
     let p = fallback::prepare(snap, req)?;
-    tracing::Span::current().record("model", p.requested.as_str());
+    super::route::record_on_request_span("model", &p.requested);
     let served = fallback::serve_models(snap, p.req, p.preview, p.requested, started, {
         move |req, leg| route_model(snap, clock, req, class, options, tx, caller, leg)
     })
