@@ -4,6 +4,11 @@
 //! sent by a direct reqwest call (POST, typed JSON parse, base64 decode of `data[0]`) and
 //! through a `Router` with one OpenAI provider and default settings, at concurrency 1 and 64.
 //!
+//! A third side, `bounded`, is the direct call with reqwest's per-request timeout, the one
+//! bound the router's providers give a call: not the reference (a new user's call
+//! has no timeout) but the cheapest call that keeps the rule the router must keep, that every
+//! await is bounded; the difference between it and `direct` is that rule's cost.
+//!
 //! At concurrency 64 one iteration is 64 requests (64 tasks, each sending its share one after
 //! the other), so the time per iteration is the inverse of the throughput; criterion also
 //! prints it as requests per second.
@@ -63,6 +68,13 @@ fn overhead(c: &mut Criterion) {
                     .expect("direct")
             })
         });
+        group.bench_function(BenchmarkId::new("bounded", "c1"), |b| {
+            b.to_async(&rt).iter(|| async {
+                loopback::direct_bounded(&client, &url, &request)
+                    .await
+                    .expect("bounded")
+            })
+        });
         group.bench_function(BenchmarkId::new("router", "c1"), |b| {
             b.to_async(&rt)
                 .iter(|| async { router.generate(request.clone()).await.expect("router") })
@@ -78,6 +90,19 @@ fn overhead(c: &mut Criterion) {
                         loopback::direct(&client, &url, &request)
                             .await
                             .expect("direct");
+                    }
+                })
+            })
+        });
+        group.bench_function(BenchmarkId::new("bounded", "c64"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (client, url, request) = (client.clone(), url.clone(), request.clone());
+                concurrently(iters, move || {
+                    let (client, url, request) = (client.clone(), url.clone(), request.clone());
+                    async move {
+                        loopback::direct_bounded(&client, &url, &request)
+                            .await
+                            .expect("bounded");
                     }
                 })
             })

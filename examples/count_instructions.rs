@@ -9,7 +9,8 @@
 //!     target/release/examples/count_instructions router 200 tiny   # payload: tiny, realistic
 //! ```
 //!
-//! Modes: `router`, `direct` (the same request without the router), `rank` (one `Scored`
+//! Modes: `router`, `direct` (the same request without the router), `bounded` (the direct
+//! call with reqwest's per-request timeout, the one bound the router gives a call), `rank` (one `Scored`
 //! decision over 8 providers, as in `benches/routing.rs`), `limiter` (one `try_acquire` +
 //! `reconcile`, as in `benches/limiter.rs`). Only [`measured`] is collected (`--toggle-collect`):
 //! set-up, warm-up (first connection, lazy statics) and shutdown are not counted, so the total
@@ -81,6 +82,7 @@ fn measured(rt: &tokio::runtime::Runtime, op: &mut Op, n: usize) -> Result<(), B
 enum Op {
     Router(Router, GenerateRequest),
     Direct(reqwest::Client, String, GenerateRequest),
+    Bounded(reqwest::Client, String, GenerateRequest),
     Rank(Vec<Candidate>, DefaultScorer, SmallRng, Ranking),
     Limiter(ManualClock, RateLimiter),
 }
@@ -93,6 +95,9 @@ impl Op {
             }
             Op::Direct(client, url, request) => {
                 black_box(loopback::direct(client, url, request).await?);
+            }
+            Op::Bounded(client, url, request) => {
+                black_box(loopback::direct_bounded(client, url, request).await?);
             }
             Op::Rank(cands, scorer, rng, ranking) => {
                 Strategy::Scored.rank_into(black_box(cands), scorer, rng, ranking);
@@ -115,11 +120,16 @@ async fn setup(mode: &str, payload: Payload) -> Result<Op, BoxError> {
             let base = loopback::serve(Answer::ok(payload)).await?;
             Op::Router(loopback::router(&base)?, request)
         }
-        "direct" => {
+        "direct" | "bounded" => {
             let base = loopback::serve(Answer::ok(payload)).await?;
             // The client a new user makes: reqwest's defaults.
             let client = reqwest::Client::new();
-            Op::Direct(client, format!("{base}/images/generations"), request)
+            let url = format!("{base}/images/generations");
+            if mode == "direct" {
+                Op::Direct(client, url, request)
+            } else {
+                Op::Bounded(client, url, request)
+            }
         }
         "rank" => Op::Rank(
             candidates(8),
@@ -140,7 +150,10 @@ async fn setup(mode: &str, payload: Payload) -> Result<Op, BoxError> {
             Op::Limiter(clock, lim)
         }
         other => {
-            return Err(format!("unknown mode {other:?}: router | direct | rank | limiter").into())
+            return Err(format!(
+                "unknown mode {other:?}: router | direct | bounded | rank | limiter"
+            )
+            .into())
         }
     })
 }

@@ -13,7 +13,12 @@
 //! cargo run --release --example overhead_pairs -- tiny 1 40 200     # payload, concurrency, pairs, requests a block
 //! cargo run --release --example overhead_pairs -- tiny 64 40 20     # 64 tasks, 20 requests each a block
 //! cargo run --release --example overhead_pairs -- tiny 1 40 200 0   # workers: 0 = one current-thread runtime
+//! cargo run --release --example overhead_pairs -- tiny 64 30 10 2 bounded   # against the bounded direct call
 //! ```
+//!
+//! The sixth argument picks the reference the router is paired with: `direct` (the default,
+//! the issue's: a new user's call, no timeout) or `bounded` (the same call with reqwest's
+//! per-request timeout, the one bound the router gives a call; see `loopback::direct_bounded`).
 //!
 //! Prints, in µs per request, the median of the direct blocks, of the router blocks, and of
 //! the paired differences (router − direct), with the 25th and 75th percentile of the
@@ -35,6 +40,11 @@ fn main() -> Result<(), BoxError> {
     let pairs: usize = parse_or(args.next(), 40)?;
     let block: usize = parse_or(args.next(), 200)?;
     let workers: usize = parse_or(args.next(), 2)?;
+    let reference = match args.next().as_deref() {
+        None | Some("direct") => Side::Direct,
+        Some("bounded") => Side::Bounded,
+        Some(other) => return Err(format!("unknown reference {other:?}: direct | bounded").into()),
+    };
     if concurrency == 0 || pairs == 0 || block == 0 {
         return Err("concurrency, pairs and block must be at least 1".into());
     }
@@ -66,7 +76,7 @@ fn main() -> Result<(), BoxError> {
     };
 
     // Warm-up: connections of both sides, lazy statics, the allocator's pools.
-    rt.block_on(sides.block(Side::Direct, concurrency, block))?;
+    rt.block_on(sides.block(reference, concurrency, block))?;
     rt.block_on(sides.block(Side::Router, concurrency, block))?;
 
     let mut direct = Vec::with_capacity(pairs);
@@ -74,24 +84,28 @@ fn main() -> Result<(), BoxError> {
     for i in 0..pairs {
         // Alternate which side goes first, so neither always follows the other.
         let order = if i % 2 == 0 {
-            [Side::Direct, Side::Router]
+            [reference, Side::Router]
         } else {
-            [Side::Router, Side::Direct]
+            [Side::Router, reference]
         };
         for side in order {
             let took = rt.block_on(sides.block(side, concurrency, block))?;
             let per_request = took.as_secs_f64() * 1e6 / (concurrency * block) as f64;
             match side {
-                Side::Direct => direct.push(per_request),
+                Side::Direct | Side::Bounded => direct.push(per_request),
                 Side::Router => routed.push(per_request),
             }
         }
     }
     let mut diffs: Vec<f64> = routed.iter().zip(&direct).map(|(r, d)| r - d).collect();
     let mut ratios: Vec<f64> = routed.iter().zip(&direct).map(|(r, d)| d / r).collect();
+    let name = match reference {
+        Side::Bounded => "bounded direct",
+        _ => "direct",
+    };
     println!(
-        "{payload:?} c{concurrency}, {workers} workers, {pairs} pairs of {block} requests a task: direct {:.2} µs, router {:.2} µs, \
-         difference {:+.2} µs (p25 {:+.2}, p75 {:+.2}), router throughput {:.3}× the direct call's",
+        "{payload:?} c{concurrency}, {workers} workers, {pairs} pairs of {block} requests a task: {name} {:.2} µs, router {:.2} µs, \
+         difference {:+.2} µs (p25 {:+.2}, p75 {:+.2}), router throughput {:.3}× the {name} call's",
         median(&mut direct),
         median(&mut routed),
         median(&mut diffs),
@@ -105,6 +119,7 @@ fn main() -> Result<(), BoxError> {
 #[derive(Clone, Copy)]
 enum Side {
     Direct,
+    Bounded,
     Router,
 }
 
@@ -153,6 +168,11 @@ impl Sides {
             Side::Direct => {
                 std::hint::black_box(
                     loopback::direct(&self.client, &self.url, &self.request).await?,
+                );
+            }
+            Side::Bounded => {
+                std::hint::black_box(
+                    loopback::direct_bounded(&self.client, &self.url, &self.request).await?,
                 );
             }
             Side::Router => {
