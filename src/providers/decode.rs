@@ -214,14 +214,84 @@ pub(crate) fn at_most<T>(items: &mut Vec<T>, n: usize, provider: &str) {
 /// Decodes an OpenAI `ImagesResponse` body into a [`ProviderResponse`]: at most `n` images,
 /// each a real image. Every base64 item is checked (it is already in memory, and a broken one
 /// means a broken answer); URL items past the `n`th are never fetched.
+///
+/// In two ways with the same outcome: an answer whose images are all inline (base64, the
+/// usual case) is decoded without awaiting anything ([`decode_inline`]); one with an image to
+/// fetch goes through [`decode_fetching`], boxed. A fetch is a whole second HTTP call, whose
+/// future, with the loop's state around it, was most of the size of every provider call's
+/// future, inline answers included (issue 16).
 pub(crate) async fn decode_images(
     call: &Call<'_>,
     received: Received,
     model: &str,
 ) -> Result<ProviderResponse, ProviderError> {
+    // Not a `match`: its scrutinee, a whole response, would be kept across the await below.
+    if let Some(mut resp) = decode_inline(call, &received, model)? {
+        fill(&mut resp, received);
+        return Ok(resp);
+    }
+    Box::pin(decode_fetching(call, received, model)).await
+}
+
+/// [`decode_images`] for an answer with nothing to fetch; `None` as soon as a wanted item is
+/// a URL (the answer is then decoded again from the start, by [`decode_fetching`], which
+/// gives what the loop here would have given up to that item).
+fn decode_inline(
+    call: &Call<'_>,
+    received: &Received,
+    model: &str,
+) -> Result<Option<ProviderResponse>, ProviderError> {
+    let (created, data, usage) = parse(call, received)?;
+    let sent = data.len();
+    let mut images = Vec::with_capacity(sent.min(call.limits.n));
+    for (i, item) in data.into_iter().enumerate() {
+        let wanted = images.len() < call.limits.n;
+        let mut image = match inline_item(call, received, &item, i)? {
+            Item::Inline(image) => image,
+            Item::Url(_) if !wanted => continue,
+            Item::Url(_) => return Ok(None),
+        };
+        image.revised_prompt = item.revised_prompt.map(|t| t.0.into_owned());
+        if wanted {
+            images.push(image);
+        }
+    }
+    Ok(Some(assemble(call, images, sent, usage, created, model)))
+}
+
+/// [`decode_images`] for an answer with an image to fetch.
+async fn decode_fetching(
+    call: &Call<'_>,
+    received: Received,
+    model: &str,
+) -> Result<ProviderResponse, ProviderError> {
+    let (created, data, usage) = parse(call, &received)?;
+    let sent = data.len();
+    let mut images = Vec::with_capacity(sent.min(call.limits.n));
+    for (i, item) in data.into_iter().enumerate() {
+        let wanted = images.len() < call.limits.n;
+        let mut image = match inline_item(call, &received, &item, i)? {
+            Item::Inline(image) => image,
+            Item::Url(_) if !wanted => continue,
+            Item::Url(url) => fetch_url(call, &received, url, &DataItem(i)).await?,
+        };
+        image.revised_prompt = item.revised_prompt.map(|t| t.0.into_owned());
+        if wanted {
+            images.push(image);
+        }
+    }
+    let mut resp = assemble(call, images, sent, usage, created, model);
+    fill(&mut resp, received);
+    Ok(resp)
+}
+
+/// The answer's `created`, `data` (at least one item) and `usage`, borrowed from its body.
+/// The echo fields are dropped here, so nothing of the parse outlives the caller's loop.
+fn parse<'r>(
+    call: &Call<'_>,
+    received: &'r Received,
+) -> Result<(i64, Vec<WireItem<'r>>, Option<Usage>), ProviderError> {
     let provider = &call.common.name;
-    // Borrows from `received.body`; taken apart here so that nothing of it outlives the loop
-    // (the echo fields are dropped at the end of this statement).
     let WireImages {
         created,
         data,
@@ -230,53 +300,78 @@ pub(crate) async fn decode_images(
     } = serde_json::from_slice(&received.body).map_err(|e| {
         decode_error(
             provider,
-            &received,
+            received,
             format!("success response is not a valid images response: {e}"),
         )
     })?;
     if data.is_empty() {
         return Err(decode_error(
             provider,
-            &received,
+            received,
             "success response contains no images (`data` missing or empty)",
         ));
     }
-    let sent = data.len();
-    let mut images = Vec::with_capacity(sent.min(call.limits.n));
-    for (i, item) in data.into_iter().enumerate() {
-        let what = DataItem(i);
-        let wanted = images.len() < call.limits.n;
-        let b64 = item.b64_json.as_ref().map(Text::as_str);
-        let url = item.url.as_ref().map(Text::as_str);
-        let mut image = if let Some(b64) = b64.filter(|s| !s.is_empty()) {
-            let bytes = decode_base64(b64).ok_or_else(|| {
-                decode_error(
-                    provider,
-                    &received,
-                    format!("{what}.b64_json is not valid base64"),
-                )
-            })?;
-            image_of(call, &received, Bytes::from(bytes), &what)?
-        } else if let Some(url) = url.filter(|s| !s.is_empty()) {
-            if !wanted {
-                continue;
-            }
-            fetch_url(call, &received, url, &what).await?
-        } else {
-            return Err(decode_error(
+    Ok((created, data, usage))
+}
+
+/// What one item of `data` carries.
+enum Item<'r> {
+    /// Its image, from its base64.
+    Inline(Image),
+    /// The URL of its image, to fetch.
+    Url(&'r str),
+}
+
+/// The `i`th item of `data`: its base64 decoded into a checked image, or its URL; an error
+/// when the base64 is broken or the item has neither.
+fn inline_item<'r>(
+    call: &Call<'_>,
+    received: &Received,
+    item: &'r WireItem<'_>,
+    i: usize,
+) -> Result<Item<'r>, ProviderError> {
+    let provider = &call.common.name;
+    let what = DataItem(i);
+    let b64 = item.b64_json.as_ref().map(Text::as_str);
+    let url = item.url.as_ref().map(Text::as_str);
+    if let Some(b64) = b64.filter(|s| !s.is_empty()) {
+        let bytes = decode_base64(b64).ok_or_else(|| {
+            decode_error(
                 provider,
-                &received,
-                format!("{what} has neither `b64_json` nor `url`"),
-            ));
-        };
-        image.revised_prompt = item.revised_prompt.map(|t| t.0.into_owned());
-        if wanted {
-            images.push(image);
-        }
+                received,
+                format!("{what}.b64_json is not valid base64"),
+            )
+        })?;
+        Ok(Item::Inline(image_of(
+            call,
+            received,
+            Bytes::from(bytes),
+            &what,
+        )?))
+    } else if let Some(url) = url.filter(|s| !s.is_empty()) {
+        Ok(Item::Url(url))
+    } else {
+        Err(decode_error(
+            provider,
+            received,
+            format!("{what} has neither `b64_json` nor `url`"),
+        ))
     }
+}
+
+/// The response of `images` kept out of the `sent` the answer carried (saying so in the log
+/// when there were more than asked for), before the transport facts are filled in.
+fn assemble(
+    call: &Call<'_>,
+    images: Vec<Image>,
+    sent: usize,
+    usage: Option<Usage>,
+    created: i64,
+    model: &str,
+) -> ProviderResponse {
     if sent > images.len() {
         tracing::warn!(
-            provider = provider.as_str(),
+            provider = call.common.name.as_str(),
             sent,
             requested = call.limits.n,
             "provider sent more images than requested; extra ones ignored"
@@ -285,8 +380,7 @@ pub(crate) async fn decode_images(
     let mut resp = ProviderResponse::new(images, model);
     resp.usage = usage;
     resp.created = created;
-    fill(&mut resp, received);
-    Ok(resp)
+    resp
 }
 
 /// Copies the transport facts into a response.

@@ -155,16 +155,26 @@ impl<'a> Call<'a> {
 
 /// Sends an images-endpoint request and decodes the answer (`origin`: the URL the request
 /// was built with, when the caller keeps it; `model`: the name reported on the response).
-async fn send_images(
-    call: &Call<'_>,
+///
+/// The request is handed to reqwest when this is called (`http::send`), not when the future
+/// is first polled (every caller awaits it at once): the future then holds the pending call,
+/// not the request builder, and a provider call's future, allocated for every call, stays
+/// within the allocator's small-size cache (issue 16). A failure to send is boxed for the same
+/// reason: the future would otherwise carry room for a whole error.
+fn send_images<'b>(
+    call: &'b Call<'_>,
     request: reqwest::RequestBuilder,
-    origin: Option<&url::Url>,
-    model: &str,
-) -> Result<ProviderResponse, ProviderError> {
-    let received = call.execute(request, origin).await?;
-    let mut resp = decode::decode_images(call, received, model).await?;
-    check_usage(&mut resp, &call.limits, &call.common.name);
-    Ok(resp)
+    origin: Option<&'b url::Url>,
+    model: &'b str,
+) -> impl std::future::Future<Output = Result<ProviderResponse, ProviderError>> + Send + 'b {
+    let sent = http::send(&call.common.name, request, origin, call.deadline).map_err(Box::new);
+    async move {
+        let sent = sent.map_err(|e| *e)?;
+        let received = http::finish(&call.common.name, sent, call.limits.body).await?;
+        let mut resp = decode::decode_images(call, received, model).await?;
+        check_usage(&mut resp, &call.limits, &call.common.name);
+        Ok(resp)
+    }
 }
 
 /// The request of a streamed call for `request` on an images endpoint: the builder from

@@ -21,9 +21,10 @@ pub(super) enum ReadError {
     Transport(reqwest::Error),
 }
 
-/// Reads `response`'s body, failing as soon as it would exceed `limit` bytes.
+/// Reads `response`'s body, failing as soon as it would exceed `limit` bytes. By reference:
+/// the caller's future holds the response once, not once more in this one's (issue 16).
 pub(super) async fn read_limited(
-    mut response: reqwest::Response,
+    response: &mut reqwest::Response,
     limit: u64,
 ) -> Result<Bytes, ReadError> {
     if response.content_length().is_some_and(|len| len > limit) {
@@ -69,9 +70,10 @@ fn join(first: Option<Bytes>, rest: &[Bytes], len: u64) -> Bytes {
     buf.freeze()
 }
 
-/// Reads at most `limit` bytes of `response`'s body and drops the rest unread.
+/// Reads at most `limit` bytes of `response`'s body and leaves the rest unread (dropping the
+/// response then closes its connection).
 pub(super) async fn read_prefix(
-    mut response: reqwest::Response,
+    response: &mut reqwest::Response,
     limit: u64,
 ) -> Result<Bytes, reqwest::Error> {
     let mut buf = BytesMut::new();

@@ -177,7 +177,7 @@ pub(crate) async fn download(
         return Err(deadline_error(provider, timeout));
     }
     let fetch = async {
-        let resp = client
+        let mut resp = client
             .get(url.clone())
             .timeout(remaining)
             .send()
@@ -203,7 +203,7 @@ pub(crate) async fn download(
                 status.as_u16()
             )));
         }
-        let bytes = read_limited(resp, limit).await.map_err(|e| match e {
+        let bytes = read_limited(&mut resp, limit).await.map_err(|e| match e {
             ReadError::TooLarge => {
                 too_large(provider, &format!("image download from {shown}"), limit)
             }

@@ -44,6 +44,7 @@
 //!   against [`PROBE_BODY_LIMIT`], downloads against the per-image limit.
 //! * **Point downloads anywhere.** See [`download`].
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -146,6 +147,47 @@ pub(crate) async fn execute(
     deadline: Instant,
     limit: u64,
 ) -> Result<Received, ProviderError> {
+    let sent = send(provider, request, origin, deadline)?;
+    finish(provider, sent, limit).await
+}
+
+/// A request handed to reqwest ([`send`]) and not answered yet ([`finish`]).
+///
+/// [`execute`] in two steps, for a caller whose future should hold the pending call rather
+/// than the request builder (272 bytes, which each async layer taking it as an argument held
+/// in its own state; issue 16).
+pub(crate) struct Sent<'a, F> {
+    answer: F,
+    origin: Origin<'a>,
+    start: Instant,
+}
+
+/// The URL an answer must come from: the caller's, or a copy of the request's.
+enum Origin<'a> {
+    Kept(&'a url::Url),
+    Copied(Box<url::Url>),
+}
+
+impl Origin<'_> {
+    fn url(&self) -> &url::Url {
+        match self {
+            Origin::Kept(u) => u,
+            Origin::Copied(u) => u,
+        }
+    }
+}
+
+/// The first step of [`execute`]: builds `request`, gives it the time left until `deadline`
+/// as its timeout and hands it to reqwest, now.
+pub(crate) fn send<'a>(
+    provider: &str,
+    request: reqwest::RequestBuilder,
+    origin: Option<&'a url::Url>,
+    deadline: Instant,
+) -> Result<
+    Sent<'a, impl Future<Output = Result<reqwest::Response, reqwest::Error>> + Send>,
+    ProviderError,
+> {
     let start = Instant::now();
     let remaining = deadline.saturating_duration_since(start);
     if remaining.is_zero() {
@@ -158,34 +200,52 @@ pub(crate) async fn execute(
     let (client, request) = request.build_split();
     let mut request = request.map_err(|e| classify_transport(provider, &e))?;
     // The one bound of the call (see "One deadline" in the module doc): reqwest's timeout
-    // covers the send, the wait for the head and every read of the body below.
+    // covers the send, the wait for the head and every read of the body in `finish`.
     *request.timeout_mut() = Some(remaining);
-    let copied;
     let origin = match origin {
-        Some(origin) => origin,
-        None => {
-            copied = request.url().clone();
-            &copied
-        }
+        Some(origin) => Origin::Kept(origin),
+        None => Origin::Copied(Box::new(request.url().clone())),
     };
-    let mut response = client
-        .execute(request)
-        .await
-        .map_err(|e| classify_transport(provider, &e))?;
+    Ok(Sent {
+        answer: client.execute(request),
+        origin,
+        start,
+    })
+}
+
+/// The second step of [`execute`]: waits for the answer, checks its origin, reads its body
+/// (at most `limit` bytes for a 2xx) and classifies its status.
+pub(crate) async fn finish<F>(
+    provider: &str,
+    sent: Sent<'_, F>,
+    limit: u64,
+) -> Result<Received, ProviderError>
+where
+    F: Future<Output = Result<reqwest::Response, reqwest::Error>>,
+{
+    let Sent {
+        answer,
+        origin,
+        start,
+    } = sent;
+    let mut response = answer.await.map_err(|e| classify_transport(provider, &e))?;
+    let origin = origin.url();
     let status = response.status().as_u16();
     check_origin(provider, origin, &response)?;
     // Taken, not copied: nothing reads the response's headers after this (the body's
     // length comes from the body itself).
     let headers = std::mem::take(response.headers_mut());
     let body = if (200..300).contains(&status) {
-        read_limited(response, limit).await.map_err(|e| match e {
-            ReadError::TooLarge => {
-                too_large(provider, "the response body", limit).with_status(status)
-            }
-            ReadError::Transport(e) => classify_transport(provider, &e).with_status(status),
-        })?
+        read_limited(&mut response, limit)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => {
+                    too_large(provider, "the response body", limit).with_status(status)
+                }
+                ReadError::Transport(e) => classify_transport(provider, &e).with_status(status),
+            })?
     } else {
-        read_prefix(response, ERROR_BODY_LIMIT)
+        read_prefix(&mut response, ERROR_BODY_LIMIT)
             .await
             .map_err(|e| classify_transport(provider, &e).with_status(status))?
     };

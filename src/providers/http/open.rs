@@ -46,7 +46,7 @@ pub(crate) async fn open(
     // long as the image takes. The router bounds the attempt and each gap between events.
     let origin = request.url().clone();
     let call = async {
-        let response = client
+        let mut response = client
             .execute(request)
             .await
             .map_err(|e| classify_transport(provider, &e))?;
@@ -56,7 +56,7 @@ pub(crate) async fn open(
         if (200..300).contains(&status) {
             return Ok::<_, ProviderError>((status, headers, Some(response), None));
         }
-        let body = read_prefix(response, ERROR_BODY_LIMIT)
+        let body = read_prefix(&mut response, ERROR_BODY_LIMIT)
             .await
             .map_err(|e| classify_transport(provider, &e).with_status(status))?;
         Ok((status, headers, None, Some(body)))
