@@ -4,8 +4,8 @@
 //! sent by a direct reqwest call (POST, typed JSON parse, base64 decode of `data[0]`) and
 //! through a `Router` with one OpenAI provider and default settings, at concurrency 1 and 64.
 //!
-//! A third side, `bounded`, is the direct call with reqwest's per-request timeout, the one
-//! bound the router's providers give a call: not the reference (a new user's call
+//! A third side, `bounded`, is the direct call under a tokio timeout, the one bound the
+//! router's providers give a call: not the reference (a new user's call
 //! has no timeout) but the cheapest call that keeps the rule the router must keep, that every
 //! await is bounded; the difference between it and `direct` is that rule's cost.
 //!

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Modes: `router`, `direct` (the same request without the router), `bounded` (the direct
-//! call with reqwest's per-request timeout, the one bound the router gives a call), `rank` (one `Scored`
+//! call under a tokio timeout, the one bound the router gives a call), `rank` (one `Scored`
 //! decision over 8 providers, as in `benches/routing.rs`), `limiter` (one `try_acquire` +
 //! `reconcile`, as in `benches/limiter.rs`). Only [`measured`] is collected (`--toggle-collect`):
 //! set-up, warm-up (first connection, lazy statics) and shutdown are not counted, so the total

@@ -17,8 +17,8 @@
 //! ```
 //!
 //! The sixth argument picks the reference the router is paired with: `direct` (the default,
-//! the issue's: a new user's call, no timeout) or `bounded` (the same call with reqwest's
-//! per-request timeout, the one bound the router gives a call; see `loopback::direct_bounded`).
+//! the issue's: a new user's call, no timeout) or `bounded` (the same call under a tokio
+//! timeout, the one bound the router gives a call; see `loopback::direct_bounded`).
 //!
 //! Prints, in µs per request, the median of the direct blocks, of the router blocks, and of
 //! the paired differences (router − direct), with the 25th and 75th percentile of the

@@ -215,36 +215,13 @@ pub async fn direct(
     url: &str,
     request: &image_router::GenerateRequest,
 ) -> Result<Vec<u8>, BoxError> {
-    direct_call(client, url, request, None).await
-}
-
-/// What [`direct_bounded`] gives its request: the router's call timeout by default.
-pub const BOUND: std::time::Duration = image_router::DEFAULT_ATTEMPT_TIMEOUT;
-
-/// The direct call with one bound on it: reqwest's per-request timeout, the one timer the
-/// router's built-in providers give a call (`src/providers/http/mod.rs`, "One deadline").
-/// Not the issue's reference (a new user's call has no timeout), but the cheapest call that
-/// meets the rule the router must keep, that every await is bounded: the difference
-/// between it and [`direct`] is what that rule costs, router or not.
-pub async fn direct_bounded(
-    client: &reqwest::Client,
-    url: &str,
-    request: &image_router::GenerateRequest,
-) -> Result<Vec<u8>, BoxError> {
-    direct_call(client, url, request, Some(BOUND)).await
-}
-
-async fn direct_call(
-    client: &reqwest::Client,
-    url: &str,
-    request: &image_router::GenerateRequest,
-    timeout: Option<std::time::Duration>,
-) -> Result<Vec<u8>, BoxError> {
-    let mut builder = client.post(url).bearer_auth("sk-bench").json(request);
-    if let Some(t) = timeout {
-        builder = builder.timeout(t);
-    }
-    let res = builder.send().await?.error_for_status()?;
+    let res = client
+        .post(url)
+        .bearer_auth("sk-bench")
+        .json(request)
+        .send()
+        .await?
+        .error_for_status()?;
     let body: image_router::ImagesResponse = res.json().await?;
     let b64 = body
         .data
@@ -252,4 +229,20 @@ async fn direct_call(
         .and_then(|d| d.b64_json.as_deref())
         .ok_or("no b64_json")?;
     Ok(base64::engine::general_purpose::STANDARD.decode(b64)?)
+}
+
+/// What [`direct_bounded`] gives its call: the router's call timeout by default.
+pub const BOUND: std::time::Duration = image_router::DEFAULT_ATTEMPT_TIMEOUT;
+
+/// The direct call with one bound on it: a `tokio::time::timeout` around the whole call, the
+/// one timer the router's built-in providers give a call (`src/providers/http/mod.rs`, "One
+/// deadline"). Not the issue's reference (a new user's call has no timeout), but the
+/// cheapest call that keeps the rule the router must keep, that every await is bounded: the
+/// difference between it and [`direct`] is what that rule costs, router or not.
+pub async fn direct_bounded(
+    client: &reqwest::Client,
+    url: &str,
+    request: &image_router::GenerateRequest,
+) -> Result<Vec<u8>, BoxError> {
+    tokio::time::timeout(BOUND, direct(client, url, request)).await?
 }

@@ -220,17 +220,22 @@ pub(crate) fn at_most<T>(items: &mut Vec<T>, n: usize, provider: &str) {
 /// fetch goes through [`decode_fetching`], boxed. A fetch is a whole second HTTP call, whose
 /// future, with the loop's state around it, was most of the size of every provider call's
 /// future, inline answers included (issue 16).
-pub(crate) async fn decode_images(
-    call: &Call<'_>,
+///
+/// A function returning an `async move` block rather than an `async fn`, which would keep the
+/// 192-byte `received` twice in its future's state (rust-lang/rust#62958).
+pub(crate) fn decode_images<'a>(
+    call: &'a Call<'_>,
     received: Received,
-    model: &str,
-) -> Result<ProviderResponse, ProviderError> {
-    // Not a `match`: its scrutinee, a whole response, would be kept across the await below.
-    if let Some(mut resp) = decode_inline(call, &received, model)? {
-        fill(&mut resp, received);
-        return Ok(resp);
+    model: &'a str,
+) -> impl std::future::Future<Output = Result<ProviderResponse, ProviderError>> + Send + 'a {
+    async move {
+        // Not a `match`: its scrutinee, a whole response, would be kept across the await.
+        if let Some(mut resp) = decode_inline(call, &received, model)? {
+            fill(&mut resp, received);
+            return Ok(resp);
+        }
+        Box::pin(decode_fetching(call, received, model)).await
     }
-    Box::pin(decode_fetching(call, received, model)).await
 }
 
 /// [`decode_images`] for an answer with nothing to fetch; `None` as soon as a wanted item is

@@ -11,23 +11,25 @@
 //!
 //! # One deadline
 //!
-//! [`execute`] gives the request reqwest's own per-request timeout, set to the time left
-//! until the deadline, and no second timer around it. That one timer bounds everything the
-//! call awaits: reqwest starts it when the request is handed over (`Client::execute`), polls
-//! it before the connection, the send and the wait for the head on every wake-up (DNS, the
-//! connect and same-origin redirects included), and then moves the same timer into the
-//! response's body, where every read of a chunk polls it first; the body is only read through
-//! `Response::chunk` ([`read_limited`], [`read_prefix`]), and nothing else in the call awaits.
-//! A request's own timeout also replaces an application client's `timeout`. When it fires,
-//! the error is reqwest's "operation timed out", classified by `classify_transport` as
-//! `Timeout { sent: true }` (with the status when the head had arrived); a connect timeout
-//! of the client stays `Timeout { sent: false }`. Until issue 16 a `tokio::time::timeout_at`
-//! on the same deadline wrapped the call as well: both timers fired in the same millisecond,
-//! reqwest's almost always answered first (the outer one only when the two straddled a
-//! millisecond tick: a few per cent of the time, then with "no complete answer within …" and
-//! no status), and the second timer cost a registration, a poll and a cancellation on every
-//! request. `tests/it/hostile/stalls.rs` holds an answer without a head, and bodies that
-//! stop part-way (success, error and probe), past the deadline.
+//! [`finish`] runs everything the call awaits (the connection, the send, the wait for the
+//! head and every read of the body) under one `tokio::time::timeout_at` on the deadline, and
+//! reqwest is given no timeout of its own. When the timer fires, the error is
+//! `Timeout { sent: true }`, "timed out: no complete answer within …", with the status when
+//! the head had arrived (the body's reader records it as soon as it is known); a connect
+//! timeout of the client fires inside the call and stays `Timeout { sent: false }`, and an
+//! application client's own `timeout`, when shorter, ends the call as reqwest's timeout
+//! (`Timeout { sent: true }`).
+//!
+//! Why tokio's timer and not reqwest's per-request timeout, which bounds the same awaits
+//! (reqwest polls it before each step and moves it into the body): measured per request, on
+//! the loopback call of the overhead benchmark (callgrind), reqwest's timeout costs 2.2k
+//! instructions (an entry in the request's extension map, a boxed `Sleep`, a wrapper on the
+//! body, polled at each read) and a `timeout_at` around the whole call 0.7k (issue 16).
+//! The two used to run together, on the same deadline, until issue 16's third pass kept
+//! reqwest's alone. Both fired in the same millisecond, and whichever answered decided the
+//! message and whether the status was known; now there is one timer and one message.
+//! `tests/it/hostile/stalls.rs` holds an answer without a head, and bodies that stop
+//! part-way (success, error and probe), past the deadline.
 //!
 //! # What an answer may not do
 //!
@@ -45,6 +47,7 @@
 //! * **Point downloads anywhere.** See [`download`].
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -81,7 +84,7 @@ pub(crate) fn deadline_error(provider: &str, timeout: Duration) -> ProviderError
     ProviderError::new(
         provider,
         ErrorKind::Timeout { sent: true },
-        format!("no complete answer within {timeout:?}"),
+        format!("timed out: no complete answer within {timeout:?}"),
     )
 }
 
@@ -133,7 +136,7 @@ fn check_origin(
 }
 
 /// Sends `request` and reads the body (at most `limit` bytes for a 2xx) before `deadline`,
-/// bounded by reqwest's per-request timeout alone (see "One deadline" in the module doc).
+/// bounded by one timer (see "One deadline" in the module doc).
 /// Non-2xx statuses are classified into a [`ProviderError`]; a 2xx is returned for decoding.
 ///
 /// `origin` is the URL `request` was built with, when the caller keeps it (a provider's
@@ -160,6 +163,7 @@ pub(crate) struct Sent<'a, F> {
     answer: F,
     origin: Origin<'a>,
     start: Instant,
+    deadline: Instant,
 }
 
 /// The URL an answer must come from: the caller's, or a copy of the request's.
@@ -177,8 +181,8 @@ impl Origin<'_> {
     }
 }
 
-/// The first step of [`execute`]: builds `request`, gives it the time left until `deadline`
-/// as its timeout and hands it to reqwest, now.
+/// The first step of [`execute`]: builds `request` and hands it to reqwest, now (when time is
+/// left until `deadline`; [`finish`] bounds the rest by it).
 pub(crate) fn send<'a>(
     provider: &str,
     request: reqwest::RequestBuilder,
@@ -198,10 +202,7 @@ pub(crate) fn send<'a>(
         ));
     }
     let (client, request) = request.build_split();
-    let mut request = request.map_err(|e| classify_transport(provider, &e))?;
-    // The one bound of the call (see "One deadline" in the module doc): reqwest's timeout
-    // covers the send, the wait for the head and every read of the body in `finish`.
-    *request.timeout_mut() = Some(remaining);
+    let request = request.map_err(|e| classify_transport(provider, &e))?;
     let origin = match origin {
         Some(origin) => Origin::Kept(origin),
         None => Origin::Copied(Box::new(request.url().clone())),
@@ -210,58 +211,97 @@ pub(crate) fn send<'a>(
         answer: client.execute(request),
         origin,
         start,
+        deadline,
     })
 }
 
 /// The second step of [`execute`]: waits for the answer, checks its origin, reads its body
-/// (at most `limit` bytes for a 2xx) and classifies its status.
-pub(crate) async fn finish<F>(
-    provider: &str,
-    sent: Sent<'_, F>,
+/// (at most `limit` bytes for a 2xx) and classifies its status, all before the deadline (see
+/// "One deadline" in the module doc).
+///
+/// Written as a function returning an `async move` block, as is [`receive`]: an `async fn`
+/// keeps each argument twice in its future's state (rust-lang/rust#62958), and this future is
+/// in every provider call's (issue 16).
+#[allow(clippy::manual_async_fn)] // On purpose: see above.
+pub(crate) fn finish<'a, F>(
+    provider: &'a str,
+    sent: Sent<'a, F>,
     limit: u64,
-) -> Result<Received, ProviderError>
+) -> impl Future<Output = Result<Received, ProviderError>> + Send + 'a
 where
-    F: Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    F: Future<Output = Result<reqwest::Response, reqwest::Error>> + Send + 'a,
 {
-    let Sent {
-        answer,
-        origin,
-        start,
-    } = sent;
-    let mut response = answer.await.map_err(|e| classify_transport(provider, &e))?;
-    let origin = origin.url();
-    let status = response.status().as_u16();
-    check_origin(provider, origin, &response)?;
-    // Taken, not copied: nothing reads the response's headers after this (the body's
-    // length comes from the body itself).
-    let headers = std::mem::take(response.headers_mut());
-    let body = if (200..300).contains(&status) {
-        read_limited(&mut response, limit)
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge => {
-                    too_large(provider, "the response body", limit).with_status(status)
-                }
-                ReadError::Transport(e) => classify_transport(provider, &e).with_status(status),
-            })?
-    } else {
-        read_prefix(&mut response, ERROR_BODY_LIMIT)
-            .await
-            .map_err(|e| classify_transport(provider, &e).with_status(status))?
-    };
-    let latency = start.elapsed();
-    let rate_limits = RateLimitHeaders::from_headers(&headers);
-    let request_id = headers::request_id(&headers);
-    if !(200..300).contains(&status) {
-        return Err(classify(provider, status, &headers, &body));
+    async move {
+        let deadline = sent.deadline;
+        // The time the call had when it was sent, for the timeout's message.
+        let within = deadline.saturating_duration_since(sent.start);
+        // The answer's status once its head is in (0 before): a timeout in the body says it.
+        let head = AtomicU16::new(0);
+        match tokio::time::timeout_at(deadline, receive(provider, sent, limit, &head)).await {
+            Ok(received) => received,
+            Err(_) => {
+                let error = deadline_error(provider, within);
+                Err(match head.load(Ordering::Relaxed) {
+                    0 => error,
+                    status => error.with_status(status),
+                })
+            }
+        }
     }
-    Ok(Received {
-        status,
-        body,
-        latency,
-        rate_limits,
-        request_id,
-    })
+}
+
+/// What [`finish`] bounds: the wait for the answer and everything after it. `head` is given
+/// the status as soon as it is known. Not an `async fn`, as [`finish`] is not.
+#[allow(clippy::manual_async_fn)] // On purpose: an `async fn` keeps its arguments twice.
+fn receive<'a, F>(
+    provider: &'a str,
+    sent: Sent<'a, F>,
+    limit: u64,
+    head: &'a AtomicU16,
+) -> impl Future<Output = Result<Received, ProviderError>> + Send + 'a
+where
+    F: Future<Output = Result<reqwest::Response, reqwest::Error>> + Send + 'a,
+{
+    async move {
+        // Not taken apart: each part would be kept twice in this future's state.
+        let mut response = sent
+            .answer
+            .await
+            .map_err(|e| classify_transport(provider, &e))?;
+        let status = response.status().as_u16();
+        head.store(status, Ordering::Relaxed);
+        check_origin(provider, sent.origin.url(), &response)?;
+        // Taken, not copied: nothing reads the response's headers after this (the body's
+        // length comes from the body itself).
+        let headers = std::mem::take(response.headers_mut());
+        let body = if (200..300).contains(&status) {
+            read_limited(&mut response, limit)
+                .await
+                .map_err(|e| match e {
+                    ReadError::TooLarge => {
+                        too_large(provider, "the response body", limit).with_status(status)
+                    }
+                    ReadError::Transport(e) => classify_transport(provider, &e).with_status(status),
+                })?
+        } else {
+            read_prefix(&mut response, ERROR_BODY_LIMIT)
+                .await
+                .map_err(|e| classify_transport(provider, &e).with_status(status))?
+        };
+        let latency = sent.start.elapsed();
+        let rate_limits = RateLimitHeaders::from_headers(&headers);
+        let request_id = headers::request_id(&headers);
+        if !(200..300).contains(&status) {
+            return Err(classify(provider, status, &headers, &body));
+        }
+        Ok(Received {
+            status,
+            body,
+            latency,
+            rate_limits,
+            request_id,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Time: an answer that stops (before its head, or part-way through its body) ends the call
 //! at the call's timeout, as a timeout that may have been billed, whichever status it had.
-//! The send path bounds a call by reqwest's per-request timeout alone, which covers the
-//! connect, the send, the wait for the head and every read of the body; these tests are the
-//! evidence that nothing inside the call escapes it.
+//! The send path bounds a call by one timer around it, which covers the connect, the send,
+//! the wait for the head and every read of the body; these tests are the evidence that
+//! nothing inside the call escapes it.
 
 use super::*;
 

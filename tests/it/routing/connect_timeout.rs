@@ -62,7 +62,7 @@ async fn connect_timeout_is_a_timeout_that_was_never_sent() {
     assert_eq!(err.kind, ErrorKind::Timeout { sent: false }, "{err:?}");
 
     // The call's own timeout running out while still connecting: a timeout, reported as
-    // possibly sent, because reqwest's overall timeout does not say which phase it hit and
+    // possibly sent, because the call's timer does not say which phase it hit and
     // "maybe billed" is the safe assumption. (The router handles both alike.)
     let provider = OpenAi::builder()
         .name("unanswered")
