@@ -10,6 +10,7 @@
 pub(super) mod stream;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
@@ -67,115 +68,126 @@ impl Leg {
 pub(crate) type Routed = Result<Box<ImageResponse>, Error>;
 
 /// Routes one request of one model on `snap` (see the module docs), continuing `leg`'s trace.
-pub(crate) async fn route(
-    snap: &Snapshot,
-    clock: &SharedClock,
+///
+/// A function returning an `async move` block rather than an `async fn`: an `async fn` keeps
+/// each argument twice in its future's state (rust-lang/rust#62958), the 224-byte request
+/// among them, and every layer above moves this future whole (issue 16).
+#[allow(clippy::manual_async_fn)] // On purpose: see above.
+pub(crate) fn route<'a>(
+    snap: &'a Snapshot,
+    clock: &'a SharedClock,
     mut req: ImageRequest,
-    class: Option<&RequestClass>,
+    class: Option<&'a RequestClass>,
     leg: Leg,
-) -> Routed {
-    let settings = &snap.settings;
+) -> impl Future<Output = Routed> + Send + 'a {
+    async move {
+        let settings = &snap.settings;
 
-    // Validate against the model's catalog entry; estimate tokens and cost.
-    let model = resolve_model(snap, &req);
-    if req.model() != Some(model.as_str()) {
-        req.set_model(model.clone());
-    }
-    record_on_request_span("model", &model);
-    let spec = snap.catalog.model(&model);
-    if !leg.validated {
-        req.validate(spec.map(|s| &s.capabilities))?;
-    }
-    let estimate = tokens::estimate(&req, spec, snap.catalog.default_output_tokens_per_image());
-    let est_tokens = estimate.total();
-    let est_cost = snap.costs.estimate(&model, spec, &req, &estimate);
-    // What the request weighs in its model's rate-limit window: one request, `n` images, the
-    // estimated tokens.
-    let demand = Demand::new(&model, u32::from(req.n()), est_tokens);
+        // Validate against the model's catalog entry; estimate tokens and cost.
+        let model = resolve_model(snap, &req);
+        if req.model() != Some(model.as_str()) {
+            req.set_model(model.clone());
+        }
+        record_on_request_span("model", &model);
+        let spec = snap.catalog.model(&model);
+        if !leg.validated {
+            req.validate(spec.map(|s| &s.capabilities))?;
+        }
+        let estimate = tokens::estimate(&req, spec, snap.catalog.default_output_tokens_per_image());
+        let est_tokens = estimate.total();
+        let est_cost = snap.costs.estimate(&model, spec, &req, &estimate);
+        // What the request weighs in its model's rate-limit window: one request, `n` images, the
+        // estimated tokens.
+        let demand = Demand::new(&model, u32::from(req.n()), est_tokens);
 
-    // Plan: filter and rank.
-    let plan = plan(snap, &req, &model, class, clock.now(), Latency::Image);
-    plan.log(snap);
-    let mut run = Run::new(settings, plan, leg);
+        // Plan: filter and rank.
+        let plan = plan(snap, &req, &model, class, clock.now(), Latency::Image);
+        plan.log(snap);
+        let mut run = Run::new(settings, plan, leg);
 
-    while let Some(idx) = run.next().await {
-        let slot = &snap.providers[idx];
-        // Admit: rate-limit room and budget in one step; the guard gives them back if the
-        // request is never sent.
-        let mut admitted = match slot.admit(demand, est_cost.clone()).await {
-            Ok(a) => a,
-            Err(refusal) => {
-                run.refused(slot, idx, refusal);
-                continue;
+        while let Some(idx) = run.next().await {
+            let slot = &snap.providers[idx];
+            // Admit: rate-limit room and budget in one step; the guard gives them back if the
+            // request is never sent.
+            let mut admitted = match slot.admit(demand, est_cost.clone()).await {
+                Ok(a) => a,
+                Err(refusal) => {
+                    run.refused(slot, idx, refusal);
+                    continue;
+                }
+            };
+            let pass = match super::probe::breaker_pass(snap, slot, &model, run.deadline).await {
+                Ok(p) => p,
+                Err(message) => {
+                    drop(admitted);
+                    run.skip(slot, SkipReason::CircuitOpen { message });
+                    continue;
+                }
+            };
+
+            // Call.
+            let retry = u32::from(run.retried.contains(&idx));
+            let wire_model = slot.provider.wire_model(&model);
+            let score = run.plan.score(snap, idx);
+            run.attempted.push(idx);
+            admitted.mark_sent();
+            let in_flight = slot.health.start();
+            let (result, took) = call(slot, &req, run.attempt_timeout(), retry).await;
+
+            // Settle: one outcome, applied to every component as the policy row says.
+            let rule = result
+                .as_ref()
+                .err()
+                .map(|e| policy::rule(&e.kind, settings.policy()));
+            let cost = result.as_ref().ok().and_then(|resp| {
+                let usage = resp.usage.as_ref();
+                snap.costs.actual(&model, spec, &req, usage, &estimate).ok()
+            });
+            let wait = match &result {
+                Err(e) => e.retry_after.unwrap_or(settings.rate_limit_wait),
+                Ok(_) => settings.rate_limit_wait,
+            };
+            let args = SettleArgs {
+                rule,
+                model: &model,
+                cost_usd: cost.as_ref().map(|c| c.usd),
+                cooldown: settings.cooldown,
+                rate_limit_wait: wait,
+                clock: clock.as_ref(),
+                best_latency: &|| super::plan::latency_floor(snap.providers.iter()),
+                excluded: Duration::ZERO,
+            };
+            if let Some(rest) = slot.settle(admitted, pass, in_flight, &result, args) {
+                rest.await;
             }
-        };
-        let pass = match super::probe::breaker_pass(snap, slot, &model, run.deadline).await {
-            Ok(p) => p,
-            Err(message) => {
-                drop(admitted);
-                run.skip(slot, SkipReason::CircuitOpen { message });
-                continue;
-            }
-        };
+            super::publish_gauges(snap, slot, &model);
 
-        // Call.
-        let retry = u32::from(run.retried.contains(&idx));
-        let wire_model = slot.provider.wire_model(&model);
-        let score = run.plan.score(snap, idx);
-        run.attempted.push(idx);
-        admitted.mark_sent();
-        let in_flight = slot.health.start();
-        let (result, took) = call(slot, &req, run.attempt_timeout(), retry).await;
-
-        // Settle: one outcome, applied to every component as the policy row says.
-        let rule = result
-            .as_ref()
-            .err()
-            .map(|e| policy::rule(&e.kind, settings.policy()));
-        let cost = result.as_ref().ok().and_then(|resp| {
-            let usage = resp.usage.as_ref();
-            snap.costs.actual(&model, spec, &req, usage, &estimate).ok()
-        });
-        let wait = match &result {
-            Err(e) => e.retry_after.unwrap_or(settings.rate_limit_wait),
-            Ok(_) => settings.rate_limit_wait,
-        };
-        let args = SettleArgs {
-            rule,
-            model: &model,
-            cost_usd: cost.as_ref().map(|c| c.usd),
-            cooldown: settings.cooldown,
-            rate_limit_wait: wait,
-            clock: clock.as_ref(),
-            best_latency: &|| super::plan::latency_floor(snap.providers.iter()),
-            excluded: Duration::ZERO,
-        };
-        slot.settle(admitted, pass, in_flight, &result, args).await;
-        super::publish_gauges(snap, slot, &model);
-
-        // Decide.
-        let attempt = Attempted {
-            model: wire_model,
-            took,
-            retry,
-            score,
-        };
-        match result {
-            Ok(resp) => {
-                let cost_usd = cost.map(|c| c.usd);
-                let (images, tokens) = (demand.images, demand.tokens);
-                return Ok(run.served(snap, slot, resp, model, cost_usd, attempt, images, tokens));
-            }
-            Err(err) => {
-                // `rule` is `Some` for every error (computed above from the same result).
-                let rule = rule.unwrap_or_else(|| policy::rule(&err.kind, settings.policy()));
-                // Boxed: only a failed attempt takes this path, and its future (a
-                // back-off timer among it) would otherwise enlarge every request's (issue 16).
-                Box::pin(run.failed(idx, err, rule, attempt, wait)).await?;
+            // Decide.
+            let attempt = Attempted {
+                model: wire_model,
+                took,
+                retry,
+                score,
+            };
+            match result {
+                Ok(resp) => {
+                    let cost_usd = cost.map(|c| c.usd);
+                    let (images, tokens) = (demand.images, demand.tokens);
+                    return Ok(
+                        run.served(snap, slot, resp, model, cost_usd, attempt, images, tokens)
+                    );
+                }
+                Err(err) => {
+                    // `rule` is `Some` for every error (computed above from the same result).
+                    let rule = rule.unwrap_or_else(|| policy::rule(&err.kind, settings.policy()));
+                    // Boxed: only a failed attempt takes this path, and its future (a
+                    // back-off timer among it) would otherwise enlarge every request's (issue 16).
+                    Box::pin(run.failed(idx, err, rule, attempt, wait)).await?;
+                }
             }
         }
+        Err(run.exhausted(snap))
     }
-    Err(run.exhausted(snap))
 }
 
 /// Records `field` on the current span, the request's (`image_router.request`, at info

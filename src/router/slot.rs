@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 
 use super::policy::{BreakerRule, Decision, Rule};
 use super::store::{
-    Admission, BudgetSettlement, Demand, Refusal, Settlement, StateStore, StoreConfig,
+    Admission, BudgetSettlement, Demand, Refusal, Settlement, StateStore, StoreConfig, StoreError,
 };
 use crate::breaker::{BreakerEffect, BreakerPass, BreakerState};
 use crate::config_error::ConfigError;
@@ -164,6 +164,10 @@ pub(crate) struct Slot {
     pub metric_keys: Arc<crate::metrics::ProviderKeys>,
 }
 
+/// What is left of a [`Slot::settle`] to await.
+pub(crate) type SettleRest<'s> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 's>>;
+
 /// What [`Slot::settle`] needs besides the call's result.
 pub(crate) struct SettleArgs<'a> {
     /// The policy row of the error (`None` on success).
@@ -273,14 +277,22 @@ impl Slot {
     /// Applies one call's outcome to every component: the store (rate-limit room, budget,
     /// blocks, denial, model cool-down), the breaker, health and the last error, as the
     /// policy row says.
-    pub async fn settle(
-        &self,
+    ///
+    /// What can be applied at once is applied before this returns; the rest, if any, is
+    /// returned, boxed, for the caller to await at once: a store that settles only
+    /// asynchronously (Redis), and every failed call (denials and cool-downs go through the
+    /// store). A successful call on the in-process store leaves nothing to await: the attempt
+    /// loop's future then holds no settlement future (960 bytes as an `async fn`, moved whole
+    /// with it; issue 16).
+    #[must_use = "what is left of the settlement must be awaited"]
+    pub fn settle<'s>(
+        &'s self,
         mut admitted: Admitted<'_>,
         pass: BreakerPass,
         in_flight: InFlight,
-        result: &Result<ProviderResponse, ProviderError>,
-        args: SettleArgs<'_>,
-    ) {
+        result: &'s Result<ProviderResponse, ProviderError>,
+        args: SettleArgs<'s>,
+    ) -> Option<SettleRest<'s>> {
         let admission = admitted.take();
         match (result, args.rule) {
             (Ok(resp), _) => {
@@ -299,7 +311,17 @@ impl Slot {
                     headers: Some(&resp.rate_limits),
                     rate_limited: None,
                 };
-                self.settle_store(admission, settlement).await;
+                let admission = admission?;
+                match self.store.settle_now(admission, settlement) {
+                    Ok(stored) => {
+                        self.warn_unstored(stored);
+                        None
+                    }
+                    Err(admission) => Some(Box::pin(async move {
+                        let stored = self.store.settle(admission, settlement).await;
+                        self.warn_unstored(stored);
+                    })),
+                }
             }
             (Err(err), rule) => {
                 let rule = rule.unwrap_or_else(|| {
@@ -313,45 +335,40 @@ impl Slot {
                 if err.is_timeout() {
                     self.measured_against(&args);
                 }
-                self.apply_breaker_rule(pass, rule.breaker, err, args.cooldown)
-                    .await;
-                let settlement = Settlement {
-                    refund_rate_limit: rule.refund_rate_limit,
-                    usage: None,
-                    budget: if rule.keep_budget {
-                        BudgetSettlement::Hold
-                    } else {
-                        BudgetSettlement::Release
-                    },
-                    model: args.model,
-                    headers: if rule.read_headers {
-                        err.rate_limits.as_deref()
-                    } else {
-                        None
-                    },
-                    rate_limited: (rule.decision == Decision::FailoverRateLimited)
-                        .then_some(args.rate_limit_wait),
-                };
-                self.settle_store(admission, settlement).await;
-                if rule.cool_model {
-                    let until = args.clock.now().saturating_add(args.cooldown);
-                    let cooled = self
-                        .store
-                        .cool_model(args.model, err.outcome(), &err.message, until)
+                Some(Box::pin(async move {
+                    self.apply_breaker_rule(pass, rule.breaker, err, args.cooldown)
                         .await;
-                    if let Err(e) = cooled {
-                        tracing::warn!(provider = self.name(), error = %e, "model cool-down not stored");
+                    let settlement = Settlement {
+                        refund_rate_limit: rule.refund_rate_limit,
+                        usage: None,
+                        budget: if rule.keep_budget {
+                            BudgetSettlement::Hold
+                        } else {
+                            BudgetSettlement::Release
+                        },
+                        model: args.model,
+                        headers: if rule.read_headers {
+                            err.rate_limits.as_deref()
+                        } else {
+                            None
+                        },
+                        rate_limited: (rule.decision == Decision::FailoverRateLimited)
+                            .then_some(args.rate_limit_wait),
+                    };
+                    self.settle_store(admission, settlement).await;
+                    if rule.cool_model {
+                        let until = args.clock.now().saturating_add(args.cooldown);
+                        let cooled = self
+                            .store
+                            .cool_model(args.model, err.outcome(), &err.message, until)
+                            .await;
+                        if let Err(e) = cooled {
+                            tracing::warn!(provider = self.name(), error = %e, "model cool-down not stored");
+                        }
                     }
-                }
-                self.set_last_error(err);
+                    self.set_last_error(err);
+                }))
             }
-        }
-    }
-
-    /// Records the context of a latency measurement: the best latency known right now.
-    fn measured_against(&self, args: &SettleArgs<'_>) {
-        if let Some(best) = (args.best_latency)() {
-            self.health.set_measured_against(best);
         }
     }
 
@@ -361,8 +378,19 @@ impl Slot {
             Ok(stored) => stored,
             Err(admission) => self.store.settle(admission, settlement).await,
         };
+        self.warn_unstored(stored);
+    }
+
+    fn warn_unstored(&self, stored: Result<(), StoreError>) {
         if let Err(e) = stored {
             tracing::warn!(provider = self.name(), error = %e, "settlement not stored");
+        }
+    }
+
+    /// Records the context of a latency measurement: the best latency known right now.
+    fn measured_against(&self, args: &SettleArgs<'_>) {
+        if let Some(best) = (args.best_latency)() {
+            self.health.set_measured_against(best);
         }
     }
 

@@ -210,7 +210,9 @@ pub(crate) async fn route_model(
             // The caller's time holding events is not the provider's latency.
             excluded: caller.total().saturating_sub(held_before),
         };
-        slot.settle(admitted, pass, in_flight, &result, args).await;
+        if let Some(rest) = slot.settle(admitted, pass, in_flight, &result, args) {
+            rest.await;
+        }
         crate::router::publish_gauges(snap, slot, &model);
 
         let a = Attempted {
