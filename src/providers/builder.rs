@@ -13,6 +13,8 @@ macro_rules! common_builder_methods {
         /// [`client_builder`](crate::providers::client_builder)). Its redirect policy is its
         /// own; the send path still refuses answers redirected to another origin, and image
         /// downloads through it are checked by address only (see the README's "Security").
+        /// Its own `timeout`, when set and shorter than a call's, ends the call first (a
+        /// `Timeout { sent: true }`); the call's deadline bounds it either way.
         pub fn client(mut self, client: reqwest::Client) -> Self {
             self.common.client = Some(client);
             self
