@@ -22,13 +22,14 @@ use super::policy::{self, Decision, Rule};
 use super::slot::{SettleArgs, Slot};
 use super::snapshot::{Settings, Snapshot};
 use super::store::Demand;
+use crate::catalog::ModelSpec;
 use crate::clock::SharedClock;
 use crate::error::{Attempt, Skip, SkipReason};
 use crate::error::{Error, ErrorKind, ProviderError};
 use crate::metrics as m;
 use crate::provider::CallContext;
 use crate::quota::limiter::Denied;
-use crate::quota::tokens;
+use crate::quota::tokens::{self, TokenEstimate};
 use crate::request::ImageRequest;
 use crate::request::RequestClass;
 use crate::response::{ImageResponse, ProviderResponse};
@@ -135,28 +136,9 @@ pub(crate) fn route<'a>(
             let (result, took) = call(slot, &req, run.attempt_timeout(), retry).await;
 
             // Settle: one outcome, applied to every component as the policy row says.
-            let rule = result
-                .as_ref()
-                .err()
-                .map(|e| policy::rule(&e.kind, settings.policy()));
-            let cost = result.as_ref().ok().and_then(|resp| {
-                let usage = resp.usage.as_ref();
-                snap.costs.actual(&model, spec, &req, usage, &estimate).ok()
-            });
-            let wait = match &result {
-                Err(e) => e.retry_after.unwrap_or(settings.rate_limit_wait),
-                Ok(_) => settings.rate_limit_wait,
-            };
-            let args = SettleArgs {
-                rule,
-                model: &model,
-                cost_usd: cost.as_ref().map(|c| c.usd),
-                cooldown: settings.cooldown,
-                rate_limit_wait: wait,
-                clock: clock.as_ref(),
-                best_latency: &|| super::plan::latency_floor(snap.providers.iter()),
-                excluded: Duration::ZERO,
-            };
+            let outcome = Outcome::of(snap, &result, &model, spec, &req, &estimate);
+            let best_latency = || super::plan::latency_floor(snap.providers.iter());
+            let args = outcome.settle_args(snap, &model, clock, &best_latency, Duration::ZERO);
             if let Some(rest) = slot.settle(admitted, pass, in_flight, &result, args) {
                 rest.await;
             }
@@ -171,18 +153,17 @@ pub(crate) fn route<'a>(
             };
             match result {
                 Ok(resp) => {
-                    let cost_usd = cost.map(|c| c.usd);
+                    let cost_usd = outcome.cost_usd;
                     let (images, tokens) = (demand.images, demand.tokens);
                     return Ok(
                         run.served(snap, slot, resp, model, cost_usd, attempt, images, tokens)
                     );
                 }
                 Err(err) => {
-                    // `rule` is `Some` for every error (computed above from the same result).
-                    let rule = rule.unwrap_or_else(|| policy::rule(&err.kind, settings.policy()));
+                    let rule = outcome.rule_of(&err, settings);
                     // Boxed: only a failed attempt takes this path, and its future (a
                     // back-off timer among it) would otherwise enlarge every request's (issue 16).
-                    Box::pin(run.failed(idx, err, rule, attempt, wait)).await?;
+                    Box::pin(run.failed(idx, err, rule, attempt, outcome.wait)).await?;
                 }
             }
         }
@@ -196,6 +177,74 @@ pub(crate) fn route<'a>(
 pub(crate) fn record_on_request_span(field: &str, value: &str) {
     if tracing::level_enabled!(tracing::Level::INFO) {
         tracing::Span::current().record(field, value);
+    }
+}
+
+/// What a call's result means for its settlement and for what comes next, the same for a
+/// plain and a streamed attempt (`route/stream.rs`): the policy row of an error, the actual
+/// cost of a success, and how long a rate limit keeps the provider out.
+pub(super) struct Outcome {
+    rule: Option<Rule>,
+    cost_usd: Option<f64>,
+    wait: Duration,
+}
+
+impl Outcome {
+    /// The outcome of `result`, a call for `req` on `model` (its catalog entry `spec`) whose
+    /// tokens were estimated as `estimate`.
+    fn of(
+        snap: &Snapshot,
+        result: &Result<ProviderResponse, ProviderError>,
+        model: &str,
+        spec: Option<&ModelSpec>,
+        req: &ImageRequest,
+        estimate: &TokenEstimate,
+    ) -> Self {
+        let settings = &snap.settings;
+        Outcome {
+            rule: result
+                .as_ref()
+                .err()
+                .map(|e| policy::rule(&e.kind, settings.policy())),
+            cost_usd: result.as_ref().ok().and_then(|resp| {
+                let usage = resp.usage.as_ref();
+                let cost = snap.costs.actual(model, spec, req, usage, estimate).ok();
+                cost.map(|c| c.usd)
+            }),
+            wait: match result {
+                Err(e) => e.retry_after.unwrap_or(settings.rate_limit_wait),
+                Ok(_) => settings.rate_limit_wait,
+            },
+        }
+    }
+
+    /// The settlement's arguments (`excluded`: time within the call that was not the
+    /// provider's; `best_latency`: see [`SettleArgs::best_latency`]).
+    fn settle_args<'a>(
+        &self,
+        snap: &'a Snapshot,
+        model: &'a str,
+        clock: &'a SharedClock,
+        best_latency: &'a (dyn Fn() -> Option<Duration> + Sync),
+        excluded: Duration,
+    ) -> SettleArgs<'a> {
+        SettleArgs {
+            rule: self.rule,
+            model,
+            cost_usd: self.cost_usd,
+            cooldown: snap.settings.cooldown,
+            rate_limit_wait: self.wait,
+            clock: clock.as_ref(),
+            best_latency,
+            excluded,
+        }
+    }
+
+    /// The policy row of `err`, the error this outcome is of (`rule` is `Some` for every
+    /// error: it was computed from the same result).
+    fn rule_of(&self, err: &ProviderError, settings: &Settings) -> Rule {
+        self.rule
+            .unwrap_or_else(|| policy::rule(&err.kind, settings.policy()))
     }
 }
 

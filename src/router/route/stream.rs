@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{call, later, Attempted, Leg, Run};
+use super::{call, later, Attempted, Leg, Outcome, Run};
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind, ProviderError, Skip, SkipReason};
 use crate::metrics as m;
@@ -34,8 +34,7 @@ use crate::quota::tokens;
 use crate::request::{ImageRequest, RequestClass, Unsupported};
 use crate::response::ProviderResponse;
 use crate::router::plan::{plan, resolve_model, Latency};
-use crate::router::policy;
-use crate::router::slot::{SettleArgs, Slot};
+use crate::router::slot::Slot;
 use crate::router::snapshot::Snapshot;
 use crate::router::store::Demand;
 use crate::stream::{ProviderEvent, StreamEvent, StreamOptions};
@@ -187,29 +186,11 @@ pub(crate) async fn route_model(
 
         // Settle exactly as a plain request: usage from `completed` reconciles the
         // reservation; a failure applies its policy row.
-        let rule = result
-            .as_ref()
-            .err()
-            .map(|e| policy::rule(&e.kind, settings.policy()));
-        let cost = result.as_ref().ok().and_then(|resp| {
-            let usage = resp.usage.as_ref();
-            snap.costs.actual(&model, spec, &req, usage, &estimate).ok()
-        });
-        let wait = match &result {
-            Err(e) => e.retry_after.unwrap_or(settings.rate_limit_wait),
-            Ok(_) => settings.rate_limit_wait,
-        };
-        let args = SettleArgs {
-            rule,
-            model: &model,
-            cost_usd: cost.as_ref().map(|c| c.usd),
-            cooldown: settings.cooldown,
-            rate_limit_wait: wait,
-            clock: clock.as_ref(),
-            best_latency: &|| crate::router::plan::latency_floor(snap.providers.iter()),
-            // The caller's time holding events is not the provider's latency.
-            excluded: caller.total().saturating_sub(held_before),
-        };
+        let outcome = Outcome::of(snap, &result, &model, spec, &req, &estimate);
+        let best_latency = || crate::router::plan::latency_floor(snap.providers.iter());
+        // The caller's time holding events is not the provider's latency.
+        let excluded = caller.total().saturating_sub(held_before);
+        let args = outcome.settle_args(snap, &model, clock, &best_latency, excluded);
         if let Some(rest) = slot.settle(admitted, pass, in_flight, &result, args) {
             rest.await;
         }
@@ -223,12 +204,12 @@ pub(crate) async fn route_model(
         };
         match result {
             Ok(resp) => {
-                let cost_usd = cost.map(|c| c.usd);
+                let cost_usd = outcome.cost_usd;
                 let (images, tokens) = (demand.images, demand.tokens);
                 return Ok(run.served(snap, slot, resp, model, cost_usd, a, images, tokens));
             }
             Err(err) => {
-                let rule = rule.unwrap_or_else(|| policy::rule(&err.kind, settings.policy()));
+                let rule = outcome.rule_of(&err, settings);
                 if partials > 0 {
                     if !options.restart_elsewhere {
                         // Partials were shown: no silent restart elsewhere.
@@ -253,7 +234,7 @@ pub(crate) async fn route_model(
                     };
                     let _ = tx.send(Ok(restarted)).await;
                 }
-                run.failed(idx, err, rule, a, wait).await?;
+                run.failed(idx, err, rule, a, outcome.wait).await?;
             }
         }
     }
