@@ -19,15 +19,18 @@ use tracing::Instrument;
 
 use super::plan::{plan, resolve_model, Latency, Plan};
 use super::policy::{self, Decision, Rule};
-use super::slot::{SettleArgs, Slot};
+use super::slot::{Admitted, SettleArgs, Slot};
 use super::snapshot::{Settings, Snapshot};
 use super::store::Demand;
+use crate::breaker::BreakerPass;
 use crate::catalog::ModelSpec;
 use crate::clock::SharedClock;
 use crate::error::{Attempt, Skip, SkipReason};
 use crate::error::{Error, ErrorKind, ProviderError};
+use crate::health::InFlight;
 use crate::metrics as m;
 use crate::provider::CallContext;
+use crate::quota::cost::{Cost, PriceUnknown};
 use crate::quota::limiter::Denied;
 use crate::quota::tokens::{self, TokenEstimate};
 use crate::request::ImageRequest;
@@ -108,32 +111,16 @@ pub(crate) fn route<'a>(
 
         while let Some(idx) = run.next().await {
             let slot = &snap.providers[idx];
-            // Admit: rate-limit room and budget in one step; the guard gives them back if the
-            // request is never sent.
-            let mut admitted = match slot.admit(demand, est_cost.clone()).await {
-                Ok(a) => a,
-                Err(refusal) => {
-                    run.refused(slot, idx, refusal);
-                    continue;
-                }
-            };
-            let pass = match super::probe::breaker_pass(snap, slot, &model, run.deadline).await {
-                Ok(p) => p,
-                Err(message) => {
-                    drop(admitted);
-                    run.skip(slot, SkipReason::CircuitOpen { message });
-                    continue;
-                }
+            // Admit: rate-limit room, budget and the breaker's pass.
+            let Some((mut admitted, pass)) = run.admit(snap, idx, demand, &est_cost, &model).await
+            else {
+                continue;
             };
 
             // Call.
-            let retry = u32::from(run.retried.contains(&idx));
-            let wire_model = slot.provider.wire_model(&model);
-            let score = run.plan.score(snap, idx);
-            run.attempted.push(idx);
-            admitted.mark_sent();
-            let in_flight = slot.health.start();
-            let (result, took) = call(slot, &req, run.attempt_timeout(), retry).await;
+            let (mut attempt, in_flight) = run.begin(snap, idx, &model, &mut admitted);
+            let (result, took) = call(slot, &req, run.attempt_timeout(), attempt.retry).await;
+            attempt.took = took;
 
             // Settle: one outcome, applied to every component as the policy row says.
             let outcome = Outcome::of(snap, &result, &model, spec, &req, &estimate);
@@ -145,12 +132,6 @@ pub(crate) fn route<'a>(
             super::publish_gauges(snap, slot, &model);
 
             // Decide.
-            let attempt = Attempted {
-                model: wire_model,
-                took,
-                retry,
-                score,
-            };
             match result {
                 Ok(resp) => {
                     let cost_usd = outcome.cost_usd;
@@ -320,6 +301,58 @@ impl<'s> Run<'s> {
             Some(i) => Some(i),
             None => wait_for_room(&mut self.waiting, self.wait_limit).await,
         }
+    }
+
+    /// Takes provider `idx` for an attempt, the same for a plain and a streamed request:
+    /// rate-limit room and budget in one step (the guard gives them back if the request is
+    /// never sent), then the breaker's pass. `None` when either refuses; the refusal is
+    /// recorded (a skip, or a wait for room).
+    async fn admit<'p>(
+        &mut self,
+        snap: &'p Snapshot,
+        idx: usize,
+        demand: Demand<'_>,
+        cost: &Result<Cost, PriceUnknown>,
+        model: &str,
+    ) -> Option<(Admitted<'p>, BreakerPass)> {
+        let slot = &snap.providers[idx];
+        let admitted = match slot.admit(demand, cost.clone()).await {
+            Ok(a) => a,
+            Err(refusal) => {
+                self.refused(slot, idx, refusal);
+                return None;
+            }
+        };
+        match super::probe::breaker_pass(snap, slot, model, self.deadline).await {
+            Ok(pass) => Some((admitted, pass)),
+            Err(message) => {
+                drop(admitted);
+                self.skip(slot, SkipReason::CircuitOpen { message });
+                None
+            }
+        }
+    }
+
+    /// Starts the attempt on provider `idx`, admitted with its breaker's pass: from now on
+    /// the provider may bill the request. Gives what is known of the attempt before its
+    /// result (`took` is set after the call) and health's record of the call in flight.
+    fn begin(
+        &mut self,
+        snap: &Snapshot,
+        idx: usize,
+        model: &str,
+        admitted: &mut Admitted<'_>,
+    ) -> (Attempted, InFlight) {
+        let slot = &snap.providers[idx];
+        let attempt = Attempted {
+            retry: u32::from(self.retried.contains(&idx)),
+            model: slot.provider.wire_model(model),
+            score: self.plan.score(snap, idx),
+            took: Duration::ZERO,
+        };
+        self.attempted.push(idx);
+        admitted.mark_sent();
+        (attempt, slot.health.start())
     }
 
     fn attempt_timeout(&self) -> Duration {

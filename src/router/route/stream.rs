@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{call, later, Attempted, Leg, Outcome, Run};
+use super::{call, later, Leg, Outcome, Run};
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind, ProviderError, Skip, SkipReason};
 use crate::metrics as m;
@@ -129,53 +129,29 @@ pub(crate) async fn route_model(
         let Some(mode) = modes.get(idx).copied().flatten() else {
             continue;
         };
-        let mut admitted = match slot.admit(demand, est_cost.clone()).await {
-            Ok(a) => a,
-            Err(refusal) => {
-                run.refused(slot, idx, refusal);
-                continue;
-            }
-        };
-        let pass = match crate::router::probe::breaker_pass(snap, slot, &model, run.deadline).await
-        {
-            Ok(p) => p,
-            Err(message) => {
-                drop(admitted);
-                run.skip(slot, SkipReason::CircuitOpen { message });
-                continue;
-            }
+        let Some((mut admitted, pass)) = run.admit(snap, idx, demand, &est_cost, &model).await
+        else {
+            continue;
         };
 
-        let retry = u32::from(run.retried.contains(&idx));
-        let wire_model = slot.provider.wire_model(&model);
-        let score = run.plan.score(snap, idx);
-        run.attempted.push(idx);
-        admitted.mark_sent();
-        let in_flight = slot.health.start();
+        let (mut a, in_flight) = run.begin(snap, idx, &model, &mut admitted);
         let timeout = run.attempt_timeout();
         let held_before = caller.total();
         let (result, took, partials) = match mode {
             Mode::Stream => {
                 let t0 = Instant::now();
                 let (result, partials) = attempt(
-                    slot,
-                    &streamed,
-                    &wire_model,
-                    timeout,
-                    retry,
-                    options,
-                    tx,
-                    caller,
+                    slot, &streamed, &a.model, timeout, a.retry, options, tx, caller,
                 )
                 .await;
                 (result, t0.elapsed(), partials)
             }
             Mode::Whole => {
-                let (result, took) = call(slot, &req, timeout, retry).await;
+                let (result, took) = call(slot, &req, timeout, a.retry).await;
                 if result.is_ok() {
                     let serving = StreamEvent::Serving {
                         provider: slot.name().to_string(),
-                        model: wire_model.clone(),
+                        model: a.model.clone(),
                         streaming: false,
                     };
                     let _ = tx.send(Ok(serving)).await;
@@ -196,12 +172,7 @@ pub(crate) async fn route_model(
         }
         crate::router::publish_gauges(snap, slot, &model);
 
-        let a = Attempted {
-            model: wire_model,
-            took,
-            retry,
-            score,
-        };
+        a.took = took;
         match result {
             Ok(resp) => {
                 let cost_usd = outcome.cost_usd;
